@@ -1,0 +1,36 @@
+//! The `ndeploy` binary: argument parsing and output only; all logic lives in
+//! the library crates.
+
+mod store_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ndeploy", version, about = "NixOS fleet deployment: in-process evaluation, fast store transfer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Nix store formats: NAR dump/restore, path hashing, derivations.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Store(cmd) => store_cmd::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

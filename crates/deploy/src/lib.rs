@@ -1,0 +1,1 @@
+//! ndeploy-deploy: SSH, push, build, activation, rollback and fleet selection.

@@ -1,0 +1,1 @@
+//! ndeploy-eval: a lazy, thread-safe Nix evaluator.

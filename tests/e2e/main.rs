@@ -1,0 +1,6 @@
+//! End-to-end tests: the `ndeploy` binary against real C++ Nix (and, for the
+//! transfer tests, real sshd). They need `nix-store`, `nix-instantiate` and
+//! friends on PATH; `scripts/test` installs them. A missing tool is a test
+//! failure, not a skip.
+
+mod support;

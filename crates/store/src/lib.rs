@@ -7,3 +7,6 @@
 pub mod hash;
 pub mod nixbase32;
 pub mod store_path;
+pub mod content_address;
+pub mod path_info;
+pub mod signature;

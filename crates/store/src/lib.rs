@@ -8,5 +8,6 @@ pub mod hash;
 pub mod nixbase32;
 pub mod store_path;
 pub mod content_address;
+pub mod narinfo;
 pub mod path_info;
 pub mod signature;

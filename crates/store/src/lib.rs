@@ -5,6 +5,7 @@
 //! the daemon client over any async byte stream).
 
 pub mod hash;
+pub mod nar;
 pub mod nixbase32;
 pub mod store_path;
 pub mod content_address;

@@ -3,4 +3,5 @@
 //! friends on PATH; `scripts/test` installs them. A missing tool is a test
 //! failure, not a skip.
 
+mod paths;
 mod support;

@@ -12,3 +12,4 @@ pub mod content_address;
 pub mod narinfo;
 pub mod path_info;
 pub mod signature;
+pub mod daemon;

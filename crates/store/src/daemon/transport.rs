@@ -1,0 +1,53 @@
+//! Ways to reach a daemon: its Unix socket, or a `nix-daemon --stdio` child.
+//!
+//! Both split the byte stream into a reader and a writer half and hand them
+//! to [`DaemonConnection::handshake`]; an SSH channel would do the same.
+//! A spawned child is returned with its [`Child`] handle so the caller decides
+//! its lifetime; it is killed if the handle is dropped.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use super::{DEFAULT_SOCKET_PATH, DaemonConnection, DaemonError, Result};
+use crate::store_path::StoreDir;
+
+/// A connection over a Unix socket.
+pub type UnixConnection = DaemonConnection<OwnedReadHalf, OwnedWriteHalf>;
+
+/// Connect to the daemon listening on the Unix socket at `path`.
+pub async fn connect_unix(path: impl AsRef<Path>, store_dir: StoreDir) -> Result<UnixConnection> {
+    let stream = UnixStream::connect(path.as_ref()).await.map_err(|source| DaemonError::Source {
+        what: format!("the daemon socket '{}'", path.as_ref().display()),
+        source,
+    })?;
+    let (r, w) = stream.into_split();
+    DaemonConnection::handshake(r, w, store_dir).await
+}
+
+/// Connect to the local multi-user daemon (`/nix/var/nix/daemon-socket/socket`).
+pub async fn connect_local() -> Result<UnixConnection> {
+    connect_unix(DEFAULT_SOCKET_PATH, StoreDir::from_env()).await
+}
+
+/// A daemon running as our child, speaking over its stdin/stdout.
+pub struct SpawnedDaemon {
+    pub conn: DaemonConnection<ChildStdout, ChildStdin>,
+    pub child: Child,
+}
+
+/// Start `command` (e.g. `nix-daemon --stdio --store local?root=DIR`) with
+/// piped stdin/stdout and open a session over them. Its stderr is inherited.
+pub async fn spawn_stdio(mut command: Command, store_dir: StoreDir) -> Result<SpawnedDaemon> {
+    let name = format!("{:?}", command.as_std());
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).kill_on_drop(true);
+    let mut child = command.spawn().map_err(|source| DaemonError::Spawn { command: name.clone(), source })?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(DaemonError::Spawn { command: name, source: std::io::Error::other("no stdio pipes") });
+    };
+    let conn = DaemonConnection::handshake(stdout, stdin, store_dir).await?;
+    Ok(SpawnedDaemon { conn, child })
+}

@@ -9,6 +9,7 @@ pub mod nar;
 pub mod nixbase32;
 pub mod store_path;
 pub mod content_address;
+pub mod derivation;
 pub mod narinfo;
 pub mod path_info;
 pub mod signature;

@@ -1,0 +1,202 @@
+//! `hashDerivationModulo`: the hash that identifies a derivation "modulo"
+//! fixed-output derivations, from which output paths are computed.
+//!
+//! - A fixed-output derivation hashes to
+//!   `sha256("fixed:out:<r:?><algo>:<base16 hash>:<output path>")`, so its
+//!   dependents do not change when only how it fetches changes.
+//! - Any other derivation hashes to the sha256 of its ATerm in which every
+//!   input derivation path is replaced by the base16 of that input's (unmasked)
+//!   modulo hash, re-sorted by that key (inputs with equal hashes merge their
+//!   output sets). With `mask`, output paths and output env vars print empty:
+//!   that is the hash used while computing a derivation's own output paths.
+//! - Impure derivations hash to `sha256("impure")`.
+//!
+//! [`Derivation::hash_modulo`] is pure: input hashes come from a lookup
+//! closure. [`ModuloHashCache`] memoises hashes by `.drv` path and walks a DAG
+//! of derivations read on demand with an explicit stack (no recursion, so deep
+//! chains cannot overflow the stack), each derivation read and hashed once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::aterm::{self, ReplacedInputs};
+use super::{Derivation, DerivationError, DerivationKind, DerivationOutput, method_prefix};
+use crate::hash::{Hash, HashAlgo, Hasher};
+use crate::store_path::{StoreDir, StorePath};
+
+impl Derivation {
+    /// Nix's `hashDerivationModulo(drv, mask)`. `lookup` returns the unmasked
+    /// modulo hash of an input derivation; it is called once per input.
+    pub fn hash_modulo<E: From<DerivationError>>(
+        &self,
+        store_dir: &StoreDir,
+        mask: bool,
+        mut lookup: impl FnMut(&StorePath) -> Result<Hash, E>,
+    ) -> Result<Hash, E> {
+        match self.kind()? {
+            DerivationKind::Fixed => Ok(self.fixed_hash(store_dir)?),
+            DerivationKind::Impure => Ok(Hash::digest(HashAlgo::Sha256, b"impure")),
+            DerivationKind::InputAddressed { .. } | DerivationKind::Floating => {
+                let mut replaced: ReplacedInputs<'_> = BTreeMap::new();
+                for (path, outputs) in &self.input_drvs {
+                    let h = lookup(path)?;
+                    replaced.entry(h.to_base16()).or_default().extend(outputs.iter().map(String::as_str));
+                }
+                let mut hasher = Hasher::new(HashAlgo::Sha256);
+                aterm::write(self, store_dir, mask, Some(&replaced), &mut hasher)?;
+                Ok(hasher.finish())
+            }
+        }
+    }
+
+    /// The modulo hash of a fixed-output derivation (its single output "out").
+    fn fixed_hash(&self, store_dir: &StoreDir) -> Result<Hash, DerivationError> {
+        let mut hasher = Hasher::new(HashAlgo::Sha256);
+        for (name, output) in &self.outputs {
+            if let DerivationOutput::CAFixed { method, hash } = output
+                && let Some(path) = output.path(store_dir, &self.name, name)?
+            {
+                let s = format!(
+                    "fixed:out:{}{}:{}:{}",
+                    method_prefix(*method),
+                    hash.algo(),
+                    hash.to_base16(),
+                    store_dir.display(&path)
+                );
+                hasher.update(s.as_bytes());
+            }
+        }
+        Ok(hasher.finish())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    hash: Hash,
+    /// Fixed-output derivations have only an "out" output to depend on.
+    fixed: bool,
+}
+
+/// Memoised unmasked modulo hashes of `.drv` paths (Nix's `drvHashes`).
+#[derive(Debug, Default, Clone)]
+pub struct ModuloHashCache {
+    entries: HashMap<StorePath, Entry>,
+}
+
+/// One derivation on the walk's stack: its inputs still to visit.
+struct Frame {
+    path: StorePath,
+    drv: Derivation,
+    pending: Vec<StorePath>,
+}
+
+impl ModuloHashCache {
+    pub fn new() -> ModuloHashCache {
+        ModuloHashCache::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The memoised hash of `drv_path`, if computed.
+    pub fn get(&self, drv_path: &StorePath) -> Option<Hash> {
+        self.entries.get(drv_path).map(|e| e.hash)
+    }
+
+    /// Record `drv` (whose `.drv` path is `drv_path`): computes its unmasked
+    /// modulo hash from the memoised hashes of its inputs, which must all be
+    /// known already (true when derivations are added in creation order).
+    pub fn add(&mut self, store_dir: &StoreDir, drv_path: StorePath, drv: &Derivation) -> Result<Hash, DerivationError> {
+        let hash = self.hash_known(store_dir, drv, false)?;
+        let fixed = drv.kind()? == DerivationKind::Fixed;
+        self.entries.insert(drv_path, Entry { hash, fixed });
+        Ok(hash)
+    }
+
+    /// `drv.hash_modulo(mask)` with inputs from this cache only; an input not
+    /// in the cache is an error.
+    pub fn hash_known(&self, store_dir: &StoreDir, drv: &Derivation, mask: bool) -> Result<Hash, DerivationError> {
+        self.check_inputs(drv)?;
+        drv.hash_modulo(store_dir, mask, |p| self.lookup(p))
+    }
+
+    /// The memoised hash of `drv_path`, or [`DerivationError::UnknownInput`]:
+    /// a lookup for [`Derivation::hash_modulo`] and [`Derivation::compute_output_paths`].
+    pub fn lookup(&self, drv_path: &StorePath) -> Result<Hash, DerivationError> {
+        self.get(drv_path).ok_or_else(|| DerivationError::UnknownInput(drv_path.to_string()))
+    }
+
+    /// Check that every input of `drv` is known and that `drv` uses only the
+    /// "out" output of fixed-output inputs (Nix: "no hash for output").
+    pub fn check_inputs(&self, drv: &Derivation) -> Result<(), DerivationError> {
+        for (input, outputs) in &drv.input_drvs {
+            let entry = self.entries.get(input).ok_or_else(|| DerivationError::UnknownInput(input.to_string()))?;
+            if let Some(output) = outputs.iter().find(|o| entry.fixed && *o != "out") {
+                return Err(DerivationError::NoSuchOutput {
+                    drv: drv.name.clone(),
+                    input: input.to_string(),
+                    output: output.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `drv.hash_modulo(mask)`, first computing (and memoising) the hashes of
+    /// all derivations it depends on, read with `read` as needed.
+    pub fn hash_modulo<E: From<DerivationError>>(
+        &mut self,
+        store_dir: &StoreDir,
+        drv: &Derivation,
+        mask: bool,
+        mut read: impl FnMut(&StorePath) -> Result<Derivation, E>,
+    ) -> Result<Hash, E> {
+        for input in drv.input_drvs.keys() {
+            self.hash_path(store_dir, input, &mut read)?;
+        }
+        Ok(self.hash_known(store_dir, drv, mask)?)
+    }
+
+    /// The unmasked modulo hash of the derivation at `drv_path`, reading it
+    /// and everything it depends on (not yet memoised) with `read`.
+    pub fn hash_path<E: From<DerivationError>>(
+        &mut self,
+        store_dir: &StoreDir,
+        drv_path: &StorePath,
+        mut read: impl FnMut(&StorePath) -> Result<Derivation, E>,
+    ) -> Result<Hash, E> {
+        if let Some(h) = self.get(drv_path) {
+            return Ok(h);
+        }
+        let mut on_stack: HashSet<StorePath> = HashSet::new();
+        let mut stack: Vec<Frame> = Vec::new();
+        let mut push = |path: &StorePath, stack: &mut Vec<Frame>, on_stack: &mut HashSet<StorePath>, this: &Self| {
+            let drv = read(path)?;
+            let pending = drv.input_drvs.keys().filter(|p| !this.entries.contains_key(*p)).cloned().collect();
+            on_stack.insert(path.clone());
+            stack.push(Frame { path: path.clone(), drv, pending });
+            Ok::<(), E>(())
+        };
+        push(drv_path, &mut stack, &mut on_stack, self)?;
+        while let Some(frame) = stack.last_mut() {
+            if let Some(next) = frame.pending.pop() {
+                if self.entries.contains_key(&next) {
+                    continue;
+                }
+                if on_stack.contains(&next) {
+                    return Err(DerivationError::Cycle(next.to_string()).into());
+                }
+                push(&next, &mut stack, &mut on_stack, self)?;
+                continue;
+            }
+            let Some(frame) = stack.pop() else { break };
+            on_stack.remove(&frame.path);
+            self.add(store_dir, frame.path, &frame.drv)?;
+        }
+        Ok(self.lookup(drv_path)?)
+    }
+}

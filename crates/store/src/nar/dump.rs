@@ -20,8 +20,8 @@ use super::encoder::{EncodeError, NarEncoder};
 
 #[derive(Debug, Error)]
 pub enum DumpError {
-    #[error("{op} '{}': {source}", path.display())]
-    Io { op: &'static str, path: PathBuf, source: io::Error },
+    #[error("{op} '{}': {error}", path.display())]
+    Io { op: &'static str, path: PathBuf, error: io::Error },
     #[error("file '{}' has an unsupported type", .0.display())]
     UnsupportedType(PathBuf),
     #[error(transparent)]
@@ -29,7 +29,7 @@ pub enum DumpError {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DumpError + 'a {
-    move |source| DumpError::Io { op, path: path.to_owned(), source }
+    move |error| DumpError::Io { op, path: path.to_owned(), error }
 }
 
 /// A directory being walked: its entry names, sorted, and the next one to dump.

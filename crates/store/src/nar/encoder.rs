@@ -20,10 +20,11 @@ use super::{BUF_SIZE, MAGIC, is_valid_name, padding, show_bytes};
 
 #[derive(Debug, Error)]
 pub enum EncodeError {
+    /// Kept out of `source()` so that printing the chain does not repeat it.
     #[error("writing NAR: {0}")]
-    Io(#[from] io::Error),
-    #[error("reading contents of {what}: {source}")]
-    Read { what: String, source: io::Error },
+    Io(io::Error),
+    #[error("reading contents of {what}: {error}")]
+    Read { what: String, error: io::Error },
     #[error("contents of {what} ended after {read} of {expected} bytes")]
     ShortContents { what: String, read: u64, expected: u64 },
     #[error("invalid NAR entry name '{0}' (empty, '.', '..', or contains '/' or NUL)")]
@@ -34,6 +35,12 @@ pub enum EncodeError {
     InvalidTarget,
     #[error("NAR encoder misuse: {0}")]
     Misuse(&'static str),
+}
+
+impl From<io::Error> for EncodeError {
+    fn from(e: io::Error) -> Self {
+        EncodeError::Io(e)
+    }
 }
 
 /// Where the encoder is in the grammar.
@@ -210,7 +217,7 @@ impl<W: Write> NarEncoder<W> {
                 Ok(0) => return Err(EncodeError::ShortContents { what: what(), read: size - left, expected: size }),
                 Ok(n) => n.min(room),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(EncodeError::Read { what: what(), source }),
+                Err(error) => return Err(EncodeError::Read { what: what(), error }),
             };
             self.len += n;
             left -= n as u64;

@@ -30,8 +30,9 @@ pub const MAX_TAG_LEN: usize = 16;
 
 #[derive(Debug, Error)]
 pub enum NarReadError {
+    /// Kept out of `source()` so that printing the chain does not repeat it.
     #[error("reading NAR: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error("input is not a NAR (it does not start with 'nix-archive-1')")]
     BadMagic,
     #[error("NAR is truncated: input ended at byte {offset}")]
@@ -54,8 +55,14 @@ pub enum NarReadError {
     InvalidTarget { path: String },
     #[error("trailing data after the end of the NAR at byte {offset}")]
     TrailingData { offset: u64 },
-    #[error("{op} '{}': {source}", path.display())]
-    Sink { op: &'static str, path: PathBuf, source: io::Error },
+    #[error("{op} '{}': {error}", path.display())]
+    Sink { op: &'static str, path: PathBuf, error: io::Error },
+}
+
+impl From<io::Error> for NarReadError {
+    fn from(e: io::Error) -> Self {
+        NarReadError::Io(e)
+    }
 }
 
 /// Receives the objects of a NAR in document order. Returning an error stops

@@ -23,7 +23,7 @@ pub fn hash_path(algo: HashAlgo, path: &Path) -> Result<(Hash, u64), DumpError> 
 
 /// The hash of the contents of the file at `path`, and its size.
 pub fn hash_file(algo: HashAlgo, path: &Path) -> Result<(Hash, u64), DumpError> {
-    let err = |op: &'static str| move |source| DumpError::Io { op, path: PathBuf::from(path), source };
+    let err = |op: &'static str| move |error| DumpError::Io { op, path: PathBuf::from(path), error };
     let mut file = File::open(path).map_err(err("opening file"))?;
     let mut hasher = Hasher::new(algo);
     let mut buf = vec![0u8; BUF_SIZE];

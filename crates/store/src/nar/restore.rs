@@ -46,7 +46,7 @@ impl RestoreSink {
 }
 
 fn sink_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> NarReadError + 'a {
-    move |source| NarReadError::Sink { op, path: path.to_owned(), source }
+    move |error| NarReadError::Sink { op, path: path.to_owned(), error }
 }
 
 impl NarVisitor for RestoreSink {

@@ -1,1 +1,2 @@
 //! ndeploy-eval: a lazy, thread-safe Nix evaluator.
+pub mod support;

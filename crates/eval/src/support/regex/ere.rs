@@ -1,0 +1,712 @@
+//! Parser for POSIX extended regular expressions as libstdc++'s
+//! `std::regex::extended` accepts them (what C++ Nix 2.8 uses), and their
+//! translation into `regex-automata` syntax.
+//!
+//! Design: the pattern is parsed as bytes into a small AST, validated with
+//! libstdc++'s rules, and re-emitted in the Rust regex syntax with every
+//! non-alphanumeric byte written as `\xHH`, to be compiled with Unicode
+//! mode off, so matching is byte-wise like libstdc++'s (`.` matches one
+//! byte of a multi-byte UTF-8 character). Rules implemented (each checked
+//! against Nix 2.8):
+//! - `\` may only escape one of `^$\.*+?()[]{}|`; anything else (`\d`,
+//!   `\n`, `\1`, `\/`) is an invalid regex;
+//! - a quantifier (`*`, `+`, `?`, `{`) needs an atom before it; `^` and `$`
+//!   are anchors, not atoms; stacked quantifiers (`a+?`, `a**`,
+//!   `x{1,2}{3}`) each apply to the previous result (`?` is never lazy);
+//! - `{n}`, `{n,}`, `{n,m}` with `n <= m`; any other `{` is invalid, while a
+//!   lone `}` or `]` is a literal;
+//! - `()` and empty alternatives are allowed; `(`/`)` must balance;
+//! - bracket expressions: `]` first is literal, `\` is literal, `-` is
+//!   literal first or last, ranges must be ordered, a range may not follow a
+//!   range or start/end at a class; `[:name:]` classes (case-insensitive,
+//!   plus libstdc++'s `d`, `w`, `s`), `[=c=]` and `[.c.]` / `[.name.]` with
+//!   POSIX collating-symbol names;
+//! - `.` matches any byte but NUL, newlines included; `^`/`$` match only at
+//!   the ends of the whole string.
+//!
+//! Invariants: AST depth is bounded by [`MAX_DEPTH`] (nesting of groups
+//! and stacked quantifiers) so emitting and dropping cannot overflow the
+//! stack; patterns whose expansion would exceed libstdc++'s NFA state limit
+//! (approximated by [`STATE_LIMIT`]) are reported as too big, which Nix
+//! reports as "memory limit exceeded".
+
+use std::fmt::Write;
+
+/// Maximum nesting of groups plus stacked quantifiers.
+pub(super) const MAX_DEPTH: usize = 200;
+
+/// libstdc++'s `_GLIBCXX_REGEX_STATE_LIMIT`.
+pub(super) const STATE_LIMIT: u64 = 100_000;
+
+/// Why a pattern was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum EreError {
+    /// Not a valid ERE for libstdc++.
+    Invalid,
+    /// Valid, but too large to compile.
+    TooBig,
+}
+
+/// A 256-bit byte set.
+#[derive(Clone, PartialEq, Eq)]
+struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    fn new() -> Self {
+        ByteSet([0; 4])
+    }
+
+    fn insert(&mut self, b: u8) {
+        if let Some(word) = self.0.get_mut(usize::from(b >> 6)) {
+            *word |= 1 << (b & 63);
+        }
+    }
+
+    fn insert_range(&mut self, lo: u8, hi: u8) {
+        for b in lo..=hi {
+            self.insert(b);
+        }
+    }
+
+    fn insert_where(&mut self, pred: impl Fn(u8) -> bool) {
+        for b in 0..=u8::MAX {
+            if pred(b) {
+                self.insert(b);
+            }
+        }
+    }
+
+    fn contains(&self, b: u8) -> bool {
+        self.0
+            .get(usize::from(b >> 6))
+            .is_some_and(|w| w & (1 << (b & 63)) != 0)
+    }
+
+    fn negate(&mut self) {
+        for w in &mut self.0 {
+            *w = !*w;
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Node {
+    Literal(u8),
+    Set(Box<ByteSet>),
+    Start,
+    End,
+    Group(Box<Node>),
+    Concat(Vec<Node>),
+    Alt(Vec<Node>),
+    Repeat {
+        node: Box<Node>,
+        min: u32,
+        max: Option<u32>,
+    },
+}
+
+/// The translation of one ERE.
+pub(super) struct Translation {
+    /// Pattern for matches that may end at the end of the string.
+    pub at_end: String,
+    /// Pattern in which `$` can never match, for matches ending before the
+    /// end of the string; `None` if the ERE has no `$`.
+    pub inner: Option<String>,
+    /// Number of capture groups.
+    pub groups: usize,
+}
+
+/// Parses and translates an ERE.
+pub(super) fn translate(pattern: &[u8]) -> Result<Translation, EreError> {
+    let mut parser = Parser {
+        input: pattern,
+        pos: 0,
+        groups: 0,
+        has_end: false,
+    };
+    let ast = parser.parse_alt(0)?;
+    if parser.pos != pattern.len() {
+        // Only an unbalanced ')' stops the top-level parse early.
+        return Err(EreError::Invalid);
+    }
+    if cost(&ast) > STATE_LIMIT {
+        return Err(EreError::TooBig);
+    }
+    let emit_all = |end_matches: bool| {
+        let mut out = String::with_capacity(pattern.len() * 4 + 8);
+        out.push_str("(?:");
+        emit(&ast, end_matches, &mut out);
+        out.push(')');
+        out
+    };
+    Ok(Translation {
+        at_end: emit_all(true),
+        inner: parser.has_end.then(|| emit_all(false)),
+        groups: parser.groups,
+    })
+}
+
+struct Parser<'a> {
+    input: &'a [u8],
+    pos: usize,
+    groups: usize,
+    has_end: bool,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.input.get(self.pos).copied()
+    }
+
+    fn peek_at(&self, offset: usize) -> Option<u8> {
+        self.input.get(self.pos + offset).copied()
+    }
+
+    fn bump(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.pos += 1;
+        Some(c)
+    }
+
+    fn parse_alt(&mut self, depth: usize) -> Result<Node, EreError> {
+        if depth > MAX_DEPTH {
+            return Err(EreError::Invalid);
+        }
+        let mut branches = vec![self.parse_concat(depth)?];
+        while self.peek() == Some(b'|') {
+            self.pos += 1;
+            branches.push(self.parse_concat(depth)?);
+        }
+        Ok(if branches.len() == 1 {
+            branches.pop().unwrap_or(Node::Concat(Vec::new()))
+        } else {
+            Node::Alt(branches)
+        })
+    }
+
+    fn parse_concat(&mut self, depth: usize) -> Result<Node, EreError> {
+        let mut items = Vec::new();
+        while let Some(c) = self.peek() {
+            let atom = match c {
+                b'|' => break,
+                b')' if depth > 0 => break,
+                b')' => return Err(EreError::Invalid),
+                b'^' | b'$' => {
+                    self.pos += 1;
+                    if matches!(self.peek(), Some(b'*' | b'+' | b'?' | b'{')) {
+                        return Err(EreError::Invalid);
+                    }
+                    items.push(if c == b'^' {
+                        Node::Start
+                    } else {
+                        self.has_end = true;
+                        Node::End
+                    });
+                    continue;
+                }
+                b'*' | b'+' | b'?' | b'{' => return Err(EreError::Invalid),
+                b'(' => {
+                    self.pos += 1;
+                    self.groups += 1;
+                    let inner = self.parse_alt(depth + 1)?;
+                    if self.bump() != Some(b')') {
+                        return Err(EreError::Invalid);
+                    }
+                    Node::Group(Box::new(inner))
+                }
+                b'.' => {
+                    self.pos += 1;
+                    let mut set = ByteSet::new();
+                    set.insert_range(1, u8::MAX);
+                    Node::Set(Box::new(set))
+                }
+                b'[' => {
+                    self.pos += 1;
+                    Node::Set(Box::new(self.parse_bracket()?))
+                }
+                b'\\' => {
+                    self.pos += 1;
+                    match self.bump() {
+                        Some(e) if b"^$\\.*+?()[]{}|".contains(&e) => Node::Literal(e),
+                        _ => return Err(EreError::Invalid),
+                    }
+                }
+                _ => {
+                    self.pos += 1;
+                    Node::Literal(c)
+                }
+            };
+            items.push(self.parse_quantifiers(atom, depth)?);
+        }
+        Ok(if items.len() == 1 {
+            items.pop().unwrap_or(Node::Concat(Vec::new()))
+        } else {
+            Node::Concat(items)
+        })
+    }
+
+    fn parse_quantifiers(&mut self, mut atom: Node, depth: usize) -> Result<Node, EreError> {
+        let mut stacked = depth;
+        loop {
+            let (min, max) = match self.peek() {
+                Some(b'*') => (0, None),
+                Some(b'+') => (1, None),
+                Some(b'?') => (0, Some(1)),
+                Some(b'{') => (0, Some(0)),
+                _ => return Ok(atom),
+            };
+            let brace = self.bump() == Some(b'{');
+            let (min, max) = if brace {
+                self.parse_interval()?
+            } else {
+                (min, max)
+            };
+            stacked += 1;
+            if stacked > MAX_DEPTH {
+                return Err(EreError::Invalid);
+            }
+            atom = Node::Repeat {
+                node: Box::new(atom),
+                min,
+                max,
+            };
+        }
+    }
+
+    /// Parses `n}`, `n,}` or `n,m}` (after the `{`).
+    fn parse_interval(&mut self) -> Result<(u32, Option<u32>), EreError> {
+        let min = self.parse_count()?.ok_or(EreError::Invalid)?;
+        match self.bump() {
+            Some(b'}') => Ok((min, Some(min))),
+            Some(b',') => {
+                let max = self.parse_count()?;
+                if self.bump() != Some(b'}') {
+                    return Err(EreError::Invalid);
+                }
+                match max {
+                    Some(max) if max < min => Err(EreError::Invalid),
+                    max => Ok((min, max)),
+                }
+            }
+            _ => Err(EreError::Invalid),
+        }
+    }
+
+    fn parse_count(&mut self) -> Result<Option<u32>, EreError> {
+        let start = self.pos;
+        let mut value: u64 = 0;
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+            value = value.saturating_mul(10).saturating_add(u64::from(d - b'0'));
+        }
+        if self.pos == start {
+            return Ok(None);
+        }
+        if value > STATE_LIMIT {
+            return Err(EreError::TooBig);
+        }
+        u32::try_from(value).map(Some).map_err(|_| EreError::TooBig)
+    }
+
+    /// Parses a bracket expression after its `[`.
+    fn parse_bracket(&mut self) -> Result<ByteSet, EreError> {
+        let mut set = ByteSet::new();
+        let negate = self.peek() == Some(b'^');
+        if negate {
+            self.pos += 1;
+        }
+        let mut first = true;
+        loop {
+            let Some(c) = self.peek() else {
+                return Err(EreError::Invalid);
+            };
+            if c == b']' && !first {
+                self.pos += 1;
+                break;
+            }
+            first = false;
+            match self.parse_bracket_element()? {
+                BracketElement::Class(class) => {
+                    if self.peek() == Some(b'-') && self.peek_at(1) != Some(b']') {
+                        return Err(EreError::Invalid);
+                    }
+                    set.insert_where(class);
+                }
+                BracketElement::Byte(lo) => {
+                    if self.peek() == Some(b'-') && !matches!(self.peek_at(1), Some(b']') | None) {
+                        self.pos += 1;
+                        let BracketElement::Byte(hi) = self.parse_bracket_element()? else {
+                            return Err(EreError::Invalid);
+                        };
+                        if lo > hi {
+                            return Err(EreError::Invalid);
+                        }
+                        set.insert_range(lo, hi);
+                        if self.peek() == Some(b'-') && self.peek_at(1) != Some(b']') {
+                            return Err(EreError::Invalid);
+                        }
+                    } else {
+                        set.insert(lo);
+                    }
+                }
+            }
+        }
+        if negate {
+            set.negate();
+        }
+        Ok(set)
+    }
+
+    fn parse_bracket_element(&mut self) -> Result<BracketElement, EreError> {
+        let c = self.bump().ok_or(EreError::Invalid)?;
+        if c != b'[' {
+            return Ok(BracketElement::Byte(c));
+        }
+        let kind = match self.peek() {
+            Some(k @ (b':' | b'=' | b'.')) => k,
+            _ => return Ok(BracketElement::Byte(b'[')),
+        };
+        self.pos += 1;
+        let start = self.pos;
+        loop {
+            match self.peek() {
+                None => return Err(EreError::Invalid),
+                Some(k) if k == kind && self.peek_at(1) == Some(b']') => break,
+                Some(_) => self.pos += 1,
+            }
+        }
+        let name = self.input.get(start..self.pos).ok_or(EreError::Invalid)?;
+        self.pos += 2;
+        match kind {
+            b':' => class_predicate(name)
+                .map(BracketElement::Class)
+                .ok_or(EreError::Invalid),
+            b'.' => collating_element(name)
+                .map(BracketElement::Byte)
+                .ok_or(EreError::Invalid),
+            _ => match name {
+                [b] => Ok(BracketElement::Byte(*b)),
+                _ => collating_element(name)
+                    .map(BracketElement::Byte)
+                    .ok_or(EreError::Invalid),
+            },
+        }
+    }
+}
+
+enum BracketElement {
+    Byte(u8),
+    Class(fn(u8) -> bool),
+}
+
+/// The character class `[:name:]` (C locale; names are case-insensitive).
+fn class_predicate(name: &[u8]) -> Option<fn(u8) -> bool> {
+    let name = name.to_ascii_lowercase();
+    Some(match name.as_slice() {
+        b"alnum" => |b: u8| b.is_ascii_alphanumeric(),
+        b"alpha" => |b: u8| b.is_ascii_alphabetic(),
+        b"blank" => |b: u8| b == b' ' || b == b'\t',
+        b"cntrl" => |b: u8| b.is_ascii_control(),
+        b"digit" | b"d" => |b: u8| b.is_ascii_digit(),
+        b"graph" => |b: u8| b.is_ascii_graphic(),
+        b"lower" => |b: u8| b.is_ascii_lowercase(),
+        b"print" => |b: u8| b.is_ascii_graphic() || b == b' ',
+        b"punct" => |b: u8| b.is_ascii_punctuation(),
+        b"space" | b"s" => |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c),
+        b"upper" => |b: u8| b.is_ascii_uppercase(),
+        b"xdigit" => |b: u8| b.is_ascii_hexdigit(),
+        b"w" => |b: u8| b.is_ascii_alphanumeric() || b == b'_',
+        _ => return None,
+    })
+}
+
+/// POSIX names of the portable character set, for `[.name.]`.
+const COLLATING_NAMES: &[(&str, u8)] = &[
+    ("NUL", 0),
+    ("SOH", 1),
+    ("STX", 2),
+    ("ETX", 3),
+    ("EOT", 4),
+    ("ENQ", 5),
+    ("ACK", 6),
+    ("alert", 7),
+    ("backspace", 8),
+    ("tab", 9),
+    ("newline", 10),
+    ("vertical-tab", 11),
+    ("form-feed", 12),
+    ("carriage-return", 13),
+    ("SO", 14),
+    ("SI", 15),
+    ("DLE", 16),
+    ("DC1", 17),
+    ("DC2", 18),
+    ("DC3", 19),
+    ("DC4", 20),
+    ("NAK", 21),
+    ("SYN", 22),
+    ("ETB", 23),
+    ("CAN", 24),
+    ("EM", 25),
+    ("SUB", 26),
+    ("ESC", 27),
+    ("IS4", 28),
+    ("IS3", 29),
+    ("IS2", 30),
+    ("IS1", 31),
+    ("space", b' '),
+    ("exclamation-mark", b'!'),
+    ("quotation-mark", b'"'),
+    ("number-sign", b'#'),
+    ("dollar-sign", b'$'),
+    ("percent-sign", b'%'),
+    ("ampersand", b'&'),
+    ("apostrophe", b'\''),
+    ("left-parenthesis", b'('),
+    ("right-parenthesis", b')'),
+    ("asterisk", b'*'),
+    ("plus-sign", b'+'),
+    ("comma", b','),
+    ("hyphen", b'-'),
+    ("hyphen-minus", b'-'),
+    ("period", b'.'),
+    ("full-stop", b'.'),
+    ("slash", b'/'),
+    ("solidus", b'/'),
+    ("zero", b'0'),
+    ("one", b'1'),
+    ("two", b'2'),
+    ("three", b'3'),
+    ("four", b'4'),
+    ("five", b'5'),
+    ("six", b'6'),
+    ("seven", b'7'),
+    ("eight", b'8'),
+    ("nine", b'9'),
+    ("colon", b':'),
+    ("semicolon", b';'),
+    ("less-than-sign", b'<'),
+    ("equals-sign", b'='),
+    ("greater-than-sign", b'>'),
+    ("question-mark", b'?'),
+    ("commercial-at", b'@'),
+    ("left-square-bracket", b'['),
+    ("backslash", b'\\'),
+    ("reverse-solidus", b'\\'),
+    ("right-square-bracket", b']'),
+    ("circumflex", b'^'),
+    ("circumflex-accent", b'^'),
+    ("underscore", b'_'),
+    ("low-line", b'_'),
+    ("grave-accent", b'`'),
+    ("left-brace", b'{'),
+    ("left-curly-bracket", b'{'),
+    ("vertical-line", b'|'),
+    ("right-brace", b'}'),
+    ("right-curly-bracket", b'}'),
+    ("tilde", b'~'),
+    ("DEL", 127),
+];
+
+/// The byte named by a collating symbol: a single byte or a POSIX name.
+fn collating_element(name: &[u8]) -> Option<u8> {
+    match name {
+        [b] => Some(*b),
+        _ => COLLATING_NAMES
+            .iter()
+            .find(|(n, _)| n.as_bytes() == name)
+            .map(|&(_, b)| b),
+    }
+}
+
+/// Approximate number of libstdc++ NFA states the pattern compiles to.
+fn cost(node: &Node) -> u64 {
+    match node {
+        Node::Literal(_) | Node::Set(_) | Node::Start | Node::End => 1,
+        Node::Group(inner) => cost(inner).saturating_add(2),
+        Node::Concat(items) => items.iter().map(cost).fold(0, u64::saturating_add),
+        Node::Alt(items) => items
+            .iter()
+            .map(|n| cost(n).saturating_add(1))
+            .fold(0, u64::saturating_add),
+        Node::Repeat { node, min, max } => {
+            let c = cost(node).saturating_add(1);
+            let copies = match max {
+                Some(max) => u64::from(*max).max(1),
+                None => u64::from(*min).saturating_add(1),
+            };
+            c.saturating_mul(copies)
+        }
+    }
+}
+
+fn emit_byte(out: &mut String, b: u8) {
+    if b.is_ascii_alphanumeric() {
+        out.push(char::from(b));
+    } else {
+        // Infallible: writing to a String.
+        let _ = write!(out, "\\x{b:02X}");
+    }
+}
+
+/// A class that matches nothing (valid in byte-oriented mode).
+const NEVER: &str = "[^\\x00-\\xFF]";
+
+fn emit(node: &Node, end_matches: bool, out: &mut String) {
+    match node {
+        Node::Literal(b) => emit_byte(out, *b),
+        Node::Set(set) => emit_set(set, out),
+        Node::Start => out.push_str("\\A"),
+        Node::End if end_matches => out.push_str("\\z"),
+        Node::End => out.push_str(NEVER),
+        Node::Group(inner) => {
+            out.push('(');
+            emit(inner, end_matches, out);
+            out.push(')');
+        }
+        Node::Concat(items) => {
+            for item in items {
+                emit(item, end_matches, out);
+            }
+        }
+        Node::Alt(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push('|');
+                }
+                emit(item, end_matches, out);
+            }
+        }
+        Node::Repeat { node, min, max } => {
+            out.push_str("(?:");
+            emit(node, end_matches, out);
+            out.push(')');
+            // Infallible: writing to a String.
+            let _ = match (min, max) {
+                (0, None) => write!(out, "*"),
+                (1, None) => write!(out, "+"),
+                (0, Some(1)) => write!(out, "?"),
+                (n, None) => write!(out, "{{{n},}}"),
+                (n, Some(m)) if n == m => write!(out, "{{{n}}}"),
+                (n, Some(m)) => write!(out, "{{{n},{m}}}"),
+            };
+        }
+    }
+}
+
+fn emit_set(set: &ByteSet, out: &mut String) {
+    let mut ranges = Vec::new();
+    let mut b: u16 = 0;
+    while b <= 255 {
+        let lo = b as u8;
+        if set.contains(lo) {
+            let mut hi = lo;
+            while hi < u8::MAX && set.contains(hi + 1) {
+                hi += 1;
+            }
+            ranges.push((lo, hi));
+            b = u16::from(hi) + 1;
+        } else {
+            b += 1;
+        }
+    }
+    if ranges.is_empty() {
+        out.push_str(NEVER);
+        return;
+    }
+    out.push('[');
+    for (lo, hi) in ranges {
+        // Infallible: writing to a String.
+        let _ = write!(out, "\\x{lo:02X}");
+        if hi != lo {
+            let _ = write!(out, "-\\x{hi:02X}");
+        }
+    }
+    out.push(']');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(p: &str) -> String {
+        match translate(p.as_bytes()) {
+            Ok(t) => t.at_end,
+            Err(e) => panic!("{p:?}: {e:?}"),
+        }
+    }
+
+    #[test]
+    fn translations() {
+        assert_eq!(ok("ab"), "(?:ab)");
+        assert_eq!(ok("a.b"), "(?:a[\\x01-\\xFF]b)");
+        assert_eq!(ok("^a$"), "(?:\\Aa\\z)");
+        assert_eq!(ok("a+?"), "(?:(?:(?:a)+)?)");
+        assert_eq!(ok("a{2,3}|b"), "(?:(?:a){2,3}|b)");
+        assert_eq!(ok("[]a]"), "(?:[\\x5D\\x61])");
+        assert_eq!(ok("\\."), "(?:\\x2E)");
+        assert_eq!(ok("}]"), "(?:\\x7D\\x5D)");
+        let t = translate(b"a$").unwrap();
+        assert_eq!(t.inner.as_deref(), Some("(?:a[^\\x00-\\xFF])"));
+        assert!(translate(b"a").unwrap().inner.is_none());
+        assert_eq!(translate(b"(a)(b(c))").unwrap().groups, 3);
+    }
+
+    #[test]
+    fn invalid_patterns_match_nix() {
+        // Each rejected by Nix 2.8 with "invalid regular expression".
+        for p in [
+            "\\d",
+            "\\n",
+            "(a)\\1",
+            "\\/",
+            "\\",
+            "a{",
+            "{",
+            "*a",
+            "(",
+            ")",
+            "a{,2}",
+            "a{2,1}",
+            "a{1,2,3}",
+            "a{ 1}",
+            "[]",
+            "[^]",
+            "[a",
+            "[[:foo:]]",
+            "[z-a]",
+            "[a-c-e]",
+            "[[:digit:]-z]",
+            "[[:alpha:]",
+            "[[:alpha]]",
+            "[[.ab.]]",
+            "[[=ab=]]",
+            "a|*b",
+            "(*a)",
+            "a|?",
+            "^*a",
+            "$*",
+        ] {
+            assert_eq!(
+                translate(p.as_bytes()).err(),
+                Some(EreError::Invalid),
+                "{p:?}"
+            );
+        }
+        for p in ["a{100000}", "(a{1000}){1000}", "a{99999999999999999999}"] {
+            assert_eq!(
+                translate(p.as_bytes()).err(),
+                Some(EreError::TooBig),
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected_not_overflowing() {
+        let deep = "(".repeat(10_000) + &")".repeat(10_000);
+        assert_eq!(translate(deep.as_bytes()).err(), Some(EreError::Invalid));
+        let stars = "a".to_owned() + &"*".repeat(10_000);
+        assert_eq!(translate(stars.as_bytes()).err(), Some(EreError::Invalid));
+    }
+}

@@ -1,0 +1,143 @@
+//! `builtins.fromTOML` into the neutral [`Data`] tree, via the `toml` crate.
+//!
+//! Design: the document is parsed into a `toml::Table` and converted
+//! recursively (the `toml` parser bounds nesting depth, so the conversion
+//! cannot overflow the stack). Mapping, as in C++ Nix 2.8:
+//! tables → attribute sets, arrays (including arrays of tables) → lists,
+//! integers → ints, floats (including `inf`, `nan`, `-nan`) → floats,
+//! strings → strings, booleans → booleans. Any date/time value is an error
+//! ("Dates and times are not supported") as in Nix 2.8; newer Nix
+//! versions instead return `{ _type = "timestamp"; value = "..."; }` behind
+//! an experimental feature.
+//!
+//! Error messages are prefixed like Nix's ("while parsing a TOML string:
+//! ...") but the parser's own wording is the `toml` crate's, not toml11's.
+//! Known gap: Nix 2.8 (toml11) clamps integers outside `i64` to the bound
+//! (`9223372036854775808` → `9223372036854775807`); here they are a parse
+//! error, as the TOML specification requires.
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+use super::data::Data;
+
+/// A `fromTOML` failure.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TomlError {
+    /// The document is not valid TOML.
+    #[error("while parsing a TOML string: {0}")]
+    Syntax(String),
+    /// The document contains a date or time, which Nix 2.8 cannot represent.
+    #[error("while parsing a TOML string: Dates and times are not supported")]
+    DateTime,
+}
+
+/// `builtins.fromTOML`: parses a TOML document into an attribute set.
+pub fn parse_toml(s: &str) -> Result<Data, TomlError> {
+    let table: toml::Table = s
+        .parse()
+        .map_err(|e: toml::de::Error| TomlError::Syntax(e.message().to_owned()))?;
+    convert_table(table)
+}
+
+fn convert_table(table: toml::Table) -> Result<Data, TomlError> {
+    let mut attrs = BTreeMap::new();
+    for (key, value) in table {
+        attrs.insert(key, convert(value)?);
+    }
+    Ok(Data::Attrs(attrs))
+}
+
+fn convert(value: toml::Value) -> Result<Data, TomlError> {
+    Ok(match value {
+        toml::Value::String(s) => Data::String(s),
+        toml::Value::Integer(i) => Data::Int(i),
+        toml::Value::Float(f) => Data::Float(f),
+        toml::Value::Boolean(b) => Data::Bool(b),
+        toml::Value::Datetime(_) => return Err(TomlError::DateTime),
+        toml::Value::Array(items) => {
+            Data::List(items.into_iter().map(convert).collect::<Result<_, _>>()?)
+        }
+        toml::Value::Table(table) => convert_table(table)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::support::data::attrs;
+
+    #[test]
+    fn document_matches_nix_2_8() {
+        // nix-instantiate: { a = 1; arr = [ { x = 1; } { y = inf; z = nan; } ];
+        //                    b = "x"; t = { c = [ 1 2.5 ]; }; }
+        let doc =
+            "a = 1\nb = \"x\"\n[t]\nc = [1, 2.5]\n[[arr]]\nx = 1\n[[arr]]\ny = inf\nz = nan\n";
+        let Data::Attrs(top) = parse_toml(doc).unwrap() else {
+            panic!("not a set")
+        };
+        assert_eq!(top["a"], Data::Int(1));
+        assert_eq!(top["b"], Data::String("x".into()));
+        assert_eq!(
+            top["t"],
+            attrs([("c", Data::List(vec![Data::Int(1), Data::Float(2.5)]))])
+        );
+        let Data::List(arr) = &top["arr"] else {
+            panic!("not a list")
+        };
+        assert_eq!(arr.len(), 2);
+        assert_eq!(arr[0], attrs([("x", Data::Int(1))]));
+        let Data::Attrs(second) = &arr[1] else {
+            panic!("not a set")
+        };
+        assert_eq!(second["y"], Data::Float(f64::INFINITY));
+        assert!(matches!(second["z"], Data::Float(f) if f.is_nan()));
+    }
+
+    #[test]
+    fn scalars_match_nix_2_8() {
+        // { a = { b = { c = 16; }; }; d = 1000; e = -nan; f = 1000; g = 0.1; }
+        let d = parse_toml("a.b.c = 0x10\nd = 1_000\ne = -nan\nf = 1e3\ng = 0.1\n").unwrap();
+        let Data::Attrs(top) = d else { panic!() };
+        assert_eq!(top["a"], attrs([("b", attrs([("c", Data::Int(16))]))]));
+        assert_eq!(top["d"], Data::Int(1000));
+        assert!(matches!(top["e"], Data::Float(f) if f.is_nan()));
+        assert_eq!(top["f"], Data::Float(1000.0));
+        assert_eq!(top["g"], Data::Float(0.1));
+        // { x = "multi\nline"; y = "lit\\n"; }
+        let d = parse_toml("x = \"\"\"\nmulti\nline\"\"\"\ny = 'lit\\n'\n").unwrap();
+        assert_eq!(
+            d,
+            attrs([
+                ("x", Data::String("multi\nline".into())),
+                ("y", Data::String("lit\\n".into()))
+            ])
+        );
+        assert_eq!(parse_toml("").unwrap(), Data::Attrs(BTreeMap::new()));
+    }
+
+    #[test]
+    fn errors_match_nix_2_8() {
+        for dt in [
+            "a = 1979-05-27T07:32:00Z",
+            "a = 1979-05-27",
+            "a = 07:32:00",
+            "a = [1979-05-27T07:32:00]",
+        ] {
+            let e = parse_toml(dt).unwrap_err();
+            assert_eq!(e, TomlError::DateTime, "{dt}");
+            assert_eq!(
+                e.to_string(),
+                "while parsing a TOML string: Dates and times are not supported"
+            );
+        }
+        for bad in ["a = 1\na = 2", "a = ", "[a]\n[a]", "a = [1,", "= 1"] {
+            let e = parse_toml(bad).unwrap_err();
+            assert!(matches!(e, TomlError::Syntax(_)), "{bad:?}");
+            assert!(e.to_string().starts_with("while parsing a TOML string: "));
+        }
+        let deep = "a = ".to_owned() + &"[".repeat(100_000);
+        assert!(parse_toml(&deep).is_err());
+    }
+}

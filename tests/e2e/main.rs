@@ -3,5 +3,6 @@
 //! friends on PATH; `scripts/test` installs them. A missing tool is a test
 //! failure, not a skip.
 
+mod derivation;
 mod paths;
 mod support;

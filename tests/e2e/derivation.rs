@@ -1,0 +1,301 @@
+//! Derivations against C++ Nix: for `.drv` files written by `nix-instantiate`
+//! (and every `.drv` in their closure), `ndeploy_store` must parse and print
+//! them back byte for byte, compute the same `.drv` path, recompute the same
+//! output paths from a copy with the outputs blanked (via
+//! `hashDerivationModulo`), and print the same JSON as `nix show-derivation`;
+//! `ndeploy store show-derivation --check` must accept them and reject
+//! tampered copies.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use ndeploy_store::derivation::{Derivation, DerivationOutput, ModuloHashCache, json};
+use ndeploy_store::store_path::{StoreDir, StorePath};
+
+use crate::support::{ndeploy, nix, run, run_ok, run_str, write_file};
+
+fn store() -> StoreDir {
+    StoreDir::default()
+}
+
+/// `mk name attrs`: a derivation with a `/bin/sh` builder that is never built.
+const PRELUDE: &str = r#"
+let mk = name: attrs: derivation ({ inherit name; system = "x86_64-linux"; builder = "/bin/sh"; } // attrs);
+    abc = algo: builtins.hashString algo "abc";
+in "#;
+
+/// Instantiate `expr` (with `mk` in scope) in a fresh directory holding
+/// `files`; returns the `.drv` paths `nix-instantiate` prints.
+fn instantiate(expr: &str, files: &[(&str, &str)]) -> Vec<StorePath> {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, contents) in files {
+        write_file(&dir.path().join(name), contents);
+    }
+    let file = dir.path().join("default.nix");
+    write_file(&file, format!("{PRELUDE}{expr}"));
+    let out = run_str(nix("nix-instantiate").arg(&file));
+    out.lines().map(|l| store().parse(l.split('!').next().unwrap()).unwrap()).collect()
+}
+
+/// All `.drv` files in the closure of `drvs`.
+fn drv_closure(drvs: &[StorePath]) -> BTreeSet<StorePath> {
+    let mut cmd = nix("nix-store");
+    cmd.arg("-qR").args(drvs.iter().map(|d| store().display(d)));
+    run_str(&mut cmd).lines().map(|l| store().parse(l).unwrap()).filter(|p| p.is_derivation()).collect()
+}
+
+fn read_drv(p: &StorePath) -> Result<Derivation, anyhow::Error> {
+    let bytes = std::fs::read(store().display(p))?;
+    Ok(Derivation::parse_drv_file(&store(), p, &bytes)?)
+}
+
+/// `drv` with its outputs as `derivationStrict` starts them: paths unknown,
+/// output env vars empty.
+fn blanked(drv: &Derivation) -> Derivation {
+    let mut b = drv.clone();
+    for (name, out) in b.outputs.iter_mut() {
+        if let DerivationOutput::InputAddressed { .. } = out {
+            *out = DerivationOutput::Deferred;
+        }
+        b.env.insert(name.clone(), String::new());
+    }
+    b
+}
+
+/// Check one `.drv` file against Nix; inputs' hashes are memoised in `cache`.
+fn check_drv(cache: &mut ModuloHashCache, path: &StorePath) {
+    let dir = store();
+    let shown = dir.display(path);
+    let bytes = std::fs::read(&shown).unwrap();
+    let drv = Derivation::parse_drv_file(&dir, path, &bytes).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&drv.to_aterm(&dir).unwrap()),
+        String::from_utf8_lossy(&bytes),
+        "{shown} prints back byte-identically"
+    );
+    assert_eq!(drv.drv_path(&dir).unwrap(), *path, "drv path of {shown}");
+    for input in drv.input_drvs.keys() {
+        cache.hash_path(&dir, input, read_drv).unwrap();
+    }
+    let mut recomputed = blanked(&drv);
+    recomputed.compute_output_paths(&dir, |p| cache.lookup(p)).unwrap();
+    assert_eq!(recomputed, drv, "output paths of {shown} recomputed from a blanked copy");
+    assert_eq!(recomputed.drv_path(&dir).unwrap(), *path);
+    cache.add(&dir, path.clone(), &drv).unwrap();
+}
+
+/// `nix show-derivation` output for `drvs` (recursively with `-r`).
+fn nix_show(drvs: &[StorePath], recursive: bool) -> String {
+    let mut cmd = nix("nix");
+    cmd.args(["--extra-experimental-features", "nix-command", "show-derivation"]);
+    if recursive {
+        cmd.arg("-r");
+    }
+    cmd.args(drvs.iter().map(|d| store().display(d)));
+    String::from_utf8(run_ok(&mut cmd)).unwrap()
+}
+
+/// Run every check on the derivations `expr` instantiates and their closure;
+/// returns the top-level `.drv` paths.
+fn check_expr(expr: &str, files: &[(&str, &str)]) -> Vec<StorePath> {
+    let top = instantiate(expr, files);
+    assert!(!top.is_empty());
+    let closure = drv_closure(&top);
+    let mut cache = ModuloHashCache::new();
+    for p in &closure {
+        check_drv(&mut cache, p);
+    }
+    // JSON for the whole closure at once, byte for byte.
+    let drvs: Vec<(StorePath, Derivation)> = closure.iter().map(|p| (p.clone(), read_drv(p).unwrap())).collect();
+    let refs: Vec<(StorePath, &Derivation)> = drvs.iter().map(|(p, d)| (p.clone(), d)).collect();
+    assert_eq!(json::show_derivations(&store(), &refs).unwrap(), nix_show(&top, true));
+    // The CLI, on each top-level derivation.
+    for p in &top {
+        let out = run_ok(ndeploy().args(["store", "show-derivation", "--check"]).arg(store().display(p)));
+        assert_eq!(String::from_utf8(out).unwrap(), nix_show(std::slice::from_ref(p), false));
+    }
+    top
+}
+
+/// `ndeploy store show-derivation --check` on a copy of `drv` (in a temp dir,
+/// same file name) with `from` replaced by `to` must fail.
+fn assert_tampered_copy_fails(drv: &StorePath, from: &str, to: &str) {
+    let bytes = std::fs::read_to_string(store().display(drv)).unwrap();
+    assert!(bytes.contains(from), "{from} in {bytes}");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join(drv.to_string());
+    write_file(&copy, bytes.replacen(from, to, 1));
+    let out = run(ndeploy().args(["store", "show-derivation", "--check"]).arg(&copy));
+    assert!(!out.status.success(), "tampered copy {from} -> {to} passed --check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("should be") || stderr.contains("canonical"), "{stderr}");
+    // The untampered copy passes.
+    write_file(&copy, &bytes);
+    run_ok(ndeploy().args(["store", "show-derivation", "--check"]).arg(&copy));
+}
+
+#[test]
+fn simple_derivation() {
+    let top = check_expr(r#"mk "simple" { args = [ "-c" "true" ]; }"#, &[]);
+    assert_tampered_copy_fails(&top[0], r#""-c""#, r#""-e""#);
+}
+
+#[test]
+fn multiple_outputs() {
+    let top = check_expr(r#"mk "multi" { outputs = [ "out" "dev" "bin" "lib" ]; }"#, &[]);
+    let drv = read_drv(&top[0]).unwrap();
+    assert_eq!(drv.outputs.keys().collect::<Vec<_>>(), ["bin", "dev", "lib", "out"]);
+    let dev = drv.output_path(&store(), "dev").unwrap().unwrap();
+    assert!(dev.name().ends_with("multi-dev"));
+    assert_tampered_copy_fails(&top[0], &store().display(&dev), &store().display(&dev).replace("multi-dev", "multi-dex"));
+}
+
+#[test]
+fn dag_with_non_default_outputs() {
+    let expr = r#"
+      let a = mk "a" { outputs = [ "out" "dev" "doc" ]; };
+          b = mk "b" { dep = a.dev; };
+          c = mk "c" { outputs = [ "lib" "out" ]; x = a.doc; y = b; };
+          f = mk "f" { outputHash = abc "sha256"; outputHashAlgo = "sha256"; dep = a; };
+      in mk "top" { deps = [ a.out a.dev b c.lib c.out f ]; }"#;
+    let top = check_expr(expr, &[]);
+    let drv = read_drv(&top[0]).unwrap();
+    assert_eq!(drv.input_drvs.len(), 4);
+    let outs: BTreeSet<&str> = drv.input_drvs.values().flatten().map(String::as_str).collect();
+    assert_eq!(outs, BTreeSet::from(["dev", "lib", "out"]));
+    assert_tampered_copy_fails(&top[0], r#"("name","top")"#, r#"("name","tip")"#);
+}
+
+#[test]
+fn fixed_outputs() {
+    let expr = r#"[
+      (mk "flat-md5" { outputHashAlgo = "md5"; outputHash = abc "md5"; })
+      (mk "flat-sha1" { outputHashAlgo = "sha1"; outputHash = abc "sha1"; })
+      (mk "flat-sha256" { outputHashAlgo = "sha256"; outputHash = abc "sha256"; })
+      (mk "flat-sha512" { outputHashAlgo = "sha512"; outputHash = abc "sha512"; })
+      (mk "rec-sha256" { outputHashMode = "recursive"; outputHashAlgo = "sha256"; outputHash = abc "sha256"; })
+      (mk "rec-sha1" { outputHashMode = "recursive"; outputHashAlgo = "sha1"; outputHash = abc "sha1"; })
+      (mk "sri" { outputHash = "sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="; })
+      (mk "nix32" { outputHashAlgo = "sha256"; outputHash = "1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s"; })
+      (mk "uses-fixed" { a = mk "inner" { outputHashAlgo = "sha1"; outputHash = abc "sha1"; }; })
+    ]"#;
+    let top = check_expr(expr, &[]);
+    assert_eq!(top.len(), 9);
+    let kinds: Vec<String> = top[..8]
+        .iter()
+        .map(|p| read_drv(p).unwrap().outputs["out"].hash_algo_field())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(kinds, ["md5", "r:sha1", "r:sha256", "sha1", "sha256", "sha512"]);
+    // Changing the hash in the output tuple only: the printed path no longer
+    // matches the file, and `out` in the environment is stale.
+    let sha1 = "a9993e364706816aba3e25717850c26c9cd0d89d";
+    let flat_sha1 = top.iter().find(|p| p.name() == "flat-sha1.drv").unwrap();
+    assert_tampered_copy_fails(flat_sha1, &format!(r#""sha1","{sha1}""#), &format!(r#""sha1","{}""#, sha1.replace('a', "b")));
+}
+
+#[test]
+fn structured_attrs() {
+    let expr = r#"mk "structured" { __structuredAttrs = true; outputs = [ "out" "lib" ]; list = [ 1 2 "x" ]; nested = { a = "\n\"q\""; }; }"#;
+    let top = check_expr(expr, &[]);
+    let drv = read_drv(&top[0]).unwrap();
+    assert!(drv.env.contains_key("__json") && !drv.env.contains_key("name"));
+    assert_tampered_copy_fails(&top[0], r#"[1,2,\"x\"]"#, r#"[1,3,\"x\"]"#);
+}
+
+#[test]
+fn pass_as_file() {
+    let top = check_expr(r#"mk "paf" { passAsFile = [ "big" "other" ]; big = "lots of text\n"; other = "x"; }"#, &[]);
+    assert_eq!(read_drv(&top[0]).unwrap().env["passAsFile"], "big other");
+}
+
+#[test]
+fn input_sources() {
+    let expr = r#"mk "srcs" { src = ./file.txt; dir = ./sub; t = builtins.toFile "t.txt" "hi there"; }"#;
+    let top = check_expr(expr, &[("file.txt", "hello\n"), ("sub/x", "x\n")]);
+    let drv = read_drv(&top[0]).unwrap();
+    let names: BTreeSet<&str> = drv.input_srcs.iter().map(StorePath::name).collect();
+    assert_eq!(names, BTreeSet::from(["file.txt", "sub", "t.txt"]));
+    let src = store().display(drv.input_srcs.iter().find(|p| p.name() == "file.txt").unwrap());
+    assert!(Path::new(&src).exists());
+}
+
+#[test]
+fn unicode_and_escapes() {
+    let expr = r#"mk "esc" {
+      e = "\n\t\"\\ üñí €😀 \r $ \${x}";
+      "key with\nnewline" = "v";
+      args = [ "\"" "\\" "\\n" "" ];
+      ctl = builtins.fromJSON "\"\\u0001\\u0008\\u000c\\u001f\\u007f\"";
+    }"#;
+    let top = check_expr(expr, &[]);
+    let drv = read_drv(&top[0]).unwrap();
+    assert_eq!(drv.env["e"], "\n\t\"\\ üñí €😀 \r $ ${x}");
+    assert_eq!(drv.args, ["\"", "\\", "\\n", ""]);
+    assert_eq!(drv.env["ctl"], "\u{1}\u{8}\u{c}\u{1f}\u{7f}");
+    assert_tampered_copy_fails(&top[0], "€", "¢");
+}
+
+/// A deterministic pseudo-random DAG of 200 derivations: random outputs,
+/// random dependencies on random outputs of earlier ones, some fixed-output.
+#[test]
+fn generated_dag() {
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let all_outputs = ["out", "dev", "lib", "bin", "doc"];
+    let mut outputs_of: Vec<Vec<&str>> = Vec::new();
+    let mut expr = String::from("let\n");
+    for i in 0..200 {
+        if i > 0 && next(10) == 0 {
+            let algo = ["sha1", "sha256", "sha512", "md5"][next(4) as usize];
+            let mode = if next(2) == 0 { "flat" } else { "recursive" };
+            // Equal hashes across fixed drvs are intended: they share a modulo hash.
+            let dep = next(i);
+            expr += &format!(
+                "  d{i} = mk \"d{i}\" {{ outputHashAlgo = \"{algo}\"; outputHashMode = \"{mode}\"; outputHash = abc \"{algo}\"; dep = d{dep}; v = \"{}\"; }};\n",
+                next(3)
+            );
+            outputs_of.push(vec!["out"]);
+            continue;
+        }
+        let mut outs = vec!["out"];
+        for o in &all_outputs[1..] {
+            if next(4) == 0 {
+                outs.push(o);
+            }
+        }
+        let mut deps = Vec::new();
+        for _ in 0..next(5).min(i) {
+            let d = next(i) as usize;
+            let o = outputs_of[d][next(outputs_of[d].len() as u64) as usize];
+            deps.push(format!("d{d}.{o}"));
+        }
+        let outs_nix: Vec<String> = outs.iter().map(|o| format!("\"{o}\"")).collect();
+        expr += &format!(
+            "  d{i} = mk \"d{i}\" {{ outputs = [ {} ]; deps = [ {} ]; n = \"{i}\"; }};\n",
+            outs_nix.join(" "),
+            deps.join(" ")
+        );
+        outputs_of.push(outs);
+    }
+    let every: Vec<String> = (0..200).map(|i| format!("d{i}")).collect();
+    expr += &format!("in mk \"all\" {{ deps = [ {} ]; }}", every.join(" "));
+    let top = check_expr(&expr, &[]);
+    assert_eq!(drv_closure(&top).len(), 201);
+    // A fresh memoised walk from the top reads each derivation once.
+    let mut reads = 0;
+    let mut cache = ModuloHashCache::new();
+    cache
+        .hash_path(&store(), &top[0], |p| {
+            reads += 1;
+            read_drv(p)
+        })
+        .unwrap();
+    assert_eq!((reads, cache.len()), (201, 201));
+}

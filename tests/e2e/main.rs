@@ -5,4 +5,5 @@
 
 mod derivation;
 mod paths;
+mod signature;
 mod support;

@@ -1,0 +1,5 @@
+{
+  imports = [ ../modules/db.nix ];
+  networking.hostName = "db-1";
+  deployment.tags = [ "primary" ];
+}

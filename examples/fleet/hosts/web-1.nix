@@ -1,0 +1,4 @@
+{
+  imports = [ ../modules/web.nix ];
+  networking.hostName = "web-1";
+}

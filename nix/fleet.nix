@@ -1,0 +1,248 @@
+# Fleet helpers: the expressions ndeploy's evaluator calls (and the tests call
+# with nix-instantiate to get C++ Nix's answer for the same hosts).
+#
+# A *source* is one of
+#   - flake outputs: hosts from `nixosConfigurations.<host>` (each value with
+#     `config.system.build.toplevel`), deploy-rs `deploy.nodes.<host>` and a
+#     colmena hive in `colmena`;
+#   - a colmena hive / plain fleet: `{ meta ? {}; defaults ? module;
+#     <host> = module or evaluated configuration; }`.
+# For every host a *node* { toplevel; deployment; } is built, and
+#
+#   hosts source        => { <host> = { drvPath; outPath; deployment; }; }
+#   hostsJSON source    => the same as a JSON string (for --json users)
+#   deployments source  => { <host> = deployment; }   (no toplevel evaluated)
+#   toplevels source    => { <host> = toplevel derivation; }
+#   configurations src  => { <host> = evaluated configuration; } (module hosts)
+#
+# `deployment` is plain JSON-able data with every field present:
+#   { targetHost; targetPort; targetUser; tags; buildOnTarget; sshOptions;
+#     keys = { <name> = { name; text; keyFile; destDir; path; user; group;
+#                         permissions; uploadAt; }; };
+#     healthChecks = [ { cmd; http; timeout; retries; } ]; }
+# Hosts without ndeploy's deployment module (e.g. nixpkgs NixOS systems) get
+# the defaults: targetHost = host name, targetUser = "root", the rest empty.
+# Precedence when a flake has several sources for one host: the toplevel comes
+# from nixosConfigurations, then deploy.nodes, then colmena; deployment
+# settings from the configuration's `deployment` option if it has one, else
+# from the deploy-rs node.
+let
+  lib = import ./lib;
+  evalConfig = import ./system.nix;
+  inherit (builtins)
+    attrNames
+    filter
+    isAttrs
+    mapAttrs
+    ;
+
+  # Hive attributes that are not hosts.
+  hiveReserved = [
+    "meta"
+    "defaults"
+  ];
+
+  isConfiguration =
+    v: isAttrs v && v ? config && isAttrs v.config && lib.hasAttrByPath [ "system" "build" "toplevel" ] v.config;
+
+  isFlake =
+    v: (v._type or null) == "flake" || v ? nixosConfigurations || v ? deploy || v ? colmena;
+
+  defaultDeployment = name: {
+    targetHost = name;
+    targetPort = null;
+    targetUser = "root";
+    tags = [ ];
+    buildOnTarget = false;
+    sshOptions = [ ];
+    keys = { };
+    healthChecks = [ ];
+  };
+
+  # Plain data from a configuration's `deployment` option (ndeploy's module,
+  # or colmena's, whose names it shares).
+  deploymentOfOption =
+    name: d:
+    let
+      def = defaultDeployment name;
+    in
+    {
+      targetHost = d.targetHost or def.targetHost;
+      targetPort = d.targetPort or null;
+      targetUser = d.targetUser or def.targetUser;
+      tags = d.tags or [ ];
+      buildOnTarget = d.buildOnTarget or false;
+      sshOptions = d.sshOptions or [ ];
+      keys = mapAttrs (kname: k: rec {
+        name = k.name or kname;
+        text = k.text or null;
+        keyFile = if (k.keyFile or null) == null then null else toString k.keyFile;
+        destDir = toString (k.destDir or "/run/keys");
+        path = k.path or "${destDir}/${name}";
+        user = k.user or "root";
+        group = k.group or "root";
+        permissions = k.permissions or "0600";
+        uploadAt = k.uploadAt or "pre-activation";
+      }) (d.keys or { });
+      healthChecks = map (h: {
+        cmd = h.cmd or null;
+        http = h.http or null;
+        timeout = h.timeout or 10;
+        retries = h.retries or 3;
+      }) (d.healthChecks or [ ]);
+    };
+
+  deploymentOfDeployRs =
+    name: node:
+    defaultDeployment name
+    // {
+      targetHost = node.hostname or name;
+      targetUser = node.sshUser or node.user or "root";
+      sshOptions = node.sshOpts or [ ];
+      buildOnTarget = node.remoteBuild or false;
+      tags = node.tags or [ ];
+    };
+
+  nodeOfConfiguration = name: c: {
+    toplevel = c.config.system.build.toplevel;
+    deployment =
+      if c.config ? deployment then
+        deploymentOfOption name c.config.deployment
+      else
+        defaultDeployment name;
+  };
+
+  # Evaluated configurations of a hive / plain fleet.
+  hiveConfigurations =
+    hive:
+    let
+      meta = hive.meta or { };
+      names = filter (n: !(builtins.elem n hiveReserved)) (attrNames hive);
+      configs = lib.genAttrs names (
+        name:
+        let
+          v = hive.${name};
+        in
+        if isConfiguration v then
+          v
+        else
+          evalConfig {
+            system = meta.system or (if isAttrs (meta.nixpkgs or null) then meta.nixpkgs.system or null else null);
+            pkgs = if isAttrs (meta.nixpkgs or null) then meta.nixpkgs else null;
+            modules = [
+              (hive.defaults or { })
+              v
+              {
+                _file = toString ./fleet.nix;
+                networking.hostName = lib.mkDefault name;
+              }
+            ];
+            specialArgs =
+              (meta.specialArgs or { })
+              // (meta.nodeSpecialArgs.${name} or { })
+              // {
+                inherit name;
+                nodes = configs;
+              };
+          }
+      );
+    in
+    configs;
+
+  flakeConfigurations =
+    flake: lib.filterAttrs (_: isConfiguration) (flake.nixosConfigurations or { });
+
+  configurations =
+    source:
+    if isFlake source then
+      (if source ? colmena then hiveConfigurations source.colmena else { }) // flakeConfigurations source
+    else
+      hiveConfigurations source;
+
+  nodes =
+    source:
+    if isFlake source then
+      let
+        configs = configurations source;
+        deployNodes = source.deploy.nodes or { };
+        fromDeployRs = mapAttrs (
+          name: node:
+          let
+            path = node.profiles.system.path or (throw "deploy.nodes.${name} has no profiles.system.path");
+            c = configs.${name} or null;
+          in
+          {
+            toplevel =
+              if c != null then
+                c.config.system.build.toplevel
+              else if isConfiguration path then
+                path.config.system.build.toplevel
+              else
+                path;
+            deployment =
+              if c != null && c.config ? deployment then
+                deploymentOfOption name c.config.deployment
+              else
+                deploymentOfDeployRs name node;
+          }
+        ) deployNodes;
+      in
+      mapAttrs nodeOfConfiguration configs // fromDeployRs
+    else
+      mapAttrs nodeOfConfiguration (configurations source);
+in
+{
+  inherit
+    configurations
+    nodes
+    isConfiguration
+    defaultDeployment
+    ;
+
+  hosts =
+    source:
+    mapAttrs (_: n: {
+      drvPath = n.toplevel.drvPath;
+      outPath = n.toplevel.outPath;
+      inherit (n) deployment;
+    }) (nodes source);
+
+  # `hosts` as a JSON string with the same field names. (`builtins.toJSON`
+  # and `--json` print an attrset that has `outPath` as that path alone, so
+  # `hosts` itself cannot be printed as JSON.)
+  hostsJSON =
+    source:
+    "{"
+    + builtins.concatStringsSep "," (
+      lib.mapAttrsToList (
+        name: n:
+        builtins.toJSON name
+        + ":{\"drvPath\":"
+        + builtins.toJSON n.toplevel.drvPath
+        + ",\"outPath\":"
+        + builtins.toJSON n.toplevel.outPath
+        + ",\"deployment\":"
+        + builtins.toJSON n.deployment
+        + "}"
+      ) (nodes source)
+    )
+    + "}";
+
+  deployments = source: mapAttrs (_: n: n.deployment) (nodes source);
+
+  toplevels = source: mapAttrs (_: n: n.toplevel) (nodes source);
+
+  # Host names matching any selector: a name, or "@tag".
+  select =
+    selectors: source:
+    let
+      deps = mapAttrs (_: n: n.deployment) (nodes source);
+      matches =
+        name: sel:
+        if lib.hasPrefix "@" sel then
+          builtins.elem (lib.removePrefix "@" sel) deps.${name}.tags
+        else
+          sel == name;
+    in
+    filter (name: builtins.any (matches name) selectors) (attrNames deps);
+}

@@ -273,7 +273,14 @@ let
         file = (head (filter (d: d.options ? default) decls)).file;
         value = mkOptionDefault opt.default;
       };
-      res = mergeDefinitions loc type (defs ++ defaultDef);
+      # The default takes part only when nothing beats its priority, so it
+      # is not even evaluated when the option is set.
+      res0 = mergeDefinitions loc type defs;
+      res =
+        if defaultDef != [ ] && (!res0.isDefined || res0.highestPrio >= 1500) then
+          mergeDefinitions loc type (defs ++ defaultDef)
+        else
+          res0;
       readOnlyCheck =
         if (opt.readOnly or false) && length res.defsFinal > 1 then
           throw "The option '${showOption loc}' is read-only, but it is set multiple times. Definition values:${showDefs res.defsFinal}"

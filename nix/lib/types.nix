@@ -65,7 +65,17 @@ let
       ) defs
     );
 
-  sameName = t: other: if other.name == t.name then t else null;
+  # typeMerge of a wrapper type (`wrap elemType`, named `name`): merge the
+  # element types.
+  mergeWrapped =
+    name: wrap: elemType: other:
+    if other.name == name && elemType ? typeMerge then
+      let
+        m = elemType.typeMerge other.nestedTypes.elemType;
+      in
+      if m == null then null else wrap m
+    else
+      null;
 
   types = rec {
     inherit mkOptionType;
@@ -109,7 +119,6 @@ let
       description = "boolean";
       check = isBool;
       merge = mergeEqualOption;
-      typeMerge = sameName bool;
     };
 
     int = mkOptionType {
@@ -117,7 +126,6 @@ let
       description = "signed integer";
       check = isInt;
       merge = mergeEqualOption;
-      typeMerge = sameName int;
     };
 
     ints = {
@@ -153,7 +161,6 @@ let
       description = "string";
       check = isString;
       merge = mergeEqualOption;
-      typeMerge = sameName str;
     };
 
     nonEmptyStr = mkOptionType {
@@ -243,15 +250,7 @@ let
               concatStringsSep " and " (map (d: "'${d.file}'") defs)
             }. Definition values:${showDefs defs}";
         nestedTypes.elemType = t;
-        typeMerge =
-          other:
-          if other.name == "nullOr" && t ? typeMerge then
-            let
-              m = t.typeMerge other.nestedTypes.elemType;
-            in
-            if m == null then null else nullOr m
-          else
-            null;
+        typeMerge = mergeWrapped "nullOr" nullOr t;
       };
 
     listOf =
@@ -279,15 +278,7 @@ let
             ) defs
           );
         nestedTypes.elemType = elemType;
-        typeMerge =
-          other:
-          if other.name == "listOf" && elemType ? typeMerge then
-            let
-              m = elemType.typeMerge other.nestedTypes.elemType;
-            in
-            if m == null then null else listOf m
-          else
-            null;
+        typeMerge = mergeWrapped "listOf" listOf elemType;
       };
 
     # Attribute sets whose values are merged per attribute; attributes whose
@@ -305,15 +296,7 @@ let
           in
           mapAttrs (_: r: r.mergedValue) (lib.filterAttrs (_: r: r.isDefined) merged);
         nestedTypes.elemType = elemType;
-        typeMerge =
-          other:
-          if other.name == "attrsOf" && elemType ? typeMerge then
-            let
-              m = elemType.typeMerge other.nestedTypes.elemType;
-            in
-            if m == null then null else attrsOf m
-          else
-            null;
+        typeMerge = mergeWrapped "attrsOf" attrsOf elemType;
       };
 
     # Like attrsOf, but the set's names are known without evaluating any

@@ -4,6 +4,7 @@
 //! failure, not a skip.
 
 mod derivation;
+mod nar;
 mod paths;
 mod signature;
 mod support;

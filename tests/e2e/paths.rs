@@ -9,6 +9,7 @@ use std::path::Path;
 
 use ndeploy_store::content_address::ContentAddress;
 use ndeploy_store::hash::{Hash, HashAlgo};
+use ndeploy_store::nar::hash_path;
 use ndeploy_store::path_info::PathInfo;
 use ndeploy_store::store_path::{FileIngestionMethod, StoreDir, StorePath};
 
@@ -62,10 +63,13 @@ pub(crate) fn nix_path_info(path: &str) -> PathInfo {
     info
 }
 
-/// `nix-hash --type ALGO --base32 PATH`: the hash of PATH's NAR serialisation.
+/// The hash of PATH's NAR serialisation by our `nar` module, checked against
+/// `nix-hash --type ALGO --base32 PATH`.
 fn nar_hash(algo: HashAlgo, path: &Path) -> Hash {
+    let (ours, _size) = hash_path(algo, path).unwrap();
     let out = run_str(nix("nix-hash").args(["--type", algo.name(), "--base32"]).arg(path));
-    Hash::parse(&out, Some(algo)).unwrap()
+    assert_eq!(ours, Hash::parse(&out, Some(algo)).unwrap(), "NAR hash of {}", path.display());
+    ours
 }
 
 fn add(args: &[&str], path: &Path) -> String {
@@ -123,6 +127,8 @@ fn nix_store_add_matches_recursive_sha256_paths() {
             .unwrap();
         assert_eq!(store().display(&ours), nix_path, "{}", obj.display());
         assert_ca_round_trip(&nix_path);
+        let (_, nar_size) = hash_path(HashAlgo::Sha256, &obj).unwrap();
+        assert_eq!(nix_path_info(&nix_path).nar_size, nar_size);
     }
 }
 

@@ -2,9 +2,9 @@
 //! nixpkgs ones (3 outputs, up to 8 inputs on random outputs of earlier ones,
 //! ~25 env vars, a 2 KiB build script):
 //!
-//! - `instantiate`: what the evaluator does per derivation, in creation order:
-//!   output paths from the masked modulo hash, the `.drv` path, and memoising
-//!   the unmasked modulo hash;
+//! - `instantiate`: what the evaluator does per derivation, in creation order
+//!   (`ModuloHashCache::instantiate`): output paths from the masked modulo
+//!   hash, the ATerm and `.drv` path, and memoising the unmasked modulo hash;
 //! - `parse`: parsing all 3000 ATerms;
 //! - `walk`: a fresh memoised `hashDerivationModulo` walk from the top, with
 //!   derivations read from memory (as `show-derivation --check` does from disk).
@@ -64,9 +64,7 @@ fn instantiate(dir: &StoreDir, templates: &[(Derivation, Inputs)]) -> Vec<(Store
         for (i, o) in inputs {
             d.input_drvs.entry(done[*i].0.clone()).or_insert_with(BTreeSet::new).insert((*o).into());
         }
-        d.compute_output_paths(dir, |p| cache.lookup(p)).unwrap();
-        let path = d.drv_path(dir).unwrap();
-        cache.add(dir, path.clone(), &d).unwrap();
+        let path = cache.instantiate(dir, &mut d).unwrap().drv_path;
         done.push((path, d));
     }
     done

@@ -69,6 +69,16 @@ impl Derivation {
     }
 }
 
+/// The result of [`ModuloHashCache::instantiate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instantiated {
+    pub drv_path: StorePath,
+    /// The `.drv` file's contents.
+    pub aterm: Vec<u8>,
+    /// The derivation's unmasked modulo hash (now memoised).
+    pub modulo_hash: Hash,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     hash: Hash,
@@ -115,6 +125,27 @@ impl ModuloHashCache {
         let fixed = drv.kind()? == DerivationKind::Fixed;
         self.entries.insert(drv_path, Entry { hash, fixed });
         Ok(hash)
+    }
+
+    /// What `derivationStrict` does once a derivation's attributes are known:
+    /// fill in its output paths (inputs must be in the cache), print its
+    /// ATerm, compute its `.drv` path and memoise its modulo hash. The caller
+    /// writes `aterm` to the store (a text file referencing the inputs).
+    pub fn instantiate(&mut self, store_dir: &StoreDir, drv: &mut Derivation) -> Result<Instantiated, DerivationError> {
+        self.check_inputs(drv)?;
+        drv.compute_output_paths(store_dir, |p| self.lookup(p))?;
+        let aterm = drv.to_aterm(store_dir)?;
+        let aterm_hash = Hash::digest(HashAlgo::Sha256, &aterm);
+        let drv_path = drv.drv_path_of_hash(store_dir, &aterm_hash)?;
+        let kind = drv.kind()?;
+        // Without input derivations the modulo ATerm is the ATerm itself.
+        let modulo_hash = match kind {
+            DerivationKind::InputAddressed { .. } | DerivationKind::Floating if drv.input_drvs.is_empty() => aterm_hash,
+            _ => drv.hash_modulo(store_dir, false, |p| self.lookup(p))?,
+        };
+        let fixed = kind == DerivationKind::Fixed;
+        self.entries.insert(drv_path.clone(), Entry { hash: modulo_hash, fixed });
+        Ok(Instantiated { drv_path, aterm, modulo_hash })
     }
 
     /// `drv.hash_modulo(mask)` with inputs from this cache only; an input not

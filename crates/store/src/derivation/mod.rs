@@ -36,7 +36,7 @@ use crate::hash::{Hash, HashAlgo};
 use crate::store_path::{FileIngestionMethod, StoreDir, StorePath, StorePathError, output_path_name};
 
 pub use aterm::ParseError;
-pub use hash_modulo::ModuloHashCache;
+pub use hash_modulo::{Instantiated, ModuloHashCache};
 
 /// The extension of derivation files.
 pub const DRV_EXTENSION: &str = ".drv";
@@ -252,12 +252,16 @@ impl Derivation {
 
     /// [`Derivation::drv_path`] for an ATerm already serialised (saves a print).
     pub fn drv_path_of_aterm(&self, store_dir: &StoreDir, aterm: &[u8]) -> Result<StorePath, DerivationError> {
+        self.drv_path_of_hash(store_dir, &Hash::digest(HashAlgo::Sha256, aterm))
+    }
+
+    /// [`Derivation::drv_path`] from the sha256 of the ATerm.
+    pub(crate) fn drv_path_of_hash(&self, store_dir: &StoreDir, aterm_hash: &Hash) -> Result<StorePath, DerivationError> {
         if self.name.ends_with(DRV_EXTENSION) {
             return Err(DerivationError::NameEndsInDrv(self.name.clone()));
         }
         let name = format!("{}{DRV_EXTENSION}", self.name);
-        let hash = Hash::digest(HashAlgo::Sha256, aterm);
-        Ok(store_dir.make_text_path(&name, &hash, self.references())?)
+        Ok(store_dir.make_text_path(&name, aterm_hash, self.references())?)
     }
 
     /// The path of output `output`, if known before building.

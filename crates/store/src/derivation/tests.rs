@@ -383,3 +383,25 @@ fn json_matches_nix_show_derivation() {
     let json = json::show_derivations(&dir(), &[(dir().parse(A_PATH).unwrap(), &ctl)]).unwrap();
     assert!(json.contains(r#""\u0008\u000c\u0001"#), "{json}");
 }
+
+#[test]
+fn instantiate_reproduces_nix_files_and_hashes() {
+    let mut cache = ModuloHashCache::new();
+    // Creation order: inputs first.
+    for path in [A_PATH, F_PATH, B_PATH, SAME1_PATH, SAME2_PATH, MERGE_PATH] {
+        let (p, drv) = FIXTURES.iter().find(|(q, _)| *q == path).map(|(q, a)| parse_fixture(q, a)).unwrap();
+        let mut blank = drv.clone();
+        for (name, out) in blank.outputs.iter_mut() {
+            if matches!(out, DerivationOutput::InputAddressed { .. }) {
+                *out = DerivationOutput::Deferred;
+            }
+            blank.env.insert(name.clone(), String::new());
+        }
+        let done = cache.instantiate(&dir(), &mut blank).unwrap();
+        assert_eq!(blank, drv);
+        assert_eq!(done.drv_path, p);
+        assert_eq!(done.aterm, drv.to_aterm(&dir()).unwrap());
+        let fresh = ModuloHashCache::new().hash_path(&dir(), &p, read_fixture).unwrap();
+        assert_eq!(done.modulo_hash, fresh, "{path}");
+    }
+}

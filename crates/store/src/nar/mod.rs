@@ -22,7 +22,8 @@
 //! * [`encoder`]: a low-level streaming [`NarEncoder`] that refuses to produce a
 //!   non-canonical NAR (it checks names, order and nesting);
 //! * [`dump`]: serialise a path of the local file system ([`dump_path`]);
-//! * [`path_hash`]: [`hash_path`] (hash of the NAR) and [`hash_file`] (flat);
+//! * [`path_hash`]: [`hash_path`] (hash of the NAR), [`hash_file`] (flat) and
+//!   the tee [`HashingWriter`];
 //! * [`parser`]: a streaming, non-recursive parser driving a [`NarVisitor`],
 //!   accepting only canonical NARs, with [`validate`] as its no-op visitor;
 //! * [`restore`]: recreate a tree from a NAR ([`restore()`]).
@@ -46,7 +47,7 @@ mod test_util;
 pub use dump::{DumpError, dump_path};
 pub use encoder::{EncodeError, NarEncoder};
 pub use parser::{NarReadError, NarStats, NarVisitor, parse, parse_prefix, validate};
-pub use path_hash::{hash_file, hash_path};
+pub use path_hash::{HashingWriter, hash_file, hash_path};
 pub use restore::restore;
 
 /// The string every NAR starts with.

@@ -4,10 +4,12 @@
 //!   hashing, `nix-hash PATH`, the `NarHash` of a store path), streamed from
 //!   [`dump_path`] into a [`Hasher`] without holding the NAR in memory;
 //! * [`hash_file`]: the hash of a regular file's bytes ("flat" hashing,
-//!   `nix-hash --flat`), following symlinks as Nix does.
+//!   `nix-hash --flat`), following symlinks as Nix does;
+//! * [`HashingWriter`]: a tee that hashes and counts what passes through it,
+//!   to send a NAR somewhere and learn its hash and size in the same pass.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::BUF_SIZE;
@@ -42,6 +44,39 @@ pub fn hash_file(algo: HashAlgo, path: &Path) -> Result<(Hash, u64), DumpError> 
     Ok((hasher.finish(), size))
 }
 
+/// Forwards writes to `inner` while hashing and counting the bytes written.
+pub struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Hasher,
+    size: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(algo: HashAlgo, inner: W) -> HashingWriter<W> {
+        HashingWriter { inner, hasher: Hasher::new(algo), size: 0 }
+    }
+
+    /// The hash and size of everything written, and the inner writer.
+    pub fn finish(self) -> (Hash, u64, W) {
+        (self.hasher.finish(), self.size, self.inner)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        // Only what the inner writer accepted counts.
+        let written = buf.get(..n).unwrap_or(buf);
+        self.hasher.update(written);
+        self.size += written.len() as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +95,17 @@ mod tests {
         assert_eq!(flat.to_base16(), "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03");
         assert_eq!(size, 6);
         assert!(hash_file(HashAlgo::Md5, t.path()).is_err(), "a directory has no flat hash");
+    }
+
+    #[test]
+    fn tee_hashes_what_it_forwards() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), vec![1u8; 1 << 20]).unwrap();
+        let mut tee = HashingWriter::new(HashAlgo::Sha1, Vec::new());
+        crate::nar::dump_path(t.path(), &mut tee).unwrap();
+        let (hash, size, nar) = tee.finish();
+        assert_eq!(size, nar.len() as u64);
+        assert_eq!((hash, size), hash_path(HashAlgo::Sha1, t.path()).unwrap());
+        assert_eq!(hash, Hash::digest(HashAlgo::Sha1, &nar));
     }
 }

@@ -1,0 +1,4 @@
+# Imported from two places: must count once.
+{
+  list = [ "imported-once" ];
+}

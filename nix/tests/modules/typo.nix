@@ -1,0 +1,4 @@
+{
+  enable = true;
+  nested.deep.valeu = 2;
+}

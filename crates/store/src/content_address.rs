@@ -39,6 +39,8 @@ pub enum ContentAddressError {
     TextNotSha256 { ca: String, algo: HashAlgo },
     #[error("bad hash in content address '{ca}': {source}")]
     Hash { ca: String, source: HashError },
+    #[error("content address '{0}' cannot have references (only text and fixed:r:sha256 can)")]
+    ReferencesNotAllowed(String),
     #[error("content address does not give a valid store path: {0}")]
     StorePath(#[from] StorePathError),
 }
@@ -176,10 +178,10 @@ impl ContentAddress {
         }
     }
 
-    /// The store path this content address gives for `name` and `references`.
-    /// A reference equal to the resulting path itself (a self-reference) is only
-    /// possible for `fixed:r:sha256`; pass it in `references` as the path info
-    /// holds it and set `self_ref` accordingly.
+    /// The store path this content address gives for `name` and `references`
+    /// (other paths) and `self_ref` (whether it refers to itself). Only
+    /// `fixed:r:sha256` may have either, `text` may refer to other paths; any
+    /// other combination is an error.
     pub fn store_path(
         &self,
         store_dir: &StoreDir,
@@ -195,6 +197,11 @@ impl ContentAddress {
                 Ok(store_dir.make_text_path(name, hash, references)?)
             }
             ContentAddress::Fixed { method, hash } => {
+                let is_source = *method == FileIngestionMethod::Recursive && hash.algo() == HashAlgo::Sha256;
+                if !is_source && (self_ref || !references.is_empty()) {
+                    // Nix asserts this; a claim like that must not pass for content-addressed.
+                    return Err(ContentAddressError::ReferencesNotAllowed(self.to_string()));
+                }
                 Ok(store_dir.make_fixed_output_path(*method, hash, name, references, self_ref)?)
             }
         }

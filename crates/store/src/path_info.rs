@@ -201,6 +201,18 @@ mod tests {
         assert!(!info.is_content_addressed(&dir));
         assert_eq!(info.check_signatures(&dir, &PublicKeys::new()), 0);
 
+        // Flat and non-sha256 fixed paths cannot have references at all (even if
+        // the path computed without them matches).
+        let flat_hash = Hash::digest(HashAlgo::Sha1, b"flat");
+        let flat = dir.make_fixed_output_path(FileIngestionMethod::Flat, &flat_hash, "f", [], false).unwrap();
+        let mut info = PathInfo::new(flat, nar_hash, 8);
+        info.ca = Some(ContentAddress::Fixed { method: FileIngestionMethod::Flat, hash: flat_hash });
+        assert!(info.is_content_addressed(&dir));
+        info.references.insert(sp("/nix/store/00000000000000000000000000000000-b"));
+        assert!(!info.is_content_addressed(&dir));
+        info.references = BTreeSet::from([info.path.clone()]);
+        assert!(!info.is_content_addressed(&dir));
+
         // Self-references count as such for fixed:r:sha256.
         let self_path = dir.make_fixed_output_path(FileIngestionMethod::Recursive, &nar_hash, "src", [], true).unwrap();
         let mut info = PathInfo::new(self_path.clone(), nar_hash, 8);

@@ -1,6 +1,7 @@
 //! The `ndeploy` binary: argument parsing and output only; all logic lives in
 //! the library crates.
 
+mod instantiate;
 mod store_cmd;
 
 use std::process::ExitCode;
@@ -19,12 +20,15 @@ enum Command {
     /// Nix store formats: NAR dump/restore, path hashing, derivations.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// Evaluate Nix expressions like `nix-instantiate --eval`.
+    Instantiate(instantiate::InstantiateArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Store(cmd) => store_cmd::run(cmd),
+        Command::Instantiate(args) => instantiate::run(args),
     };
     match result {
         Ok(code) => code,

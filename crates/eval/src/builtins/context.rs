@@ -1,0 +1,114 @@
+//! String-context builtins. Context elements are encoded as in Nix:
+//! `/nix/store/x` (plain path), `=/nix/store/x.drv` (derivation with all
+//! outputs), `!out!/nix/store/x.drv` (one output).
+
+use std::collections::BTreeMap;
+
+use super::{PrimOp, S};
+use crate::error::{EvalError, EvalResult};
+use crate::eval::Evaluator;
+use crate::source::Pos;
+use crate::symbol::Symbol;
+use crate::value::{AttrsBuilder, Context, Value};
+
+pub(super) const PRIMOPS: &[PrimOp] = &[
+    PrimOp::new("getContext", &[S], get_context),
+    PrimOp::new("hasContext", &[S], |ev, a, _| Ok(Value::Bool(!ev.force_string(&a[0])?.context().is_empty()))),
+    PrimOp::new("unsafeDiscardStringContext", &[S], |ev, a, _| {
+        Ok(Value::string(ev.force_string(&a[0])?.as_str()))
+    }),
+    PrimOp::new("unsafeDiscardOutputDependency", &[S], discard_output_dependency),
+    PrimOp::new("appendContext", &[S, S], append_context),
+];
+
+#[derive(Default)]
+struct Info {
+    path: bool,
+    all_outputs: bool,
+    outputs: Vec<String>,
+}
+
+fn get_context(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let s = ev.force_string(&a[0])?;
+    let mut m: BTreeMap<String, Info> = BTreeMap::new();
+    for e in s.context().iter() {
+        if let Some(drv) = e.strip_prefix('=') {
+            m.entry(drv.to_string()).or_default().all_outputs = true;
+        } else if let Some(rest) = e.strip_prefix('!') {
+            if let Some((out, drv)) = rest.split_once('!') {
+                m.entry(drv.to_string()).or_default().outputs.push(out.to_string());
+            }
+        } else {
+            m.entry(e.clone()).or_default().path = true;
+        }
+    }
+    let mut b = AttrsBuilder::with_capacity(m.len());
+    for (path, info) in m {
+        let mut e = AttrsBuilder::new();
+        if info.path {
+            e.insert(Symbol::new("path"), Value::Bool(true));
+        }
+        if info.all_outputs {
+            e.insert(Symbol::new("allOutputs"), Value::Bool(true));
+        }
+        if !info.outputs.is_empty() {
+            e.insert(Symbol::new("outputs"), Value::list(info.outputs.into_iter().map(Value::string).collect()));
+        }
+        b.insert(Symbol::new(&path), Value::Attrs(e.finish()));
+    }
+    Ok(Value::Attrs(b.finish()))
+}
+
+fn discard_output_dependency(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let s = ev.force_string(&a[0])?;
+    let mut ctx = Context::new();
+    for e in s.context().iter() {
+        match e.strip_prefix('=') {
+            Some(drv) => ctx.insert(drv.to_string()),
+            None => ctx.insert(e.clone()),
+        }
+    }
+    Ok(Value::string_ctx(s.as_str(), ctx))
+}
+
+fn append_context(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let s = ev.force_string(&a[0])?;
+    let extra = super::attrs::attrs_arg(&a[1])?;
+    let mut ctx = s.context().clone();
+    let store = format!("{}/", ev.config.store_dir);
+    for at in extra.iter() {
+        let path = at.name.as_str();
+        if !path.starts_with(&store) {
+            return Err(EvalError::other(format!("context key '{path}' is not a store path")));
+        }
+        let info = ev.force_attrs(&at.value)?;
+        if let Some(p) = info.get_str("path")
+            && ev.force_bool(p)?
+        {
+            ctx.insert(path.to_string());
+        }
+        if let Some(p) = info.get_str("allOutputs")
+            && ev.force_bool(p)?
+        {
+            if !path.ends_with(".drv") {
+                return Err(EvalError::other(format!(
+                    "tried to add all-outputs context of {path}, which is not a derivation, to a string"
+                )));
+            }
+            ctx.insert(format!("={path}"));
+        }
+        if let Some(outs) = info.get_str("outputs") {
+            let outs = ev.force_list(outs)?;
+            if !outs.is_empty() && !path.ends_with(".drv") {
+                return Err(EvalError::other(format!(
+                    "tried to add derivation output context of {path}, which is not a derivation, to a string"
+                )));
+            }
+            for o in outs.iter() {
+                ctx.insert(format!("!{}!{path}", ev.force_str_plain(o)?));
+            }
+        }
+    }
+    Ok(Value::string_ctx(s.as_str(), ctx))
+}
+

@@ -1,0 +1,152 @@
+//! Control flow and errors: `throw`, `abort`, `tryEval`, `seq`, `deepSeq`,
+//! `addErrorContext`, `trace`, `warn`, `functionArgs`, `genericClosure`.
+
+use std::collections::HashSet;
+
+use super::{L, PrimOp, S};
+use crate::error::{ErrorKind, EvalError, EvalResult};
+use crate::eval::{CoerceOpts, Evaluator};
+use crate::ir::Param;
+use crate::source::Pos;
+use crate::symbol::Symbol;
+use crate::value::{AttrsBuilder, Value};
+
+pub(super) const PRIMOPS: &[PrimOp] = &[
+    PrimOp::new("throw", &[S], throw),
+    PrimOp::new("abort", &[S], abort),
+    PrimOp::new("tryEval", &[L], try_eval),
+    PrimOp::new("seq", &[S, L], |ev, a, _| ev.force(&a[1])),
+    PrimOp::new("deepSeq", &[L, L], |ev, a, _| {
+        ev.force_deep(&a[0])?;
+        ev.force(&a[1])
+    }),
+    PrimOp::new("addErrorContext", &[L, L], add_error_context),
+    PrimOp::new("trace", &[S, L], trace),
+    PrimOp::new("warn", &[S, L], warn),
+    PrimOp::new("break", &[L], |ev, a, _| ev.force(&a[0])),
+    PrimOp::new("functionArgs", &[S], function_args),
+    PrimOp::new("genericClosure", &[S], generic_closure),
+];
+
+fn msg_of(ev: &Evaluator, v: &Value) -> EvalResult<String> {
+    Ok(ev.coerce_to_string(v, CoerceOpts::to_string())?.as_str().to_string())
+}
+
+fn throw(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    Err(EvalError::new(ErrorKind::Throw(msg_of(ev, &a[0])?)))
+}
+
+fn abort(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    Err(EvalError::new(ErrorKind::Abort(msg_of(ev, &a[0])?)))
+}
+
+fn try_eval(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let mut b = AttrsBuilder::with_capacity(2);
+    match ev.force(&a[0]) {
+        Ok(v) => {
+            b.insert(Symbol::new("success"), Value::Bool(true));
+            b.insert(Symbol::new("value"), v);
+        }
+        Err(e) if e.is_catchable() => {
+            b.insert(Symbol::new("success"), Value::Bool(false));
+            b.insert(Symbol::new("value"), Value::Bool(false));
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(Value::Attrs(b.finish()))
+}
+
+fn add_error_context(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
+    match ev.force(&a[1]) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let msg = msg_of(ev, &a[0]).unwrap_or_default();
+            Err(e.add_frame(pos, msg))
+        }
+    }
+}
+
+fn trace_text(ev: &Evaluator, v: &Value) -> String {
+    match v {
+        Value::String(s) => s.as_str().to_string(),
+        v => crate::print::print_value(ev, v, false).unwrap_or_default(),
+    }
+}
+
+fn trace(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    eprintln!("trace: {}", trace_text(ev, &a[0]));
+    ev.force(&a[1])
+}
+
+fn warn(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let msg = ev.force_string(&a[0])?;
+    eprintln!("evaluation warning: {}", msg.as_str());
+    ev.force(&a[1])
+}
+
+fn function_args(_: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let mut b = AttrsBuilder::new();
+    match &a[0] {
+        Value::Lambda(c) => {
+            if let Param::Pattern(p) = &c.lambda.param {
+                for f in &p.formals {
+                    b.insert_pos(f.name, Value::Bool(f.default.is_some()), f.pos);
+                }
+            }
+        }
+        Value::PrimOp(_) | Value::PrimOpApp(_) => {}
+        v => return Err(EvalError::type_error(v.type_desc(), "a function")),
+    }
+    Ok(Value::Attrs(b.finish()))
+}
+
+/// A hashable stand-in for simple keys; other keys fall back to `==`.
+#[derive(Hash, PartialEq, Eq)]
+enum Key {
+    Int(i64),
+    Str(String),
+    Path(String),
+}
+
+fn generic_closure(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let args = &a[0];
+    let Value::Attrs(args) = args else { return Err(EvalError::type_error(args.type_desc(), "a set")) };
+    let start = args.get_str("startSet").ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("startSet".into())))?;
+    let op = args.get_str("operator").ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("operator".into())))?;
+    let op = ev.force(op)?;
+    let mut work: std::collections::VecDeque<Value> = ev.force_list(start)?.iter().cloned().collect();
+    let mut seen: HashSet<Key> = HashSet::new();
+    let mut other_keys: Vec<Value> = Vec::new();
+    let mut out = Vec::new();
+    while let Some(item) = work.pop_front() {
+        let attrs = ev.force_attrs(&item)?;
+        let key = attrs.get_str("key").ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("key".into())))?;
+        let key = ev.force(key)?;
+        let fresh = match &key {
+            Value::Int(i) => seen.insert(Key::Int(*i)),
+            Value::String(s) => seen.insert(Key::Str(s.as_str().to_string())),
+            Value::Path(p) => seen.insert(Key::Path(p.to_string())),
+            _ => {
+                let mut found = false;
+                for k in &other_keys {
+                    if ev.equal(k, &key)? {
+                        found = true;
+                        break;
+                    }
+                }
+                if !found {
+                    other_keys.push(key.clone());
+                }
+                !found
+            }
+        };
+        if !fresh {
+            continue;
+        }
+        let next = ev.call(&op, Value::Attrs(attrs), Pos::NONE)?;
+        let next = ev.force_list(&next)?;
+        work.extend(next.iter().cloned());
+        out.push(item);
+    }
+    Ok(Value::list(out))
+}

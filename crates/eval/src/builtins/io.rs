@@ -1,0 +1,126 @@
+//! Builtins touching the outside world through `EvalIO`: `import`,
+//! `scopedImport`, `readFile`, `readDir`, `pathExists`, `readFileType`,
+//! `getEnv`, `findFile`, `toPath`, and the pure `placeholder`.
+
+use std::sync::Arc;
+
+use super::{PrimOp, S};
+use crate::error::{ErrorKind, EvalError, EvalResult};
+use crate::eval::{Evaluator, io_msg};
+use crate::source::Pos;
+use crate::symbol::Symbol;
+use crate::value::{AttrsBuilder, Env, Value};
+
+pub(super) const PRIMOPS: &[PrimOp] = &[
+    PrimOp::new("import", &[S], import),
+    PrimOp::new("scopedImport", &[S, S], scoped_import),
+    PrimOp::new("readFile", &[S], read_file),
+    PrimOp::new("readDir", &[S], read_dir),
+    PrimOp::new("pathExists", &[S], path_exists),
+    PrimOp::new("readFileType", &[S], read_file_type),
+    PrimOp::new("getEnv", &[S], |ev, a, _| {
+        let n = ev.force_string(&a[0])?;
+        Ok(Value::string(ev.io.get_env(n.as_str()).unwrap_or_default()))
+    }),
+    PrimOp::new("findFile", &[S, S], find_file),
+    PrimOp::new("toPath", &[S], |ev, a, _| Ok(Value::string(ev.coerce_to_path(&a[0])?))),
+    PrimOp::new("placeholder", &[S], placeholder),
+];
+
+fn import(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let p = ev.coerce_to_path(&a[0])?;
+    let v = ev.import_value(&p)?;
+    ev.force(&v)
+}
+
+fn scoped_import(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let scope = super::attrs::attrs_arg(&a[0])?;
+    let p = ev.coerce_to_path(&a[1])?;
+    let p = match ev.io.file_type(&p) {
+        Ok(crate::io::FileType::Directory) => format!("{p}/default.nix"),
+        _ => p,
+    };
+    let names: Vec<Symbol> = scope.iter().map(|a| a.name).collect();
+    let values: Vec<Value> = scope.iter().map(|a| a.value.clone()).collect();
+    let e = ev.compile_file(&p, Some(names))?;
+    let env = Env::new(ev.root_env(), values);
+    ev.eval(&Arc::new(e), &env)
+}
+
+fn read_file(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let p = ev.coerce_to_path(&a[0])?;
+    let bytes = ev
+        .io
+        .read_file(&p)
+        .map_err(|e| EvalError::new(ErrorKind::Io(format!("opening file '{p}': {}", io_msg(&e)))))?;
+    Ok(Value::string(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+fn read_dir(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let p = ev.coerce_to_path(&a[0])?;
+    let entries = ev
+        .io
+        .read_dir(&p)
+        .map_err(|e| EvalError::new(ErrorKind::Io(format!("opening directory '{p}': {}", io_msg(&e)))))?;
+    let mut b = AttrsBuilder::with_capacity(entries.len());
+    for (name, ft) in entries {
+        b.insert(Symbol::new(&name), Value::string(ft.nix_name()));
+    }
+    Ok(Value::Attrs(b.finish()))
+}
+
+fn path_exists(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let p = ev.coerce_to_path(&a[0])?;
+    Ok(Value::Bool(ev.io.path_exists(&p)))
+}
+
+fn read_file_type(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let p = ev.coerce_to_path(&a[0])?;
+    let ft = ev
+        .io
+        .file_type(&p)
+        .map_err(|e| EvalError::new(ErrorKind::Io(format!("getting status of '{p}': {}", io_msg(&e)))))?;
+    Ok(Value::string(ft.nix_name()))
+}
+
+fn find_file(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let search = super::lists::list_arg(&a[0])?;
+    let name = ev.force_string(&a[1])?;
+    let name = name.as_str();
+    for entry in search.iter() {
+        let entry = ev.force_attrs(entry)?;
+        let prefix = match entry.get_str("prefix") {
+            Some(p) => ev.force_str_plain(p)?,
+            None => String::new(),
+        };
+        let Some(path) = entry.get_str("path") else {
+            return Err(EvalError::new(ErrorKind::MissingAttr("path".into())));
+        };
+        let path = ev.coerce_to_string(path, crate::eval::CoerceOpts::path_interp())?;
+        let rest = if prefix.is_empty() {
+            Some(name.to_string())
+        } else if name == prefix {
+            Some(String::new())
+        } else {
+            name.strip_prefix(&format!("{prefix}/")).map(str::to_string)
+        };
+        let Some(rest) = rest else { continue };
+        let base = path.as_str();
+        let base = if base.starts_with('/') { base.to_string() } else { format!("{}/{base}", ev.config.cwd) };
+        let cand = if rest.is_empty() { base } else { format!("{base}/{rest}") };
+        let Ok(cand) = crate::support::path::canon_path(&cand) else { continue };
+        if ev.io.path_exists(&cand) {
+            return Ok(Value::path(cand));
+        }
+    }
+    Err(EvalError::other(format!(
+        "file '{name}' was not found in the Nix search path (add it using $NIX_PATH or -I)"
+    )))
+}
+
+fn placeholder(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    use ndeploy_store::hash::{Hash, HashAlgo};
+    let out = ev.force_string(&a[0])?;
+    let h = Hash::digest(HashAlgo::Sha256, format!("nix-output:{}", out.as_str()));
+    Ok(Value::string(format!("/{}", h.to_nix32())))
+}

@@ -1,0 +1,42 @@
+//! Arithmetic and comparison builtins (checked, like the operators).
+
+use std::cmp::Ordering;
+
+use super::{PrimOp, S};
+use crate::error::{EvalError, EvalResult};
+use crate::eval::Evaluator;
+use crate::ir::BinOp;
+use crate::source::Pos;
+use crate::value::Value;
+
+pub(super) const PRIMOPS: &[PrimOp] = &[
+    PrimOp::new("add", &[S, S], |ev, a, _| ev.arith(BinOp::Add, a[0].clone(), a[1].clone())),
+    PrimOp::new("sub", &[S, S], |ev, a, _| ev.arith(BinOp::Sub, a[0].clone(), a[1].clone())),
+    PrimOp::new("mul", &[S, S], |ev, a, _| ev.arith(BinOp::Mul, a[0].clone(), a[1].clone())),
+    PrimOp::new("div", &[S, S], |ev, a, _| ev.arith(BinOp::Div, a[0].clone(), a[1].clone())),
+    PrimOp::new("lessThan", &[S, S], |ev, a, _| Ok(Value::Bool(ev.compare(&a[0], &a[1])? == Ordering::Less))),
+    PrimOp::new("bitAnd", &[S, S], |ev, a, _| bits(ev, a, |x, y| x & y)),
+    PrimOp::new("bitOr", &[S, S], |ev, a, _| bits(ev, a, |x, y| x | y)),
+    PrimOp::new("bitXor", &[S, S], |ev, a, _| bits(ev, a, |x, y| x ^ y)),
+    PrimOp::new("ceil", &[S], |ev, a, p| round(ev, a, p, f64::ceil)),
+    PrimOp::new("floor", &[S], |ev, a, p| round(ev, a, p, f64::floor)),
+];
+
+fn bits(ev: &Evaluator, a: &[Value], f: fn(i64, i64) -> i64) -> EvalResult<Value> {
+    Ok(Value::Int(f(ev.force_int(&a[0])?, ev.force_int(&a[1])?)))
+}
+
+fn round(_: &Evaluator, a: &[Value], _: Pos, f: fn(f64) -> f64) -> EvalResult<Value> {
+    match &a[0] {
+        Value::Int(i) => Ok(Value::Int(*i)),
+        Value::Float(x) => {
+            let r = f(*x);
+            if r.is_finite() && r >= i64::MIN as f64 && r < i64::MAX as f64 {
+                Ok(Value::Int(r as i64))
+            } else {
+                Err(EvalError::other(format!("value {x} cannot be represented as an integer")))
+            }
+        }
+        v => Err(EvalError::type_error(v.type_desc(), "a float")),
+    }
+}

@@ -1,0 +1,256 @@
+//! Bindings of attribute sets and `let`: collecting, merging and compiling.
+//!
+//! Design: bindings are first collected into a [`Binds`] tree, where
+//! attribute paths (`a.b.c = 1;`) become nested sets and attribute-set
+//! literals bound to the same name are merged (`a.x = 1; a = { y = 2; };`),
+//! exactly as Nix's parser does; any other redefinition is an "already
+//! defined" error. The tree is then compiled: static attributes sorted by
+//! name (their index is their slot in a `rec`/`let` frame), dynamic ones
+//! (`${e} = v;`) kept in source order for evaluation time.
+//!
+//! Invariant: `inherit x;` in a `rec` set or `let` resolves `x` outside the
+//! frame being defined (skip one scope), as in Nix.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rnix::ast::{self, HasEntry};
+
+use super::{Compiler, Scope, ident_name};
+use crate::error::{ErrorKind, EvalError, EvalResult};
+use crate::ir::{AttrDef, AttrName, AttrsExpr, DynAttr, Expr, LetExpr};
+use crate::source::Pos;
+use crate::symbol::Symbol;
+
+pub(crate) struct Binds {
+    statics: Vec<StaticBind>,
+    dynamics: Vec<DynBind>,
+}
+
+struct StaticBind {
+    name: Symbol,
+    pos: Pos,
+    bind: Bind,
+}
+
+struct DynBind {
+    attr: ast::Attr,
+    pos: Pos,
+    bind: Bind,
+}
+
+enum Bind {
+    Value(ast::Expr),
+    Inherit,
+    InheritFrom(ast::Expr),
+    Nested(Binds, bool),
+}
+
+/// The statically known name of an attribute, if any.
+fn static_name(a: &ast::Attr) -> Option<Symbol> {
+    match a {
+        ast::Attr::Ident(id) => Some(ident_name(id)),
+        ast::Attr::Str(s) => literal_str(s),
+        ast::Attr::Dynamic(d) => match d.expr()? {
+            ast::Expr::Str(s) => literal_str(&s),
+            _ => None,
+        },
+    }
+}
+
+fn literal_str(s: &ast::Str) -> Option<Symbol> {
+    let mut out = String::new();
+    for p in s.normalized_parts() {
+        match p {
+            ast::InterpolPart::Literal(t) => out.push_str(&t),
+            ast::InterpolPart::Interpolation(_) => return None,
+        }
+    }
+    Some(Symbol::new(&out))
+}
+
+impl Binds {
+    fn new() -> Binds {
+        Binds { statics: Vec::new(), dynamics: Vec::new() }
+    }
+    fn find(&mut self, name: Symbol) -> Option<&mut StaticBind> {
+        self.statics.iter_mut().find(|b| b.name == name)
+    }
+}
+
+fn dup(name: Symbol, pos: Pos) -> EvalError {
+    let at = match pos.resolve() {
+        Some((src, l, c)) => format!(" at {}:{l}:{c}", src.name()),
+        None => String::new(),
+    };
+    EvalError::at(ErrorKind::Other(format!("attribute '{name}' already defined{at}")), pos)
+}
+
+fn merge(into: &mut Binds, from: Binds) -> EvalResult<()> {
+    for sb in from.statics {
+        match into.find(sb.name) {
+            None => into.statics.push(sb),
+            Some(existing) => match (&mut existing.bind, sb.bind) {
+                (Bind::Nested(a, _), Bind::Nested(b, _)) => merge(a, b)?,
+                _ => return Err(dup(sb.name, sb.pos)),
+            },
+        }
+    }
+    into.dynamics.extend(from.dynamics);
+    Ok(())
+}
+
+impl<'a> Compiler<'a> {
+    pub(super) fn collect_binds(&mut self, node: &impl HasEntry, is_let: bool) -> EvalResult<Binds> {
+        let mut binds = Binds::new();
+        for entry in Self::entries_of(node) {
+            match entry {
+                ast::Entry::Inherit(inh) => {
+                    let from = inh.from().and_then(|f| f.expr());
+                    if inh.from().is_some() && from.is_none() {
+                        return Err(self.missing(&inh));
+                    }
+                    for a in inh.attrs() {
+                        let pos = self.pos(&a);
+                        let Some(name) = static_name(&a) else {
+                            return Err(self.err(&a, "dynamic attributes not allowed in inherit"));
+                        };
+                        if binds.find(name).is_some() {
+                            return Err(dup(name, pos));
+                        }
+                        let bind = match &from {
+                            Some(f) => Bind::InheritFrom(f.clone()),
+                            None => Bind::Inherit,
+                        };
+                        binds.statics.push(StaticBind { name, pos, bind });
+                    }
+                }
+                ast::Entry::AttrpathValue(av) => {
+                    let path = av.attrpath().ok_or_else(|| self.missing(&av))?;
+                    let attrs: Vec<ast::Attr> = path.attrs().collect();
+                    let value = av.value().ok_or_else(|| self.missing(&av))?;
+                    self.add_bind(&mut binds, &attrs, value, is_let)?;
+                }
+            }
+        }
+        Ok(binds)
+    }
+
+    fn value_bind(&mut self, value: ast::Expr) -> EvalResult<Bind> {
+        Ok(match value {
+            ast::Expr::AttrSet(set) => {
+                let rec = set.rec_token().is_some();
+                Bind::Nested(self.collect_binds(&set, false)?, rec)
+            }
+            v => Bind::Value(v),
+        })
+    }
+
+    fn add_bind(&mut self, binds: &mut Binds, path: &[ast::Attr], value: ast::Expr, is_let: bool) -> EvalResult<()> {
+        let Some((first, rest)) = path.split_first() else {
+            return Err(self.missing(&value));
+        };
+        let pos = self.pos(first);
+        let name = static_name(first);
+        if name.is_none() && is_let {
+            return Err(self.err(first, "dynamic attributes not allowed in let"));
+        }
+        let bind = if rest.is_empty() {
+            self.value_bind(value)?
+        } else {
+            let mut inner = Binds::new();
+            if let Some(n) = name
+                && let Some(existing) = binds.find(n)
+            {
+                return match &mut existing.bind {
+                    Bind::Nested(b, _) => {
+                        let mut b = std::mem::replace(b, Binds::new());
+                        let r = self.add_bind(&mut b, rest, value, false);
+                        if let Some(StaticBind { bind: Bind::Nested(slot, _), .. }) = binds.find(n) {
+                            *slot = b;
+                        }
+                        r
+                    }
+                    _ => Err(dup(n, pos)),
+                };
+            }
+            self.add_bind(&mut inner, rest, value, false)?;
+            Bind::Nested(inner, false)
+        };
+        match name {
+            Some(n) => match binds.find(n) {
+                None => binds.statics.push(StaticBind { name: n, pos, bind }),
+                Some(existing) => match (&mut existing.bind, bind) {
+                    (Bind::Nested(a, _), Bind::Nested(b, _)) => merge(a, b)?,
+                    _ => return Err(dup(n, pos)),
+                },
+            },
+            None => binds.dynamics.push(DynBind { attr: first.clone(), pos, bind }),
+        }
+        Ok(())
+    }
+
+    fn compile_bind(&mut self, name: Symbol, bind: Bind, in_rec: bool, pos: Pos) -> EvalResult<Expr> {
+        Ok(match bind {
+            Bind::Value(ast::Expr::Lambda(l)) => Expr::Lambda(Arc::new(self.lambda(&l, Some(name))?)),
+            Bind::Value(e) => self.expr(&e)?,
+            Bind::Inherit => self.resolve(name, usize::from(in_rec), pos)?,
+            Bind::InheritFrom(from) => {
+                let e = self.expr(&from)?;
+                Expr::Select { expr: Box::new(e), path: vec![AttrName::Static(name)].into_boxed_slice(), default: None, pos }
+            }
+            Bind::Nested(b, rec) => self.compile_binds(b, rec, pos)?,
+        })
+    }
+
+    pub(super) fn compile_binds(&mut self, mut binds: Binds, rec: bool, pos: Pos) -> EvalResult<Expr> {
+        binds.statics.sort_by(|a, b| a.name.cmp(&b.name));
+        if rec {
+            let m: HashMap<Symbol, u32> = binds.statics.iter().enumerate().map(|(i, b)| (b.name, i as u32)).collect();
+            self.scopes.push(Scope::Static(m));
+        }
+        let r = (|| {
+            let mut attrs = Vec::with_capacity(binds.statics.len());
+            for sb in binds.statics {
+                let inherited = matches!(sb.bind, Bind::Inherit);
+                let value = Arc::new(self.compile_bind(sb.name, sb.bind, rec, sb.pos)?);
+                attrs.push(AttrDef { name: sb.name, value, inherited, pos: sb.pos });
+            }
+            let mut dynamic = Vec::with_capacity(binds.dynamics.len());
+            for db in binds.dynamics {
+                let name = match self.attr_name(&db.attr)? {
+                    AttrName::Dynamic(e) => e,
+                    AttrName::Static(s) => Expr::Const(crate::value::Value::string(s.as_str())),
+                };
+                let value = Arc::new(self.compile_bind(Symbol::new("<dynamic>"), db.bind, rec, db.pos)?);
+                dynamic.push(DynAttr { name, value, pos: db.pos });
+            }
+            Ok(Expr::Attrs(Box::new(AttrsExpr { rec, attrs, dynamic, pos })))
+        })();
+        if rec {
+            self.scopes.pop();
+        }
+        r
+    }
+
+    pub(super) fn compile_let(&mut self, mut binds: Binds, body: Option<ast::Expr>, node: &ast::LetIn) -> EvalResult<Expr> {
+        if let Some(d) = binds.dynamics.first() {
+            return Err(EvalError::at(ErrorKind::Other("dynamic attributes not allowed in let".into()), d.pos));
+        }
+        binds.statics.sort_by(|a, b| a.name.cmp(&b.name));
+        let m: HashMap<Symbol, u32> = binds.statics.iter().enumerate().map(|(i, b)| (b.name, i as u32)).collect();
+        self.scopes.push(Scope::Static(m));
+        let r = (|| {
+            let mut defs = Vec::with_capacity(binds.statics.len());
+            for sb in binds.statics {
+                let inherited = matches!(sb.bind, Bind::Inherit);
+                let value = Arc::new(self.compile_bind(sb.name, sb.bind, true, sb.pos)?);
+                defs.push(AttrDef { name: sb.name, value, inherited, pos: sb.pos });
+            }
+            let body = self.sub(body, node)?;
+            Ok(Expr::Let(Box::new(LetExpr { binds: defs, body })))
+        })();
+        self.scopes.pop();
+        r
+    }
+}

@@ -1,0 +1,179 @@
+//! Function application: lambdas (with formals and defaults), primops
+//! (partial application collects arguments until the arity is reached, then
+//! forces the strict ones), and sets with `__functor`.
+
+use std::sync::Arc;
+
+use super::{Evaluator, RED_ZONE, STACK_CHUNK};
+use crate::error::{ErrorKind, EvalError, EvalResult};
+use crate::ir::{Lambda, Param};
+use crate::source::Pos;
+use crate::symbol::Symbol;
+use crate::value::{Closure, Env, PrimOpApp, Thunk, Value};
+
+fn lambda_desc(l: &Lambda) -> String {
+    let at = match l.pos.resolve() {
+        Some((src, line, col)) => {
+            let name = match &src.origin {
+                crate::source::Origin::File(p) => p.clone(),
+                _ => "(string)".into(),
+            };
+            format!(" at {name}:{line}:{col}")
+        }
+        None => String::new(),
+    };
+    match l.name {
+        Some(n) => format!("'{n}'{at}"),
+        None => format!("anonymous function{at}"),
+    }
+}
+
+impl Evaluator {
+    /// Apply `f` (already forced) to `arg`.
+    pub fn call(&self, f: &Value, arg: Value, pos: Pos) -> EvalResult<Value> {
+        stacker::maybe_grow(RED_ZONE, STACK_CHUNK, || self.call_inner(f, arg, pos))
+    }
+
+    /// Apply `f` to several arguments.
+    pub fn call_n(&self, f: &Value, args: &[Value], pos: Pos) -> EvalResult<Value> {
+        let mut f = self.force(f)?;
+        for a in args {
+            f = self.call(&f, a.clone(), pos)?;
+        }
+        Ok(f)
+    }
+
+    fn call_inner(&self, f: &Value, arg: Value, pos: Pos) -> EvalResult<Value> {
+        match f {
+            Value::Lambda(c) => {
+                self.enter_call().map_err(|e| e.with_pos(pos))?;
+                let r = self.call_lambda(c, arg, pos);
+                self.leave_call();
+                r
+            }
+            Value::PrimOp(op) => {
+                if op.arity() == 1 {
+                    self.call_primop(op, vec![arg], pos)
+                } else {
+                    Ok(Value::PrimOpApp(Arc::new(PrimOpApp { op, args: vec![arg] })))
+                }
+            }
+            Value::PrimOpApp(app) => {
+                let mut args = Vec::with_capacity(app.args.len() + 1);
+                args.extend(app.args.iter().cloned());
+                args.push(arg);
+                if args.len() >= app.op.arity() {
+                    self.call_primop(app.op, args, pos)
+                } else {
+                    Ok(Value::PrimOpApp(Arc::new(PrimOpApp { op: app.op, args })))
+                }
+            }
+            Value::Attrs(a) => {
+                let Some(functor) = a.get(Symbol::new("__functor")) else {
+                    return Err(EvalError::at(
+                        ErrorKind::Other("attempt to call something which is not a function but a set".into()),
+                        pos,
+                    ));
+                };
+                let functor = self.force(functor)?;
+                let g = self.call(&functor, f.clone(), pos)?;
+                self.call(&g, arg, pos)
+            }
+            Value::Thunk(_) => {
+                let f = self.force(f)?;
+                self.call(&f, arg, pos)
+            }
+            other => Err(EvalError::at(
+                ErrorKind::Other(format!("attempt to call something which is not a function but {}", other.type_desc())),
+                pos,
+            )),
+        }
+    }
+
+    fn call_primop(&self, op: &'static crate::builtins::PrimOp, mut args: Vec<Value>, pos: Pos) -> EvalResult<Value> {
+        for (i, a) in args.iter_mut().enumerate() {
+            if op.is_strict(i) {
+                *a = self.force(a).map_err(|e| e.with_pos(pos))?;
+            }
+        }
+        (op.func)(self, &args, pos).map_err(|e| e.with_pos(pos))
+    }
+
+    fn call_lambda(&self, c: &Closure, arg: Value, pos: Pos) -> EvalResult<Value> {
+        let l = &c.lambda;
+        let env = match &l.param {
+            Param::Ident(_) => Env::new(&c.env, vec![arg]),
+            Param::Pattern(p) => {
+                let attrs = self.force_attrs(&arg).map_err(|e| e.with_pos(pos))?;
+                let mut slots = Vec::with_capacity(p.slots());
+                let mut need_rec = false;
+                let mut used = 0usize;
+                for f in &p.formals {
+                    match attrs.get(f.name) {
+                        Some(v) => {
+                            used += 1;
+                            slots.push(v.clone())
+                        }
+                        None => match &f.default {
+                            Some(_) => {
+                                need_rec = true;
+                                slots.push(Value::Null)
+                            }
+                            None => {
+                                return Err(EvalError::at(
+                                    ErrorKind::Other(format!(
+                                        "{} called without required argument '{}'",
+                                        lambda_desc(l),
+                                        f.name
+                                    )),
+                                    pos,
+                                ));
+                            }
+                        },
+                    }
+                }
+                if !p.ellipsis && used < attrs.len() {
+                    for a in attrs.iter() {
+                        if p.formals.binary_search_by(|f| f.name.cmp(&a.name)).is_err() {
+                            return Err(EvalError::at(
+                                ErrorKind::Other(format!(
+                                    "{} called with unexpected argument '{}'",
+                                    lambda_desc(l),
+                                    a.name
+                                )),
+                                pos,
+                            ));
+                        }
+                    }
+                }
+                if p.bind.is_some() {
+                    slots.push(arg);
+                }
+                if need_rec {
+                    let env = self.new_rec_env(&c.env, slots.len());
+                    for (slot, f) in slots.iter_mut().zip(&p.formals) {
+                        if let Some(d) = &f.default
+                            && attrs.get(f.name).is_none()
+                        {
+                            *slot = match &**d {
+                                crate::ir::Expr::Const(v) => v.clone(),
+                                _ => Thunk::expr(d.clone(), env.clone()),
+                            };
+                        }
+                    }
+                    env.fill(slots);
+                    env
+                } else {
+                    Env::new(&c.env, slots)
+                }
+            }
+        };
+        self.eval(&l.body, &env).map_err(|e| {
+            if e.trace().len() < 64 {
+                e.add_frame(l.pos, format!("while calling {}", lambda_desc(l)))
+            } else {
+                e
+            }
+        })
+    }
+}

@@ -1,0 +1,249 @@
+//! Evaluation of each IR node to weak head normal form.
+
+use std::sync::Arc;
+
+use super::{Evaluator, released};
+use crate::error::{ErrorKind, EvalError, EvalResult};
+use crate::ir::{AttrName, AttrsExpr, BinOp, Expr, LetExpr};
+use crate::source::Pos;
+use crate::symbol::Symbol;
+use crate::value::{Attr, Attrs, AttrsBuilder, Env, Thunk, Value};
+
+impl Evaluator {
+    pub(super) fn eval_inner(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
+        match e {
+            Expr::Const(v) => Ok(v.clone()),
+            Expr::Local { depth, idx } => {
+                let v = env.lookup(*depth, *idx).map_err(|_| released())?;
+                self.force(&v)
+            }
+            Expr::WithVar { name, withs, pos } => {
+                for d in withs.iter() {
+                    let scope = env.lookup(*d, 0).map_err(|_| released())?;
+                    let attrs = self.force_attrs(&scope).map_err(|e| e.with_pos(*pos))?;
+                    if let Some(v) = attrs.get(*name) {
+                        return self.force(v);
+                    }
+                }
+                Err(EvalError::at(ErrorKind::UndefinedVar(name.to_string()), *pos))
+            }
+            Expr::Interp { parts, pos } => self.interpolate(parts, env).map_err(|e| e.with_pos(*pos)),
+            Expr::PathInterp { parts, pos } => self.path_interp(parts, env).map_err(|e| e.with_pos(*pos)),
+            Expr::List(items) => {
+                let mut v = Vec::with_capacity(items.len());
+                for i in items.iter() {
+                    v.push(self.delay(i, env)?);
+                }
+                Ok(Value::list(v))
+            }
+            Expr::Attrs(a) => self.eval_attrs(a, env),
+            Expr::Let(l) => self.eval_let(l, env),
+            Expr::Lambda(l) => Ok(Value::Lambda(Arc::new(crate::value::Closure { lambda: l.clone(), env: env.clone() }))),
+            Expr::Apply { func, args, pos } => {
+                let mut f = self.eval(func, env)?;
+                for a in args.iter() {
+                    let arg = self.delay(a, env)?;
+                    f = self.call(&f, arg, *pos)?;
+                }
+                Ok(f)
+            }
+            Expr::Select { expr, path, default, pos } => self.eval_select(expr, path, default.as_deref(), *pos, env),
+            Expr::HasAttr { expr, path } => {
+                let mut v = self.eval(expr, env)?;
+                for name in path.iter() {
+                    let Value::Attrs(a) = v else { return Ok(Value::Bool(false)) };
+                    let name = self.attr_name(name, env)?;
+                    match a.get(name) {
+                        Some(x) => v = self.force(x)?,
+                        None => return Ok(Value::Bool(false)),
+                    }
+                }
+                Ok(Value::Bool(true))
+            }
+            Expr::If { cond, then, else_, pos } => {
+                let c = self.eval(cond, env)?;
+                match c {
+                    Value::Bool(true) => self.eval(then, env),
+                    Value::Bool(false) => self.eval(else_, env),
+                    v => Err(EvalError::at(ErrorKind::Type { got: v.type_desc(), expected: "a Boolean" }, *pos)),
+                }
+            }
+            Expr::Assert { cond, body, text, pos } => match self.eval(cond, env)? {
+                Value::Bool(true) => self.eval(body, env),
+                Value::Bool(false) => Err(EvalError::at(ErrorKind::Assert(text.clone()), *pos)),
+                v => Err(EvalError::at(ErrorKind::Type { got: v.type_desc(), expected: "a Boolean" }, *pos)),
+            },
+            Expr::With { attrs, body } => {
+                let scope = self.delay(attrs, env)?;
+                let env = Env::new(env, vec![scope]);
+                self.eval(body, &env)
+            }
+            Expr::BinOp { op, lhs, rhs, pos } => self.eval_binop(*op, lhs, rhs, *pos, env),
+            Expr::Not(e, pos) => match self.eval(e, env)? {
+                Value::Bool(b) => Ok(Value::Bool(!b)),
+                v => Err(EvalError::at(ErrorKind::Type { got: v.type_desc(), expected: "a Boolean" }, *pos)),
+            },
+            Expr::Neg(e, pos) => {
+                let v = self.eval(e, env)?;
+                self.arith(BinOp::Sub, Value::Int(0), v).map_err(|e| e.with_pos(*pos))
+            }
+        }
+    }
+
+    pub(crate) fn attr_name(&self, n: &AttrName, env: &Env) -> EvalResult<Symbol> {
+        match n {
+            AttrName::Static(s) => Ok(*s),
+            AttrName::Dynamic(e) => {
+                let v = self.eval(e, env)?;
+                let s = self.coerce_to_string(&v, super::CoerceOpts::interpolation())?;
+                Ok(Symbol::new(s.as_str()))
+            }
+        }
+    }
+
+    fn eval_select(
+        &self,
+        expr: &Expr,
+        path: &[AttrName],
+        default: Option<&Expr>,
+        pos: Pos,
+        env: &Env,
+    ) -> EvalResult<Value> {
+        let mut v = self.eval(expr, env)?;
+        for name in path {
+            let sym = self.attr_name(name, env)?;
+            let found = match &v {
+                Value::Attrs(a) => a.get_attr(sym).map(|a| (a.value.clone(), a.pos)),
+                other => {
+                    if let Some(d) = default {
+                        return self.eval(d, env);
+                    }
+                    return Err(EvalError::at(ErrorKind::Type { got: other.type_desc(), expected: "a set" }, pos));
+                }
+            };
+            match found {
+                Some((x, apos)) => {
+                    v = self.force(&x).map_err(|e| {
+                        e.add_frame(apos, format!("while evaluating the attribute '{sym}'"))
+                    })?
+                }
+                None => {
+                    if let Some(d) = default {
+                        return self.eval(d, env);
+                    }
+                    return Err(EvalError::at(ErrorKind::MissingAttr(sym.to_string()), pos));
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// A value for a binding of a recursive frame: variables of the frame
+    /// itself must be delayed (the frame is not filled yet).
+    fn delay_rec(&self, e: &Arc<Expr>, env: &Env) -> EvalResult<Value> {
+        match &**e {
+            Expr::Local { depth: 0, .. } => Ok(Thunk::expr(e.clone(), env.clone())),
+            _ => self.delay(e, env),
+        }
+    }
+
+    fn eval_attrs(&self, a: &AttrsExpr, env: &Env) -> EvalResult<Value> {
+        let (attrs, env) = if a.rec {
+            let renv = self.new_rec_env(env, a.attrs.len());
+            let mut slots = Vec::with_capacity(a.attrs.len());
+            for d in &a.attrs {
+                slots.push(self.delay_rec(&d.value, &renv)?);
+            }
+            renv.fill(slots.clone());
+            let attrs: Vec<Attr> = a
+                .attrs
+                .iter()
+                .zip(slots)
+                .map(|(d, value)| Attr { name: d.name, value, pos: d.pos })
+                .collect();
+            (attrs, renv)
+        } else {
+            let mut attrs = Vec::with_capacity(a.attrs.len());
+            for d in &a.attrs {
+                attrs.push(Attr { name: d.name, value: self.delay(&d.value, env)?, pos: d.pos });
+            }
+            (attrs, env.clone())
+        };
+        if a.dynamic.is_empty() {
+            return Ok(Value::Attrs(Attrs::from_sorted(attrs)));
+        }
+        let mut b = AttrsBuilder::with_capacity(attrs.len() + a.dynamic.len());
+        let mut seen: std::collections::HashSet<Symbol> = attrs.iter().map(|a| a.name).collect();
+        for at in attrs {
+            b.insert_pos(at.name, at.value, at.pos);
+        }
+        for d in &a.dynamic {
+            let n = self.eval(&d.name, &env)?;
+            if matches!(n, Value::Null) {
+                continue;
+            }
+            let s = self.coerce_to_string(&n, super::CoerceOpts::interpolation()).map_err(|e| e.with_pos(d.pos))?;
+            let sym = Symbol::new(s.as_str());
+            if !seen.insert(sym) {
+                return Err(EvalError::at(ErrorKind::Other(format!("dynamic attribute '{sym}' already defined")), d.pos));
+            }
+            b.insert_pos(sym, self.delay(&d.value, &env)?, d.pos);
+        }
+        Ok(Value::Attrs(b.finish()))
+    }
+
+    fn eval_let(&self, l: &LetExpr, env: &Env) -> EvalResult<Value> {
+        let renv = self.new_rec_env(env, l.binds.len());
+        let mut slots = Vec::with_capacity(l.binds.len());
+        for d in &l.binds {
+            slots.push(self.delay_rec(&d.value, &renv)?);
+        }
+        renv.fill(slots);
+        self.eval(&l.body, &renv)
+    }
+
+    fn interpolate(&self, parts: &[Expr], env: &Env) -> EvalResult<Value> {
+        let mut out = String::new();
+        let mut ctx = crate::value::Context::new();
+        for p in parts {
+            let v = self.eval(p, env)?;
+            match &v {
+                Value::String(s) => {
+                    out.push_str(s.as_str());
+                    ctx.extend(s.context());
+                }
+                _ => {
+                    let s = self.coerce_to_string(&v, super::CoerceOpts::interpolation())?;
+                    out.push_str(s.as_str());
+                    ctx.extend(s.context());
+                }
+            }
+        }
+        Ok(Value::string_ctx(out, ctx))
+    }
+
+    fn path_interp(&self, parts: &[Expr], env: &Env) -> EvalResult<Value> {
+        let mut out = String::new();
+        for p in parts {
+            let v = self.eval(p, env)?;
+            let s = self.coerce_to_string(&v, super::CoerceOpts::path_interp())?;
+            if !s.context().is_empty() {
+                return Err(EvalError::other(format!(
+                    "the string '{}' is not allowed to refer to a store path",
+                    s.as_str()
+                )));
+            }
+            out.push_str(s.as_str());
+        }
+        let canon = crate::support::path::canon_path(&out).map_err(|e| EvalError::other(e.to_string()))?;
+        Ok(Value::path(canon))
+    }
+
+    /// Attribute-set accessor with Nix's type error.
+    pub fn force_attrs(&self, v: &Value) -> EvalResult<Attrs> {
+        match self.force(v)? {
+            Value::Attrs(a) => Ok(a),
+            v => Err(EvalError::type_error(v.type_desc(), "a set")),
+        }
+    }
+}

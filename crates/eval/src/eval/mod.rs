@@ -1,0 +1,323 @@
+//! The evaluator: the shared heap handle and the core operations.
+//!
+//! Design: an [`Evaluator`] is `Sync` and used by `&self` from any number of
+//! threads. It owns the configuration, the injected I/O, the builtins, the
+//! cache of imported files (path → the file's value, a shared thunk, so each
+//! file is parsed, compiled and evaluated once per evaluator) and the
+//! registry of recursive frames that is cleared on drop (see
+//! [`crate::value::Env`]), which frees every reference cycle.
+//!
+//! Evaluation is by recursive descent over the IR (`expr.rs`); `eval` and
+//! `call` grow the stack on demand with `stacker`, and lambda calls count
+//! against `max_call_depth` (per thread), so deep recursion ends in an
+//! error, never a crash. Arithmetic is checked (`ops.rs`).
+
+mod call;
+mod coerce;
+mod expr;
+mod ops;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+pub use coerce::CoerceOpts;
+
+use crate::compile::{CompileEnv, compile};
+use crate::error::{ErrorKind, EvalError, EvalResult};
+use crate::io::{EvalIO, RealIO, StoreIO};
+use crate::ir::Expr;
+use crate::source::Origin;
+use crate::symbol::Symbol;
+use crate::value::{Attrs, Env, Pending, Thunk, Value};
+
+/// Evaluation settings (what `nix-instantiate` options control).
+#[derive(Clone, Debug)]
+pub struct EvalConfig {
+    /// `-I` entries and `NIX_PATH`, in order: (prefix, path).
+    pub nix_path: Vec<(String, String)>,
+    pub max_call_depth: usize,
+    pub current_system: String,
+    /// Directory for `-E` expressions' relative paths.
+    pub cwd: String,
+    pub store_dir: String,
+}
+
+impl Default for EvalConfig {
+    fn default() -> EvalConfig {
+        EvalConfig {
+            nix_path: Vec::new(),
+            max_call_depth: 10000,
+            current_system: "x86_64-linux".into(),
+            cwd: std::env::current_dir().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| "/".into()),
+            store_dir: "/nix/store".into(),
+        }
+    }
+}
+
+/// Parse `NIX_PATH`-style entries (`a=/x:/y`) into (prefix, path) pairs.
+pub fn parse_nix_path(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in s.split(':').filter(|e| !e.is_empty()) {
+        match entry.split_once('=') {
+            Some((p, v)) => out.push((p.to_string(), v.to_string())),
+            None => out.push((String::new(), entry.to_string())),
+        }
+    }
+    out
+}
+
+struct RecRegistry {
+    envs: Vec<Weak<crate::value::env::EnvInner>>,
+    prune_at: usize,
+}
+
+pub struct Evaluator {
+    pub config: EvalConfig,
+    pub io: Arc<dyn EvalIO>,
+    pub store: Option<Arc<dyn StoreIO>>,
+    base: HashMap<Symbol, Value>,
+    builtins: Attrs,
+    files: Mutex<HashMap<String, Value>>,
+    rec_envs: Mutex<RecRegistry>,
+    root: Env,
+}
+
+thread_local! {
+    static CALL_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+const RED_ZONE: usize = 128 * 1024;
+const STACK_CHUNK: usize = 4 * 1024 * 1024;
+
+impl Evaluator {
+    pub fn new(config: EvalConfig, io: Arc<dyn EvalIO>) -> Evaluator {
+        let (base, builtins) = crate::builtins::base_scope(&config, &*io);
+        Evaluator {
+            config,
+            io,
+            store: None,
+            base,
+            builtins,
+            files: Mutex::new(HashMap::new()),
+            rec_envs: Mutex::new(RecRegistry { envs: Vec::new(), prune_at: 1024 }),
+            root: Env::root(),
+        }
+    }
+
+    /// An evaluator on the real file system with default settings.
+    pub fn real() -> Evaluator {
+        Evaluator::new(EvalConfig::default(), Arc::new(RealIO))
+    }
+
+    pub fn builtins(&self) -> &Attrs {
+        &self.builtins
+    }
+
+    fn compile_env(&self, dir: String) -> CompileEnv<'_> {
+        CompileEnv { base: &self.base, dir, home: self.io.get_env("HOME"), extra_scope: None }
+    }
+
+    /// Parse and compile an expression given as text (relative paths resolve
+    /// against `dir`).
+    pub fn compile_str(&self, text: &str, dir: &str) -> EvalResult<Expr> {
+        compile(text.into(), Origin::String, &self.compile_env(dir.to_string()))
+    }
+
+    /// Evaluate an expression given as text to weak head normal form.
+    pub fn eval_str(&self, text: &str) -> EvalResult<Value> {
+        let e = self.compile_str(text, &self.config.cwd.clone())?;
+        self.eval(&e, &self.root)
+    }
+
+    /// Evaluate the expression in `path` (a file, or a directory's
+    /// `default.nix`); cached per evaluator.
+    pub fn eval_file(&self, path: &str) -> EvalResult<Value> {
+        let v = self.import_value(path)?;
+        self.force(&v)
+    }
+
+    fn resolve_import_path(&self, path: &str) -> String {
+        match self.io.file_type(path) {
+            Ok(crate::io::FileType::Directory) => format!("{}/default.nix", path.trim_end_matches('/')),
+            _ => path.to_string(),
+        }
+    }
+
+    /// The (lazy) value of an imported file.
+    pub fn import_value(&self, path: &str) -> EvalResult<Value> {
+        let path = self.resolve_import_path(path);
+        if let Some(v) = self.files.lock().unwrap_or_else(|e| e.into_inner()).get(&path) {
+            return Ok(v.clone());
+        }
+        let p2 = path.clone();
+        let v = Thunk::native(move |ev: &Evaluator| {
+            let e = ev.compile_file(&p2, None)?;
+            ev.eval(&e, &ev.root)
+        });
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(files.entry(path).or_insert(v).clone())
+    }
+
+    /// Read and compile a file; `extra` adds an outermost frame (scopedImport).
+    pub(crate) fn compile_file(&self, path: &str, extra: Option<Vec<Symbol>>) -> EvalResult<Expr> {
+        let bytes = self
+            .io
+            .read_file(path)
+            .map_err(|e| EvalError::new(ErrorKind::Io(format!("opening file '{path}': {}", io_msg(&e)))))?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let dir = crate::support::path::dir_of(path).to_string();
+        let mut cenv = self.compile_env(dir);
+        cenv.extra_scope = extra;
+        compile(text.into(), Origin::File(path.to_string()), &cenv)
+    }
+
+    pub(crate) fn root_env(&self) -> &Env {
+        &self.root
+    }
+
+    /// The empty top-level frame (for evaluating compiled expressions).
+    pub fn root_env_pub(&self) -> &Env {
+        &self.root
+    }
+
+    /// Parse and compile `text` as if read from the file `path`.
+    pub fn compile_str_as_file(&self, text: &str, path: &str) -> EvalResult<Expr> {
+        let dir = crate::support::path::dir_of(path).to_string();
+        compile(text.into(), Origin::File(path.to_string()), &self.compile_env(dir))
+    }
+
+    /// A recursive frame, registered so that it is cleared on drop.
+    pub(crate) fn new_rec_env(&self, parent: &Env, n: usize) -> Env {
+        let env = Env::new_rec(parent, n);
+        let mut reg = self.rec_envs.lock().unwrap_or_else(|e| e.into_inner());
+        reg.envs.push(env.downgrade());
+        if reg.envs.len() >= reg.prune_at {
+            reg.envs.retain(|w| w.strong_count() > 0);
+            reg.prune_at = (reg.envs.len() * 2).max(1024);
+        }
+        env
+    }
+
+    /// Force a value to weak head normal form.
+    #[inline]
+    pub fn force(&self, v: &Value) -> EvalResult<Value> {
+        match v {
+            Value::Thunk(t) => match t.get() {
+                Some(v) => Ok(v),
+                None => self.force_thunk(t),
+            },
+            v => Ok(v.clone()),
+        }
+    }
+
+    fn force_thunk(&self, t: &Thunk) -> EvalResult<Value> {
+        let claim = t.claim();
+        if matches!(claim, crate::value::thunk::Claim::Recursion) {
+            return Err(EvalError::new(ErrorKind::InfiniteRecursion));
+        }
+        let Some(pending) = t.pending() else {
+            t.release(&claim);
+            return t.get().ok_or_else(|| EvalError::new(ErrorKind::InfiniteRecursion));
+        };
+        let r = match pending {
+            Pending::Expr(e, env) => self.eval(&e, &env),
+            Pending::Apply(f, a) => self.force(&f).and_then(|f| self.call(&f, a, crate::source::Pos::NONE)),
+            Pending::Native(f) => f(self).and_then(|v| self.force(&v)),
+        };
+        t.release(&claim);
+        r.map(|v| t.finish(v))
+    }
+
+    /// Evaluate `e` in `env` to weak head normal form.
+    #[inline]
+    pub fn eval(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
+        stacker::maybe_grow(RED_ZONE, STACK_CHUNK, || self.eval_inner(e, env))
+    }
+
+    /// A value for `e` in `env` without evaluating it: constants and
+    /// variables directly, anything else as a thunk.
+    #[inline]
+    pub(crate) fn delay(&self, e: &Arc<Expr>, env: &Env) -> EvalResult<Value> {
+        match &**e {
+            Expr::Const(v) => Ok(v.clone()),
+            Expr::Local { depth, idx } => env.lookup(*depth, *idx).map_err(|_| released()),
+            _ => Ok(Thunk::expr(e.clone(), env.clone())),
+        }
+    }
+
+    /// Force `v` and everything reachable from it (`--strict`, `deepSeq`).
+    pub fn force_deep(&self, v: &Value) -> EvalResult<Value> {
+        let mut seen = std::collections::HashSet::new();
+        let v = self.force(v)?;
+        self.force_deep_inner(&v, &mut seen)?;
+        Ok(v)
+    }
+
+    fn force_deep_inner(&self, v: &Value, seen: &mut std::collections::HashSet<usize>) -> EvalResult<()> {
+        stacker::maybe_grow(RED_ZONE, STACK_CHUNK, || match v {
+            Value::Attrs(a) => {
+                if !seen.insert(a.ptr_id()) {
+                    return Ok(());
+                }
+                for attr in a.iter() {
+                    let x = self.force(&attr.value).map_err(|e| {
+                        e.add_frame(attr.pos, format!("while evaluating the attribute '{}'", attr.name))
+                    })?;
+                    self.force_deep_inner(&x, seen)?;
+                }
+                Ok(())
+            }
+            Value::List(l) => {
+                if !seen.insert(Arc::as_ptr(l) as usize) {
+                    return Ok(());
+                }
+                for x in l.iter() {
+                    let x = self.force(x)?;
+                    self.force_deep_inner(&x, seen)?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        })
+    }
+
+    fn enter_call(&self) -> EvalResult<()> {
+        let d = CALL_DEPTH.with(|c| {
+            let d = c.get() + 1;
+            c.set(d);
+            d
+        });
+        if d > self.config.max_call_depth {
+            CALL_DEPTH.with(|c| c.set(c.get() - 1));
+            return Err(EvalError::new(ErrorKind::MaxCallDepth));
+        }
+        Ok(())
+    }
+
+    fn leave_call(&self) {
+        CALL_DEPTH.with(|c| c.set(c.get().saturating_sub(1)));
+    }
+}
+
+impl Drop for Evaluator {
+    fn drop(&mut self) {
+        let envs = std::mem::take(&mut self.rec_envs.get_mut().unwrap_or_else(|e| e.into_inner()).envs);
+        for w in &envs {
+            Env::clear_weak(w);
+        }
+        self.files.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+pub(crate) fn released() -> EvalError {
+    EvalError::other("internal error: variable frame released (evaluator dropped)")
+}
+
+pub(crate) fn io_msg(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "No such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "Permission denied".into(),
+        _ => e.to_string(),
+    }
+}

@@ -1,0 +1,155 @@
+//! Attribute sets: an immutable, shared vector of attributes sorted by name.
+//!
+//! Invariant: entries are strictly increasing by name (no duplicates). All
+//! constructors establish it: [`AttrsBuilder::finish`] sorts and keeps the
+//! FIRST definition of a duplicated name (as `listToAttrs` does), and
+//! [`Attrs::update`] merges two sorted sets (right side wins, as `//`).
+
+use std::sync::Arc;
+
+use crate::source::Pos;
+use crate::symbol::Symbol;
+use crate::value::Value;
+
+#[derive(Clone)]
+pub struct Attr {
+    pub name: Symbol,
+    pub value: Value,
+    pub pos: Pos,
+}
+
+#[derive(Clone)]
+pub struct Attrs(Arc<Vec<Attr>>);
+
+impl Attrs {
+    pub fn empty() -> Attrs {
+        Attrs(Arc::new(Vec::new()))
+    }
+
+    /// Build from entries already sorted by name and unique.
+    pub fn from_sorted(v: Vec<Attr>) -> Attrs {
+        debug_assert!(v.windows(2).all(|w| w[0].name < w[1].name));
+        Attrs(Arc::new(v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get_attr(&self, name: Symbol) -> Option<&Attr> {
+        let i = self.0.binary_search_by(|a| a.name.cmp(&name)).ok()?;
+        self.0.get(i)
+    }
+
+    pub fn get(&self, name: Symbol) -> Option<&Value> {
+        self.get_attr(name).map(|a| &a.value)
+    }
+
+    pub fn get_str(&self, name: &str) -> Option<&Value> {
+        let i = self.0.binary_search_by(|a| a.name.as_str().cmp(name)).ok()?;
+        self.0.get(i).map(|a| &a.value)
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Attr> {
+        self.0.iter()
+    }
+
+    pub fn entries(&self) -> &[Attr] {
+        &self.0
+    }
+
+    /// Identity of the underlying storage (for «repeated» detection).
+    pub fn ptr_id(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
+    pub fn ptr_eq(&self, other: &Attrs) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// `self // other`: a merge of two sorted vectors, right side wins.
+    pub fn update(&self, other: &Attrs) -> Attrs {
+        if other.is_empty() {
+            return self.clone();
+        }
+        if self.is_empty() {
+            return other.clone();
+        }
+        let (a, b) = (&self.0, &other.0);
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            match a[i].name.cmp(&b[j].name) {
+                std::cmp::Ordering::Less => {
+                    out.push(a[i].clone());
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(b[j].clone());
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    out.push(b[j].clone());
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        Attrs(Arc::new(out))
+    }
+}
+
+/// Collects attributes in any order; duplicates keep the first definition.
+#[derive(Default)]
+pub struct AttrsBuilder {
+    v: Vec<Attr>,
+}
+
+impl AttrsBuilder {
+    pub fn new() -> AttrsBuilder {
+        AttrsBuilder { v: Vec::new() }
+    }
+    pub fn with_capacity(n: usize) -> AttrsBuilder {
+        AttrsBuilder { v: Vec::with_capacity(n) }
+    }
+    pub fn insert(&mut self, name: Symbol, value: Value) {
+        self.v.push(Attr { name, value, pos: Pos::NONE });
+    }
+    pub fn insert_pos(&mut self, name: Symbol, value: Value, pos: Pos) {
+        self.v.push(Attr { name, value, pos });
+    }
+    pub fn finish(mut self) -> Attrs {
+        // Stable sort keeps the first of equal names first.
+        self.v.sort_by(|a, b| a.name.cmp(&b.name));
+        self.v.dedup_by(|later, first| later.name == first.name);
+        Attrs(Arc::new(self.v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_sorts_and_keeps_first() {
+        let mut b = AttrsBuilder::new();
+        b.insert(Symbol::new("b"), Value::Int(1));
+        b.insert(Symbol::new("a"), Value::Int(2));
+        b.insert(Symbol::new("b"), Value::Int(3));
+        let a = b.finish();
+        assert_eq!(a.len(), 2);
+        assert!(matches!(a.get(Symbol::new("b")), Some(Value::Int(1))));
+        let mut c = AttrsBuilder::new();
+        c.insert(Symbol::new("b"), Value::Int(9));
+        c.insert(Symbol::new("c"), Value::Int(8));
+        let u = a.update(&c.finish());
+        let names: Vec<_> = u.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert!(matches!(u.get_str("b"), Some(Value::Int(9))));
+    }
+}

@@ -1,0 +1,87 @@
+//! Environments: the runtime frames that compiled variable slots index into.
+//!
+//! Design: an [`Env`] is an `Arc`'d frame of values plus its parent; the
+//! compiler resolves every variable to `(depth, index)`, so lookup is `depth`
+//! pointer hops and one slice index. Frames of lambdas without default
+//! arguments, `with` frames and the like are immutable (`Fixed`).
+//!
+//! Recursive frames (`let`, `rec { }`, lambdas whose defaults refer to the
+//! frame) hold thunks that capture the frame itself: an `Arc` cycle. Such a
+//! frame is `Rec`: its slots sit behind a mutex, are written once right after
+//! creation, and can be cleared. The evaluator registers every `Rec` frame
+//! (weakly) and clears the survivors when it is dropped, which breaks every
+//! cycle (all cycles go through a `Rec` frame: nothing else is mutable after
+//! construction). Reading a cleared frame gives [`EnvCleared`], never UB.
+
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::value::Value;
+
+#[derive(Clone)]
+pub struct Env(Arc<EnvInner>);
+
+pub struct EnvInner {
+    parent: Option<Env>,
+    slots: Slots,
+}
+
+enum Slots {
+    Fixed(Box<[Value]>),
+    Rec(Mutex<Box<[Value]>>),
+}
+
+/// A recursive frame was read after its evaluator released it.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvCleared;
+
+impl Env {
+    pub fn root() -> Env {
+        Env(Arc::new(EnvInner { parent: None, slots: Slots::Fixed(Box::new([])) }))
+    }
+
+    pub fn new(parent: &Env, slots: Vec<Value>) -> Env {
+        Env(Arc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::Fixed(slots.into_boxed_slice()) }))
+    }
+
+    /// A recursive frame of `n` slots (all `null` until [`Env::fill`]).
+    pub fn new_rec(parent: &Env, n: usize) -> Env {
+        let slots = vec![Value::Null; n].into_boxed_slice();
+        Env(Arc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::Rec(Mutex::new(slots)) }))
+    }
+
+    /// Set the slots of a recursive frame.
+    pub fn fill(&self, values: Vec<Value>) {
+        if let Slots::Rec(m) = &self.0.slots {
+            *m.lock().unwrap_or_else(|e| e.into_inner()) = values.into_boxed_slice();
+        }
+    }
+
+    pub fn is_rec(&self) -> bool {
+        matches!(self.0.slots, Slots::Rec(_))
+    }
+
+    pub fn lookup(&self, depth: u32, idx: u32) -> Result<Value, EnvCleared> {
+        let mut e = &self.0;
+        for _ in 0..depth {
+            e = &e.parent.as_ref().ok_or(EnvCleared)?.0;
+        }
+        match &e.slots {
+            Slots::Fixed(s) => s.get(idx as usize).cloned().ok_or(EnvCleared),
+            Slots::Rec(m) => m.lock().unwrap_or_else(|e| e.into_inner()).get(idx as usize).cloned().ok_or(EnvCleared),
+        }
+    }
+
+    pub fn downgrade(&self) -> Weak<EnvInner> {
+        Arc::downgrade(&self.0)
+    }
+
+    /// Drop the slots of a recursive frame (breaking reference cycles).
+    pub fn clear_weak(w: &Weak<EnvInner>) {
+        if let Some(e) = w.upgrade()
+            && let Slots::Rec(m) = &e.slots
+        {
+            let old = std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()));
+            drop(old);
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Runtime values.
+//!
+//! Design: a [`Value`] is 16 bytes: scalars inline, everything else behind one
+//! `Arc` (so values are `Send + Sync` and cloning is one atomic increment).
+//! Values are immutable once built; the only interior mutability is in
+//! [`Thunk`] (forced once, first result wins) and in recursive [`Env`]s
+//! (filled once, cleared when the owning evaluator is dropped).
+//!
+//! Invariants:
+//! - [`Attrs`] entries are sorted by name and unique, so lookup is a binary
+//!   search and iteration is in Nix's (byte) order.
+//! - A string's [`Context`] is carried along by every string operation.
+//! - Only [`Value::Thunk`] may be unevaluated; `Evaluator::force` never
+//!   returns a thunk.
+
+mod attrs;
+pub(crate) mod env;
+mod string;
+pub(crate) mod thunk;
+
+use std::sync::Arc;
+
+pub use attrs::{Attr, Attrs, AttrsBuilder};
+pub use env::{Env, EnvCleared};
+pub use string::{Context, NixString};
+pub use thunk::{Pending, Thunk};
+
+use crate::builtins::PrimOp;
+use crate::ir::Lambda;
+
+/// A list: shared, immutable.
+pub type List = Arc<Vec<Value>>;
+
+/// A lambda together with the environment it closes over.
+pub struct Closure {
+    pub lambda: Arc<Lambda>,
+    pub env: Env,
+}
+
+/// A partially applied primop.
+pub struct PrimOpApp {
+    pub op: &'static PrimOp,
+    pub args: Vec<Value>,
+}
+
+#[derive(Clone)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(Arc<NixString>),
+    /// An absolute, canonical path.
+    Path(Arc<String>),
+    Attrs(Attrs),
+    List(List),
+    Lambda(Arc<Closure>),
+    PrimOp(&'static PrimOp),
+    PrimOpApp(Arc<PrimOpApp>),
+    Thunk(Thunk),
+}
+
+impl Value {
+    pub fn string(s: impl Into<String>) -> Value {
+        Value::String(Arc::new(NixString::plain(s.into())))
+    }
+
+    pub fn string_ctx(s: impl Into<String>, ctx: Context) -> Value {
+        Value::String(Arc::new(NixString::new(s.into(), ctx)))
+    }
+
+    pub fn path(s: impl Into<String>) -> Value {
+        Value::Path(Arc::new(s.into()))
+    }
+
+    pub fn list(v: Vec<Value>) -> Value {
+        Value::List(Arc::new(v))
+    }
+
+    /// Nix's type name as used in error messages ("an integer", ...).
+    pub fn type_desc(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "a Boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::String(_) => "a string",
+            Value::Path(_) => "a path",
+            Value::Attrs(_) => "a set",
+            Value::List(_) => "a list",
+            Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => "a function",
+            Value::Thunk(_) => "a thunk",
+        }
+    }
+
+    /// `builtins.typeOf` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::String(_) => "string",
+            Value::Path(_) => "path",
+            Value::Attrs(_) => "set",
+            Value::List(_) => "list",
+            Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => "lambda",
+            Value::Thunk(_) => "thunk",
+        }
+    }
+
+    pub fn is_function(&self) -> bool {
+        matches!(self, Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_))
+    }
+
+    /// The already-known value, looking through forced thunks.
+    pub fn shallow(&self) -> Value {
+        match self {
+            Value::Thunk(t) => t.get().unwrap_or_else(|| self.clone()),
+            v => v.clone(),
+        }
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Value {
+        Value::Bool(b)
+    }
+}
+impl From<i64> for Value {
+    fn from(i: i64) -> Value {
+        Value::Int(i)
+    }
+}
+impl From<Attrs> for Value {
+    fn from(a: Attrs) -> Value {
+        Value::Attrs(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_is_small_and_shareable() {
+        assert_eq!(std::mem::size_of::<Value>(), 16);
+        fn is_send_sync<T: Send + Sync>() {}
+        is_send_sync::<Value>();
+    }
+}

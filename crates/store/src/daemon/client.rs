@@ -330,7 +330,7 @@ where
         self.framed_op(&w, async move |fw| {
             fw.write(&count.to_le_bytes()).await?;
             for i in 0..count {
-                let next = source.next_path().await.map_err(|e| DaemonError::Source { what: format!("path {} of {count}", i + 1), source: e })?;
+                let next = fw.or_flush(source.next_path()).await?.map_err(|e| DaemonError::Source { what: format!("path {} of {count}", i + 1), source: e })?;
                 let Some((info, mut nar)) = next else {
                     return Err(DaemonError::BadInput { message: format!("the path source ended after {i} of {count} paths") });
                 };

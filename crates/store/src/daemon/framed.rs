@@ -11,7 +11,10 @@
 //! is streamed. [`read_frames`] is the receiving side, used by tests and any
 //! future server code; it bounds each frame's size.
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::pin::{Pin, pin};
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::wire::read_len;
 use super::{DaemonError, Result};
@@ -60,8 +63,29 @@ impl<'a, W: AsyncWrite + Unpin + ?Sized> FramedWriter<'a, W> {
         Ok(())
     }
 
-    /// Stream everything `src` yields; read errors become
-    /// [`DaemonError::Source`] naming `what`. Returns the bytes copied.
+    /// Send what is buffered as a (short) frame and flush the connection, so
+    /// the receiver can act on it.
+    pub async fn flush_now(&mut self) -> Result<()> {
+        self.flush_frame().await?;
+        self.inner.flush().await?;
+        Ok(())
+    }
+
+    /// Await `fut`; if it is not ready at once, first send what is buffered, so
+    /// the receiver is never kept waiting on data we hold while we wait too.
+    pub async fn or_flush<F: Future>(&mut self, fut: F) -> Result<F::Output> {
+        let mut fut = pin!(fut);
+        if let Some(v) = poll_once(fut.as_mut()).await {
+            return Ok(v);
+        }
+        self.flush_now().await?;
+        Ok(fut.await)
+    }
+
+    /// Stream everything `src` yields, reading straight into the frame
+    /// buffer; read errors become [`DaemonError::Source`] naming `what`.
+    /// Whenever `src` has nothing ready, the buffered data is sent first
+    /// (see [`Self::or_flush`]). Returns the bytes copied.
     pub async fn copy_from<S: AsyncRead + Unpin + ?Sized>(&mut self, src: &mut S, what: &str) -> Result<u64> {
         let mut total = 0u64;
         loop {
@@ -69,16 +93,26 @@ impl<'a, W: AsyncWrite + Unpin + ?Sized> FramedWriter<'a, W> {
                 self.flush_frame().await?;
             }
             let len = self.buf.len();
-            // Read straight into the frame buffer's spare room.
             self.buf.resize(FRAME_SIZE, 0);
-            let n = match src.read(&mut self.buf[len..]).await {
+            let mut start = len;
+            let res = match poll_once(poll_read(&mut *src, &mut self.buf[len..])).await {
+                Some(res) => res,
+                None => {
+                    self.buf.truncate(len);
+                    self.flush_now().await?;
+                    self.buf.resize(FRAME_SIZE, 0);
+                    start = 0;
+                    poll_read(&mut *src, &mut self.buf[..]).await
+                }
+            };
+            let n = match res {
                 Ok(n) => n,
                 Err(source) => {
-                    self.buf.truncate(len);
+                    self.buf.truncate(start);
                     return Err(DaemonError::Source { what: what.to_owned(), source });
                 }
             };
-            self.buf.truncate(len + n);
+            self.buf.truncate(start + n);
             if n == 0 {
                 return Ok(total);
             }
@@ -102,6 +136,30 @@ impl<'a, W: AsyncWrite + Unpin + ?Sized> FramedWriter<'a, W> {
         self.buf.clear();
         self.finish().await.map(drop)
     }
+}
+
+/// Poll `fut` once: its output if ready, `None` if it would wait.
+async fn poll_once<F: Future + Unpin>(mut fut: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match Pin::new(&mut fut).poll(cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+/// One `read` into `buf` as a future.
+fn poll_read<'a, S: AsyncRead + Unpin + ?Sized>(
+    src: &'a mut S,
+    buf: &'a mut [u8],
+) -> impl Future<Output = std::io::Result<usize>> + Unpin + 'a {
+    let mut buf = ReadBuf::new(buf);
+    std::future::poll_fn(move |cx| match Pin::new(&mut *src).poll_read(cx, &mut buf) {
+        Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
+    })
 }
 
 /// Read a framed stream to its terminator, passing each frame's bytes to
@@ -168,6 +226,33 @@ mod tests {
         assert_eq!(n as usize, data.len());
         assert_eq!(back, data);
         assert_eq!(sizes, [FRAME_SIZE, FRAME_SIZE, FRAME_SIZE, 17]);
+    }
+
+    #[tokio::test]
+    async fn stalled_source_sends_what_is_buffered() {
+        let (mut feed, mut src) = tokio::io::duplex(1024);
+        let (mut out_w, mut out_r) = tokio::io::duplex(1 << 20);
+        feed.write_all(b"early").await.unwrap();
+        let copier = async {
+            let mut w = FramedWriter::new(&mut out_w);
+            w.write(b"hdr").await.unwrap();
+            w.copy_from(&mut src, "x").await.unwrap();
+            w.finish().await.unwrap()
+        };
+        let checker = async {
+            // The first frame arrives while the source is still open.
+            let len = crate::daemon::wire::read_u64(&mut out_r).await.unwrap();
+            let mut first = vec![0u8; len as usize];
+            out_r.read_exact(&mut first).await.unwrap();
+            assert_eq!(first, b"hdrearly");
+            feed.write_all(b"late").await.unwrap();
+            drop(feed);
+            let mut rest = Vec::new();
+            read_frames(&mut out_r, 100, |f| rest.extend_from_slice(f)).await.unwrap();
+            rest
+        };
+        let (total, rest) = tokio::join!(copier, checker);
+        assert_eq!((total, &rest[..]), (12, &b"late"[..]));
     }
 
     #[tokio::test]

@@ -262,6 +262,20 @@ mod tests {
     }
 
     #[test]
+    fn mutations_never_panic_and_reparse() {
+        let base = "fixed:r:sha1:143xibwh31h9bvxzalr0sjvbbvpa6ffs";
+        for i in 0..base.len() {
+            for c in ["", ":", "r:", "-", "é", "e", "0", "text:"] {
+                let s = format!("{}{c}{}", &base[..i], &base[i + 1..]);
+                if let Ok(ca) = ContentAddress::parse(&s) {
+                    assert_eq!(ContentAddress::parse(&ca.to_string()).unwrap(), ca, "{s}");
+                }
+                let _ = ContentAddressMethod::parse(&s);
+            }
+        }
+    }
+
+    #[test]
     fn methods() {
         for s in ["text:sha256", "fixed:sha1", "fixed:r:sha256", "fixed:r:md5", "fixed:sha512"] {
             assert_eq!(ContentAddressMethod::parse(s).unwrap().to_string(), s);

@@ -358,6 +358,25 @@ CA: fixed:r:sha256:04zwf782yjwnh3q6hz5izfd6jyip8kgw6g6yj43fiqhbyhdd0dqw
         assert!(matches!(kind, LineError::Unterminated));
     }
 
+    /// Mutations of a real narinfo never panic, and whatever parses prints to
+    /// text that parses to the same value.
+    #[test]
+    fn mutations_never_panic_and_reparse() {
+        let dir = StoreDir::default();
+        let check = |text: &str| {
+            if let Ok(ni) = NarInfo::parse(&dir, text) {
+                assert_eq!(NarInfo::parse(&dir, &ni.to_text(&dir)).unwrap(), ni, "{text:?}");
+            }
+        };
+        for i in 0..TEXT_PATH.len() {
+            check(&TEXT_PATH[..i]);
+            for c in [":", " ", "\n", "x", "\0", "é", ": ", "0"] {
+                check(&format!("{}{c}{}", &TEXT_PATH[..i], &TEXT_PATH[i + 1..]));
+                check(&format!("{}{c}{}", &TEXT_PATH[..i], &TEXT_PATH[i..]));
+            }
+        }
+    }
+
     #[test]
     fn requires_fields() {
         let dir = StoreDir::default();

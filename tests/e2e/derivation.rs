@@ -299,3 +299,45 @@ fn generated_dag() {
         .unwrap();
     assert_eq!((reads, cache.len()), (201, 201));
 }
+
+/// C++ Nix and ndeploy agree under another store directory (`NIX_STORE_DIR`),
+/// and `--check` rejects a `.drv` file whose name does not match its contents.
+#[test]
+fn custom_store_dir() {
+    let root = tempfile::tempdir().unwrap();
+    let store_dir = root.path().join("store");
+    let env = |cmd: &mut std::process::Command| {
+        cmd.env("NIX_STORE_DIR", &store_dir)
+            .env("NIX_STATE_DIR", root.path().join("state"))
+            .env("NIX_LOG_DIR", root.path().join("log"));
+    };
+    let file = root.path().join("default.nix");
+    write_file(
+        &file,
+        format!(r#"{PRELUDE}let a = mk "a" {{ outputs = [ "out" "dev" ]; }}; in mk "b" {{ x = a.dev; y = builtins.toFile "y" "y"; }}"#),
+    );
+    let mut cmd = nix("nix-instantiate");
+    env(&mut cmd);
+    let drv_path = run_str(cmd.arg(&file));
+    let dir = StoreDir::new(store_dir.to_str().unwrap());
+    let p = dir.parse(&drv_path).unwrap();
+    let drv = Derivation::parse_drv_file(&dir, &p, &std::fs::read(&drv_path).unwrap()).unwrap();
+    assert_eq!(drv.drv_path(&dir).unwrap(), p);
+
+    let mut show = nix("nix");
+    env(&mut show);
+    let expected = run_ok(show.args(["--extra-experimental-features", "nix-command", "show-derivation", &drv_path]));
+    let mut ours = ndeploy();
+    env(&mut ours);
+    assert_eq!(run_ok(ours.args(["store", "show-derivation", "--check", &drv_path])), expected);
+
+    // The same bytes under another name in the store: the name is wrong.
+    let renamed = format!("{}/{}-b.drv", dir.as_str(), "0".repeat(32));
+    std::fs::copy(&drv_path, &renamed).unwrap();
+    let mut ours = ndeploy();
+    env(&mut ours);
+    let out = run(ours.args(["store", "show-derivation", "--check", &renamed]));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("hash to drv path '{drv_path}'")), "{stderr}");
+}

@@ -52,6 +52,18 @@ fn read_fixture(p: &StorePath) -> Result<Derivation, DerivationError> {
     Ok(parse_fixture(&dir().display(p), aterm).1)
 }
 
+/// `drv` as `derivationStrict` starts it: output paths unknown, output env vars empty.
+fn blanked(drv: &Derivation) -> Derivation {
+    let mut blank = drv.clone();
+    for (name, out) in blank.outputs.iter_mut() {
+        if matches!(out, DerivationOutput::InputAddressed { .. }) {
+            *out = DerivationOutput::Deferred;
+        }
+        blank.env.insert(name.clone(), String::new());
+    }
+    blank
+}
+
 #[test]
 fn fixtures_round_trip_and_hash_to_their_paths() {
     for (path, aterm) in FIXTURES {
@@ -83,13 +95,7 @@ fn output_paths_recomputed_from_blanked_copies() {
     let mut cache = ModuloHashCache::new();
     for (path, aterm) in FIXTURES {
         let (p, drv) = parse_fixture(path, aterm);
-        let mut blank = drv.clone();
-        for (name, out) in blank.outputs.iter_mut() {
-            if matches!(out, DerivationOutput::InputAddressed { .. }) {
-                *out = DerivationOutput::Deferred;
-            }
-            blank.env.insert(name.clone(), String::new());
-        }
+        let mut blank = blanked(&drv);
         for input in drv.input_drvs.keys() {
             cache.hash_path(&dir(), input, read_fixture).unwrap();
         }
@@ -390,13 +396,7 @@ fn instantiate_reproduces_nix_files_and_hashes() {
     // Creation order: inputs first.
     for path in [A_PATH, F_PATH, B_PATH, SAME1_PATH, SAME2_PATH, MERGE_PATH] {
         let (p, drv) = FIXTURES.iter().find(|(q, _)| *q == path).map(|(q, a)| parse_fixture(q, a)).unwrap();
-        let mut blank = drv.clone();
-        for (name, out) in blank.outputs.iter_mut() {
-            if matches!(out, DerivationOutput::InputAddressed { .. }) {
-                *out = DerivationOutput::Deferred;
-            }
-            blank.env.insert(name.clone(), String::new());
-        }
+        let mut blank = blanked(&drv);
         let done = cache.instantiate(&dir(), &mut blank).unwrap();
         assert_eq!(blank, drv);
         assert_eq!(done.drv_path, p);

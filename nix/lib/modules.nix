@@ -99,7 +99,7 @@ let
   normalize =
     file: key: m:
     if !isAttrs m then
-      throw "Module '${key}' is not an attribute set or a function returning one, but a ${typeOf m}: ${showValue m}"
+      throw "Module '${key}' is not an attribute set or a function returning one, but has type ${typeOf m}: ${showValue m}"
     else
       let
         file' = m._file or file;
@@ -135,7 +135,7 @@ let
     else if isAttrs raw then
       normalize (positionFile parentFile raw) key raw
     else
-      throw "Module '${key}' (imported from '${parentFile}') is not a module (a path, a function or an attribute set) but a ${typeOf raw}: ${showValue raw}";
+      throw "Module '${key}' (imported from '${parentFile}') is not a module (a path, a function or an attribute set) but has type ${typeOf raw}: ${showValue raw}";
 
   collectModules =
     args: modules:

@@ -246,9 +246,7 @@ let
           else if length nulls == length defs then
             null
           else
-            throw "The option '${showOption loc}' is defined both null and not null, in ${
-              concatStringsSep " and " (map (d: "'${d.file}'") defs)
-            }. Definition values:${showDefs defs}";
+            throw "The option '${showOption loc}' is defined both null and not null. Definition values:${showDefs defs}";
         nestedTypes.elemType = t;
         typeMerge = mergeWrapped "nullOr" nullOr t;
       };

@@ -6,6 +6,7 @@
 mod daemon;
 mod derivation;
 mod nar;
+mod nixlib;
 mod paths;
 mod signature;
 mod support;

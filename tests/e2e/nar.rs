@@ -115,6 +115,7 @@ fn hash_path_equals_nix_hash() {
     let f = fixture();
     let flat_small = f.tree.join("exec.sh");
     let flat_large = f.tree.join("large.bin");
+    let flat_via_link = f.tree.join("relative"); // --flat follows symlinks
     for algo in ["md5", "sha1", "sha256", "sha512"] {
         for enc in [None, Some("--base32")] {
             let ours = |extra: &[&str], p: &Path| {
@@ -129,7 +130,7 @@ fn hash_path_equals_nix_hash() {
             };
             assert_eq!(ours(&[], &f.tree), theirs(&[], &f.tree), "{algo} {enc:?}");
             assert_eq!(ours(&["--truncate"], &f.tree), theirs(&["--truncate"], &f.tree), "{algo} {enc:?} truncated");
-            for p in [&flat_small, &flat_large] {
+            for p in [&flat_small, &flat_large, &flat_via_link] {
                 assert_eq!(ours(&["--flat"], p), theirs(&["--flat"], p), "{algo} {enc:?} --flat {}", p.display());
             }
         }

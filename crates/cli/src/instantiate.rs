@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
+use ndeploy_eval::compile::Lints;
 use ndeploy_eval::eval::{EvalConfig, parse_nix_path};
 use ndeploy_eval::io::RealIO;
 use ndeploy_eval::symbol::Symbol;
@@ -113,6 +114,11 @@ fn run_inner(args: InstantiateArgs) -> EvalResult<()> {
         max_call_depth: args.max_call_depth,
         cwd: cwd.clone(),
         store_dir: std::env::var("NIX_STORE_DIR").unwrap_or_else(|_| "/nix/store".into()),
+        lints: Lints {
+            absolute_path: args.lint_absolute_path_literals.as_deref() == Some("fatal"),
+            short_path: args.lint_short_path_literals.as_deref() == Some("fatal"),
+            url: args.lint_url_literals.as_deref() == Some("fatal"),
+        },
         ..EvalConfig::default()
     };
     let ev = Evaluator::new(config, Arc::new(RealIO));

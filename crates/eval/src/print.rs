@@ -23,6 +23,12 @@ pub fn print_value(ev: &Evaluator, v: &Value, _strict: bool) -> EvalResult<Strin
 }
 
 fn write(ev: &Evaluator, v: &Value, out: &mut String, seen: &mut HashSet<usize>) {
+    // Nix 2.8 keys lists of up to two elements by the value cell holding
+    // them (they are stored inline), longer lists and sets by their storage.
+    let cell = match v {
+        Value::Thunk(t) => t.id(),
+        v => v as *const Value as usize,
+    };
     stacker::maybe_grow(64 * 1024, 1024 * 1024, || match v.shallow() {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if b { "true" } else { "false" }),
@@ -45,7 +51,8 @@ fn write(ev: &Evaluator, v: &Value, out: &mut String, seen: &mut HashSet<usize>)
             out.push('}');
         }
         Value::List(l) => {
-            if !l.is_empty() && !seen.insert(Arc::as_ptr(&l) as usize) {
+            let id = if l.len() <= 2 { cell } else { Arc::as_ptr(&l) as usize };
+            if !l.is_empty() && !seen.insert(id) {
                 out.push_str("«repeated»");
                 return;
             }

@@ -118,10 +118,27 @@ fn generic_closure(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let mut seen: HashSet<Key> = HashSet::new();
     let mut other_keys: Vec<Value> = Vec::new();
     let mut out = Vec::new();
+    let mut key_kind: Option<(&str, &str)> = None;
     while let Some(item) = work.pop_front() {
         let attrs = ev.force_attrs(&item)?;
         let key = attrs.get_str("key").ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("key".into())))?;
         let key = ev.force(key)?;
+        let kind = match &key {
+            Value::Int(_) | Value::Float(_) => "number",
+            Value::String(_) => "string",
+            Value::Path(_) => "path",
+            Value::List(_) => "list",
+            other => {
+                return Err(EvalError::other(format!("cannot compare {} with {}", other.type_desc(), other.type_desc())));
+            }
+        };
+        match key_kind {
+            None => key_kind = Some((kind, key.type_desc())),
+            Some((k, desc)) if k != kind => {
+                return Err(EvalError::other(format!("cannot compare {} with {desc}", key.type_desc())));
+            }
+            _ => {}
+        }
         let fresh = match &key {
             Value::Int(i) => seen.insert(Key::Int(*i)),
             Value::String(s) => seen.insert(Key::Str(s.as_str().to_string())),

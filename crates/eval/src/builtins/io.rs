@@ -71,7 +71,17 @@ fn read_dir(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 
 fn path_exists(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let p = ev.coerce_to_path(&a[0])?;
-    Ok(Value::Bool(ev.io.path_exists(&p)))
+    // A trailing `/` or `/.` requires a directory; otherwise the path itself
+    // (even a dangling symlink) counts.
+    let must_be_dir = p.ends_with('/') || p.ends_with("/.");
+    let Ok(canon) = crate::support::path::canon_path(&p) else { return Ok(Value::Bool(false)) };
+    Ok(Value::Bool(if must_be_dir {
+        matches!(ev.io.file_type(&canon), Ok(crate::io::FileType::Directory))
+            || (ev.io.path_exists(&format!("{canon}/")) && canon != "/")
+            || canon == "/"
+    } else {
+        ev.io.file_type(&canon).is_ok()
+    }))
 }
 
 fn read_file_type(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
@@ -113,9 +123,9 @@ fn find_file(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
             return Ok(Value::path(cand));
         }
     }
-    Err(EvalError::other(format!(
+    Err(EvalError::new(ErrorKind::Throw(format!(
         "file '{name}' was not found in the Nix search path (add it using $NIX_PATH or -I)"
-    )))
+    ))))
 }
 
 fn placeholder(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {

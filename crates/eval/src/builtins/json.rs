@@ -23,6 +23,13 @@ fn to_json(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 
 /// Serialise `v` (forcing it deeply) as `builtins.toJSON` does.
 pub(crate) fn write_value(ev: &Evaluator, v: &Value, out: &mut String, ctx: &mut Context) -> EvalResult<()> {
+    write_depth(ev, v, out, ctx, 0)
+}
+
+fn write_depth(ev: &Evaluator, v: &Value, out: &mut String, ctx: &mut Context, depth: usize) -> EvalResult<()> {
+    if depth > ev.config.max_call_depth {
+        return Err(EvalError::new(crate::error::ErrorKind::MaxCallDepth));
+    }
     stacker::maybe_grow(64 * 1024, 1024 * 1024, || {
         let v = ev.force(v)?;
         match &v {
@@ -45,12 +52,17 @@ pub(crate) fn write_value(ev: &Evaluator, v: &Value, out: &mut String, ctx: &mut
                     if i > 0 {
                         out.push(',');
                     }
-                    write_value(ev, x, out, ctx)?;
+                    write_depth(ev, x, out, ctx, depth + 1)?;
                 }
                 out.push(']');
             }
             Value::Attrs(attrs) => {
-                if attrs.get_str("__toString").is_some() || attrs.get_str("outPath").is_some() {
+                if attrs.get_str("__toString").is_none()
+                    && let Some(o) = attrs.get_str("outPath")
+                {
+                    return write_depth(ev, o, out, ctx, depth + 1);
+                }
+                if attrs.get_str("__toString").is_some() {
                     let s = ev.coerce_to_string(&v, CoerceOpts::interpolation())?;
                     sjson::write_json_string(out, s.as_str());
                     ctx.extend(s.context());
@@ -63,7 +75,7 @@ pub(crate) fn write_value(ev: &Evaluator, v: &Value, out: &mut String, ctx: &mut
                     }
                     sjson::write_json_string(out, at.name.as_str());
                     out.push(':');
-                    write_value(ev, &at.value, out, ctx)?;
+                    write_depth(ev, &at.value, out, ctx, depth + 1)?;
                 }
                 out.push('}');
             }
@@ -73,32 +85,49 @@ pub(crate) fn write_value(ev: &Evaluator, v: &Value, out: &mut String, ctx: &mut
     })
 }
 
-pub(crate) fn data_to_value(d: Data) -> Value {
-    match d {
+/// Convert parsed JSON/TOML data; Nix strings cannot hold NUL bytes.
+pub(crate) fn data_to_value(d: Data) -> EvalResult<Value> {
+    fn check(s: &str) -> EvalResult<()> {
+        if s.contains('\0') {
+            return Err(EvalError::other("input string contains a NUL byte"));
+        }
+        Ok(())
+    }
+    Ok(match d {
         Data::Null => Value::Null,
         Data::Bool(b) => Value::Bool(b),
         Data::Int(i) => Value::Int(i),
         Data::Float(f) => Value::Float(f),
-        Data::String(s) => Value::string(s),
-        Data::List(l) => Value::list(l.into_iter().map(data_to_value).collect()),
+        Data::String(s) => {
+            check(&s)?;
+            Value::string(s)
+        }
+        Data::List(l) => {
+            let mut v = Vec::with_capacity(l.len());
+            for x in l {
+                v.push(data_to_value(x)?);
+            }
+            Value::list(v)
+        }
         Data::Attrs(m) => {
             let mut b = AttrsBuilder::with_capacity(m.len());
             for (k, v) in m {
-                b.insert(Symbol::new(&k), data_to_value(v));
+                check(&k)?;
+                b.insert(Symbol::new(&k), data_to_value(v)?);
             }
             Value::Attrs(b.finish())
         }
-    }
+    })
 }
 
 fn from_json(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let s = ev.force_string(&a[0])?;
     let d = sjson::parse_json(s.as_str()).map_err(|e| EvalError::other(e.to_string()))?;
-    Ok(data_to_value(d))
+    data_to_value(d)
 }
 
 fn from_toml(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let s = ev.force_string(&a[0])?;
     let d = stoml::parse_toml(s.as_str()).map_err(|e| EvalError::other(e.to_string()))?;
-    Ok(data_to_value(d))
+    data_to_value(d)
 }

@@ -85,10 +85,8 @@ fn replace_strings(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     for f in from.iter() {
         froms.push(ev.force_string(f)?);
     }
-    let mut tos = Vec::with_capacity(to.len());
-    for t in to.iter() {
-        tos.push(ev.coerce_to_string(t, CoerceOpts::interpolation())?);
-    }
+    // Replacements are forced only when used.
+    let mut tos: Vec<Option<crate::value::NixString>> = vec![None; to.len()];
     let s = ev.coerce_to_string(&a[2], CoerceOpts::interpolation())?;
     let s_str = s.as_str();
     let mut ctx = s.context().clone();
@@ -97,9 +95,17 @@ fn replace_strings(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let bytes = s_str.as_bytes();
     while i <= bytes.len() {
         let mut matched = false;
-        for (f, t) in froms.iter().zip(&tos) {
+        for (k, f) in froms.iter().enumerate() {
             let f = f.as_str().as_bytes();
             if bytes[i..].starts_with(f) {
+                let t = match &tos[k] {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t = ev.coerce_to_string(&to[k], CoerceOpts::interpolation())?;
+                        tos[k] = Some(t.clone());
+                        t
+                    }
+                };
                 out.push_str(t.as_str());
                 ctx.extend(t.context());
                 matched = true;

@@ -13,7 +13,7 @@ pub(super) const PRIMOPS: &[PrimOp] = &[PrimOp::new("toXML", &[S], to_xml)];
 
 fn to_xml(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let mut ctx = Context::new();
-    let s = print_xml(ev, &a[0], true, true, &mut ctx)?;
+    let s = print_xml(ev, &a[0], true, false, &mut ctx)?;
     Ok(Value::string_ctx(s, ctx))
 }
 

@@ -37,6 +37,15 @@ pub struct CompileEnv<'a> {
     pub home: Option<String>,
     /// Names of an extra outermost frame (`scopedImport`'s attributes).
     pub extra_scope: Option<Vec<Symbol>>,
+    pub lints: Lints,
+}
+
+/// Literal lints that are fatal (`--lint-*-literals fatal`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Lints {
+    pub absolute_path: bool,
+    pub short_path: bool,
+    pub url: bool,
 }
 
 enum Scope {
@@ -265,7 +274,16 @@ impl<'a> Compiler<'a> {
                 Ok(v) => Value::Float(v),
                 Err(_) => return Err(self.err(l, format!("invalid float '{}'", f.syntax().text()))),
             },
-            ast::LiteralKind::Uri(u) => Value::string(u.syntax().text().to_string()),
+            ast::LiteralKind::Uri(u) => {
+                let text = u.syntax().text().to_string();
+                if self.env.lints.url {
+                    return Err(self.err(
+                        l,
+                        format!("URL literals are disallowed. Consider using a string literal \"{text}\" instead (lint-url-literals)"),
+                    ));
+                }
+                Value::string(text)
+            }
         };
         Ok(Expr::Const(v))
     }
@@ -276,6 +294,12 @@ impl<'a> Compiler<'a> {
         for p in s.normalized_parts() {
             match p {
                 ast::InterpolPart::Literal(text) => {
+                    if text.contains('\0') {
+                        return Err(EvalError::at(
+                            ErrorKind::Parse("input string contains a NUL byte".into()),
+                            pos,
+                        ));
+                    }
                     if !text.is_empty() {
                         parts.push(Expr::Const(Value::string(text)));
                     }
@@ -285,7 +309,7 @@ impl<'a> Compiler<'a> {
         }
         Ok(match parts.len() {
             0 => Expr::Const(Value::string("")),
-            1 if matches!(parts[0], Expr::Const(_)) => parts.pop().unwrap_or(Expr::Const(Value::Null)),
+            1 if matches!(parts[0], Expr::Const(Value::String(_))) => parts.pop().unwrap_or(Expr::Const(Value::Null)),
             _ => Expr::Interp { parts: parts.into_boxed_slice(), pos },
         })
     }
@@ -298,6 +322,7 @@ impl<'a> Compiler<'a> {
                 ast::InterpolPart::Literal(text) => {
                     let mut t = text.text().to_string();
                     if first {
+                        self.lint_path(&kind, &t, pos)?;
                         t = match kind {
                             PathKind::Abs => t,
                             PathKind::Rel => format!("{}/{}", self.env.dir, t),
@@ -331,6 +356,23 @@ impl<'a> Compiler<'a> {
             return Ok(Expr::Const(Value::path(canon)));
         }
         Ok(Expr::PathInterp { parts: out.into_boxed_slice(), pos })
+    }
+
+    fn lint_path(&self, kind: &PathKind, t: &str, pos: Pos) -> EvalResult<()> {
+        let lints = self.env.lints;
+        let msg = match kind {
+            PathKind::Abs if lints.absolute_path => format!(
+                "absolute path literals are not portable. Consider replacing path literal '{t}' by a string, relative path, or parameter (lint-absolute-path-literals)"
+            ),
+            PathKind::Home if lints.absolute_path => format!(
+                "home path literals are not portable. Consider replacing path literal '{t}' by a string, relative path, or parameter (lint-absolute-path-literals)"
+            ),
+            PathKind::Rel if lints.short_path && !t.starts_with("./") && !t.starts_with("../") => format!(
+                "relative path literal '{t}' should be prefixed with '.' for clarity: './{t}' (lint-short-path-literals)"
+            ),
+            _ => return Ok(()),
+        };
+        Err(EvalError::at(ErrorKind::Other(msg), pos))
     }
 
     fn attr_name(&mut self, a: &ast::Attr) -> EvalResult<AttrName> {

@@ -155,12 +155,16 @@ impl Evaluator {
                 slots.push(self.delay_rec(&d.value, &renv)?);
             }
             renv.fill(slots.clone());
-            let attrs: Vec<Attr> = a
+            let mut attrs: Vec<Attr> = a
                 .attrs
                 .iter()
                 .zip(slots)
                 .map(|(d, value)| Attr { name: d.name, value, pos: d.pos })
                 .collect();
+            let overrides = Symbol::new("__overrides");
+            if let Ok(i) = attrs.binary_search_by(|x| x.name.cmp(&overrides)) {
+                attrs = self.apply_overrides(attrs, i, &renv)?;
+            }
             (attrs, renv)
         } else {
             let mut attrs = Vec::with_capacity(a.attrs.len());
@@ -190,6 +194,27 @@ impl Evaluator {
             b.insert_pos(sym, self.delay(&d.value, &env)?, d.pos);
         }
         Ok(Value::Attrs(b.finish()))
+    }
+
+    /// The deprecated `__overrides` of a `rec` set: its attributes replace
+    /// (in the set and in the recursive frame) or extend the set's own.
+    fn apply_overrides(&self, attrs: Vec<Attr>, i: usize, renv: &Env) -> EvalResult<Vec<Attr>> {
+        let ov = self.force_attrs(&attrs[i].value)?;
+        let mut b = AttrsBuilder::with_capacity(attrs.len() + ov.len());
+        let mut slots: Vec<Value> = attrs.iter().map(|a| a.value.clone()).collect();
+        for o in ov.iter() {
+            if let Ok(j) = attrs.binary_search_by(|x| x.name.cmp(&o.name)) {
+                slots[j] = o.value.clone();
+            }
+        }
+        for o in ov.iter() {
+            b.insert_pos(o.name, o.value.clone(), o.pos);
+        }
+        for a in &attrs {
+            b.insert_pos(a.name, a.value.clone(), a.pos);
+        }
+        renv.fill(slots);
+        Ok(b.finish().entries().to_vec())
     }
 
     fn eval_let(&self, l: &LetExpr, env: &Env) -> EvalResult<Value> {

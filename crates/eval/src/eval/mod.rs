@@ -41,6 +41,7 @@ pub struct EvalConfig {
     /// Directory for `-E` expressions' relative paths.
     pub cwd: String,
     pub store_dir: String,
+    pub lints: crate::compile::Lints,
 }
 
 impl Default for EvalConfig {
@@ -51,6 +52,7 @@ impl Default for EvalConfig {
             current_system: "x86_64-linux".into(),
             cwd: std::env::current_dir().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| "/".into()),
             store_dir: "/nix/store".into(),
+            lints: Default::default(),
         }
     }
 }
@@ -115,7 +117,7 @@ impl Evaluator {
     }
 
     fn compile_env(&self, dir: String) -> CompileEnv<'_> {
-        CompileEnv { base: &self.base, dir, home: self.io.get_env("HOME"), extra_scope: None }
+        CompileEnv { base: &self.base, dir, home: self.io.get_env("HOME"), extra_scope: None, lints: self.config.lints }
     }
 
     /// Parse and compile an expression given as text (relative paths resolve

@@ -189,6 +189,9 @@ impl Evaluator {
                     return Ok(false);
                 }
                 for (p, q) in x.iter().zip(y.iter()) {
+                    if same_ref(p, q) {
+                        continue;
+                    }
                     if !stacker::maybe_grow(super::RED_ZONE, super::STACK_CHUNK, || self.equal(p, q))? {
                         return Ok(false);
                     }
@@ -210,6 +213,9 @@ impl Evaluator {
                 for (p, q) in x.iter().zip(y.iter()) {
                     if p.name != q.name {
                         return Ok(false);
+                    }
+                    if same_ref(&p.value, &q.value) {
+                        continue;
                     }
                     if !stacker::maybe_grow(super::RED_ZONE, super::STACK_CHUNK, || self.equal(&p.value, &q.value))? {
                         return Ok(false);
@@ -243,6 +249,16 @@ impl Evaluator {
             }
             _ => Err(EvalError::other(format!("cannot compare {} with {}", a.type_desc(), b.type_desc()))),
         }
+    }
+}
+
+/// The same heap cell: Nix treats a list element or attribute that is the
+/// very same value as equal to itself (even a function).
+fn same_ref(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Thunk(x), Value::Thunk(y)) => x.ptr_eq(y),
+        (Value::Lambda(x), Value::Lambda(y)) => Arc::ptr_eq(x, y),
+        _ => false,
     }
 }
 

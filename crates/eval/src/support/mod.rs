@@ -26,6 +26,8 @@ pub mod data;
 pub mod escape;
 pub mod float;
 pub mod json;
+#[cfg(test)]
+mod oracle;
 pub mod path;
 pub mod regex;
 pub mod toml;

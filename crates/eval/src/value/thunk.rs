@@ -89,7 +89,11 @@ impl Thunk {
         self.0.value.get().cloned()
     }
 
-    fn id(&self) -> usize {
+    pub fn ptr_eq(&self, other: &Thunk) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    pub(crate) fn id(&self) -> usize {
         Arc::as_ptr(&self.0) as usize
     }
 

@@ -2,6 +2,7 @@
 //! rendered in Nix's printing syntax, so they can be compared verbatim.
 
 use super::*;
+use crate::support::oracle::{Lcg, eval_json, nix_string};
 
 fn show_groups(groups: &[Option<String>]) -> String {
     let mut out = String::from("[ ");
@@ -181,4 +182,182 @@ fn semantics_match_nix_2_8() {
         ),
         ("match", r#"(ab|a)(bc|c)?"#, r#"abc"#, r#"[ "ab" "c" ]"#),
     ]);
+}
+
+#[test]
+fn brackets_classes_and_errors_match_nix_2_8() {
+    check(&[
+        ("match", "[]a]", "]", "[ ]"),
+        ("match", "[^]a]", "b", "[ ]"),
+        ("match", "[^]a]", "]", "null"),
+        ("match", "[a-]", "-", "[ ]"),
+        ("match", r"[\n]", r"\", "[ ]"),
+        ("match", r"[a\]]", "a]", "[ ]"),
+        ("match", "[[:alpha:]]+", "abc", "[ ]"),
+        ("match", "[[:ALPHA:]]", "a", "[ ]"),
+        ("match", "[[:w:]]+", "a_1", "[ ]"),
+        ("match", "[[:d:]]", "1", "[ ]"),
+        ("match", "[[:s:]]", " ", "[ ]"),
+        ("match", "[[.space.]]", " ", "[ ]"),
+        ("match", "[[.hyphen.]]", "-", "[ ]"),
+        ("match", "[[.a.]-c]", "b", "[ ]"),
+        ("match", "[[=a=]]", "a", "[ ]"),
+        ("match", "[--/]", ".", "[ ]"),
+        ("match", "[[:alpha:]-]", "-", "[ ]"),
+        ("match", "[[:alpha:][:digit:]]+", "a1", "[ ]"),
+        ("match", ".", "é", "null"),
+        ("match", "..", "é", "[ ]"),
+        ("match", "[é]", "é", "null"),
+        ("match", "é", "é", "[ ]"),
+        ("match", ".*", "\n", "[ ]"),
+        ("match", "a}", "a}", "[ ]"),
+        ("match", "}", "}", "[ ]"),
+        ("match", "a**", "aa", "[ ]"),
+        ("match", "a+?", "aa", "[ ]"),
+        ("match", "x{1,2}{3}", "xxxx", "[ ]"),
+        ("match", "a{1000}", "a", "null"),
+        ("match", "()", "", r#"[ "" ]"#),
+        ("match", "a||b", "", "[ ]"),
+        ("match", "|a", "", "[ ]"),
+        ("match", "(|a)", "", r#"[ "" ]"#),
+        ("match", "^a$", "a", "[ ]"),
+        ("match", "a^b", "ab", "null"),
+        ("match", "a$b", "ab", "null"),
+        ("match", "(^a)", "a", r#"[ "a" ]"#),
+        ("match", r"\(", "(", "[ ]"),
+        ("match", r"\d", "d", r"error: invalid regular expression '\d'"),
+        ("match", "a{", "a{", "error: invalid regular expression 'a{'"),
+        ("match", "[[:foo:]]", "a", "error: invalid regular expression '[[:foo:]]'"),
+        (
+            "match",
+            "a{100000}",
+            "a",
+            "error: memory limit exceeded by regular expression 'a{100000}'",
+        ),
+        (
+            "split",
+            "(a{1000}){1000}",
+            "a",
+            "error: memory limit exceeded by regular expression '(a{1000}){1000}'",
+        ),
+    ]);
+}
+
+#[test]
+fn byte_ranges_and_cache() {
+    let re = compile("(.)").unwrap();
+    assert!(Arc::ptr_eq(&re, &compile("(.)").unwrap()));
+    assert_eq!(re.group_count(), 1);
+    assert_eq!(re.pattern(), "(.)");
+    // `.` matches single bytes of "é" (0xC3 0xA9), as in Nix.
+    assert_eq!(
+        re.split("é".as_bytes()),
+        [
+            SplitPart::Text(0..0),
+            SplitPart::Match(vec![Some(0..1)]),
+            SplitPart::Text(1..1),
+            SplitPart::Match(vec![Some(1..2)]),
+            SplitPart::Text(2..2),
+        ]
+    );
+    assert_eq!(re.match_whole(b"x"), Some(vec![Some(0..1)]));
+    assert_eq!(re.match_whole(b"xy"), None);
+    // The cache stays bounded.
+    for i in 0..CACHE_CAPACITY + 10 {
+        compile(&format!("a{{{}}}", i % 2000)).unwrap();
+    }
+    let len = cache().lock().unwrap().map.len();
+    assert!(len <= CACHE_CAPACITY, "{len}");
+}
+
+#[test]
+fn long_inputs_do_not_overflow() {
+    // libstdc++ recurses per character here; this engine must not.
+    let s = "ab".repeat(500_000);
+    assert_eq!(match_str("(a|b)*", &s).unwrap(), Some(vec![Some("b".to_owned())]));
+    let parts = split_str("b", &s).unwrap();
+    assert_eq!(parts.len(), 1_000_001);
+}
+
+/// A random ERE (`nullable`: whether it can match the empty string). Only
+/// non-nullable atoms are repeated: libstdc++ gives repeated nullable
+/// groups an extra empty iteration that this engine does not emulate.
+fn gen_alt(r: &mut Lcg, depth: u32) -> (String, bool) {
+    let (mut s, mut nullable) = gen_concat(r, depth);
+    while r.chance(25) {
+        let (t, n) = gen_concat(r, depth);
+        s.push('|');
+        s.push_str(&t);
+        nullable |= n;
+    }
+    (s, nullable)
+}
+
+fn gen_concat(r: &mut Lcg, depth: u32) -> (String, bool) {
+    let count = r.below(3) + u64::from(depth == 0);
+    let mut s = String::new();
+    let mut nullable = true;
+    for _ in 0..count {
+        let (atom, mut n) = if depth < 3 && r.chance(25) {
+            let (inner, n) = gen_alt(r, depth + 1);
+            (format!("({inner})"), n)
+        } else {
+            let atoms = ["a", "b", "c", ".", "[ab]", "[^a]", "[[:alpha:]]", "[a-c]", "\\."];
+            (r.pick(&atoms).to_string(), false)
+        };
+        s.push_str(&atom);
+        if !n {
+            let quantifiers = ["", "", "", "*", "+", "?", "{1,2}", "{2}"];
+            let q = *r.pick(&quantifiers);
+            s.push_str(q);
+            n = matches!(q, "*" | "?");
+        }
+        nullable &= n;
+    }
+    (s, nullable)
+}
+
+#[test]
+fn generated_cases_match_nix_oracle() {
+    let mut r = Lcg(2026);
+    let mut cases = Vec::new();
+    while cases.len() < 600 {
+        let (mut p, _) = gen_alt(&mut r, 0);
+        if r.chance(10) {
+            p.insert(0, '^');
+        }
+        if r.chance(10) {
+            p.push('$');
+        }
+        let len = r.below(8);
+        let s: String = (0..len).map(|_| *r.pick(&['a', 'b', 'c', '.'])).collect();
+        cases.push((p, s));
+    }
+    let expr = cases
+        .iter()
+        .map(|(p, s)| {
+            let (p, s) = (nix_string(p), nix_string(s));
+            format!("[ (builtins.match {p} {s}) (builtins.split {p} {s}) ]")
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let Some(nix) = eval_json(&format!("[ {expr} ]")) else {
+        return;
+    };
+    let mut failures = Vec::new();
+    for ((p, s), expected) in cases.iter().zip(nix.as_array().unwrap()) {
+        let m = serde_json::to_value(match_str(p, s).unwrap()).unwrap();
+        let sp: Vec<serde_json::Value> = split_str(p, s)
+            .unwrap()
+            .into_iter()
+            .map(|piece| match piece {
+                SplitPiece::Text(t) => serde_json::json!(t),
+                SplitPiece::Match(g) => serde_json::json!(g),
+            })
+            .collect();
+        if m != expected[0] || serde_json::Value::Array(sp.clone()) != expected[1] {
+            failures.push(format!("{p:?} {s:?}: nix {expected} ours [{m}, {sp:?}]"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -1,0 +1,85 @@
+//! Test-only access to the C++ Nix oracle: evaluates an expression with
+//! `nix-instantiate --eval --strict` and returns its output.
+//!
+//! Design: tests that compare against Nix call [`eval_json`] /
+//! [`eval_raw`]; when `nix-instantiate` is not installed they get `None`
+//! and return early after saying so on stderr, so the crate's tests still
+//! run on machines without Nix (the hard-coded expectations in each module
+//! were recorded from the same Nix 2.8 and always run).
+
+use std::process::Command;
+
+fn run(args: &[&str], expr: &str) -> Option<String> {
+    let out = match Command::new("nix-instantiate")
+        .args(["--eval", "--strict"])
+        .args(args)
+        .args(["--option", "sandbox", "false", "-E", expr])
+        .output()
+    {
+        Ok(out) => out,
+        Err(_) => {
+            eprintln!("nix-instantiate not available: skipping the oracle comparison");
+            return None;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "nix-instantiate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `expr` evaluated by Nix and converted with `--json`.
+pub(crate) fn eval_json(expr: &str) -> Option<serde_json::Value> {
+    let out = run(&["--json"], expr)?;
+    Some(serde_json::from_str(&out).expect("nix-instantiate printed invalid JSON"))
+}
+
+/// `expr` evaluated by Nix, as printed (without the trailing newline).
+pub(crate) fn eval_raw(expr: &str) -> Option<String> {
+    run(&[], expr).map(|s| s.trim_end_matches('\n').to_owned())
+}
+
+/// A Nix string literal for `s` (escaping `"`, `\` and `$`).
+pub(crate) fn nix_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' | '\\' | '$' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A small deterministic pseudo-random generator for generated cases.
+pub(crate) struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next value in `0..n` (`n > 0`).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+
+    /// True with probability `percent`/100.
+    pub(crate) fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    /// A random element of `items` (non-empty).
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}

@@ -329,6 +329,7 @@ where
         let dir = self.store_dir.clone();
         self.framed_op(&w, async move |fw| {
             fw.write(&count.to_le_bytes()).await?;
+            fw.mark();
             for i in 0..count {
                 let next = fw.or_flush(source.next_path()).await?.map_err(|e| DaemonError::Source { what: format!("path {} of {count}", i + 1), source: e })?;
                 let Some((info, mut nar)) = next else {
@@ -338,6 +339,7 @@ where
                 write_keyed(&mut entry, &dir, &info);
                 fw.write(entry.as_bytes()).await?;
                 send_nar(fw, &dir, &info, &mut nar).await?;
+                fw.mark();
             }
             Ok(())
         })
@@ -410,3 +412,7 @@ where
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

@@ -27,12 +27,17 @@ pub const FRAME_SIZE: usize = 64 << 10;
 pub struct FramedWriter<'a, W: AsyncWrite + Unpin + ?Sized> {
     inner: &'a mut W,
     buf: Vec<u8>,
+    /// Payload bytes accepted (sent or buffered).
     written: u64,
+    /// Payload bytes already sent in frames.
+    sent: u64,
+    /// Payload position of the last [`FramedWriter::mark`].
+    mark: u64,
 }
 
 impl<'a, W: AsyncWrite + Unpin + ?Sized> FramedWriter<'a, W> {
     pub fn new(inner: &'a mut W) -> Self {
-        FramedWriter { inner, buf: Vec::with_capacity(FRAME_SIZE), written: 0 }
+        FramedWriter { inner, buf: Vec::with_capacity(FRAME_SIZE), written: 0, sent: 0, mark: 0 }
     }
 
     /// Payload bytes accepted so far.
@@ -44,6 +49,7 @@ impl<'a, W: AsyncWrite + Unpin + ?Sized> FramedWriter<'a, W> {
         if !self.buf.is_empty() {
             self.inner.write_all(&(self.buf.len() as u64).to_le_bytes()).await?;
             self.inner.write_all(&self.buf).await?;
+            self.sent += self.buf.len() as u64;
             self.buf.clear();
         }
         Ok(())
@@ -129,11 +135,20 @@ impl<'a, W: AsyncWrite + Unpin + ?Sized> FramedWriter<'a, W> {
         Ok(self.written)
     }
 
-    /// End the stream early, dropping what is buffered: the receiver sees the
-    /// stream end where the last complete frame ended (used when the local
-    /// source fails, so the daemon gives up on the operation cleanly).
+    /// Remember the current position as a clean boundary (e.g. the end of a
+    /// complete entry) for [`Self::abort`].
+    pub fn mark(&mut self) {
+        self.mark = self.written;
+    }
+
+    /// End the stream early: send what is buffered up to the last
+    /// [`Self::mark`], drop the rest, and terminate. The receiver sees the
+    /// stream end at the mark if nothing after it was sent yet, otherwise
+    /// where the last sent frame ended; either way it gives up on the
+    /// incomplete part cleanly (used when the local source fails).
     pub async fn abort(mut self) -> Result<()> {
-        self.buf.clear();
+        let keep = self.mark.saturating_sub(self.sent);
+        self.buf.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
         self.finish().await.map(drop)
     }
 }
@@ -274,6 +289,17 @@ mod tests {
         assert!(e.to_string().contains("NAR of /nix/store/x: disk on fire"), "{e}");
         w.abort().await.unwrap();
         assert_eq!(out, 0u64.to_le_bytes(), "aborting drops the unsent partial frame");
+
+        let mut out = Vec::new();
+        let mut w = FramedWriter::new(&mut out);
+        w.write(b"complete").await.unwrap();
+        w.mark();
+        w.write(b"partial").await.unwrap();
+        w.abort().await.unwrap();
+        let mut want = 8u64.to_le_bytes().to_vec();
+        want.extend_from_slice(b"complete");
+        want.extend_from_slice(&0u64.to_le_bytes());
+        assert_eq!(out, want, "aborting keeps what precedes the mark");
 
         let big = (FRAME_SIZE as u64 + 1).to_le_bytes();
         assert!(matches!(read_frames(&mut &big[..], FRAME_SIZE as u64, |_| ()).await, Err(DaemonError::Protocol { .. })));

@@ -18,6 +18,9 @@ fn store() -> StoreDir {
     StoreDir::default()
 }
 
+/// Experimental features for floating content-addressed and impure derivations.
+const FEATURES: &str = "ca-derivations impure-derivations";
+
 /// `mk name attrs`: a derivation with a `/bin/sh` builder that is never built.
 const PRELUDE: &str = r#"
 let mk = name: attrs: derivation ({ inherit name; system = "x86_64-linux"; builder = "/bin/sh"; } // attrs);
@@ -33,7 +36,7 @@ fn instantiate(expr: &str, files: &[(&str, &str)]) -> Vec<StorePath> {
     }
     let file = dir.path().join("default.nix");
     write_file(&file, format!("{PRELUDE}{expr}"));
-    let out = run_str(nix("nix-instantiate").arg(&file));
+    let out = run_str(nix("nix-instantiate").args(["--extra-experimental-features", FEATURES]).arg(&file));
     out.lines().map(|l| store().parse(l.split('!').next().unwrap()).unwrap()).collect()
 }
 
@@ -87,7 +90,7 @@ fn check_drv(cache: &mut ModuloHashCache, path: &StorePath) {
 /// `nix show-derivation` output for `drvs` (recursively with `-r`).
 fn nix_show(drvs: &[StorePath], recursive: bool) -> String {
     let mut cmd = nix("nix");
-    cmd.args(["--extra-experimental-features", "nix-command", "show-derivation"]);
+    cmd.args(["--extra-experimental-features", &format!("nix-command {FEATURES}"), "show-derivation"]);
     if recursive {
         cmd.arg("-r");
     }
@@ -235,6 +238,24 @@ fn unicode_and_escapes() {
     assert_eq!(drv.args, ["\"", "\\", "\\n", ""]);
     assert_eq!(drv.env["ctl"], "\u{1}\u{8}\u{c}\u{1f}\u{7f}");
     assert_tampered_copy_fails(&top[0], "€", "¢");
+}
+
+/// Floating content-addressed and impure derivations: outputs without paths,
+/// and everything depending on them has deferred outputs.
+#[test]
+fn floating_and_impure_derivations() {
+    let expr = r#"
+      let ca = mk "ca" { __contentAddressed = true; outputHashMode = "recursive"; outputHashAlgo = "sha256"; outputs = [ "out" "dev" ]; };
+          imp = mk "imp" { __impure = true; };
+          dep = mk "dep" { x = ca.dev; };
+          plain = mk "plain" { };
+      in [ (mk "top" { y = dep; z = plain; }) (mk "top2" { y = imp; }) ]"#;
+    let top = check_expr(expr, &[]);
+    for p in &top {
+        let drv = read_drv(p).unwrap();
+        assert_eq!(drv.outputs["out"], DerivationOutput::Deferred);
+        assert_eq!(drv.env["out"], "");
+    }
 }
 
 /// A deterministic pseudo-random DAG of 200 derivations: random outputs,

@@ -23,27 +23,58 @@ use super::{Derivation, DerivationError, DerivationKind, DerivationOutput, metho
 use crate::hash::{Hash, HashAlgo, Hasher};
 use crate::store_path::{StoreDir, StorePath};
 
+/// Nix's `DrvHash`: a modulo hash, and whether the output paths of
+/// derivations that depend on it are deferred (unknown until built), which is
+/// so for floating content-addressed and impure derivations and, transitively,
+/// for everything that depends on one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DrvHash {
+    pub hash: Hash,
+    pub deferred: bool,
+}
+
+/// A plain hash: a regular (not deferred) one.
+impl From<Hash> for DrvHash {
+    fn from(hash: Hash) -> DrvHash {
+        DrvHash { hash, deferred: false }
+    }
+}
+
 impl Derivation {
     /// Nix's `hashDerivationModulo(drv, mask)`. `lookup` returns the unmasked
-    /// modulo hash of an input derivation; it is called once per input.
-    pub fn hash_modulo<E: From<DerivationError>>(
+    /// modulo hash of an input derivation (a [`Hash`] or a [`DrvHash`]); it is
+    /// called once per input.
+    pub fn hash_modulo<E: From<DerivationError>, H: Into<DrvHash>>(
         &self,
         store_dir: &StoreDir,
         mask: bool,
-        mut lookup: impl FnMut(&StorePath) -> Result<Hash, E>,
+        lookup: impl FnMut(&StorePath) -> Result<H, E>,
     ) -> Result<Hash, E> {
-        match self.kind()? {
-            DerivationKind::Fixed => Ok(self.fixed_hash(store_dir)?),
-            DerivationKind::Impure => Ok(Hash::digest(HashAlgo::Sha256, b"impure")),
+        Ok(self.drv_hash(store_dir, mask, lookup)?.hash)
+    }
+
+    /// [`Derivation::hash_modulo`], also telling whether output paths are deferred.
+    pub fn drv_hash<E: From<DerivationError>, H: Into<DrvHash>>(
+        &self,
+        store_dir: &StoreDir,
+        mask: bool,
+        mut lookup: impl FnMut(&StorePath) -> Result<H, E>,
+    ) -> Result<DrvHash, E> {
+        let kind = self.kind()?;
+        match kind {
+            DerivationKind::Fixed => Ok(DrvHash { hash: self.fixed_hash(store_dir)?, deferred: false }),
+            DerivationKind::Impure => Ok(DrvHash { hash: Hash::digest(HashAlgo::Sha256, b"impure"), deferred: true }),
             DerivationKind::InputAddressed { .. } | DerivationKind::Floating => {
+                let mut deferred = kind == DerivationKind::Floating;
                 let mut replaced: ReplacedInputs<'_> = BTreeMap::new();
                 for (path, outputs) in &self.input_drvs {
-                    let h = lookup(path)?;
-                    replaced.entry(h.to_base16()).or_default().extend(outputs.iter().map(String::as_str));
+                    let h: DrvHash = lookup(path)?.into();
+                    deferred |= h.deferred;
+                    replaced.entry(h.hash.to_base16()).or_default().extend(outputs.iter().map(String::as_str));
                 }
                 let mut hasher = Hasher::new(HashAlgo::Sha256);
                 aterm::write(self, store_dir, mask, Some(&replaced), &mut hasher)?;
-                Ok(hasher.finish())
+                Ok(DrvHash { hash: hasher.finish(), deferred })
             }
         }
     }
@@ -76,12 +107,12 @@ pub struct Instantiated {
     /// The `.drv` file's contents.
     pub aterm: Vec<u8>,
     /// The derivation's unmasked modulo hash (now memoised).
-    pub modulo_hash: Hash,
+    pub modulo_hash: DrvHash,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    hash: Hash,
+    hash: DrvHash,
     /// Fixed-output derivations have only an "out" output to depend on.
     fixed: bool,
 }
@@ -114,13 +145,13 @@ impl ModuloHashCache {
 
     /// The memoised hash of `drv_path`, if computed.
     pub fn get(&self, drv_path: &StorePath) -> Option<Hash> {
-        self.entries.get(drv_path).map(|e| e.hash)
+        self.entries.get(drv_path).map(|e| e.hash.hash)
     }
 
     /// Record `drv` (whose `.drv` path is `drv_path`): computes its unmasked
     /// modulo hash from the memoised hashes of its inputs, which must all be
     /// known already (true when derivations are added in creation order).
-    pub fn add(&mut self, store_dir: &StoreDir, drv_path: StorePath, drv: &Derivation) -> Result<Hash, DerivationError> {
+    pub fn add(&mut self, store_dir: &StoreDir, drv_path: StorePath, drv: &Derivation) -> Result<DrvHash, DerivationError> {
         let hash = self.hash_known(store_dir, drv, false)?;
         let fixed = drv.kind()? == DerivationKind::Fixed;
         self.entries.insert(drv_path, Entry { hash, fixed });
@@ -140,8 +171,10 @@ impl ModuloHashCache {
         let kind = drv.kind()?;
         // Without input derivations the modulo ATerm is the ATerm itself.
         let modulo_hash = match kind {
-            DerivationKind::InputAddressed { .. } | DerivationKind::Floating if drv.input_drvs.is_empty() => aterm_hash,
-            _ => drv.hash_modulo(store_dir, false, |p| self.lookup(p))?,
+            DerivationKind::InputAddressed { .. } | DerivationKind::Floating if drv.input_drvs.is_empty() => {
+                DrvHash { hash: aterm_hash, deferred: kind == DerivationKind::Floating }
+            }
+            _ => drv.drv_hash(store_dir, false, |p| self.lookup(p))?,
         };
         let fixed = kind == DerivationKind::Fixed;
         self.entries.insert(drv_path.clone(), Entry { hash: modulo_hash, fixed });
@@ -150,15 +183,15 @@ impl ModuloHashCache {
 
     /// `drv.hash_modulo(mask)` with inputs from this cache only; an input not
     /// in the cache is an error.
-    pub fn hash_known(&self, store_dir: &StoreDir, drv: &Derivation, mask: bool) -> Result<Hash, DerivationError> {
+    pub fn hash_known(&self, store_dir: &StoreDir, drv: &Derivation, mask: bool) -> Result<DrvHash, DerivationError> {
         self.check_inputs(drv)?;
-        drv.hash_modulo(store_dir, mask, |p| self.lookup(p))
+        drv.drv_hash(store_dir, mask, |p| self.lookup(p))
     }
 
     /// The memoised hash of `drv_path`, or [`DerivationError::UnknownInput`]:
     /// a lookup for [`Derivation::hash_modulo`] and [`Derivation::compute_output_paths`].
-    pub fn lookup(&self, drv_path: &StorePath) -> Result<Hash, DerivationError> {
-        self.get(drv_path).ok_or_else(|| DerivationError::UnknownInput(drv_path.to_string()))
+    pub fn lookup(&self, drv_path: &StorePath) -> Result<DrvHash, DerivationError> {
+        self.entries.get(drv_path).map(|e| e.hash).ok_or_else(|| DerivationError::UnknownInput(drv_path.to_string()))
     }
 
     /// Check that every input of `drv` is known and that `drv` uses only the
@@ -189,7 +222,7 @@ impl ModuloHashCache {
         for input in drv.input_drvs.keys() {
             self.hash_path(store_dir, input, &mut read)?;
         }
-        Ok(self.hash_known(store_dir, drv, mask)?)
+        Ok(self.hash_known(store_dir, drv, mask)?.hash)
     }
 
     /// The unmasked modulo hash of the derivation at `drv_path`, reading it
@@ -228,6 +261,6 @@ impl ModuloHashCache {
             on_stack.remove(&frame.path);
             self.add(store_dir, frame.path, &frame.drv)?;
         }
-        Ok(self.lookup(drv_path)?)
+        Ok(self.lookup(drv_path)?.hash)
     }
 }

@@ -36,7 +36,7 @@ use crate::hash::{Hash, HashAlgo};
 use crate::store_path::{FileIngestionMethod, StoreDir, StorePath, StorePathError, output_path_name};
 
 pub use aterm::ParseError;
-pub use hash_modulo::{Instantiated, ModuloHashCache};
+pub use hash_modulo::{DrvHash, Instantiated, ModuloHashCache};
 
 /// The extension of derivation files.
 pub const DRV_EXTENSION: &str = ".drv";
@@ -139,6 +139,13 @@ pub fn sorted_printed<'a>(paths: impl IntoIterator<Item = &'a StorePath>) -> Vec
 /// The derivation name of a `.drv` store path (`<hash>-hello.drv` → `hello`).
 pub fn name_from_drv_path(drv_path: &StorePath) -> Option<&str> {
     drv_path.name().strip_suffix(DRV_EXTENSION).filter(|n| !n.is_empty())
+}
+
+/// Nix's `hashPlaceholder(output)` (`builtins.placeholder`): `/` and the nix32
+/// of `sha256("nix-output:<output>")`, which the builder replaces with the
+/// output's path once it is known.
+pub fn hash_placeholder(output: &str) -> String {
+    format!("/{}", Hash::digest(HashAlgo::Sha256, format!("nix-output:{output}")).to_nix32())
 }
 
 /// `r:` for recursive, nothing for flat: the prefix of `hashAlgo` fields.
@@ -276,11 +283,14 @@ impl Derivation {
     /// outputs, as `derivationStrict` does: fixed outputs from their hash,
     /// input-addressed (or deferred) outputs from the masked modulo hash, for
     /// which `lookup` supplies the (unmasked) modulo hash of each input
-    /// derivation. Floating and impure derivations are left as they are.
-    pub fn compute_output_paths<E: From<DerivationError>>(
+    /// derivation (a [`DrvHash`], or a [`Hash`] if none is deferred). When an
+    /// input is deferred, the outputs become [`DerivationOutput::Deferred`]
+    /// with empty env vars. Floating and impure outputs get no path; their env
+    /// vars are set to [`hash_placeholder`]s.
+    pub fn compute_output_paths<E: From<DerivationError>, H: Into<DrvHash>>(
         &mut self,
         store_dir: &StoreDir,
-        lookup: impl FnMut(&StorePath) -> Result<Hash, E>,
+        lookup: impl FnMut(&StorePath) -> Result<H, E>,
     ) -> Result<(), E> {
         match self.kind()? {
             DerivationKind::Fixed => {
@@ -289,15 +299,25 @@ impl Derivation {
                 }
             }
             DerivationKind::InputAddressed { .. } => {
-                let h = self.hash_modulo(store_dir, true, lookup)?;
+                let h = self.drv_hash(store_dir, true, lookup)?;
                 let names: Vec<String> = self.outputs.keys().cloned().collect();
                 for output in names {
-                    let path = store_dir.make_output_path(&output, &h, &self.name).map_err(DerivationError::from)?;
+                    if h.deferred {
+                        // Depends on a floating or impure derivation: paths unknown.
+                        self.env.insert(output.clone(), String::new());
+                        self.outputs.insert(output, DerivationOutput::Deferred);
+                        continue;
+                    }
+                    let path = store_dir.make_output_path(&output, &h.hash, &self.name).map_err(DerivationError::from)?;
                     self.env.insert(output.clone(), store_dir.display(&path));
                     self.outputs.insert(output, DerivationOutput::InputAddressed { path });
                 }
             }
-            DerivationKind::Floating | DerivationKind::Impure => {}
+            DerivationKind::Floating | DerivationKind::Impure => {
+                for output in self.outputs.keys() {
+                    self.env.insert(output.clone(), hash_placeholder(output));
+                }
+            }
         }
         Ok(())
     }

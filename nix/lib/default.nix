@@ -9,7 +9,8 @@
 # one library.
 let
   lib =
-    import ./lists.nix lib
+    import ./trivial.nix lib
+    // import ./lists.nix lib
     // import ./attrsets.nix lib
     // import ./strings.nix lib
     // import ./options.nix lib

@@ -137,8 +137,10 @@ let
     else
       throw "Module '${key}' (imported from '${parentFile}') is not a module (a path, a function or an attribute set) but has type ${typeOf raw}: ${showValue raw}";
 
+  # `located`: [ { file; value; } ] modules whose file is known (submodule
+  # definitions), keyed by position after `modules`.
   collectModules =
-    args: modules:
+    args: modules: located:
     let
       item =
         parentFile: key: raw:
@@ -160,7 +162,9 @@ let
           throw "The 'imports' of module '${it.module.file}' must be a list, but it is a ${typeOf imports}.";
     in
     map (it: it.module) (genericClosure {
-      startSet = lib.imap1 (i: item "<unknown-file>" "anon-${toString i}") modules;
+      startSet =
+        lib.imap1 (i: item "<unknown-file>" "anon-${toString i}") modules
+        ++ lib.imap1 (i: d: item d.file "def-${toString i}" d.value) located;
       operator = children;
     });
 
@@ -216,30 +220,57 @@ let
   # where optionalValue is [ value ] or [ ] (nothing defined).
   mergeDefinitions =
     loc: type: defs:
+    if length defs == 1 && !(isProperty (head defs).value) then
+      mergeSingle loc type 100 (head defs)
+    else
+      let
+        discharged = concatMap (d: discharge loc d.file 100 1000 d.value) defs;
+        highestPrio = foldl' (p: d: if d.prio < p then d.prio else p) 2147483647 discharged;
+        best = filter (d: d.prio == highestPrio) discharged;
+        defsFinal = if all (d: d.order == 1000) best then best else sort (a: b: a.order < b.order) best;
+        isDefined = defsFinal != [ ];
+        bad = filter (d: !type.check d.value) defsFinal;
+        mergedValue =
+          if !isDefined then
+            throw "The option '${showOption loc}' was accessed but has no value defined. Try setting the option."
+          else if bad != [ ] then
+            typeError loc type bad
+          else
+            type.merge loc defsFinal;
+      in
+      {
+        inherit
+          defsFinal
+          isDefined
+          highestPrio
+          mergedValue
+          ;
+        optionalValue = if isDefined then [ mergedValue ] else [ ];
+      };
+
+  # The fast path of mergeDefinitions: one definition without properties.
+  mergeSingle =
+    loc: type: prio: def:
     let
-      discharged = concatMap (d: discharge loc d.file 100 1000 d.value) defs;
-      highestPrio = foldl' (p: d: if d.prio < p then d.prio else p) 2147483647 discharged;
-      best = filter (d: d.prio == highestPrio) discharged;
-      defsFinal = if all (d: d.order == 1000) best then best else sort (a: b: a.order < b.order) best;
-      isDefined = defsFinal != [ ];
-      bad = filter (d: !type.check d.value) defsFinal;
-      mergedValue =
-        if !isDefined then
-          throw "The option '${showOption loc}' was accessed but has no value defined. Try setting the option."
-        else if bad != [ ] then
-          throw "A definition for option '${showOption loc}' is not of type '${type.description}'. Definition values:${showDefs bad}"
-        else
-          type.merge loc defsFinal;
+      mergedValue = if type.check def.value then type.merge loc [ def ] else typeError loc type [ def ];
     in
     {
-      inherit
-        defsFinal
-        isDefined
-        highestPrio
-        mergedValue
-        ;
-      optionalValue = if isDefined then [ mergedValue ] else [ ];
+      defsFinal = [ def ];
+      isDefined = true;
+      highestPrio = prio;
+      inherit mergedValue;
+      optionalValue = [ mergedValue ];
     };
+
+  typeError =
+    loc: type: bad:
+    throw "A definition for option '${showOption loc}' is not of type '${type.description}'. Definition values:${showDefs bad}";
+
+  isProperty =
+    v:
+    isAttrs v
+    && v ? _type
+    && (v._type == "if" || v._type == "merge" || v._type == "override" || v._type == "order");
 
   # Several declarations of one option: allowed when their types can merge
   # (submodules extend each other) and at most one gives a default.
@@ -264,21 +295,34 @@ let
       else
         foldl' (a: b: a // b) { } opts // { type = merged; };
 
+  # One option: { value; option; } where `option` (the record under
+  # `options`) is built only when asked for.
   evalOption =
     loc: decls: defs:
     let
       opt = mergeDeclarations loc decls;
       type = opt.type or lib.types.unspecified;
-      defaultDef = lib.optional (opt ? default) {
-        file = (head (filter (d: d.options ? default) decls)).file;
-        value = mkOptionDefault opt.default;
-      };
+      hasDefault = opt ? default;
       # The default takes part only when nothing beats its priority, so it
       # is not even evaluated when the option is set.
+      defaultFile = (head (filter (d: d.options ? default) decls)).file;
       res0 = mergeDefinitions loc type defs;
       res =
-        if defaultDef != [ ] && (!res0.isDefined || res0.highestPrio >= 1500) then
-          mergeDefinitions loc type (defs ++ defaultDef)
+        if defs == [ ] && hasDefault && !(isProperty opt.default) then
+          mergeSingle loc type 1500 {
+            file = defaultFile;
+            value = opt.default;
+          }
+        else if hasDefault && (!res0.isDefined || res0.highestPrio >= 1500) then
+          mergeDefinitions loc type (
+            defs
+            ++ [
+              {
+                file = defaultFile;
+                value = mkOptionDefault opt.default;
+              }
+            ]
+          )
         else
           res0;
       readOnlyCheck =
@@ -289,15 +333,17 @@ let
       value =
         builtins.seq readOnlyCheck (if opt ? apply then opt.apply res.mergedValue else res.mergedValue);
     in
-    opt
-    // {
-      inherit loc type value;
-      isDefined = res.isDefined;
-      highestPrio = res.highestPrio;
-      definitions = map (d: d.value) res.defsFinal;
-      definitionsWithLocations = map (d: { inherit (d) file value; }) res.defsFinal;
-      files = map (d: d.file) res.defsFinal;
-      declarations = map (d: d.file) decls;
+    {
+      inherit value;
+      option = opt // {
+        inherit loc type value;
+        isDefined = res.isDefined;
+        highestPrio = res.highestPrio;
+        definitions = map (d: d.value) res.defsFinal;
+        definitionsWithLocations = map (d: { inherit (d) file value; }) res.defsFinal;
+        files = map (d: d.file) res.defsFinal;
+        declarations = map (d: d.file) decls;
+      };
     };
 
   # Merge one attribute level. decls: [ { file; options; } ] where options is
@@ -347,7 +393,7 @@ let
             in
             {
               config = o.value;
-              options = o;
+              options = o.option;
               unmatched = [ ];
             }
           else
@@ -406,6 +452,11 @@ let
       modules,
       specialArgs ? { },
       prefix ? [ ],
+      # Internal: definitions to add as modules with their files (submodules).
+      locatedModules ? [ ],
+      # Internal: whether to declare `_module.args` (submodules do not, to
+      # stay small; their modules get `name`, `lib`, `config`, `options`).
+      declareModuleArgs ? true,
     }@evalArgs:
     let
       args = {
@@ -413,7 +464,9 @@ let
         inherit config options specialArgs;
       }
       // specialArgs;
-      collected = collectModules args ([ internalModule ] ++ modules);
+      collected = collectModules args (
+        lib.optional declareModuleArgs internalModule ++ modules
+      ) locatedModules;
       merged = mergeLevel prefix (filter (d: d.options != { }) (
         map (m: {
           inherit (m) file options;

@@ -344,12 +344,9 @@ let
         merge =
           loc: defs:
           (lib.evalModules {
-            modules =
-              modules
-              ++ map (d: {
-                _file = d.file;
-                imports = [ d.value ];
-              }) defs;
+            inherit modules;
+            locatedModules = defs;
+            declareModuleArgs = false;
             specialArgs = specialArgs // {
               name = lib.last loc;
             };

@@ -235,7 +235,6 @@ fn module_semantics() {
     let file = repo().join("nix/tests/semantics.nix");
     let out = run_ok(nix_offline("nix-instantiate").args(["--eval", "--strict", "--json"]).arg(&file));
     let got: Value = serde_json::from_slice(&out).unwrap();
-    let module_args = json!({ "args": {} });
     let expected = json!({
         "priorities": {
             "default": "default",
@@ -263,17 +262,17 @@ fn module_semantics() {
         },
         "submodules": {
             "attrsOfSubmodule": {
-                "alice": { "_module": module_args, "name": "alice", "uid": 1000, "home": "/home/alice", "groups": ["wheel", "users"] },
-                "bob": { "_module": module_args, "name": "bob", "uid": null, "home": "/home/bob", "groups": [] }
+                "alice": { "name": "alice", "uid": 1000, "home": "/home/alice", "groups": ["wheel", "users"] },
+                "bob": { "name": "bob", "uid": null, "home": "/home/bob", "groups": [] }
             },
             "nameOverridesHome": "/home/caroline",
             "submoduleAsFunction": 4,
             "listOfSubmodule": [
-                { "_module": module_args, "cmd": "true", "retries": 3 },
-                { "_module": module_args, "cmd": "false", "retries": 0 }
+                { "cmd": "true", "retries": 3 },
+                { "cmd": "false", "retries": 0 }
             ],
-            "mkIfInsideSubmodule": { "_module": module_args, "name": "erin", "uid": null, "home": "/home/erin", "groups": ["g"] },
-            "declarationsMerge": { "_module": module_args, "name": "frank", "uid": 7, "home": "/home/frank", "groups": [], "shell": "/bin/sh" }
+            "mkIfInsideSubmodule": { "name": "erin", "uid": null, "home": "/home/erin", "groups": ["g"] },
+            "declarationsMerge": { "name": "frank", "uid": 7, "home": "/home/frank", "groups": [], "shell": "/bin/sh" }
         },
         "imports": {
             "dedup": ["imported-once"],

@@ -1,6 +1,7 @@
-//! NAR dump throughput: `dump_path` into a sink, and `hash_path` (dump +
-//! sha256, the `ndeploy push` hot path), over a generated tree that mixes many
-//! small files with a few large ones.
+//! NAR throughput over a generated tree that mixes many small files with a few
+//! large ones: `dump_path` into a sink, `hash_path` (dump + sha256, the
+//! `ndeploy push` hot path), and `validate` of the NAR held in memory (the
+//! receiving side's check).
 //!
 //! Size: `NDEPLOY_BENCH_NAR_MB` (default 500 under `cargo bench`, 4 when the
 //! bench binary runs as a test, e.g. `cargo test --benches`). The tree is
@@ -13,7 +14,7 @@ use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ndeploy_store::hash::HashAlgo;
-use ndeploy_store::nar::{dump_path, hash_path};
+use ndeploy_store::nar::{dump_path, hash_path, validate};
 
 fn noise(len: usize, mut seed: u64) -> Vec<u8> {
     let mut v = Vec::with_capacity(len + 8);
@@ -59,13 +60,15 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("tree");
     make_tree(&tree, mb << 20);
-    let nar_size = dump_path(&tree, io::sink()).unwrap();
+    let mut nar = Vec::new();
+    let nar_size = dump_path(&tree, &mut nar).unwrap();
 
     let mut g = c.benchmark_group(format!("nar-{mb}MB"));
     g.throughput(Throughput::Bytes(nar_size));
     g.sample_size(10);
     g.bench_function("dump", |b| b.iter(|| dump_path(&tree, io::sink()).unwrap()));
     g.bench_function("dump+sha256", |b| b.iter(|| hash_path(HashAlgo::Sha256, &tree).unwrap()));
+    g.bench_function("validate", |b| b.iter(|| validate(nar.as_slice()).unwrap()));
     g.finish();
 }
 

@@ -24,15 +24,18 @@
 //! * [`dump`]: serialise a path of the local file system ([`dump_path`]);
 //! * [`path_hash`]: [`hash_path`] (hash of the NAR), [`hash_file`] (flat) and
 //!   the tee [`HashingWriter`];
-//! * [`parser`]: a streaming, non-recursive parser driving a [`NarVisitor`],
-//!   accepting only canonical NARs, with [`validate`] as its no-op visitor;
-//! * [`restore`]: recreate a tree from a NAR ([`restore()`]).
+//! * [`decoder`]: the grammar as a sans-I/O, non-recursive state machine
+//!   ([`NarDecoder`]) fed byte slices, accepting only canonical NARs;
+//! * [`parser`]: drives it from a blocking reader into a [`NarVisitor`], with
+//!   [`validate`] as its no-op visitor;
+//! * [`mod@restore`]: recreate a tree from a NAR ([`restore()`]).
 //!
 //! Invariants: nothing here holds a whole file in memory (contents are streamed
 //! through fixed-size buffers); the parser never allocates more than the caps
 //! below for a string read from input, and never recurses, so hostile input
 //! can neither exhaust memory nor overflow the stack.
 
+pub mod decoder;
 pub mod dump;
 pub mod encoder;
 pub mod parser;
@@ -46,6 +49,7 @@ mod test_util;
 
 pub use dump::{DumpError, dump_path};
 pub use encoder::{EncodeError, NarEncoder};
+pub use decoder::NarDecoder;
 pub use parser::{NarReadError, NarStats, NarVisitor, parse, parse_prefix, validate};
 pub use path_hash::{HashingWriter, hash_file, hash_path};
 pub use restore::restore;

@@ -1,6 +1,7 @@
 //! Unit tests of the parser: events for valid NARs, one case per rejection.
 
 use super::*;
+use crate::nar::{MAX_NAME_LEN, MAX_TARGET_LEN, show_bytes};
 use crate::nar::test_util::{nar, nar_dir, nar_regular, nar_symlink, node_dir, node_regular, s, strs};
 
 /// Records events as strings.

@@ -112,11 +112,13 @@ fn check_expr(expr: &str, files: &[(&str, &str)]) -> Vec<StorePath> {
     let drvs: Vec<(StorePath, Derivation)> = closure.iter().map(|p| (p.clone(), read_drv(p).unwrap())).collect();
     let refs: Vec<(StorePath, &Derivation)> = drvs.iter().map(|(p, d)| (p.clone(), d)).collect();
     assert_eq!(json::show_derivations(&store(), &refs).unwrap(), nix_show(&top, true));
-    // The CLI, on each top-level derivation.
+    // The CLI, on each top-level derivation, and on the whole closure.
     for p in &top {
         let out = run_ok(ndeploy().args(["store", "show-derivation", "--check"]).arg(store().display(p)));
         assert_eq!(String::from_utf8(out).unwrap(), nix_show(std::slice::from_ref(p), false));
     }
+    let out = run_ok(ndeploy().args(["store", "show-derivation", "--check", "-r"]).args(top.iter().map(|p| store().display(p))));
+    assert_eq!(String::from_utf8(out).unwrap(), nix_show(&top, true));
     top
 }
 

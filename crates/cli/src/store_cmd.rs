@@ -24,11 +24,15 @@ pub enum StoreCommand {
     /// Print a .drv file as JSON (like `nix show-derivation`); with --check,
     /// also recompute its store path and output paths and fail on a mismatch.
     ShowDerivation {
-        file: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// Recompute the .drv path and every output path (reading input
         /// derivations from the store) and exit non-zero on any mismatch.
         #[arg(long)]
         check: bool,
+        /// Include every derivation the given ones depend on (from the store).
+        #[arg(long, short)]
+        recursive: bool,
     },
 }
 
@@ -37,7 +41,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
         StoreCommand::Dump { path } => dump(path),
         StoreCommand::HashPath(args) => hash_path(args),
         StoreCommand::Restore { dir } => restore(dir),
-        StoreCommand::ShowDerivation { file, check } => show_derivation(file, check),
+        StoreCommand::ShowDerivation { files, check, recursive } => show_derivation(&files, check, recursive),
     }
 }
 
@@ -118,38 +122,59 @@ fn restore(dir: PathBuf) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn show_derivation(file: PathBuf, check: bool) -> anyhow::Result<ExitCode> {
+/// `store show-derivation`: the JSON of `nix show-derivation` for FILES (and
+/// with -r their input derivations); with --check, verify each one.
+fn show_derivation(files: &[PathBuf], check: bool, recursive: bool) -> anyhow::Result<ExitCode> {
     use anyhow::Context as _;
     use ndeploy_store::derivation::{Derivation, ModuloHashCache, json, name_from_drv_path, verify};
     use ndeploy_store::store_path::StorePath;
     let store_dir = ndeploy_store::store_path::StoreDir::from_env();
-    let aterm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-    let absolute = std::path::absolute(&file)?;
-    let in_store = absolute.to_str().and_then(|s| store_dir.parse(s).ok()).filter(|p| p.is_derivation());
-    // The name is not in the ATerm: take it from a `<hash>-<name>.drv` file
-    // name wherever the file lies, else from the `name` env var.
-    let named = file.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<StorePath>().ok());
-    let drv = match named.as_ref().and_then(name_from_drv_path) {
-        Some(name) => Derivation::parse(&store_dir, &aterm, Some(name)),
-        None => Derivation::parse(&store_dir, &aterm, None),
-    }
-    .with_context(|| format!("parsing {}", file.display()))?;
-    let key = match &in_store {
-        Some(p) => p.clone(),
-        None => drv.drv_path_of_aterm(&store_dir, &aterm)?,
+    // Key (drv path) -> (file, its store path if in the store, bytes, derivation).
+    let mut drvs = std::collections::BTreeMap::new();
+    let mut load = |file: PathBuf, in_store: Option<StorePath>| -> anyhow::Result<Vec<StorePath>> {
+        let aterm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        // The name is not in the ATerm: take it from a `<hash>-<name>.drv`
+        // file name wherever the file lies, else from the `name` env var.
+        let named = file.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<StorePath>().ok());
+        let drv = Derivation::parse(&store_dir, &aterm, named.as_ref().and_then(name_from_drv_path))
+            .with_context(|| format!("parsing {}", file.display()))?;
+        let key = match &in_store {
+            Some(p) => p.clone(),
+            None => drv.drv_path_of_aterm(&store_dir, &aterm)?,
+        };
+        let inputs = drv.input_drvs.keys().cloned().collect();
+        drvs.insert(key, (file, in_store, aterm, drv));
+        Ok(inputs)
     };
-    print!("{}", json::show_derivations(&store_dir, &[(key, &drv)])?);
+    let mut pending = Vec::new();
+    for file in files {
+        let absolute = std::path::absolute(file)?;
+        let in_store = absolute.to_str().and_then(|s| store_dir.parse(s).ok()).filter(|p| p.is_derivation());
+        pending.extend(load(file.clone(), in_store)?);
+    }
+    let mut seen = std::collections::HashSet::new();
+    while let Some(p) = pending.pop().filter(|_| recursive) {
+        if seen.insert(p.clone()) {
+            pending.extend(load(PathBuf::from(store_dir.display(&p)), Some(p))?);
+        }
+    }
+    let all: Vec<(StorePath, &Derivation)> = drvs.iter().map(|(k, (_, _, _, d))| (k.clone(), d)).collect();
+    print!("{}", json::show_derivations(&store_dir, &all)?);
     if !check {
         return Ok(ExitCode::SUCCESS);
     }
-    let read = |p: &StorePath| -> anyhow::Result<Derivation> {
+    let mut read = |p: &StorePath| -> anyhow::Result<Derivation> {
         let path = store_dir.display(p);
         let bytes = std::fs::read(&path).with_context(|| format!("reading input derivation {path}"))?;
         Derivation::parse_drv_file(&store_dir, p, &bytes).with_context(|| format!("parsing {path}"))
     };
-    let report = verify::verify(&store_dir, &drv, &aterm, in_store.as_ref(), &mut ModuloHashCache::new(), read)?;
-    for m in &report.mismatches {
-        eprintln!("error: {}: {m}", file.display());
+    let (mut cache, mut ok) = (ModuloHashCache::new(), true);
+    for (file, in_store, aterm, drv) in drvs.values() {
+        let report = verify::verify(&store_dir, drv, aterm, in_store.as_ref(), &mut cache, &mut read)?;
+        for m in &report.mismatches {
+            eprintln!("error: {}: {m}", file.display());
+        }
+        ok &= report.mismatches.is_empty();
     }
-    Ok(if report.mismatches.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

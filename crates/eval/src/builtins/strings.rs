@@ -27,6 +27,7 @@ pub(super) const PRIMOPS: &[PrimOp] = &[
     PrimOp::new("dirOf", &[S], dir_of),
     PrimOp::new("hashString", &[S, S], hash_string),
     PrimOp::new("convertHash", &[S], convert_hash),
+    PrimOp::new("hashFile", &[S, S], hash_file),
 ];
 
 fn string_length(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
@@ -241,4 +242,14 @@ fn convert_hash(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     };
     let _ = Context::new();
     Ok(Value::string(h.encode(enc, false)))
+}
+
+fn hash_file(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let algo = hash_algo(ev.force_string(&a[0])?.as_str())?;
+    let p = ev.coerce_to_path(&a[1])?;
+    let bytes = ev
+        .io
+        .read_file(&p)
+        .map_err(|e| EvalError::other(format!("opening file '{p}': {}", crate::eval::io_msg(&e))))?;
+    Ok(Value::string(ndeploy_store::hash::Hash::digest(algo, &bytes).to_base16()))
 }

@@ -61,6 +61,8 @@ pub(crate) struct Compiler<'a> {
 
 /// Parse and compile a source text.
 pub fn compile(text: Arc<str>, origin: Origin, env: &CompileEnv<'_>) -> EvalResult<Expr> {
+    // Nix's lexer treats CR LF as a newline; rnix does not know CR.
+    let text: Arc<str> = if text.contains('\r') { text.replace("\r\n", "\n").replace('\r', "\n").into() } else { text };
     let src = Source::register(origin, text.clone());
     let parse = rnix::Root::parse(&text);
     if let Some(err) = parse.errors().first() {
@@ -214,7 +216,6 @@ impl<'a> Compiler<'a> {
                     Some(d) => Some(Box::new(self.expr(&d)?)),
                     None => None,
                 };
-                let pos = s.attrpath().map(|p| self.pos(&p)).unwrap_or(pos);
                 Expr::Select { expr: Box::new(expr), path, default, pos }
             }
             ast::Expr::HasAttr(h) => {

@@ -149,3 +149,22 @@ mod tests {
         is_send_sync::<Value>();
     }
 }
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::String(s) => write!(f, "{:?}", s.as_str()),
+            Value::Path(p) => f.write_str(p),
+            Value::Attrs(a) => write!(f, "<set of {}>", a.len()),
+            Value::List(l) => write!(f, "<list of {}>", l.len()),
+            Value::Lambda(_) => f.write_str("<LAMBDA>"),
+            Value::PrimOp(op) => write!(f, "<PRIMOP {}>", op.name),
+            Value::PrimOpApp(_) => f.write_str("<PRIMOP-APP>"),
+            Value::Thunk(_) => f.write_str("<CODE>"),
+        }
+    }
+}

@@ -49,7 +49,7 @@ pub(super) enum EreError {
 
 /// A 256-bit byte set.
 #[derive(Clone, PartialEq, Eq)]
-struct ByteSet([u64; 4]);
+pub(super) struct ByteSet([u64; 4]);
 
 impl ByteSet {
     fn new() -> Self {
@@ -76,7 +76,7 @@ impl ByteSet {
         }
     }
 
-    fn contains(&self, b: u8) -> bool {
+    pub(super) fn contains(&self, b: u8) -> bool {
         self.0
             .get(usize::from(b >> 6))
             .is_some_and(|w| w & (1 << (b & 63)) != 0)
@@ -89,20 +89,53 @@ impl ByteSet {
     }
 }
 
+/// How a repetition was written; libstdc++ compiles each differently.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum RepeatKind {
+    /// `*`
+    Star,
+    /// `+`
+    Plus,
+    /// `?`
+    Opt,
+    /// `{n}`, `{n,}`, `{n,m}`
+    Interval,
+}
+
+/// The parsed ERE.
 #[derive(Clone)]
-enum Node {
+pub(super) enum Node {
+    /// One byte.
     Literal(u8),
+    /// A bracket expression or `.`.
     Set(Box<ByteSet>),
+    /// `^`
     Start,
+    /// `$`
     End,
-    Group(Box<Node>),
+    /// A capture group with its 1-based index.
+    Group(usize, Box<Node>),
+    /// A sequence (possibly empty).
     Concat(Vec<Node>),
+    /// Alternatives, left to right.
     Alt(Vec<Node>),
+    /// A repetition.
     Repeat {
         node: Box<Node>,
+        kind: RepeatKind,
         min: u32,
         max: Option<u32>,
     },
+}
+
+/// A parsed ERE and its properties.
+pub(super) struct Parsed {
+    /// The syntax tree.
+    pub ast: Node,
+    /// Number of capture groups.
+    pub groups: usize,
+    /// Whether the pattern contains `$`.
+    pub has_end: bool,
 }
 
 /// The translation of one ERE.
@@ -116,8 +149,8 @@ pub(super) struct Translation {
     pub groups: usize,
 }
 
-/// Parses and translates an ERE.
-pub(super) fn translate(pattern: &[u8]) -> Result<Translation, EreError> {
+/// Parses and validates an ERE.
+pub(super) fn parse(pattern: &[u8]) -> Result<Parsed, EreError> {
     let mut parser = Parser {
         input: pattern,
         pos: 0,
@@ -132,18 +165,27 @@ pub(super) fn translate(pattern: &[u8]) -> Result<Translation, EreError> {
     if cost(&ast) > STATE_LIMIT {
         return Err(EreError::TooBig);
     }
+    Ok(Parsed {
+        ast,
+        groups: parser.groups,
+        has_end: parser.has_end,
+    })
+}
+
+/// Translates a parsed ERE into `regex-automata` syntax.
+pub(super) fn translate(parsed: &Parsed) -> Translation {
     let emit_all = |end_matches: bool| {
-        let mut out = String::with_capacity(pattern.len() * 4 + 8);
+        let mut out = String::new();
         out.push_str("(?:");
-        emit(&ast, end_matches, &mut out);
+        emit(&parsed.ast, end_matches, &mut out);
         out.push(')');
         out
     };
-    Ok(Translation {
+    Translation {
         at_end: emit_all(true),
-        inner: parser.has_end.then(|| emit_all(false)),
-        groups: parser.groups,
-    })
+        inner: parsed.has_end.then(|| emit_all(false)),
+        groups: parsed.groups,
+    }
 }
 
 struct Parser<'a> {
@@ -208,11 +250,12 @@ impl Parser<'_> {
                 b'(' => {
                     self.pos += 1;
                     self.groups += 1;
+                    let index = self.groups;
                     let inner = self.parse_alt(depth + 1)?;
                     if self.bump() != Some(b')') {
                         return Err(EreError::Invalid);
                     }
-                    Node::Group(Box::new(inner))
+                    Node::Group(index, Box::new(inner))
                 }
                 b'.' => {
                     self.pos += 1;
@@ -248,11 +291,11 @@ impl Parser<'_> {
     fn parse_quantifiers(&mut self, mut atom: Node, depth: usize) -> Result<Node, EreError> {
         let mut stacked = depth;
         loop {
-            let (min, max) = match self.peek() {
-                Some(b'*') => (0, None),
-                Some(b'+') => (1, None),
-                Some(b'?') => (0, Some(1)),
-                Some(b'{') => (0, Some(0)),
+            let (kind, min, max) = match self.peek() {
+                Some(b'*') => (RepeatKind::Star, 0, None),
+                Some(b'+') => (RepeatKind::Plus, 1, None),
+                Some(b'?') => (RepeatKind::Opt, 0, Some(1)),
+                Some(b'{') => (RepeatKind::Interval, 0, Some(0)),
                 _ => return Ok(atom),
             };
             let brace = self.bump() == Some(b'{');
@@ -267,6 +310,7 @@ impl Parser<'_> {
             }
             atom = Node::Repeat {
                 node: Box::new(atom),
+                kind,
                 min,
                 max,
             };
@@ -523,13 +567,13 @@ fn collating_element(name: &[u8]) -> Option<u8> {
 fn cost(node: &Node) -> u64 {
     match node {
         Node::Literal(_) | Node::Set(_) | Node::Start | Node::End => 1,
-        Node::Group(inner) => cost(inner).saturating_add(2),
+        Node::Group(_, inner) => cost(inner).saturating_add(2),
         Node::Concat(items) => items.iter().map(cost).fold(0, u64::saturating_add),
         Node::Alt(items) => items
             .iter()
             .map(|n| cost(n).saturating_add(1))
             .fold(0, u64::saturating_add),
-        Node::Repeat { node, min, max } => {
+        Node::Repeat { node, min, max, .. } => {
             let c = cost(node).saturating_add(1);
             let copies = match max {
                 Some(max) => u64::from(*max).max(1),
@@ -559,7 +603,7 @@ fn emit(node: &Node, end_matches: bool, out: &mut String) {
         Node::Start => out.push_str("\\A"),
         Node::End if end_matches => out.push_str("\\z"),
         Node::End => out.push_str(NEVER),
-        Node::Group(inner) => {
+        Node::Group(_, inner) => {
             out.push('(');
             emit(inner, end_matches, out);
             out.push(')');
@@ -577,7 +621,7 @@ fn emit(node: &Node, end_matches: bool, out: &mut String) {
                 emit(item, end_matches, out);
             }
         }
-        Node::Repeat { node, min, max } => {
+        Node::Repeat { node, min, max, .. } => {
             out.push_str("(?:");
             emit(node, end_matches, out);
             out.push(')');
@@ -630,8 +674,8 @@ mod tests {
     use super::*;
 
     fn ok(p: &str) -> String {
-        match translate(p.as_bytes()) {
-            Ok(t) => t.at_end,
+        match parse(p.as_bytes()) {
+            Ok(parsed) => translate(&parsed).at_end,
             Err(e) => panic!("{p:?}: {e:?}"),
         }
     }
@@ -646,10 +690,10 @@ mod tests {
         assert_eq!(ok("[]a]"), "(?:[\\x5D\\x61])");
         assert_eq!(ok("\\."), "(?:\\x2E)");
         assert_eq!(ok("}]"), "(?:\\x7D\\x5D)");
-        let t = translate(b"a$").unwrap();
+        let t = translate(&parse(b"a$").unwrap());
         assert_eq!(t.inner.as_deref(), Some("(?:a[^\\x00-\\xFF])"));
-        assert!(translate(b"a").unwrap().inner.is_none());
-        assert_eq!(translate(b"(a)(b(c))").unwrap().groups, 3);
+        assert!(translate(&parse(b"a").unwrap()).inner.is_none());
+        assert_eq!(parse(b"(a)(b(c))").unwrap().groups, 3);
     }
 
     #[test]
@@ -687,26 +731,18 @@ mod tests {
             "^*a",
             "$*",
         ] {
-            assert_eq!(
-                translate(p.as_bytes()).err(),
-                Some(EreError::Invalid),
-                "{p:?}"
-            );
+            assert_eq!(parse(p.as_bytes()).err(), Some(EreError::Invalid), "{p:?}");
         }
         for p in ["a{100000}", "(a{1000}){1000}", "a{99999999999999999999}"] {
-            assert_eq!(
-                translate(p.as_bytes()).err(),
-                Some(EreError::TooBig),
-                "{p:?}"
-            );
+            assert_eq!(parse(p.as_bytes()).err(), Some(EreError::TooBig), "{p:?}");
         }
     }
 
     #[test]
     fn deep_nesting_is_rejected_not_overflowing() {
         let deep = "(".repeat(10_000) + &")".repeat(10_000);
-        assert_eq!(translate(deep.as_bytes()).err(), Some(EreError::Invalid));
+        assert_eq!(parse(deep.as_bytes()).err(), Some(EreError::Invalid));
         let stars = "a".to_owned() + &"*".repeat(10_000);
-        assert_eq!(translate(stars.as_bytes()).err(), Some(EreError::Invalid));
+        assert_eq!(parse(stars.as_bytes()).err(), Some(EreError::Invalid));
     }
 }

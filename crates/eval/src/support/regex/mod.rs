@@ -36,15 +36,14 @@
 //! map bounded to [`CACHE_CAPACITY`] entries (evicting the oldest), holding
 //! `Arc`s so callers never hold the lock while matching.
 
+mod backtrack;
 mod ere;
+mod linear;
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use regex_automata::util::captures::Captures;
-use regex_automata::util::syntax;
-use regex_automata::{Anchored, Input, MatchKind, meta};
 use thiserror::Error;
 
 /// Maximum number of compiled patterns kept in the cache.
@@ -87,16 +86,8 @@ pub enum SplitPiece {
 pub struct Regex {
     pattern: String,
     groups: usize,
-    /// Leftmost-first; anchored use gives whole-match priority captures.
-    exact_at_end: meta::Regex,
-    /// Translation of `exact_at_end` where `$` never matches.
-    inner_source: Option<String>,
-    exact_inner: OnceLock<Option<meta::Regex>>,
-    /// Leftmost-first, unanchored: finds where the leftmost match starts.
-    search: OnceLock<Option<meta::Regex>>,
-    /// All-matches semantics: anchored, reports the longest match end.
-    longest: OnceLock<Option<meta::Regex>>,
-    source: String,
+    program: backtrack::Program,
+    linear: linear::Linear,
 }
 
 impl std::fmt::Debug for Regex {
@@ -107,43 +98,35 @@ impl std::fmt::Debug for Regex {
     }
 }
 
-/// Compiles a translated pattern; `None` if it exceeds the size limits.
-fn build(source: &str, kind: MatchKind) -> Option<meta::Regex> {
-    meta::Builder::new()
-        .configure(
-            meta::Config::new()
-                .match_kind(kind)
-                .utf8_empty(false)
-                .nfa_size_limit(Some(64 << 20)),
-        )
-        .syntax(
-            syntax::Config::new()
-                .unicode(false)
-                .utf8(false)
-                .nest_limit(4 * ere::MAX_DEPTH as u32 + 16),
-        )
-        .build(source)
-        .ok()
+/// Converts backtracker slots (group 0 first) into [`Groups`].
+fn slots_to_groups(slots: &[backtrack::Slot]) -> Groups {
+    slots
+        .iter()
+        .skip(1)
+        .map(|slot| match *slot {
+            (Some(a), Some(b)) if a <= b => Some(a..b),
+            _ => None,
+        })
+        .collect()
 }
+
+/// A match found by a search: its span and groups.
+type Found = (Range<usize>, Groups);
 
 impl Regex {
     /// Compiles `pattern` (not cached; see [`compile`]).
     pub fn new(pattern: &str) -> Result<Regex, RegexError> {
-        let t = ere::translate(pattern.as_bytes()).map_err(|e| match e {
+        let parsed = ere::parse(pattern.as_bytes()).map_err(|e| match e {
             ere::EreError::Invalid => RegexError::Invalid(pattern.to_owned()),
             ere::EreError::TooBig => RegexError::TooBig(pattern.to_owned()),
         })?;
-        let exact_at_end = build(&format!("{}\\z", t.at_end), MatchKind::LeftmostFirst)
+        let linear = linear::Linear::new(ere::translate(&parsed))
             .ok_or_else(|| RegexError::TooBig(pattern.to_owned()))?;
         Ok(Regex {
             pattern: pattern.to_owned(),
-            groups: t.groups,
-            exact_at_end,
-            inner_source: t.inner.map(|s| format!("{s}\\z")),
-            exact_inner: OnceLock::new(),
-            search: OnceLock::new(),
-            longest: OnceLock::new(),
-            source: t.at_end,
+            groups: parsed.groups,
+            program: backtrack::Program::new(&parsed.ast, parsed.groups),
+            linear,
         })
     }
 
@@ -159,76 +142,94 @@ impl Regex {
 
     /// `builtins.match`: if the whole of `hay` matches, the capture groups.
     pub fn match_whole(&self, hay: &[u8]) -> Option<Groups> {
-        self.captures_exact(&self.exact_at_end, hay, 0)
-    }
-
-    /// Captures of the first-priority match of `re` spanning exactly
-    /// `start..hay.len()`.
-    fn captures_exact(&self, re: &meta::Regex, hay: &[u8], start: usize) -> Option<Groups> {
-        let mut caps: Captures = re.create_captures();
-        let input = Input::new(hay).range(start..).anchored(Anchored::Yes);
-        re.search_captures(&input, &mut caps);
-        if !caps.is_match() {
+        if !self.linear.is_match_whole(hay) {
             return None;
         }
-        Some(
-            (1..=self.groups)
-                .map(|g| caps.get_group(g).map(|s| s.range()))
-                .collect(),
-        )
+        let flags = backtrack::Flags::default();
+        match backtrack::run(&self.program, hay, 0, backtrack::Mode::Exact, flags) {
+            Ok(slots) => slots.map(|s| slots_to_groups(&s)),
+            Err(backtrack::OutOfBudget) => self.linear.match_whole(hay),
+        }
     }
 
-    fn lazy<'a>(
-        &'a self,
-        cell: &'a OnceLock<Option<meta::Regex>>,
-        kind: MatchKind,
-    ) -> Option<&'a meta::Regex> {
-        cell.get_or_init(|| build(&self.source, kind)).as_ref()
-    }
-
-    /// The leftmost-longest match at or after `from`: (span, groups).
-    fn find_at(&self, hay: &[u8], from: usize) -> Option<(Range<usize>, Groups)> {
-        let search = self.lazy(&self.search, MatchKind::LeftmostFirst)?;
-        let first = search.search(&Input::new(hay).range(from..))?;
-        let start = first.start();
-        let longest = self.lazy(&self.longest, MatchKind::All)?;
-        let end = longest
-            .search(&Input::new(hay).range(start..).anchored(Anchored::Yes))
-            .map_or(first.end(), |m| m.end().max(first.end()));
-        let truncated = hay.get(..end)?;
-        let groups = if end == hay.len() {
-            self.captures_exact(&self.exact_at_end, truncated, start)
-        } else {
-            let inner = match &self.inner_source {
-                None => Some(&self.exact_at_end),
-                Some(src) => self
-                    .exact_inner
-                    .get_or_init(|| build(src, MatchKind::LeftmostFirst))
-                    .as_ref(),
-            };
-            inner.and_then(|re| self.captures_exact(re, truncated, start))
-        };
-        Some((start..end, groups?))
+    /// One `regex_search` from `from`: the first start position with a
+    /// solution, and the solution chosen there. `continuous` only tries
+    /// `from` itself.
+    fn search(
+        &self,
+        hay: &[u8],
+        from: usize,
+        mut flags: backtrack::Flags,
+        continuous: bool,
+    ) -> Option<Found> {
+        let mut start = from;
+        loop {
+            if !continuous {
+                let next = self.linear.leftmost_start(hay, start)?;
+                if next > start {
+                    start = next;
+                    flags.prev_avail = true;
+                }
+            }
+            match backtrack::run(&self.program, hay, start, backtrack::Mode::Prefix, flags) {
+                Ok(Some(slots)) => {
+                    let span = match slots.first() {
+                        Some(&(Some(a), Some(b))) if a <= b => a..b,
+                        _ => start..start,
+                    };
+                    return Some((span, slots_to_groups(&slots)));
+                }
+                Ok(None) => {}
+                Err(backtrack::OutOfBudget) => {
+                    let found = self.linear.find_at(hay, start)?;
+                    let acceptable = !continuous
+                        || (found.0.start == start && !(flags.not_null && found.0.is_empty()));
+                    return acceptable.then_some(found);
+                }
+            }
+            if continuous || start >= hay.len() {
+                return None;
+            }
+            start += 1;
+            flags.prev_avail = true;
+        }
     }
 
     /// `builtins.split`: unmatched text interleaved with match groups,
-    /// always starting and ending with a [`SplitPart::Text`].
+    /// always starting and ending with a [`SplitPart::Text`]. Follows
+    /// `std::regex_iterator`: after an empty match it first retries a
+    /// non-empty match at the same position, then moves one byte on.
     pub fn split(&self, hay: &[u8]) -> Vec<SplitPart> {
+        use backtrack::Flags;
         let mut parts = Vec::new();
         let mut text_start = 0;
-        let mut from = 0;
-        while from <= hay.len() {
-            let Some((span, groups)) = self.find_at(hay, from) else {
-                break;
-            };
+        let mut prev_avail = false;
+        let mut found = self.search(hay, 0, Flags::default(), false);
+        while let Some((span, groups)) = found {
             parts.push(SplitPart::Text(text_start..span.start));
             parts.push(SplitPart::Match(groups));
             text_start = span.end;
-            from = if span.is_empty() {
-                span.end + 1
-            } else {
-                span.end
+            let mut start = span.end;
+            if span.is_empty() {
+                if start >= hay.len() {
+                    break;
+                }
+                let retry = Flags {
+                    prev_avail,
+                    not_null: true,
+                };
+                if let Some(m) = self.search(hay, start, retry, true) {
+                    found = Some(m);
+                    continue;
+                }
+                start += 1;
+            }
+            prev_avail = true;
+            let flags = Flags {
+                prev_avail: true,
+                not_null: false,
             };
+            found = self.search(hay, start, flags, false);
         }
         parts.push(SplitPart::Text(text_start..hay.len()));
         parts

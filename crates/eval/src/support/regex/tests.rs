@@ -225,9 +225,24 @@ fn brackets_classes_and_errors_match_nix_2_8() {
         ("match", "a$b", "ab", "null"),
         ("match", "(^a)", "a", r#"[ "a" ]"#),
         ("match", r"\(", "(", "[ ]"),
-        ("match", r"\d", "d", r"error: invalid regular expression '\d'"),
-        ("match", "a{", "a{", "error: invalid regular expression 'a{'"),
-        ("match", "[[:foo:]]", "a", "error: invalid regular expression '[[:foo:]]'"),
+        (
+            "match",
+            r"\d",
+            "d",
+            r"error: invalid regular expression '\d'",
+        ),
+        (
+            "match",
+            "a{",
+            "a{",
+            "error: invalid regular expression 'a{'",
+        ),
+        (
+            "match",
+            "[[:foo:]]",
+            "a",
+            "error: invalid regular expression '[[:foo:]]'",
+        ),
         (
             "match",
             "a{100000}",
@@ -274,7 +289,10 @@ fn byte_ranges_and_cache() {
 fn long_inputs_do_not_overflow() {
     // libstdc++ recurses per character here; this engine must not.
     let s = "ab".repeat(500_000);
-    assert_eq!(match_str("(a|b)*", &s).unwrap(), Some(vec![Some("b".to_owned())]));
+    assert_eq!(
+        match_str("(a|b)*", &s).unwrap(),
+        Some(vec![Some("b".to_owned())])
+    );
     let parts = split_str("b", &s).unwrap();
     assert_eq!(parts.len(), 1_000_001);
 }
@@ -302,7 +320,17 @@ fn gen_concat(r: &mut Lcg, depth: u32) -> (String, bool) {
             let (inner, n) = gen_alt(r, depth + 1);
             (format!("({inner})"), n)
         } else {
-            let atoms = ["a", "b", "c", ".", "[ab]", "[^a]", "[[:alpha:]]", "[a-c]", "\\."];
+            let atoms = [
+                "a",
+                "b",
+                "c",
+                ".",
+                "[ab]",
+                "[^a]",
+                "[[:alpha:]]",
+                "[a-c]",
+                "\\.",
+            ];
             (r.pick(&atoms).to_string(), false)
         };
         s.push_str(&atom);

@@ -1,0 +1,1 @@
+builtins.attrNames (builtins.foldl' (acc: i: acc // { "k${toString i}" = i; }) { } (builtins.genList (x: x) 10000)) == [ ]

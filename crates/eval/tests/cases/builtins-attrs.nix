@@ -1,0 +1,1 @@
+with builtins; let s = { b = 2; a = 1; c = 3; }; in [ (attrNames s) (attrValues s) (getAttr "a" s) (hasAttr "z" s) (removeAttrs s [ "b" ]) (listToAttrs [ { name = "x"; value = 1; } { name = "x"; value = 2; } ]) (intersectAttrs { a = 0; } s) (catAttrs "a" [ s { a = 5; } { } ]) (mapAttrs (n: v: n + toString v) s) (zipAttrsWith (n: vs: vs) [ s { a = 9; } ]) ]

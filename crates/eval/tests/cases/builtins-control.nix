@@ -1,0 +1,1 @@
+with builtins; [ (tryEval (throw "x")) (tryEval (assert false; 1)) (tryEval 42) (seq 1 2) (deepSeq [ 1 ] 2) (functionArgs ({ a, b ? 1 }: a)) (genericClosure { startSet = [ { key = 1; } ]; operator = x: if x.key < 4 then [ { key = x.key + 1; } ] else [ ]; }) (addErrorContext "ctx" 5) ]

@@ -1,0 +1,1 @@
+with builtins; [ (hashString "md5" "abc") (hashString "sha1" "abc") (hashString "sha256" "abc") (hashString "sha512" "") ]

@@ -1,0 +1,1 @@
+with builtins; map typeOf [ null true 1 1.0 "s" ./x { } [ ] (x: x) map (map (x: x)) ] ++ [ (isNull null) (isInt 1) (isFloat 1) (isBool false) (isString "") (isPath ./.) (isAttrs { }) (isList [ ]) (isFunction map) ]

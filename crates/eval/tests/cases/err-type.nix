@@ -1,0 +1,1 @@
+let f = x: x.y; in f 1

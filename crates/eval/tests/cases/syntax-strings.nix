@@ -1,0 +1,4 @@
+let x = "world"; in [ "hello ${x}" "a\nb\t\"c\"\\" ''
+  indented ${x}
+    more
+  ''' quotes ''${x} '' "$${x}" ]

@@ -140,6 +140,36 @@ fn fleet_deployment_settings() {
     assert_eq!(selected, json!(["monitor-1", "web-1", "web-2"]));
 }
 
+#[test]
+fn fleet_sources_nixos_configurations_deploy_rs_and_colmena() {
+    let file = repo().join("nix/tests/fleet-sources.nix");
+    let got: Value = serde_json::from_slice(&run_ok(
+        nix_offline("nix-instantiate").args(["--eval", "--strict", "--json"]).arg(&file),
+    ))
+    .unwrap();
+    let deployment = |host: &str, user: &str, port: Value, tags: Value, ssh: Value, build: bool| {
+        json!({
+            "targetHost": host, "targetPort": port, "targetUser": user, "tags": tags,
+            "buildOnTarget": build, "sshOptions": ssh, "keys": {}, "healthChecks": []
+        })
+    };
+    let expected = json!({
+        // nixosConfigurations.notASystem has no toplevel and is skipped.
+        "names": ["a", "b", "c", "plain"],
+        "deployments": {
+            "a": deployment("a", "root", Value::Null, json!(["x"]), json!([]), false),
+            "b": deployment("b.example", "root", Value::Null, json!([]), json!([]), true),
+            "c": deployment("c", "root", json!(2022), json!(["hive"]), json!([]), false),
+            "plain": deployment("plain.example", "deployer", Value::Null, json!([]), json!(["-p", "2200"]), false)
+        },
+        "deployRsToplevel": true,
+        "hiveHostName": "c",
+        "hiveEtc": "c",
+        "select": ["c", "plain"]
+    });
+    assert_eq!(got, expected);
+}
+
 /// Build a toplevel with nix-build; returns its output path.
 fn build(expr: &str) -> PathBuf {
     PathBuf::from(run_str(nix_offline("nix-build").args(["--no-out-link", "-E", expr])))

@@ -169,6 +169,40 @@ fn add_fixed_recursive_matches_for_sha256_and_sha1() {
     }
 }
 
+#[test]
+fn fixed_output_derivation_outputs_match() {
+    let tmp = tempfile::tempdir().unwrap();
+    let contents = unique("fod");
+    let file = tmp.path().join("contents");
+    write_file(&file, &contents);
+    let cases = [
+        (FileIngestionMethod::Flat, HashAlgo::Md5),
+        (FileIngestionMethod::Flat, HashAlgo::Sha256),
+        (FileIngestionMethod::Flat, HashAlgo::Sha512),
+        (FileIngestionMethod::Recursive, HashAlgo::Sha1),
+        (FileIngestionMethod::Recursive, HashAlgo::Sha256),
+    ];
+    for (method, algo) in cases {
+        let (hash, mode) = match method {
+            FileIngestionMethod::Flat => (Hash::digest(algo, &contents), "flat"),
+            FileIngestionMethod::Recursive => (hash_path(algo, &file).unwrap().0, "recursive"),
+        };
+        let expr = format!(
+            "derivation {{ name = \"fod\"; system = builtins.currentSystem; builder = \"/bin/sh\"; \
+             args = [\"-c\" \"printf %s '{}' > $out\"]; outputHashMode = \"{mode}\"; \
+             outputHashAlgo = \"{algo}\"; outputHash = \"{}\"; }}",
+            contents,
+            hash.to_base16()
+        );
+        let out = run_str(nix("nix-build").args(["--no-out-link", "--option", "substituters", "", "-E", &expr]));
+        let ours = store().make_fixed_output_path(method, &hash, "fod", [], false).unwrap();
+        assert_eq!(store().display(&ours), out, "{mode} {algo}");
+        let info = nix_path_info(&out);
+        assert_eq!(info.ca, Some(ContentAddress::Fixed { method, hash }), "{mode} {algo}");
+        assert!(info.is_content_addressed(&store()));
+    }
+}
+
 /// `builtins.toFile NAME TEXT` evaluated by Nix (without writing to the store).
 fn nix_to_file(expr: &str) -> String {
     let out = run_str(nix("nix-instantiate").args(["--eval", "-E", expr]));

@@ -21,7 +21,8 @@
 #                         permissions; uploadAt; }; };
 #     healthChecks = [ { cmd; http; timeout; retries; } ]; }
 # Hosts without ndeploy's deployment module (e.g. nixpkgs NixOS systems) get
-# the defaults: targetHost = host name, targetUser = "root", the rest empty.
+# the defaults: targetHost = host name, targetUser = "root", the rest empty;
+# so do hosts that set neither networking.hostName nor deployment.targetHost.
 # Precedence when a flake has several sources for one host: the toplevel comes
 # from nixosConfigurations, then deploy.nodes, then colmena; deployment
 # settings from the configuration's `deployment` option if it has one, else
@@ -103,11 +104,19 @@ let
       tags = node.tags or [ ];
     };
 
+  # Neither networking.hostName nor deployment.targetHost set: the target is
+  # the host's attribute name (as in colmena), not the default "nixos".
+  targetFromName =
+    c:
+    (c.options.networking.hostName.highestPrio or 0) >= 1500
+    && (c.options.deployment.targetHost.highestPrio or 0) >= 1500;
+
   nodeOfConfiguration = name: c: {
     toplevel = c.config.system.build.toplevel;
     deployment =
       if c.config ? deployment then
         deploymentOfOption name c.config.deployment
+        // lib.optionalAttrs (targetFromName c) { targetHost = name; }
       else
         defaultDeployment name;
   };

@@ -420,10 +420,11 @@ let
         ++ concatMap (n: children.${n}.unmatched) (attrNames children);
     };
 
-  # The first leaf under an undeclared definition, to name it in the error.
+  # The first leaf under an undeclared definition, to name it in the error
+  # (at most 32 levels down, so cyclic values end too).
   firstLeaf =
     loc: v:
-    if isAttrs v && !(v ? _type) && !(lib.isDerivation v) && v != { } then
+    if isAttrs v && !(v ? _type) && !(lib.isDerivation v) && v != { } && length loc < 32 then
       let
         n = head (attrNames v);
       in

@@ -194,11 +194,11 @@ let
     };
     commas = separatedString ",";
 
-    # An absolute path: a Nix path or a string starting with "/".
+    # An absolute path: a Nix path, a string starting with "/" or a derivation.
     path = mkOptionType {
       name = "path";
       description = "path";
-      check = v: isPath v || (isString v && substring 0 1 v == "/");
+      check = v: isPath v || (isString v && substring 0 1 v == "/") || lib.isDerivation v;
       merge = mergeEqualOption;
     };
 

@@ -32,6 +32,11 @@ let
   flake = {
     nixosConfigurations = {
       a = host "a" { deployment.tags = [ "x" ]; };
+      # No hostName, no targetHost: the target is the attribute name.
+      unnamed = ndeploy.nixosSystem {
+        inherit system;
+        modules = [ ];
+      };
       plain = foreign;
       # Not a system: ignored.
       notASystem = {

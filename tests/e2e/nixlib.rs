@@ -155,12 +155,13 @@ fn fleet_sources_nixos_configurations_deploy_rs_and_colmena() {
     };
     let expected = json!({
         // nixosConfigurations.notASystem has no toplevel and is skipped.
-        "names": ["a", "b", "c", "plain"],
+        "names": ["a", "b", "c", "plain", "unnamed"],
         "deployments": {
             "a": deployment("a", "root", Value::Null, json!(["x"]), json!([]), false),
             "b": deployment("b.example", "root", Value::Null, json!([]), json!([]), true),
             "c": deployment("c", "root", json!(2022), json!(["hive"]), json!([]), false),
-            "plain": deployment("plain.example", "deployer", Value::Null, json!([]), json!(["-p", "2200"]), false)
+            "plain": deployment("plain.example", "deployer", Value::Null, json!([]), json!(["-p", "2200"]), false),
+            "unnamed": deployment("unnamed", "root", Value::Null, json!([]), json!([]), false)
         },
         "deployRsToplevel": true,
         "hiveHostName": "c",

@@ -412,3 +412,36 @@ async fn socket_daemon() {
     drop(daemon);
     assert_closure_copied(root.path(), &closure);
 }
+
+#[tokio::test]
+async fn copy_missing_sends_only_what_is_missing() {
+    let closure = make_closure("copy");
+    let root = tempfile::tempdir().unwrap();
+    let SpawnedDaemon { mut conn, mut child } = stdio_daemon(root.path()).await;
+    // The daemon already has the directory path.
+    let d = &closure[1];
+    conn.add_to_store_nar(d, &mut Cursor::new(nar_of(&d.path)), AddToStoreFlags::default()).await.unwrap();
+
+    // Referrers first on input: copy_missing reorders; NARs come from `nix-store --dump` pipes.
+    let mut infos = closure.clone();
+    infos.reverse();
+    let open = |info: &PathInfo| {
+        let path = dir().display(&info.path);
+        async move {
+            let mut child = tokio::process::Command::new("nix-store").args(["--dump", &path]).stdout(Stdio::piped()).spawn()?;
+            child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))
+        }
+    };
+    let report = conn.copy_missing(infos.clone(), open, AddToStoreFlags::default()).await.unwrap();
+    assert_eq!(report.already_valid.into_iter().collect::<Vec<_>>(), [d.path.clone()]);
+    assert_eq!(report.added, [closure[0].path.clone(), closure[2].path.clone()]);
+    assert_eq!(report.nar_bytes, closure[0].nar_size + closure[2].nar_size);
+    assert_closure_copied(root.path(), &closure);
+
+    // Nothing left to do the second time (and Nix 2.8 would choke on valid paths in the stream).
+    let report = conn.copy_missing(infos, open, AddToStoreFlags::default()).await.unwrap();
+    assert!(report.added.is_empty());
+    assert_eq!(report.already_valid.len(), 3);
+    drop(conn);
+    child.wait().await.unwrap();
+}

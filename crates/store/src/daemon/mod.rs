@@ -12,6 +12,7 @@
 //! - [`handshake`] negotiates the protocol version: we offer
 //!   [`PROTOCOL_VERSION`] (1.38) and accept daemons down to
 //!   [`MINIMUM_PROTOCOL_VERSION`] (1.34, Nix 2.8).
+//! - [`copy`] copies the paths a daemon lacks in one batch (`ndeploy push`).
 //! - [`client::DaemonConnection`] runs the operations. It is generic over a
 //!   reader and a writer half ([`tokio::io::AsyncRead`]/[`tokio::io::AsyncWrite`]),
 //!   buffered on both sides, so it works over a Unix socket, a child's pipes
@@ -25,6 +26,7 @@
 //! idle and usable.
 
 pub mod client;
+pub mod copy;
 pub mod framed;
 pub mod handshake;
 mod nar_copy;
@@ -41,6 +43,7 @@ use thiserror::Error;
 use crate::store_path::StorePathError;
 
 pub use client::{AddToStoreFlags, ClientSettings, DaemonConnection, FromIter, PathSource};
+pub use copy::{CopyReport, sort_references_first};
 pub use handshake::HandshakeInfo;
 pub use stderr::{LogField, LogMessage};
 pub use transport::{SpawnedDaemon, connect_local, connect_unix, spawn_stdio};

@@ -62,6 +62,27 @@ async fn read_fields<R: AsyncRead + Unpin + ?Sized>(r: &mut R) -> Result<Vec<Log
     Ok(fields)
 }
 
+/// Remove terminal escape sequences (`ESC [ ... final-byte`): Nix colours the
+/// paths and hashes in its messages, which is noise outside a terminal.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            // Parameters and intermediates, up to and including the final byte.
+            for c in chars.by_ref() {
+                if ('\u{40}'..='\u{7e}').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Read a structured error (protocol ≥ 1.26) into [`DaemonError::Remote`].
 async fn read_error<R: AsyncRead + Unpin + ?Sized>(r: &mut R) -> Result<DaemonError> {
     let kind = read_string(r, MAX_STRING_LEN, "error type").await?;
@@ -70,7 +91,7 @@ async fn read_error<R: AsyncRead + Unpin + ?Sized>(r: &mut R) -> Result<DaemonEr
     }
     let level = read_u64(r).await?;
     let _name = read_string(r, MAX_STRING_LEN, "error name").await?;
-    let message = read_string(r, MAX_STRING_LEN, "error message").await?;
+    let message = strip_ansi(&read_string(r, MAX_STRING_LEN, "error message").await?);
     let no_pos = |r: u64| {
         if r == 0 { Ok(()) } else { Err(DaemonError::protocol("error positions are not supported")) }
     };
@@ -79,7 +100,7 @@ async fn read_error<R: AsyncRead + Unpin + ?Sized>(r: &mut R) -> Result<DaemonEr
     let mut traces = Vec::new();
     for _ in 0..n {
         no_pos(read_u64(r).await?)?;
-        traces.push(read_string(r, MAX_STRING_LEN, "error trace").await?);
+        traces.push(strip_ansi(&read_string(r, MAX_STRING_LEN, "error trace").await?));
     }
     Ok(DaemonError::Remote { message, level, traces })
 }
@@ -184,6 +205,17 @@ pub(crate) mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(rest, 0);
+
+        let mut w = WireBuf::new();
+        error_msg(&mut w, "not an absolute path: '\u{1b}[35;1mnix-archive-1\u{1b}[0m'", &["in \u{1b}[1mx\u{1b}[0m"]);
+        match collect(w.as_bytes()).await.0 {
+            Err(DaemonError::Remote { message, traces, .. }) => {
+                assert_eq!(message, "not an absolute path: 'nix-archive-1'");
+                assert_eq!(traces, ["in x"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(strip_ansi("a\u{1b}[0mb\u{1b}"), "ab\u{1b}");
 
         let (res, _, _) = collect(WireBuf::new().u64(0x1234).as_bytes()).await;
         assert!(matches!(res, Err(DaemonError::Protocol { .. })));

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use super::test_util::{nar, nar_dir, nar_regular, nar_symlink, node_dir, node_regular, node_symlink, s, strs};
-use super::{NarReadError, restore, validate};
+use super::{NarDecoder, NarReadError, NarStats, NarVisitor, restore, validate};
 
 /// A NAR with every kind of object, including symlinks pointing outside.
 fn sample() -> Vec<u8> {
@@ -56,9 +56,25 @@ fn remove(p: &Path) {
     }
 }
 
-/// Validation and restore must agree on whether a NAR is acceptable.
+/// Feed `nar` to a decoder one byte at a time, as a slow stream would.
+fn validate_bytewise(nar: &[u8]) -> Result<NarStats, NarReadError> {
+    struct Nothing;
+    impl NarVisitor for Nothing {}
+    let mut d = NarDecoder::new();
+    for (i, b) in nar.iter().enumerate() {
+        if d.feed(std::slice::from_ref(b), &mut Nothing)? == 0 {
+            return Err(NarReadError::TrailingData { offset: i as u64 });
+        }
+    }
+    d.finish()
+}
+
+/// Validation (whole and byte by byte) and restore must agree on whether a
+/// NAR is acceptable, and the two validations on the error.
 fn check(arena: &Arena, nar: &[u8]) -> bool {
     let valid = validate(nar);
+    let bytewise = validate_bytewise(nar);
+    assert_eq!(format!("{valid:?}"), format!("{bytewise:?}"));
     let restored = arena.restore(nar);
     assert_eq!(valid.is_ok(), restored.is_ok(), "validate: {valid:?}, restore: {restored:?}");
     valid.is_ok()

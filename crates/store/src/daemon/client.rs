@@ -306,6 +306,7 @@ where
     where
         N: AsyncRead + Unpin + Send + ?Sized,
     {
+        require_nar_size(&self.store_dir, info)?;
         let mut w = self.request(Op::AddToStoreNar);
         write_keyed(&mut w, &self.store_dir, info);
         w.bool(flags.repair).bool(flags.dont_check_sigs);
@@ -335,6 +336,7 @@ where
                 let Some((info, mut nar)) = next else {
                     return Err(DaemonError::BadInput { message: format!("the path source ended after {i} of {count} paths") });
                 };
+                require_nar_size(&dir, &info)?;
                 let mut entry = WireBuf::new();
                 write_keyed(&mut entry, &dir, &info);
                 fw.write(entry.as_bytes()).await?;
@@ -397,6 +399,17 @@ where
     }
 }
 
+/// Uploads need the NAR size: daemons check it, and newer ones read exactly
+/// that many bytes per AddMultipleToStore entry.
+fn require_nar_size(dir: &StoreDir, info: &PathInfo) -> Result<()> {
+    if info.nar_size == 0 {
+        return Err(DaemonError::BadInput {
+            message: format!("the path info of '{}' has no NAR size, which the daemon needs", dir.display(&info.path)),
+        });
+    }
+    Ok(())
+}
+
 /// Stream one NAR into the frame writer and check its size against the path info.
 async fn send_nar<W, N>(fw: &mut FramedWriter<'_, W>, dir: &StoreDir, info: &PathInfo, nar: &mut N) -> Result<()>
 where
@@ -405,7 +418,7 @@ where
 {
     let what = format!("the NAR of '{}'", dir.display(&info.path));
     let n = fw.copy_from(nar, &what).await?;
-    if info.nar_size != 0 && n != info.nar_size {
+    if n != info.nar_size {
         return Err(DaemonError::BadInput {
             message: format!("{what} has {n} bytes, but its path info says {}", info.nar_size),
         });

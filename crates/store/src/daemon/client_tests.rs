@@ -166,6 +166,12 @@ async fn multiple_entries_and_local_failures() {
         let e = conn.add_multiple_to_store(2, FromIter(entries.into_iter()), AddToStoreFlags::default()).await.unwrap_err();
         assert!(matches!(&e, DaemonError::BadInput { message } if message.contains("has 7 bytes, but its path info says 5")), "{e}");
         assert!(!conn.is_broken());
+        // Without a NAR size nothing is sent at all.
+        let mut unsized_info = a.clone();
+        unsized_info.nar_size = 0;
+        let e = conn.add_to_store_nar(&unsized_info, &mut &b"aaaa"[..], AddToStoreFlags::default()).await.unwrap_err();
+        assert!(e.to_string().contains("has no NAR size"), "{e}");
+        assert!(!conn.is_broken());
     };
     let ((), streams) = tokio::join!(client_side, daemon_side);
     // count, then (keyed path info, NAR) per entry.

@@ -31,6 +31,10 @@ in
 
   listElementType = (eval [ { list = [ "ok" 42 ]; } ]).list;
 
+  relativePath = (eval [ { file = "relative/path"; } ]).file;
+
+  notAPackage = (eval [ { package = "hello"; } ]).package;
+
   portOutOfRange = (eval [ { port = 70000; } ]).port;
 
   enumValue = (eval [ { mode = "reckless"; } ]).mode;

@@ -246,6 +246,11 @@ in
         };
       }
     ]).anything;
+    pathString = (eval [ { file = "/srv/data"; } ]).file;
+    # A Nix path stays a path (not copied to the store by the module system).
+    pathIsPath = builtins.isPath (eval [ { file = ./modules/options.nix; } ]).file;
+    packageName =
+      (eval [ { package = (import ../pkgs { system = "x86_64-linux"; }).hello; } ]).package.name;
     apply = (eval [ { upper = "abc"; } ]).upper;
     readOnlyDefault = (eval [ ]).fixed;
   };

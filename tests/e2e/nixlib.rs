@@ -319,6 +319,9 @@ fn module_semantics() {
             "enumValue": "fast",
             "portValue": 65535,
             "anythingMerges": { "a": 1, "b": { "c": true }, "l": [1, 2] },
+            "pathString": "/srv/data",
+            "pathIsPath": true,
+            "packageName": "hello-2.12",
             "apply": "ABc",
             "readOnlyDefault": "fixed"
         },
@@ -386,6 +389,11 @@ fn module_errors_name_option_value_and_file() {
                 format!("{here}: 42"),
             ],
         ),
+        (
+            "relativePath",
+            vec!["A definition for option 'file' is not of type 'path'".into(), format!("{here}: \"relative/path\"")],
+        ),
+        ("notAPackage", vec!["A definition for option 'package' is not of type 'null or package'".into()]),
         (
             "portOutOfRange",
             vec!["not of type '16 bit unsigned integer; between 0 and 65535".into(), format!("{here}: 70000")],

@@ -61,6 +61,14 @@ in
       default = "fixed";
       readOnly = true;
     };
+    file = mkOption {
+      type = types.path;
+      default = "/etc/default";
+    };
+    package = mkOption {
+      type = types.nullOr types.package;
+      default = null;
+    };
     nested.deep.value = mkOption {
       type = types.int;
       default = 1;

@@ -12,9 +12,9 @@ let
     {
       options = {
         name = mkOption {
-          type = types.str;
+          type = types.strMatching "[^/]+";
           default = name;
-          description = "File name of the key in destDir.";
+          description = "File name of the key in destDir (no slashes).";
         };
         text = mkOption {
           type = types.nullOr types.str;

@@ -59,11 +59,7 @@ in
 {
   options.services.nginx = {
     enable = lib.mkEnableOption "the nginx web server";
-    package = mkOption {
-      type = types.package;
-      default = pkgs.nginx;
-      description = "The nginx package.";
-    };
+    package = lib.mkPackageOption pkgs "nginx" "nginx";
     port = mkOption {
       type = types.port;
       default = 80;

@@ -7,11 +7,7 @@ in
 {
   options.services.node-exporter = {
     enable = lib.mkEnableOption "the Prometheus node exporter";
-    package = mkOption {
-      type = types.package;
-      default = pkgs.prometheus-node-exporter;
-      description = "The exporter package.";
-    };
+    package = lib.mkPackageOption pkgs "exporter" "prometheus-node-exporter";
     port = mkOption {
       type = types.port;
       default = 9100;

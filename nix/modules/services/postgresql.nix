@@ -17,11 +17,7 @@ in
 {
   options.services.postgresql = {
     enable = lib.mkEnableOption "the PostgreSQL database server";
-    package = mkOption {
-      type = types.package;
-      default = pkgs.postgresql;
-      description = "The PostgreSQL package.";
-    };
+    package = lib.mkPackageOption pkgs "PostgreSQL" "postgresql";
     port = mkOption {
       type = types.port;
       default = 5432;

@@ -18,7 +18,10 @@
 # 3. Per option: properties are discharged (mkIf false drops, mkMerge
 #    splits), only the definitions with the best priority are kept, they are
 #    stably sorted by mkOrder, type-checked and merged by the option type. The
-#    option default is a definition at priority 1500.
+#    option default is a definition at priority 1500, evaluated only when no
+#    definition beats it. One definition without properties (the common
+#    case) takes a fast path. Submodules are evaluated the same way, per
+#    element, with `name` in their arguments and without `_module.args`.
 #
 # Invariants: the attribute names of `config` depend only on declarations;
 # values are computed on demand and shared. The returned `config` throws
@@ -29,7 +32,6 @@ let
   inherit (builtins)
     all
     attrNames
-    concatLists
     concatMap
     filter
     foldl'

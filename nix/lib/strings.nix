@@ -7,7 +7,6 @@ let
     attrNames
     concatStringsSep
     genList
-    isAttrs
     length
     match
     replaceStrings

@@ -24,7 +24,6 @@ let
     isString
     length
     mapAttrs
-    removeAttrs
     substring
     toJSON
     zipAttrsWith

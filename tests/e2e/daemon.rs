@@ -13,8 +13,8 @@ use std::process::Stdio;
 
 use ndeploy_store::content_address::ContentAddress;
 use ndeploy_store::daemon::{
-    AddToStoreFlags, ClientSettings, DaemonConnection, DaemonError, FromIter, LogMessage, MINIMUM_PROTOCOL_VERSION,
-    SpawnedDaemon, connect_unix, spawn_stdio,
+    AddToStoreFlags, BuildMode, ClientSettings, DaemonConnection, DaemonError, DerivedPath, FromIter, LogField, LogMessage,
+    MINIMUM_PROTOCOL_VERSION, OutputsSpec, SpawnedDaemon, connect_unix, spawn_stdio,
 };
 use ndeploy_store::hash::{Hash, HashAlgo};
 use ndeploy_store::path_info::PathInfo;
@@ -442,6 +442,55 @@ async fn copy_missing_sends_only_what_is_missing() {
     let report = conn.copy_missing(infos, open, AddToStoreFlags::default()).await.unwrap();
     assert!(report.added.is_empty());
     assert_eq!(report.already_valid.len(), 3);
+    drop(conn);
+    child.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn query_missing_and_build_paths() {
+    let root = tempfile::tempdir().unwrap();
+    // Chroot-store builds run sandboxed: give the builder a shell from the host.
+    let config = "sandbox = false\nextra-sandbox-paths = /bin /lib /lib64 /usr";
+    let instantiate = |script: &str| {
+        let expr = format!(
+            r#"derivation {{ name = "built"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "{script}"]; }}"#
+        );
+        let drv = run_str(nix("nix-instantiate").env("NIX_CONFIG", config).args(["--store", &store_arg(root.path()), "-E", &expr]));
+        dir().parse(drv.lines().last().unwrap()).unwrap()
+    };
+    let good = instantiate("echo built > $out");
+    let bad = instantiate("echo failing on purpose; exit 1");
+    let out = run_str(nix_cmd("nix-store").args(["--store", &store_arg(root.path()), "-q", "--outputs", &dir().display(&good)]));
+    let out = dir().parse(&out).unwrap();
+
+    let mut cmd = tokio::process::Command::new("nix-daemon");
+    cmd.args(["--stdio", "--store", &format!("local?root={}", root.path().display())]).env("NIX_CONFIG", config);
+    let SpawnedDaemon { mut conn, mut child } = spawn_stdio(cmd, dir()).await.unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = log.clone();
+    conn.set_logger(move |m: LogMessage| sink.lock().unwrap().push(m));
+
+    let target = DerivedPath::Built { drv: good.clone(), outputs: OutputsSpec::All };
+    let missing = conn.query_missing(std::slice::from_ref(&target)).await.unwrap();
+    assert_eq!(missing.will_build.into_iter().collect::<Vec<_>>(), [good.clone()]);
+    assert!(missing.will_substitute.is_empty() && missing.unknown.is_empty());
+
+    conn.build_paths(std::slice::from_ref(&target), BuildMode::Normal).await.unwrap();
+    assert!(conn.is_valid_path(&out).await.unwrap());
+    let real = format!("{}{}", root.path().display(), dir().display(&out));
+    assert_eq!(std::fs::read_to_string(real).unwrap(), "built\n");
+    assert!(conn.query_missing(&[DerivedPath::Opaque(out.clone())]).await.unwrap().will_build.is_empty());
+
+    let named = OutputsSpec::Names(["out".to_owned()].into_iter().collect());
+    let e = conn.build_paths(&[DerivedPath::Built { drv: bad.clone(), outputs: named }], BuildMode::Normal).await.unwrap_err();
+    expect_remote(e, &format!("builder for '{}' failed", dir().display(&bad)));
+    // The build log came through the stderr stream.
+    let log = log.lock().unwrap();
+    assert!(
+        log.iter().any(|m| matches!(m, LogMessage::Result { fields, .. } if fields.iter().any(|f| matches!(f, LogField::String(s) if s.contains("failing on purpose"))))
+            || matches!(m, LogMessage::Next(s) if s.contains("failing on purpose"))),
+        "{log:?}"
+    );
     drop(conn);
     child.wait().await.unwrap();
 }

@@ -16,7 +16,8 @@
 //!
 //! Adding operations: encode the request with [`WireBuf`], call
 //! [`DaemonConnection::call`], read the reply with the [`super::wire`]
-//! readers, then [`DaemonConnection::finish`].
+//! readers on [`DaemonConnection::reader`], then [`DaemonConnection::finish`]
+//! (see [`super::build`] for two operations added that way).
 
 use std::collections::BTreeSet;
 use std::pin::pin;
@@ -205,6 +206,11 @@ where
     pub fn finish<T>(&mut self, value: T) -> T {
         self.broken = false;
         value
+    }
+
+    /// The reply stream, for reading an operation's reply after [`Self::call`].
+    pub fn reader(&mut self) -> &mut BufReader<R> {
+        &mut self.reader
     }
 
     fn request(&self, op: Op) -> WireBuf {

@@ -12,6 +12,7 @@
 //! - [`handshake`] negotiates the protocol version: we offer
 //!   [`PROTOCOL_VERSION`] (1.38) and accept daemons down to
 //!   [`MINIMUM_PROTOCOL_VERSION`] (1.34, Nix 2.8).
+//! - [`build`] realises derived paths (BuildPaths) and plans (QueryMissing).
 //! - [`copy`] copies the paths a daemon lacks in one batch (`ndeploy push`).
 //! - [`client::DaemonConnection`] runs the operations. It is generic over a
 //!   reader and a writer half ([`tokio::io::AsyncRead`]/[`tokio::io::AsyncWrite`]),
@@ -25,6 +26,7 @@
 //! with [`DaemonError::Broken`]; a [`DaemonError::Remote`] error leaves it
 //! idle and usable.
 
+pub mod build;
 pub mod client;
 pub mod copy;
 pub mod framed;
@@ -42,6 +44,7 @@ use thiserror::Error;
 
 use crate::store_path::StorePathError;
 
+pub use build::{BuildMode, DerivedPath, Missing, OutputsSpec};
 pub use client::{AddToStoreFlags, ClientSettings, DaemonConnection, FromIter, PathSource};
 pub use copy::{CopyReport, sort_references_first};
 pub use handshake::HandshakeInfo;

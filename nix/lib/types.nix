@@ -101,12 +101,12 @@ let
         let
           values = map (d: d.value) defs;
         in
-        if length defs == 1 then
-          (head defs).value
-        else if all (v: isAttrs v && !(lib.isDerivation v)) values then
-          mapAttrs (_: r: head r.optionalValue) (
+        if all (v: isAttrs v && !(lib.isDerivation v)) values then
+          mapAttrs (_: r: r.mergedValue) (
             lib.filterAttrs (_: r: r.isDefined) (mergeAttrsElems anything loc defs)
           )
+        else if length defs == 1 then
+          (head defs).value
         else if all isList values then
           concatLists values
         else

@@ -251,6 +251,16 @@ in
     pathIsPath = builtins.isPath (eval [ { file = ./modules/options.nix; } ]).file;
     packageName =
       (eval [ { package = (import ../pkgs { system = "x86_64-linux"; }).hello; } ]).package.name;
+    # Properties work at any depth of an `anything` value, even with one definition.
+    anythingProperties = (eval [
+      {
+        anything = {
+          a.b = lib.mkIf false 1;
+          a.c = lib.mkIf true 2;
+          d = mkMerge [ { e = 3; } ];
+        };
+      }
+    ]).anything;
     apply = (eval [ { upper = "abc"; } ]).upper;
     readOnlyDefault = (eval [ ]).fixed;
   };

@@ -322,6 +322,7 @@ fn module_semantics() {
             "pathString": "/srv/data",
             "pathIsPath": true,
             "packageName": "hello-2.12",
+            "anythingProperties": { "a": { "c": 2 }, "d": { "e": 3 } },
             "apply": "ABc",
             "readOnlyDefault": "fixed"
         },

@@ -423,5 +423,11 @@ fn placeholders_and_deferred_outputs() {
         assert_eq!(blank, drv);
         assert_eq!((&done.drv_path, done.aterm.as_slice()), (path, aterm.as_bytes()));
         assert!(done.modulo_hash.deferred);
+        let ok = verify::verify(&dir(), &drv, aterm.as_bytes(), Some(path), &mut cache, read_fixture).unwrap();
+        assert_eq!(ok.mismatches, []);
     }
+    let tampered = ca.replace("/02qcpld1", "/12qcpld1");
+    let drv = Derivation::parse_drv_file(&dir(), &ca_path, tampered.as_bytes()).unwrap();
+    let bad = verify::verify(&dir(), &drv, tampered.as_bytes(), None, &mut cache, read_fixture).unwrap();
+    assert!(matches!(&bad.mismatches[..], [verify::Mismatch::OutputEnv { output, .. }] if output == "dev"), "{bad:?}");
 }

@@ -5,7 +5,8 @@
 //! back the file's exact bytes, (2) its `.drv` store path recomputed from
 //! those bytes equals the file's name (when the file is a store path), and
 //! (3) every output path, and the environment variable named after each
-//! output, equals the one recomputed via `hashDerivationModulo`. Input
+//! output, equals the one recomputed via `hashDerivationModulo` (or, for
+//! floating and impure outputs, no path and a hash placeholder). Input
 //! derivations are read through an injected closure and memoised in a
 //! [`ModuloHashCache`], so checking many derivations shares the work.
 
@@ -55,26 +56,26 @@ pub fn verify<E: From<DerivationError>>(
         mismatches.push(Mismatch::DrvPath { computed: store_dir.display(&drv_path), found: store_dir.display(file) });
     }
 
-    if matches!(drv.kind()?, DerivationKind::Fixed | DerivationKind::InputAddressed { .. }) {
+    if let DerivationKind::InputAddressed { .. } = drv.kind()? {
         for input in drv.input_drvs.keys() {
             cache.hash_path(store_dir, input, &mut read)?;
         }
         cache.check_inputs(drv)?;
-        let mut recomputed = drv.clone();
-        recomputed.compute_output_paths(store_dir, |p| cache.lookup(p))?;
-        for output in drv.outputs.keys() {
-            let show = |d: &Derivation| -> Result<String, DerivationError> {
-                Ok(d.output_path(store_dir, output)?.map(|p| store_dir.display(&p)).unwrap_or_default())
-            };
-            let (computed, found) = (show(&recomputed)?, show(drv)?);
-            if computed != found {
-                mismatches.push(Mismatch::OutputPath { output: output.clone(), computed, found });
-            }
-            let env = |d: &Derivation| d.env.get(output).cloned().unwrap_or_default();
-            let (computed, found) = (env(&recomputed), env(drv));
-            if computed != found {
-                mismatches.push(Mismatch::OutputEnv { output: output.clone(), computed, found });
-            }
+    }
+    let mut recomputed = drv.clone();
+    recomputed.compute_output_paths(store_dir, |p| cache.lookup(p))?;
+    for output in drv.outputs.keys() {
+        let show = |d: &Derivation| -> Result<String, DerivationError> {
+            Ok(d.output_path(store_dir, output)?.map(|p| store_dir.display(&p)).unwrap_or_default())
+        };
+        let (computed, found) = (show(&recomputed)?, show(drv)?);
+        if computed != found {
+            mismatches.push(Mismatch::OutputPath { output: output.clone(), computed, found });
+        }
+        let env = |d: &Derivation| d.env.get(output).cloned().unwrap_or_default();
+        let (computed, found) = (env(&recomputed), env(drv));
+        if computed != found {
+            mismatches.push(Mismatch::OutputEnv { output: output.clone(), computed, found });
         }
     }
     Ok(Verification { drv_path, mismatches })

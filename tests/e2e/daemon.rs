@@ -171,7 +171,7 @@ async fn handshake_and_queries() {
     assert!(conn.is_valid_path(&present).await.unwrap());
     assert!(!conn.is_valid_path(&absent).await.unwrap());
     let valid = conn.query_valid_paths([&present, &absent, &present], false).await.unwrap();
-    assert_eq!(valid.into_iter().collect::<Vec<_>>(), [present.clone()]);
+    assert_eq!(valid.into_iter().collect::<Vec<_>>(), vec![present.clone()]);
     assert!(conn.query_valid_paths([], false).await.unwrap().is_empty());
     assert_eq!(conn.query_path_info(&absent).await.unwrap(), None);
 
@@ -291,7 +291,7 @@ async fn daemon_errors_leave_connection_and_store_clean() {
     let e = conn.add_multiple_to_store(2, FromIter(entries.into_iter()), AddToStoreFlags::default()).await.unwrap_err();
     expect_remote(e, "hash mismatch importing path");
     let valid = conn.query_valid_paths([&a.path, &d.path], false).await.unwrap();
-    assert_eq!(valid.into_iter().collect::<Vec<_>>(), [a.path.clone()]);
+    assert_eq!(valid.into_iter().collect::<Vec<_>>(), vec![a.path.clone()]);
 
     // A source that ends early: the local error, the daemon discards the partial stream.
     let entries = vec![(d.clone(), Cursor::new(nar_of(&d.path)))];
@@ -355,7 +355,7 @@ async fn killed_daemon_mid_upload_keeps_completed_paths_only() {
     // A fresh daemon on the same store sees the same.
     let SpawnedDaemon { mut conn, mut child } = stdio_daemon(root.path()).await;
     let valid = conn.query_valid_paths([&a.path, &d.path], false).await.unwrap();
-    assert_eq!(valid.into_iter().collect::<Vec<_>>(), [a.path.clone()]);
+    assert_eq!(valid.into_iter().collect::<Vec<_>>(), vec![a.path.clone()]);
     drop(conn);
     child.wait().await.unwrap();
 }
@@ -393,11 +393,11 @@ async fn socket_daemon() {
     let daemon = SocketDaemon::start(root.path());
     let mut conn = None;
     for _ in 0..600 {
-        if daemon.socket.exists() {
-            if let Ok(c) = connect_unix(&daemon.socket, dir()).await {
-                conn = Some(c);
-                break;
-            }
+        if daemon.socket.exists()
+            && let Ok(c) = connect_unix(&daemon.socket, dir()).await
+        {
+            conn = Some(c);
+            break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -433,7 +433,7 @@ async fn copy_missing_sends_only_what_is_missing() {
         }
     };
     let report = conn.copy_missing(infos.clone(), open, AddToStoreFlags::default()).await.unwrap();
-    assert_eq!(report.already_valid.into_iter().collect::<Vec<_>>(), [d.path.clone()]);
+    assert_eq!(report.already_valid.into_iter().collect::<Vec<_>>(), vec![d.path.clone()]);
     assert_eq!(report.added, [closure[0].path.clone(), closure[2].path.clone()]);
     assert_eq!(report.nar_bytes, closure[0].nar_size + closure[2].nar_size);
     assert_closure_copied(root.path(), &closure);
@@ -472,7 +472,7 @@ async fn query_missing_and_build_paths() {
 
     let target = DerivedPath::Built { drv: good.clone(), outputs: OutputsSpec::All };
     let missing = conn.query_missing(std::slice::from_ref(&target)).await.unwrap();
-    assert_eq!(missing.will_build.into_iter().collect::<Vec<_>>(), [good.clone()]);
+    assert_eq!(missing.will_build.into_iter().collect::<Vec<_>>(), vec![good.clone()]);
     assert!(missing.will_substitute.is_empty() && missing.unknown.is_empty());
 
     conn.build_paths(std::slice::from_ref(&target), BuildMode::Normal).await.unwrap();
@@ -485,12 +485,14 @@ async fn query_missing_and_build_paths() {
     let e = conn.build_paths(&[DerivedPath::Built { drv: bad.clone(), outputs: named }], BuildMode::Normal).await.unwrap_err();
     expect_remote(e, &format!("builder for '{}' failed", dir().display(&bad)));
     // The build log came through the stderr stream.
-    let log = log.lock().unwrap();
-    assert!(
-        log.iter().any(|m| matches!(m, LogMessage::Result { fields, .. } if fields.iter().any(|f| matches!(f, LogField::String(s) if s.contains("failing on purpose"))))
-            || matches!(m, LogMessage::Next(s) if s.contains("failing on purpose"))),
-        "{log:?}"
-    );
+    {
+        let log = log.lock().unwrap();
+        assert!(
+            log.iter().any(|m| matches!(m, LogMessage::Result { fields, .. } if fields.iter().any(|f| matches!(f, LogField::String(s) if s.contains("failing on purpose"))))
+                || matches!(m, LogMessage::Next(s) if s.contains("failing on purpose"))),
+            "{log:?}"
+        );
+    }
     drop(conn);
     child.wait().await.unwrap();
 }

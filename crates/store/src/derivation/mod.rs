@@ -18,6 +18,32 @@
 //! Submodules: [`aterm`] (print and parse), [`hash_modulo`] (modulo hashes,
 //! memoised over a DAG), [`json`] (`nix show-derivation`), [`verify`]
 //! (`show-derivation --check`).
+//!
+//! What `derivationStrict` does, in creation order (inputs first):
+//!
+//! ```
+//! use ndeploy_store::derivation::{Derivation, DerivationOutput, ModuloHashCache};
+//! use ndeploy_store::store_path::StoreDir;
+//!
+//! let dir = StoreDir::default();
+//! let mut cache = ModuloHashCache::new(); // one per evaluation
+//! let mut drv = Derivation {
+//!     name: "hello".into(),
+//!     system: "x86_64-linux".into(),
+//!     builder: "/bin/sh".into(),
+//!     args: vec!["-c".into(), "echo hi > $out".into()],
+//!     ..Default::default()
+//! };
+//! drv.outputs.insert("out".into(), DerivationOutput::Deferred);
+//! for (k, v) in [("builder", "/bin/sh"), ("name", "hello"), ("system", "x86_64-linux"), ("out", "")] {
+//!     drv.env.insert(k.into(), v.into());
+//! }
+//! let done = cache.instantiate(&dir, &mut drv).unwrap();
+//! // As `nix-instantiate` computes them:
+//! assert_eq!(dir.display(&done.drv_path), "/nix/store/76w21n1f03fs5kw8fnffphx7qrqffw6r-hello.drv");
+//! assert_eq!(drv.env["out"], "/nix/store/mjs27ix6ig2bkbi3s3sm470vrv4lf7ic-hello");
+//! assert!(done.aterm.starts_with(br#"Derive([("out","/nix/store/mjs27ix6ig2bkbi3s3sm470vrv4lf7ic-hello","","")]"#));
+//! ```
 
 pub mod aterm;
 pub mod hash_modulo;

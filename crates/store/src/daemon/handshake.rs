@@ -96,13 +96,13 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::daemon::stderr::{STDERR_LAST, STDERR_NEXT};
     use crate::daemon::wire::read_strings;
 
     /// Daemon's side of the handshake as bytes, for a daemon offering `v`.
-    fn daemon_bytes(v: ProtocolVersion, trusted: u64) -> Vec<u8> {
+    pub(crate) fn daemon_bytes(v: ProtocolVersion, trusted: u64) -> Vec<u8> {
         let mut w = WireBuf::new();
         w.u64(WORKER_MAGIC_2).u64(v.to_wire());
         if v >= ProtocolVersion::new(1, 38) {

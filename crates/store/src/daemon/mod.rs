@@ -30,6 +30,8 @@ pub mod build;
 pub mod client;
 pub mod copy;
 pub mod framed;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod handshake;
 mod nar_copy;
 pub mod opcodes;

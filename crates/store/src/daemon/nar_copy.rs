@@ -154,7 +154,7 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn s(w: &mut WireBuf, items: &[&[u8]]) {
@@ -164,7 +164,7 @@ mod tests {
     }
 
     /// A NAR of `{ a: "hello" (executable), d: { l -> "a", e: {} }, z: "" }`, built by hand.
-    fn sample() -> Vec<u8> {
+    pub(crate) fn sample() -> Vec<u8> {
         let mut w = WireBuf::new();
         s(&mut w, &[b"nix-archive-1", b"(", b"type", b"directory"]);
         s(&mut w, &[b"entry", b"(", b"name", b"a", b"node", b"(", b"type", b"regular", b"executable", b"", b"contents", b"hello", b")", b")"]);

@@ -1,7 +1,9 @@
 //! Ways to reach a daemon: its Unix socket, or a `nix-daemon --stdio` child.
 //!
 //! Both split the byte stream into a reader and a writer half and hand them
-//! to [`DaemonConnection::handshake`]; an SSH channel would do the same.
+//! to [`DaemonConnection::handshake`]. [`spawn_stdio`] with
+//! `ssh HOST nix-daemon --stdio` as the command is Nix's `ssh-ng://` store;
+//! an in-process SSH channel would be handed to `handshake` the same way.
 //! A spawned child is returned with its [`Child`] handle so the caller decides
 //! its lifetime; it is killed if the handle is dropped.
 

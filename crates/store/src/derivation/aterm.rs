@@ -53,24 +53,40 @@ fn put_raw(out: &mut impl Sink, s: &str) {
     out.put(b"\"");
 }
 
+/// The escape sequence of each byte that needs one (Nix's `printString`).
+const fn escape_of(c: u8) -> Option<&'static [u8]> {
+    match c {
+        b'"' => Some(b"\\\""),
+        b'\\' => Some(b"\\\\"),
+        b'\n' => Some(b"\\n"),
+        b'\r' => Some(b"\\r"),
+        b'\t' => Some(b"\\t"),
+        _ => None,
+    }
+}
+
+/// Which bytes need escaping, as a table so the scan is one load per byte.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = escape_of(i as u8).is_some();
+        i += 1;
+    }
+    t
+};
+
 fn put_escaped(out: &mut impl Sink, s: &str) {
     out.put(b"\"");
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &c) in bytes.iter().enumerate() {
-        let esc: &[u8] = match c {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            _ => continue,
-        };
-        out.put(&bytes[start..i]);
-        out.put(esc);
-        start = i + 1;
+    let mut rest = s.as_bytes();
+    while let Some(i) = rest.iter().position(|&c| NEEDS_ESCAPE[c as usize]) {
+        let Some((plain, tail)) = rest.split_at_checked(i) else { break };
+        let Some((&c, tail)) = tail.split_first() else { break };
+        out.put(plain);
+        out.put(escape_of(c).unwrap_or(&[c]));
+        rest = tail;
     }
-    out.put(&bytes[start..]);
+    out.put(rest);
     out.put(b"\"");
 }
 

@@ -158,4 +158,68 @@ mod tests {
             "1000000000000000052504760255204420248704468581108159154915854115511802457988908195786371375080447864043704443832883878176942523235360430575644792184786706982848387200926575803737830233794788090059368953234970799945081119038967640880074652742780142494579258788820056842838115669472196386865459400540160.000000"
         );
     }
+
+    #[test]
+    fn generated_values_match_nix_oracle() {
+        use crate::support::oracle::{Lcg, eval_raw};
+        let mut r = Lcg(7);
+        let mut values = vec![0.5, 2.5, 1.0e15, 1.0e16, 0.000099999, 999999.4, 9.999995];
+        for _ in 0..400 {
+            let mantissa = (r.below(1 << 53) as f64) / ((1u64 << 53) as f64) + 0.5;
+            let exp = r.below(80) as i32 - 40;
+            let digits = r.below(9) as i32;
+            let mut v = mantissa * 10f64.powi(exp);
+            if r.chance(50) {
+                // Values with few significant digits exercise %g's rounding.
+                let scale = 10f64.powi(digits - exp.max(-300));
+                v = (v * scale).round() / scale;
+            }
+            if r.chance(30) {
+                v = -v;
+            }
+            if v.is_finite() && v != 0.0 {
+                values.push(v);
+            }
+        }
+        let literal = |v: f64| {
+            let s = format!("{:e}", v.abs());
+            let s = match s.split_once('e') {
+                Some((m, e)) if !m.contains('.') => format!("{m}.0e{e}"),
+                _ => s,
+            };
+            if v < 0.0 { format!("(-{s})") } else { s }
+        };
+        let expr: String = values
+            .iter()
+            .map(|&v| {
+                let l = literal(v);
+                format!("[ {l} (toString {l}) (builtins.toJSON {l}) ] ")
+            })
+            .collect();
+        let Some(nix) = eval_raw(&format!("[ {expr}]")) else {
+            return;
+        };
+        let ours: String = values
+            .iter()
+            .map(|&v| {
+                format!(
+                    "[ {} \"{}\" \"{}\" ] ",
+                    format_float(v),
+                    format_float_to_string(v),
+                    format_float_json(v)
+                )
+            })
+            .collect();
+        let ours = format!("[ {ours}]");
+        if nix != ours {
+            let diff: Vec<String> = nix
+                .split("] [")
+                .zip(ours.split("] ["))
+                .filter(|(a, b)| a != b)
+                .take(10)
+                .map(|(a, b)| format!("nix {a} / ours {b}"))
+                .collect();
+            panic!("{}", diff.join("\n"));
+        }
+    }
 }

@@ -21,16 +21,22 @@
 //!
 //! Invariants: the recursion of the C++ executor is an explicit stack of
 //! continuation frames here, so no input can overflow the native stack; and
-//! every run has a step budget: when it is exhausted the run reports
-//! [`OutOfBudget`] and the caller falls back to the linear-time engine
-//! (exponential patterns make libstdc++ itself hang or crash).
+//! every run has a step budget and a frame limit: when either is exceeded
+//! the run reports [`OutOfBudget`] and the caller falls back to the
+//! linear-time engine. That happens for patterns whose exhaustive POSIX
+//! exploration is exponential (where libstdc++ itself hangs) and for very
+//! long matches (hundreds of kilobytes, where libstdc++ overflows its
+//! stack and Nix crashes); only there can results differ from Nix.
 
 use super::ere::{ByteSet, Node, RepeatKind};
 
 /// Steps one run may take before giving up.
-pub(super) const STEP_BUDGET: u64 = 1_000_000;
+pub(super) const STEP_BUDGET: u64 = 2_000_000;
 
-/// The run exceeded [`STEP_BUDGET`].
+/// Pending frames one run may hold (memory bound: about 48 bytes each).
+pub(super) const MAX_FRAMES: usize = 1 << 18;
+
+/// The run exceeded [`STEP_BUDGET`] or [`MAX_FRAMES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct OutOfBudget;
 
@@ -314,7 +320,7 @@ pub(super) fn run(
     let mut steps: u64 = 0;
     while let Some(frame) = stack.pop() {
         steps += 1;
-        if steps > STEP_BUDGET {
+        if steps > STEP_BUDGET || stack.len() > MAX_FRAMES {
             return Err(OutOfBudget);
         }
         let id = match frame {

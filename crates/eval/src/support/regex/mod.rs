@@ -2,35 +2,29 @@
 //! `builtins.split`, matching C++ Nix 2.8 (libstdc++ `std::regex` with
 //! `std::regex::extended`).
 //!
-//! Design: [`ere`] validates the ERE with libstdc++'s rules and translates
-//! it to `regex-automata` syntax, compiled byte-oriented (no Unicode), so
-//! matching is on bytes as in C++. All results are byte ranges into the
-//! haystack; [`match_str`] / [`split_str`] are conveniences that copy them
-//! into `String`s (lossily if a range cuts a UTF-8 character, which only
-//! happens with patterns such as `.` applied to non-ASCII text; Nix would
-//! produce the raw bytes).
+//! Design: [`ere`] validates the ERE with libstdc++'s rules and parses it
+//! into a syntax tree, matched on bytes as in C++ (`.` matches one byte of a
+//! multi-byte UTF-8 character). Two engines run it:
+//! - [`backtrack`] reproduces libstdc++'s depth-first POSIX executor
+//!   exactly, including its quirks (alternation keeps the longest match,
+//!   greedy repetition stops exploring once any match was found, an extra
+//!   empty iteration of starred groups), so results equal Nix 2.8's:
+//!   `match "(a*)*" "aa"` is `[""]`, `split "a?(ab)?" "ab"` is
+//!   `["" [null] "" [null] "b" [null] ""]`, `split "a|ab" "xabc"` is
+//!   `["x" [] "c"]`;
+//! - [`linear`] is the translation run by `regex-automata` in linear time.
+//!   It first tells where a match starts (or that there is none), so the
+//!   backtracker only runs where it will succeed; and it answers, with
+//!   POSIX leftmost-longest semantics, when the backtracker exceeds its
+//!   step or memory budget (exponential patterns, matches of hundreds of
+//!   kilobytes — inputs on which libstdc++ hangs or overflows its stack).
 //!
-//! Semantics (libstdc++ runs a backtracking search that keeps the longest
-//! match in POSIX mode):
-//! - `match` is a whole-string match; among the ways to match, captures
-//!   come from the first one in priority order (left alternative first,
-//!   greedy repetition first), which is what a leftmost-first engine
-//!   anchored at both ends yields: `match "(a|ab)(c|bcd)(d*)" "abcd"` is
-//!   `["a" "bcd" ""]` as in Nix.
-//! - `split` repeatedly searches: the match starts at the leftmost possible
-//!   position and is the *longest* match from there (`split "a|ab" "xabc"`
-//!   is `["x" [] "c"]`), with captures from the first path in priority
-//!   order that ends there. After an empty match the search resumes one
-//!   byte further and the skipped byte joins the next unmatched string;
-//!   `^` only matches at the very start of the string.
-//! - Known difference: libstdc++ prunes its search at greedy repetitions
-//!   once any match was found, so in rare patterns it returns a shorter
-//!   match than the longest (`split "a?(ab)?" "ab"` gives
-//!   `["" [null] "" [null] "b" [null] ""]` in Nix, `["" ["ab"] ""]` here).
-//!   libstdc++ also runs one extra empty iteration of a starred group
-//!   after a non-empty one (`match "(a*)*" "aa"` is `[""]` in Nix,
-//!   `["aa"]` here). Unlike libstdc++, matching here is linear-time and cannot overflow the
-//!   stack on long strings.
+//! `split` follows `std::regex_iterator`: after an empty match it retries a
+//! non-empty match at the same position, then resumes one byte further (the
+//! skipped byte joins the next unmatched string); `^` only matches at the
+//! very start of the string. All results are byte ranges into the
+//! haystack; [`match_str`] / [`split_str`] copy them into `String`s (lossily
+//! if a range cuts a UTF-8 character, where Nix would produce raw bytes).
 //!
 //! Compiled patterns are cached process-wide ([`compile`]): a mutex-guarded
 //! map bounded to [`CACHE_CAPACITY`] entries (evicting the oldest), holding

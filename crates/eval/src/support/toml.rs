@@ -140,4 +140,75 @@ mod tests {
         let deep = "a = ".to_owned() + &"[".repeat(100_000);
         assert!(parse_toml(&deep).is_err());
     }
+
+    #[test]
+    fn toml_1_0_features_match_nix_2_8() {
+        // { a = inf; b = -inf; c = -0; d = 15; e = 5; f = "é😀";
+        //   g = { x = 1; y = [ 1 2 ]; }; h = { i = 2; }; "q k" = 1; }
+        let doc = "a = +inf\nb = -inf\nc = -0.0\nd = 0o17\ne = 0b101\nf = \"\\u00e9\\U0001F600\"\n\
+                   g = { x = 1, y = [1,2] }\n\"q k\" = 1\nh.i = 2\n";
+        let Data::Attrs(top) = parse_toml(doc).unwrap() else {
+            panic!()
+        };
+        assert_eq!(top["a"], Data::Float(f64::INFINITY));
+        assert_eq!(top["b"], Data::Float(f64::NEG_INFINITY));
+        assert!(matches!(top["c"], Data::Float(f) if f == 0.0 && f.is_sign_negative()));
+        assert_eq!(top["d"], Data::Int(15));
+        assert_eq!(top["e"], Data::Int(5));
+        assert_eq!(top["f"], Data::String("é😀".into()));
+        assert_eq!(
+            top["g"],
+            attrs([
+                ("x", Data::Int(1)),
+                ("y", Data::List(vec![Data::Int(1), Data::Int(2)]))
+            ])
+        );
+        assert_eq!(top["h"], attrs([("i", Data::Int(2))]));
+        assert_eq!(top["q k"], Data::Int(1));
+        let cases = [
+            (
+                "x = 1.0\ny = 3e2\nz = 1_0.5",
+                attrs([
+                    ("x", Data::Float(1.0)),
+                    ("y", Data::Float(300.0)),
+                    ("z", Data::Float(10.5)),
+                ]),
+            ),
+            (
+                "k = \"\"\"a\\\n   b\"\"\"",
+                attrs([("k", Data::String("ab".into()))]),
+            ),
+            (
+                "a = [\n1,\n2,\n]",
+                attrs([("a", Data::List(vec![Data::Int(1), Data::Int(2)]))]),
+            ),
+            (
+                "a.b = 1\na.c = 2",
+                attrs([("a", attrs([("b", Data::Int(1)), ("c", Data::Int(2))]))]),
+            ),
+            (
+                "[[x]]\n[x.y]\nz=1",
+                attrs([(
+                    "x",
+                    Data::List(vec![attrs([("y", attrs([("z", Data::Int(1))]))])]),
+                )]),
+            ),
+            ("a = 'x' # c", attrs([("a", Data::String("x".into()))])),
+            (
+                "a = -9223372036854775808",
+                attrs([("a", Data::Int(i64::MIN))]),
+            ),
+            ("1 = 2", attrs([("1", Data::Int(2))])),
+        ];
+        for (doc, expected) in cases {
+            assert_eq!(parse_toml(doc).unwrap(), expected, "{doc:?}");
+        }
+        // All rejected by Nix 2.8 too.
+        for bad in ["a = { x = 1, }", "a = 1\n[a.b]", "a = \"\\x41\""] {
+            assert!(
+                matches!(parse_toml(bad), Err(TomlError::Syntax(_))),
+                "{bad:?}"
+            );
+        }
+    }
 }

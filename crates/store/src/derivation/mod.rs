@@ -80,10 +80,6 @@ pub enum DerivationError {
     FixedOutputNotOut { drv: String, output: String },
     #[error("floating content-addressed outputs of derivation '{0}' use different hash algorithms")]
     MixedFloatingAlgos(String),
-    #[error("derivation '{0}' has impure or floating content-addressed outputs, whose paths are not known in advance")]
-    UnknownOutputPaths(String),
-    #[error("derivation has no name: no .drv file name and no 'name' environment variable")]
-    MissingName,
     #[error("derivation name '{0}' must not end in '.drv'")]
     NameEndsInDrv(String),
     #[error("derivation '{drv}' depends on output '{output}' of fixed-output derivation '{input}', which has only \"out\"")]

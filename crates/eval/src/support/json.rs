@@ -10,7 +10,9 @@
 //! - anything else (fraction, exponent, larger integers) is a float, and a
 //!   float that overflows (`1e400`) is an error;
 //! - duplicate object keys: the last one wins;
-//! - a leading UTF-8 byte-order mark is skipped, as nlohmann does.
+//! - a leading UTF-8 byte-order mark is skipped, as nlohmann does;
+//! - a string value ends at its first NUL (`"a\u0000b"` is `"a"`), since
+//!   Nix 2.8 stores strings as C strings.
 //!
 //! Known difference: `-0` is the float `-0.0` here (serde_json does not
 //! distinguish it from `-0.0`) but the int `0` in Nix 2.8.
@@ -48,6 +50,12 @@ pub struct JsonError {
     pub message: String,
 }
 
+/// The part of `s` before its first NUL: Nix 2.8 stores string values as
+/// C strings, so `"a\u0000b"` decodes to `"a"`.
+fn until_nul(s: &str) -> &str {
+    s.split('\0').next().unwrap_or(s)
+}
+
 struct DataVisitor;
 
 impl<'de> Visitor<'de> for DataVisitor {
@@ -79,10 +87,11 @@ impl<'de> Visitor<'de> for DataVisitor {
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Data, E> {
-        Ok(Data::String(v.to_owned()))
+        Ok(Data::String(until_nul(v).to_owned()))
     }
 
-    fn visit_string<E>(self, v: String) -> Result<Data, E> {
+    fn visit_string<E>(self, mut v: String) -> Result<Data, E> {
+        v.truncate(until_nul(&v).len());
         Ok(Data::String(v))
     }
 
@@ -213,6 +222,13 @@ mod tests {
             ("1.0", Data::Float(1.0)),
             ("1e2", Data::Float(100.0)),
             ("0.5", Data::Float(0.5)),
+            ("1e-400", Data::Float(0.0)),
+            ("2.5e-324", Data::Float(5e-324)),
+            (
+                "123456789012345678901234567890",
+                Data::Float(1.2345678901234568e29),
+            ),
+            (r#""a\u0000b""#, Data::String("a".into())),
         ];
         for (json, expected) in cases {
             assert_eq!(parse_json(json).unwrap(), expected, "{json}");
@@ -320,5 +336,159 @@ mod tests {
                 .to_vec(),
         );
         assert_eq!(to_json(&floats), "[0.1,1,1e+20,1e-07,1.23457e+08]");
+    }
+
+    /// Prints a [`Data`] tree as nix-instantiate prints the value.
+    fn nix_print(d: &Data, out: &mut String) {
+        use crate::support::escape::{write_attr_name, write_escaped_string};
+        match d {
+            Data::Null => out.push_str("null"),
+            Data::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Data::Int(i) => out.push_str(&i.to_string()),
+            Data::Float(f) => write_float(out, *f),
+            Data::String(s) => write_escaped_string(out, s),
+            Data::List(items) => {
+                out.push_str("[ ");
+                for item in items {
+                    nix_print(item, out);
+                    out.push(' ');
+                }
+                out.push(']');
+            }
+            Data::Attrs(attrs) => {
+                out.push_str("{ ");
+                for (k, v) in attrs {
+                    write_attr_name(out, k);
+                    out.push_str(" = ");
+                    nix_print(v, out);
+                    out.push_str("; ");
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    fn gen_json(r: &mut crate::support::oracle::Lcg, depth: u32, out: &mut String) {
+        let strings = [
+            "",
+            "a",
+            "a b",
+            "if",
+            "x$",
+            "${y}",
+            "é",
+            "\\u00e9",
+            "\\ud83d\\ude00",
+            "\\n\\t\\r",
+            "\\\"q\\\"",
+            "\\\\",
+            "\\/",
+            "\\u0001\\u001f",
+            "\\b\\f",
+            "A-1_'",
+            "1a",
+            "\u{7f}",
+        ];
+        match r.below(if depth < 3 { 10 } else { 7 }) {
+            0 => out.push_str(*r.pick(&["null", "true", "false"])),
+            1 | 2 => {
+                let numbers = [
+                    "0",
+                    "-1",
+                    "42",
+                    "9223372036854775807",
+                    "9223372036854775808",
+                    "18446744073709551615",
+                    "18446744073709551616",
+                    "-9223372036854775809",
+                    "1.5",
+                    "-0.25",
+                    "1e3",
+                    "1E-7",
+                    "123456789.0",
+                    "0.1",
+                    "3.14159265358979",
+                    "1e300",
+                    "2.5e-5",
+                    "100000",
+                    "1000000.0",
+                    "1e-400",
+                ];
+                out.push_str(*r.pick(&numbers[..]));
+            }
+            3..=6 => {
+                out.push('"');
+                out.push_str(*r.pick(&strings[..]));
+                out.push('"');
+            }
+            7 => {
+                out.push('[');
+                for i in 0..r.below(4) {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    gen_json(r, depth + 1, out);
+                }
+                out.push(']');
+            }
+            _ => {
+                out.push('{');
+                for i in 0..r.below(4) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push('"');
+                    out.push_str(*r.pick(&strings[..]));
+                    out.push_str("\": ");
+                    gen_json(r, depth + 1, out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    #[test]
+    fn generated_documents_match_nix_oracle() {
+        use crate::support::oracle::{Lcg, eval_raw, nix_string};
+        let mut r = Lcg(42);
+        let docs: Vec<String> = (0..150)
+            .map(|_| {
+                let mut s = String::new();
+                gen_json(&mut r, 0, &mut s);
+                s
+            })
+            .collect();
+        let expr: String = docs
+            .iter()
+            .map(|d| {
+                let lit = nix_string(d);
+                format!("(builtins.fromJSON {lit}) (builtins.toJSON (builtins.fromJSON {lit})) ")
+            })
+            .collect();
+        let Some(nix) = eval_raw(&format!("[ {expr}]")) else {
+            return;
+        };
+        let mut ours = String::from("[ ");
+        for d in &docs {
+            let data = parse_json(d).unwrap();
+            nix_print(&data, &mut ours);
+            ours.push(' ');
+            crate::support::escape::write_escaped_string(&mut ours, &to_json(&data));
+            ours.push(' ');
+        }
+        ours.push(']');
+        if nix != ours {
+            let at = nix
+                .bytes()
+                .zip(ours.bytes())
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            let from = at.saturating_sub(80);
+            panic!(
+                "first difference at byte {at}:\n nix:  {}\n ours: {}",
+                nix.get(from..(at + 80).min(nix.len())).unwrap_or(""),
+                ours.get(from..(at + 80).min(ours.len())).unwrap_or("")
+            );
+        }
     }
 }

@@ -1,1 +1,2 @@
 //! ndeploy-deploy: SSH, push, build, activation, rollback and fleet selection.
+pub mod ssh;

@@ -457,4 +457,57 @@ mod tests {
             "<?xml version='1.0' encoding='utf-8'?>\n<expr>\n  <derivation outPath=\"/o\">\n    <repeated />\n  </derivation>\n</expr>\n"
         );
     }
+
+    /// Drives the writer over a [`Data`](crate::support::Data) tree, as the
+    /// evaluator does over values.
+    fn write_data(w: &mut XmlWriter, d: &crate::support::Data) {
+        use crate::support::Data;
+        match d {
+            Data::Null => w.null(),
+            Data::Bool(b) => w.bool(*b),
+            Data::Int(i) => w.int(*i),
+            Data::Float(f) => w.float(*f),
+            Data::String(s) => w.string(s),
+            Data::List(items) => {
+                w.begin_list();
+                for item in items {
+                    write_data(w, item);
+                }
+                w.end();
+            }
+            Data::Attrs(attrs) => {
+                w.begin_attrs();
+                for (k, v) in attrs {
+                    w.begin_attr(k, None);
+                    write_data(w, v);
+                    w.end();
+                }
+                w.end();
+            }
+        }
+    }
+
+    #[test]
+    fn json_documents_match_nix_oracle() {
+        use crate::support::json::parse_json;
+        use crate::support::oracle::{eval_json, nix_string};
+        let docs = [
+            r#"{"a":1,"b":[true,null,"x\"<>&\n'y\ty",1.5,-0.1,1e20],"c":{},"d":[],"e":{"f":{"g":"é😀"}}}"#,
+            r#"[[[]],{"":"","a b":"\u0001\r"},123456789.0,-9223372036854775808]"#,
+            r#""just a string with \"quotes\" & <tags>""#,
+            "3.5",
+        ];
+        let expr: String = docs
+            .iter()
+            .map(|d| format!("(builtins.toXML (builtins.fromJSON {})) ", nix_string(d)))
+            .collect();
+        let Some(nix) = eval_json(&format!("[ {expr}]")) else {
+            return;
+        };
+        for (doc, expected) in docs.iter().zip(nix.as_array().unwrap()) {
+            let mut w = XmlWriter::new();
+            write_data(&mut w, &parse_json(doc).unwrap());
+            assert_eq!(w.finish(), expected.as_str().unwrap(), "{doc}");
+        }
+    }
 }

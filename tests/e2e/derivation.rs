@@ -242,6 +242,32 @@ fn unicode_and_escapes() {
     assert_tampered_copy_fails(&top[0], "€", "¢");
 }
 
+/// Inputs with equal modulo hashes merge: fixed-output sources that differ
+/// only in how they fetch give identical intermediates (same output paths),
+/// so a parent taking `out` and `dev` from two different intermediates gets
+/// the same output path as one taking both from a single intermediate.
+#[test]
+fn equal_modulo_hashes_merge() {
+    let expr = r#"
+      let src = builder: mk "source" { inherit builder; outputHashMode = "recursive"; outputHashAlgo = "sha256"; outputHash = abc "sha256"; };
+          int = src: mk "intermediate" { outputs = [ "out" "dev" ]; inherit src; builder = "/bin/intermediate"; };
+          first = int (src "/bin/first");
+          second = int (src "/bin/second");
+      in [ (mk "parent" { a = first.out; b = second.dev; }) (mk "parent" { a = first.out; b = first.dev; }) ]"#;
+    let top = check_expr(expr, &[]);
+    let (split, joined) = (read_drv(&top[0]).unwrap(), read_drv(&top[1]).unwrap());
+    assert_ne!(top[0], top[1]);
+    assert_eq!(split.input_drvs.len(), 2);
+    assert_eq!(joined.input_drvs.len(), 1);
+    assert_eq!(split.outputs, joined.outputs);
+    let mut cache = ModuloHashCache::new();
+    let (h_split, h_joined) = (
+        cache.hash_modulo(&store(), &split, true, read_drv).unwrap(),
+        cache.hash_modulo(&store(), &joined, true, read_drv).unwrap(),
+    );
+    assert_eq!(h_split, h_joined);
+}
+
 /// Floating content-addressed and impure derivations: outputs without paths,
 /// and everything depending on them has deferred outputs.
 #[test]

@@ -352,7 +352,7 @@ let
   # an attrset of options and namespaces; defs: [ { file; value; } ].
   # Returns { config; options; unmatched; }.
   mergeLevel =
-    loc: decls: defs:
+    withOptions: loc: decls: defs:
     let
       pushed = concatMap (
         d:
@@ -390,20 +390,19 @@ let
         in
         if isOption (head ds).options then
           if all (d: isOption d.options) ds then
-            let
-              o = evalOption loc' ds ndefs;
-            in
-            {
-              config = o.value;
-              options = o.option;
-              unmatched = [ ];
-            }
+            if withOptions then
+              { options = (evalOption loc' ds ndefs).option; }
+            else
+              {
+                config = (evalOption loc' ds ndefs).value;
+                unmatched = [ ];
+              }
           else
             throw "The option '${showOption loc'}' is declared as an option in '${(head ds).file}' and as a set of options elsewhere (${
               lib.concatMapStringsSep ", " (d: "'${d.file}'") ds
             })."
         else if all (d: !(isOption d.options)) ds then
-          mergeLevel loc' ds ndefs
+          mergeLevel withOptions loc' ds ndefs
         else
           throw "The option '${showOption loc'}' is declared as a set of options in '${(head ds).file}' and as an option elsewhere (${
             lib.concatMapStringsSep ", " (d: "'${d.file}'") ds
@@ -411,16 +410,18 @@ let
       ) declsByName;
       undeclared = filter (n: !(declsByName ? ${n})) (attrNames defsByName);
     in
-    {
+    if withOptions then
+      { options = mapAttrs (_: c: c.options) children; }
+    else
+      {
       config = mapAttrs (_: c: c.config) children;
-      options = mapAttrs (_: c: c.options) children;
       unmatched =
         map (n: {
           loc = loc ++ [ n ];
           defs = defsByName.${n};
         }) undeclared
         ++ concatMap (n: children.${n}.unmatched) (attrNames children);
-    };
+      };
 
   # The first leaf under an undeclared definition, to name it in the error
   # (at most 32 levels down, so cyclic values end too).
@@ -470,18 +471,22 @@ let
       collected = collectModules args (
         lib.optional declareModuleArgs internalModule ++ modules
       ) locatedModules;
-      merged = mergeLevel prefix (filter (d: d.options != { }) (
+      decls = filter (d: d.options != { }) (
         map (m: {
           inherit (m) file options;
         }) collected
-      )) (
-        map (m: {
-          inherit (m) file;
-          value = m.config;
-        }) collected
       );
+      defs = map (m: {
+        inherit (m) file;
+        value = m.config;
+      }) collected;
+      # `config` and `options` come from two separate merges (the second
+      # runs only as far as `options` is used): the config merge keeps no
+      # option records, so an evaluated configuration does not keep every
+      # option's merge state alive.
+      merged = mergeLevel false prefix decls defs;
       config = merged.config;
-      options = merged.options;
+      options = (mergeLevel true prefix decls defs).options;
       checked =
         if merged.unmatched == [ ] then
           true

@@ -16,9 +16,11 @@ if [[ -n $lib ]]; then
   exprs+=("$gen")
 fi
 measure() { # prints "user+sys seconds" and "max RSS KiB"
-  local out
-  out=$( { /usr/bin/time -f '%U %S %M' "$@" > /dev/null 2>/dev/null; } 2>&1 | tail -1)
-  awk '{ printf "%.2f %d", $1 + $2, $3 }' <<< "$out"
+  local tf
+  tf=$(mktemp)
+  /usr/bin/time -o "$tf" -f '%U %S %M' "$@" > /dev/null 2>&1 || true
+  awk '{ printf "%.2f %d\n", $1 + $2, $3 }' "$tf"
+  rm -f "$tf"
 }
 printf '%-28s %10s %10s %7s %10s %10s %7s\n' bench nix-cpu nd-cpu ratio nix-rssK nd-rssK ratio
 for e in "${exprs[@]}"; do

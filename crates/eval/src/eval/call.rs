@@ -102,7 +102,7 @@ impl Evaluator {
     fn call_lambda(&self, c: &Closure, arg: Value, pos: Pos) -> EvalResult<Value> {
         let l = &c.lambda;
         let env = match &l.param {
-            Param::Ident(_) => Env::new(&c.env, vec![arg]),
+            Param::Ident(_) => Env::new_one(&c.env, arg),
             Param::Pattern(p) => {
                 let attrs = self.force_attrs(&arg).map_err(|e| e.with_pos(pos))?;
                 let mut slots = Vec::with_capacity(p.slots());

@@ -75,7 +75,7 @@ impl Evaluator {
             },
             Expr::With { attrs, body } => {
                 let scope = self.delay(attrs, env)?;
-                let env = Env::new(env, vec![scope]);
+                let env = Env::new_one(env, scope);
                 self.eval(body, &env)
             }
             Expr::BinOp { op, lhs, rhs, pos } => self.eval_binop(*op, lhs, rhs, *pos, env),

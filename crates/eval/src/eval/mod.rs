@@ -214,21 +214,18 @@ impl Evaluator {
     }
 
     fn force_thunk(&self, t: &Thunk) -> EvalResult<Value> {
-        let claim = t.claim();
-        if matches!(claim, crate::value::thunk::Claim::Recursion) {
-            return Err(EvalError::new(ErrorKind::InfiniteRecursion));
-        }
-        let Some(pending) = t.pending() else {
-            t.release(&claim);
-            return t.get().ok_or_else(|| EvalError::new(ErrorKind::InfiniteRecursion));
+        use crate::value::thunk::Start;
+        let (pending, claim) = match t.start() {
+            Start::Done(v) => return Ok(v),
+            Start::Recursion => return Err(EvalError::new(ErrorKind::InfiniteRecursion)),
+            Start::Eval(p, c) => (p, c),
         };
         let r = match pending {
             Pending::Expr(e, env) => self.eval(&e, &env),
             Pending::Apply(f, a) => self.force(&f).and_then(|f| self.call(&f, a, crate::source::Pos::NONE)),
             Pending::Native(f) => f(self).and_then(|v| self.force(&v)),
         };
-        t.release(&claim);
-        r.map(|v| t.finish(v))
+        t.end(claim, r)
     }
 
     /// Evaluate `e` in `env` to weak head normal form.

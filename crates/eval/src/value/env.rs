@@ -26,6 +26,8 @@ pub struct EnvInner {
 }
 
 enum Slots {
+    /// One slot inline (lambda arguments, `with`): one allocation per frame.
+    One(Value),
     Fixed(Box<[Value]>),
     Rec(Mutex<Box<[Value]>>),
 }
@@ -41,6 +43,10 @@ impl Env {
 
     pub fn new(parent: &Env, slots: Vec<Value>) -> Env {
         Env(Arc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::Fixed(slots.into_boxed_slice()) }))
+    }
+
+    pub fn new_one(parent: &Env, v: Value) -> Env {
+        Env(Arc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::One(v) }))
     }
 
     /// A recursive frame of `n` slots (all `null` until [`Env::fill`]).
@@ -66,6 +72,8 @@ impl Env {
             e = &e.parent.as_ref().ok_or(EnvCleared)?.0;
         }
         match &e.slots {
+            Slots::One(v) if idx == 0 => Ok(v.clone()),
+            Slots::One(_) => Err(EnvCleared),
             Slots::Fixed(s) => s.get(idx as usize).cloned().ok_or(EnvCleared),
             Slots::Rec(m) => m.lock().unwrap_or_else(|e| e.into_inner()).get(idx as usize).cloned().ok_or(EnvCleared),
         }

@@ -34,21 +34,35 @@ pub enum Pending {
 
 struct ThunkInner {
     value: OnceLock<Value>,
-    owner: AtomicU64,
-    pending: Mutex<Option<Pending>>,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// `None` once forced.
+    pending: Option<Pending>,
+    /// Thread id of the claiming thread, 0 if none.
+    owner: u64,
 }
 
 #[derive(Clone)]
 pub struct Thunk(Arc<ThunkInner>);
 
-/// How the current thread stands towards a thunk it wants to force.
+/// How the current thread stands towards a thunk it is forcing.
 pub enum Claim {
-    /// This thread owns the evaluation (release with [`Thunk::release`]).
+    /// This thread owns the evaluation.
     Owned,
-    /// Another thread is evaluating it; we evaluate too (`release_foreign`).
+    /// Another thread is evaluating it; we evaluate too.
     Foreign,
+}
+
+/// What forcing should do next.
+pub enum Start {
+    /// Already forced (by another thread meanwhile).
+    Done(Value),
     /// This thread is already forcing it: infinite recursion.
     Recursion,
+    /// Evaluate this, then call [`Thunk::end`].
+    Eval(Pending, Claim),
 }
 
 fn thread_id() -> u64 {
@@ -68,7 +82,7 @@ thread_local! {
 
 impl Thunk {
     pub fn new(p: Pending) -> Thunk {
-        Thunk(Arc::new(ThunkInner { value: OnceLock::new(), owner: AtomicU64::new(0), pending: Mutex::new(Some(p)) }))
+        Thunk(Arc::new(ThunkInner { value: OnceLock::new(), state: Mutex::new(State { pending: Some(p), owner: 0 }) }))
     }
 
     pub fn expr(e: Arc<Expr>, env: Env) -> Value {
@@ -97,55 +111,69 @@ impl Thunk {
         Arc::as_ptr(&self.0) as usize
     }
 
-    pub fn claim(&self) -> Claim {
+    /// Begin forcing: claim the thunk and get a copy of its pending work.
+    pub fn start(&self) -> Start {
         let me = thread_id();
-        match self.0.owner.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => Claim::Owned,
-            Err(o) if o == me => Claim::Recursion,
-            Err(_) => {
-                let id = self.id();
-                FOREIGN.with(|f| {
-                    let mut f = f.borrow_mut();
-                    if f.contains(&id) {
-                        Claim::Recursion
-                    } else {
-                        f.push(id);
-                        Claim::Foreign
-                    }
-                })
-            }
-        }
-    }
-
-    pub fn release(&self, claim: &Claim) {
-        match claim {
-            Claim::Owned => self.0.owner.store(0, Ordering::Release),
-            Claim::Foreign => {
-                let id = self.id();
-                FOREIGN.with(|f| {
-                    let mut f = f.borrow_mut();
-                    if let Some(i) = f.iter().rposition(|x| *x == id) {
-                        f.remove(i);
-                    }
-                })
-            }
-            Claim::Recursion => {}
-        }
-    }
-
-    /// A copy of the pending work (`None` once forced by some thread).
-    pub fn pending(&self) -> Option<Pending> {
-        self.0.pending.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Store the result (first one wins) and drop the pending work.
-    pub fn finish(&self, v: Value) -> Value {
-        let stored = match self.0.value.set(v) {
-            Ok(()) => self.0.value.get().cloned(),
-            Err(_) => self.0.value.get().cloned(),
+        let mut st = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = &st.pending else {
+            drop(st);
+            return match self.0.value.get() {
+                Some(v) => Start::Done(v.clone()),
+                None => Start::Recursion,
+            };
         };
-        let old = self.0.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(old);
-        stored.unwrap_or(Value::Null)
+        let p = p.clone();
+        if st.owner == 0 {
+            st.owner = me;
+            return Start::Eval(p, Claim::Owned);
+        }
+        if st.owner == me {
+            return Start::Recursion;
+        }
+        drop(st);
+        let id = self.id();
+        FOREIGN.with(|f| {
+            let mut f = f.borrow_mut();
+            if f.contains(&id) {
+                Start::Recursion
+            } else {
+                f.push(id);
+                Start::Eval(p, Claim::Foreign)
+            }
+        })
+    }
+
+    /// Finish forcing: store a result (first one wins, the pending work and
+    /// its captured frame are dropped) or release the claim on error.
+    pub fn end(&self, claim: Claim, r: Result<Value, EvalError>) -> Result<Value, EvalError> {
+        if let Claim::Foreign = claim {
+            let id = self.id();
+            FOREIGN.with(|f| {
+                let mut f = f.borrow_mut();
+                if let Some(i) = f.iter().rposition(|x| *x == id) {
+                    f.remove(i);
+                }
+            });
+        }
+        match r {
+            Ok(v) => {
+                let _ = self.0.value.set(v);
+                let old = {
+                    let mut st = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Claim::Owned = claim {
+                        st.owner = 0;
+                    }
+                    st.pending.take()
+                };
+                drop(old);
+                Ok(self.0.value.get().cloned().unwrap_or(Value::Null))
+            }
+            Err(e) => {
+                if let Claim::Owned = claim {
+                    self.0.state.lock().unwrap_or_else(|e| e.into_inner()).owner = 0;
+                }
+                Err(e)
+            }
+        }
     }
 }

@@ -443,3 +443,24 @@ fn module_errors_name_option_value_and_file() {
         }
     }
 }
+
+#[test]
+fn synthetic_benchmark_fleet_evaluates() {
+    let r = repo().display().to_string();
+    let hosts = decode_hosts_json(eval_json(&format!(
+        "(import {r}/nix/fleet.nix).hostsJSON (import {r}/nix/tests/synthetic-fleet.nix {{ hosts = 3; modules = 30; }})"
+    )));
+    let map = hosts.as_object().unwrap();
+    assert_eq!(map.keys().collect::<Vec<_>>(), ["host-0", "host-1", "host-2"]);
+    assert_eq!(hosts["host-0"]["deployment"]["tags"], json!(["even"]));
+    assert_eq!(hosts["host-1"]["deployment"]["tags"], json!(["odd"]));
+    let mut drvs: Vec<&str> = map.values().map(|h| h["drvPath"].as_str().unwrap()).collect();
+    drvs.sort_unstable();
+    drvs.dedup();
+    assert_eq!(drvs.len(), 3);
+    // Module 1 is enabled on host-0 only (h mod 5 == 0): its config file exists there.
+    let etc = eval_json(&format!(
+        "builtins.mapAttrs (_: c: c.config.environment.etc ? \"bench/m1.conf\") ((import {r}/nix/fleet.nix).configurations (import {r}/nix/tests/synthetic-fleet.nix {{ hosts = 2; modules = 30; }}))"
+    ));
+    assert_eq!(etc, json!({ "host-0": true, "host-1": false }));
+}

@@ -7,13 +7,15 @@
 //! bench binary runs as a test, e.g. `cargo test --benches`). The tree is
 //! written once into a temporary directory; after the first iteration it is
 //! in the page cache, so this measures CPU cost, not the disk.
+//! `NDEPLOY_BENCH_NAR_TREE=DIR` benchmarks an existing tree instead (for
+//! example a store path with many small files).
 
 use std::fs;
 use std::io;
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ndeploy_store::hash::HashAlgo;
+use ndeploy_store::hash::{HashAlgo, Hasher};
 use ndeploy_store::nar::{dump_path, hash_path, validate};
 
 fn noise(len: usize, mut seed: u64) -> Vec<u8> {
@@ -58,16 +60,29 @@ fn bench(c: &mut Criterion) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(if real_run { 500 } else { 4 });
     let dir = tempfile::tempdir().unwrap();
-    let tree = dir.path().join("tree");
-    make_tree(&tree, mb << 20);
+    let (tree, label) = match std::env::var_os("NDEPLOY_BENCH_NAR_TREE") {
+        Some(t) => (std::path::PathBuf::from(t), "given-tree".to_owned()),
+        None => {
+            let tree = dir.path().join("tree");
+            make_tree(&tree, mb << 20);
+            (tree, format!("nar-{mb}MB"))
+        }
+    };
     let mut nar = Vec::new();
     let nar_size = dump_path(&tree, &mut nar).unwrap();
 
-    let mut g = c.benchmark_group(format!("nar-{mb}MB"));
+    let mut g = c.benchmark_group(label);
     g.throughput(Throughput::Bytes(nar_size));
     g.sample_size(10);
     g.bench_function("dump", |b| b.iter(|| dump_path(&tree, io::sink()).unwrap()));
     g.bench_function("dump+sha256", |b| b.iter(|| hash_path(HashAlgo::Sha256, &tree).unwrap()));
+    g.bench_function("dump+sha256-one-thread", |b| {
+        b.iter(|| {
+            let mut h = Hasher::new(HashAlgo::Sha256);
+            dump_path(&tree, &mut h).unwrap();
+            h.finish()
+        })
+    });
     g.bench_function("validate", |b| b.iter(|| validate(nar.as_slice()).unwrap()));
     g.finish();
 }

@@ -23,7 +23,7 @@
 //!   non-canonical NAR (it checks names, order and nesting);
 //! * [`dump`]: serialise a path of the local file system ([`dump_path`]);
 //! * [`path_hash`]: [`hash_path`] (hash of the NAR), [`hash_file`] (flat) and
-//!   the tee [`HashingWriter`];
+//!   the tee [`HashingWriter`]; [`background_hash`]: hashing on a second core;
 //! * [`decoder`]: the grammar as a sans-I/O, non-recursive state machine
 //!   ([`NarDecoder`]) fed byte slices, accepting only canonical NARs;
 //! * [`parser`]: drives it from a blocking reader into a [`NarVisitor`], with
@@ -35,6 +35,7 @@
 //! below for a string read from input, and never recurses, so hostile input
 //! can neither exhaust memory nor overflow the stack.
 
+pub mod background_hash;
 pub mod decoder;
 pub mod dump;
 pub mod encoder;
@@ -49,6 +50,7 @@ mod test_util;
 
 pub use dump::{DumpError, dump_path};
 pub use encoder::{EncodeError, NarEncoder};
+pub use background_hash::BackgroundHasher;
 pub use decoder::NarDecoder;
 pub use parser::{NarReadError, NarStats, NarVisitor, parse, parse_prefix, validate};
 pub use path_hash::{HashingWriter, hash_file, hash_path};

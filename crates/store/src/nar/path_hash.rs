@@ -2,7 +2,9 @@
 //!
 //! * [`hash_path`]: the hash of a path's NAR serialisation ("recursive"
 //!   hashing, `nix-hash PATH`, the `NarHash` of a store path), streamed from
-//!   [`dump_path`] into a [`Hasher`] without holding the NAR in memory;
+//!   [`dump_path`] into a [`Hasher`] without holding the NAR in memory; with
+//!   more than one CPU the hashing runs on its own thread
+//!   ([`BackgroundHasher`]) while this one reads the tree;
 //! * [`hash_file`]: the hash of a regular file's bytes ("flat" hashing,
 //!   `nix-hash --flat`), following symlinks as Nix does;
 //! * [`HashingWriter`]: a tee that hashes and counts what passes through it,
@@ -11,13 +13,21 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::thread;
 
 use super::BUF_SIZE;
+use super::background_hash::BackgroundHasher;
 use super::dump::{DumpError, dump_path};
+use super::encoder::EncodeError;
 use crate::hash::{Hash, HashAlgo, Hasher};
 
 /// The hash of `path`'s NAR, and the NAR's size.
 pub fn hash_path(algo: HashAlgo, path: &Path) -> Result<(Hash, u64), DumpError> {
+    if thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
+        let mut hasher = BackgroundHasher::new(algo).map_err(EncodeError::Io)?;
+        dump_path(path, &mut hasher)?;
+        return Ok(hasher.finish().map_err(EncodeError::Io)?);
+    }
     let mut hasher = Hasher::new(algo);
     let size = dump_path(path, &mut hasher)?;
     Ok((hasher.finish(), size))

@@ -113,7 +113,7 @@ rec {
       if lib.isDerivation v then
         "«derivation ${v.name or "?"}»"
       else if (v._type or null) == "if" then
-        "mkIf … { … }"
+        "mkIf …"
       else if (v._type or null) == "merge" then
         "mkMerge [ … ]"
       else if (v._type or null) == "override" then

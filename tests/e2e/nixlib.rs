@@ -464,3 +464,36 @@ fn synthetic_benchmark_fleet_evaluates() {
     ));
     assert_eq!(etc, json!({ "host-0": true, "host-1": false }));
 }
+
+#[test]
+fn library_helpers() {
+    let file = repo().join("nix/tests/lib.nix");
+    let got: Value = serde_json::from_slice(&run_ok(
+        nix_offline("nix-instantiate").args(["--eval", "--strict", "--json"]).arg(&file),
+    ))
+    .unwrap();
+    let expected = json!({
+        "lists": {
+            "imap0": ["0a", "1b"], "imap1": [10, 40], "optional": [[1], []], "last": 3, "init": [1, 2],
+            "take": [1, 2], "reverseList": [3, 2, 1], "flatten": [1, 2, 3], "unique": [3, 1, 2],
+            "range": [2, 3, 4, 5], "count": 2,
+            "sortOn": [{"k": 1, "v": "a"}, {"k": 2, "v": "b"}, {"k": 2, "v": "c"}],
+            "toList": [[1], [1]]
+        },
+        "attrsets": {
+            "filterAttrs": {"b": 2, "c": 3}, "mapAttrsToList": ["a1", "b2"], "mapAttrs'": {"x-a": 2},
+            "concatMapAttrs": {"a": 1, "a2": 1, "b": 2, "b2": 2}, "genAttrs": {"a": "aa", "b": "bb"},
+            "attrByPath": [1, 0, 0], "hasAttrByPath": true, "setAttrByPath": {"a": {"b": 1}},
+            "recursiveUpdate": {"a": {"b": 3, "c": 2}, "d": {"e": 4}},
+            "mapAttrsRecursive": {"a": {"b": "a.b=1"}, "c": "c=2"}
+        },
+        "strings": {
+            "hasPrefix": [true, false], "hasSuffix": [true, false], "removePrefix": "web",
+            "splitString": ["a", "b", "", "c"], "escapeShellArg": "'it'\\''s'", "escapeShellArgs": "'a b' 'c'",
+            "concatLines": "a\nb\n", "fixedWidthString": "0007", "showOption": "users.users.\"a.b\".uid",
+            "showValue": ["\"s\"", "1", "true", "null", "[ 1 [ … ] { … } ]", "{ a = …; }", "mkIf …", "«lambda»"]
+        },
+        "trivial": { "mod": [1, 0], "minMax": [1, 2], "boolToString": "true" }
+    });
+    assert_eq!(got, expected);
+}

@@ -9,4 +9,6 @@ mod nar;
 mod nixlib;
 mod paths;
 mod signature;
+mod ssh;
+mod sshd;
 mod support;

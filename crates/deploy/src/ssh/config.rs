@@ -236,7 +236,10 @@ impl SshConfig {
                     "user" if c.user.is_none() => c.user = Some(first.to_owned()),
                     "identityfile" => identity_files.push(first.to_owned()),
                     "identitiesonly" if identities_only.is_none() => {
-                        identities_only = Some(parse_yes_no(first).ok_or_else(|| err(o.line, format!("invalid IdentitiesOnly '{first}'")))?);
+                        identities_only = Some(
+                            parse_yes_no(first)
+                                .ok_or_else(|| err(o.line, format!("invalid IdentitiesOnly '{first}'")))?,
+                        );
                     }
                     "proxyjump" if proxy_jump.is_none() => {
                         proxy_jump = Some(if first.eq_ignore_ascii_case("none") {
@@ -246,7 +249,8 @@ impl SshConfig {
                         });
                     }
                     "userknownhostsfile" if known_hosts.is_none() => {
-                        known_hosts = Some(if first.eq_ignore_ascii_case("none") { Vec::new() } else { o.args.clone() });
+                        known_hosts =
+                            Some(if first.eq_ignore_ascii_case("none") { Vec::new() } else { o.args.clone() });
                     }
                     "stricthostkeychecking" if c.strict_host_key_checking.is_none() => {
                         c.strict_host_key_checking = Some(match first.to_ascii_lowercase().as_str() {
@@ -263,7 +267,13 @@ impl SshConfig {
         c.host_name = host_name.unwrap_or_else(|| host.to_owned());
         c.identities_only = identities_only.unwrap_or(false);
         c.proxy_jump = proxy_jump.unwrap_or_default();
-        let tokens = Tokens { host_name: &c.host_name, port: c.port.unwrap_or(22), user: c.user.as_deref().unwrap_or(local_user), local_user, home };
+        let tokens = Tokens {
+            host_name: &c.host_name,
+            port: c.port.unwrap_or(22),
+            user: c.user.as_deref().unwrap_or(local_user),
+            local_user,
+            home,
+        };
         c.identity_files = identity_files.iter().map(|f| tokens.expand_path(f)).collect();
         c.user_known_hosts_files = known_hosts.unwrap_or_default().iter().map(|f| tokens.expand_path(f)).collect();
         Ok(c)
@@ -377,7 +387,10 @@ Host *
     fn proxy_jump_and_known_hosts() {
         let c = resolve("a.internal");
         assert_eq!(c.proxy_jump, vec!["bastion".to_owned(), "admin@other:2200".to_owned()]);
-        assert_eq!(c.user_known_hosts_files, vec![PathBuf::from("/home/me/.ssh/kh_internal"), PathBuf::from("/etc/ssh/kh2")]);
+        assert_eq!(
+            c.user_known_hosts_files,
+            vec![PathBuf::from("/home/me/.ssh/kh_internal"), PathBuf::from("/etc/ssh/kh2")]
+        );
         assert_eq!(c.strict_host_key_checking, Some(StrictHostKeyChecking::No));
         assert_eq!(resolve("bastion").host_name, "192.0.2.1");
     }

@@ -83,7 +83,9 @@ impl ExecStream {
                     }
                     ChannelMsg::Eof => data_tx = None,
                     ChannelMsg::ExitStatus { exit_status } => status = ExitStatus::Code(exit_status),
-                    ChannelMsg::ExitSignal { signal_name, .. } => status = ExitStatus::Signal(format!("{signal_name:?}")),
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        status = ExitStatus::Signal(format!("{signal_name:?}"))
+                    }
                     ChannelMsg::Close => break,
                     _ => {}
                 }

@@ -126,13 +126,16 @@ impl KnownHosts {
                 let Some(next) = words.next() else { continue };
                 first = next;
             }
-            let (Some(hosts), Some(_key_type), Some(b64)) = (parse_host_field(first), words.next(), words.next()) else {
+            let (Some(hosts), Some(_key_type), Some(b64)) = (parse_host_field(first), words.next(), words.next())
+            else {
                 tracing::debug!("{}:{}: skipping unparsable known_hosts line", path.display(), i + 1);
                 continue;
             };
             match russh::keys::parse_public_key_base64(b64) {
                 Ok(key) => self.entries.push(Entry { marker, hosts, key, file, line: i + 1 }),
-                Err(_) => tracing::debug!("{}:{}: skipping known_hosts line with an unreadable key", path.display(), i + 1),
+                Err(_) => {
+                    tracing::debug!("{}:{}: skipping known_hosts line with an unreadable key", path.display(), i + 1)
+                }
             }
         }
     }
@@ -235,7 +238,10 @@ mod tests {
     #[test]
     fn hmac_sha1_rfc2202() {
         assert_eq!(hex::encode(hmac_sha1(&[0x0b; 20], b"Hi There")), "b617318655057264e28bc0b6fb378c8ef146be00");
-        assert_eq!(hex::encode(hmac_sha1(b"Jefe", b"what do ya want for nothing?")), "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+        assert_eq!(
+            hex::encode(hmac_sha1(b"Jefe", b"what do ya want for nothing?")),
+            "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
+        );
         assert_eq!(
             hex::encode(hmac_sha1(&[0xaa; 80], b"Test Using Larger Than Block-Size Key - Hash Key First")),
             "aa4ae5e15272d00e95705637ce8a3b55ed402112"
@@ -259,7 +265,9 @@ mod tests {
 
     #[test]
     fn revoked_wins() {
-        let k = kh(&format!("web1 ssh-ed25519 {ED_A}\n@revoked * ssh-ed25519 {ED_A}\n@cert-authority * ssh-ed25519 {ED_B}\n"));
+        let k = kh(&format!(
+            "web1 ssh-ed25519 {ED_A}\n@revoked * ssh-ed25519 {ED_A}\n@cert-authority * ssh-ed25519 {ED_B}\n"
+        ));
         assert_eq!(k.check("web1", &key(ED_A)), HostKeyVerdict::Revoked { file: "/kh".into(), line: 2 });
         assert_eq!(k.check("web9", &key(ED_B)), HostKeyVerdict::Unknown, "a CA line is not a host key");
     }

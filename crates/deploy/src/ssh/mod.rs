@@ -33,9 +33,9 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use config::{HostConfig, SshConfig};
+pub use exec_stream::{ChannelReader, ChannelWriter, ExecStream, ExitWatch};
 pub use known_hosts::{HostKeyVerdict, KnownHosts};
 pub use remote_store::{RemoteStore, open_remote_store};
-pub use exec_stream::{ChannelReader, ChannelWriter, ExecStream, ExitWatch};
 pub use session::{ConnectOptions, ExecOutput, ExitStatus, OutputKind, SshSession};
 pub use target::SshTarget;
 
@@ -75,7 +75,9 @@ pub enum SshError {
     Key { path: PathBuf, reason: String },
     #[error("ssh-agent at {socket}: {reason}")]
     Agent { socket: String, reason: String },
-    #[error("sudo on {host} asks {user} for a password; ndeploy needs passwordless sudo (`sudo -n`) for non-root targets")]
+    #[error(
+        "sudo on {host} asks {user} for a password; ndeploy needs passwordless sudo (`sudo -n`) for non-root targets"
+    )]
     SudoPassword { host: String, user: String },
     #[error("ProxyJump chain for {host} is longer than {max} hops (a loop in ~/.ssh/config?)")]
     ProxyJumpTooDeep { host: String, max: usize },
@@ -124,9 +126,7 @@ pub type Result<T, E = SshError> = std::result::Result<T, E>;
 
 /// Quote `word` for a POSIX shell (the remote login shell runs exec commands).
 pub fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
-    {
+    if !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b)) {
         return word.to_owned();
     }
     format!("'{}'", word.replace('\'', r"'\''"))

@@ -167,7 +167,11 @@ fn resolve(target: &SshTarget, config: &SshConfig, opts: &ConnectOptions) -> Res
         host_name: c.host_name,
         port,
         user,
-        auth: AuthMethods { agent_socket: opts.agent_socket.clone(), identity_files, identities_only: c.identities_only },
+        auth: AuthMethods {
+            agent_socket: opts.agent_socket.clone(),
+            identity_files,
+            identities_only: c.identities_only,
+        },
         proxy_jump: c.proxy_jump,
         known_hosts_files,
         accept_new,
@@ -195,9 +199,12 @@ impl Client {
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
         match self.known_hosts.check(&self.name, key) {
             HostKeyVerdict::Known { .. } => Ok(()),
-            HostKeyVerdict::Revoked { file, line } => {
-                Err(SshError::HostKeyRevoked { host: self.host.clone(), fingerprint, file: file.display().to_string(), line })
-            }
+            HostKeyVerdict::Revoked { file, line } => Err(SshError::HostKeyRevoked {
+                host: self.host.clone(),
+                fingerprint,
+                file: file.display().to_string(),
+                line,
+            }),
             HostKeyVerdict::Changed { file, line } => Err(SshError::HostKeyChanged(Box::new(HostKeyChanged {
                 host: self.host.clone(),
                 entry: self.name.clone(),
@@ -336,7 +343,10 @@ impl SshSession {
                 buf.extend_from_slice(data);
                 while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
                     let line: Vec<u8> = buf.drain(..=nl).collect();
-                    on_line(kind, String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).trim_end_matches('\r'));
+                    on_line(
+                        kind,
+                        String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).trim_end_matches('\r'),
+                    );
                 }
             })
             .await?;
@@ -360,7 +370,9 @@ impl SshSession {
 
     /// An error if `stderr` shows that sudo wanted a password.
     pub fn check_sudo(&self, stderr: &str) -> Result<()> {
-        if stderr.contains("sudo:") && (stderr.contains("password is required") || stderr.contains("a terminal is required")) {
+        if stderr.contains("sudo:")
+            && (stderr.contains("password is required") || stderr.contains("a terminal is required"))
+        {
             return Err(SshError::SudoPassword { host: self.host.clone(), user: self.user.clone() });
         }
         Ok(())
@@ -403,7 +415,12 @@ fn client_config(known: &[Algorithm]) -> Arc<client::Config> {
     })
 }
 
-async fn connect_via(target: &SshTarget, config: &SshConfig, opts: &ConnectOptions, depth: usize) -> Result<SshSession> {
+async fn connect_via(
+    target: &SshTarget,
+    config: &SshConfig,
+    opts: &ConnectOptions,
+    depth: usize,
+) -> Result<SshSession> {
     if depth > MAX_JUMPS {
         return Err(SshError::ProxyJumpTooDeep { host: target.host.clone(), max: MAX_JUMPS });
     }
@@ -444,9 +461,9 @@ async fn establish(r: &Resolved, jump: Option<SshSession>) -> Result<SshSession>
             client::connect_stream(config, stream, handler).await
         }
         None => {
-            let tcp = tokio::net::TcpStream::connect((r.host_name.as_str(), r.port)).await.map_err(|source| {
-                SshError::Connect { host: r.host_name.clone(), port: r.port, source }
-            })?;
+            let tcp = tokio::net::TcpStream::connect((r.host_name.as_str(), r.port))
+                .await
+                .map_err(|source| SshError::Connect { host: r.host_name.clone(), port: r.port, source })?;
             client::connect_stream(config, tcp, handler).await
         }
     };

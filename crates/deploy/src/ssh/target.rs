@@ -144,12 +144,7 @@ mod tests {
     use super::*;
 
     fn t(user: Option<&str>, host: &str, port: Option<u16>, store: Option<&str>) -> SshTarget {
-        SshTarget {
-            user: user.map(Into::into),
-            host: host.into(),
-            port,
-            remote_store: store.map(Into::into),
-        }
+        SshTarget { user: user.map(Into::into), host: host.into(), port, remote_store: store.map(Into::into) }
     }
 
     #[test]
@@ -174,8 +169,21 @@ mod tests {
     #[test]
     fn rejects() {
         for bad in [
-            "", "ssh://", "http://h", "h:0", "h:99999", "h:x", "@h", "::1", "-oProxyCommand=x", "h?remote-store=x",
-            "ssh://h?foo=1", "[::1", "[::1]x", "a b", "ssh://h?remote-store=%zz",
+            "",
+            "ssh://",
+            "http://h",
+            "h:0",
+            "h:99999",
+            "h:x",
+            "@h",
+            "::1",
+            "-oProxyCommand=x",
+            "h?remote-store=x",
+            "ssh://h?foo=1",
+            "[::1",
+            "[::1]x",
+            "a b",
+            "ssh://h?remote-store=%zz",
         ] {
             assert!(SshTarget::parse(bad).is_err(), "{bad:?} should be rejected");
         }

@@ -43,8 +43,17 @@ let
     "defaults"
   ];
 
+  # An evaluated system. Results of evalModules (`_type = "configuration"`,
+  # also nixpkgs' NixOS systems) are recognised without evaluating them, so
+  # listing a fleet's hosts does not evaluate every host.
   isConfiguration =
-    v: isAttrs v && v ? config && isAttrs v.config && lib.hasAttrByPath [ "system" "build" "toplevel" ] v.config;
+    v:
+    isAttrs v
+    && v ? config
+    && (
+      (v._type or null) == "configuration"
+      || (isAttrs v.config && lib.hasAttrByPath [ "system" "build" "toplevel" ] v.config)
+    );
 
   isFlake =
     v: (v._type or null) == "flake" || v ? nixosConfigurations || v ? deploy || v ? colmena;

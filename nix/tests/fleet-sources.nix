@@ -83,4 +83,18 @@ in
   hiveHostName = (fleet.configurations flake).c.config.networking.hostName;
   hiveEtc = (fleet.configurations flake).c.config.environment.etc.who.text;
   select = fleet.select [ "@hive" "plain" ] flake;
+  # A host whose configuration does not evaluate is listed, and selecting
+  # other hosts by name does not evaluate it.
+  lazyListing =
+    let
+      withBroken = flake // {
+        nixosConfigurations = flake.nixosConfigurations // {
+          broken = host "broken" { no.such.option = 1; };
+        };
+      };
+    in
+    {
+      names = builtins.attrNames (fleet.hosts withBroken);
+      select = fleet.select [ "a" "b" ] withBroken;
+    };
 }

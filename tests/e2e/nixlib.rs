@@ -166,7 +166,8 @@ fn fleet_sources_nixos_configurations_deploy_rs_and_colmena() {
         "deployRsToplevel": true,
         "hiveHostName": "c",
         "hiveEtc": "c",
-        "select": ["c", "plain"]
+        "select": ["c", "plain"],
+        "lazyListing": { "names": ["a", "b", "broken", "c", "plain", "unnamed"], "select": ["a", "b"] }
     });
     assert_eq!(got, expected);
 }

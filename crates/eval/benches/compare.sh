@@ -15,12 +15,15 @@ if [[ -n $lib ]]; then
   "$here/gen-modules.sh" "$lib" 300 > "$gen"
   exprs+=("$gen")
 fi
-measure() { # prints "user+sys seconds" and "max RSS KiB"
-  local tf
+measure() { # prints "user+sys seconds" and "max RSS KiB": the best of 3 runs
+  local tf best=""
   tf=$(mktemp)
-  /usr/bin/time -o "$tf" -f '%U %S %M' "$@" > /dev/null 2>&1 || true
-  awk '{ printf "%.2f %d\n", $1 + $2, $3 }' "$tf"
+  for _ in 1 2 3; do
+    /usr/bin/time -o "$tf" -f '%U %S %M' "$@" > /dev/null 2>&1 || true
+    best=$( (echo "$best"; awk '{ printf "%.2f %d\n", $1 + $2, $3 }' "$tf") | sed '/^$/d' | sort -n | head -1)
+  done
   rm -f "$tf"
+  echo "$best"
 }
 printf '%-28s %10s %10s %7s %10s %10s %7s\n' bench nix-cpu nd-cpu ratio nix-rssK nd-rssK ratio
 for e in "${exprs[@]}"; do

@@ -80,6 +80,28 @@ impl Attrs {
         }
         let (a, b) = (&self.0, &other.0);
         let mut out = Vec::with_capacity(a.len() + b.len());
+        if b.len() * 8 < a.len() {
+            // Few new attributes (the `acc // { x = ...; }` pattern): find
+            // each one's place by binary search and copy the runs between.
+            let mut start = 0;
+            for attr in b.iter() {
+                let rest = &a[start..];
+                match rest.binary_search_by(|x| x.name.cmp(&attr.name)) {
+                    Ok(k) => {
+                        out.extend_from_slice(&rest[..k]);
+                        out.push(attr.clone());
+                        start += k + 1;
+                    }
+                    Err(k) => {
+                        out.extend_from_slice(&rest[..k]);
+                        out.push(attr.clone());
+                        start += k;
+                    }
+                }
+            }
+            out.extend_from_slice(&a[start..]);
+            return Attrs(Arc::new(out));
+        }
         let (mut i, mut j) = (0, 0);
         while i < a.len() && j < b.len() {
             match a[i].name.cmp(&b[j].name) {

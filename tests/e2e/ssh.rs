@@ -195,6 +195,36 @@ async fn proxy_jump_through_a_second_sshd() {
     );
     // OpenSSH takes the same route with the same config.
     assert_eq!(run_str(t.ssh().arg("echo ok")), "ok");
+
+    // The `user@host:port` form of ProxyJump.
+    let t2 = SshTarget::start(
+        SshdOptions {
+            proxy_jump: Some(format!("root@127.0.0.1:{}", jump.port)),
+            own_store: false,
+            ..Default::default()
+        }
+        .client(&client),
+    );
+    let s2 = connect(&t2).await;
+    assert_eq!(s2.exec("echo hop").await.unwrap().stdout_str(), "hop\n");
+    assert!(jump.log().contains(&format!("port {}", t2.port)), "{}", jump.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_failures_are_clear() {
+    let client = ClientHome::new();
+    // A port that accepts TCP but never speaks SSH: the connect timeout fires.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let opts = ConnectOptions { connect_timeout: std::time::Duration::from_millis(500), ..client.connect_options() };
+    let target = ndeploy_deploy::ssh::SshTarget::parse(&format!("root@127.0.0.1:{port}")).unwrap();
+    let err = SshSession::connect(&target, &opts).await.unwrap_err();
+    assert!(matches!(err, SshError::Timeout { .. }), "{err}");
+    // Nobody listening: the connect error names host and port.
+    drop(silent);
+    let err = SshSession::connect(&target, &opts).await.unwrap_err();
+    assert!(matches!(err, SshError::Connect { .. }), "{err}");
+    assert!(err.to_string().contains(&format!("127.0.0.1 port {port}")), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,6 +43,45 @@ impl Sink for Hasher {
     }
 }
 
+/// A [`Hasher`] fed through a stack buffer: an ATerm is written in many small
+/// pieces, and one `update` per piece costs more than copying them.
+pub struct BufferedHasher {
+    hasher: Hasher,
+    buf: [u8; 4096],
+    len: usize,
+}
+
+impl BufferedHasher {
+    pub fn new(algo: HashAlgo) -> BufferedHasher {
+        BufferedHasher { hasher: Hasher::new(algo), buf: [0; 4096], len: 0 }
+    }
+
+    fn flush(&mut self) {
+        self.hasher.update(self.buf.get(..self.len).unwrap_or_default());
+        self.len = 0;
+    }
+
+    pub fn finish(mut self) -> Hash {
+        self.flush();
+        self.hasher.finish()
+    }
+}
+
+impl Sink for BufferedHasher {
+    fn put(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > self.buf.len() {
+            self.flush();
+        }
+        match self.buf.get_mut(self.len..self.len + bytes.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                self.len += bytes.len();
+            }
+            None => self.hasher.update(bytes),
+        }
+    }
+}
+
 /// Input derivations replaced by their modulo hashes (base16) for
 /// `hashDerivationModulo`; inputs with equal hashes share one entry.
 pub type ReplacedInputs<'a> = BTreeMap<String, BTreeSet<&'a str>>;

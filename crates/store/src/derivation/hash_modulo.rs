@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::aterm::{self, ReplacedInputs};
+use super::aterm::{self, BufferedHasher, ReplacedInputs};
 use super::{Derivation, DerivationError, DerivationKind, DerivationOutput, method_prefix};
 use crate::hash::{Hash, HashAlgo, Hasher};
 use crate::store_path::{StoreDir, StorePath};
@@ -72,7 +72,7 @@ impl Derivation {
                     deferred |= h.deferred;
                     replaced.entry(h.hash.to_base16()).or_default().extend(outputs.iter().map(String::as_str));
                 }
-                let mut hasher = Hasher::new(HashAlgo::Sha256);
+                let mut hasher = BufferedHasher::new(HashAlgo::Sha256);
                 aterm::write(self, store_dir, mask, Some(&replaced), &mut hasher)?;
                 Ok(DrvHash { hash: hasher.finish(), deferred })
             }

@@ -431,3 +431,16 @@ fn placeholders_and_deferred_outputs() {
     let bad = verify::verify(&dir(), &drv, tampered.as_bytes(), None, &mut cache, read_fixture).unwrap();
     assert!(matches!(&bad.mismatches[..], [verify::Mismatch::OutputEnv { output, .. }] if output == "dev"), "{bad:?}");
 }
+
+#[test]
+fn buffered_hasher_matches_one_shot_digest() {
+    use aterm::{BufferedHasher, Sink};
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    for pieces in [1usize, 7, 4095, 4096, 4097, 10_000] {
+        let mut h = BufferedHasher::new(HashAlgo::Sha256);
+        for chunk in data.chunks(pieces) {
+            h.put(chunk);
+        }
+        assert_eq!(h.finish(), Hash::digest(HashAlgo::Sha256, &data), "pieces of {pieces}");
+    }
+}

@@ -390,3 +390,17 @@ fn custom_store_dir() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("hash to drv path '{drv_path}'")), "{stderr}");
 }
+
+/// Malformed files fail with the byte offset, not a panic.
+#[test]
+fn malformed_files_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    for (contents, offset) in [("Derive([(\"out\",", 15), ("Derive([],[],[],\"x\",\"/b\",[],[]) trailing", 31), ("nonsense", 0)] {
+        let file = dir.path().join("bad.drv");
+        write_file(&file, contents);
+        let out = run(ndeploy().args(["store", "show-derivation"]).arg(&file));
+        assert_eq!(out.status.code(), Some(1), "{contents}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("malformed derivation at byte {offset}")), "{stderr}");
+    }
+}

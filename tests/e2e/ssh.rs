@@ -247,7 +247,8 @@ async fn worker_protocol_over_ssh_sees_the_targets_own_store() {
     let valid = remote.conn.query_valid_paths([&p, &missing], false).await.unwrap();
     assert_eq!(valid, BTreeSet::from([p.clone()]));
     assert!(remote.conn.is_valid_path(&p).await.unwrap());
-    drop(remote);
+    // EOF on the daemon's stdin ends it cleanly.
+    assert_eq!(remote.close().await.unwrap(), ExitStatus::Code(0));
 
     // remote-store= selects another store on the target.
     let other = t.dir.path().join("other-store");

@@ -10,9 +10,10 @@
 
 use ndeploy_store::daemon::DaemonConnection;
 use ndeploy_store::store_path::StoreDir;
+use tokio::io::AsyncWriteExt;
 
 use super::exec_stream::{ChannelReader, ChannelWriter, ExitWatch};
-use super::session::SshSession;
+use super::session::{ExitStatus, SshSession};
 use super::{Result, SshError, shell_quote};
 
 /// A daemon session on a target, plus the remote command's exit watch.
@@ -24,6 +25,20 @@ pub struct RemoteStore {
 impl std::fmt::Debug for RemoteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RemoteStore").field("conn", &self.conn).finish()
+    }
+}
+
+impl RemoteStore {
+    /// End the session: send EOF to the daemon and wait for it to exit.
+    /// Fails if the connection was broken by an interrupted operation.
+    pub async fn close(self) -> Result<ExitStatus> {
+        let RemoteStore { conn, mut exit } = self;
+        if !conn.is_broken() {
+            let (_reader, mut writer) = conn.into_inner();
+            // The daemon may already be gone; its exit status tells.
+            let _ = writer.shutdown().await;
+        }
+        Ok(exit.wait().await)
     }
 }
 

@@ -390,7 +390,7 @@ mod tests {
             "\u{7f}",
         ];
         match r.below(if depth < 3 { 10 } else { 7 }) {
-            0 => out.push_str(*r.pick(&["null", "true", "false"])),
+            0 => out.push_str(r.pick(&["null", "true", "false"])),
             1 | 2 => {
                 let numbers = [
                     "0",
@@ -414,11 +414,11 @@ mod tests {
                     "1000000.0",
                     "1e-400",
                 ];
-                out.push_str(*r.pick(&numbers[..]));
+                out.push_str(r.pick(&numbers));
             }
             3..=6 => {
                 out.push('"');
-                out.push_str(*r.pick(&strings[..]));
+                out.push_str(r.pick(&strings));
                 out.push('"');
             }
             7 => {
@@ -438,7 +438,7 @@ mod tests {
                         out.push(',');
                     }
                     out.push('"');
-                    out.push_str(*r.pick(&strings[..]));
+                    out.push_str(r.pick(&strings));
                     out.push_str("\": ");
                     gen_json(r, depth + 1, out);
                 }

@@ -1,6 +1,5 @@
 //! Parser for POSIX extended regular expressions as libstdc++'s
-//! `std::regex::extended` accepts them (what C++ Nix 2.8 uses), and their
-//! translation into `regex-automata` syntax.
+//! `std::regex::extended` accepts them (what C++ Nix 2.8 uses).
 //!
 //! Design: the pattern is parsed as bytes into a small AST, validated with
 //! libstdc++'s rules, and re-emitted in the Rust regex syntax with every
@@ -27,10 +26,9 @@
 //! Invariants: AST depth is bounded by [`MAX_DEPTH`] (nesting of groups
 //! and stacked quantifiers) so emitting and dropping cannot overflow the
 //! stack; patterns whose expansion would exceed libstdc++'s NFA state limit
-//! (approximated by [`STATE_LIMIT`]) are reported as too big, which Nix
+//! ([`STATE_LIMIT`], counted exactly as libstdc++ builds its NFA) are
+//! reported as too big, which Nix
 //! reports as "memory limit exceeded".
-
-use std::fmt::Write;
 
 /// Maximum nesting of groups plus stacked quantifiers.
 pub(super) const MAX_DEPTH: usize = 200;
@@ -138,17 +136,6 @@ pub(super) struct Parsed {
     pub has_end: bool,
 }
 
-/// The translation of one ERE.
-pub(super) struct Translation {
-    /// Pattern for matches that may end at the end of the string.
-    pub at_end: String,
-    /// Pattern in which `$` can never match, for matches ending before the
-    /// end of the string; `None` if the ERE has no `$`.
-    pub inner: Option<String>,
-    /// Number of capture groups.
-    pub groups: usize,
-}
-
 /// Parses and validates an ERE.
 pub(super) fn parse(pattern: &[u8]) -> Result<Parsed, EreError> {
     let mut parser = Parser {
@@ -162,7 +149,7 @@ pub(super) fn parse(pattern: &[u8]) -> Result<Parsed, EreError> {
         // Only an unbalanced ')' stops the top-level parse early.
         return Err(EreError::Invalid);
     }
-    if cost(&ast) > STATE_LIMIT {
+    if pattern_states(&ast) > STATE_LIMIT {
         return Err(EreError::TooBig);
     }
     Ok(Parsed {
@@ -170,22 +157,6 @@ pub(super) fn parse(pattern: &[u8]) -> Result<Parsed, EreError> {
         groups: parser.groups,
         has_end: parser.has_end,
     })
-}
-
-/// Translates a parsed ERE into `regex-automata` syntax.
-pub(super) fn translate(parsed: &Parsed) -> Translation {
-    let emit_all = |end_matches: bool| {
-        let mut out = String::new();
-        out.push_str("(?:");
-        emit(&parsed.ast, end_matches, &mut out);
-        out.push(')');
-        out
-    };
-    Translation {
-        at_end: emit_all(true),
-        inner: parsed.has_end.then(|| emit_all(false)),
-        groups: parsed.groups,
-    }
 }
 
 struct Parser<'a> {
@@ -563,138 +534,114 @@ fn collating_element(name: &[u8]) -> Option<u8> {
     }
 }
 
-/// Approximate number of libstdc++ NFA states the pattern compiles to.
-fn cost(node: &Node) -> u64 {
+/// NFA states libstdc++ creates for a fragment: `reach` are the states
+/// reachable from its start (what a copy of it costs), `waste` the states
+/// created while compiling it but left unreachable (the originals that
+/// `{n,m}` compiles once and then only copies).
+#[derive(Clone, Copy)]
+struct States {
+    reach: u64,
+    waste: u64,
+}
+
+impl States {
+    fn total(self) -> u64 {
+        self.reach.saturating_add(self.waste)
+    }
+
+    fn plus(self, other: States) -> States {
+        States {
+            reach: self.reach.saturating_add(other.reach),
+            waste: self.waste.saturating_add(other.waste),
+        }
+    }
+
+    fn more(self, n: u64) -> States {
+        States {
+            reach: self.reach.saturating_add(n),
+            waste: self.waste,
+        }
+    }
+}
+
+/// States of one alternative (a concatenation): its terms and a trailing
+/// dummy state.
+fn branch_states(node: &Node) -> States {
     match node {
-        Node::Literal(_) | Node::Set(_) | Node::Start | Node::End => 1,
-        Node::Group(_, inner) => cost(inner).saturating_add(2),
-        Node::Concat(items) => items.iter().map(cost).fold(0, u64::saturating_add),
-        Node::Alt(items) => items
+        Node::Concat(items) => items
             .iter()
-            .map(|n| cost(n).saturating_add(1))
-            .fold(0, u64::saturating_add),
-        Node::Repeat { node, min, max, .. } => {
-            let c = cost(node).saturating_add(1);
-            let copies = match max {
-                Some(max) => u64::from(*max).max(1),
-                None => u64::from(*min).saturating_add(1),
-            };
-            c.saturating_mul(copies)
-        }
+            .map(states)
+            .fold(States { reach: 0, waste: 0 }, States::plus)
+            .more(1),
+        other => states(other).more(1),
     }
 }
 
-fn emit_byte(out: &mut String, b: u8) {
-    if b.is_ascii_alphanumeric() {
-        out.push(char::from(b));
-    } else {
-        // Infallible: writing to a String.
-        let _ = write!(out, "\\x{b:02X}");
-    }
-}
-
-/// A class that matches nothing (valid in byte-oriented mode).
-const NEVER: &str = "[^\\x00-\\xFF]";
-
-fn emit(node: &Node, end_matches: bool, out: &mut String) {
+/// States of a disjunction: each branch, plus a join dummy and an
+/// alternative node per `|`.
+fn disjunction_states(node: &Node) -> States {
     match node {
-        Node::Literal(b) => emit_byte(out, *b),
-        Node::Set(set) => emit_set(set, out),
-        Node::Start => out.push_str("\\A"),
-        Node::End if end_matches => out.push_str("\\z"),
-        Node::End => out.push_str(NEVER),
-        Node::Group(_, inner) => {
-            out.push('(');
-            emit(inner, end_matches, out);
-            out.push(')');
-        }
-        Node::Concat(items) => {
-            for item in items {
-                emit(item, end_matches, out);
-            }
-        }
-        Node::Alt(items) => {
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push('|');
+        Node::Alt(branches) => branches
+            .iter()
+            .map(branch_states)
+            .fold(States { reach: 0, waste: 0 }, States::plus)
+            .more(2 * (branches.len() as u64).saturating_sub(1)),
+        other => branch_states(other),
+    }
+}
+
+/// libstdc++'s state count for a term (see [`States`]).
+fn states(node: &Node) -> States {
+    match node {
+        Node::Literal(_) | Node::Set(_) | Node::Start | Node::End => States { reach: 1, waste: 0 },
+        Node::Group(_, inner) => disjunction_states(inner).more(2),
+        Node::Concat(_) | Node::Alt(_) => disjunction_states(node),
+        Node::Repeat {
+            node,
+            kind,
+            min,
+            max,
+        } => {
+            let x = states(node);
+            match kind {
+                RepeatKind::Star | RepeatKind::Plus => x.more(1),
+                RepeatKind::Opt => x.more(2),
+                RepeatKind::Interval => {
+                    let min = u64::from(*min);
+                    let copies = match max {
+                        // A dummy, min copies, one more copy and a loop node.
+                        None => min
+                            .saturating_add(1)
+                            .saturating_mul(x.reach)
+                            .saturating_add(2),
+                        // A dummy, min copies, (max - min) copies each with a
+                        // repeat node, and an end dummy.
+                        Some(max) => {
+                            let optional = u64::from(*max).saturating_sub(min);
+                            min.saturating_mul(x.reach)
+                                .saturating_add(optional.saturating_mul(x.reach.saturating_add(1)))
+                                .saturating_add(2)
+                        }
+                    };
+                    States {
+                        reach: copies,
+                        waste: x.total(),
+                    }
                 }
-                emit(item, end_matches, out);
             }
-        }
-        Node::Repeat { node, min, max, .. } => {
-            out.push_str("(?:");
-            emit(node, end_matches, out);
-            out.push(')');
-            // Infallible: writing to a String.
-            let _ = match (min, max) {
-                (0, None) => write!(out, "*"),
-                (1, None) => write!(out, "+"),
-                (0, Some(1)) => write!(out, "?"),
-                (n, None) => write!(out, "{{{n},}}"),
-                (n, Some(m)) if n == m => write!(out, "{{{n}}}"),
-                (n, Some(m)) => write!(out, "{{{n},{m}}}"),
-            };
         }
     }
 }
 
-fn emit_set(set: &ByteSet, out: &mut String) {
-    let mut ranges = Vec::new();
-    let mut b: u16 = 0;
-    while b <= 255 {
-        let lo = b as u8;
-        if set.contains(lo) {
-            let mut hi = lo;
-            while hi < u8::MAX && set.contains(hi + 1) {
-                hi += 1;
-            }
-            ranges.push((lo, hi));
-            b = u16::from(hi) + 1;
-        } else {
-            b += 1;
-        }
-    }
-    if ranges.is_empty() {
-        out.push_str(NEVER);
-        return;
-    }
-    out.push('[');
-    for (lo, hi) in ranges {
-        // Infallible: writing to a String.
-        let _ = write!(out, "\\x{lo:02X}");
-        if hi != lo {
-            let _ = write!(out, "-\\x{hi:02X}");
-        }
-    }
-    out.push(']');
+/// Total NFA states libstdc++ creates for a whole pattern: the branch(es),
+/// group 0's begin and end, and the accepting state.
+fn pattern_states(ast: &Node) -> u64 {
+    disjunction_states(ast).more(3).total()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ok(p: &str) -> String {
-        match parse(p.as_bytes()) {
-            Ok(parsed) => translate(&parsed).at_end,
-            Err(e) => panic!("{p:?}: {e:?}"),
-        }
-    }
-
-    #[test]
-    fn translations() {
-        assert_eq!(ok("ab"), "(?:ab)");
-        assert_eq!(ok("a.b"), "(?:a[\\x01-\\xFF]b)");
-        assert_eq!(ok("^a$"), "(?:\\Aa\\z)");
-        assert_eq!(ok("a+?"), "(?:(?:(?:a)+)?)");
-        assert_eq!(ok("a{2,3}|b"), "(?:(?:a){2,3}|b)");
-        assert_eq!(ok("[]a]"), "(?:[\\x5D\\x61])");
-        assert_eq!(ok("\\."), "(?:\\x2E)");
-        assert_eq!(ok("}]"), "(?:\\x7D\\x5D)");
-        let t = translate(&parse(b"a$").unwrap());
-        assert_eq!(t.inner.as_deref(), Some("(?:a[^\\x00-\\xFF])"));
-        assert!(translate(&parse(b"a").unwrap()).inner.is_none());
-        assert_eq!(parse(b"(a)(b(c))").unwrap().groups, 3);
-    }
 
     #[test]
     fn invalid_patterns_match_nix() {
@@ -732,6 +679,25 @@ mod tests {
             "$*",
         ] {
             assert_eq!(parse(p.as_bytes()).err(), Some(EreError::Invalid), "{p:?}");
+        }
+        // The largest counts libstdc++ (Nix 2.8) accepts, found by bisection
+        // with nix-instantiate; one more is "memory limit exceeded".
+        for (p, max_ok) in [
+            ("a{N}", 99993),
+            ("(a){N}", 24997),
+            ("(ab){N}", 19997),
+            ("(a|b){N}", 12498),
+            ("a{1,N}", 49997),
+            ("[ab]{N}", 99993),
+            ("x(a){N}", 24997),
+            ("(a)(b){N}", 24996),
+            ("a*{N}", 49996),
+            ("(a{2}){N}", 14283),
+        ] {
+            let ok = p.replace('N', &max_ok.to_string());
+            assert!(parse(ok.as_bytes()).is_ok(), "{ok}");
+            let big = p.replace('N', &(max_ok + 1).to_string());
+            assert_eq!(parse(big.as_bytes()).err(), Some(EreError::TooBig), "{big}");
         }
         for p in ["a{100000}", "(a{1000}){1000}", "a{99999999999999999999}"] {
             assert_eq!(parse(p.as_bytes()).err(), Some(EreError::TooBig), "{p:?}");

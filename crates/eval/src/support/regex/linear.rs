@@ -1,4 +1,6 @@
-//! The linear-time engine: the translated ERE run by `regex-automata`.
+//! The linear-time engine: the ERE translated into `regex-automata` syntax
+//! (every non-alphanumeric byte written `\xHH`, Unicode mode off, so it
+//! matches bytes like libstdc++) and run by `regex-automata`.
 //!
 //! Design: it serves two purposes. (1) A prefilter for the backtracking
 //! matcher: whether and where the leftmost match starts is the same for
@@ -20,8 +22,122 @@ use regex_automata::util::captures::Captures;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind, meta};
 
+use std::fmt::Write;
+
 use super::Groups;
-use super::ere::{MAX_DEPTH, Translation};
+use super::ere::{ByteSet, MAX_DEPTH, Node, Parsed};
+
+/// The translation of one ERE.
+pub(super) struct Translation {
+    /// Pattern for matches that may end at the end of the string.
+    pub at_end: String,
+    /// Pattern in which `$` can never match, for matches ending before the
+    /// end of the string; `None` if the ERE has no `$`.
+    pub inner: Option<String>,
+    /// Number of capture groups.
+    pub groups: usize,
+}
+
+/// Translates a parsed ERE into `regex-automata` syntax.
+pub(super) fn translate(parsed: &Parsed) -> Translation {
+    let emit_all = |end_matches: bool| {
+        let mut out = String::new();
+        out.push_str("(?:");
+        emit(&parsed.ast, end_matches, &mut out);
+        out.push(')');
+        out
+    };
+    Translation {
+        at_end: emit_all(true),
+        inner: parsed.has_end.then(|| emit_all(false)),
+        groups: parsed.groups,
+    }
+}
+
+fn emit_byte(out: &mut String, b: u8) {
+    if b.is_ascii_alphanumeric() {
+        out.push(char::from(b));
+    } else {
+        // Infallible: writing to a String.
+        let _ = write!(out, "\\x{b:02X}");
+    }
+}
+
+/// A class that matches nothing (valid in byte-oriented mode).
+const NEVER: &str = "[^\\x00-\\xFF]";
+
+fn emit(node: &Node, end_matches: bool, out: &mut String) {
+    match node {
+        Node::Literal(b) => emit_byte(out, *b),
+        Node::Set(set) => emit_set(set, out),
+        Node::Start => out.push_str("\\A"),
+        Node::End if end_matches => out.push_str("\\z"),
+        Node::End => out.push_str(NEVER),
+        Node::Group(_, inner) => {
+            out.push('(');
+            emit(inner, end_matches, out);
+            out.push(')');
+        }
+        Node::Concat(items) => {
+            for item in items {
+                emit(item, end_matches, out);
+            }
+        }
+        Node::Alt(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push('|');
+                }
+                emit(item, end_matches, out);
+            }
+        }
+        Node::Repeat { node, min, max, .. } => {
+            out.push_str("(?:");
+            emit(node, end_matches, out);
+            out.push(')');
+            // Infallible: writing to a String.
+            let _ = match (min, max) {
+                (0, None) => write!(out, "*"),
+                (1, None) => write!(out, "+"),
+                (0, Some(1)) => write!(out, "?"),
+                (n, None) => write!(out, "{{{n},}}"),
+                (n, Some(m)) if n == m => write!(out, "{{{n}}}"),
+                (n, Some(m)) => write!(out, "{{{n},{m}}}"),
+            };
+        }
+    }
+}
+
+fn emit_set(set: &ByteSet, out: &mut String) {
+    let mut ranges = Vec::new();
+    let mut b: u16 = 0;
+    while b <= 255 {
+        let lo = b as u8;
+        if set.contains(lo) {
+            let mut hi = lo;
+            while hi < u8::MAX && set.contains(hi + 1) {
+                hi += 1;
+            }
+            ranges.push((lo, hi));
+            b = u16::from(hi) + 1;
+        } else {
+            b += 1;
+        }
+    }
+    if ranges.is_empty() {
+        out.push_str(NEVER);
+        return;
+    }
+    out.push('[');
+    for (lo, hi) in ranges {
+        // Infallible: writing to a String.
+        let _ = write!(out, "\\x{lo:02X}");
+        if hi != lo {
+            let _ = write!(out, "-\\x{hi:02X}");
+        }
+    }
+    out.push(']');
+}
 
 /// Compiles a translated pattern; `None` if it exceeds the size limits.
 fn build(source: &str, kind: MatchKind) -> Option<meta::Regex> {
@@ -138,5 +254,34 @@ impl Linear {
             inner.and_then(|re| self.captures_exact(re, truncated, start))
         };
         Some((start..end, groups?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ere::parse;
+    use super::*;
+
+    fn ok(p: &str) -> String {
+        match parse(p.as_bytes()) {
+            Ok(parsed) => translate(&parsed).at_end,
+            Err(e) => panic!("{p:?}: {e:?}"),
+        }
+    }
+
+    #[test]
+    fn translations() {
+        assert_eq!(ok("ab"), "(?:ab)");
+        assert_eq!(ok("a.b"), "(?:a[\\x01-\\xFF]b)");
+        assert_eq!(ok("^a$"), "(?:\\Aa\\z)");
+        assert_eq!(ok("a+?"), "(?:(?:(?:a)+)?)");
+        assert_eq!(ok("a{2,3}|b"), "(?:(?:a){2,3}|b)");
+        assert_eq!(ok("[]a]"), "(?:[\\x5D\\x61])");
+        assert_eq!(ok("\\."), "(?:\\x2E)");
+        assert_eq!(ok("}]"), "(?:\\x7D\\x5D)");
+        let t = translate(&parse(b"a$").unwrap());
+        assert_eq!(t.inner.as_deref(), Some("(?:a[^\\x00-\\xFF])"));
+        assert!(translate(&parse(b"a").unwrap()).inner.is_none());
+        assert_eq!(parse(b"(a)(b(c))").unwrap().groups, 3);
     }
 }

@@ -114,7 +114,7 @@ impl Regex {
             ere::EreError::Invalid => RegexError::Invalid(pattern.to_owned()),
             ere::EreError::TooBig => RegexError::TooBig(pattern.to_owned()),
         })?;
-        let linear = linear::Linear::new(ere::translate(&parsed))
+        let linear = linear::Linear::new(linear::translate(&parsed))
             .ok_or_else(|| RegexError::TooBig(pattern.to_owned()))?;
         Ok(Regex {
             pattern: pattern.to_owned(),

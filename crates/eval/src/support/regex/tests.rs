@@ -344,12 +344,12 @@ fn gen_concat(r: &mut Lcg, depth: u32) -> (String, bool) {
                 "[a-c]",
                 "\\.",
             ];
-            (r.pick(&atoms).to_string(), false)
+            (r.pick(&atoms).to_owned(), false)
         };
         s.push_str(&atom);
         if !n || r.chance(20) {
             let quantifiers = ["", "", "", "*", "+", "?", "{1,2}", "{2}"];
-            let q = *r.pick(&quantifiers);
+            let q = r.pick(&quantifiers);
             s.push_str(q);
             n = matches!(q, "*" | "?");
         }
@@ -371,7 +371,7 @@ fn generated_cases_match_nix_oracle() {
             p.push('$');
         }
         let len = r.below(8);
-        let s: String = (0..len).map(|_| *r.pick(&['a', 'b', 'c', '.'])).collect();
+        let s: String = (0..len).map(|_| r.pick(&['a', 'b', 'c', '.'])).collect();
         cases.push((p, s));
     }
     let expr = cases

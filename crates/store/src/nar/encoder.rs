@@ -8,15 +8,16 @@
 //! The caller describes the tree top-down: one node at the root, and inside a
 //! directory any number of `entry(name)` each followed by exactly one node.
 //! The encoder tracks that nesting and checks every name (valid, strictly
-//! increasing within its directory), so a sequence of calls it accepts always
-//! yields a canonical NAR; misuse is an [`EncodeError`], never a panic. After an
+//! increasing within its directory, within the parser's length caps), so a
+//! sequence of calls it accepts always yields a canonical NAR that
+//! [`super::parse`] accepts; misuse is an [`EncodeError`], never a panic. After an
 //! error the encoder's output is unusable.
 
 use std::io::{self, Read, Write};
 
 use thiserror::Error;
 
-use super::{BUF_SIZE, MAGIC, is_valid_name, padding, show_bytes};
+use super::{BUF_SIZE, MAGIC, MAX_NAME_LEN, MAX_TARGET_LEN, is_valid_name, padding, show_bytes};
 
 #[derive(Debug, Error)]
 pub enum EncodeError {
@@ -27,11 +28,11 @@ pub enum EncodeError {
     Read { what: String, error: io::Error },
     #[error("contents of {what} ended after {read} of {expected} bytes")]
     ShortContents { what: String, read: u64, expected: u64 },
-    #[error("invalid NAR entry name '{0}' (empty, '.', '..', or contains '/' or NUL)")]
+    #[error("invalid NAR entry name '{0}' (empty, '.', '..', longer than {MAX_NAME_LEN} bytes, or contains '/' or NUL)")]
     InvalidName(String),
     #[error("NAR entry '{name}' is not after '{prev}' (entries must be unique and sorted bytewise)")]
     NotSorted { prev: String, name: String },
-    #[error("empty symlink target (or one containing NUL) is not allowed")]
+    #[error("symlink target is empty, longer than {MAX_TARGET_LEN} bytes, or contains NUL")]
     InvalidTarget,
     #[error("NAR encoder misuse: {0}")]
     Misuse(&'static str),
@@ -106,7 +107,7 @@ impl<W: Write> NarEncoder<W> {
 
     /// A symbolic link to `target` (any bytes but NUL, not empty).
     pub fn symlink(&mut self, target: &[u8]) -> Result<(), EncodeError> {
-        if target.is_empty() || target.contains(&0) {
+        if target.is_empty() || target.len() > MAX_TARGET_LEN || target.contains(&0) {
             return Err(EncodeError::InvalidTarget);
         }
         self.begin_node()?;
@@ -129,7 +130,7 @@ impl<W: Write> NarEncoder<W> {
         if self.state != State::Directory {
             return Err(EncodeError::Misuse("entry outside a directory or before the previous entry's node"));
         }
-        if !is_valid_name(name) {
+        if !is_valid_name(name) || name.len() > MAX_NAME_LEN {
             return Err(EncodeError::InvalidName(show_bytes(name)));
         }
         let frame = self.dirs.last_mut().ok_or(EncodeError::Misuse("entry outside a directory"))?;
@@ -309,6 +310,7 @@ mod tests {
         assert!(matches!(e.regular_bytes(false, b""), Err(EncodeError::Misuse(_))));
         assert!(matches!(e.entry(b"a/b"), Err(EncodeError::InvalidName(_))));
         assert!(matches!(e.entry(b".."), Err(EncodeError::InvalidName(_))));
+        assert!(matches!(e.entry(&[b'n'; MAX_NAME_LEN + 1]), Err(EncodeError::InvalidName(_))));
         e.entry(b"b").unwrap();
         assert!(matches!(e.entry(b"c"), Err(EncodeError::Misuse(_))));
         assert!(matches!(e.end_directory(), Err(EncodeError::Misuse(_))));
@@ -318,6 +320,7 @@ mod tests {
         e.entry(b"c").unwrap();
         assert!(matches!(e.symlink(b""), Err(EncodeError::InvalidTarget)));
         assert!(matches!(e.symlink(b"a\0b"), Err(EncodeError::InvalidTarget)));
+        assert!(matches!(e.symlink(&[b'x'; MAX_TARGET_LEN + 1]), Err(EncodeError::InvalidTarget)));
         e.symlink(b"x").unwrap();
         let e2 = NarEncoder::new(Vec::new());
         assert!(matches!(e2.finish(), Err(EncodeError::Misuse(_))));

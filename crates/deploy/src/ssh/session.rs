@@ -477,3 +477,45 @@ async fn establish(r: &Resolved, jump: Option<SshSession>) -> Result<SshSession>
     authenticate(&mut handle, &r.user, &r.alias, &r.auth).await?;
     Ok(SshSession { handle, user: r.user.clone(), host: r.alias.clone(), _jump: jump.map(Box::new) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> ConnectOptions {
+        ConnectOptions {
+            home: Some(PathBuf::from("/home/me")),
+            config_file: None,
+            agent_socket: None,
+            accept_new_host_keys: false,
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn target_overrides_config_and_defaults_fill_in() {
+        let cfg = SshConfig::parse(
+            "cfg",
+            "Host web\n HostName 192.0.2.7\n User deploy\n Port 2222\n ProxyJump bastion\n StrictHostKeyChecking accept-new\n\
+             Host plain\n StrictHostKeyChecking no\n",
+        )
+        .unwrap();
+        let r = resolve(&SshTarget::parse("ssh://root@web:22").unwrap(), &cfg, &opts()).unwrap();
+        assert_eq!((r.host_name.as_str(), r.port, r.user.as_str()), ("192.0.2.7", 22, "root"));
+        assert_eq!(r.proxy_jump, vec!["bastion".to_owned()]);
+        assert!(r.accept_new, "accept-new from the config");
+        assert_eq!(
+            r.auth.identity_files,
+            ["id_ed25519", "id_ecdsa", "id_rsa"].map(|n| PathBuf::from("/home/me/.ssh").join(n)).to_vec()
+        );
+        assert_eq!(r.known_hosts_files[0], PathBuf::from("/home/me/.ssh/known_hosts"));
+
+        let r = resolve(&SshTarget::parse("web").unwrap(), &cfg, &opts()).unwrap();
+        assert_eq!((r.port, r.user.as_str()), (2222, "deploy"));
+
+        // StrictHostKeyChecking=no never turns verification off or on accept-new.
+        let r = resolve(&SshTarget::parse("plain").unwrap(), &cfg, &opts()).unwrap();
+        assert!(!r.accept_new);
+        assert_eq!((r.host_name.as_str(), r.port), ("plain", 22));
+    }
+}

@@ -42,7 +42,11 @@ pub enum StorePathError {
     IllegalChar { path: String, c: char },
 }
 
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Ordered as Nix orders printed store paths (`std::set<StorePath>`, i.e. by
+/// the string `<hash>-<name>`): nix32 prints the digest most significant group
+/// of the *last* byte first, with an alphabet in ASCII order, so comparing the
+/// digest bytes from last to first equals comparing the printed hash parts.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct StorePath {
     digest: [u8; HASH_LEN],
     name: String,
@@ -96,6 +100,18 @@ impl StorePath {
 
     pub fn is_derivation(&self) -> bool {
         self.name.ends_with(".drv")
+    }
+}
+
+impl Ord for StorePath {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.digest.iter().rev().cmp(other.digest.iter().rev()).then_with(|| self.name.cmp(&other.name))
+    }
+}
+
+impl PartialOrd for StorePath {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
 
-use super::{Derivation, DerivationError, DerivationOutput, method_prefix, sorted_printed};
+use super::{Derivation, DerivationError, DerivationOutput, method_prefix};
 use crate::hash::{Hash, HashAlgo, HashError, Hasher};
 use crate::store_path::{FileIngestionMethod, StoreDir, StorePath, StorePathError};
 
@@ -203,7 +203,7 @@ pub fn write(
             put_list(out, outputs, |out, o| put_raw(out, o));
             out.put(b")");
         }),
-        None => put_list(out, sorted_printed(drv.input_drvs.keys()), |out, path| {
+        None => put_list(out, drv.input_drvs.keys(), |out, path| {
             out.put(b"(");
             put_path(out, store_dir, path);
             out.put(b",");
@@ -212,7 +212,7 @@ pub fn write(
         }),
     }
     out.put(b",");
-    put_list(out, sorted_printed(&drv.input_srcs), |out, path| put_path(out, store_dir, path));
+    put_list(out, &drv.input_srcs, |out, path| put_path(out, store_dir, path));
     out.put(b",");
     put_raw(out, &drv.system);
     out.put(b",");

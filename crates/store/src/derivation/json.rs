@@ -18,7 +18,7 @@ use std::io;
 use serde::Serialize;
 use serde_json::ser::{CharEscape, Formatter, PrettyFormatter};
 
-use super::{Derivation, DerivationError, DerivationOutput, sorted_printed};
+use super::{Derivation, DerivationError, DerivationOutput};
 use crate::store_path::{StoreDir, StorePath};
 
 #[derive(Debug, Serialize)]
@@ -71,7 +71,7 @@ impl Derivation {
         }
         Ok(JsonDerivation {
             outputs,
-            input_srcs: sorted_printed(&self.input_srcs).into_iter().map(|p| store_dir.display(p)).collect(),
+            input_srcs: self.input_srcs.iter().map(|p| store_dir.display(p)).collect(),
             input_drvs: self
                 .input_drvs
                 .iter()

@@ -5,9 +5,9 @@
 //! - A [`Derivation`] holds store paths as dir-independent [`StorePath`]s; a
 //!   [`StoreDir`] is passed wherever a path is printed, parsed or computed.
 //! - All maps and sets are `BTreeMap`/`BTreeSet` over `String`s, whose order is
-//!   bytewise (UTF-8 order), i.e. `std::map<std::string>` order. Store path
-//!   sets are *printed* in the order of their printed strings (see
-//!   [`cmp_printed`]), which differs from `StorePath`'s own `Ord`.
+//!   bytewise (UTF-8 order), i.e. `std::map<std::string>` order. `StorePath`'s
+//!   own `Ord` is the order of the printed strings, so store path sets print
+//!   in Nix's order as they are.
 //! - A fixed output stores only its method and hash: its path is always
 //!   computed from the derivation name (as Nix does), so it cannot disagree.
 //! - The derivation `name` is not part of the ATerm: it comes from the `.drv`
@@ -53,7 +53,6 @@ pub mod verify;
 #[cfg(test)]
 mod tests;
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
@@ -139,23 +138,6 @@ pub struct Derivation {
     pub builder: String,
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
-}
-
-/// Order store paths as Nix orders their printed strings (`<nix32 hash>-<name>`).
-///
-/// nix32 prints the digest as a little-endian number, most significant 5-bit
-/// group first, with an alphabet in ASCII order, and 160 bits are exactly 32
-/// groups: so comparing printed hash parts equals comparing the digest bytes
-/// from last to first. Names follow the fixed-length hash part and `-`.
-pub fn cmp_printed(a: &StorePath, b: &StorePath) -> Ordering {
-    a.digest().iter().rev().cmp(b.digest().iter().rev()).then_with(|| a.name().cmp(b.name()))
-}
-
-/// Store paths sorted as Nix prints them.
-pub fn sorted_printed<'a>(paths: impl IntoIterator<Item = &'a StorePath>) -> Vec<&'a StorePath> {
-    let mut v: Vec<&StorePath> = paths.into_iter().collect();
-    v.sort_by(|a, b| cmp_printed(a, b));
-    v
 }
 
 /// The derivation name of a `.drv` store path (`<hash>-hello.drv` → `hello`).

@@ -131,4 +131,35 @@ mod tests {
             assert_eq!(escape_attr_name(name), printed, "{name:?}");
         }
     }
+
+    #[test]
+    fn generated_strings_match_nix_oracle() {
+        use crate::support::oracle::{Lcg, eval_raw, nix_string};
+        let pieces = [
+            "a", "Z", "_", "-", "'", "0", "$", "{", "}", "${", "\"", "\\", "\n", "\r", "\t", " ",
+            "é", "if", "then", "in", "or", "let", ".", "\u{1}", "\u{7f}",
+        ];
+        let mut r = Lcg(5);
+        let mut names = std::collections::BTreeSet::new();
+        while names.len() < 200 {
+            let n: String = (0..r.below(5)).map(|_| r.pick(&pieces)).collect();
+            names.insert(n);
+        }
+        let body: String = names
+            .iter()
+            .map(|n| format!("{} = {}; ", nix_string(n), nix_string(n)))
+            .collect();
+        let Some(nix) = eval_raw(&format!("{{ {body}}}")) else {
+            return;
+        };
+        let mut ours = String::from("{ ");
+        for n in &names {
+            write_attr_name(&mut ours, n);
+            ours.push_str(" = ");
+            write_escaped_string(&mut ours, n);
+            ours.push_str("; ");
+        }
+        ours.push('}');
+        assert_eq!(nix, ours);
+    }
 }

@@ -198,6 +198,9 @@ mod tests {
     fn parse_drv_name_cases() {
         let cases = [
             ("nix-0.12pre12876", "nix", "0.12pre12876"),
+            ("hello-1.0.2", "hello", "1.0.2"),
+            ("915resolution-0.5.2", "915resolution", "0.5.2"),
+            ("xf86-video-i810-1.7.4", "xf86-video-i810", "1.7.4"),
             ("a-b-c-1.2", "a-b-c", "1.2"),
             ("hello", "hello", ""),
             ("hello-", "hello-", ""),
@@ -208,6 +211,70 @@ mod tests {
         ];
         for (s, name, version) in cases {
             assert_eq!(parse_drv_name(s), DrvName { name, version }, "{s}");
+        }
+    }
+
+    #[test]
+    fn generated_versions_match_nix_oracle() {
+        use crate::support::oracle::{Lcg, eval_json, nix_string};
+        let parts = [
+            "0",
+            "1",
+            "2",
+            "10",
+            "007",
+            "2147483647",
+            "2147483648",
+            "99999999999",
+            "pre",
+            "rc",
+            "a",
+            "b",
+            "alpha",
+            "",
+            ".",
+            "-",
+            "..",
+            "p",
+            "é",
+            "x86",
+        ];
+        let mut r = Lcg(99);
+        let gen_version = |r: &mut Lcg| -> String {
+            let mut v = String::new();
+            for _ in 0..r.below(5) {
+                v.push_str(r.pick(&parts));
+                if r.chance(60) {
+                    v.push(r.pick(&['.', '-', '.', '_']));
+                }
+            }
+            v
+        };
+        let pairs: Vec<(String, String)> = (0..300)
+            .map(|_| (gen_version(&mut r), gen_version(&mut r)))
+            .collect();
+        let expr: String = pairs
+            .iter()
+            .map(|(a, b)| {
+                let (a, b) = (nix_string(a), nix_string(b));
+                format!(
+                    "[ (builtins.compareVersions {a} {b}) (builtins.splitVersion {a}) \
+                     (builtins.parseDrvName (\"n-\" + {a} + \"-\" + {b})) ] "
+                )
+            })
+            .collect();
+        let Some(nix) = eval_json(&format!("[ {expr}]")) else {
+            return;
+        };
+        for ((a, b), expected) in pairs.iter().zip(nix.as_array().unwrap()) {
+            let drv_input = format!("n-{a}-{b}");
+            let drv = parse_drv_name(&drv_input);
+            let ours = serde_json::json!([
+                compare_versions_int(a, b),
+                split_version(a),
+                { "name": drv.name, "version": drv.version },
+            ]);
+            assert_eq!(&ours, expected, "{a:?} {b:?}");
         }
     }
 }

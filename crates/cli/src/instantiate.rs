@@ -12,7 +12,7 @@ use std::sync::Arc;
 use clap::Args;
 use ndeploy_eval::compile::Lints;
 use ndeploy_eval::eval::{EvalConfig, parse_nix_path};
-use ndeploy_eval::io::RealIO;
+use ndeploy_eval::io::{ReadOnlyStore, RealIO};
 use ndeploy_eval::symbol::Symbol;
 use ndeploy_eval::value::{AttrsBuilder, Thunk};
 use ndeploy_eval::{EvalError, EvalResult, Evaluator, Value};
@@ -121,7 +121,9 @@ fn run_inner(args: InstantiateArgs) -> EvalResult<()> {
         },
         ..EvalConfig::default()
     };
-    let ev = Evaluator::new(config, Arc::new(RealIO));
+    let store_dir = config.store_dir.clone();
+    let mut ev = Evaluator::new(config, Arc::new(RealIO));
+    ev.store = Some(Arc::new(ReadOnlyStore::new(&store_dir)));
 
     let inputs: Vec<String> = if args.files.is_empty() && !args.expr { vec!["./default.nix".into()] } else { args.files.clone() };
 
@@ -159,7 +161,8 @@ fn run_inner(args: InstantiateArgs) -> EvalResult<()> {
                 ndeploy_eval::print::print_value(&ev, &v, args.strict)?
             };
             let mut lock = stdout.lock();
-            let _ = if args.xml { write!(lock, "{out}") } else { writeln!(lock, "{out}") };
+            // As nix-instantiate: no newline after JSON or XML documents.
+            let _ = if args.xml || args.json { write!(lock, "{out}") } else { writeln!(lock, "{out}") };
         }
     }
     Ok(())

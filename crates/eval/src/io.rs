@@ -41,6 +41,12 @@ pub trait EvalIO: Send + Sync {
     fn get_env(&self, name: &str) -> Option<String>;
     /// Seconds since the epoch.
     fn current_time(&self) -> i64;
+    /// The fetcher of locked inputs (`fetchurl`, `fetchTarball`, `fetchGit`,
+    /// `fetchTree`, flakes) when this I/O layer has one
+    /// ([`crate::fetch::FetchIO`]); without one those builtins fail.
+    fn fetcher(&self) -> Option<&crate::fetch::Fetcher> {
+        None
+    }
 }
 
 /// The real file system and environment.
@@ -161,33 +167,14 @@ pub trait StoreIO: Send + Sync {
     /// Copy a source path into the store (for `"${./p}"`), returning the
     /// store path.
     fn copy_path_to_store(&self, path: &str) -> Result<String, String>;
-}
-
-/// Nix's read-only mode (`nix-instantiate --eval` without
-/// `--read-write-mode`): a source path "copied" to the store gets the store
-/// path it would have (NAR-hashed, `source` type), computed from the real
-/// file system, and nothing is written.
-pub struct ReadOnlyStore {
-    store_dir: ndeploy_store::store_path::StoreDir,
-}
-
-impl ReadOnlyStore {
-    pub fn new(store_dir: &str) -> ReadOnlyStore {
-        ReadOnlyStore { store_dir: ndeploy_store::store_path::StoreDir::new(store_dir) }
+    /// The computing store behind `derivationStrict` and the store-path
+    /// builtins (`builtins.path`, `toFile`, ...); without one they fail.
+    fn computing(&self) -> Option<&crate::store::ComputingStore> {
+        None
     }
 }
 
-impl StoreIO for ReadOnlyStore {
-    fn copy_path_to_store(&self, path: &str) -> Result<String, String> {
-        use ndeploy_store::hash::HashAlgo;
-        use ndeploy_store::store_path::FileIngestionMethod;
-        let name = crate::support::path::base_name_of(path);
-        let (hash, _) = ndeploy_store::nar::hash_path(HashAlgo::Sha256, std::path::Path::new(path))
-            .map_err(|e| format!("while copying '{path}' to the store: {e}"))?;
-        let sp = self
-            .store_dir
-            .make_fixed_output_path(FileIngestionMethod::Recursive, &hash, name, [], false)
-            .map_err(|e| e.to_string())?;
-        Ok(self.store_dir.display(&sp))
-    }
-}
+/// Nix's read-only mode (`nix-instantiate --readonly-mode`): every path is
+/// computed in-process (NAR hashes of sources, `.drv` paths) and nothing is
+/// written; see [`crate::store`].
+pub use crate::store::ComputingStore as ReadOnlyStore;

@@ -14,10 +14,13 @@
 mod attrs;
 mod context;
 mod control;
+pub(crate) mod derivation;
+pub(crate) mod fetch;
 mod io;
 mod json;
 mod lists;
 mod math;
+mod store;
 mod strings;
 mod types;
 mod xml;
@@ -60,10 +63,13 @@ fn all_primops() -> impl Iterator<Item = &'static PrimOp> {
         attrs::PRIMOPS,
         context::PRIMOPS,
         control::PRIMOPS,
+        derivation::PRIMOPS,
+        fetch::PRIMOPS,
         io::PRIMOPS,
         json::PRIMOPS,
         lists::PRIMOPS,
         math::PRIMOPS,
+        store::PRIMOPS,
         strings::PRIMOPS,
         types::PRIMOPS,
         xml::PRIMOPS,

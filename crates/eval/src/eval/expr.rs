@@ -50,11 +50,13 @@ impl Evaluator {
             Expr::Select { expr, path, default, pos } => self.eval_select(expr, path, default.as_deref(), *pos, env),
             Expr::HasAttr { expr, path } => {
                 let mut v = self.eval(expr, env)?;
-                for name in path.iter() {
+                for (i, name) in path.iter().enumerate() {
                     let Value::Attrs(a) = v else { return Ok(Value::Bool(false)) };
                     let name = self.attr_name(name, env)?;
                     match a.get(name) {
-                        Some(x) => v = self.force(x)?,
+                        // Only the attributes on the way are forced.
+                        Some(x) if i + 1 < path.len() => v = self.force(x)?,
+                        Some(_) => return Ok(Value::Bool(true)),
                         None => return Ok(Value::Bool(false)),
                     }
                 }

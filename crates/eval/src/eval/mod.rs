@@ -95,7 +95,7 @@ const STACK_CHUNK: usize = 4 * 1024 * 1024;
 impl Evaluator {
     pub fn new(config: EvalConfig, io: Arc<dyn EvalIO>) -> Evaluator {
         let (base, builtins) = crate::builtins::base_scope(&config, &*io);
-        Evaluator {
+        let mut ev = Evaluator {
             config,
             io,
             store: None,
@@ -104,12 +104,29 @@ impl Evaluator {
             files: Mutex::new(HashMap::new()),
             rec_envs: Mutex::new(RecRegistry { envs: Vec::new(), prune_at: 1024 }),
             root: Env::root(),
-        }
+        };
+        crate::builtins::derivation::install(&mut ev);
+        ev
     }
 
     /// An evaluator on the real file system with default settings.
     pub fn real() -> Evaluator {
         Evaluator::new(EvalConfig::default(), Arc::new(RealIO))
+    }
+
+    /// Hook for layers above (the store layer's `derivation`, fetchers...):
+    /// make `name` a builtin, visible as `builtins.name`, `__name` and (if
+    /// `global`) `name`. Call before evaluating anything.
+    pub fn add_builtin(&mut self, name: &str, value: Value, global: bool) {
+        let sym = Symbol::new(name);
+        let mut b = crate::value::AttrsBuilder::new();
+        b.insert(sym, value.clone());
+        self.builtins = self.builtins.update(&b.finish());
+        if global {
+            self.base.insert(sym, value.clone());
+        }
+        self.base.insert(Symbol::new(&format!("__{name}")), value);
+        self.base.insert(Symbol::new("builtins"), Value::Attrs(self.builtins.clone()));
     }
 
     pub fn builtins(&self) -> &Attrs {

@@ -138,4 +138,33 @@ mod tests {
             assert_eq!(dir_of(input), expected, "{input:?}");
         }
     }
+
+    #[test]
+    fn generated_paths_match_nix_oracle() {
+        use crate::support::oracle::{Lcg, eval_json, nix_string};
+        let pieces = ["/", "/", "a", "bc", ".", "..", "...", ".a", "é", "-"];
+        let mut r = Lcg(11);
+        let paths: Vec<String> = (0..300)
+            .map(|_| (0..r.below(7)).map(|_| r.pick(&pieces)).collect())
+            .collect();
+        let expr: String = paths
+            .iter()
+            .map(|p| {
+                let lit = nix_string(p);
+                format!("[ (baseNameOf {lit}) (dirOf {lit}) (toString (/. + {lit})) ] ")
+            })
+            .collect();
+        let Some(nix) = eval_json(&format!("[ {expr}]")) else {
+            return;
+        };
+        for (p, expected) in paths.iter().zip(nix.as_array().unwrap()) {
+            // `/. + s` appends s to "/" and canonicalises the result.
+            let ours = serde_json::json!([
+                base_name_of(p),
+                dir_of(p),
+                canon_path(&format!("/{p}")).unwrap()
+            ]);
+            assert_eq!(&ours, expected, "{p:?}");
+        }
+    }
 }

@@ -402,3 +402,25 @@ fn generated_cases_match_nix_oracle() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn compiled_regexes_are_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Regex>();
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    let pattern = format!("(x{})|([0-9]+)", (i + t) % 7);
+                    let re = compile(&pattern).unwrap();
+                    let hay = format!("ax{}b123", (i + t) % 7);
+                    let parts = re.split(hay.as_bytes());
+                    assert_eq!(parts.len(), 5, "{pattern} on {hay}");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}

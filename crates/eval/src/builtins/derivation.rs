@@ -1,0 +1,340 @@
+//! `derivationStrict` and the `derivation` wrapper, as in Nix 2.8.
+//!
+//! Design: `derivationStrict` turns an attribute set into a
+//! [`Derivation`]: every attribute (in name order) becomes an environment
+//! variable (coerced to a string, paths copied to the store), or with
+//! `__structuredAttrs` part of the `__json` variable; the union of all string
+//! contexts becomes the inputs (`/p` a source, `!o!d.drv` output `o` of a
+//! derivation, `=d.drv` the whole closure of `d.drv` with all outputs). The
+//! computing store ([`crate::store::ComputingStore`]) then fills in the
+//! output paths, the `.drv` path and the memoised modulo hash. The result is
+//! `{ drvPath; <output> = path; }` with the contexts Nix gives them.
+//!
+//! `derivation` is Nix's own `derivation.nix` wrapper, written in Nix and
+//! compiled once per evaluator ([`install`]): it shares one lazy
+//! `derivationStrict` call between all outputs, exactly as Nix does.
+//!
+//! Errors are worded as Nix 2.8 words them and carry the position of the
+//! `name` attribute (Nix's `posDrvName`).
+
+use std::collections::BTreeSet;
+
+use ndeploy_store::derivation::{Derivation, DerivationOutput};
+use ndeploy_store::hash::{Hash, HashAlgo};
+use ndeploy_store::store_path::FileIngestionMethod;
+
+use super::{PrimOp, S};
+use crate::error::{ErrorKind, EvalError, EvalResult};
+use crate::eval::{CoerceOpts, Evaluator};
+use crate::source::Pos;
+use crate::symbol::Symbol;
+use crate::value::{Attr, AttrsBuilder, Context, Value};
+
+pub(super) const PRIMOPS: &[PrimOp] = &[PrimOp::new("derivationStrict", &[S], derivation_strict)];
+
+/// Nix 2.8's `src/libexpr/primops/derivation.nix`, in our words.
+const DERIVATION_NIX: &str = r#"
+drvAttrs @ { outputs ? [ "out" ], ... }:
+let
+  strict = builtins.derivationStrict drvAttrs;
+  commonAttrs = drvAttrs // (builtins.listToAttrs outputsList) //
+    { all = map (x: x.value) outputsList;
+      inherit drvAttrs;
+    };
+  outputToAttrListElement = outputName:
+    { name = outputName;
+      value = commonAttrs // {
+        outPath = builtins.getAttr outputName strict;
+        drvPath = strict.drvPath;
+        type = "derivation";
+        inherit outputName;
+      };
+    };
+  outputsList = map outputToAttrListElement outputs;
+in (builtins.head outputsList).value
+"#;
+
+/// Make `derivation` a builtin of `ev` (global, `builtins.derivation`).
+pub fn install(ev: &mut Evaluator) {
+    if let Ok(v) = ev.eval_str(DERIVATION_NIX) {
+        ev.add_builtin("derivation", v, true);
+    }
+}
+
+fn err_at(msg: impl Into<String>, pos: Pos) -> EvalError {
+    EvalError::at(ErrorKind::Other(msg.into()), pos)
+}
+
+/// Nix's `forceStringNoCtx`.
+pub(super) fn force_string_no_ctx(ev: &Evaluator, v: &Value) -> EvalResult<String> {
+    let s = ev.force_string(v)?;
+    if let Some(c) = s.context().iter().next() {
+        return Err(EvalError::other(format!(
+            "the string '{}' is not allowed to refer to a store path (such as '{c}')",
+            s.as_str()
+        )));
+    }
+    Ok(s.as_str().to_owned())
+}
+
+/// What the attributes say about the outputs.
+#[derive(Default)]
+struct OutputSpec {
+    outputs: Vec<String>,
+    hash: Option<String>,
+    hash_algo: String,
+    mode: Option<FileIngestionMethod>,
+}
+
+impl OutputSpec {
+    fn set_mode(&mut self, s: &str, pos: Pos) -> EvalResult<()> {
+        self.mode = Some(match s {
+            "recursive" => FileIngestionMethod::Recursive,
+            "flat" => FileIngestionMethod::Flat,
+            _ => return Err(err_at(format!("invalid value '{s}' for 'outputHashMode' attribute"), pos)),
+        });
+        Ok(())
+    }
+
+    fn set_outputs(&mut self, names: Vec<String>, pos: Pos) -> EvalResult<()> {
+        let mut seen = BTreeSet::new();
+        for n in &names {
+            if !seen.insert(n.as_str()) {
+                return Err(err_at(format!("duplicate derivation output '{n}'"), pos));
+            }
+            if n == "drv" {
+                return Err(err_at("invalid derivation output name 'drv'", pos));
+            }
+        }
+        if names.is_empty() {
+            return Err(err_at("derivation cannot have an empty set of outputs", pos));
+        }
+        self.outputs = names;
+        Ok(())
+    }
+}
+
+fn derivation_strict(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
+    let attrs = ev.force_attrs(&a[0])?;
+    let Some(name_attr) = attrs.get_attr(Symbol::new("name")) else {
+        return Err(err_at("attribute 'name' missing for call to 'derivationStrict'", pos));
+    };
+    let pos_name = if name_attr.pos.is_none() { pos } else { name_attr.pos };
+    let name = force_string_no_ctx(ev, &name_attr.value)
+        .map_err(|e| e.with_pos(pos_name).add_frame(pos_name, "while evaluating the derivation attribute 'name'"))?;
+    let structured = match attrs.get_str("__structuredAttrs") {
+        Some(v) => ev.force_bool(v).map_err(|e| e.with_pos(pos))?,
+        None => false,
+    };
+    let ignore_nulls = match attrs.get_str("__ignoreNulls") {
+        Some(v) => ev.force_bool(v).map_err(|e| e.with_pos(pos))?,
+        None => false,
+    };
+
+    let mut drv = Derivation { name: name.clone(), ..Default::default() };
+    let mut ctx = Context::new();
+    let mut spec = OutputSpec { outputs: vec!["out".into()], ..Default::default() };
+    let mut json = structured.then(|| String::from("{"));
+    let mut flags = (false, false); // (__contentAddressed, __impure)
+
+    for attr in attrs.iter() {
+        let key = attr.name.as_str();
+        if key == "__ignoreNulls" {
+            continue;
+        }
+        process_attr(ev, attr, pos_name, ignore_nulls, &mut drv, &mut ctx, &mut spec, &mut json, &mut flags).map_err(
+            |e| {
+                e.with_pos(pos_name).add_frame(
+                    pos_name,
+                    format!("while evaluating the attribute '{key}' of the derivation '{name}'"),
+                )
+            },
+        )?;
+    }
+    if let Some(mut j) = json {
+        j.push('}');
+        drv.env.insert("__json".into(), j);
+    }
+
+    add_context_inputs(ev, &ctx, &mut drv)?;
+
+    if drv.builder.is_empty() {
+        return Err(err_at("required attribute 'builder' missing", pos_name));
+    }
+    if drv.system.is_empty() {
+        return Err(err_at("required attribute 'system' missing", pos_name));
+    }
+    if name.ends_with(".drv") {
+        return Err(err_at("derivation names are not allowed to end in '.drv'", pos_name));
+    }
+
+    if let Some(h) = &spec.hash {
+        if spec.outputs.len() != 1 || spec.outputs[0] != "out" {
+            return Err(err_at("multiple outputs are not supported in fixed-output derivations", pos_name));
+        }
+        let hash = parse_output_hash(h, &spec.hash_algo).map_err(|e| err_at(e, pos_name))?;
+        let method = spec.mode.unwrap_or(FileIngestionMethod::Flat);
+        drv.outputs.insert("out".into(), DerivationOutput::CAFixed { method, hash });
+    } else if flags.0 || flags.1 {
+        if flags.0 && flags.1 {
+            return Err(err_at("derivation cannot be both content-addressed and impure", pos_name));
+        }
+        let feature = if flags.0 { "ca-derivations" } else { "impure-derivations" };
+        return Err(err_at(
+            format!("experimental Nix feature '{feature}' is disabled; use '--extra-experimental-features {feature}' to override"),
+            pos_name,
+        ));
+    } else {
+        for o in &spec.outputs {
+            drv.env.insert(o.clone(), String::new());
+            drv.outputs.insert(o.clone(), DerivationOutput::Deferred);
+        }
+    }
+
+    let store = computing(ev)?;
+    let dir = store.store_dir();
+    let done = store.add_derivation(drv).map_err(|e| err_at(e.to_string(), pos_name))?;
+    let drv_path = dir.display(&done.drv_path);
+    let mut b = AttrsBuilder::with_capacity(1 + done.drv.outputs.len());
+    let mut c = Context::new();
+    c.insert(format!("={drv_path}"));
+    b.insert(Symbol::new("drvPath"), Value::string_ctx(drv_path.clone(), c));
+    for (o, out) in &done.drv.outputs {
+        let path = out
+            .path(dir, &done.drv.name, o)
+            .map_err(|e| err_at(e.to_string(), pos_name))?
+            .map(|p| dir.display(&p))
+            .unwrap_or_default();
+        let mut c = Context::new();
+        c.insert(format!("!{o}!{drv_path}"));
+        b.insert(Symbol::new(o), Value::string_ctx(path, c));
+    }
+    Ok(Value::Attrs(b.finish()))
+}
+
+/// The evaluator's computing store, or Nix-like failure without one.
+pub(super) fn computing(ev: &Evaluator) -> EvalResult<&crate::store::ComputingStore> {
+    ev.store
+        .as_deref()
+        .and_then(|s| s.computing())
+        .ok_or_else(|| EvalError::other("this evaluator has no store access (derivations and store paths need one)"))
+}
+
+/// Nix's `newHashAllowEmpty(outputHash, parseHashTypeOpt(outputHashAlgo))`.
+fn parse_output_hash(h: &str, algo: &str) -> Result<Hash, String> {
+    let algo: Option<HashAlgo> = algo.parse().ok();
+    if h.is_empty() {
+        return match algo {
+            Some(a) => Hash::from_digest(a, &vec![0u8; a.size()]).ok_or_else(|| "invalid empty hash".to_owned()),
+            None => Err("empty hash requires explicit hash type".into()),
+        };
+    }
+    Hash::parse(h, algo).map_err(|e| e.to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn process_attr(
+    ev: &Evaluator,
+    attr: &Attr,
+    pos_name: Pos,
+    ignore_nulls: bool,
+    drv: &mut Derivation,
+    ctx: &mut Context,
+    spec: &mut OutputSpec,
+    json: &mut Option<String>,
+    flags: &mut (bool, bool),
+) -> EvalResult<()> {
+    let key = attr.name.as_str();
+    if ignore_nulls && matches!(ev.force(&attr.value)?, Value::Null) {
+        return Ok(());
+    }
+    let coerce = CoerceOpts { coerce_more: true, copy_to_store: true };
+    match key {
+        "__contentAddressed" => flags.0 = ev.force_bool(&attr.value)?,
+        "__impure" => flags.1 = ev.force_bool(&attr.value)?,
+        "args" => {
+            for x in ev.force_list(&attr.value)?.iter() {
+                let s = ev.coerce_to_string(x, coerce)?;
+                ctx.extend(s.context());
+                drv.args.push(s.as_str().to_owned());
+            }
+        }
+        _ => {
+            if let Some(j) = json {
+                if key == "__structuredAttrs" {
+                    return Ok(());
+                }
+                if j.len() > 1 {
+                    j.push(',');
+                }
+                crate::support::json::write_json_string(j, key);
+                j.push(':');
+                super::json::write_value(ev, &attr.value, j, ctx)?;
+                match key {
+                    "builder" => {
+                        let s = ev.force_string(&attr.value)?;
+                        ctx.extend(s.context());
+                        drv.builder = s.as_str().to_owned();
+                    }
+                    "system" => drv.system = force_string_no_ctx(ev, &attr.value)?,
+                    "outputHash" => spec.hash = Some(force_string_no_ctx(ev, &attr.value)?),
+                    "outputHashAlgo" => spec.hash_algo = force_string_no_ctx(ev, &attr.value)?,
+                    "outputHashMode" => spec.set_mode(&force_string_no_ctx(ev, &attr.value)?, pos_name)?,
+                    "outputs" => {
+                        let l = ev.force_list(&attr.value)?;
+                        let names = l.iter().map(|x| force_string_no_ctx(ev, x)).collect::<EvalResult<Vec<_>>>()?;
+                        spec.set_outputs(names, pos_name)?;
+                    }
+                    _ => {}
+                }
+            } else {
+                let s = ev.coerce_to_string(&attr.value, coerce).map_err(|e| e.with_pos(attr.pos))?;
+                ctx.extend(s.context());
+                let s = s.as_str();
+                drv.env.entry(key.to_owned()).or_insert_with(|| s.to_owned());
+                match key {
+                    "builder" => drv.builder = s.to_owned(),
+                    "system" => drv.system = s.to_owned(),
+                    "outputHash" => spec.hash = Some(s.to_owned()),
+                    "outputHashAlgo" => spec.hash_algo = s.to_owned(),
+                    "outputHashMode" => spec.set_mode(s, pos_name)?,
+                    "outputs" => {
+                        let names = s.split([' ', '\t', '\n', '\r']).filter(|t| !t.is_empty()).map(str::to_owned);
+                        spec.set_outputs(names.collect(), pos_name)?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Turn the collected string context into `inputDrvs` / `inputSrcs`.
+fn add_context_inputs(ev: &Evaluator, ctx: &Context, drv: &mut Derivation) -> EvalResult<()> {
+    if ctx.is_empty() {
+        return Ok(());
+    }
+    let store = computing(ev)?;
+    let dir = store.store_dir();
+    let parse = |p: &str| dir.parse(p).map_err(|e| EvalError::other(e.to_string()));
+    for elem in ctx.iter() {
+        if let Some(d) = elem.strip_prefix('=') {
+            let closure = store.registry().closure_with_outputs(&parse(d)?).map_err(|e| EvalError::other(e.to_string()))?;
+            for (p, outputs) in closure {
+                if let Some(outs) = outputs {
+                    drv.input_drvs.insert(p.clone(), outs);
+                }
+                drv.input_srcs.insert(p);
+            }
+        } else if let Some(rest) = elem.strip_prefix('!') {
+            let (o, d) = rest
+                .split_once('!')
+                .ok_or_else(|| EvalError::other(format!("invalid string context element '{elem}'")))?;
+            drv.input_drvs.entry(parse(d)?).or_default().insert(o.to_owned());
+        } else {
+            drv.input_srcs.insert(parse(elem)?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Flakes (placeholder while being written).

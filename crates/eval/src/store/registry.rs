@@ -1,0 +1,211 @@
+//! The derivations and text files an evaluation has "written" to the store.
+//!
+//! Design: one [`Registry`] per evaluation, behind a mutex, holds
+//! - the memoised modulo hashes ([`ModuloHashCache`], Nix's `drvHashes`):
+//!   `derivationStrict` registers each derivation after its inputs, so an
+//!   instantiation only looks up its direct inputs;
+//! - every instantiated [`Derivation`] by `.drv` path, in creation order (for
+//!   `--show-derivation`, `--drv-dir` and closures);
+//! - the references of every text file (`builtins.toFile`).
+//!
+//! Inputs that this evaluation did not create (a `.drv` named through
+//! `builtins.storePath` or `appendContext`) are read from the real store
+//! directory by the injected [`DrvReader`], so the registry itself does no
+//! I/O and tests run without a store.
+//!
+//! Invariant: a `.drv` path maps to exactly one derivation; instantiating the
+//! same derivation twice (two threads forcing the same thunk) is harmless,
+//! both get the same path.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use ndeploy_store::derivation::{Derivation, ModuloHashCache};
+use ndeploy_store::store_path::{StoreDir, StorePath};
+
+use super::StoreError;
+
+/// Reads a `.drv` file that is not in the registry (from the real store).
+pub type DrvReader = dyn Fn(&StoreDir, &StorePath) -> Result<Derivation, StoreError> + Send + Sync;
+
+/// A derivation just instantiated.
+pub struct Registered {
+    pub drv_path: StorePath,
+    pub drv: Arc<Derivation>,
+    /// The `.drv` file's bytes.
+    pub aterm: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Inner {
+    cache: ModuloHashCache,
+    drvs: HashMap<StorePath, Arc<Derivation>>,
+    order: Vec<StorePath>,
+    texts: HashMap<StorePath, Vec<StorePath>>,
+}
+
+pub struct Registry {
+    dir: StoreDir,
+    inner: Mutex<Inner>,
+    read: Box<DrvReader>,
+}
+
+impl Registry {
+    pub fn new(dir: StoreDir, read: Box<DrvReader>) -> Registry {
+        Registry { dir, inner: Mutex::new(Inner::default()), read }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Fill in `drv`'s output paths, compute its `.drv` path and record it
+    /// (Nix's `derivationStrict` after the attributes are processed).
+    /// `drv`'s outputs must be as `derivationStrict` leaves them before
+    /// hashing: deferred with empty env vars, or one fixed output.
+    pub fn instantiate(&self, mut drv: Derivation) -> Result<Registered, StoreError> {
+        let mut inner = self.lock();
+        // Inputs from outside this evaluation: hash them from the store.
+        for input in drv.input_drvs.keys() {
+            if inner.cache.get(input).is_none() {
+                let read = |p: &StorePath| (self.read)(&self.dir, p);
+                inner.cache.hash_path(&self.dir, input, read)?;
+            }
+        }
+        self.check_outputs_exist(&inner, &drv)?;
+        let done = inner.cache.instantiate(&self.dir, &mut drv)?;
+        let drv = Arc::new(drv);
+        if inner.drvs.insert(done.drv_path.clone(), drv.clone()).is_none() {
+            inner.order.push(done.drv_path.clone());
+        }
+        Ok(Registered { drv_path: done.drv_path, drv, aterm: done.aterm })
+    }
+
+    /// Nix's "no hash for output": every output named in `inputDrvs` must exist.
+    fn check_outputs_exist(&self, inner: &Inner, drv: &Derivation) -> Result<(), StoreError> {
+        for (input, outputs) in &drv.input_drvs {
+            let known = match inner.drvs.get(input) {
+                Some(d) => d.outputs.keys().cloned().collect::<BTreeSet<_>>(),
+                None => (self.read)(&self.dir, input)?.outputs.into_keys().collect(),
+            };
+            if let Some(o) = outputs.iter().find(|o| !known.contains(*o)) {
+                return Err(StoreError::NoSuchOutput { output: o.clone(), drv: drv.name.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Record a text file's references (`builtins.toFile`).
+    pub fn add_text(&self, path: StorePath, refs: Vec<StorePath>) {
+        self.lock().texts.insert(path, refs);
+    }
+
+    /// A derivation of this evaluation, or read from the store.
+    pub fn derivation(&self, drv_path: &StorePath) -> Result<Arc<Derivation>, StoreError> {
+        if let Some(d) = self.lock().drvs.get(drv_path) {
+            return Ok(d.clone());
+        }
+        (self.read)(&self.dir, drv_path).map(Arc::new)
+    }
+
+    /// The known references of a store path: a derivation's inputs, a text
+    /// file's references; other paths (sources) have none.
+    fn references(&self, path: &StorePath) -> Result<Vec<StorePath>, StoreError> {
+        {
+            let inner = self.lock();
+            if let Some(d) = inner.drvs.get(path) {
+                return Ok(d.references().cloned().collect());
+            }
+            if let Some(r) = inner.texts.get(path) {
+                return Ok(r.clone());
+            }
+        }
+        if path.is_derivation() {
+            return Ok(self.derivation(path)?.references().cloned().collect());
+        }
+        Ok(Vec::new())
+    }
+
+    /// Nix's `computeFSClosure(path)`, with each derivation's output names:
+    /// what a `=drv` context element adds to a derivation's inputs.
+    pub fn closure_with_outputs(&self, root: &StorePath) -> Result<BTreeMap<StorePath, Option<BTreeSet<String>>>, StoreError> {
+        let mut out: BTreeMap<StorePath, Option<BTreeSet<String>>> = BTreeMap::new();
+        let mut todo = vec![root.clone()];
+        while let Some(p) = todo.pop() {
+            if out.contains_key(&p) {
+                continue;
+            }
+            let outputs = if p.is_derivation() {
+                Some(self.derivation(&p)?.outputs.keys().cloned().collect())
+            } else {
+                None
+            };
+            todo.extend(self.references(&p)?.into_iter().filter(|r| !out.contains_key(r)));
+            out.insert(p, outputs);
+        }
+        Ok(out)
+    }
+
+    /// Every derivation of this evaluation, in creation order.
+    pub fn derivations(&self) -> Vec<(StorePath, Arc<Derivation>)> {
+        let inner = self.lock();
+        inner.order.iter().filter_map(|p| inner.drvs.get(p).map(|d| (p.clone(), d.clone()))).collect()
+    }
+
+    /// Every text file of this evaluation with its references, by path.
+    pub fn texts(&self) -> BTreeMap<StorePath, Vec<StorePath>> {
+        self.lock().texts.iter().map(|(p, r)| (p.clone(), r.clone())).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().drvs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndeploy_store::derivation::DerivationOutput;
+
+    fn no_store() -> Box<DrvReader> {
+        Box::new(|_, p| Err(StoreError::Other(format!("derivation '{p}' is not in the test store"))))
+    }
+
+    fn drv(name: &str, inputs: &[(&StorePath, &str)]) -> Derivation {
+        let mut d = Derivation {
+            name: name.into(),
+            system: "x86_64-linux".into(),
+            builder: "/bin/sh".into(),
+            ..Default::default()
+        };
+        d.outputs.insert("out".into(), DerivationOutput::Deferred);
+        for (k, v) in [("builder", "/bin/sh"), ("name", name), ("system", "x86_64-linux"), ("out", "")] {
+            d.env.insert(k.into(), v.into());
+        }
+        for (p, o) in inputs {
+            d.input_drvs.entry((*p).clone()).or_default().insert((*o).to_string());
+        }
+        d
+    }
+
+    #[test]
+    fn instantiates_in_order_and_closes_over_inputs() {
+        let r = Registry::new(StoreDir::default(), no_store());
+        let a = r.instantiate(drv("hello", &[])).unwrap();
+        // As nix-instantiate computes it (see ndeploy_store::derivation).
+        assert_eq!(a.drv_path.to_string(), "76w21n1f03fs5kw8fnffphx7qrqffw6r-hello.drv");
+        let b = r.instantiate(drv("b", &[(&a.drv_path, "out")])).unwrap();
+        let c = r.closure_with_outputs(&b.drv_path).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[&a.drv_path].as_ref().unwrap().iter().collect::<Vec<_>>(), ["out"]);
+        assert_eq!(r.derivations().len(), 2);
+        let err = r.instantiate(drv("c", &[(&a.drv_path, "dev")])).err().unwrap();
+        assert_eq!(err.to_string(), "no hash for output 'dev' of derivation 'c'");
+        let missing = StorePath::from_base_name("00000000000000000000000000000000-x.drv").unwrap();
+        assert!(r.instantiate(drv("d", &[(&missing, "out")])).err().unwrap().to_string().contains("not in the test store"));
+    }
+}

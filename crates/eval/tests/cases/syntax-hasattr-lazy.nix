@@ -1,0 +1,1 @@
+let x = { a = x ? a; b = x ? c.d; }; in x

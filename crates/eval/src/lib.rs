@@ -16,6 +16,7 @@ pub mod ir;
 pub mod print;
 pub mod source;
 pub mod store;
+pub mod store;
 pub mod support;
 pub mod symbol;
 pub mod value;

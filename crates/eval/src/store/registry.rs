@@ -180,6 +180,7 @@ mod tests {
             name: name.into(),
             system: "x86_64-linux".into(),
             builder: "/bin/sh".into(),
+            args: vec!["-c".into(), "echo hi > $out".into()],
             ..Default::default()
         };
         d.outputs.insert("out".into(), DerivationOutput::Deferred);

@@ -16,7 +16,6 @@ pub mod ir;
 pub mod print;
 pub mod source;
 pub mod store;
-pub mod store;
 pub mod support;
 pub mod symbol;
 pub mod value;

@@ -15,13 +15,11 @@ mod attrs;
 mod context;
 mod control;
 pub(crate) mod derivation;
-pub(crate) mod derivation;
 pub(crate) mod fetch;
 mod io;
 mod json;
 mod lists;
 mod math;
-mod store;
 mod store;
 mod strings;
 mod types;
@@ -66,13 +64,11 @@ fn all_primops() -> impl Iterator<Item = &'static PrimOp> {
         context::PRIMOPS,
         control::PRIMOPS,
         derivation::PRIMOPS,
-        derivation::PRIMOPS,
         fetch::PRIMOPS,
         io::PRIMOPS,
         json::PRIMOPS,
         lists::PRIMOPS,
         math::PRIMOPS,
-        store::PRIMOPS,
         store::PRIMOPS,
         strings::PRIMOPS,
         types::PRIMOPS,

@@ -1,2 +1,3 @@
 //! ndeploy-deploy: SSH, push, build, activation, rollback and fleet selection.
+pub mod fleet;
 pub mod ssh;

@@ -1,0 +1,304 @@
+//! Evaluating a fleet: one shared evaluator, hosts in parallel.
+//!
+//! Design: a [`Fleet`] holds, on one [`Evaluator`] (one heap), the values of
+//! `nix/fleet.nix`'s `nodes` and `configurations` applied to the fleet's
+//! source. Every host is one attribute of `nodes`; evaluating a host forces
+//! only its own attribute path (`nodes.<host>.deployment`, `.toplevel`'s
+//! `drvPath`/`outPath`, or `configurations.<host>.<--attr path>`), so what
+//! hosts share — imported files, the module library, the package set — is a
+//! thunk forced once for all of them (the evaluator's thunks are
+//! thread-safe: a second thread meeting a thunk under evaluation evaluates
+//! it too and the first result wins, so no thread ever waits for another).
+//!
+//! [`Fleet::evaluate`] runs the hosts on a rayon pool of `jobs` threads (one
+//! task per host, large stacks) and hands each [`HostResult`] to a callback
+//! on the calling thread as soon as it is complete, so callers can stream.
+//! A host's evaluation error becomes that host's result; the others go on.
+//! Result contents do not depend on `jobs` or on completion order.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use ndeploy_eval::value::{Attrs, Thunk};
+use ndeploy_eval::{ErrorKind, EvalError, EvalResult, Evaluator, Value};
+use rayon::prelude::*;
+
+use super::report::HostResult;
+use super::{FleetError, FleetSource};
+
+/// Stack size of evaluation threads (the evaluator grows it further on
+/// demand with `stacker`; this is address space, not memory).
+pub const STACK_SIZE: usize = 64 * 1024 * 1024;
+
+/// Loads a flake's outputs (with `inputs`, `outPath`, … as Nix's
+/// call-flake does) for a flake reference.
+pub type FlakeLoader<'a> = &'a (dyn Fn(&Evaluator, &str) -> EvalResult<Value> + Sync);
+
+/// What to evaluate for every host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `config.system.build.toplevel`'s `drvPath` and `outPath`.
+    Toplevel,
+    /// An attribute path under the host's evaluated configuration
+    /// (`config.networking.hostName`), printed as JSON.
+    Attr(Vec<String>),
+}
+
+/// A host's deployment settings (`deployment` of `nix/fleet.nix`'s nodes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    pub target_host: Option<String>,
+    pub tags: Vec<String>,
+    /// Every field, as plain JSON.
+    pub json: serde_json::Value,
+}
+
+/// A fleet on one evaluator: the per-host values, lazily.
+pub struct Fleet<'e> {
+    ev: &'e Evaluator,
+    nodes: Attrs,
+    configurations: Value,
+    lib: Value,
+    hosts: Vec<String>,
+}
+
+/// Quote `s` as a Nix string literal.
+pub fn nix_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Force `v` and select attribute `name` (an error names the attribute).
+pub fn select(ev: &Evaluator, v: &Value, name: &str) -> EvalResult<Value> {
+    match ev.force(v)? {
+        Value::Attrs(a) => match a.get_str(name) {
+            Some(x) => Ok(x.clone()),
+            None => Err(EvalError::new(ErrorKind::MissingAttr(name.to_string()))),
+        },
+        other => Err(EvalError::type_error(other.type_desc(), "a set")),
+    }
+}
+
+/// Force `v` to a string (ignoring its context).
+pub fn force_string(ev: &Evaluator, v: &Value) -> EvalResult<String> {
+    match ev.force(v)? {
+        Value::String(s) => Ok(s.as_str().to_string()),
+        Value::Path(p) => Ok(p.to_string()),
+        other => Err(EvalError::type_error(other.type_desc(), "a string")),
+    }
+}
+
+/// Deep-force `v` and convert it to JSON as `builtins.toJSON` does.
+pub fn to_json(ev: &Evaluator, v: &Value) -> EvalResult<serde_json::Value> {
+    let v = ev.force_deep(v)?;
+    let text = ndeploy_eval::builtins::to_json_string(ev, &v)?;
+    serde_json::from_str(&text).map_err(|e| EvalError::other(format!("internal error: invalid JSON from toJSON: {e}")))
+}
+
+/// The value of a fleet source: a flake's outputs (through `flake`), or a
+/// file's value, called with `{ }` if it is a function.
+pub fn load_source(ev: &Evaluator, source: &FleetSource, flake: Option<FlakeLoader<'_>>) -> Result<Value, FleetError> {
+    match source {
+        FleetSource::Flake(r) => match flake {
+            Some(load) => load(ev, r).map_err(|e| FleetError::eval(source, e)),
+            None => Err(FleetError::NoFlakeSupport(r.clone())),
+        },
+        FleetSource::File(p) => {
+            let path = p.display().to_string();
+            let v = ev.eval_file(&path).map_err(|e| FleetError::eval(source, e))?;
+            if v.is_function() {
+                let empty = ev.eval_str("{ }").map_err(|e| FleetError::eval(source, e))?;
+                ev.force(&Thunk::apply(v, empty)).map_err(|e| FleetError::eval(source, e))
+            } else {
+                Ok(v)
+            }
+        }
+    }
+}
+
+impl<'e> Fleet<'e> {
+    /// Apply `library/fleet.nix` to `source` and list the hosts (sorted).
+    /// Lists hosts without evaluating any of them.
+    pub fn open(ev: &'e Evaluator, library: &Path, source: Value) -> EvalResult<Fleet<'e>> {
+        let lib_dir = library.display().to_string();
+        let glue = format!(
+            "source: let fleet = import {}; in {{ nodes = fleet.nodes source; configurations = fleet.configurations source; lib = import {}; }}",
+            nix_string(&format!("{lib_dir}/fleet.nix")),
+            nix_string(&format!("{lib_dir}/lib")),
+        );
+        let f = ev.eval_str(&glue)?;
+        let fleet = Thunk::apply(f, source);
+        let nodes = match ev.force(&select(ev, &fleet, "nodes")?)? {
+            Value::Attrs(a) => a,
+            other => return Err(EvalError::type_error(other.type_desc(), "a set")),
+        };
+        let hosts = nodes.iter().map(|a| a.name.as_str().to_string()).collect();
+        Ok(Fleet {
+            ev,
+            nodes,
+            configurations: select(ev, &fleet, "configurations")?,
+            lib: select(ev, &fleet, "lib")?,
+            hosts,
+        })
+    }
+
+    pub fn evaluator(&self) -> &'e Evaluator {
+        self.ev
+    }
+
+    /// Host names, sorted.
+    pub fn hosts(&self) -> &[String] {
+        &self.hosts
+    }
+
+    fn node(&self, host: &str) -> EvalResult<Value> {
+        self.nodes.get_str(host).cloned().ok_or_else(|| EvalError::new(ErrorKind::MissingAttr(host.to_string())))
+    }
+
+    /// The host's deployment settings.
+    pub fn deployment(&self, host: &str) -> EvalResult<Deployment> {
+        let json = to_json(self.ev, &select(self.ev, &self.node(host)?, "deployment")?)?;
+        let target_host = json.get("targetHost").and_then(|t| t.as_str()).map(String::from);
+        let tags = json
+            .get("tags")
+            .and_then(|t| t.as_array())
+            .map(|ts| ts.iter().filter_map(|t| t.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        Ok(Deployment { target_host, tags, json })
+    }
+
+    /// The host's toplevel `(drvPath, outPath)`.
+    pub fn toplevel(&self, host: &str) -> EvalResult<(String, String)> {
+        let toplevel = select(self.ev, &self.node(host)?, "toplevel")?;
+        let drv = force_string(self.ev, &select(self.ev, &toplevel, "drvPath")?)?;
+        let out = force_string(self.ev, &select(self.ev, &toplevel, "outPath")?)?;
+        Ok((drv, out))
+    }
+
+    /// An attribute path under the host's evaluated configuration, as JSON.
+    pub fn attr(&self, host: &str, path: &[String]) -> EvalResult<serde_json::Value> {
+        let configs = self.ev.force(&self.configurations)?;
+        let mut v = match &configs {
+            Value::Attrs(a) => a.get_str(host).cloned().ok_or_else(|| {
+                EvalError::other(format!(
+                    "host '{host}' has no evaluated configuration (a deploy-rs node without a nixosConfigurations entry)"
+                ))
+            })?,
+            other => return Err(EvalError::type_error(other.type_desc(), "a set")),
+        };
+        for (i, name) in path.iter().enumerate() {
+            v = select(self.ev, &v, name).map_err(|e| match e.kind() {
+                ErrorKind::MissingAttr(_) => {
+                    EvalError::other(format!("attribute '{}' missing in host '{host}'", path[..=i].join(".")))
+                }
+                _ => e,
+            })?;
+        }
+        to_json(self.ev, &v)
+    }
+
+    /// Evaluate `-E`'s function `{ nodes, lib, ... }: …` over the fleet:
+    /// `nodes` are the evaluated configurations, `lib` the module library.
+    pub fn apply_expr(&self, expr: &str) -> EvalResult<serde_json::Value> {
+        let f = self.ev.eval_str(expr)?;
+        let args = self.ev.eval_str("nodes: lib: { inherit nodes lib; }")?;
+        let args = Thunk::apply(Thunk::apply(args, self.configurations.clone()), self.lib.clone());
+        to_json(self.ev, &Thunk::apply(f, args))
+    }
+
+    /// Everything about one host; never fails (errors go into the result).
+    pub fn evaluate_host(&self, host: &str, target: &Target, show_trace: bool) -> HostResult {
+        let start = Instant::now();
+        let mut r = HostResult::new(host);
+        let outcome = (|| -> EvalResult<()> {
+            let d = self.deployment(host)?;
+            r.target_host = d.target_host;
+            r.tags = d.tags;
+            match target {
+                Target::Toplevel => {
+                    let (drv, out) = self.toplevel(host)?;
+                    r.drv_path = Some(drv);
+                    r.out_path = Some(out);
+                }
+                Target::Attr(path) => r.value = Some(self.attr(host, path)?),
+            }
+            Ok(())
+        })();
+        if let Err(e) = outcome {
+            r.error = Some(e.render(show_trace));
+        }
+        r.eval_ms = start.elapsed().as_millis() as u64;
+        r
+    }
+
+    /// Deployment settings of `hosts`, evaluated on `pool` (for selection
+    /// by tag), in the order of `hosts`.
+    pub fn deployments(&self, pool: &rayon::ThreadPool, hosts: &[String]) -> Vec<EvalResult<Deployment>> {
+        pool.install(|| hosts.par_iter().with_max_len(1).map(|h| self.deployment(h)).collect())
+    }
+
+    /// Evaluate `hosts` on `pool`, calling `on_result` on this thread with
+    /// each result as soon as it is complete (completion order).
+    pub fn evaluate(
+        &self,
+        pool: &rayon::ThreadPool,
+        hosts: &[String],
+        target: &Target,
+        show_trace: bool,
+        mut on_result: impl FnMut(HostResult),
+    ) {
+        let (tx, rx) = mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                pool.install(|| {
+                    hosts.par_iter().with_max_len(1).for_each_with(tx, |tx, h| {
+                        let _ = tx.send(self.evaluate_host(h, target, show_trace));
+                    })
+                })
+            });
+            for r in rx {
+                on_result(r);
+            }
+        });
+    }
+}
+
+/// A rayon pool for evaluation: `jobs` threads (0 = one per CPU) with
+/// [`STACK_SIZE`] stacks.
+pub fn thread_pool(jobs: usize) -> Result<rayon::ThreadPool, FleetError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .stack_size(STACK_SIZE)
+        .thread_name(|i| format!("ndeploy-eval-{i}"))
+        .build()
+        .map_err(|e| FleetError::ThreadPool(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nix_strings_are_quoted() {
+        assert_eq!(nix_string("/a b/\"c\"/${x}/$y\\"), r#""/a b/\"c\"/\${x}/$y\\""#);
+        let ev = Evaluator::real();
+        let s = "/tmp/x ${y} \"q\" \\ $ \n";
+        let v = ev.eval_str(&nix_string(s)).unwrap();
+        assert_eq!(force_string(&ev, &v).unwrap(), s);
+    }
+}

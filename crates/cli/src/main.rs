@@ -1,6 +1,7 @@
 //! The `ndeploy` binary: argument parsing and output only; all logic lives in
 //! the library crates.
 
+mod eval_cmd;
 mod instantiate;
 mod store_cmd;
 
@@ -27,6 +28,8 @@ enum Command {
     Store(store_cmd::StoreCommand),
     /// Evaluate Nix expressions like `nix-instantiate --eval`.
     Instantiate(instantiate::InstantiateArgs),
+    /// Evaluate a fleet's hosts (toplevels or an attribute) in parallel.
+    Eval(eval_cmd::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Store(cmd) => store_cmd::run(cmd),
         Command::Instantiate(args) => instantiate::run(args),
+        Command::Eval(args) => eval_cmd::run(args),
     };
     match result {
         Ok(code) => code,

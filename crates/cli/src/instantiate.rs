@@ -19,9 +19,16 @@ use ndeploy_eval::{EvalError, EvalResult, Evaluator, Value};
 
 #[derive(Args, Debug)]
 pub struct InstantiateArgs {
-    /// Evaluate only (the only supported mode).
+    /// Evaluate only; without it, print the `.drv` paths of the derivations
+    /// in the result (as `nix-instantiate --readonly-mode`).
     #[arg(long)]
     eval: bool,
+    /// Print the derivations as `nix show-derivation` JSON instead of paths.
+    #[arg(long)]
+    show_derivation: bool,
+    /// Write the `.drv` files (and `toFile` texts, and a manifest.json) into DIR.
+    #[arg(long, value_name = "DIR")]
+    drv_dir: Option<std::path::PathBuf>,
     /// Deep-force the result before printing.
     #[arg(long)]
     strict: bool,
@@ -123,7 +130,12 @@ fn run_inner(args: InstantiateArgs) -> EvalResult<()> {
     };
     let store_dir = config.store_dir.clone();
     let mut ev = Evaluator::new(config, Arc::new(RealIO));
-    ev.store = Some(Arc::new(ReadOnlyStore::new(&store_dir)));
+    let mut store = ReadOnlyStore::new(&store_dir);
+    if let Some(d) = &args.drv_dir {
+        store = store.with_drv_dir(d.clone());
+    }
+    let store = Arc::new(store);
+    ev.store = Some(store.clone());
 
     let inputs: Vec<String> = if args.files.is_empty() && !args.expr { vec!["./default.nix".into()] } else { args.files.clone() };
 
@@ -148,6 +160,11 @@ fn run_inner(args: InstantiateArgs) -> EvalResult<()> {
         let attr_paths = if args.attr.is_empty() { vec![String::new()] } else { args.attr.clone() };
         for ap in &attr_paths {
             let v = find_along_attr_path(&ev, ap, auto_args.as_ref(), root.clone())?;
+            if !args.eval {
+                let out = print_derivations(&ev, &store, &args, auto_args.as_ref(), v)?;
+                let _ = write!(stdout.lock(), "{out}");
+                continue;
+            }
             let v = match &auto_args {
                 Some(a) => auto_call(&ev, a, v)?,
                 None => v,
@@ -165,7 +182,31 @@ fn run_inner(args: InstantiateArgs) -> EvalResult<()> {
             let _ = if args.xml || args.json { write!(lock, "{out}") } else { writeln!(lock, "{out}") };
         }
     }
+    store.write_manifest().map_err(|e| EvalError::other(e.to_string()))?;
     Ok(())
+}
+
+/// The derivations in `v` as `.drv` paths, `--json` or `--show-derivation`.
+fn print_derivations(
+    ev: &Evaluator,
+    store: &ReadOnlyStore,
+    args: &InstantiateArgs,
+    auto_args: Option<&Value>,
+    v: Value,
+) -> EvalResult<String> {
+    let auto = |ev: &Evaluator, v: Value| match auto_args {
+        Some(a) => auto_call(ev, a, v),
+        None => ev.force(&v),
+    };
+    let drvs = ndeploy_eval::store::drv_info::get_derivations(ev, v, &auto)?;
+    let err = |e: ndeploy_eval::store::StoreError| EvalError::other(e.to_string());
+    Ok(if args.show_derivation {
+        store.show_derivations(&drvs).map_err(err)?
+    } else if args.json {
+        store.drvs_json(&drvs).map_err(err)? + "\n"
+    } else {
+        store.print_drv_paths(&drvs)
+    })
 }
 
 fn absolute(cwd: &str, p: &str) -> String {

@@ -66,7 +66,7 @@ fn err_at(msg: impl Into<String>, pos: Pos) -> EvalError {
 }
 
 /// Nix's `forceStringNoCtx`.
-pub(super) fn force_string_no_ctx(ev: &Evaluator, v: &Value) -> EvalResult<String> {
+pub(crate) fn force_string_no_ctx(ev: &Evaluator, v: &Value) -> EvalResult<String> {
     let s = ev.force_string(v)?;
     if let Some(c) = s.context().iter().next() {
         return Err(EvalError::other(format!(

@@ -18,6 +18,7 @@
 //! needs (`manifest.json`: each path's kind, references, and for sources the
 //! origin). Nothing is ever written to the store directory itself.
 
+pub mod drv_info;
 pub mod registry;
 pub mod source;
 
@@ -30,7 +31,7 @@ use ndeploy_store::hash::{Hash, HashAlgo};
 use ndeploy_store::store_path::{FileIngestionMethod, StoreDir, StorePath, StorePathError};
 use thiserror::Error;
 
-use crate::io::{FileType, StoreIO};
+use crate::io::StoreIO;
 use registry::{Registered, Registry};
 use source::{SourceCache, SourceError, hash_source};
 
@@ -51,7 +52,7 @@ pub enum StoreError {
 }
 
 /// A filter over the entries of a source tree (full path, type).
-pub type Filter<'a> = dyn FnMut(&str, FileType) -> Result<bool, StoreError> + 'a;
+pub type Filter<'a> = source::EntryFilter<'a, StoreError>;
 
 /// A source path added to the store, for the manifest.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -65,13 +65,16 @@ fn file_type_of(ft: fs::FileType) -> FileType {
     }
 }
 
+/// A filter over the entries below a source root: (full path, type) → keep?
+pub type EntryFilter<'a, E> = dyn FnMut(&str, FileType) -> Result<bool, E> + 'a;
+
 /// The sha256 of `path` as `method` hashes it, with `filter` deciding which
 /// entries below the root are included (recursive only; flat hashes the
 /// file's bytes and ignores the filter, as Nix does).
 pub fn hash_source<E>(
     path: &Path,
     method: FileIngestionMethod,
-    filter: Option<&mut dyn FnMut(&str, FileType) -> Result<bool, E>>,
+    filter: Option<&mut EntryFilter<'_, E>>,
 ) -> Result<Hash, SourceError<E>> {
     match (method, filter) {
         (FileIngestionMethod::Flat, _) => Ok(hash_file(HashAlgo::Sha256, path)?.0),
@@ -93,7 +96,7 @@ struct Frame {
 fn dump_filtered<W: io::Write, E>(
     root: &Path,
     out: W,
-    filter: &mut dyn FnMut(&str, FileType) -> Result<bool, E>,
+    filter: &mut EntryFilter<'_, E>,
 ) -> Result<(), SourceError<E>> {
     let mut enc = NarEncoder::new(out);
     let mut full: PathBuf = root.to_path_buf();

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 /// Maximum nesting depth of lists/sets accepted by the parsers.
-pub const MAX_DEPTH: usize = 128;
+pub const MAX_DEPTH: usize = 1000;
 
 /// A Nix value that can be represented in JSON / TOML.
 #[derive(Debug, Clone, PartialEq)]

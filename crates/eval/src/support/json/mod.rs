@@ -1,27 +1,12 @@
 //! `builtins.fromJSON` into the neutral [`Data`] tree, and the byte-exact
 //! `builtins.toJSON` writer pieces of C++ Nix 2.8.
 //!
-//! Parsing design: `serde_json` drives a custom visitor that applies Nix
-//! 2.8's (nlohmann-json based) number rules:
-//! - an integer literal that fits `i64` is an int;
-//! - a non-negative integer literal that fits `u64` but not `i64` is an int
-//!   *wrapped* to `i64` (`9223372036854775808` → `-9223372036854775808`,
-//!   `18446744073709551615` → `-1`), exactly as Nix 2.8 does;
-//! - anything else (fraction, exponent, larger integers) is a float, and a
-//!   float that overflows (`1e400`) is an error;
-//! - duplicate object keys: the last one wins;
-//! - a leading UTF-8 byte-order mark is skipped, as nlohmann does;
-//! - a string value ends at its first NUL (`"a\u0000b"` is `"a"`), since
-//!   Nix 2.8 stores strings as C strings.
-//!
-//! Known difference: `-0` is the float `-0.0` here (serde_json does not
-//! distinguish it from `-0.0`) but the int `0` in Nix 2.8.
-//!
-//! Error messages come from serde_json ("... at line L column C"), not
-//! nlohmann's wording. Known gap: nesting deeper than
-//! [`MAX_DEPTH`](super::data::MAX_DEPTH) (128) levels is rejected, while Nix
-//! 2.8 accepts any depth; the limit keeps every consumer of [`Data`] safe
-//! from stack overflow.
+//! Parsing ([`parse_json`], implemented in [`parse`]) re-implements the
+//! nlohmann-json lexer and parser that Nix 2.8 uses, so values *and* error
+//! messages are Nix's (`[json.exception.parse_error.101] parse error at
+//! line 1, column 4: syntax error while parsing value - unexpected ']';
+//! expected '[', '{', or a literal`). Known difference: nesting deeper
+//! than [`MAX_DEPTH`](super::data::MAX_DEPTH) levels is an error here.
 //!
 //! Writing design: [`write_json_string`] escapes like Nix's `toJSON`: `"`
 //! and `\` are backslash-escaped, `\n` `\r` `\t` use short escapes, other
@@ -31,109 +16,25 @@
 //! writes a whole [`Data`] tree compactly (`{"a":[1,2.5,null]}`) with keys
 //! in byte order, which is the output format of `builtins.toJSON`.
 
-use std::collections::BTreeMap;
-use std::fmt;
+mod parse;
 
-use serde::Deserializer as _;
-use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use thiserror::Error;
 
 use super::data::Data;
 use super::escape::common_escape;
 use super::float::write_float;
 
-/// A `fromJSON` failure.
+/// A `fromJSON` failure, with nlohmann-json's message as Nix 2.8 shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{message}")]
 pub struct JsonError {
-    /// serde_json's description of the problem, with line and column.
+    /// The complete message.
     pub message: String,
-}
-
-/// The part of `s` before its first NUL: Nix 2.8 stores string values as
-/// C strings, so `"a\u0000b"` decodes to `"a"`.
-fn until_nul(s: &str) -> &str {
-    s.split('\0').next().unwrap_or(s)
-}
-
-struct DataVisitor;
-
-impl<'de> Visitor<'de> for DataVisitor {
-    type Value = Data;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_unit<E>(self) -> Result<Data, E> {
-        Ok(Data::Null)
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Data, E> {
-        Ok(Data::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Data, E> {
-        Ok(Data::Int(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Data, E> {
-        // Nix 2.8 stores nlohmann's unsigned integers with a wrapping cast.
-        Ok(Data::Int(v as i64))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Data, E> {
-        Ok(Data::Float(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Data, E> {
-        Ok(Data::String(until_nul(v).to_owned()))
-    }
-
-    fn visit_string<E>(self, mut v: String) -> Result<Data, E> {
-        v.truncate(until_nul(&v).len());
-        Ok(Data::String(v))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Data, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(item) = seq.next_element_seed(DataSeed)? {
-            items.push(item);
-        }
-        Ok(Data::List(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Data, A::Error> {
-        let mut attrs = BTreeMap::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(DataSeed)?;
-            attrs.insert(key, value);
-        }
-        Ok(Data::Attrs(attrs))
-    }
-}
-
-struct DataSeed;
-
-impl<'de> de::DeserializeSeed<'de> for DataSeed {
-    type Value = Data;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Data, D::Error> {
-        d.deserialize_any(DataVisitor)
-    }
 }
 
 /// `builtins.fromJSON`: parses a JSON document into [`Data`].
 pub fn parse_json(s: &str) -> Result<Data, JsonError> {
-    let s = s.strip_prefix('\u{feff}').unwrap_or(s);
-    let mut de = serde_json::Deserializer::from_str(s);
-    let value = (&mut de)
-        .deserialize_any(DataVisitor)
-        .and_then(|v| de.end().map(|()| v))
-        .map_err(|e| JsonError {
-            message: e.to_string(),
-        })?;
-    Ok(value)
+    parse::parse(s)
 }
 
 /// Appends `s` as a JSON string literal exactly as Nix 2.8's `toJSON`.
@@ -208,6 +109,7 @@ pub fn to_json(data: &Data) -> String {
 mod tests {
     use super::*;
     use crate::support::data::attrs;
+    use std::collections::BTreeMap;
 
     #[test]
     fn numbers_follow_nix_2_8() {
@@ -233,9 +135,7 @@ mod tests {
         for (json, expected) in cases {
             assert_eq!(parse_json(json).unwrap(), expected, "{json}");
         }
-        // Known difference: Nix 2.8 reads `-0` as the int 0; serde_json
-        // reports it as the float -0.0, indistinguishable from `-0.0`.
-        assert!(matches!(parse_json("-0").unwrap(), Data::Float(f) if f == 0.0));
+        assert_eq!(parse_json("-0").unwrap(), Data::Int(0));
         let neg_zero = parse_json("-0.0").unwrap();
         assert!(matches!(neg_zero, Data::Float(f) if f == 0.0 && f.is_sign_negative()));
         assert!(parse_json("1e400").is_err());
@@ -272,30 +172,183 @@ mod tests {
     }
 
     #[test]
-    fn invalid_documents_are_errors() {
-        // All rejected by Nix 2.8 as well.
-        for bad in [
-            "",
-            "[1,]",
-            r#"{"a" 1}"#,
-            "nul",
-            r#""\ud800""#,
-            "01",
-            "1.",
-            "\"a\tb\"",
-            "[1] x",
-        ] {
-            assert!(parse_json(bad).is_err(), "{bad:?}");
+    fn error_messages_match_nix_2_8() {
+        // `nix-instantiate --eval -E 'builtins.fromJSON (builtins.readFile f)'`
+        // prints "error: " followed by exactly these messages.
+        let p = "[json.exception.parse_error.101] parse error at ";
+        let cases: &[(&str, &str)] = &[
+            (
+                "",
+                "line 1, column 1: syntax error while parsing value - unexpected end of input; expected '[', '{', or a literal",
+            ),
+            (
+                "  ",
+                "line 1, column 3: syntax error while parsing value - unexpected end of input; expected '[', '{', or a literal",
+            ),
+            (
+                "[1,]",
+                "line 1, column 4: syntax error while parsing value - unexpected ']'; expected '[', '{', or a literal",
+            ),
+            (
+                r#"{"a" 1}"#,
+                "line 1, column 6: syntax error while parsing object separator - unexpected number literal; expected ':'",
+            ),
+            (
+                "nul",
+                "line 1, column 4: syntax error while parsing value - invalid literal; last read: 'nul'",
+            ),
+            (
+                r#""\ud800""#,
+                r#"line 1, column 8: syntax error while parsing value - invalid string: surrogate U+D800..U+DBFF must be followed by U+DC00..U+DFFF; last read: '"\ud800"'"#,
+            ),
+            (
+                r#""\uDEAD""#,
+                r#"line 1, column 7: syntax error while parsing value - invalid string: surrogate U+DC00..U+DFFF must follow U+D800..U+DBFF; last read: '"\uDEAD'"#,
+            ),
+            (
+                "01",
+                "line 1, column 2: syntax error while parsing value - unexpected number literal; expected end of input",
+            ),
+            (
+                "1.",
+                "line 1, column 3: syntax error while parsing value - invalid number; expected digit after '.'; last read: '1.'",
+            ),
+            (
+                "\"a\tb\"",
+                "line 1, column 3: syntax error while parsing value - invalid string: control character U+0009 (HT) must be escaped to \\u0009 or \\t; last read: '\"a<U+0009>'",
+            ),
+            (
+                "[1] x",
+                "line 1, column 5: syntax error while parsing value - invalid literal; last read: '1] x'; expected end of input",
+            ),
+            (
+                "-",
+                "line 1, column 2: syntax error while parsing value - invalid number; expected digit after '-'; last read: '-'",
+            ),
+            (
+                "[",
+                "line 1, column 2: syntax error while parsing value - unexpected end of input; expected '[', '{', or a literal",
+            ),
+            (
+                "tru",
+                "line 1, column 4: syntax error while parsing value - invalid literal; last read: 'tru'",
+            ),
+            (
+                r#""\q""#,
+                r#"line 1, column 3: syntax error while parsing value - invalid string: forbidden character after backslash; last read: '"\q'"#,
+            ),
+            (
+                "NaN",
+                "line 1, column 1: syntax error while parsing value - invalid literal; last read: 'N'",
+            ),
+            (
+                r#"{"a":1 "b":2}"#,
+                "line 1, column 10: syntax error while parsing object - unexpected string literal; expected '}'",
+            ),
+            (
+                "[1 2]",
+                "line 1, column 4: syntax error while parsing array - unexpected number literal; expected ']'",
+            ),
+            (
+                r#"{"a":1,}"#,
+                "line 1, column 8: syntax error while parsing object key - unexpected '}'; expected string literal",
+            ),
+            (
+                "{1:2}",
+                "line 1, column 2: syntax error while parsing object key - unexpected number literal; expected string literal",
+            ),
+            (
+                r#"{"a":true x}"#,
+                r#"line 1, column 11: syntax error while parsing object - invalid literal; last read: '"a":true x'; expected '}'"#,
+            ),
+            (
+                "[1,2",
+                "line 1, column 5: syntax error while parsing array - unexpected end of input; expected ']'",
+            ),
+            (
+                r#"{"a""#,
+                "line 1, column 5: syntax error while parsing object separator - unexpected end of input; expected ':'",
+            ),
+            (
+                r#""abc"#,
+                r#"line 1, column 5: syntax error while parsing value - invalid string: missing closing quote; last read: '"abc'"#,
+            ),
+            (
+                r#""\u12""#,
+                r#"line 1, column 6: syntax error while parsing value - invalid string: '\u' must be followed by 4 hex digits; last read: '"\u12"'"#,
+            ),
+            (
+                "1e",
+                "line 1, column 3: syntax error while parsing value - invalid number; expected '+', '-', or digit after exponent; last read: '1e'",
+            ),
+            (
+                "1e+",
+                "line 1, column 4: syntax error while parsing value - invalid number; expected digit after exponent sign; last read: '1e+'",
+            ),
+            (
+                "-a",
+                "line 1, column 2: syntax error while parsing value - invalid number; expected digit after '-'; last read: '-a'",
+            ),
+            (
+                "[tru]",
+                "line 1, column 5: syntax error while parsing value - invalid literal; last read: '[tru]'",
+            ),
+            (
+                r#"{"a":1}}"#,
+                "line 1, column 8: syntax error while parsing value - unexpected '}'; expected end of input",
+            ),
+            (
+                "\n [1,\n  ]",
+                "line 3, column 3: syntax error while parsing value - unexpected ']'; expected '[', '{', or a literal",
+            ),
+            (
+                "@",
+                "line 1, column 1: syntax error while parsing value - invalid literal; last read: '@'",
+            ),
+            (
+                "[01]",
+                "line 1, column 3: syntax error while parsing array - unexpected number literal; expected ']'",
+            ),
+            (
+                "1.0.0",
+                "line 1, column 4: syntax error while parsing value - invalid literal; last read: '1.0.'; expected end of input",
+            ),
+            (
+                "true false",
+                "line 1, column 10: syntax error while parsing value - unexpected false literal; expected end of input",
+            ),
+        ];
+        for (doc, expected) in cases {
+            let got = parse_json(doc).unwrap_err().to_string();
+            assert_eq!(got, format!("{p}{expected}"), "{doc:?}");
         }
-        let e = parse_json("[1,]").unwrap_err();
-        assert!(e.to_string().contains("line 1 column 4"), "{e}");
+        for (doc, expected) in [
+            (
+                "1e400",
+                "[json.exception.out_of_range.406] number overflow parsing '1e400'",
+            ),
+            (
+                "[1.5e400]",
+                "[json.exception.out_of_range.406] number overflow parsing '1.5e400'",
+            ),
+            (
+                "1.7976931348623157e309",
+                "[json.exception.out_of_range.406] number overflow parsing '1.7976931348623157e309'",
+            ),
+        ] {
+            assert_eq!(
+                parse_json(doc).unwrap_err().to_string(),
+                expected,
+                "{doc:?}"
+            );
+        }
     }
 
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
         let deep = "[".repeat(100_000) + &"]".repeat(100_000);
         assert!(parse_json(&deep).is_err());
-        let ok = "[".repeat(100) + &"]".repeat(100);
+        let ok = "[".repeat(1000) + &"]".repeat(1000);
         assert!(parse_json(&ok).is_ok());
     }
 

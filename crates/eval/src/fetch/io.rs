@@ -128,4 +128,8 @@ impl StoreIO for FetchStore {
         }
         Ok(sp)
     }
+
+    fn computing(&self) -> Option<&crate::store::ComputingStore> {
+        self.inner.computing()
+    }
 }

@@ -41,6 +41,28 @@ pub(crate) fn eval_raw(expr: &str) -> Option<String> {
     run(&[], expr).map(|s| s.trim_end_matches('\n').to_owned())
 }
 
+/// The first line of the error `expr` fails with (without `error: `), or
+/// `Ok(output)` if it evaluates; `None` without nix-instantiate.
+pub(crate) fn eval_result(expr: &str) -> Option<Result<String, String>> {
+    let out = Command::new("nix-instantiate")
+        .args([
+            "--eval", "--strict", "--option", "sandbox", "false", "-E", expr,
+        ])
+        .output()
+        .ok()?;
+    if out.status.success() {
+        return Some(Ok(String::from_utf8_lossy(&out.stdout)
+            .trim_end()
+            .to_owned()));
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().unwrap_or_default();
+    Some(Err(first
+        .strip_prefix("error: ")
+        .unwrap_or(first)
+        .to_owned()))
+}
+
 /// A Nix string literal for `s` (escaping `"`, `\` and `$`).
 pub(crate) fn nix_string(s: &str) -> String {
     let mut out = String::from("\"");

@@ -544,4 +544,49 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn mutated_documents_fail_like_nix_oracle() {
+        use crate::support::oracle::{Lcg, eval_result, nix_string};
+        let mut r = Lcg(3);
+        let inserts = [
+            "[", "]", "{", "}", ":", ",", "\"", "\\", " ", "x", "0", "-", ".", "e", "\t", "\n",
+            "tr", "nul", "\\u", "\\ud83d", "1e999",
+        ];
+        let (mut checked, mut errors) = (0, 0);
+        for _ in 0..60 {
+            let mut doc = String::new();
+            gen_json(&mut r, 0, &mut doc);
+            let cut = r.below(doc.len() as u64 + 1) as usize;
+            let cut = (0..=cut)
+                .rev()
+                .find(|&i| doc.is_char_boundary(i))
+                .unwrap_or(0);
+            let mutated = match r.below(3) {
+                0 => doc[..cut].to_owned(),
+                1 => format!("{}{}{}", &doc[..cut], r.pick(&inserts), &doc[cut..]),
+                _ => {
+                    let end = (cut + 1..=doc.len())
+                        .find(|&i| doc.is_char_boundary(i))
+                        .unwrap_or(doc.len());
+                    format!("{}{}", &doc[..cut], &doc[end..])
+                }
+            };
+            let Some(nix) = eval_result(&format!("builtins.fromJSON {}", nix_string(&mutated)))
+            else {
+                return;
+            };
+            match (nix, parse_json(&mutated)) {
+                (Err(nix), Err(ours)) => {
+                    assert_eq!(nix, ours.to_string(), "{mutated:?}");
+                    errors += 1;
+                }
+                (Ok(_), Ok(_)) => {}
+                (nix, ours) => panic!("{mutated:?}: nix {nix:?}, ours {ours:?}"),
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 60);
+        assert!(errors >= 20, "only {errors} of the mutations were invalid");
+    }
 }

@@ -268,6 +268,8 @@ async fn non_root_targets_use_sudo_or_fail_clearly() {
     let s = connect(&sudo).await;
     assert_eq!(s.exec("id -un").await.unwrap().stdout_str(), "ndeploy-sudo\n");
     assert_eq!(s.exec_as_root("id -u").await.unwrap().stdout_str(), "0\n");
+    let out = s.exec(&s.root_script("cd / && id -u | cat")).await.unwrap();
+    assert_eq!(out.stdout_str(), "0\n", "{}", out.stderr_str());
     let p = add_to_target_store(&sudo, "sudo");
     let mut remote = open_remote_store(&s, None).await.unwrap();
     assert_eq!(remote.conn.query_valid_paths([&p], false).await.unwrap(), BTreeSet::from([p.clone()]));

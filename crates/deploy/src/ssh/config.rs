@@ -16,11 +16,16 @@
 //!
 //! Honoured: `Host`, `HostName`, `Port`, `User`, `IdentityFile`,
 //! `IdentitiesOnly`, `ProxyJump`, `UserKnownHostsFile`,
-//! `StrictHostKeyChecking`. `Match` blocks are not evaluated (their options
-//! never apply) and `Include` is not followed; other keywords are ignored.
+//! `StrictHostKeyChecking`, and `Include` (files read through an injected
+//! reader; [`SshConfig::load`] reads them from disk: `~` expansion, relative
+//! to `~/.ssh`, `*`/`?` globs in the file name, nesting at most
+//! [`MAX_INCLUDE_DEPTH`] deep). An `Include` inside a `Host` block is
+//! conditional on that block, as in OpenSSH. `Match` blocks are not evaluated
+//! (their options never apply); other keywords are ignored.
 //! Parsing never panics; malformed values are errors naming file and line.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{SshError, expand_tilde};
 
@@ -33,8 +38,15 @@ pub enum StrictHostKeyChecking {
     No,
 }
 
+/// How deeply `Include`s may nest.
+pub const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// Reads the files an `Include` argument names, as `(file name, text)` pairs.
+pub type IncludeReader<'a> = dyn FnMut(&str) -> Result<Vec<(String, String)>, SshError> + 'a;
+
 #[derive(Debug, Clone)]
 struct Opt {
+    file: Arc<str>,
     keyword: String,
     args: Vec<String>,
     line: usize,
@@ -52,7 +64,6 @@ struct Block {
 /// A parsed config file.
 #[derive(Debug, Clone, Default)]
 pub struct SshConfig {
-    file: String,
     blocks: Vec<Block>,
 }
 
@@ -150,58 +161,22 @@ pub fn patterns_match<'a>(patterns: impl IntoIterator<Item = (bool, &'a str)>, n
 }
 
 impl SshConfig {
-    /// Parse `text`; `file` names it in errors.
+    /// Parse `text`; `file` names it in errors. `Include` lines are ignored.
     pub fn parse(file: &str, text: &str) -> Result<SshConfig, SshError> {
-        let err = |line: usize, message: String| SshError::Config { file: file.to_owned(), line, message };
-        let mut blocks = vec![Block { patterns: None, global: true, opts: Vec::new() }];
-        for (i, raw) in text.lines().enumerate() {
-            let line = i + 1;
-            let trimmed = raw.trim();
-            if trimmed.is_empty() || trimmed.starts_with('#') {
-                continue;
-            }
-            // `Keyword=args` or `Keyword args`.
-            let split_at = trimmed.find(|c: char| c.is_whitespace() || c == '=').unwrap_or(trimmed.len());
-            let (kw, rest) = trimmed.split_at(split_at);
-            let rest = rest.trim_start();
-            let rest = rest.strip_prefix('=').unwrap_or(rest);
-            let keyword = kw.to_ascii_lowercase();
-            let args = words(rest).map_err(|m| err(line, m))?;
-            match keyword.as_str() {
-                "host" => {
-                    if args.is_empty() {
-                        return Err(err(line, "Host needs at least one pattern".to_owned()));
-                    }
-                    let pats = args
-                        .iter()
-                        .map(|a| match a.strip_prefix('!') {
-                            Some(p) => (true, p.to_ascii_lowercase()),
-                            None => (false, a.to_ascii_lowercase()),
-                        })
-                        .collect();
-                    blocks.push(Block { patterns: Some(pats), global: false, opts: Vec::new() });
-                }
-                "match" => {
-                    tracing::debug!("{file}:{line}: Match blocks are not supported; their options are ignored");
-                    blocks.push(Block { patterns: None, global: false, opts: Vec::new() });
-                }
-                _ => {
-                    if args.is_empty() {
-                        return Err(err(line, format!("{kw} needs a value")));
-                    }
-                    if let Some(b) = blocks.last_mut() {
-                        b.opts.push(Opt { keyword, args, line });
-                    }
-                }
-            }
-        }
-        Ok(SshConfig { file: file.to_owned(), blocks })
+        SshConfig::parse_with(file, text, &mut |_| Ok(Vec::new()))
     }
 
-    /// Read and parse `path`; a missing file is an empty config.
-    pub fn load(path: &Path) -> Result<SshConfig, SshError> {
+    /// Parse `text`, reading included files with `include`.
+    pub fn parse_with(file: &str, text: &str, include: &mut IncludeReader<'_>) -> Result<SshConfig, SshError> {
+        let mut blocks = vec![Block { patterns: None, global: true, opts: Vec::new() }];
+        parse_into(&mut blocks, file, text, include, 0)?;
+        Ok(SshConfig { blocks })
+    }
+
+    /// Read and parse `path` and its includes; a missing file is an empty config.
+    pub fn load(path: &Path, home: Option<&Path>) -> Result<SshConfig, SshError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => SshConfig::parse(&path.display().to_string(), &text),
+            Ok(text) => SshConfig::parse_with(&path.display().to_string(), &text, &mut |arg| read_include(arg, home)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SshConfig::default()),
             Err(source) => Err(SshError::Io { what: format!("reading {}", path.display()), source }),
         }
@@ -210,7 +185,7 @@ impl SshConfig {
     /// The options for `host` (the name as given by the user), with `~` and
     /// `%` tokens expanded using `home` and `local_user`.
     pub fn resolve(&self, host: &str, home: Option<&Path>, local_user: &str) -> Result<HostConfig, SshError> {
-        let err = |line: usize, message: String| SshError::Config { file: self.file.clone(), line, message };
+        let err = |o: &Opt, message: String| SshError::Config { file: o.file.to_string(), line: o.line, message };
         let mut c = HostConfig::default();
         let mut host_name: Option<String> = None;
         let mut identities_only: Option<bool> = None;
@@ -231,14 +206,13 @@ impl SshConfig {
                     "hostname" if host_name.is_none() => host_name = Some(first.replace("%h", host)),
                     "port" if c.port.is_none() => {
                         let port = first.parse::<u16>().ok().filter(|&p| p != 0);
-                        c.port = Some(port.ok_or_else(|| err(o.line, format!("invalid Port '{first}'")))?);
+                        c.port = Some(port.ok_or_else(|| err(o, format!("invalid Port '{first}'")))?);
                     }
                     "user" if c.user.is_none() => c.user = Some(first.to_owned()),
                     "identityfile" => identity_files.push(first.to_owned()),
                     "identitiesonly" if identities_only.is_none() => {
                         identities_only = Some(
-                            parse_yes_no(first)
-                                .ok_or_else(|| err(o.line, format!("invalid IdentitiesOnly '{first}'")))?,
+                            parse_yes_no(first).ok_or_else(|| err(o, format!("invalid IdentitiesOnly '{first}'")))?,
                         );
                     }
                     "proxyjump" if proxy_jump.is_none() => {
@@ -257,7 +231,7 @@ impl SshConfig {
                             "yes" | "ask" | "true" => StrictHostKeyChecking::Yes,
                             "accept-new" => StrictHostKeyChecking::AcceptNew,
                             "no" | "off" | "false" => StrictHostKeyChecking::No,
-                            _ => return Err(err(o.line, format!("invalid StrictHostKeyChecking '{first}'"))),
+                            _ => return Err(err(o, format!("invalid StrictHostKeyChecking '{first}'"))),
                         });
                     }
                     _ => {}
@@ -278,6 +252,113 @@ impl SshConfig {
         c.user_known_hosts_files = known_hosts.unwrap_or_default().iter().map(|f| tokens.expand_path(f)).collect();
         Ok(c)
     }
+}
+
+/// Parse `text` (from `file`) into `blocks`, following includes.
+fn parse_into(
+    blocks: &mut Vec<Block>,
+    file: &str,
+    text: &str,
+    include: &mut IncludeReader<'_>,
+    depth: usize,
+) -> Result<(), SshError> {
+    let err = |line: usize, message: String| SshError::Config { file: file.to_owned(), line, message };
+    let file_name: Arc<str> = Arc::from(file);
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        // `Keyword=args` or `Keyword args`.
+        let split_at = trimmed.find(|c: char| c.is_whitespace() || c == '=').unwrap_or(trimmed.len());
+        let (kw, rest) = trimmed.split_at(split_at);
+        let rest = rest.trim_start();
+        let rest = rest.strip_prefix('=').unwrap_or(rest);
+        let keyword = kw.to_ascii_lowercase();
+        let args = words(rest).map_err(|m| err(line, m))?;
+        match keyword.as_str() {
+            "host" => {
+                if args.is_empty() {
+                    return Err(err(line, "Host needs at least one pattern".to_owned()));
+                }
+                let pats = args
+                    .iter()
+                    .map(|a| match a.strip_prefix('!') {
+                        Some(p) => (true, p.to_ascii_lowercase()),
+                        None => (false, a.to_ascii_lowercase()),
+                    })
+                    .collect();
+                blocks.push(Block { patterns: Some(pats), global: false, opts: Vec::new() });
+            }
+            "match" => {
+                tracing::debug!("{file}:{line}: Match blocks are not supported; their options are ignored");
+                blocks.push(Block { patterns: None, global: false, opts: Vec::new() });
+            }
+            "include" => {
+                if depth >= MAX_INCLUDE_DEPTH {
+                    return Err(err(line, format!("Include nested more than {MAX_INCLUDE_DEPTH} deep (a loop?)")));
+                }
+                let (patterns, global) = blocks.last().map(|b| (b.patterns.clone(), b.global)).unwrap_or((None, true));
+                if patterns.is_none() && !global {
+                    continue; // inside a Match block, which never applies
+                }
+                for arg in &args {
+                    for (name, text) in include(arg)? {
+                        // The included file's leading options share the enclosing condition.
+                        blocks.push(Block { patterns: patterns.clone(), global, opts: Vec::new() });
+                        parse_into(blocks, &name, &text, include, depth + 1)?;
+                    }
+                }
+                // The rest of the enclosing block continues under its condition.
+                blocks.push(Block { patterns, global, opts: Vec::new() });
+            }
+            _ => {
+                if args.is_empty() {
+                    return Err(err(line, format!("{kw} needs a value")));
+                }
+                if let Some(b) = blocks.last_mut() {
+                    b.opts.push(Opt { file: Arc::clone(&file_name), keyword, args, line });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The files an `Include` argument names on disk, sorted; missing ones are skipped.
+fn read_include(arg: &str, home: Option<&Path>) -> Result<Vec<(String, String)>, SshError> {
+    let path = expand_tilde(arg, home);
+    let path = match (path.is_absolute(), home) {
+        (false, Some(h)) => h.join(".ssh").join(path),
+        _ => path,
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let paths: Vec<PathBuf> = if name.contains(['*', '?']) {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        let mut found: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok())
+                .filter(|e| glob_match(&name, &e.file_name().to_string_lossy()))
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        found.sort();
+        found
+    } else {
+        vec![path]
+    };
+    let mut out = Vec::new();
+    for p in paths {
+        match std::fs::read_to_string(&p) {
+            Ok(text) => out.push((p.display().to_string(), text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(SshError::Io { what: format!("reading {}", p.display()), source }),
+        }
+    }
+    Ok(out)
 }
 
 fn parse_yes_no(s: &str) -> Option<bool> {
@@ -404,6 +485,44 @@ Host *
         assert!(!glob_match("?", ""));
         assert!(glob_match(&"*".repeat(50), &"a".repeat(1000)));
         assert!(!glob_match(&"*a".repeat(30), &"a".repeat(29)));
+    }
+
+    #[test]
+    fn includes_are_conditional_and_bounded() {
+        let mut read = |arg: &str| -> Result<Vec<(String, String)>, SshError> {
+            Ok(match arg {
+                "hosts.conf" => vec![("hosts.conf".to_owned(), "User inc-user\nHost db\n  Port 5\n".to_owned())],
+                "loop" => vec![("loop".to_owned(), "Include loop\n".to_owned())],
+                _ => Vec::new(),
+            })
+        };
+        let cfg = SshConfig::parse_with(
+            "main",
+            "Host web\n  Include hosts.conf missing\n  Port 7\nHost *\n  User fallback\n",
+            &mut read,
+        )
+        .unwrap();
+        let r = |h: &str| cfg.resolve(h, None, "me").unwrap();
+        assert_eq!((r("web").user.as_deref(), r("web").port), (Some("inc-user"), Some(7)));
+        assert_eq!((r("db").user.as_deref(), r("db").port), (Some("fallback"), Some(5)));
+        assert_eq!(r("other").user.as_deref(), Some("fallback"));
+        let e = SshConfig::parse_with("main", "Include loop\n", &mut read).unwrap_err();
+        assert!(e.to_string().contains("nested"), "{e}");
+    }
+
+    #[test]
+    fn include_reads_globs_from_disk() {
+        let home = tempfile::tempdir().unwrap();
+        let ssh = home.path().join(".ssh");
+        std::fs::create_dir_all(ssh.join("conf.d")).unwrap();
+        std::fs::write(ssh.join("conf.d/b.conf"), "Host b\n  Port 2\n").unwrap();
+        std::fs::write(ssh.join("conf.d/a.conf"), "Host b\n  Port 1\n").unwrap();
+        std::fs::write(ssh.join("conf.d/skip.txt"), "Host b\n  Port 3\n").unwrap();
+        std::fs::write(ssh.join("config"), "Include conf.d/*.conf ~/.ssh/none\n").unwrap();
+        let cfg = SshConfig::load(&ssh.join("config"), Some(home.path())).unwrap();
+        assert_eq!(cfg.resolve("b", Some(home.path()), "me").unwrap().port, Some(1), "sorted, first wins");
+        let bad = SshConfig::parse("f", "Host x\n  Port 0\n").unwrap().resolve("x", None, "me").unwrap_err();
+        assert!(bad.to_string().starts_with("f:2:"), "{bad}");
     }
 
     #[test]

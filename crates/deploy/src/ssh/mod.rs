@@ -158,6 +158,68 @@ mod tests {
         assert_eq!(shell_quote(""), "''");
     }
 
+    /// Random inputs built from the parsers' special characters: no panics, no hangs.
+    #[test]
+    fn parsers_never_panic() {
+        const ALPHABET: &[&str] = &[
+            "Host",
+            " ",
+            "\t",
+            "\n",
+            "=",
+            "\"",
+            "*",
+            "?",
+            "!",
+            ",",
+            "@",
+            ":",
+            "[",
+            "]",
+            "|1|",
+            "|",
+            "#",
+            "%",
+            "%h",
+            "~",
+            "/",
+            "ssh://",
+            "?remote-store=",
+            "&",
+            "AAAA",
+            "ssh-ed25519",
+            "@revoked",
+            "Port",
+            "ProxyJump",
+            "IdentityFile",
+            "é",
+            "a",
+            "0",
+            "65536",
+            "Match",
+            "StrictHostKeyChecking",
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..3000 {
+            let len = next() % 40;
+            let text: String = (0..len).map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize]).collect();
+            let _ = SshTarget::parse(&text);
+            if let Ok(cfg) = SshConfig::parse("fuzz", &text) {
+                let _ = cfg.resolve(&text, None, "me");
+                let _ = cfg.resolve("a", Some(std::path::Path::new("/h")), "me");
+            }
+            let mut kh = KnownHosts::default();
+            kh.add_text(std::path::Path::new("fuzz"), &text);
+            let _ = config::glob_match(&text, &text.replace('*', "a"));
+        }
+    }
+
     #[test]
     fn tilde() {
         let h = std::path::Path::new("/home/u");

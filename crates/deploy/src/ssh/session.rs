@@ -25,7 +25,7 @@ use super::auth::{AuthMethods, authenticate, default_identity_files};
 use super::config::{SshConfig, StrictHostKeyChecking};
 use super::exec_stream::ExecStream;
 use super::known_hosts::{HostKeyVerdict, KnownHosts, append_host_key, host_entry_name};
-use super::{HostKeyChanged, Result, SshError, SshTarget, UnknownHostKey, home_dir};
+use super::{HostKeyChanged, Result, SshError, SshTarget, UnknownHostKey, home_dir, shell_quote};
 
 /// The longest ProxyJump chain followed.
 pub const MAX_JUMPS: usize = 8;
@@ -266,7 +266,7 @@ impl SshSession {
     /// Connect to `target` and authenticate.
     pub async fn connect(target: &SshTarget, opts: &ConnectOptions) -> Result<SshSession> {
         let config = match opts.config_path() {
-            Some(p) => SshConfig::load(&p)?,
+            Some(p) => SshConfig::load(&p, opts.home.as_deref())?,
             None => SshConfig::default(),
         };
         let secs = opts.connect_timeout.as_secs();
@@ -294,6 +294,12 @@ impl SshSession {
     /// `cmd` as root: unchanged for root, else `sudo -n -- CMD` (CMD must be one command).
     pub fn root_command(&self, cmd: &str) -> String {
         if self.is_root() { cmd.to_owned() } else { format!("sudo -n -- {cmd}") }
+    }
+
+    /// A shell `script` (pipes, `;`, redirections) as root: `sh -c SCRIPT`,
+    /// through `sudo -n --` for non-root users.
+    pub fn root_script(&self, script: &str) -> String {
+        self.root_command(&format!("sh -c {}", shell_quote(script)))
     }
 
     async fn open_exec(&self, cmd: &str) -> Result<russh::Channel<client::Msg>> {

@@ -1,6 +1,7 @@
 //! The `ndeploy` binary: argument parsing and output only; all logic lives in
 //! the library crates.
 
+mod bench_cmd;
 mod eval_cmd;
 mod instantiate;
 mod store_cmd;
@@ -30,6 +31,9 @@ enum Command {
     Instantiate(instantiate::InstantiateArgs),
     /// Evaluate a fleet's hosts (toplevels or an attribute) in parallel.
     Eval(eval_cmd::EvalArgs),
+    /// Benchmarks: generated fleets, ndeploy vs C++ Nix.
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
         Command::Store(cmd) => store_cmd::run(cmd),
         Command::Instantiate(args) => instantiate::run(args),
         Command::Eval(args) => eval_cmd::run(args),
+        Command::Bench(cmd) => bench_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

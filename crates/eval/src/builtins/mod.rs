@@ -14,6 +14,7 @@
 mod attrs;
 mod context;
 mod control;
+mod flake;
 pub(crate) mod derivation;
 pub(crate) mod fetch;
 mod io;
@@ -63,6 +64,7 @@ fn all_primops() -> impl Iterator<Item = &'static PrimOp> {
         attrs::PRIMOPS,
         context::PRIMOPS,
         control::PRIMOPS,
+        flake::PRIMOPS,
         derivation::PRIMOPS,
         fetch::PRIMOPS,
         io::PRIMOPS,

@@ -18,6 +18,7 @@ use anyhow::Context;
 use clap::Args;
 use ndeploy_deploy::fleet::{self, Fleet, FleetError, FleetSource, HostResult, Selection, Selector, Target};
 use ndeploy_eval::eval::{EvalConfig, parse_nix_path};
+use ndeploy_eval::fetch::{FetchIO, FetchStore, Fetcher};
 use ndeploy_eval::io::RealIO;
 use ndeploy_eval::store::ComputingStore;
 use ndeploy_eval::{EvalResult, Evaluator, Value};
@@ -78,14 +79,17 @@ pub fn evaluator(include: &[String]) -> Evaluator {
         ..EvalConfig::default()
     };
     let store_dir = config.store_dir.clone();
-    let mut ev = Evaluator::new(config, Arc::new(RealIO));
-    ev.store = Some(Arc::new(ComputingStore::new(&store_dir)));
+    // Fetched inputs and flake sources are read through the fetcher's source map.
+    let fetcher = Arc::new(Fetcher::from_env(&store_dir));
+    let io = FetchIO::new(Arc::new(RealIO), fetcher.clone());
+    let mut ev = Evaluator::new(config, Arc::new(io));
+    ev.store = Some(Arc::new(FetchStore::new(Arc::new(ComputingStore::new(&store_dir)), fetcher)));
     ev
 }
 
-/// Loads flakes for the fleet layer (`None` until the evaluator has flake support).
+/// Loads flakes for the fleet layer.
 pub fn flake_loader() -> Option<fleet::FlakeLoader<'static>> {
-    None
+    Some(&ndeploy_eval::flake::load)
 }
 
 /// Open the fleet selected by `flake` / `file` / the current directory.

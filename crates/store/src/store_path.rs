@@ -218,6 +218,8 @@ impl StoreDir {
     fn make_type<'a>(&self, kind: &str, refs: impl IntoIterator<Item = &'a StorePath>, self_ref: bool) -> String {
         let mut refs: Vec<String> = refs.into_iter().map(|r| self.display(r)).collect();
         refs.sort();
+        // References are a set: a path in both inputSrcs and inputDrvs counts once.
+        refs.dedup();
         let mut t = kind.to_owned();
         for r in refs {
             t.push(':');

@@ -19,14 +19,15 @@
 
 use std::collections::BTreeSet;
 
-use ndeploy_store::derivation::{Derivation, DerivationOutput};
-use ndeploy_store::hash::{Hash, HashAlgo};
-use ndeploy_store::store_path::FileIngestionMethod;
+use ndeploy_store::derivation::{Derivation, DerivationError, DerivationOutput};
+use ndeploy_store::hash::{Hash, HashAlgo, HashError};
+use ndeploy_store::store_path::{FileIngestionMethod, StorePathError};
 
 use super::{PrimOp, S};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::{CoerceOpts, Evaluator};
 use crate::source::Pos;
+use crate::store::StoreError;
 use crate::symbol::Symbol;
 use crate::value::{Attr, AttrsBuilder, Context, Value};
 
@@ -193,7 +194,7 @@ fn derivation_strict(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value>
 
     let store = computing(ev)?;
     let dir = store.store_dir();
-    let done = store.add_derivation(drv).map_err(|e| err_at(e.to_string(), pos_name))?;
+    let done = store.add_derivation(drv).map_err(|e| err_at(nix_store_error(e), pos_name))?;
     let drv_path = dir.display(&done.drv_path);
     let mut b = AttrsBuilder::with_capacity(1 + done.drv.outputs.len());
     let mut c = Context::new();
@@ -229,7 +230,34 @@ fn parse_output_hash(h: &str, algo: &str) -> Result<Hash, String> {
             None => Err("empty hash requires explicit hash type".into()),
         };
     }
-    Hash::parse(h, algo).map_err(|e| e.to_string())
+    Hash::parse(h, algo).map_err(|e| nix_hash_error(h, e))
+}
+
+/// A hash parse error as Nix 2.8 words it (`Hash::parseAny`).
+pub(super) fn nix_hash_error(h: &str, e: HashError) -> String {
+    // Nix names the digest without its `algo:` prefix.
+    let digest = h.split_once(':').map_or(h, |(_, d)| d);
+    match e {
+        HashError::MissingAlgo(_) => {
+            format!("hash '{h}' does not include a type, nor is the type otherwise known from context")
+        }
+        HashError::WrongLength { algo, .. } => format!("hash '{digest}' has wrong length for hash type '{algo}'"),
+        HashError::AlgoMismatch { expected, .. } => format!("hash '{h}' should have type '{expected}'"),
+        other => other.to_string(),
+    }
+}
+
+/// A store error as Nix words it (a bad name is reported for the store
+/// path's base name, as Nix's `checkName` does).
+pub(super) fn nix_store_error(e: StoreError) -> String {
+    match e {
+        StoreError::Derivation(DerivationError::StorePath(StorePathError::IllegalChar { path, c }))
+        | StoreError::Path(StorePathError::IllegalChar { path, c }) => {
+            let base = path.rsplit('/').next().unwrap_or(&path);
+            format!("store path '{base}' contains illegal character '{c}'")
+        }
+        other => other.to_string(),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

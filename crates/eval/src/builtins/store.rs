@@ -12,7 +12,7 @@
 use ndeploy_store::hash::{Hash, HashAlgo};
 use ndeploy_store::store_path::{FileIngestionMethod, StorePath};
 
-use super::derivation::{computing, force_string_no_ctx};
+use super::derivation::{computing, force_string_no_ctx, nix_hash_error, nix_store_error};
 use super::{L, PrimOp, S};
 use crate::error::{EvalError, EvalResult};
 use crate::eval::Evaluator;
@@ -62,7 +62,7 @@ fn add_path(
     match r {
         Ok(sp) => store_path_string(ev, &sp),
         Err(e) => {
-            let e = failure.unwrap_or_else(|| EvalError::other(e.to_string()));
+            let e = failure.unwrap_or_else(|| EvalError::other(nix_store_error(e)));
             Err(e.add_frame(pos, format!("while adding path '{path}'")))
         }
     }
@@ -94,7 +94,7 @@ fn path(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
                     Hash::from_digest(HashAlgo::Sha256, &[0u8; 32])
                         .ok_or_else(|| EvalError::other("invalid empty hash"))?
                 } else {
-                    Hash::parse(&s, Some(HashAlgo::Sha256)).map_err(|e| at(EvalError::other(e.to_string())))?
+                    Hash::parse(&s, Some(HashAlgo::Sha256)).map_err(|e| at(EvalError::other(nix_hash_error(&s, e))))?
                 };
                 expected = Some(h);
             }
@@ -138,7 +138,7 @@ fn to_file(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
         }
         refs.push(store.store_dir().parse(c).map_err(|e| EvalError::other(e.to_string()))?);
     }
-    let sp = store.add_text(&name, contents.as_str(), refs).map_err(|e| EvalError::other(e.to_string()))?;
+    let sp = store.add_text(&name, contents.as_str(), refs).map_err(|e| EvalError::other(nix_store_error(e)))?;
     store_path_string(ev, &sp)
 }
 

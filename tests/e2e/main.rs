@@ -5,6 +5,7 @@
 
 mod daemon;
 mod derivation;
+mod flake;
 mod instantiate;
 mod nar;
 mod nixlib;

@@ -86,7 +86,8 @@ pub struct InstantiateArgs {
     /// Accepted for compatibility.
     #[arg(long)]
     lint_url_literals: Option<String>,
-    /// Files (or expressions with -E); default `./default.nix`.
+    /// Files (or expressions with -E), or flakes as `FLAKEREF#attr` (`.#x`,
+    /// `path:/dir#x`, `git+file:///repo?dir=sub#x`); default `./default.nix`.
     files: Vec<String>,
 }
 
@@ -129,13 +130,16 @@ fn run_inner(args: InstantiateArgs) -> EvalResult<()> {
         ..EvalConfig::default()
     };
     let store_dir = config.store_dir.clone();
-    let mut ev = Evaluator::new(config, Arc::new(RealIO));
+    // Fetched inputs and flake sources are read through the fetcher's source map.
+    let fetcher = Arc::new(ndeploy_eval::fetch::Fetcher::from_env(&store_dir));
+    let io = ndeploy_eval::fetch::FetchIO::new(Arc::new(RealIO), fetcher.clone());
+    let mut ev = Evaluator::new(config, Arc::new(io));
     let mut store = ReadOnlyStore::new(&store_dir);
     if let Some(d) = &args.drv_dir {
         store = store.with_drv_dir(d.clone());
     }
     let store = Arc::new(store);
-    ev.store = Some(store.clone());
+    ev.store = Some(Arc::new(ndeploy_eval::fetch::FetchStore::new(store.clone(), fetcher)));
 
     let inputs: Vec<String> = if args.files.is_empty() && !args.expr { vec!["./default.nix".into()] } else { args.files.clone() };
 
@@ -156,7 +160,13 @@ fn run_inner(args: InstantiateArgs) -> EvalResult<()> {
     let auto_args = auto_args(&ev, &args, &cwd)?;
     let stdout = std::io::stdout();
     for input in &inputs {
-        let root = if args.expr { ev.eval_str(input)? } else { ev.eval_file(&absolute(&cwd, input))? };
+        let root = if args.expr {
+            ev.eval_str(input)?
+        } else if ndeploy_eval::flake::looks_like_flake_ref(input) {
+            flake_root(&ev, input)?
+        } else {
+            ev.eval_file(&absolute(&cwd, input))?
+        };
         let attr_paths = if args.attr.is_empty() { vec![String::new()] } else { args.attr.clone() };
         for ap in &attr_paths {
             let v = find_along_attr_path(&ev, ap, auto_args.as_ref(), root.clone())?;
@@ -207,6 +217,14 @@ fn print_derivations(
     } else {
         store.print_drv_paths(&drvs)
     })
+}
+
+/// `FLAKEREF#attr`: the flake's attribute as `nix eval` selects it (the
+/// whole flake without `#attr`).
+fn flake_root(ev: &Evaluator, input: &str) -> EvalResult<Value> {
+    let (r, attr) = ndeploy_eval::flake::split_fragment(input);
+    let flake = ndeploy_eval::flake::load(ev, r)?;
+    Ok(ndeploy_eval::flake::select(ev, &flake, r, attr)?.0)
 }
 
 fn absolute(cwd: &str, p: &str) -> String {

@@ -306,3 +306,22 @@ async fn four_targets_at_once() {
         assert!(conn.trim_end().ends_with(&format!("127.0.0.1 {}", t.port)), "{conn}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_writer_fails_when_the_command_exits_early() {
+    let t = SshTarget::start(SshdOptions { own_store: false, ..Default::default() });
+    let s = connect(&t).await;
+    let (mut r, mut w, mut exit) = s.exec_stream("head -c 10", |_| {}).await.unwrap().into_split();
+    // Far more than the SSH window: the writer would wait forever for window space.
+    let data = vec![1u8; 16 << 20];
+    let mut back = Vec::new();
+    // (A generous guard so that a regression fails instead of hanging the suite.)
+    let both = async { tokio::join!(w.write_all(&data), r.read_to_end(&mut back)) };
+    let (written, read) = tokio::time::timeout(std::time::Duration::from_secs(120), both).await.expect("writer hung");
+    assert_eq!(read.unwrap(), 10);
+    assert_eq!(written.unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
+    assert_eq!(exit.wait().await, ExitStatus::Code(0));
+    w.shutdown().await.unwrap();
+    // The session is still usable.
+    assert_eq!(s.exec("echo ok").await.unwrap().stdout_str(), "ok\n");
+}

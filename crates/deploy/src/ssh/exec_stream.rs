@@ -5,6 +5,9 @@
 //! all the way to the SSH window), hands stderr to a callback (and keeps its
 //! last few KiB for error messages), and records the exit status.
 //! [`ChannelWriter`] writes the command's stdin; shutting it down sends EOF.
+//! Once the channel is closed (the command exited, the connection dropped)
+//! writing fails with `BrokenPipe` instead of waiting forever for window
+//! space that will never come.
 //!
 //! EOF: the reader returns end-of-file when the remote side sends EOF or
 //! closes the channel; the exit status is available once the channel closes.
@@ -19,7 +22,7 @@ use bytes::Bytes;
 use russh::ChannelMsg;
 use russh::ChannelReadHalf;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::session::ExitStatus;
 
@@ -35,6 +38,8 @@ pub struct ChannelReader {
 /// The command's stdin; `shutdown` sends EOF.
 pub struct ChannelWriter {
     inner: Pin<Box<dyn AsyncWrite + Send>>,
+    /// Completes when the channel has closed; `None` once it has.
+    closed: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 /// The end of the command: exit status and stderr tail.
@@ -59,6 +64,7 @@ impl ExecStream {
     ) -> ExecStream {
         let (data_tx, data_rx) = mpsc::channel::<Bytes>(32);
         let (exit_tx, exit_rx) = oneshot::channel();
+        let (closed_tx, mut closed_rx) = watch::channel(false);
         let tail = Arc::new(Mutex::new(Vec::new()));
         let tail2 = Arc::clone(&tail);
         tokio::spawn(async move {
@@ -92,10 +98,17 @@ impl ExecStream {
             }
             drop(data_tx);
             let _ = exit_tx.send(status);
+            let _ = closed_tx.send(true);
         });
         ExecStream {
             reader: ChannelReader { rx: data_rx, buf: Bytes::new() },
-            writer: ChannelWriter { inner: Box::pin(writer) },
+            writer: ChannelWriter {
+                inner: Box::pin(writer),
+                closed: Some(Box::pin(async move {
+                    // An error means the pump is gone: closed as well.
+                    let _ = closed_rx.wait_for(|c| *c).await;
+                })),
+            },
             exit: ExitWatch { rx: Some(exit_rx), done: None, stderr_tail: tail },
         }
     }
@@ -141,14 +154,34 @@ impl AsyncRead for ChannelReader {
     }
 }
 
+impl ChannelWriter {
+    fn check_open(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if let Some(fut) = &mut self.closed
+            && fut.as_mut().poll(cx).is_ready()
+        {
+            self.closed = None;
+        }
+        match self.closed {
+            None => Err(io::Error::new(io::ErrorKind::BrokenPipe, "the SSH channel is closed")),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
 impl AsyncWrite for ChannelWriter {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.check_open(cx)?;
         self.inner.as_mut().poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.check_open(cx)?;
         self.inner.as_mut().poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Shutting down a closed channel is done already.
+        if self.check_open(cx).is_err() {
+            return Poll::Ready(Ok(()));
+        }
         self.inner.as_mut().poll_shutdown(cx)
     }
 }

@@ -5,6 +5,7 @@
 
 mod daemon;
 mod derivation;
+mod fleet;
 mod flake;
 mod instantiate;
 mod nar;

@@ -1,0 +1,300 @@
+//! `ndeploy eval` against C++ Nix: the example fleet (flake and plain
+//! forms) and generated fleets give every host the drvPath and outPath
+//! `nix-instantiate` computes for the same expression (`nix/fleet.nix`'s
+//! `hostsJSON`); a failing host is reported with its message while the
+//! others succeed; selectors pick the right hosts; `--json` is valid JSON
+//! lines; results do not depend on `-j`; 200 hosts on 8 threads, 5 times,
+//! without a difference or a hang.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{nix, ndeploy, run, run_ok, write_file};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn example() -> PathBuf {
+    repo().join("examples/fleet")
+}
+
+/// `ndeploy eval` using the repository's `nix/` (so Nix and we read the same files).
+fn eval_cmd() -> Command {
+    let mut c = ndeploy();
+    c.arg("eval").arg("--no-progress").env("NDEPLOY_NIX_DIR", repo().join("nix"));
+    c
+}
+
+/// Parse JSON lines, asserting each is one complete object with the fields.
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    let text = String::from_utf8(stdout.to_vec()).unwrap();
+    text.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("invalid JSON line {l:?}: {e}"));
+            for k in ["host", "targetHost", "tags", "error", "evalMs"] {
+                assert!(v.get(k).is_some(), "field {k} missing in {l}");
+            }
+            v
+        })
+        .collect()
+}
+
+/// By host, without the timing field.
+fn by_host(lines: Vec<Value>) -> BTreeMap<String, Value> {
+    lines
+        .into_iter()
+        .map(|mut v| {
+            v.as_object_mut().unwrap().remove("evalMs");
+            (v["host"].as_str().unwrap().to_string(), v)
+        })
+        .collect()
+}
+
+/// C++ Nix's `hostsJSON` for a fleet source expression.
+fn nix_hosts(source: &str) -> BTreeMap<String, Value> {
+    let expr = format!("(import {}/nix/fleet.nix).hostsJSON ({source})", repo().display());
+    let out = run_ok(nix("nix-instantiate").args(["--eval", "--strict", "--json", "-E", &expr]));
+    let s: String = serde_json::from_slice(&out).unwrap();
+    serde_json::from_str(&s).unwrap()
+}
+
+/// Every host agrees with Nix on drvPath, outPath, targetHost and tags.
+fn assert_same_as_nix(ours: &BTreeMap<String, Value>, theirs: &BTreeMap<String, Value>) {
+    assert_eq!(ours.keys().collect::<Vec<_>>(), theirs.keys().collect::<Vec<_>>());
+    for (host, t) in theirs {
+        let o = &ours[host];
+        assert_eq!(o["error"], Value::Null, "{host}: {}", o["error"]);
+        assert_eq!(o["drvPath"], t["drvPath"], "{host}");
+        assert_eq!(o["outPath"], t["outPath"], "{host}");
+        assert_eq!(o["targetHost"], t["deployment"]["targetHost"], "{host}");
+        assert_eq!(o["tags"], t["deployment"]["tags"], "{host}");
+    }
+}
+
+/// Run with a deadline: a hang is a failure, not a stuck test run.
+fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut { stdout }, &mut buf).unwrap();
+        buf
+    });
+    let start = Instant::now();
+    loop {
+        if let Some(_status) = child.try_wait().unwrap() {
+            break;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    Output { stdout: reader.join().unwrap(), ..out }
+}
+
+fn generated_fleet(hosts: usize, modules: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(ndeploy().args(["bench", "gen-fleet", "--hosts", &hosts.to_string(), "--modules", &modules.to_string()]).arg(dir.path()));
+    dir
+}
+
+#[test]
+fn example_fleet_plain_form_matches_nix() {
+    let ours = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "--file"]).arg(example().join("fleet.nix")))));
+    let theirs = nix_hosts(&format!("import {}/fleet.nix", example().display()));
+    assert_eq!(ours.len(), 4);
+    assert_same_as_nix(&ours, &theirs);
+}
+
+#[test]
+fn example_fleet_flake_form_from_its_directory() {
+    // `ndeploy eval --all` in examples/fleet: discovers flake.nix.
+    let ours = by_host(json_lines(&run_ok(eval_cmd().args(["--all", "--json"]).current_dir(example()))));
+    let theirs = nix_hosts(&format!("import {}/fleet.nix", example().display()));
+    assert_same_as_nix(&ours, &theirs);
+    // The same through C++ Nix's flake evaluation.
+    let flake = format!("git+file://{}?dir=examples/fleet", repo().display());
+    let out = run_ok(nix("nix").args([
+        "--extra-experimental-features",
+        "nix-command flakes",
+        "eval",
+        "--json",
+        &format!("{flake}#nixosConfigurations"),
+        "--apply",
+        "cs: builtins.mapAttrs (n: c: c.config.system.build.toplevel.drvPath) cs",
+    ]));
+    let nix_drvs: BTreeMap<String, String> = serde_json::from_slice(&out).unwrap();
+    for (h, d) in &nix_drvs {
+        assert_eq!(ours[h]["drvPath"], json!(d), "{h}");
+    }
+}
+
+#[test]
+fn fresh_machine_without_nix() {
+    // No nix on PATH (only git, which reads the flake's checkout), an
+    // empty cache: the embedded library is materialised.
+    let cache = tempfile::tempdir().unwrap();
+    let bin = cache.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let git = String::from_utf8(run_ok(Command::new("sh").args(["-c", "command -v git"]))).unwrap();
+    std::os::unix::fs::symlink(git.trim(), bin.join("git")).unwrap();
+    let out = run(ndeploy()
+        .args(["eval", "--all", "--no-progress"])
+        .current_dir(example())
+        .env_clear()
+        .env("PATH", &bin)
+        .env("HOME", cache.path())
+        .env("XDG_CACHE_HOME", cache.path()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8(out.stdout).unwrap();
+    let theirs = nix_hosts(&format!("import {}/fleet.nix", example().display()));
+    for (host, t) in &theirs {
+        let row = table.lines().find(|l| l.starts_with(&format!("{host} "))).unwrap_or_else(|| panic!("{table}"));
+        assert!(row.ends_with(t["drvPath"].as_str().unwrap()), "{row}");
+    }
+    let libs: Vec<_> = std::fs::read_dir(cache.path().join("ndeploy"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("nix-"))
+        .collect();
+    assert_eq!(libs.len(), 1);
+    assert!(libs[0].path().join("fleet.nix").is_file());
+}
+
+#[test]
+fn generated_50_host_fleet_matches_nix() {
+    let dir = generated_fleet(50, 20);
+    let ours = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "-j", "2", "--file"]).arg(dir.path().join("fleet.nix")))));
+    let theirs = nix_hosts(&format!("import {}/fleet.nix", dir.path().display()));
+    assert_eq!(ours.len(), 50);
+    assert_same_as_nix(&ours, &theirs);
+    let mut drvs: Vec<&Value> = ours.values().map(|v| &v["drvPath"]).collect();
+    drvs.sort_by_key(|v| v.to_string());
+    drvs.dedup();
+    assert_eq!(drvs.len(), 50, "every host's toplevel differs");
+}
+
+const BROKEN_FLEET: &str = r#"{
+  meta.system = "x86_64-linux";
+  good-1 = { deployment.tags = [ "ok" ]; };
+  good-2 = { lib, ... }: { networking.domain = "example.org"; };
+  broken = { lib, ... }: {
+    environment.etc."secret".text = throw "broken host: the secret is missing";
+  };
+}
+"#;
+
+#[test]
+fn failing_host_is_reported_and_others_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fleet.nix");
+    write_file(&file, BROKEN_FLEET);
+    let out = run(eval_cmd().args(["--json", "--file"]).arg(&file));
+    assert_eq!(out.status.code(), Some(1), "any failure fails the command");
+    let ours = by_host(json_lines(&out.stdout));
+    let err = ours["broken"]["error"].as_str().unwrap();
+    assert!(err.contains("broken host: the secret is missing"), "{err}");
+    assert!(err.contains(&file.display().to_string()), "the error has its position: {err}");
+    assert_eq!(ours["broken"]["drvPath"], Value::Null);
+    let theirs = nix_hosts(&format!("removeAttrs (import {}) [ \"broken\" ]", file.display()));
+    let good: BTreeMap<String, Value> = ours.into_iter().filter(|(h, _)| h != "broken").collect();
+    assert_same_as_nix(&good, &theirs);
+
+    // The table shows the failure in its row and the full message after.
+    let out = run(eval_cmd().arg("--file").arg(&file));
+    assert_eq!(out.status.code(), Some(1));
+    let table = String::from_utf8(out.stdout).unwrap();
+    let row = table.lines().find(|l| l.starts_with("broken ")).unwrap();
+    assert!(row.contains("error: broken host: the secret is missing"), "{table}");
+    assert!(table.contains("\nbroken: error: broken host: the secret is missing"), "{table}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 hosts evaluated, 1 failed (broken)"));
+}
+
+fn selected(args: &[&str]) -> Vec<String> {
+    let out = run_ok(eval_cmd().args(["--json", "--file"]).arg(example().join("fleet.nix")).args(args));
+    let mut hosts: Vec<String> = json_lines(&out).iter().map(|v| v["host"].as_str().unwrap().to_string()).collect();
+    hosts.sort();
+    hosts
+}
+
+#[test]
+fn selectors_pick_hosts() {
+    assert_eq!(selected(&["--on", "@web"]), ["web-1", "web-2"]);
+    assert_eq!(selected(&["--on", "db-*,@monitoring"]), ["db-1", "monitor-1"]);
+    assert_eq!(selected(&["--on", "@primary", "--on", "web-2"]), ["db-1", "web-2"]);
+    assert_eq!(selected(&["web-1", "monitor-?"]), ["monitor-1", "web-1"]);
+    assert_eq!(selected(&["--all"]), ["db-1", "monitor-1", "web-1", "web-2"]);
+    let out = run(eval_cmd().args(["--file"]).arg(example().join("fleet.nix")).args(["--on", "@web,@nope"]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no host matches @nope"), "{err}");
+}
+
+#[test]
+fn attr_and_expr_over_the_fleet() {
+    let out = run_ok(
+        eval_cmd().args(["--json", "--attr", "config.networking.fqdn", "--file"]).arg(example().join("fleet.nix")),
+    );
+    let ours = by_host(json_lines(&out));
+    let expr = format!(
+        "builtins.mapAttrs (_: c: c.config.networking.fqdn) ((import {}/nix/fleet.nix).configurations (import {}/fleet.nix))",
+        repo().display(),
+        example().display()
+    );
+    let theirs: BTreeMap<String, Value> =
+        serde_json::from_slice(&run_ok(nix("nix-instantiate").args(["--eval", "--strict", "--json", "-E", &expr]))).unwrap();
+    assert_eq!(theirs.len(), 4);
+    for (h, v) in &theirs {
+        assert_eq!(&ours[h]["value"], v, "{h}");
+    }
+    let out = run(eval_cmd().args(["--json", "--attr", "config.no.such", "web-1", "--file"]).arg(example().join("fleet.nix")));
+    assert_eq!(out.status.code(), Some(1));
+    let err = json_lines(&out.stdout)[0]["error"].as_str().unwrap().to_string();
+    assert!(err.contains("attribute 'config.no' missing in host 'web-1'"), "{err}");
+
+    let out = run_ok(eval_cmd().args(["--file"]).arg(example().join("fleet.nix")).args([
+        "-E",
+        "{ nodes, lib, ... }: lib.mapAttrs (n: c: c.config.deployment.targetPort) nodes",
+    ]));
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v, json!({ "db-1": null, "monitor-1": 2222, "web-1": null, "web-2": null }));
+}
+
+#[test]
+fn results_do_not_depend_on_threads() {
+    let dir = generated_fleet(40, 10);
+    let file = dir.path().join("fleet.nix");
+    let one = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "-j", "1", "--file"]).arg(&file))));
+    let eight = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "-j", "8", "--file"]).arg(&file))));
+    assert_eq!(one.len(), 40);
+    assert_eq!(one, eight);
+    // The table (sorted by host) is byte-identical too.
+    let t1 = run_ok(eval_cmd().args(["-j", "1", "--file"]).arg(&file));
+    let t8 = run_ok(eval_cmd().args(["-j", "8", "--file"]).arg(&file));
+    assert_eq!(String::from_utf8(t1).unwrap(), String::from_utf8(t8).unwrap());
+}
+
+#[test]
+fn stress_200_hosts_8_threads_5_times() {
+    let dir = generated_fleet(200, 4);
+    let file = dir.path().join("fleet.nix");
+    let mut first: Option<BTreeMap<String, Value>> = None;
+    for round in 0..5 {
+        let out = run_with_timeout(eval_cmd().args(["--json", "-j", "8", "--file"]).arg(&file), Duration::from_secs(600));
+        assert!(out.status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
+        let got = by_host(json_lines(&out.stdout));
+        assert_eq!(got.len(), 200);
+        match &first {
+            None => first = Some(got),
+            Some(f) => assert!(f == &got, "round {round} differs"),
+        }
+    }
+}

@@ -19,17 +19,37 @@ pub struct Attr {
 }
 
 #[derive(Clone)]
-pub struct Attrs(Arc<Vec<Attr>>);
+pub struct Attrs(Arc<AttrVec>);
+
+/// The attribute vector; dropped iteratively (see `drop.rs`).
+struct AttrVec(Vec<Attr>);
+
+impl std::ops::Deref for AttrVec {
+    type Target = Vec<Attr>;
+    fn deref(&self) -> &Vec<Attr> {
+        &self.0
+    }
+}
+
+impl Drop for AttrVec {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        if v.iter().all(|a| matches!(a.value, Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::String(_) | Value::Path(_))) {
+            return;
+        }
+        super::drop::defer(v.into_iter().map(|a| super::drop::Garbage::Value(a.value)));
+    }
+}
 
 impl Attrs {
     pub fn empty() -> Attrs {
-        Attrs(Arc::new(Vec::new()))
+        Attrs(Arc::new(AttrVec(Vec::new())))
     }
 
     /// Build from entries already sorted by name and unique.
     pub fn from_sorted(v: Vec<Attr>) -> Attrs {
         debug_assert!(v.windows(2).all(|w| w[0].name < w[1].name));
-        Attrs(Arc::new(v))
+        Attrs(Arc::new(AttrVec(v)))
     }
 
     pub fn len(&self) -> usize {
@@ -58,7 +78,7 @@ impl Attrs {
     }
 
     pub fn entries(&self) -> &[Attr] {
-        &self.0
+        &self.0.0
     }
 
     /// Identity of the underlying storage (for «repeated» detection).
@@ -100,7 +120,7 @@ impl Attrs {
                 }
             }
             out.extend_from_slice(&a[start..]);
-            return Attrs(Arc::new(out));
+            return Attrs(Arc::new(AttrVec(out)));
         }
         let (mut i, mut j) = (0, 0);
         while i < a.len() && j < b.len() {
@@ -122,7 +142,7 @@ impl Attrs {
         }
         out.extend_from_slice(&a[i..]);
         out.extend_from_slice(&b[j..]);
-        Attrs(Arc::new(out))
+        Attrs(Arc::new(AttrVec(out)))
     }
 }
 
@@ -149,7 +169,7 @@ impl AttrsBuilder {
         // Stable sort keeps the first of equal names first.
         self.v.sort_by(|a, b| a.name.cmp(&b.name));
         self.v.dedup_by(|later, first| later.name == first.name);
-        Attrs(Arc::new(self.v))
+        Attrs(Arc::new(AttrVec(std::mem::take(&mut self.v))))
     }
 }
 

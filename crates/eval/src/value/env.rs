@@ -32,6 +32,27 @@ enum Slots {
     Rec(Mutex<Box<[Value]>>),
 }
 
+impl Drop for EnvInner {
+    fn drop(&mut self) {
+        use super::drop::{Garbage, defer};
+        let parent = self.parent.take().map(Garbage::Env);
+        match &mut self.slots {
+            Slots::One(v) => {
+                let v = std::mem::replace(v, Value::Null);
+                defer(parent.into_iter().chain(std::iter::once(Garbage::Value(v))));
+            }
+            Slots::Fixed(s) => {
+                let s = std::mem::take(s);
+                defer(parent.into_iter().chain(s.into_vec().into_iter().map(Garbage::Value)));
+            }
+            Slots::Rec(m) => {
+                let s = std::mem::take(m.get_mut().unwrap_or_else(|e| e.into_inner()));
+                defer(parent.into_iter().chain(s.into_vec().into_iter().map(Garbage::Value)));
+            }
+        }
+    }
+}
+
 /// A recursive frame was read after its evaluator released it.
 #[derive(Debug, Clone, Copy)]
 pub struct EnvCleared;

@@ -14,6 +14,7 @@
 //!   returns a thunk.
 
 mod attrs;
+pub(crate) mod drop;
 pub(crate) mod env;
 mod string;
 pub(crate) mod thunk;
@@ -29,7 +30,9 @@ use crate::builtins::PrimOp;
 use crate::ir::Lambda;
 
 /// A list: shared, immutable.
-pub type List = Arc<Vec<Value>>;
+pub type List = Arc<ListVec>;
+
+pub use drop::ListVec;
 
 /// A lambda together with the environment it closes over.
 pub struct Closure {
@@ -41,6 +44,12 @@ pub struct Closure {
 pub struct PrimOpApp {
     pub op: &'static PrimOp,
     pub args: Vec<Value>,
+}
+
+impl Drop for PrimOpApp {
+    fn drop(&mut self) {
+        drop::defer_values(std::mem::take(&mut self.args));
+    }
 }
 
 #[derive(Clone)]
@@ -74,7 +83,7 @@ impl Value {
     }
 
     pub fn list(v: Vec<Value>) -> Value {
-        Value::List(Arc::new(v))
+        Value::List(Arc::new(ListVec(v)))
     }
 
     /// Nix's type name as used in error messages ("an integer", ...).

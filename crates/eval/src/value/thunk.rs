@@ -44,6 +44,23 @@ struct State {
     owner: u64,
 }
 
+impl Drop for ThunkInner {
+    fn drop(&mut self) {
+        use super::drop::{Garbage, defer};
+        let value = self.value.take().map(Garbage::Value);
+        let pending = self.state.get_mut().unwrap_or_else(|e| e.into_inner()).pending.take();
+        let (a, b) = match pending {
+            Some(Pending::Expr(_, env)) => (Some(Garbage::Env(env)), None),
+            Some(Pending::Apply(f, x)) => (Some(Garbage::Value(f)), Some(Garbage::Value(x))),
+            Some(Pending::Native(_)) | None => (None, None),
+        };
+        if value.is_none() && a.is_none() {
+            return;
+        }
+        defer(value.into_iter().chain(a).chain(b));
+    }
+}
+
 #[derive(Clone)]
 pub struct Thunk(Arc<ThunkInner>);
 

@@ -126,7 +126,7 @@ in
 "#,
         port = 10000 + i
     );
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         let _ = write!(
             s,
             r#"    (lib.mkIf config.bench.m{prev}.enable {{
@@ -141,7 +141,7 @@ in
             uid = 2000 + i
         );
     }
-    let _ = write!(s, "    {{ bench.m{i}.enable = lib.mkDefault {}; }}\n  ];\n}}\n", i % 2 == 0);
+    let _ = write!(s, "    {{ bench.m{i}.enable = lib.mkDefault {}; }}\n  ];\n}}\n", i.is_multiple_of(2));
     s
 }
 
@@ -204,9 +204,9 @@ fn host_file(h: usize, modules: usize) -> String {
         a = h / 65536 % 256,
         b = h / 256 % 256,
         c = h % 256,
-        parity = if h % 2 == 0 { "even" } else { "odd" },
-        exporter = h % 4 != 0,
-        m1 = h % 5 == 0,
+        parity = if h.is_multiple_of(2) { "even" } else { "odd" },
+        exporter = !h.is_multiple_of(4),
+        m1 = h.is_multiple_of(5),
     )
 }
 

@@ -35,6 +35,8 @@ pub mod json;
 mod oracle;
 pub mod path;
 pub mod regex;
+#[cfg(test)]
+mod robustness;
 pub mod toml;
 pub mod versions;
 pub mod xml;

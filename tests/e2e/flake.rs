@@ -381,7 +381,7 @@ fn git_flake_clean_and_dirty_match_nix_eval() {
     let sub = repo_dir.join("sub");
     write_file(
         &sub.join("flake.nix"),
-        r#"{ outputs = { self }: { info = { inherit (self) outPath narHash; attrs = builtins.attrNames self; rev = self.rev or null; shortRev = self.shortRev or null; revCount = self.revCount or null; lastModified = self.lastModified; date = self.lastModifiedDate; text = builtins.readFile ../top.txt; hasUntracked = builtins.pathExists ../untracked.txt; }; }; }"#,
+        r#"{ outputs = { self }: { info = { path = self.outPath; inherit (self) narHash; attrs = builtins.attrNames self; rev = self.rev or null; shortRev = self.shortRev or null; revCount = self.revCount or null; lastModified = self.lastModified; date = self.lastModifiedDate; text = builtins.readFile ../top.txt; hasUntracked = builtins.pathExists ../untracked.txt; }; }; }"#,
     );
     write_file(&repo_dir.join("top.txt"), "top\n");
     let git = |args: &[&str]| {
@@ -424,4 +424,60 @@ fn example_fleet_flake_instantiates_to_nix_drv_path() {
     assert_eq!(String::from_utf8_lossy(&ours.stdout).trim(), theirs);
     let eval = run_str(nd(&cache).current_dir(repo()).args(["instantiate", "--eval"]).arg(format!("{attr}.drvPath")));
     assert_eq!(eval, format!("\"{theirs}\""));
+}
+
+#[test]
+fn fetch_git_local_repository_matches_nix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let repo_dir = tmp.path().join("repo");
+    let git = |args: &[&str], date: &str| {
+        run_str(
+            Command::new("git")
+                .arg("-C")
+                .arg(&repo_dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@e"])
+                .args(args)
+                .env("GIT_AUTHOR_DATE", date)
+                .env("GIT_COMMITTER_DATE", date),
+        )
+    };
+    write_file(&repo_dir.join("a.txt"), format!("first {}\n", nonce()));
+    write_file(&repo_dir.join("bin/tool"), "#!/bin/sh\n");
+    run_ok(Command::new("chmod").arg("+x").arg(repo_dir.join("bin/tool")));
+    std::os::unix::fs::symlink("a.txt", repo_dir.join("link")).unwrap();
+    git(&["init", "-q"], "2023-01-01T00:00:00Z");
+    git(&["add", "."], "2023-01-01T00:00:00Z");
+    git(&["commit", "-q", "-m", "one"], "2023-01-01T00:00:00Z");
+    let first = git(&["rev-parse", "HEAD"], "2023-01-01T00:00:00Z");
+    write_file(&repo_dir.join("b.txt"), "second\n");
+    git(&["add", "."], "2023-02-01T00:00:00Z");
+    git(&["commit", "-q", "-m", "two"], "2023-02-01T00:00:00Z");
+    write_file(&repo_dir.join("a.txt"), "dirty now\n");
+    let r = repo_dir.display();
+    let expr = format!(
+        r#"let
+          one = builtins.fetchGit {{ url = "{r}"; rev = "{first}"; }};
+          head = builtins.fetchGit {{ url = "file://{r}"; ref = "HEAD"; name = "named"; }};
+          tree = builtins.fetchTree {{ type = "git"; url = "file://{r}"; rev = "{first}"; }};
+          dirty = builtins.fetchGit {r};
+          # toJSON would print only outPath of these sets.
+          plain = x: builtins.removeAttrs x [ "outPath" ] // {{ path = x.outPath; }};
+        in {{
+          one = plain one;
+          head = plain head;
+          tree = plain tree;
+          dirty = plain dirty;
+          text = builtins.readFile "${{one}}/a.txt";
+          files = builtins.attrNames (builtins.readDir head);
+        }}"#
+    );
+    let ours = eval_ours(&cache, &expr);
+    assert!(ours.status.success(), "{}", String::from_utf8_lossy(&ours.stderr));
+    let theirs = eval_nix(&expr);
+    let ours: serde_json::Value = serde_json::from_slice(&ours.stdout).unwrap();
+    let theirs: serde_json::Value = serde_json::from_str(&theirs).unwrap();
+    assert_eq!(ours, theirs);
+    assert_eq!(ours["one"]["revCount"], 1);
+    assert_eq!(ours["dirty"]["rev"], "0".repeat(40));
 }

@@ -275,7 +275,7 @@ impl Fetcher {
         if let Some(h) = expected {
             let sp = self.store_path_for(FileIngestionMethod::Recursive, h, name)?;
             if let Some(real) = self.locate(&sp) {
-                return Ok(Fetched { store_path: sp, real_path: real, nar_hash: h.clone(), mtime: 0 });
+                return Ok(Fetched { store_path: sp, real_path: real, nar_hash: *h, mtime: 0 });
             }
             if self.offline {
                 return Err(FetchError::Offline { input: url.to_string(), path: sp });
@@ -335,7 +335,7 @@ impl Fetcher {
         let sp = self.store_path_for(FileIngestionMethod::Recursive, nar_hash, name)?;
         Ok(self
             .locate(&sp)
-            .map(|real| Fetched { store_path: sp, real_path: real, nar_hash: nar_hash.clone(), mtime: 0 }))
+            .map(|real| Fetched { store_path: sp, real_path: real, nar_hash: *nar_hash, mtime: 0 }))
     }
 
     /// Put an exported tree (a temporary directory) into the cache under

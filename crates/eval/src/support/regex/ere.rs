@@ -262,18 +262,19 @@ impl Parser<'_> {
     fn parse_quantifiers(&mut self, mut atom: Node, depth: usize) -> Result<Node, EreError> {
         let mut stacked = depth;
         loop {
-            let (kind, min, max) = match self.peek() {
-                Some(b'*') => (RepeatKind::Star, 0, None),
-                Some(b'+') => (RepeatKind::Plus, 1, None),
-                Some(b'?') => (RepeatKind::Opt, 0, Some(1)),
-                Some(b'{') => (RepeatKind::Interval, 0, Some(0)),
+            let kind = match self.peek() {
+                Some(b'*') => RepeatKind::Star,
+                Some(b'+') => RepeatKind::Plus,
+                Some(b'?') => RepeatKind::Opt,
+                Some(b'{') => RepeatKind::Interval,
                 _ => return Ok(atom),
             };
-            let brace = self.bump() == Some(b'{');
-            let (min, max) = if brace {
-                self.parse_interval()?
-            } else {
-                (min, max)
+            self.pos += 1;
+            let (min, max) = match kind {
+                RepeatKind::Star => (0, None),
+                RepeatKind::Plus => (1, None),
+                RepeatKind::Opt => (0, Some(1)),
+                RepeatKind::Interval => self.parse_interval()?,
             };
             stacked += 1;
             if stacked > MAX_DEPTH {

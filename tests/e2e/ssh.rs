@@ -325,3 +325,30 @@ async fn stream_writer_fails_when_the_command_exits_early() {
     // The session is still usable.
     assert_eq!(s.exec("echo ok").await.unwrap().stdout_str(), "ok\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_key_type_follows_known_hosts_and_rsa_user_keys_work() {
+    // An RSA user key: OpenSSH 9 only accepts it signed with SHA-2 (rsa-sha2-256/512).
+    let client = ClientHome::with_key_type("rsa");
+    let t = SshTarget::start(
+        SshdOptions {
+            own_store: false,
+            register_host_key: false,
+            host_key_types: vec!["ed25519", "rsa", "ecdsa"],
+            ..Default::default()
+        }
+        .client(&client),
+    );
+    for key in &t.host_keys {
+        // known_hosts lists only this key type: we must ask the server for it
+        // (as OpenSSH does) rather than fail with a "changed" key.
+        std::fs::write(client.known_hosts(), format!("{}\n", t.known_hosts_line_for(key))).unwrap();
+        let s = connect(&t).await;
+        assert_eq!(s.exec("echo ok").await.unwrap().stdout_str(), "ok\n", "host key {key}");
+    }
+    assert!(
+        t.log().contains("Accepted publickey for root from 127.0.0.1") && t.log().contains(" RSA SHA256:"),
+        "{}",
+        t.log()
+    );
+}

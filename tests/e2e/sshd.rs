@@ -78,6 +78,8 @@ pub struct SshdOptions {
     pub proxy_jump: Option<String>,
     /// sshd `LogLevel` (default VERBOSE; DEBUG1 shows forwarding requests).
     pub log_level: &'static str,
+    /// Host key types, one key each (default `["ed25519"]`); the first is [`SshTarget::host_key`].
+    pub host_key_types: Vec<&'static str>,
 }
 
 impl Default for SshdOptions {
@@ -89,6 +91,7 @@ impl Default for SshdOptions {
             register_host_key: true,
             proxy_jump: None,
             log_level: "VERBOSE",
+            host_key_types: vec!["ed25519"],
         }
     }
 }
@@ -102,16 +105,22 @@ impl SshdOptions {
 
 /// `ssh-keygen -t ed25519` into `path` (and `path.pub`); returns the public line.
 pub fn keygen(path: &Path, passphrase: &str) -> String {
+    keygen_type("ed25519", path, passphrase)
+}
+
+/// `ssh-keygen -t KEY_TYPE` (`ed25519`, `ecdsa`, `rsa`); returns the public line.
+pub fn keygen_type(key_type: &str, path: &Path, passphrase: &str) -> String {
     run_ok(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-C", "ndeploy-test", "-N", passphrase, "-f"])
-            .arg(path),
+        Command::new("ssh-keygen").args(["-q", "-t", key_type, "-C", "ndeploy-test", "-N", passphrase, "-f"]).arg(path),
     );
-    std::fs::read_to_string(path.with_extension("pub")).unwrap().trim().to_owned()
+    let mut pub_path = path.as_os_str().to_owned();
+    pub_path.push(".pub");
+    std::fs::read_to_string(pub_path).unwrap().trim().to_owned()
 }
 
 struct ClientInner {
     dir: tempfile::TempDir,
+    key_type: &'static str,
 }
 
 /// A throwaway client `$HOME` (see the module docs). Cheap to clone (shared).
@@ -119,13 +128,19 @@ struct ClientInner {
 pub struct ClientHome(Arc<ClientInner>);
 
 impl ClientHome {
+    /// A home with an ed25519 key.
     pub fn new() -> ClientHome {
+        ClientHome::with_key_type("ed25519")
+    }
+
+    /// A home whose key (`.ssh/id_KEY_TYPE`) is of `key_type`: `ed25519`, `ecdsa` or `rsa`.
+    pub fn with_key_type(key_type: &'static str) -> ClientHome {
         let dir = tempfile::Builder::new().prefix("ndeploy-client-").tempdir().unwrap();
         let ssh = dir.path().join(".ssh");
         std::fs::create_dir_all(&ssh).unwrap();
-        keygen(&ssh.join("id_ed25519"), "");
+        keygen_type(key_type, &ssh.join(format!("id_{key_type}")), "");
         std::fs::write(ssh.join("known_hosts"), "").unwrap();
-        let home = ClientHome(Arc::new(ClientInner { dir }));
+        let home = ClientHome(Arc::new(ClientInner { dir, key_type }));
         // Global options first: they apply to every Host block appended later.
         std::fs::write(
             home.config_file(),
@@ -143,10 +158,10 @@ impl ClientHome {
         self.0.dir.path()
     }
     pub fn key(&self) -> PathBuf {
-        self.path().join(".ssh/id_ed25519")
+        self.path().join(format!(".ssh/id_{}", self.0.key_type))
     }
     pub fn public_key(&self) -> String {
-        std::fs::read_to_string(self.path().join(".ssh/id_ed25519.pub")).unwrap().trim().to_owned()
+        std::fs::read_to_string(self.path().join(format!(".ssh/id_{}.pub", self.0.key_type))).unwrap().trim().to_owned()
     }
     pub fn config_file(&self) -> PathBuf {
         self.path().join(".ssh/config")
@@ -186,8 +201,10 @@ pub struct SshTarget {
     /// The `Host` alias in the client's config.
     pub alias: String,
     pub client: ClientHome,
-    /// `ssh-ed25519 AAAA...` of the server.
+    /// `ssh-ed25519 AAAA...` of the server (its first host key).
     pub host_key: String,
+    /// All its host keys' public lines, in `host_key_types` order.
+    pub host_keys: Vec<String>,
     /// The target's store root: its `/nix` is `store_root/nix` (with `own_store`).
     pub store_root: Option<PathBuf>,
     child: Child,
@@ -226,7 +243,14 @@ impl SshTarget {
         // Non-root users must read authorized_keys through this directory.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let d = dir.path();
-        let host_key = keygen(&d.join("ssh_host_ed25519_key"), "");
+        let host_keys: Vec<String> =
+            opts.host_key_types.iter().map(|t| keygen_type(t, &d.join(format!("ssh_host_{t}_key")), "")).collect();
+        let host_key = host_keys.first().expect("at least one host key type").clone();
+        let host_key_lines: String = opts
+            .host_key_types
+            .iter()
+            .map(|t| format!("HostKey {}\n", d.join(format!("ssh_host_{t}_key")).display()))
+            .collect();
         let auth = d.join("authorized_keys");
         std::fs::write(&auth, format!("{}\n", client.public_key())).unwrap();
         std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -246,11 +270,10 @@ impl SshTarget {
             std::fs::write(
                 &cfg,
                 format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {auth}\n\
+                    "Port {port}\nListenAddress 127.0.0.1\n{host_key_lines}PidFile {pid}\nAuthorizedKeysFile {auth}\n\
                      PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                      PubkeyAuthentication yes\nStrictModes no\nUsePAM no\nUseDNS no\nAllowTcpForwarding yes\n\
                      MaxStartups 100\nMaxSessions 100\nLogLevel {log}\nPrintMotd no\n",
-                    hk = d.join("ssh_host_ed25519_key").display(),
                     pid = d.join("sshd.pid").display(),
                     auth = auth.display(),
                     log = opts.log_level,
@@ -285,7 +308,8 @@ impl SshTarget {
                     block.push_str(&format!("  ProxyJump {j}\n"));
                 }
                 client.append(&client.config_file(), &format!("{block}\n"));
-                let target = SshTarget { dir, port, user: opts.user, alias, client, host_key, store_root, child };
+                let target =
+                    SshTarget { dir, port, user: opts.user, alias, client, host_key, host_keys, store_root, child };
                 if opts.register_host_key {
                     target.client.append(&target.client.known_hosts(), &format!("{}\n", target.known_hosts_line()));
                 }
@@ -298,9 +322,14 @@ impl SshTarget {
         panic!("sshd did not start; its log:\n{last_log}");
     }
 
-    /// `[127.0.0.1]:PORT ssh-ed25519 AAAA...`
+    /// `[127.0.0.1]:PORT ssh-ed25519 AAAA...` for the first host key.
     pub fn known_hosts_line(&self) -> String {
-        let mut words = self.host_key.split_whitespace();
+        self.known_hosts_line_for(&self.host_key)
+    }
+
+    /// The known_hosts line for one of [`Self::host_keys`] (or any public key line).
+    pub fn known_hosts_line_for(&self, public_key: &str) -> String {
+        let mut words = public_key.split_whitespace();
         let (t, k) = (words.next().unwrap(), words.next().unwrap());
         format!("[127.0.0.1]:{} {t} {k}", self.port)
     }

@@ -409,8 +409,11 @@ fn client_config(known: &[Algorithm]) -> Arc<client::Config> {
     let mut preferred = russh::Preferred::default();
     if !known.is_empty() {
         // Ask for a key type we can verify first, as OpenSSH does.
-        let mut keys: Vec<Algorithm> = preferred.key.iter().filter(|a| known.contains(a)).cloned().collect();
-        keys.extend(preferred.key.iter().filter(|a| !known.contains(a)).cloned());
+        // RSA entries are one key type whatever the signature hash.
+        let rsa = |a: &Algorithm| matches!(a, Algorithm::Rsa { .. });
+        let is_known = |a: &Algorithm| known.iter().any(|k| k == a || (rsa(k) && rsa(a)));
+        let mut keys: Vec<Algorithm> = preferred.key.iter().filter(|a| is_known(a)).cloned().collect();
+        keys.extend(preferred.key.iter().filter(|a| !is_known(a)).cloned());
         preferred.key = keys.into();
     }
     Arc::new(client::Config {

@@ -381,7 +381,7 @@ fn git_flake_clean_and_dirty_match_nix_eval() {
     let sub = repo_dir.join("sub");
     write_file(
         &sub.join("flake.nix"),
-        r#"{ outputs = { self }: { info = { path = self.outPath; inherit (self) narHash; attrs = builtins.attrNames self; rev = self.rev or null; shortRev = self.shortRev or null; revCount = self.revCount or null; lastModified = self.lastModified; date = self.lastModifiedDate; text = builtins.readFile ../top.txt; hasUntracked = builtins.pathExists ../untracked.txt; }; }; }"#,
+        r#"{ outputs = { self }: { info = { path = self.outPath; inherit (self) narHash; attrs = builtins.attrNames self; rev = self.rev or null; shortRev = self.shortRev or null; revCount = self.revCount or null; lastModified = self.lastModified; date = self.lastModifiedDate; text = builtins.readFile ../top.txt; hasUntracked = builtins.pathExists ../untracked.txt; whole = builtins.path { path = ../.; name = "whole"; }; filtered = builtins.filterSource (p: t: baseNameOf p != "top.txt") ../.; sub = "${./.}"; }; }; }"#,
     );
     write_file(&repo_dir.join("top.txt"), "top\n");
     let git = |args: &[&str]| {

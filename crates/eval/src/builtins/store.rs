@@ -47,7 +47,23 @@ fn add_path(
 ) -> EvalResult<Value> {
     let store = computing(ev)?;
     let mut failure: Option<EvalError> = None;
+    // A fetched input outside the store (crate::fetch) is read where it is;
+    // the filter sees store paths, and a checkout's untracked files stay out.
+    let mapped = ev.io.fetcher().and_then(|f| f.sources().resolve(path));
+    let real = mapped.as_ref().map(|m| m.real.to_string_lossy().into_owned());
     let mut call_filter = |p: &str, ft: crate::io::FileType| -> Result<bool, StoreError> {
+        let logical;
+        let p = match &mapped {
+            Some(m) => {
+                let (l, visible) = m.logical(path, p);
+                if !visible {
+                    return Ok(false);
+                }
+                logical = l;
+                logical.as_str()
+            }
+            None => p,
+        };
         let Some(f) = filter else { return Ok(true) };
         let r = ev
             .call_n(f, &[Value::string(p), Value::string(ft.nix_name())], pos)
@@ -57,8 +73,9 @@ fn add_path(
             StoreError::FilterFailed
         })
     };
-    let filter_fn: Option<&mut crate::store::Filter<'_>> = if filter.is_some() { Some(&mut call_filter) } else { None };
-    let r = store.add_source(path, name, method, filter_fn, expected);
+    let filtered = filter.is_some() || mapped.as_ref().is_some_and(|m| m.tracked.is_some());
+    let filter_fn: Option<&mut crate::store::Filter<'_>> = if filtered { Some(&mut call_filter) } else { None };
+    let r = store.add_source(real.as_deref().unwrap_or(path), name, method, filter_fn, expected);
     match r {
         Ok(sp) => store_path_string(ev, &sp),
         Err(e) => {

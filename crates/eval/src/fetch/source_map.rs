@@ -74,6 +74,22 @@ impl Resolved {
         self.tracked.as_ref().is_none_or(|t| t.contains(&self.rel))
     }
 
+    /// For `real_child`, a path under [`Resolved::real`] as a directory
+    /// walk of it produces: the same path under `logical_root` (the logical
+    /// path this was resolved from) and whether it is visible.
+    pub fn logical(&self, logical_root: &str, real_child: &str) -> (String, bool) {
+        let real = self.real.to_string_lossy();
+        let suffix = real_child.strip_prefix(real.as_ref()).unwrap_or("");
+        let child = suffix.trim_start_matches('/');
+        let rel = match (self.rel.is_empty(), child.is_empty()) {
+            (true, _) => child.to_string(),
+            (false, true) => self.rel.clone(),
+            (false, false) => format!("{}/{child}", self.rel),
+        };
+        let visible = self.tracked.as_ref().is_none_or(|t| t.contains(&rel));
+        (format!("{logical_root}{suffix}"), visible)
+    }
+
     /// Whether the child `name` of this (directory) path is visible.
     pub fn child_visible(&self, name: &str) -> bool {
         let rel = if self.rel.is_empty() { name.to_string() } else { format!("{}/{name}", self.rel) };
@@ -146,5 +162,10 @@ mod tests {
         assert_eq!(m.resolve("/nix/store/abc-source").unwrap().real, PathBuf::from("/real/dir"));
         assert!(m.resolve("/nix/store/abd-source/x").is_none());
         assert!(m.resolve("/elsewhere/abc-source").is_none());
+        let t = Arc::new(TrackedFiles::new(["x/y.nix".to_string()]));
+        m.insert("/nix/store/def-source", PathBuf::from("/co"), Some(t));
+        let r = m.resolve("/nix/store/def-source/x").unwrap();
+        assert_eq!(r.logical("/nix/store/def-source/x", "/co/x/y.nix"), ("/nix/store/def-source/x/y.nix".into(), true));
+        assert_eq!(r.logical("/nix/store/def-source/x", "/co/x/z"), ("/nix/store/def-source/x/z".into(), false));
     }
 }

@@ -12,9 +12,11 @@
 //!
 //! Error messages are prefixed like Nix's ("while parsing a TOML string:
 //! ...") but the parser's own wording is the `toml` crate's, not toml11's.
-//! Known gap: Nix 2.8 (toml11) clamps integers outside `i64` to the bound
-//! (`9223372036854775808` → `9223372036854775807`); here they are a parse
-//! error, as the TOML specification requires.
+//! Known gaps: Nix 2.8 (toml11) clamps numbers outside the `i64` / `f64`
+//! range to the bound (`9223372036854775808` → `9223372036854775807`,
+//! `-1e400` → `-1.79769e+308`); here such integers and positive floats are
+//! a parse error, as the TOML specification requires, and negative
+//! overflowing floats become `-inf` (the `toml` crate's behaviour).
 
 use std::collections::BTreeMap;
 

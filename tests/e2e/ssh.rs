@@ -173,6 +173,14 @@ async fn agent_authentication_and_encrypted_keys() {
     assert!(matches!(&err, SshError::EncryptedKey { path } if *path == enc), "{err}");
     assert!(err.to_string().contains("ssh-add"), "{err}");
     assert!(!err.to_string().contains("secret passphrase"));
+    // The same encrypted key works once an agent holds it.
+    let agent2 = Agent::start();
+    agent2.add_encrypted(&enc, "secret passphrase");
+    let opts = ConnectOptions { agent_socket: Some(agent2.socket.clone()), ..t.connect_options() };
+    assert_eq!(
+        SshSession::connect(&t.target(), &opts).await.unwrap().exec("echo enc").await.unwrap().stdout_str(),
+        "enc\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

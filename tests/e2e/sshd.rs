@@ -433,6 +433,23 @@ impl Agent {
     pub fn add(&self, key: &Path) {
         run_ok(Command::new("ssh-add").arg("-q").arg(key).env("SSH_AUTH_SOCK", &self.socket));
     }
+
+    /// `ssh-add KEY` for a key encrypted with `passphrase` (given through `SSH_ASKPASS`).
+    pub fn add_encrypted(&self, key: &Path, passphrase: &str) {
+        let askpass = self.dir.path().join("askpass");
+        std::fs::write(&askpass, format!("#!/bin/sh\nprintf '%s\\n' '{passphrase}'\n")).unwrap();
+        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+        run_ok(
+            Command::new("ssh-add")
+                .arg("-q")
+                .arg(key)
+                .env("SSH_AUTH_SOCK", &self.socket)
+                .env("SSH_ASKPASS", &askpass)
+                .env("SSH_ASKPASS_REQUIRE", "force")
+                .env("DISPLAY", ":0")
+                .stdin(Stdio::null()),
+        );
+    }
 }
 
 impl Drop for Agent {

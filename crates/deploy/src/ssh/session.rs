@@ -501,6 +501,21 @@ mod tests {
         }
     }
 
+    /// Sessions are shared across tasks and their futures can be spawned.
+    #[test]
+    fn sessions_and_futures_are_send() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>(_: &T) {}
+        send_sync::<SshSession>();
+        send(&SshSession::connect(&SshTarget::new("h"), &opts()));
+        fn with_session(s: &SshSession) {
+            send(&s.exec("true"));
+            send(&s.exec_stream("cat", |_| {}));
+            send(&crate::ssh::open_remote_store(s, None));
+        }
+        let _ = with_session;
+    }
+
     #[test]
     fn target_overrides_config_and_defaults_fill_in() {
         let cfg = SshConfig::parse(

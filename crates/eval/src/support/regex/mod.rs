@@ -155,9 +155,13 @@ impl Regex {
         from: usize,
         mut flags: backtrack::Flags,
         continuous: bool,
+        budget_exceeded: &mut bool,
     ) -> Option<Found> {
         let mut start = from;
         loop {
+            if *budget_exceeded {
+                return self.linear_search(hay, start, flags, continuous);
+            }
             if !continuous {
                 let next = self.linear.leftmost_start(hay, start)?;
                 if next > start {
@@ -175,10 +179,10 @@ impl Regex {
                 }
                 Ok(None) => {}
                 Err(backtrack::OutOfBudget) => {
-                    let found = self.linear.find_at(hay, start)?;
-                    let acceptable = !continuous
-                        || (found.0.start == start && !(flags.not_null && found.0.is_empty()));
-                    return acceptable.then_some(found);
+                    // This pattern explodes on this input: stay linear for
+                    // the rest of the call so its cost stays bounded.
+                    *budget_exceeded = true;
+                    return self.linear_search(hay, start, flags, continuous);
                 }
             }
             if continuous || start >= hay.len() {
@@ -187,6 +191,20 @@ impl Regex {
             start += 1;
             flags.prev_avail = true;
         }
+    }
+
+    /// [`search`](Self::search) with the linear engine only.
+    fn linear_search(
+        &self,
+        hay: &[u8],
+        start: usize,
+        flags: backtrack::Flags,
+        continuous: bool,
+    ) -> Option<Found> {
+        let found = self.linear.find_at(hay, start)?;
+        let acceptable =
+            !continuous || (found.0.start == start && !(flags.not_null && found.0.is_empty()));
+        acceptable.then_some(found)
     }
 
     /// `builtins.split`: unmatched text interleaved with match groups,
@@ -198,7 +216,8 @@ impl Regex {
         let mut parts = Vec::new();
         let mut text_start = 0;
         let mut prev_avail = false;
-        let mut found = self.search(hay, 0, Flags::default(), false);
+        let mut exceeded = false;
+        let mut found = self.search(hay, 0, Flags::default(), false, &mut exceeded);
         while let Some((span, groups)) = found {
             parts.push(SplitPart::Text(text_start..span.start));
             parts.push(SplitPart::Match(groups));
@@ -212,7 +231,7 @@ impl Regex {
                     prev_avail,
                     not_null: true,
                 };
-                if let Some(m) = self.search(hay, start, retry, true) {
+                if let Some(m) = self.search(hay, start, retry, true, &mut exceeded) {
                     found = Some(m);
                     continue;
                 }
@@ -223,7 +242,7 @@ impl Regex {
                 prev_avail: true,
                 not_null: false,
             };
-            found = self.search(hay, start, flags, false);
+            found = self.search(hay, start, flags, false, &mut exceeded);
         }
         parts.push(SplitPart::Text(text_start..hay.len()));
         parts

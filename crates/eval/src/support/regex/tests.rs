@@ -424,3 +424,15 @@ fn compiled_regexes_are_shared_across_threads() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn exploding_patterns_fall_back_once_per_split() {
+    // Exhaustive POSIX search of `(a|a)*b` is exponential in the run of
+    // `a`s; after the first search exceeds the budget the rest of the split
+    // uses the linear engine, so 50 such matches stay cheap.
+    let hay = ("a".repeat(30) + "b").repeat(50);
+    let parts = split_str("(a|a)*b", &hay).unwrap();
+    assert_eq!(parts.len(), 101);
+    assert_eq!(parts[1], SplitPiece::Match(vec![Some("a".to_owned())]));
+    assert_eq!(parts[100], SplitPiece::Text(String::new()));
+}

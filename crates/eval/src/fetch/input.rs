@@ -304,7 +304,7 @@ pub fn parse_url(s: &str) -> FetchResult<Input> {
         input.set("repo", AttrValue::Str(repo.into()));
         if let Some(r) = parts.get(2) {
             let key = if r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit()) { "rev" } else { "ref" };
-            input.set(key, AttrValue::Str(parts[2..].join("/")));
+            input.set(key, AttrValue::Str(parts.get(2..).unwrap_or_default().join("/")));
         }
     } else if let Some(u) = ["tarball+", "file+", ""].iter().find_map(|p| {
         base.strip_prefix(p).filter(|u| ["http://", "https://", "file://"].iter().any(|s| u.starts_with(s)))

@@ -408,3 +408,5 @@ fn make_writable(p: &Path) {
     }
 }
 
+#[cfg(test)]
+mod tests;

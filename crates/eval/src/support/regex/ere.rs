@@ -16,8 +16,9 @@
 //!   lone `}` or `]` is a literal;
 //! - `()` and empty alternatives are allowed; `(`/`)` must balance;
 //! - bracket expressions: `]` first is literal, `\` is literal, `-` is
-//!   literal first or last, ranges must be ordered, a range may not follow a
-//!   range or start/end at a class; `[:name:]` classes (case-insensitive,
+//!   literal first or last, ranges must be ordered (as signed `char`s, so
+//!   `[é-a]` is valid and `[a-é]` is not), a range may not follow a range or
+//!   start/end at a class; `[:name:]` classes (case-insensitive,
 //!   plus libstdc++'s `d`, `w`, `s`), `[=c=]` and `[.c.]` / `[.name.]` with
 //!   POSIX collating-symbol names;
 //! - `.` matches any byte but NUL, newlines included; `^`/`$` match only at
@@ -354,10 +355,12 @@ impl Parser<'_> {
                         let BracketElement::Byte(hi) = self.parse_bracket_element()? else {
                             return Err(EreError::Invalid);
                         };
+                        // libstdc++ compares `char`s, which are signed.
+                        let (lo, hi) = (lo as i8, hi as i8);
                         if lo > hi {
                             return Err(EreError::Invalid);
                         }
-                        set.insert_range(lo, hi);
+                        set.insert_where(|b| (lo..=hi).contains(&(b as i8)));
                         if self.peek() == Some(b'-') && self.peek_at(1) != Some(b']') {
                             return Err(EreError::Invalid);
                         }

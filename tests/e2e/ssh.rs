@@ -360,3 +360,51 @@ async fn host_key_type_follows_known_hosts_and_rsa_user_keys_work() {
         t.log()
     );
 }
+
+/// A push-shaped workload over SSH: a 6 MiB path from the machine's store is
+/// uploaded (framed NAR, AddMultipleToStore) to the target's own store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_a_path_over_ssh() {
+    use ndeploy_store::content_address::ContentAddress;
+    use ndeploy_store::daemon::AddToStoreFlags;
+    use ndeploy_store::hash::{Hash, HashAlgo};
+    use ndeploy_store::path_info::PathInfo;
+
+    let t = SshTarget::start(SshdOptions::default());
+    let src = t.dir.path().join("payload");
+    let mut x: u32 = t.port.into();
+    let payload: Vec<u8> = (0..6 << 20)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect();
+    std::fs::write(&src, &payload).unwrap();
+    let printed = run_str(crate::support::nix("nix-store").arg("--add").arg(&src));
+    let path = StoreDir::default().parse(&printed).unwrap();
+    let q = |what: &str| run_str(crate::support::nix("nix-store").args(["-q", what, &printed]));
+    let nar_hash = Hash::parse(&q("--hash"), Some(HashAlgo::Sha256)).unwrap();
+    let mut info = PathInfo::new(path.clone(), nar_hash.clone(), q("--size").parse().unwrap());
+    info.ca = Some(ContentAddress::parse(&format!("fixed:r:{}", q("--hash"))).unwrap());
+
+    let s = connect(&t).await;
+    let mut remote = open_remote_store(&s, None).await.unwrap();
+    let open = |info: &PathInfo| {
+        let p = StoreDir::default().display(&info.path);
+        async move {
+            let mut child = tokio::process::Command::new("nix-store")
+                .args(["--dump", &p])
+                .stdout(std::process::Stdio::piped())
+                .spawn()?;
+            child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))
+        }
+    };
+    let report = remote.conn.copy_missing(vec![info], open, AddToStoreFlags::default()).await.unwrap();
+    assert_eq!(report.added, [path.clone()]);
+    assert_eq!(remote.close().await.unwrap(), ExitStatus::Code(0));
+    // The target's store has it, intact.
+    run_ok(t.nix_store().args(["--verify-path", &printed]));
+    assert_eq!(run_str(t.nix_store().args(["-q", "--hash", &printed])), q("--hash"));
+    let on_target = t.store_root.as_ref().unwrap().join(printed.trim_start_matches('/'));
+    assert!(std::fs::read(on_target).unwrap() == payload);
+}

@@ -154,7 +154,16 @@ impl Fetcher {
                         "cannot fetch input '{input}' because it uses a relative path"
                     )));
                 }
-                let f = self.fetch_local(std::path::Path::new(path), "source", None)?;
+                let path = crate::support::path::canon_path(path).unwrap_or_else(|_| path.to_string());
+                // Under a fetched input outside the store (a relative path
+                // input of a flake): that input's real files.
+                let f = match self.sources.resolve(&path) {
+                    Some(r) => {
+                        let tracked = r.tracked.as_ref().map(|t| t.under(&r.rel));
+                        self.fetch_local(&r.real, "source", tracked)?
+                    }
+                    None => self.fetch_local(std::path::Path::new(&path), "source", None)?,
+                };
                 let mut t = Tree::plain(f);
                 t.last_modified = Some(input.get_int("lastModified")?.unwrap_or(t.fetched.mtime));
                 t.rev = input.get_str("rev")?.map(str::to_string);

@@ -15,12 +15,19 @@ let
   followPath = start: path:
     builtins.foldl' (node: input: nodeName lock.nodes.${node}.inputs.${input}) start path;
 
+  # A relative `path` input is relative to the root flake's directory.
+  rootPath = rootSource.outPath + (if rootDir == "" then "" else "/" + rootDir);
+  absolute = locked:
+    if locked.type == "path" && builtins.substring 0 1 locked.path != "/"
+    then locked // { path = rootPath + "/" + locked.path; }
+    else locked;
+
   evalNode = key: node:
     let
       isRoot = key == lock.root;
       source =
         if isRoot then rootSource
-        else builtins.fetchTree ((node.info or { }) // builtins.removeAttrs node.locked [ "dir" ]);
+        else builtins.fetchTree ((node.info or { }) // builtins.removeAttrs (absolute node.locked) [ "dir" ]);
       dir = if isRoot then rootDir else node.locked.dir or "";
       flake = import (source.outPath + (if dir == "" then "" else "/" + dir) + "/flake.nix");
       inputs = builtins.mapAttrs (_: spec: nodes.${nodeName spec}) (node.inputs or { });

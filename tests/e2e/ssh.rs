@@ -384,7 +384,7 @@ async fn upload_a_path_over_ssh() {
     let path = StoreDir::default().parse(&printed).unwrap();
     let q = |what: &str| run_str(crate::support::nix("nix-store").args(["-q", what, &printed]));
     let nar_hash = Hash::parse(&q("--hash"), Some(HashAlgo::Sha256)).unwrap();
-    let mut info = PathInfo::new(path.clone(), nar_hash.clone(), q("--size").parse().unwrap());
+    let mut info = PathInfo::new(path.clone(), nar_hash, q("--size").parse().unwrap());
     info.ca = Some(ContentAddress::parse(&format!("fixed:r:{}", q("--hash"))).unwrap());
 
     let s = connect(&t).await;
@@ -400,7 +400,7 @@ async fn upload_a_path_over_ssh() {
         }
     };
     let report = remote.conn.copy_missing(vec![info], open, AddToStoreFlags::default()).await.unwrap();
-    assert_eq!(report.added, [path.clone()]);
+    assert_eq!(report.added, [path]);
     assert_eq!(remote.close().await.unwrap(), ExitStatus::Code(0));
     // The target's store has it, intact.
     run_ok(t.nix_store().args(["--verify-path", &printed]));

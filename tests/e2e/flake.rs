@@ -350,6 +350,14 @@ fn flake_with_path_and_tarball_inputs_matches_nix_eval() {
     assert_eq!(ours_drv, their_drv);
     assert_eq!(ours_drv_eval, format!("\"{their_drv}\""));
 
+    // builtins.getFlake gives the same flake.
+    let expr = format!(r#"(builtins.getFlake "{flake}").outputs.info"#);
+    let ours_get = eval_ours(&cache, &expr);
+    assert!(ours_get.status.success(), "{}", String::from_utf8_lossy(&ours_get.stderr));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&ours_get.stdout).unwrap(), theirs);
+    let theirs_get: serde_json::Value = serde_json::from_str(&eval_nix(&expr)).unwrap();
+    assert_eq!(theirs_get, theirs);
+
     // A relative path flake reference (`.`) names the same flake.
     let dot = run_str(nd(&cache).current_dir(&main).args(["instantiate", "--eval"]).arg(".#hello.drvPath"));
     assert_eq!(dot, format!("\"{their_drv}\""));

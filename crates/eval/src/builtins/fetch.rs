@@ -1,5 +1,5 @@
 //! The fetch builtins: `fetchurl`, `fetchTarball`, `fetchGit`, `fetchTree`
-//! (Nix 2.8's `primops/fetchTree.cc` semantics).
+//! (Nix 2.8's `primops/fetchTree.cc` semantics), and `getFlake`.
 //!
 //! Design: arguments are checked and turned into [`crate::fetch`] calls on
 //! the evaluator's fetcher (`EvalIO::fetcher`); results are store path
@@ -20,6 +20,10 @@ pub(super) const PRIMOPS: &[PrimOp] = &[
     PrimOp::new("fetchTarball", &[S], |ev, a, _| fetch(ev, &a[0], "fetchTarball", true, "source")),
     PrimOp::new("fetchGit", &[S], fetch_git),
     PrimOp::new("fetchTree", &[S], fetch_tree),
+    PrimOp::new("getFlake", &[S], |ev, a, _| {
+        let r = ev.force_str_plain(&a[0])?;
+        crate::flake::load(ev, &r)
+    }),
 ];
 
 fn fetcher(ev: &Evaluator) -> EvalResult<&Fetcher> {

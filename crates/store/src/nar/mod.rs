@@ -28,6 +28,7 @@
 //!   ([`NarDecoder`]) fed byte slices, accepting only canonical NARs;
 //! * [`parser`]: drives it from a blocking reader into a [`NarVisitor`], with
 //!   [`validate`] as its no-op visitor;
+//! * [`copy`]: forward one bare NAR from a (sync or async) stream, validated;
 //! * [`mod@restore`]: recreate a tree from a NAR ([`restore()`]).
 //!
 //! Invariants: nothing here holds a whole file in memory (contents are streamed
@@ -36,6 +37,7 @@
 //! can neither exhaust memory nor overflow the stack.
 
 pub mod background_hash;
+pub mod copy;
 pub mod decoder;
 pub mod dump;
 pub mod encoder;
@@ -51,6 +53,7 @@ mod test_util;
 pub use dump::{DumpError, dump_path};
 pub use encoder::{EncodeError, NarEncoder};
 pub use background_hash::BackgroundHasher;
+pub use copy::{copy_nar, copy_nar_async};
 pub use decoder::NarDecoder;
 pub use parser::{NarReadError, NarStats, NarVisitor, parse, parse_prefix, validate};
 pub use path_hash::{HashingWriter, hash_file, hash_path};

@@ -122,6 +122,16 @@ pub fn parse(r: impl Read, v: &mut impl NarVisitor) -> Result<NarStats, NarReadE
 /// Parse one NAR from the front of `r`, consuming exactly its bytes, so a
 /// stream that carries more data after the NAR can be read on.
 pub fn parse_prefix(r: &mut impl BufRead, v: &mut impl NarVisitor) -> Result<NarStats, NarReadError> {
+    drive(r, v, |_| Ok(()))
+}
+
+/// Run a [`NarDecoder`] over `r`'s buffer, passing each consumed slice to
+/// `forward` before consuming it from `r`.
+pub(crate) fn drive(
+    r: &mut impl BufRead,
+    v: &mut impl NarVisitor,
+    mut forward: impl FnMut(&[u8]) -> Result<(), NarReadError>,
+) -> Result<NarStats, NarReadError> {
     let mut decoder = NarDecoder::new();
     while !decoder.is_done() {
         let buf = match r.fill_buf() {
@@ -133,6 +143,7 @@ pub fn parse_prefix(r: &mut impl BufRead, v: &mut impl NarVisitor) -> Result<Nar
             break; // `finish` reports the truncation
         }
         let n = decoder.feed(buf, v)?;
+        forward(buf.get(..n).unwrap_or_default())?;
         r.consume(n);
     }
     decoder.finish()

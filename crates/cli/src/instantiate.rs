@@ -193,6 +193,9 @@ fn run_inner(args: InstantiateArgs) -> EvalResult<()> {
         }
     }
     store.write_manifest().map_err(|e| EvalError::other(e.to_string()))?;
+    // The process ends right after: freeing the evaluation heap (every
+    // value, thunk and frame) would only cost time.
+    std::mem::forget(ev);
     Ok(())
 }
 

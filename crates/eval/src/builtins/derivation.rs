@@ -10,14 +10,15 @@
 //! output paths, the `.drv` path and the memoised modulo hash. The result is
 //! `{ drvPath; <output> = path; }` with the contexts Nix gives them.
 //!
-//! `derivation` is Nix's own `derivation.nix` wrapper, written in Nix and
-//! compiled once per evaluator ([`install`]): it shares one lazy
-//! `derivationStrict` call between all outputs, exactly as Nix does.
+//! `derivation` is Nix's own `derivation.nix` wrapper done natively (see
+//! [`derivation`]): it shares one lazy `derivationStrict` call between all
+//! outputs, exactly as Nix does, without evaluating Nix code.
 //!
 //! Errors are worded as Nix 2.8 words them and carry the position of the
 //! `name` attribute (Nix's `posDrvName`).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use ndeploy_store::derivation::{Derivation, DerivationError, DerivationOutput};
 use ndeploy_store::hash::{Hash, HashAlgo, HashError};
@@ -29,37 +30,97 @@ use crate::eval::{CoerceOpts, Evaluator};
 use crate::source::Pos;
 use crate::store::StoreError;
 use crate::symbol::Symbol;
-use crate::value::{Attr, AttrsBuilder, Context, Value};
+use crate::value::{Attr, Attrs, AttrsBuilder, Context, Env, Thunk, Value};
 
-pub(super) const PRIMOPS: &[PrimOp] = &[PrimOp::new("derivationStrict", &[S], derivation_strict)];
+pub(super) const PRIMOPS: &[PrimOp] =
+    &[PrimOp::new("derivationStrict", &[S], derivation_strict), PrimOp::new("derivation", &[S], derivation)];
 
-/// Nix 2.8's `src/libexpr/primops/derivation.nix`, in our words.
-const DERIVATION_NIX: &str = r#"
-drvAttrs @ { outputs ? [ "out" ], ... }:
-let
-  strict = builtins.derivationStrict drvAttrs;
-  commonAttrs = drvAttrs // (builtins.listToAttrs outputsList) //
-    { all = map (x: x.value) outputsList;
-      inherit drvAttrs;
+/// `derivation`: Nix 2.8's `derivation.nix` wrapper, natively:
+///
+/// ```nix
+/// drvAttrs @ { outputs ? [ "out" ], ... }:
+/// let
+///   strict = derivationStrict drvAttrs;
+///   commonAttrs = drvAttrs // (builtins.listToAttrs outputsList)
+///     // { all = map (x: x.value) outputsList; inherit drvAttrs; };
+///   outputToAttrListElement = outputName: { name = outputName; value = commonAttrs
+///     // { outPath = builtins.getAttr outputName strict; drvPath = strict.drvPath;
+///           type = "derivation"; inherit outputName; }; };
+///   outputsList = map outputToAttrListElement outputs;
+/// in (builtins.head outputsList).value
+/// ```
+///
+/// One lazy `derivationStrict` call is shared by all outputs; output `i`'s
+/// set is slot `i` of a recursive frame (each set contains all of them),
+/// which the evaluator clears on drop like any `let` frame. The result is
+/// the first output's set itself, so `d` and `d.out` are the same set.
+fn derivation(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
+    let drv_attrs = ev.force_attrs(&a[0])?;
+    let names: Vec<String> = match drv_attrs.get_str("outputs") {
+        Some(v) => ev.force_list(v)?.iter().map(|o| force_string_no_ctx(ev, o)).collect::<EvalResult<_>>()?,
+        None => vec!["out".to_owned()],
     };
-  outputToAttrListElement = outputName:
-    { name = outputName;
-      value = commonAttrs // {
-        outPath = builtins.getAttr outputName strict;
-        drvPath = strict.drvPath;
-        type = "derivation";
-        inherit outputName;
-      };
-    };
-  outputsList = map outputToAttrListElement outputs;
-in (builtins.head outputsList).value
-"#;
-
-/// Make `derivation` a builtin of `ev` (global, `builtins.derivation`).
-pub fn install(ev: &mut Evaluator) {
-    if let Ok(v) = ev.eval_str(DERIVATION_NIX) {
-        ev.add_builtin("derivation", v, true);
+    if names.is_empty() {
+        return Err(EvalError::other("'builtins.head' called on an empty list"));
     }
+    let strict = {
+        let arg = Value::Attrs(drv_attrs.clone());
+        Thunk::native(move |ev: &Evaluator| derivation_strict(ev, std::slice::from_ref(&arg), pos))
+    };
+    let shared = Arc::new(OutputsShared { drv_attrs, names, strict });
+    let frame = ev.new_rec_env(ev.root_env(), shared.names.len());
+    let slots: Vec<Value> = (0..shared.names.len())
+        .map(|i| {
+            let (shared, frame) = (shared.clone(), frame.clone());
+            Thunk::native(move |_: &Evaluator| Ok(output_attrs(&shared, &frame, i)))
+        })
+        .collect();
+    let first = slots.first().cloned().unwrap_or(Value::Null);
+    frame.fill(slots);
+    ev.force(&first)
+}
+
+/// What every output's set of one `derivation` call is built from.
+struct OutputsShared {
+    drv_attrs: Attrs,
+    names: Vec<String>,
+    strict: Value,
+}
+
+/// `commonAttrs // { outPath; drvPath; type; outputName; }` for output `i`.
+fn output_attrs(shared: &OutputsShared, frame: &Env, i: usize) -> Value {
+    let name = shared.names.get(i).cloned().unwrap_or_default();
+    let slots: Vec<Value> = (0..shared.names.len()).map(|j| frame.lookup(0, j as u32).unwrap_or(Value::Null)).collect();
+    let mut b = AttrsBuilder::with_capacity(shared.drv_attrs.len() + 2 * slots.len() + 6);
+    // The builder keeps the first definition of a name: highest priority first.
+    let strict = shared.strict.clone();
+    let out = name.clone();
+    b.insert(
+        Symbol::new("outPath"),
+        Thunk::native(move |ev: &Evaluator| {
+            let s = ev.force_attrs(&strict)?;
+            s.get_str(&out).cloned().ok_or_else(|| EvalError::new(ErrorKind::MissingAttr(out.clone())))
+        }),
+    );
+    let strict = shared.strict.clone();
+    b.insert(
+        Symbol::new("drvPath"),
+        Thunk::native(move |ev: &Evaluator| {
+            let s = ev.force_attrs(&strict)?;
+            s.get_str("drvPath").cloned().ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("drvPath".into())))
+        }),
+    );
+    b.insert(Symbol::new("type"), Value::string("derivation"));
+    b.insert(Symbol::new("outputName"), Value::string(name));
+    b.insert(Symbol::new("all"), Value::list(slots.clone()));
+    b.insert(Symbol::new("drvAttrs"), Value::Attrs(shared.drv_attrs.clone()));
+    for (n, v) in shared.names.iter().zip(slots) {
+        b.insert(Symbol::new(n), v);
+    }
+    for attr in shared.drv_attrs.iter() {
+        b.insert_pos(attr.name, attr.value.clone(), attr.pos);
+    }
+    Value::Attrs(b.finish())
 }
 
 fn err_at(msg: impl Into<String>, pos: Pos) -> EvalError {

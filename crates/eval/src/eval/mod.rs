@@ -95,7 +95,7 @@ const STACK_CHUNK: usize = 4 * 1024 * 1024;
 impl Evaluator {
     pub fn new(config: EvalConfig, io: Arc<dyn EvalIO>) -> Evaluator {
         let (base, builtins) = crate::builtins::base_scope(&config, &*io);
-        let mut ev = Evaluator {
+        Evaluator {
             config,
             io,
             store: None,
@@ -104,9 +104,7 @@ impl Evaluator {
             files: Mutex::new(HashMap::new()),
             rec_envs: Mutex::new(RecRegistry { envs: Vec::new(), prune_at: 1024 }),
             root: Env::root(),
-        };
-        crate::builtins::derivation::install(&mut ev);
-        ev
+        }
     }
 
     /// An evaluator on the real file system with default settings.

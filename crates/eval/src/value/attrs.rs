@@ -34,7 +34,7 @@ impl std::ops::Deref for AttrVec {
 impl Drop for AttrVec {
     fn drop(&mut self) {
         let v = std::mem::take(&mut self.0);
-        if v.iter().all(|a| matches!(a.value, Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::String(_) | Value::Path(_))) {
+        if v.iter().all(|a| super::drop::is_leaf(&a.value)) {
             return;
         }
         super::drop::defer(v.into_iter().map(|a| super::drop::Garbage::Value(a.value)));
@@ -84,6 +84,10 @@ impl Attrs {
     /// Identity of the underlying storage (for «repeated» detection).
     pub fn ptr_id(&self) -> usize {
         Arc::as_ptr(&self.0) as usize
+    }
+
+    pub(crate) fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
     }
 
     pub fn ptr_eq(&self, other: &Attrs) -> bool {

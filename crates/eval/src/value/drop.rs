@@ -26,21 +26,49 @@ thread_local! {
     static DRAINING: Cell<bool> = const { Cell::new(false) };
 }
 
-fn is_leaf(v: &Value) -> bool {
-    matches!(
-        v,
-        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::String(_) | Value::Path(_) | Value::PrimOp(_)
-    )
+/// Dropping `v` here cannot recurse: no children, or not the last reference
+/// (then dropping is a decrement; if another thread races us to make it the
+/// last one, its container `Drop` defers again, so depth stays bounded).
+pub(crate) fn is_leaf(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::String(_) | Value::Path(_) | Value::PrimOp(_) => true,
+        Value::Thunk(t) => t.is_shared() || t.holds_scalar(),
+        Value::List(l) => std::sync::Arc::strong_count(l) > 1,
+        Value::Attrs(a) => a.is_shared(),
+        Value::Lambda(c) => std::sync::Arc::strong_count(c) > 1,
+        Value::PrimOpApp(p) => std::sync::Arc::strong_count(p) > 1,
+    }
+}
+
+impl Garbage {
+    fn is_leaf(&self) -> bool {
+        match self {
+            Garbage::Value(v) => is_leaf(v),
+            Garbage::Env(e) => e.is_shared(),
+        }
+    }
 }
 
 /// Drop `items` with a bounded stack depth.
 pub(crate) fn defer(items: impl IntoIterator<Item = Garbage>) {
+    let mut it = items.into_iter();
+    // Leaves are dropped in place; the thread-local queue is only touched
+    // when a container that we own the last reference to turns up.
+    let first = loop {
+        match it.next() {
+            None => return,
+            Some(g) if g.is_leaf() => drop(g),
+            Some(g) => break g,
+        }
+    };
     let queued = QUEUE.try_with(|q| {
         let Ok(mut q) = q.try_borrow_mut() else { return false };
-        for g in items {
-            match g {
-                Garbage::Value(v) if is_leaf(&v) => drop(v),
-                g => q.push(g),
+        q.push(first);
+        for g in it {
+            if g.is_leaf() {
+                drop(g);
+            } else {
+                q.push(g);
             }
         }
         true

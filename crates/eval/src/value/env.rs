@@ -83,6 +83,10 @@ impl Env {
         }
     }
 
+    pub(crate) fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
+
     pub fn is_rec(&self) -> bool {
         matches!(self.0.slots, Slots::Rec(_))
     }

@@ -120,6 +120,18 @@ impl Thunk {
         self.0.value.get().cloned()
     }
 
+    /// Forced to a value without children (dropping it cannot recurse).
+    pub(crate) fn holds_scalar(&self) -> bool {
+        matches!(
+            self.0.value.get(),
+            Some(Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::String(_) | Value::Path(_))
+        )
+    }
+
+    pub(crate) fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
+
     pub fn ptr_eq(&self, other: &Thunk) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }

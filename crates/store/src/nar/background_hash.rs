@@ -5,7 +5,8 @@
 //! trees of small files, so running them on two cores nearly halves the time of
 //! [`super::hash_path`]. Writes are copied into fixed-size chunks that travel
 //! over a bounded channel to the hashing thread and come back empty for reuse,
-//! so memory stays at a few chunks however large the input.
+//! so memory stays at a few chunks however large the input. The thread starts
+//! with the first full chunk, so a small NAR costs no thread at all.
 //!
 //! Invariant: the hash covers exactly the bytes accepted by `write`, in order
 //! (one producer, one FIFO channel, one consumer).
@@ -22,11 +23,17 @@ const CHUNK: usize = 256 * 1024;
 const QUEUE: usize = 4;
 
 pub struct BackgroundHasher {
-    tx: Option<SyncSender<Vec<u8>>>,
-    recycled: Receiver<Vec<u8>>,
-    worker: Option<JoinHandle<Hash>>,
+    algo: HashAlgo,
+    /// The hashing thread, started when the first chunk is full.
+    worker: Option<Worker>,
     cur: Vec<u8>,
     size: u64,
+}
+
+struct Worker {
+    tx: SyncSender<Vec<u8>>,
+    recycled: Receiver<Vec<u8>>,
+    handle: JoinHandle<Hash>,
 }
 
 fn stopped() -> io::Error {
@@ -34,10 +41,16 @@ fn stopped() -> io::Error {
 }
 
 impl BackgroundHasher {
-    pub fn new(algo: HashAlgo) -> io::Result<BackgroundHasher> {
+    /// A hasher whose thread starts only once a whole chunk has been written,
+    /// so small inputs are hashed inline without spawning anything.
+    pub fn new(algo: HashAlgo) -> BackgroundHasher {
+        BackgroundHasher { algo, worker: None, cur: Vec::with_capacity(CHUNK), size: 0 }
+    }
+
+    fn spawn(algo: HashAlgo) -> io::Result<Worker> {
         let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
         let (recycle, recycled) = channel::<Vec<u8>>();
-        let worker = thread::Builder::new().name("nar-hash".into()).spawn(move || {
+        let handle = thread::Builder::new().name("nar-hash".into()).spawn(move || {
             let mut hasher = Hasher::new(algo);
             for mut chunk in rx {
                 hasher.update(&chunk);
@@ -47,28 +60,29 @@ impl BackgroundHasher {
             }
             hasher.finish()
         })?;
-        Ok(BackgroundHasher {
-            tx: Some(tx),
-            recycled,
-            worker: Some(worker),
-            cur: Vec::with_capacity(CHUNK),
-            size: 0,
-        })
+        Ok(Worker { tx, recycled, handle })
     }
 
     fn send_chunk(&mut self) -> io::Result<()> {
-        let next = self.recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let worker = match &mut self.worker {
+            Some(w) => w,
+            None => self.worker.insert(Self::spawn(self.algo)?),
+        };
+        let next = worker.recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
         let full = std::mem::replace(&mut self.cur, next);
-        self.tx.as_ref().ok_or_else(stopped)?.send(full).map_err(|_| stopped())
+        worker.tx.send(full).map_err(|_| stopped())
     }
 
     /// The hash of everything written, and its size.
     pub fn finish(mut self) -> io::Result<(Hash, u64)> {
+        let Some(worker) = self.worker.take() else {
+            return Ok((Hash::digest(self.algo, &self.cur), self.size));
+        };
         if !self.cur.is_empty() {
-            self.send_chunk()?;
+            worker.tx.send(std::mem::take(&mut self.cur)).map_err(|_| stopped())?;
         }
-        drop(self.tx.take());
-        let hash = self.worker.take().ok_or_else(stopped)?.join().map_err(|_| stopped())?;
+        drop(worker.tx);
+        let hash = worker.handle.join().map_err(|_| stopped())?;
         Ok((hash, self.size))
     }
 }
@@ -98,7 +112,7 @@ mod tests {
         for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK + 77, 40 * CHUNK] {
             let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
             for algo in HashAlgo::ALL {
-                let mut bg = BackgroundHasher::new(algo).unwrap();
+                let mut bg = BackgroundHasher::new(algo);
                 // Uneven writes, as the encoder makes.
                 for piece in data.chunks(100_003) {
                     bg.write_all(piece).unwrap();

@@ -24,7 +24,7 @@ use crate::hash::{Hash, HashAlgo, Hasher};
 /// The hash of `path`'s NAR, and the NAR's size.
 pub fn hash_path(algo: HashAlgo, path: &Path) -> Result<(Hash, u64), DumpError> {
     if thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
-        let mut hasher = BackgroundHasher::new(algo).map_err(EncodeError::Io)?;
+        let mut hasher = BackgroundHasher::new(algo);
         dump_path(path, &mut hasher)?;
         return Ok(hasher.finish().map_err(EncodeError::Io)?);
     }

@@ -182,6 +182,7 @@ impl ClientHome {
             config_file: Some(self.config_file()),
             agent_socket: None,
             accept_new_host_keys: false,
+            global_known_hosts_files: Vec::new(),
             connect_timeout: Duration::from_secs(20),
         }
     }

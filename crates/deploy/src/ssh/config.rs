@@ -78,7 +78,8 @@ pub struct HostConfig {
     pub identities_only: bool,
     /// Jump hosts in order (`ProxyJump a,b`), each `[user@]host[:port]` or an `ssh://` URL.
     pub proxy_jump: Vec<String>,
-    pub user_known_hosts_files: Vec<PathBuf>,
+    /// `None` when unset (OpenSSH's default files apply); `Some(empty)` for `none`.
+    pub user_known_hosts_files: Option<Vec<PathBuf>>,
     pub strict_host_key_checking: Option<StrictHostKeyChecking>,
 }
 
@@ -249,7 +250,7 @@ impl SshConfig {
             home,
         };
         c.identity_files = identity_files.iter().map(|f| tokens.expand_path(f)).collect();
-        c.user_known_hosts_files = known_hosts.unwrap_or_default().iter().map(|f| tokens.expand_path(f)).collect();
+        c.user_known_hosts_files = known_hosts.map(|files| files.iter().map(|f| tokens.expand_path(f)).collect());
         Ok(c)
     }
 }
@@ -470,8 +471,9 @@ Host *
         assert_eq!(c.proxy_jump, vec!["bastion".to_owned(), "admin@other:2200".to_owned()]);
         assert_eq!(
             c.user_known_hosts_files,
-            vec![PathBuf::from("/home/me/.ssh/kh_internal"), PathBuf::from("/etc/ssh/kh2")]
+            Some(vec![PathBuf::from("/home/me/.ssh/kh_internal"), PathBuf::from("/etc/ssh/kh2")])
         );
+        assert_eq!(resolve("web1").user_known_hosts_files, None);
         assert_eq!(c.strict_host_key_checking, Some(StrictHostKeyChecking::No));
         assert_eq!(resolve("bastion").host_name, "192.0.2.1");
     }

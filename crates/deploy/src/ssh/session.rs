@@ -4,7 +4,10 @@
 //! opens TCP (or, with `ProxyJump`, a `direct-tcpip` channel on an already
 //! connected jump host, recursively, at most [`MAX_JUMPS`] deep), verifies the
 //! host key in [`Client::check_server_key`] against known_hosts (see the
-//! invariants in [`super`]), and authenticates ([`super::auth`]). The whole
+//! invariants in [`super`]), and authenticates ([`super::auth`]). The
+//! known_hosts files are the user's (`UserKnownHostsFile`, default
+//! `~/.ssh/known_hosts` and `known_hosts2`; accept-new records in the first)
+//! followed by the global ones, which are only read. The whole
 //! connect is bounded by [`ConnectOptions::connect_timeout`].
 //!
 //! A session is `Send + Sync`; its methods take `&self`, so one session can
@@ -42,6 +45,9 @@ pub struct ConnectOptions {
     /// Record the keys of hosts not yet in any known_hosts file (never
     /// accepts a changed key).
     pub accept_new_host_keys: bool,
+    /// System-wide known_hosts files, consulted but never written
+    /// (default `/etc/ssh/ssh_known_hosts`, `/etc/ssh/ssh_known_hosts2`).
+    pub global_known_hosts_files: Vec<PathBuf>,
     pub connect_timeout: Duration,
 }
 
@@ -58,6 +64,10 @@ impl ConnectOptions {
             config_file: None,
             agent_socket: std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()).map(PathBuf::from),
             accept_new_host_keys: false,
+            global_known_hosts_files: vec![
+                PathBuf::from("/etc/ssh/ssh_known_hosts"),
+                PathBuf::from("/etc/ssh/ssh_known_hosts2"),
+            ],
             connect_timeout: Duration::from_secs(20),
         }
     }
@@ -133,7 +143,10 @@ struct Resolved {
     user: String,
     auth: AuthMethods,
     proxy_jump: Vec<String>,
+    /// The user's known_hosts files (new keys go to the first), then the global ones.
     known_hosts_files: Vec<PathBuf>,
+    /// Where accept-new records keys: the first user file, if any.
+    record_to: Option<PathBuf>,
     accept_new: bool,
 }
 
@@ -148,12 +161,13 @@ fn resolve(target: &SshTarget, config: &SshConfig, opts: &ConnectOptions) -> Res
     let user = target.user.clone().or(c.user).unwrap_or(local);
     let port = target.port.or(c.port).unwrap_or(22);
     let identity_files = if c.identity_files.is_empty() { default_identity_files(home) } else { c.identity_files };
-    let mut known_hosts_files = c.user_known_hosts_files;
-    if known_hosts_files.is_empty()
-        && let Some(h) = home
-    {
-        known_hosts_files = vec![h.join(".ssh/known_hosts"), h.join(".ssh/known_hosts2")];
-    }
+    let user_files = match (c.user_known_hosts_files, home) {
+        (Some(files), _) => files,
+        (None, Some(h)) => vec![h.join(".ssh/known_hosts"), h.join(".ssh/known_hosts2")],
+        (None, None) => Vec::new(),
+    };
+    let record_to = user_files.first().cloned();
+    let known_hosts_files = user_files.into_iter().chain(opts.global_known_hosts_files.iter().cloned()).collect();
     let accept_new = match c.strict_host_key_checking {
         Some(StrictHostKeyChecking::AcceptNew) => true,
         Some(StrictHostKeyChecking::No) => {
@@ -174,6 +188,7 @@ fn resolve(target: &SshTarget, config: &SshConfig, opts: &ConnectOptions) -> Res
         },
         proxy_jump: c.proxy_jump,
         known_hosts_files,
+        record_to,
         accept_new,
     })
 }
@@ -186,6 +201,7 @@ pub struct Client {
     scan: String,
     known_hosts: Arc<KnownHosts>,
     files: Vec<PathBuf>,
+    record_to: Option<PathBuf>,
     accept_new: bool,
     /// Why the host key was refused, for the caller (russh only sees `false`).
     refusal: Arc<Mutex<Option<SshError>>>,
@@ -213,7 +229,7 @@ impl Client {
                 file: file.display().to_string(),
                 line,
             }))),
-            HostKeyVerdict::Unknown => match (self.accept_new, self.files.first()) {
+            HostKeyVerdict::Unknown => match (self.accept_new, &self.record_to) {
                 (true, Some(file)) => {
                     append_host_key(file, &self.name, key)?;
                     tracing::warn!("recorded the new host key of {} ({fingerprint}) in {}", self.host, file.display());
@@ -461,6 +477,7 @@ async fn establish(r: &Resolved, jump: Option<SshSession>) -> Result<SshSession>
         scan: if r.port == 22 { r.host_name.clone() } else { format!("-p {} {}", r.port, r.host_name) },
         known_hosts,
         files: r.known_hosts_files.clone(),
+        record_to: r.record_to.clone(),
         accept_new: r.accept_new,
         refusal: Arc::clone(&refusal),
     };
@@ -497,6 +514,7 @@ mod tests {
             config_file: None,
             agent_socket: None,
             accept_new_host_keys: false,
+            global_known_hosts_files: vec![PathBuf::from("/etc/ssh/ssh_known_hosts")],
             connect_timeout: Duration::from_secs(1),
         }
     }
@@ -532,10 +550,18 @@ mod tests {
             r.auth.identity_files,
             ["id_ed25519", "id_ecdsa", "id_rsa"].map(|n| PathBuf::from("/home/me/.ssh").join(n)).to_vec()
         );
-        assert_eq!(r.known_hosts_files[0], PathBuf::from("/home/me/.ssh/known_hosts"));
+        assert_eq!(
+            r.known_hosts_files,
+            ["/home/me/.ssh/known_hosts", "/home/me/.ssh/known_hosts2", "/etc/ssh/ssh_known_hosts"].map(PathBuf::from)
+        );
+        assert_eq!(r.record_to, Some(PathBuf::from("/home/me/.ssh/known_hosts")));
 
         let r = resolve(&SshTarget::parse("web").unwrap(), &cfg, &opts()).unwrap();
         assert_eq!((r.port, r.user.as_str()), (2222, "deploy"));
+
+        let cfg_none = SshConfig::parse("cfg", "UserKnownHostsFile none\n").unwrap();
+        let r = resolve(&SshTarget::new("x"), &cfg_none, &opts()).unwrap();
+        assert_eq!((r.known_hosts_files, r.record_to), (vec![PathBuf::from("/etc/ssh/ssh_known_hosts")], None));
 
         // StrictHostKeyChecking=no never turns verification off or on accept-new.
         let r = resolve(&SshTarget::parse("plain").unwrap(), &cfg, &opts()).unwrap();

@@ -487,5 +487,9 @@ fn fetch_git_local_repository_matches_nix() {
     let theirs: serde_json::Value = serde_json::from_str(&theirs).unwrap();
     assert_eq!(ours, theirs);
     assert_eq!(ours["one"]["revCount"], 1);
+    // The exported commit is indexed; a second run reuses it (same answer).
+    assert!(cache.join(format!("ndeploy/git-revs/{first}-source")).exists());
+    let again = eval_ours(&cache, &expr);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&again.stdout).unwrap(), ours);
     assert_eq!(ours["dirty"]["rev"], "0".repeat(40));
 }

@@ -9,7 +9,9 @@
 //! `rev`/`ref` is used in place: its tracked files (`git ls-files`) are
 //! hashed and the checkout is mapped with those files only, as Nix copies
 //! them. `revCount` and `lastModified` come from `git rev-list --count` and
-//! the commit time; a dirty tree has no `rev`.
+//! the commit time; a dirty tree has no `rev`. An exported commit is
+//! remembered in the cache (`git-revs/<rev>-<name>` holds its NAR hash), so
+//! later runs find its tree without exporting it again.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -160,9 +162,25 @@ impl Fetcher {
         if let Some(f) = self.memo_get(&key) {
             return info(f);
         }
+        // A revision exported before (by any run) is found through its
+        // index file: the commit's NAR hash.
+        let index = self.cache_dir.join("git-revs").join(format!("{rev}-{}", input.name));
+        if let Ok(text) = std::fs::read_to_string(&index)
+            && let Ok(h) = Hash::parse(text.trim(), Some(ndeploy_store::hash::HashAlgo::Sha256))
+            && let Some(f) = self.lookup_tree(&h, &input.name)?
+        {
+            self.memo_put(key, f.clone());
+            return info(f);
+        }
         let tmp = self.tmp_path("git")?;
         self.export_rev(&repo, &rev, &tmp)?;
         let f = self.add_tree(&tmp, &input.name)?;
+        if let Some(dir) = index.parent()
+            && std::fs::create_dir_all(dir).is_ok()
+        {
+            // Best effort: without the index the next run exports again.
+            let _ = std::fs::write(&index, f.nar_hash.to_sri());
+        }
         self.memo_put(key, f.clone());
         info(f)
     }

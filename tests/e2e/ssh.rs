@@ -216,6 +216,17 @@ async fn proxy_jump_through_a_second_sshd() {
     let s2 = connect(&t2).await;
     assert_eq!(s2.exec("echo hop").await.unwrap().stdout_str(), "hop\n");
     assert!(jump.log().contains(&format!("port {}", t2.port)), "{}", jump.log());
+
+    // The jump host's key is verified like any other.
+    let client = ClientHome::new();
+    let jump = SshTarget::start(
+        SshdOptions { own_store: false, register_host_key: false, ..Default::default() }.client(&client),
+    );
+    let t = SshTarget::start(
+        SshdOptions { own_store: false, proxy_jump: Some(jump.alias.clone()), ..Default::default() }.client(&client),
+    );
+    let err = SshSession::connect(&t.target(), &t.connect_options()).await.unwrap_err();
+    assert!(matches!(&err, SshError::UnknownHostKey(u) if u.host == jump.alias), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,14 +15,14 @@ use crate::eval::Evaluator;
 use crate::support::{escape, float};
 use crate::value::Value;
 
-pub fn print_value(ev: &Evaluator, v: &Value, _strict: bool) -> EvalResult<String> {
+pub fn print_value(_ev: &Evaluator, v: &Value, _strict: bool) -> EvalResult<String> {
     let mut out = String::new();
     let mut seen = HashSet::new();
-    write(ev, v, &mut out, &mut seen);
+    write(v, &mut out, &mut seen);
     Ok(out)
 }
 
-fn write(ev: &Evaluator, v: &Value, out: &mut String, seen: &mut HashSet<usize>) {
+fn write(v: &Value, out: &mut String, seen: &mut HashSet<usize>) {
     // Nix 2.8 keys lists of up to two elements by the value cell holding
     // them (they are stored inline), longer lists and sets by their storage.
     let cell = match v {
@@ -45,7 +45,7 @@ fn write(ev: &Evaluator, v: &Value, out: &mut String, seen: &mut HashSet<usize>)
             for at in a.iter() {
                 escape::write_attr_name(out, at.name.as_str());
                 out.push_str(" = ");
-                write(ev, &at.value, out, seen);
+                write(&at.value, out, seen);
                 out.push_str("; ");
             }
             out.push('}');
@@ -58,7 +58,7 @@ fn write(ev: &Evaluator, v: &Value, out: &mut String, seen: &mut HashSet<usize>)
             }
             out.push_str("[ ");
             for x in l.iter() {
-                write(ev, x, out, seen);
+                write(x, out, seen);
                 out.push(' ');
             }
             out.push(']');

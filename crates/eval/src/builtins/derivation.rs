@@ -18,7 +18,7 @@
 //! `name` attribute (Nix's `posDrvName`).
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ndeploy_store::derivation::{Derivation, DerivationError, DerivationOutput};
 use ndeploy_store::hash::{Hash, HashAlgo, HashError};
@@ -67,7 +67,8 @@ fn derivation(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
         let arg = Value::Attrs(drv_attrs.clone());
         Thunk::native(move |ev: &Evaluator| derivation_strict(ev, std::slice::from_ref(&arg), pos))
     };
-    let shared = Arc::new(OutputsShared { drv_attrs, names, strict });
+    let symbols = names.iter().map(|n| Symbol::new(n)).collect();
+    let shared = Arc::new(OutputsShared { drv_attrs, names, symbols, strict });
     let frame = ev.new_rec_env(ev.root_env(), shared.names.len());
     let slots: Vec<Value> = (0..shared.names.len())
         .map(|i| {
@@ -84,7 +85,32 @@ fn derivation(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
 struct OutputsShared {
     drv_attrs: Attrs,
     names: Vec<String>,
+    symbols: Vec<Symbol>,
     strict: Value,
+}
+
+/// Attribute names every derivation uses, interned once (interning locks).
+struct Names {
+    out_path: Symbol,
+    drv_path: Symbol,
+    type_: Symbol,
+    output_name: Symbol,
+    all: Symbol,
+    drv_attrs: Symbol,
+    name: Symbol,
+}
+
+fn names() -> &'static Names {
+    static NAMES: OnceLock<Names> = OnceLock::new();
+    NAMES.get_or_init(|| Names {
+        out_path: Symbol::new("outPath"),
+        drv_path: Symbol::new("drvPath"),
+        type_: Symbol::new("type"),
+        output_name: Symbol::new("outputName"),
+        all: Symbol::new("all"),
+        drv_attrs: Symbol::new("drvAttrs"),
+        name: Symbol::new("name"),
+    })
 }
 
 /// `commonAttrs // { outPath; drvPath; type; outputName; }` for output `i`.
@@ -93,10 +119,11 @@ fn output_attrs(shared: &OutputsShared, frame: &Env, i: usize) -> Value {
     let slots: Vec<Value> = (0..shared.names.len()).map(|j| frame.lookup(0, j as u32).unwrap_or(Value::Null)).collect();
     let mut b = AttrsBuilder::with_capacity(shared.drv_attrs.len() + 2 * slots.len() + 6);
     // The builder keeps the first definition of a name: highest priority first.
+    let syms = names();
     let strict = shared.strict.clone();
     let out = name.clone();
     b.insert(
-        Symbol::new("outPath"),
+        syms.out_path,
         Thunk::native(move |ev: &Evaluator| {
             let s = ev.force_attrs(&strict)?;
             s.get_str(&out).cloned().ok_or_else(|| EvalError::new(ErrorKind::MissingAttr(out.clone())))
@@ -104,18 +131,18 @@ fn output_attrs(shared: &OutputsShared, frame: &Env, i: usize) -> Value {
     );
     let strict = shared.strict.clone();
     b.insert(
-        Symbol::new("drvPath"),
+        syms.drv_path,
         Thunk::native(move |ev: &Evaluator| {
             let s = ev.force_attrs(&strict)?;
             s.get_str("drvPath").cloned().ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("drvPath".into())))
         }),
     );
-    b.insert(Symbol::new("type"), Value::string("derivation"));
-    b.insert(Symbol::new("outputName"), Value::string(name));
-    b.insert(Symbol::new("all"), Value::list(slots.clone()));
-    b.insert(Symbol::new("drvAttrs"), Value::Attrs(shared.drv_attrs.clone()));
-    for (n, v) in shared.names.iter().zip(slots) {
-        b.insert(Symbol::new(n), v);
+    b.insert(syms.type_, Value::string("derivation"));
+    b.insert(syms.output_name, Value::string(name));
+    b.insert(syms.all, Value::list(slots.clone()));
+    b.insert(syms.drv_attrs, Value::Attrs(shared.drv_attrs.clone()));
+    for (n, v) in shared.symbols.iter().zip(slots) {
+        b.insert(*n, v);
     }
     for attr in shared.drv_attrs.iter() {
         b.insert_pos(attr.name, attr.value.clone(), attr.pos);
@@ -178,7 +205,7 @@ impl OutputSpec {
 
 fn derivation_strict(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
     let attrs = ev.force_attrs(&a[0])?;
-    let Some(name_attr) = attrs.get_attr(Symbol::new("name")) else {
+    let Some(name_attr) = attrs.get_attr(names().name) else {
         return Err(err_at("attribute 'name' missing for call to 'derivationStrict'", pos));
     };
     let pos_name = if name_attr.pos.is_none() { pos } else { name_attr.pos };
@@ -260,7 +287,7 @@ fn derivation_strict(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value>
     let mut b = AttrsBuilder::with_capacity(1 + done.drv.outputs.len());
     let mut c = Context::new();
     c.insert(format!("={drv_path}"));
-    b.insert(Symbol::new("drvPath"), Value::string_ctx(drv_path.clone(), c));
+    b.insert(names().drv_path, Value::string_ctx(drv_path.clone(), c));
     for (o, out) in &done.drv.outputs {
         let path = out
             .path(dir, &done.drv.name, o)

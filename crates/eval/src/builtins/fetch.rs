@@ -14,6 +14,7 @@ use crate::source::Pos;
 use crate::symbol::Symbol;
 use crate::value::{AttrsBuilder, Context, Value};
 use ndeploy_store::hash::{Hash, HashAlgo};
+use ndeploy_store::store_path::FileIngestionMethod;
 
 pub(super) const PRIMOPS: &[PrimOp] = &[
     PrimOp::new("fetchurl", &[S], |ev, a, _| fetch(ev, &a[0], "fetchurl", false, "")),
@@ -83,7 +84,26 @@ fn fetch(ev: &Evaluator, arg: &Value, who: &str, unpack: bool, default_name: &st
     } else {
         f.fetch_file(&url, expected.as_ref(), &name).map_err(fetch_err)?
     };
+    let method = if unpack { FileIngestionMethod::Recursive } else { FileIngestionMethod::Flat };
+    record(ev, f, &fetched.store_path, method)?;
     Ok(store_path_string(&fetched.store_path))
+}
+
+/// Tell the computing store about a fetched path that is not in the store.
+pub(crate) fn record(ev: &Evaluator, f: &Fetcher, store_path: &str, method: FileIngestionMethod) -> EvalResult<()> {
+    crate::fetch::record_fetched(ev.store.as_deref(), f, store_path, method).map_err(EvalError::other)
+}
+
+fn fetch_input(ev: &Evaluator, input: &Input) -> EvalResult<Tree> {
+    let f = fetcher(ev)?;
+    let tree = f.fetch_input(input).map_err(fetch_err)?;
+    let method = if matches!(input.get_str("type"), Ok(Some("file"))) {
+        FileIngestionMethod::Flat
+    } else {
+        FileIngestionMethod::Recursive
+    };
+    record(ev, f, &tree.fetched.store_path, method)?;
+    Ok(tree)
 }
 
 /// An attribute set argument as input attributes (strings, integers and
@@ -124,7 +144,7 @@ fn fetch_tree(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
             parse_url(url.as_str()).map_err(fetch_err)?
         }
     };
-    let tree = fetcher(ev)?.fetch_input(&input).map_err(fetch_err)?;
+    let tree = fetch_input(ev, &input)?;
     Ok(tree_attrs(&tree, false, false))
 }
 
@@ -151,7 +171,7 @@ fn fetch_git(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
         let u = format!("file://{u}");
         input.set("url", AttrValue::Str(u));
     }
-    let tree = fetcher(ev)?.fetch_input(&input).map_err(fetch_err)?;
+    let tree = fetch_input(ev, &input)?;
     Ok(tree_attrs(&tree, true, false))
 }
 
@@ -175,7 +195,7 @@ pub fn tree_attrs(tree: &Tree, empty_rev_fallback: bool, force_dirty: bool) -> V
             }
             None if empty_rev_fallback => {
                 let zero = "0".repeat(40);
-                ins(&mut b, "shortRev", Value::string(zero[..7].to_string()));
+                ins(&mut b, "shortRev", Value::string("0000000"));
                 ins(&mut b, "rev", Value::string(zero));
             }
             None => {}

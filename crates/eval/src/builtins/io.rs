@@ -76,9 +76,9 @@ fn path_exists(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let must_be_dir = p.ends_with('/') || p.ends_with("/.");
     let Ok(canon) = crate::support::path::canon_path(&p) else { return Ok(Value::Bool(false)) };
     Ok(Value::Bool(if must_be_dir {
-        matches!(ev.io.file_type(&canon), Ok(crate::io::FileType::Directory))
-            || (ev.io.path_exists(&format!("{canon}/")) && canon != "/")
-            || canon == "/"
+        canon == "/"
+            || matches!(ev.io.file_type(&canon), Ok(crate::io::FileType::Directory))
+            || ev.io.path_exists(&format!("{canon}/"))
     } else {
         ev.io.file_type(&canon).is_ok()
     }))

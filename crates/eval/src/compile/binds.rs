@@ -204,7 +204,7 @@ impl<'a> Compiler<'a> {
     }
 
     pub(super) fn compile_binds(&mut self, mut binds: Binds, rec: bool, pos: Pos) -> EvalResult<Expr> {
-        binds.statics.sort_by(|a, b| a.name.cmp(&b.name));
+        binds.statics.sort_by_key(|b| b.name);
         if rec {
             let m: HashMap<Symbol, u32> = binds.statics.iter().enumerate().map(|(i, b)| (b.name, i as u32)).collect();
             self.scopes.push(Scope::Static(m));
@@ -237,7 +237,7 @@ impl<'a> Compiler<'a> {
         if let Some(d) = binds.dynamics.first() {
             return Err(EvalError::at(ErrorKind::Other("dynamic attributes not allowed in let".into()), d.pos));
         }
-        binds.statics.sort_by(|a, b| a.name.cmp(&b.name));
+        binds.statics.sort_by_key(|b| b.name);
         let m: HashMap<Symbol, u32> = binds.statics.iter().enumerate().map(|(i, b)| (b.name, i as u32)).collect();
         self.scopes.push(Scope::Static(m));
         let r = (|| {

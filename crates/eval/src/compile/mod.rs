@@ -418,7 +418,7 @@ impl<'a> Compiler<'a> {
                     }
                     entries.push((sym, e.default(), self.pos(&e)));
                 }
-                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                entries.sort_by_key(|e| e.0);
                 let bind = match pat.pat_bind() {
                     Some(b) => {
                         let id = b.ident().ok_or_else(|| self.missing(&b))?;

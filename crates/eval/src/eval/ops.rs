@@ -87,9 +87,9 @@ impl Evaluator {
                 (Value::Path(p), _) => {
                     let s = self.coerce_to_string(&r, CoerceOpts::path_interp())?;
                     if !s.context().is_empty() {
-                        return Err(EvalError::other(format!(
-                            "a string that refers to a store path cannot be appended to a path"
-                        )));
+                        return Err(EvalError::other(
+                            "a string that refers to a store path cannot be appended to a path",
+                        ));
                     }
                     let joined = format!("{}{}", p, s.as_str());
                     let canon =
@@ -202,10 +202,11 @@ impl Evaluator {
                 if x.ptr_eq(y) {
                     return Ok(true);
                 }
-                if is_derivation(self, x)? && is_derivation(self, y)? {
-                    if let (Some(p), Some(q)) = (x.get_str("outPath"), y.get_str("outPath")) {
-                        return self.equal(p, q);
-                    }
+                if is_derivation(self, x)?
+                    && is_derivation(self, y)?
+                    && let (Some(p), Some(q)) = (x.get_str("outPath"), y.get_str("outPath"))
+                {
+                    return self.equal(p, q);
                 }
                 if x.len() != y.len() {
                     return Ok(false);

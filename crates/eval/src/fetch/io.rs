@@ -114,14 +114,21 @@ impl StoreIO for FetchStore {
         }
         let name = crate::support::path::base_name_of(path);
         let sub = r.tracked.as_ref().map(|t| Arc::new(t.under(&r.rel)));
-        let hash = match &sub {
-            Some(t) => super::hash_tree(&r.real, &|rel| t.contains(rel)).map(|(h, _)| h),
-            None => ndeploy_store::nar::hash_path(HashAlgo::Sha256, Path::new(&r.real))
-                .map(|(h, _)| h)
-                .map_err(|e| super::FetchError::Input(e.to_string())),
+        let sp = match self.inner.computing() {
+            // Through the computing store, so its manifest records the origin.
+            Some(cs) => add_real(cs, &r.real, name, FileIngestionMethod::Recursive, sub.as_deref()),
+            None => {
+                let hash = match &sub {
+                    Some(t) => super::hash_tree(&r.real, &|rel| t.contains(rel)).map(|(h, _)| h),
+                    None => ndeploy_store::nar::hash_path(HashAlgo::Sha256, Path::new(&r.real))
+                        .map(|(h, _)| h)
+                        .map_err(|e| super::FetchError::Input(e.to_string())),
+                };
+                hash.and_then(|h| self.fetcher.store_path_for(FileIngestionMethod::Recursive, &h, name))
+                    .map_err(|e| e.to_string())
+            }
         }
         .map_err(|e| format!("while copying '{path}' to the store: {e}"))?;
-        let sp = self.fetcher.store_path_for(FileIngestionMethod::Recursive, &hash, name).map_err(|e| e.to_string())?;
         // The copy is readable too (`readFile "${./f}"`).
         if std::fs::symlink_metadata(&sp).is_err() {
             self.fetcher.sources().insert(&sp, r.real.clone(), sub);
@@ -132,4 +139,42 @@ impl StoreIO for FetchStore {
     fn computing(&self) -> Option<&crate::store::ComputingStore> {
         self.inner.computing()
     }
+}
+
+/// Add the real tree `real` (limited to `tracked`) under `name` to the
+/// computing store; returns the printed store path.
+fn add_real(
+    cs: &crate::store::ComputingStore,
+    real: &Path,
+    name: &str,
+    method: FileIngestionMethod,
+    tracked: Option<&super::TrackedFiles>,
+) -> Result<String, String> {
+    let real_s = real.to_string_lossy().into_owned();
+    let mut only_tracked = |p: &str, _: FileType| -> Result<bool, crate::store::StoreError> {
+        let rel = p.strip_prefix(real_s.as_str()).unwrap_or(p).trim_start_matches('/');
+        Ok(tracked.is_none_or(|t| t.contains(rel)))
+    };
+    let filter: Option<&mut crate::store::Filter<'_>> = if tracked.is_some() { Some(&mut only_tracked) } else { None };
+    cs.add_source(&real_s, name, method, filter, None).map(|sp| cs.store_dir().display(&sp)).map_err(|e| e.to_string())
+}
+
+/// Record a fetched input that is not in the store with the evaluator's
+/// computing store (as Nix adds every fetched tree to its store), so a later
+/// step can add it from where it really is. A no-op when the path exists in
+/// the store or there is no computing store.
+pub fn record_fetched(store: Option<&dyn StoreIO>, fetcher: &Fetcher, store_path: &str, method: FileIngestionMethod) -> Result<(), String> {
+    if std::fs::symlink_metadata(store_path).is_ok() {
+        return Ok(());
+    }
+    let (Some(cs), Some(r)) = (store.and_then(|s| s.computing()), fetcher.sources().resolve(store_path)) else {
+        return Ok(());
+    };
+    let base = store_path.rsplit('/').next().unwrap_or(store_path);
+    let name = base.split_once('-').map_or(base, |(_, n)| n);
+    let sp = add_real(cs, &r.real, name, method, r.tracked.as_deref())?;
+    if sp != store_path {
+        return Err(format!("'{}' changed while being fetched: it now hashes to '{sp}', not '{store_path}'", r.real.display()));
+    }
+    Ok(())
 }

@@ -46,7 +46,7 @@ use thiserror::Error;
 pub use git::{GitInfo, GitInput, local_repo, tracked_files, work_tree_root};
 pub use http::{Downloader, HttpDownloader};
 pub use input::{AttrValue, Input, Tree, format_utc, parse_url, split_query};
-pub use io::{FetchIO, FetchStore};
+pub use io::{FetchIO, FetchStore, record_fetched};
 pub use source_map::{SourceMap, TrackedFiles};
 pub use tree_hash::hash_tree;
 pub use unpack::unpack_tarball;

@@ -209,6 +209,8 @@ pub fn load_ref(ev: &Evaluator, fr: &FlakeRef) -> EvalResult<Value> {
         .fetcher()
         .ok_or_else(|| EvalError::other("flakes need a fetcher (this evaluator has none)"))?;
     let tree = fetcher.fetch_input(&fr.input).map_err(FlakeError::from)?;
+    let recursive = ndeploy_store::store_path::FileIngestionMethod::Recursive;
+    crate::builtins::fetch::record(ev, fetcher, &tree.fetched.store_path, recursive)?;
     let src = crate::builtins::fetch::tree_attrs(&tree, false, tree.dirty);
     let root = tree.fetched.store_path.clone();
     let flake_dir = if fr.dir.is_empty() { root.clone() } else { format!("{root}/{}", fr.dir) };

@@ -171,7 +171,7 @@ impl AttrsBuilder {
     }
     pub fn finish(mut self) -> Attrs {
         // Stable sort keeps the first of equal names first.
-        self.v.sort_by(|a, b| a.name.cmp(&b.name));
+        self.v.sort_by_key(|a| a.name);
         self.v.dedup_by(|later, first| later.name == first.name);
         Attrs(Arc::new(AttrVec(std::mem::take(&mut self.v))))
     }

@@ -147,17 +147,6 @@ impl From<Attrs> for Value {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn value_is_small_and_shareable() {
-        assert_eq!(std::mem::size_of::<Value>(), 16);
-        fn is_send_sync<T: Send + Sync>() {}
-        is_send_sync::<Value>();
-    }
-}
 
 impl std::fmt::Debug for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -175,5 +164,17 @@ impl std::fmt::Debug for Value {
             Value::PrimOpApp(_) => f.write_str("<PRIMOP-APP>"),
             Value::Thunk(_) => f.write_str("<CODE>"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_is_small_and_shareable() {
+        assert_eq!(std::mem::size_of::<Value>(), 16);
+        fn is_send_sync<T: Send + Sync>() {}
+        is_send_sync::<Value>();
     }
 }

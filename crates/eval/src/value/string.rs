@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 /// A set of context elements; `None`-like when empty.
 #[derive(Clone, Default, PartialEq, Eq, Debug)]
-pub struct Context(Option<Box<BTreeSet<String>>>);
+pub struct Context(Option<BTreeSet<String>>);
 
 impl Context {
     pub fn new() -> Context {

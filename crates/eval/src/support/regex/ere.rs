@@ -7,8 +7,9 @@
 //! mode off, so matching is byte-wise like libstdc++'s (`.` matches one
 //! byte of a multi-byte UTF-8 character). Rules implemented (each checked
 //! against Nix 2.8):
-//! - `\` may only escape one of `^$\.*+?()[]{}|`; anything else (`\d`,
-//!   `\n`, `\1`, `\/`) is an invalid regex;
+//! - `\` may only escape one of `.[\()*+?{|^$` (libstdc++'s ERE special
+//!   characters); anything else (`\]`, `\}`, `\d`, `\n`, `\1`, `\/`) is
+//!   an invalid regex, as Nix is built in strict ISO mode;
 //! - a quantifier (`*`, `+`, `?`, `{`) needs an atom before it; `^` and `$`
 //!   are anchors, not atoms; stacked quantifiers (`a+?`, `a**`,
 //!   `x{1,2}{3}`) each apply to the previous result (`?` is never lazy);
@@ -79,6 +80,12 @@ impl ByteSet {
         self.0
             .get(usize::from(b >> 6))
             .is_some_and(|w| w & (1 << (b & 63)) != 0)
+    }
+
+    fn union(&mut self, other: &ByteSet) {
+        for (w, o) in self.0.iter_mut().zip(other.0) {
+            *w |= o;
+        }
     }
 
     fn negate(&mut self) {
@@ -242,7 +249,7 @@ impl Parser<'_> {
                 b'\\' => {
                     self.pos += 1;
                     match self.bump() {
-                        Some(e) if b"^$\\.*+?()[]{}|".contains(&e) => Node::Literal(e),
+                        Some(e) if b".[\\()*+?{|^$".contains(&e) => Node::Literal(e),
                         _ => return Err(EreError::Invalid),
                     }
                 }
@@ -342,32 +349,35 @@ impl Parser<'_> {
                 break;
             }
             first = false;
-            match self.parse_bracket_element()? {
+            let lo = match self.parse_bracket_element()? {
                 BracketElement::Class(class) => {
+                    // "[:alpha:]-" may only end the expression.
                     if self.peek() == Some(b'-') && self.peek_at(1) != Some(b']') {
                         return Err(EreError::Invalid);
                     }
-                    set.insert_where(class);
+                    set.union(&class);
+                    continue;
                 }
-                BracketElement::Byte(lo) => {
-                    if self.peek() == Some(b'-') && !matches!(self.peek_at(1), Some(b']') | None) {
-                        self.pos += 1;
-                        let BracketElement::Byte(hi) = self.parse_bracket_element()? else {
-                            return Err(EreError::Invalid);
-                        };
-                        // libstdc++ compares `char`s, which are signed.
-                        let (lo, hi) = (lo as i8, hi as i8);
-                        if lo > hi {
-                            return Err(EreError::Invalid);
-                        }
-                        set.insert_where(|b| (lo..=hi).contains(&(b as i8)));
-                        if self.peek() == Some(b'-') && self.peek_at(1) != Some(b']') {
-                            return Err(EreError::Invalid);
-                        }
-                    } else {
-                        set.insert(lo);
-                    }
-                }
+                BracketElement::Byte(b) | BracketElement::Collating(b) => b,
+            };
+            if self.peek() != Some(b'-') || matches!(self.peek_at(1), Some(b']') | None) {
+                set.insert(lo);
+                continue;
+            }
+            self.pos += 1;
+            // A range must end with a plain character.
+            let BracketElement::Byte(hi) = self.parse_bracket_element()? else {
+                return Err(EreError::Invalid);
+            };
+            // libstdc++ compares `char`s, which are signed.
+            let (lo, hi) = (lo as i8, hi as i8);
+            if lo > hi {
+                return Err(EreError::Invalid);
+            }
+            set.insert_where(|b| (lo..=hi).contains(&(b as i8)));
+            // After a range, a dash may only end the expression.
+            if self.peek() == Some(b'-') && self.peek_at(1) != Some(b']') {
+                return Err(EreError::Invalid);
             }
         }
         if negate {
@@ -385,37 +395,47 @@ impl Parser<'_> {
             Some(k @ (b':' | b'=' | b'.')) => k,
             _ => return Ok(BracketElement::Byte(b'[')),
         };
+        // The name runs to the next `kind` character, which must be
+        // followed by `]`.
         self.pos += 1;
         let start = self.pos;
-        loop {
-            match self.peek() {
-                None => return Err(EreError::Invalid),
-                Some(k) if k == kind && self.peek_at(1) == Some(b']') => break,
-                Some(_) => self.pos += 1,
-            }
+        while self.peek().is_some_and(|b| b != kind) {
+            self.pos += 1;
         }
         let name = self.input.get(start..self.pos).ok_or(EreError::Invalid)?;
-        self.pos += 2;
+        if self.bump() != Some(kind) || self.bump() != Some(b']') {
+            return Err(EreError::Invalid);
+        }
         match kind {
-            b':' => class_predicate(name)
-                .map(BracketElement::Class)
-                .ok_or(EreError::Invalid),
+            b':' => {
+                let class = class_predicate(name).ok_or(EreError::Invalid)?;
+                let mut set = ByteSet::new();
+                set.insert_where(class);
+                Ok(BracketElement::Class(set))
+            }
             b'.' => collating_element(name)
-                .map(BracketElement::Byte)
+                .map(BracketElement::Collating)
                 .ok_or(EreError::Invalid),
-            _ => match name {
-                [b] => Ok(BracketElement::Byte(*b)),
-                _ => collating_element(name)
-                    .map(BracketElement::Byte)
-                    .ok_or(EreError::Invalid),
-            },
+            _ => {
+                // An equivalence class: the C locale's primary collation
+                // key is the lower-cased character.
+                let c = collating_element(name).ok_or(EreError::Invalid)?;
+                let mut set = ByteSet::new();
+                set.insert_where(|b| b.to_ascii_lowercase() == c.to_ascii_lowercase());
+                Ok(BracketElement::Class(set))
+            }
         }
     }
 }
 
+/// One element of a bracket expression.
 enum BracketElement {
+    /// A plain character: may start or end a range.
     Byte(u8),
-    Class(fn(u8) -> bool),
+    /// `[.name.]`: may start a range but not end one.
+    Collating(u8),
+    /// `[:class:]` or `[=name=]`: never part of a range.
+    Class(ByteSet),
 }
 
 /// The character class `[:name:]` (C locale; names are case-insensitive).
@@ -439,103 +459,145 @@ fn class_predicate(name: &[u8]) -> Option<fn(u8) -> bool> {
     })
 }
 
-/// POSIX names of the portable character set, for `[.name.]`.
-const COLLATING_NAMES: &[(&str, u8)] = &[
-    ("NUL", 0),
-    ("SOH", 1),
-    ("STX", 2),
-    ("ETX", 3),
-    ("EOT", 4),
-    ("ENQ", 5),
-    ("ACK", 6),
-    ("alert", 7),
-    ("backspace", 8),
-    ("tab", 9),
-    ("newline", 10),
-    ("vertical-tab", 11),
-    ("form-feed", 12),
-    ("carriage-return", 13),
-    ("SO", 14),
-    ("SI", 15),
-    ("DLE", 16),
-    ("DC1", 17),
-    ("DC2", 18),
-    ("DC3", 19),
-    ("DC4", 20),
-    ("NAK", 21),
-    ("SYN", 22),
-    ("ETB", 23),
-    ("CAN", 24),
-    ("EM", 25),
-    ("SUB", 26),
-    ("ESC", 27),
-    ("IS4", 28),
-    ("IS3", 29),
-    ("IS2", 30),
-    ("IS1", 31),
-    ("space", b' '),
-    ("exclamation-mark", b'!'),
-    ("quotation-mark", b'"'),
-    ("number-sign", b'#'),
-    ("dollar-sign", b'$'),
-    ("percent-sign", b'%'),
-    ("ampersand", b'&'),
-    ("apostrophe", b'\''),
-    ("left-parenthesis", b'('),
-    ("right-parenthesis", b')'),
-    ("asterisk", b'*'),
-    ("plus-sign", b'+'),
-    ("comma", b','),
-    ("hyphen", b'-'),
-    ("hyphen-minus", b'-'),
-    ("period", b'.'),
-    ("full-stop", b'.'),
-    ("slash", b'/'),
-    ("solidus", b'/'),
-    ("zero", b'0'),
-    ("one", b'1'),
-    ("two", b'2'),
-    ("three", b'3'),
-    ("four", b'4'),
-    ("five", b'5'),
-    ("six", b'6'),
-    ("seven", b'7'),
-    ("eight", b'8'),
-    ("nine", b'9'),
-    ("colon", b':'),
-    ("semicolon", b';'),
-    ("less-than-sign", b'<'),
-    ("equals-sign", b'='),
-    ("greater-than-sign", b'>'),
-    ("question-mark", b'?'),
-    ("commercial-at", b'@'),
-    ("left-square-bracket", b'['),
-    ("backslash", b'\\'),
-    ("reverse-solidus", b'\\'),
-    ("right-square-bracket", b']'),
-    ("circumflex", b'^'),
-    ("circumflex-accent", b'^'),
-    ("underscore", b'_'),
-    ("low-line", b'_'),
-    ("grave-accent", b'`'),
-    ("left-brace", b'{'),
-    ("left-curly-bracket", b'{'),
-    ("vertical-line", b'|'),
-    ("right-brace", b'}'),
-    ("right-curly-bracket", b'}'),
-    ("tilde", b'~'),
-    ("DEL", 127),
+/// The POSIX names of the 128 ASCII characters, indexed by character
+/// (libstdc++'s collating-symbol table).
+const COLLATING_NAMES: [&str; 128] = [
+    "NUL",
+    "SOH",
+    "STX",
+    "ETX",
+    "EOT",
+    "ENQ",
+    "ACK",
+    "alert",
+    "backspace",
+    "tab",
+    "newline",
+    "vertical-tab",
+    "form-feed",
+    "carriage-return",
+    "SO",
+    "SI",
+    "DLE",
+    "DC1",
+    "DC2",
+    "DC3",
+    "DC4",
+    "NAK",
+    "SYN",
+    "ETB",
+    "CAN",
+    "EM",
+    "SUB",
+    "ESC",
+    "IS4",
+    "IS3",
+    "IS2",
+    "IS1",
+    "space",
+    "exclamation-mark",
+    "quotation-mark",
+    "number-sign",
+    "dollar-sign",
+    "percent-sign",
+    "ampersand",
+    "apostrophe",
+    "left-parenthesis",
+    "right-parenthesis",
+    "asterisk",
+    "plus-sign",
+    "comma",
+    "hyphen",
+    "period",
+    "slash",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "colon",
+    "semicolon",
+    "less-than-sign",
+    "equals-sign",
+    "greater-than-sign",
+    "question-mark",
+    "commercial-at",
+    "A",
+    "B",
+    "C",
+    "D",
+    "E",
+    "F",
+    "G",
+    "H",
+    "I",
+    "J",
+    "K",
+    "L",
+    "M",
+    "N",
+    "O",
+    "P",
+    "Q",
+    "R",
+    "S",
+    "T",
+    "U",
+    "V",
+    "W",
+    "X",
+    "Y",
+    "Z",
+    "left-square-bracket",
+    "backslash",
+    "right-square-bracket",
+    "circumflex",
+    "underscore",
+    "grave-accent",
+    "a",
+    "b",
+    "c",
+    "d",
+    "e",
+    "f",
+    "g",
+    "h",
+    "i",
+    "j",
+    "k",
+    "l",
+    "m",
+    "n",
+    "o",
+    "p",
+    "q",
+    "r",
+    "s",
+    "t",
+    "u",
+    "v",
+    "w",
+    "x",
+    "y",
+    "z",
+    "left-curly-bracket",
+    "vertical-line",
+    "right-curly-bracket",
+    "tilde",
+    "DEL",
 ];
 
-/// The byte named by a collating symbol: a single byte or a POSIX name.
+/// The character a collating-symbol name denotes. As in libstdc++, only
+/// the names of the POSIX portable character set are known, so `[.a.]` is
+/// valid (`a` is the name of `a`) but `[.-.]` and `[.0.]` are not.
 fn collating_element(name: &[u8]) -> Option<u8> {
-    match name {
-        [b] => Some(*b),
-        _ => COLLATING_NAMES
-            .iter()
-            .find(|(n, _)| n.as_bytes() == name)
-            .map(|&(_, b)| b),
-    }
+    let index = COLLATING_NAMES.iter().position(|n| n.as_bytes() == name)?;
+    u8::try_from(index).ok()
 }
 
 /// NFA states libstdc++ creates for a fragment: `reach` are the states

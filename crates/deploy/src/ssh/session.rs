@@ -483,7 +483,10 @@ async fn establish(r: &Resolved, jump: Option<SshSession>) -> Result<SshSession>
     };
     let connected = match &jump {
         Some(via) => {
-            let stream = via.direct_tcpip(&r.host_name, r.port).await?;
+            let stream = via.direct_tcpip(&r.host_name, r.port).await.map_err(|e| SshError::Remote {
+                host: via.host.clone(),
+                message: format!("ProxyJump: could not forward to {} port {}: {e}", r.host_name, r.port),
+            })?;
             client::connect_stream(config, stream, handler).await
         }
         None => {

@@ -338,7 +338,13 @@ fn flake_with_path_and_tarball_inputs_matches_nix_eval() {
     assert!(!Path::new(&data_path).exists(), "nix-store --delete left {data_path}");
     let base = data_path.rsplit('/').next().unwrap();
     assert!(cache.join("ndeploy/sources").join(base).join("hello.txt").exists(), "ndeploy did not fetch {data_path}");
-    let ours_drv = run_str(nd(&cache).arg("instantiate").arg(format!("{flake}#hello")));
+    let drv_dir = tmp.path().join("drvs");
+    let ours_drv = run_str(nd(&cache).arg("instantiate").arg("--drv-dir").arg(&drv_dir).arg(format!("{flake}#hello")));
+    // Fetched inputs outside the store are recorded with where they really are.
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(drv_dir.join("manifest.json")).unwrap()).unwrap();
+    let origin = manifest["sources"][&data_path]["origin"].as_str().unwrap_or_default().to_string();
+    assert!(origin.starts_with(cache.to_str().unwrap()), "{manifest}");
+
     let ours_drv_eval = run_str(nd(&cache).args(["instantiate", "--eval"]).arg(format!("{flake}#hello.drvPath")));
 
     let theirs = run_ok(nix_flakes("nix").args(["eval", "--json"]).arg(format!("{flake}#info")));

@@ -507,3 +507,98 @@ fn exploding_patterns_fall_back_once_per_split() {
     assert_eq!(parts[1], SplitPiece::Match(vec![Some("a".to_owned())]));
     assert_eq!(parts[100], SplitPiece::Text(String::new()));
 }
+
+/// A random ERE over the syntax that libstdc++ may reject: brackets with
+/// classes, collating symbols, ranges and dashes, escapes, intervals.
+fn gen_wild(r: &mut Lcg, depth: u32) -> String {
+    let mut s = String::new();
+    for _ in 0..r.below(4) + 1 {
+        match r.below(10) {
+            0 | 1 if depth < 2 => {
+                s.push('(');
+                s.push_str(&gen_wild(r, depth + 1));
+                s.push(')');
+            }
+            2 | 3 => {
+                s.push('[');
+                for _ in 0..r.below(4) {
+                    s.push_str(r.pick(&[
+                        "^",
+                        "]",
+                        "-",
+                        "a",
+                        "a-c",
+                        "[:alpha:]",
+                        "[:Digit:]",
+                        "[.a.]",
+                        "[.-.]",
+                        "[.hyphen.]",
+                        "[=a=]",
+                        "[",
+                        "\\",
+                        "z-a",
+                        "é",
+                    ]));
+                }
+                s.push(']');
+            }
+            4 => s.push_str(r.pick(&["\\.", "\\]", "\\}", "\\(", "\\)", "\\{", "\\d", "\\"])),
+            5 => s.push_str(r.pick(&["|", "^", "$", "{", "}", "*"])),
+            _ => s.push_str(r.pick(&["a", "b", ".", "-", "é"])),
+        }
+        if r.chance(30) {
+            s.push_str(r.pick(&["*", "+", "?", "{2}", "{1,}", "{0,2}", "{2,1}", "{,1}"]));
+        }
+    }
+    s
+}
+
+#[test]
+fn wild_patterns_match_nix_oracle() {
+    use crate::support::oracle::eval_result;
+    let mut r = Lcg(77);
+    let (mut errors, mut values) = (0, 0);
+    for _ in 0..40 {
+        let p = gen_wild(&mut r, 0);
+        let s: String = (0..r.below(6))
+            .map(|_| r.pick(&["a", "b", "-", "]", "é", "."]))
+            .collect();
+        let (np, ns) = (nix_string(&p), nix_string(&s));
+        let expr = format!("[ (builtins.match {np} {ns}) (builtins.split {np} {ns}) ]");
+        let Some(nix) = eval_result(&expr) else {
+            return;
+        };
+        let ours = match (match_str(&p, &s), split_str(&p, &s)) {
+            (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+            (Ok(m), Ok(parts)) => {
+                let mut out = String::from("[ ");
+                out.push_str(&match m {
+                    None => "null".to_owned(),
+                    Some(g) => show_groups(&g),
+                });
+                out.push_str(" [ ");
+                for part in parts {
+                    match part {
+                        SplitPiece::Text(t) => {
+                            out.push_str(&crate::support::escape::escape_string(&t))
+                        }
+                        SplitPiece::Match(g) => out.push_str(&show_groups(&g)),
+                    }
+                    out.push(' ');
+                }
+                out.push_str("] ]");
+                Ok(out)
+            }
+        };
+        assert_eq!(ours, nix, "{p:?} on {s:?}");
+        if nix.is_ok() {
+            values += 1
+        } else {
+            errors += 1
+        }
+    }
+    assert!(
+        errors >= 5 && values >= 5,
+        "{errors} errors, {values} values"
+    );
+}

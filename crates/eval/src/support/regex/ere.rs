@@ -421,7 +421,7 @@ impl Parser<'_> {
                 // key is the lower-cased character.
                 let c = collating_element(name).ok_or(EreError::Invalid)?;
                 let mut set = ByteSet::new();
-                set.insert_where(|b| b.to_ascii_lowercase() == c.to_ascii_lowercase());
+                set.insert_where(|b| b.eq_ignore_ascii_case(&c));
                 Ok(BracketElement::Class(set))
             }
         }

@@ -3,7 +3,8 @@
 //!
 //! Design: an [`Input`] is a sorted map of string / integer / Boolean
 //! attributes with a `type`. [`Fetcher::fetch_input`] dispatches on the type
-//! (`path`, `tarball`, `file`, `git`, `github`) and returns a [`Tree`]: the
+//! (`path`, `tarball`, `file`, `git`, `github`/`gitlab`/`sourcehut`) and
+//! returns a [`Tree`]: the
 //! fetched tree plus what `fetchTree` reports (`rev`, `revCount`,
 //! `lastModified`, `submodules`). A `narHash` attribute is checked against
 //! what was fetched ("NAR hash mismatch in input ..."). [`parse_url`] turns
@@ -104,8 +105,8 @@ impl std::fmt::Display for Input {
                 let u = self.0.get("url").map(|v| v.to_string()).unwrap_or_default();
                 if u.starts_with("git+") { u } else { format!("git+{u}") }
             }
-            "github" => format!(
-                "github:{}/{}",
+            "github" | "gitlab" | "sourcehut" => format!(
+                "{ty}:{}/{}",
                 self.0.get("owner").map(|v| v.to_string()).unwrap_or_default(),
                 self.0.get("repo").map(|v| v.to_string()).unwrap_or_default()
             ),
@@ -208,20 +209,30 @@ impl Fetcher {
                     submodules: Some(g.submodules),
                 }
             }
-            "github" => {
+            "github" | "gitlab" | "sourcehut" => {
                 input.check_allowed(&["owner", "repo", "rev", "ref", "narHash", "lastModified", "host", "name"])?;
                 let owner = input.req_str("owner")?;
                 let repo = input.req_str("repo")?;
                 let Some(rev) = input.get_str("rev")? else {
                     return Err(FetchError::Input(format!(
-                        "input '{input}' is not locked (no 'rev'); ndeploy only fetches locked GitHub inputs"
+                        "input '{input}' is not locked (no 'rev'); ndeploy only fetches locked {ty} inputs"
                     )));
                 };
-                let host = input.get_str("host")?.unwrap_or("github.com");
-                let url = if host == "github.com" {
-                    format!("https://api.github.com/repos/{owner}/{repo}/tarball/{rev}")
-                } else {
-                    format!("https://{host}/api/v3/repos/{owner}/{repo}/tarball/{rev}")
+                let host = input.get_str("host")?;
+                if host.is_some_and(|h| !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')) {
+                    return Err(FetchError::Input(format!("input '{input}' has an invalid host")));
+                }
+                // The archive URLs of Nix 2.8's git-archive fetchers.
+                let url = match ty {
+                    "github" => format!(
+                        "https://api.{}/repos/{owner}/{repo}/tarball/{rev}",
+                        host.unwrap_or("github.com")
+                    ),
+                    "gitlab" => format!(
+                        "https://{}/api/v4/projects/{owner}%2F{repo}/repository/archive.tar.gz?sha={rev}",
+                        host.unwrap_or("gitlab.com")
+                    ),
+                    _ => format!("https://{}/{owner}/{repo}/archive/{rev}.tar.gz", host.unwrap_or("git.sr.ht")),
                 };
                 let mut t = Tree::plain(self.fetch_tarball(&url, expected.as_ref(), &input.name()?)?);
                 t.rev = Some(rev.to_string());
@@ -302,13 +313,16 @@ pub fn parse_url(s: &str) -> FetchResult<Input> {
     } else if let Some(rest) = base.strip_prefix("git+") {
         input.set("type", AttrValue::Str("git".into()));
         input.set("url", AttrValue::Str(rest.to_string()));
-    } else if let Some(rest) = base.strip_prefix("github:") {
+    } else if let Some((ty, rest)) = ["github", "gitlab", "sourcehut"]
+        .iter()
+        .find_map(|t| base.strip_prefix(&format!("{t}:")).map(|r| (*t, r)))
+    {
         let parts: Vec<&str> = rest.split('/').collect();
         let (owner, repo) = match (parts.first(), parts.get(1)) {
             (Some(o), Some(r)) if !o.is_empty() && !r.is_empty() => (*o, *r),
             _ => return Err(bad()),
         };
-        input.set("type", AttrValue::Str("github".into()));
+        input.set("type", AttrValue::Str(ty.into()));
         input.set("owner", AttrValue::Str(owner.into()));
         input.set("repo", AttrValue::Str(repo.into()));
         if let Some(r) = parts.get(2) {

@@ -102,3 +102,38 @@ fn evaluation_reads_fetched_trees_through_fetch_io() {
         .unwrap();
     assert!(matches!(v, crate::Value::Int(2)), "{v:?}");
 }
+
+#[test]
+fn git_archive_inputs_download_the_forge_tarball() {
+    let rev = "0123456789abcdef0123456789abcdef01234567";
+    let tmp = tempfile::tempdir().unwrap();
+    let d = MemDownloader::default();
+    for url in [
+        format!("https://api.github.com/repos/o/r/tarball/{rev}"),
+        format!("https://gitlab.example.org/api/v4/projects/o%2Fr/repository/archive.tar.gz?sha={rev}"),
+        format!("https://git.sr.ht/~o/r/archive/{rev}.tar.gz"),
+    ] {
+        d.files.lock().unwrap().insert(url, tarball());
+    }
+    let f = Fetcher::new("/nix/store", tmp.path().to_path_buf(), Box::new(d));
+    let mut hashes = Vec::new();
+    for url in [
+        format!("github:o/r/{rev}?lastModified=7"),
+        format!("gitlab:o/r/{rev}?host=gitlab.example.org"),
+        format!("sourcehut:~o/r/{rev}"),
+    ] {
+        let input = parse_url(&url).unwrap();
+        let t = f.fetch_input(&input).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(t.rev.as_deref(), Some(rev));
+        hashes.push(t.fetched.nar_hash);
+        if url.starts_with("github") {
+            assert_eq!(t.last_modified, Some(7));
+        }
+    }
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]));
+    let mut unlocked = parse_url("github:o/r").unwrap();
+    assert!(f.fetch_input(&unlocked).unwrap_err().to_string().contains("is not locked"));
+    unlocked.set("rev", AttrValue::Str(rev.into()));
+    unlocked.set("host", AttrValue::Str("evil/host".into()));
+    assert!(f.fetch_input(&unlocked).unwrap_err().to_string().contains("invalid host"));
+}

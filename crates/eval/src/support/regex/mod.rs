@@ -139,6 +139,11 @@ impl Regex {
         if !self.linear.is_match_whole(hay) {
             return None;
         }
+        if self.groups == 0 {
+            // Whether a full match exists is the same for both engines, and
+            // without groups there is nothing else to report.
+            return Some(Vec::new());
+        }
         let flags = backtrack::Flags::default();
         match backtrack::run(&self.program, hay, 0, backtrack::Mode::Exact, flags) {
             Ok(slots) => slots.map(|s| slots_to_groups(&s)),

@@ -1,12 +1,10 @@
 //! Parser for POSIX extended regular expressions as libstdc++'s
 //! `std::regex::extended` accepts them (what C++ Nix 2.8 uses).
 //!
-//! Design: the pattern is parsed as bytes into a small AST, validated with
-//! libstdc++'s rules, and re-emitted in the Rust regex syntax with every
-//! non-alphanumeric byte written as `\xHH`, to be compiled with Unicode
-//! mode off, so matching is byte-wise like libstdc++'s (`.` matches one
-//! byte of a multi-byte UTF-8 character). Rules implemented (each checked
-//! against Nix 2.8):
+//! Design: the pattern is parsed as bytes into a small syntax tree
+//! ([`Node`]) and validated with libstdc++'s rules; the tree is then
+//! compiled by the backtracker and translated for the linear engine. Rules
+//! implemented (each checked against Nix 2.8):
 //! - `\` may only escape one of `.[\()*+?{|^$` (libstdc++'s ERE special
 //!   characters); anything else (`\]`, `\}`, `\d`, `\n`, `\1`, `\/`) is
 //!   an invalid regex, as Nix is built in strict ISO mode;
@@ -17,19 +15,22 @@
 //!   lone `}` or `]` is a literal;
 //! - `()` and empty alternatives are allowed; `(`/`)` must balance;
 //! - bracket expressions: `]` first is literal, `\` is literal, `-` is
-//!   literal first or last, ranges must be ordered (as signed `char`s, so
-//!   `[é-a]` is valid and `[a-é]` is not), a range may not follow a range or
-//!   start/end at a class; `[:name:]` classes (case-insensitive,
-//!   plus libstdc++'s `d`, `w`, `s`), `[=c=]` and `[.c.]` / `[.name.]` with
-//!   POSIX collating-symbol names;
+//!   literal first or last; a range starts with a character or `[.name.]`
+//!   and ends with a plain character, is ordered as signed `char`s (so
+//!   `[é-a]` is valid and `[a-é]` is not), and may not be followed by a
+//!   dash other than a final one; `[:name:]` classes (case-insensitive,
+//!   plus libstdc++'s `d`, `w`, `s`) and `[=name=]` equivalence classes
+//!   (case-folded) are never range endpoints; `[.name.]` and `[=name=]`
+//!   only know the POSIX names of the ASCII characters (`a`, `zero`,
+//!   `hyphen`, ...), so `[.-.]` is invalid;
 //! - `.` matches any byte but NUL, newlines included; `^`/`$` match only at
 //!   the ends of the whole string.
 //!
-//! Invariants: AST depth is bounded by [`MAX_DEPTH`] (nesting of groups
-//! and stacked quantifiers) so emitting and dropping cannot overflow the
-//! stack; patterns whose expansion would exceed libstdc++'s NFA state limit
-//! ([`STATE_LIMIT`], counted exactly as libstdc++ builds its NFA) are
-//! reported as too big, which Nix
+//! Invariants: tree depth is bounded by [`MAX_DEPTH`] (nesting of groups
+//! and stacked quantifiers) so the recursive passes over it cannot
+//! overflow the stack; patterns whose NFA would exceed libstdc++'s state
+//! limit ([`STATE_LIMIT`], counted exactly as libstdc++ builds its NFA,
+//! copies of `{n,m}` bodies included) are reported as too big, which Nix
 //! reports as "memory limit exceeded".
 
 /// Maximum nesting of groups plus stacked quantifiers.

@@ -169,6 +169,30 @@ mod tests {
     }
 
     #[test]
+    fn recognises_every_compression_by_its_magic() {
+        use std::io::Write;
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "top/f", &b"hi"[..]).unwrap();
+        let plain = b.into_inner().unwrap();
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        bz.write_all(&plain).unwrap();
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(&plain).unwrap();
+        let zst = zstd::stream::encode_all(&plain[..], 3).unwrap();
+        for (what, data) in [("plain", plain.clone()), ("bzip2", bz.finish().unwrap()), ("xz", xz.finish().unwrap()), ("zstd", zst)] {
+            let d = tempfile::tempdir().unwrap();
+            unpack_tarball(&data[..], d.path(), what).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(std::fs::read(d.path().join("top/f")).unwrap(), b"hi", "{what}");
+        }
+        let d = tempfile::tempdir().unwrap();
+        let e = unpack_tarball(&b"\x1f\x8bnot gzip"[..], d.path(), "bad").unwrap_err();
+        assert!(e.to_string().starts_with("unpacking 'bad':"), "{e}");
+    }
+
+    #[test]
     fn unpacks_gzip_and_keeps_executable_bits() {
         use std::io::Write;
         let d = tempfile::tempdir().unwrap();

@@ -111,6 +111,11 @@ impl Program {
         p
     }
 
+    /// Number of NFA states.
+    pub(super) fn len(&self) -> usize {
+        self.states.len()
+    }
+
     fn push(&mut self, s: State) -> usize {
         self.states.push(s);
         self.states.len() - 1

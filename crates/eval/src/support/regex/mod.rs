@@ -27,7 +27,8 @@
 //! if a range cuts a UTF-8 character, where Nix would produce raw bytes).
 //!
 //! Compiled patterns are cached process-wide ([`compile`]): a mutex-guarded
-//! map bounded to [`CACHE_CAPACITY`] entries (evicting the oldest), holding
+//! map bounded to [`CACHE_CAPACITY`] entries and [`CACHE_WEIGHT`] total
+//! size (evicting the oldest), holding
 //! `Arc`s so callers never hold the lock while matching.
 
 mod backtrack;
@@ -42,6 +43,10 @@ use thiserror::Error;
 
 /// Maximum number of compiled patterns kept in the cache.
 pub const CACHE_CAPACITY: usize = 1024;
+
+/// Maximum total [`Regex::weight`] of the cached patterns (a pattern near
+/// libstdc++'s size limit weighs about 100 000).
+pub const CACHE_WEIGHT: usize = 2_000_000;
 
 /// Errors compiling a pattern, with Nix 2.8's messages.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -132,6 +137,12 @@ impl Regex {
     /// Number of capture groups.
     pub fn group_count(&self) -> usize {
         self.groups
+    }
+
+    /// Approximate size, for bounding the cache: NFA states plus the
+    /// pattern length.
+    pub fn weight(&self) -> usize {
+        self.program.len() + self.pattern.len()
     }
 
     /// `builtins.match`: if the whole of `hay` matches, the capture groups.
@@ -258,6 +269,8 @@ impl Regex {
 struct Cache {
     map: HashMap<String, Arc<Regex>>,
     order: VecDeque<String>,
+    /// Sum of [`Regex::weight`] over the cached entries.
+    weight: usize,
 }
 
 fn cache() -> &'static Mutex<Cache> {
@@ -266,6 +279,7 @@ fn cache() -> &'static Mutex<Cache> {
         Mutex::new(Cache {
             map: HashMap::new(),
             order: VecDeque::new(),
+            weight: 0,
         })
     })
 }
@@ -284,12 +298,15 @@ pub fn compile(pattern: &str) -> Result<Arc<Regex>, RegexError> {
     if let Ok(mut c) = cache().lock()
         && !c.map.contains_key(pattern)
     {
-        while c.map.len() >= CACHE_CAPACITY {
+        while c.map.len() >= CACHE_CAPACITY || c.weight + re.weight() > CACHE_WEIGHT {
             let Some(old) = c.order.pop_front() else {
                 break;
             };
-            c.map.remove(&old);
+            if let Some(evicted) = c.map.remove(&old) {
+                c.weight -= evicted.weight();
+            }
         }
+        c.weight += re.weight();
         c.order.push_back(pattern.to_owned());
         c.map.insert(pattern.to_owned(), Arc::clone(&re));
     }

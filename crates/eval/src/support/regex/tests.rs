@@ -367,6 +367,14 @@ fn byte_ranges_and_cache() {
     }
     let len = cache().lock().unwrap().map.len();
     assert!(len <= CACHE_CAPACITY, "{len}");
+    // Big patterns are bounded by weight: at most ~20 of these fit.
+    for i in 0..40 {
+        compile(&format!("(a{{{}}}){{20}}", 4000 + i)).unwrap();
+    }
+    let c = cache().lock().unwrap();
+    assert!(c.weight <= CACHE_WEIGHT, "{}", c.weight);
+    let recomputed: usize = c.map.values().map(|re| re.weight()).sum();
+    assert_eq!(recomputed, c.weight);
 }
 
 #[test]

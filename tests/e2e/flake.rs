@@ -499,3 +499,46 @@ fn fetch_git_local_repository_matches_nix() {
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&again.stdout).unwrap(), ours);
     assert_eq!(ours["dirty"]["rev"], "0".repeat(40));
 }
+
+#[test]
+fn nested_git_input_with_dir_matches_nix_eval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let (main, dep, repo_dir) = (tmp.path().join("main"), tmp.path().join("dep"), tmp.path().join("repo"));
+    write_file(
+        &repo_dir.join("sub/flake.nix"),
+        format!(r#"{{ outputs = {{ self }}: {{ v = "inner " + self.shortRev + " {}"; }}; }}"#, nonce()),
+    );
+    run_ok(Command::new("git").arg("-C").arg(&repo_dir).args(["init", "-q"]));
+    run_ok(Command::new("git").arg("-C").arg(&repo_dir).args(["add", "."]));
+    run_ok(Command::new("git").arg("-C").arg(&repo_dir).args(["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "x"]));
+    write_file(
+        &dep.join("flake.nix"),
+        format!(
+            r#"{{ inputs.inner.url = "git+file://{}?dir=sub"; outputs = {{ self, inner }}: {{ v = "dep+" + inner.v; }}; }}"#,
+            repo_dir.display()
+        ),
+    );
+    write_file(
+        &main.join("flake.nix"),
+        format!(
+            r#"{{ inputs.dep.url = "path:{}"; outputs = {{ self, dep }}: {{ r = {{ inherit (dep) v; inner = builtins.removeAttrs dep.inputs.inner.sourceInfo [ "outPath" ] // {{ path = dep.inputs.inner.outPath; }}; }}; }}; }}"#,
+            dep.display()
+        ),
+    );
+    run_ok(nix_flakes("nix").args(["flake", "lock"]).arg(format!("path:{}", dep.display())));
+    run_ok(nix_flakes("nix").args(["flake", "lock"]).arg(format!("path:{}", main.display())));
+    let flake = format!("path:{}#r", main.display());
+    // The git input leaves the store: ndeploy exports the locked commit.
+    let inner = run_str(nix_flakes("nix").args(["eval", "--raw"]).arg(format!("{flake}.inner.path")));
+    forget_store_path(&inner);
+    assert!(!Path::new(&inner).exists(), "nix-store --delete left {inner}");
+    let ours = run(nd(&cache).args(["instantiate", "--eval", "--strict", "--json"]).arg(&flake));
+    assert!(ours.status.success(), "{}", String::from_utf8_lossy(&ours.stderr));
+    assert!(cache.join("ndeploy/git-revs").exists(), "ndeploy did not export the commit");
+    let theirs = run_ok(nix_flakes("nix").args(["eval", "--json"]).arg(&flake));
+    let ours: serde_json::Value = serde_json::from_slice(&ours.stdout).unwrap();
+    let theirs: serde_json::Value = serde_json::from_slice(&theirs).unwrap();
+    assert_eq!(ours, theirs);
+    assert_eq!(ours["inner"]["revCount"], 1);
+}

@@ -43,7 +43,9 @@ pub struct GitInfo {
 
 /// The local directory of a `file://` (or bare path) git URL.
 pub fn local_repo(url: &str) -> FetchResult<PathBuf> {
-    let p = url.strip_prefix("git+file://").or_else(|| url.strip_prefix("file://")).unwrap_or(url);
+    // A query (lock files keep `?dir=…` in the URL) is not part of the path.
+    let base = url.split(['?', '#']).next().unwrap_or(url);
+    let p = base.strip_prefix("git+file://").or_else(|| base.strip_prefix("file://")).unwrap_or(base);
     if !p.starts_with('/') {
         return Err(FetchError::Git(format!(
             "only local git repositories (file:// URLs or absolute paths) are supported, not '{url}'"

@@ -610,3 +610,13 @@ fn wild_patterns_match_nix_oracle() {
         "{errors} errors, {values} values"
     );
 }
+
+#[test]
+fn largest_patterns_nix_accepts_compile() {
+    // The largest repetition counts libstdc++ accepts (see ere.rs) must
+    // compile here too, not fail on the linear engine's size limits.
+    for p in ["a{99993}", "(a|b){12498}", "a{1,49997}", "(a{2}){14283}"] {
+        let re = Regex::new(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+        assert_eq!(re.match_whole(b"c"), None, "{p}");
+    }
+}

@@ -33,6 +33,7 @@
 
 mod backtrack;
 mod ere;
+mod limits;
 mod linear;
 
 use std::collections::{HashMap, VecDeque};

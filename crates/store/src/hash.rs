@@ -123,7 +123,14 @@ impl Hash {
     }
 
     pub fn to_base16(&self) -> String {
-        hex::encode(self.as_bytes())
+        // By hand: `hex::encode` collects chars one by one, and this is on the
+        // path of every store path and derivation hash computed.
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = Vec::with_capacity(2 * self.algo.size());
+        for &b in self.as_bytes() {
+            out.extend([DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]);
+        }
+        String::from_utf8(out).unwrap_or_default()
     }
 
     pub fn to_nix32(&self) -> String {

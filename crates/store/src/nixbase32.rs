@@ -38,20 +38,33 @@ pub fn decoded_len(len: usize) -> Option<usize> {
 
 pub fn encode(bytes: &[u8]) -> String {
     let len = encoded_len(bytes.len());
-    let mut out = String::with_capacity(len);
+    let mut out = Vec::with_capacity(len);
     for n in (0..len).rev() {
         let b = n * 5;
         let (i, j) = (b / 8, b % 8);
         let lo = bytes[i] >> j;
         let hi = if i + 1 < bytes.len() { (bytes[i + 1] as u16) << (8 - j) } else { 0 };
         let c = ((lo as u16) | hi) & 0x1f;
-        out.push(ALPHABET[c as usize] as char);
+        out.push(ALPHABET[c as usize]);
     }
-    out
+    // The alphabet is ASCII.
+    String::from_utf8(out).unwrap_or_default()
 }
 
+/// Digit value by character; `0xff` for characters outside the alphabet.
+const DIGITS: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        t[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
 fn digit(c: u8) -> Option<u8> {
-    ALPHABET.iter().position(|&a| a == c).map(|p| p as u8)
+    let d = DIGITS[c as usize];
+    (d != 0xff).then_some(d)
 }
 
 pub fn decode(s: &str) -> Result<Vec<u8>, Nix32Error> {

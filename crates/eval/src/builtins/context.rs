@@ -75,11 +75,12 @@ fn append_context(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let s = ev.force_string(&a[0])?;
     let extra = super::attrs::attrs_arg(&a[1])?;
     let mut ctx = s.context().clone();
-    let store = format!("{}/", ev.config.store_dir);
+    let store = ndeploy_store::store_path::StoreDir::new(&ev.config.store_dir);
     for at in extra.iter() {
         let path = at.name.as_str();
-        if !path.starts_with(&store) {
-            return Err(EvalError::other(format!("context key '{path}' is not a store path")));
+        // Nix 2.8 prints the key as a quoted symbol in these messages.
+        if store.parse(path).is_err() {
+            return Err(EvalError::other(format!("Context key '\"{path}\"' is not a store path")).with_pos(at.pos));
         }
         let info = ev.force_attrs(&at.value)?;
         if let Some(p) = info.get_str("path")
@@ -92,8 +93,9 @@ fn append_context(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
         {
             if !path.ends_with(".drv") {
                 return Err(EvalError::other(format!(
-                    "tried to add all-outputs context of {path}, which is not a derivation, to a string"
-                )));
+                    "Tried to add all-outputs context of \"{path}\", which is not a derivation, to a string"
+                ))
+                .with_pos(at.pos));
             }
             ctx.insert(format!("={path}"));
         }
@@ -101,8 +103,9 @@ fn append_context(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
             let outs = ev.force_list(outs)?;
             if !outs.is_empty() && !path.ends_with(".drv") {
                 return Err(EvalError::other(format!(
-                    "tried to add derivation output context of {path}, which is not a derivation, to a string"
-                )));
+                    "Tried to add derivation output context of \"{path}\", which is not a derivation, to a string"
+                ))
+                .with_pos(at.pos));
             }
             for o in outs.iter() {
                 ctx.insert(format!("!{}!{path}", ev.force_str_plain(o)?));

@@ -164,10 +164,21 @@ fn store_path(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let store = computing(ev)?;
     let dir = store.store_dir();
     // Resolve symlinks unless the path itself is directly in the store.
-    if dir.parse(&path).is_err()
-        && let Ok(real) = std::fs::canonicalize(&path)
-    {
-        path = real.to_string_lossy().into_owned();
+    if dir.parse(&path).is_err() {
+        path = match std::fs::canonicalize(&path) {
+            Ok(real) => real.to_string_lossy().into_owned(),
+            Err(e) => {
+                // Nix names the first component that does not exist.
+                let missing = std::path::Path::new(&path)
+                    .ancestors()
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .find(|p| p.symlink_metadata().is_err())
+                    .map_or(path.clone(), |p| p.to_string_lossy().into_owned());
+                return Err(EvalError::other(format!("getting status of '{missing}': {}", crate::eval::io_msg(&e))));
+            }
+        };
     }
     let (sp, _) = dir
         .parse_inner(&path)

@@ -84,11 +84,15 @@ impl Registry {
     /// Nix's "no hash for output": every output named in `inputDrvs` must exist.
     fn check_outputs_exist(&self, inner: &Inner, drv: &Derivation) -> Result<(), StoreError> {
         for (input, outputs) in &drv.input_drvs {
+            let read;
             let known = match inner.drvs.get(input) {
-                Some(d) => d.outputs.keys().cloned().collect::<BTreeSet<_>>(),
-                None => (self.read)(&self.dir, input)?.outputs.into_keys().collect(),
+                Some(d) => &d.outputs,
+                None => {
+                    read = (self.read)(&self.dir, input)?;
+                    &read.outputs
+                }
             };
-            if let Some(o) = outputs.iter().find(|o| !known.contains(*o)) {
+            if let Some(o) = outputs.iter().find(|o| !known.contains_key(*o)) {
                 return Err(StoreError::NoSuchOutput { output: o.clone(), drv: drv.name.clone() });
             }
         }

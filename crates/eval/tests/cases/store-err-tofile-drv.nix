@@ -1,0 +1,1 @@
+let mk = a: derivation ({ name = "x"; system = "s"; builder = "/bin/sh"; } // a); in builtins.toFile "f" "${mk { }}"

@@ -79,3 +79,18 @@ fn in_memory_io() {
     let s = ndeploy_eval::print::print_value(&ev, &v, true).unwrap();
     assert_eq!(s, r#"{ d = { "data.txt" = "regular"; "default.nix" = "regular"; "lib.nix" = "regular"; }; x = 42; y = "hello"; }"#);
 }
+
+#[test]
+fn deep_input_fails_cleanly_or_works() {
+    let ev = evaluator();
+    let chain = vec!["1"; 100_000].join(" + ");
+    match ev.eval_str(&chain) {
+        Ok(v) => assert!(matches!(v, ndeploy_eval::Value::Int(100_000))),
+        Err(e) => assert!(e.to_string().contains("nested too deeply"), "{e}"),
+    }
+    let lists = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let e = ev.eval_str(&lists).unwrap_err();
+    assert!(e.to_string().contains("nested too deeply"), "{e}");
+    let ok = vec!["1"; 5_000].join(" + ");
+    assert!(matches!(ev.eval_str(&ok).unwrap(), ndeploy_eval::Value::Int(5_000)));
+}

@@ -132,7 +132,12 @@ pub(crate) fn base_scope(config: &EvalConfig, io: &dyn crate::io::EvalIO) -> (Ha
     for (n, v) in &consts {
         b.insert(Symbol::new(n), v.clone());
     }
-    let builtins = b.finish();
+    // `builtins.builtins`: one level deep (a copy without itself), so the
+    // set does not contain itself (no reference cycle).
+    let inner = b.finish();
+    let mut outer = AttrsBuilder::new();
+    outer.insert(Symbol::new("builtins"), Value::Attrs(inner.clone()));
+    let builtins = inner.update(&outer.finish());
     let mut base = HashMap::new();
     for a in builtins.iter() {
         let n = a.name.as_str();

@@ -57,19 +57,49 @@ pub(crate) struct Compiler<'a> {
     env: &'a CompileEnv<'a>,
     src: SourceId,
     scopes: Vec<Scope>,
+    /// Current expression nesting (bounded by [`MAX_NESTING`]).
+    depth: usize,
 }
 
 /// Parse and compile a source text.
+/// Deepest nesting the compiler accepts; deeper input is an error rather
+/// than a risk to the stack (the parser, compiler and IR drop recurse).
+pub const MAX_NESTING: usize = 10_000;
+
+/// Bracket nesting depth of `text` (an upper bound for most inputs; cheap).
+fn bracket_depth(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    for b in text.bytes() {
+        match b {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 pub fn compile(text: Arc<str>, origin: Origin, env: &CompileEnv<'_>) -> EvalResult<Expr> {
     // Nix's lexer treats CR LF as a newline; rnix does not know CR.
     let text: Arc<str> = if text.contains('\r') { text.replace("\r\n", "\n").replace('\r', "\n").into() } else { text };
     let src = Source::register(origin, text.clone());
-    let parse = rnix::Root::parse(&text);
+    if bracket_depth(&text) > MAX_NESTING / 4 {
+        return Err(EvalError::at(ErrorKind::Parse("expression nested too deeply".into()), Pos::new(src, 0)));
+    }
+    // rnix parses recursively: give it (and the compiler) a large stack.
+    stacker::maybe_grow(32 << 20, 64 << 20, || compile_parsed(&text, src, env))
+}
+
+fn compile_parsed(text: &str, src: SourceId, env: &CompileEnv<'_>) -> EvalResult<Expr> {
+    let parse = rnix::Root::parse(text);
     if let Some(err) = parse.errors().first() {
         return Err(parse_error(err, src));
     }
     let root = parse.tree();
-    let mut c = Compiler { env, src, scopes: Vec::new() };
+    let mut c = Compiler { env, src, scopes: Vec::new(), depth: 0 };
     if let Some(names) = &env.extra_scope {
         let m = names.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
         c.scopes.push(Scope::Static(m));
@@ -154,6 +184,16 @@ impl<'a> Compiler<'a> {
     }
 
     pub(crate) fn expr(&mut self, e: &ast::Expr) -> EvalResult<Expr> {
+        if self.depth >= MAX_NESTING {
+            return Err(EvalError::at(ErrorKind::Parse("expression nested too deeply".into()), self.pos(e)));
+        }
+        self.depth += 1;
+        let r = stacker::maybe_grow(128 * 1024, 4 << 20, || self.expr_inner(e));
+        self.depth -= 1;
+        r
+    }
+
+    fn expr_inner(&mut self, e: &ast::Expr) -> EvalResult<Expr> {
         let pos = self.pos(e);
         Ok(match e {
             ast::Expr::Paren(p) => return self.sub(p.expr(), p),

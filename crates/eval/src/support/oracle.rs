@@ -9,6 +9,8 @@
 
 use std::process::Command;
 
+use super::data::Data;
+
 fn run(args: &[&str], expr: &str) -> Option<String> {
     let out = match Command::new("nix-instantiate")
         .args(["--eval", "--strict"])
@@ -103,5 +105,36 @@ impl Lcg {
     /// A random element of `items` (non-empty).
     pub(crate) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// Prints a [`Data`] tree as nix-instantiate prints the value.
+pub(crate) fn print_data(d: &Data, out: &mut String) {
+    use crate::support::escape::{write_attr_name, write_escaped_string};
+    use crate::support::float::write_float;
+    match d {
+        Data::Null => out.push_str("null"),
+        Data::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Data::Int(i) => out.push_str(&i.to_string()),
+        Data::Float(f) => write_float(out, *f),
+        Data::String(s) => write_escaped_string(out, s),
+        Data::List(items) => {
+            out.push_str("[ ");
+            for item in items {
+                print_data(item, out);
+                out.push(' ');
+            }
+            out.push(']');
+        }
+        Data::Attrs(attrs) => {
+            out.push_str("{ ");
+            for (k, v) in attrs {
+                write_attr_name(out, k);
+                out.push_str(" = ");
+                print_data(v, out);
+                out.push_str("; ");
+            }
+            out.push('}');
+        }
     }
 }

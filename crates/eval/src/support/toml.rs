@@ -12,7 +12,9 @@
 //!
 //! Error messages are prefixed like Nix's ("while parsing a TOML string:
 //! ...") but the parser's own wording is the `toml` crate's, not toml11's.
-//! Known gaps: Nix 2.8 (toml11) clamps numbers outside the `i64` / `f64`
+//! Known gaps: Nix 2.8 (toml11) accepts a `[a]` header after dotted keys
+//! have defined `a` (`a.b.c = 1` then `[a]`), which TOML 1.0 and the `toml`
+//! crate reject. Nix 2.8 clamps numbers outside the `i64` / `f64`
 //! range to the bound (`9223372036854775808` → `9223372036854775807`,
 //! `-1e400` → `-1.79769e+308`); here such integers and positive floats are
 //! a parse error, as the TOML specification requires, and negative
@@ -211,6 +213,54 @@ mod tests {
                 matches!(parse_toml(bad), Err(TomlError::Syntax(_))),
                 "{bad:?}"
             );
+        }
+    }
+    #[test]
+    fn documents_match_nix_oracle() {
+        use crate::support::oracle::{eval_result, nix_string, print_data};
+        let docs = [
+            "a = \"\"\"\n\"\"\"",
+            "\"\" = 1",
+            "a = 1979-05-27T07:32:00.999999-07:00",
+            "[a]\n[a.b]\nc = 1",
+            "[[a]]\n[a]",
+            "a = [ [1, 2], [\"x\"], [] ]",
+            "a = { b = { c = [ { d = 1 } ] } }",
+            "a = 'C:\\path'\nb = '''\nraw\\n'''",
+            "a = 0xDEADBEEF\nb = 0o755\nc = 0b11\nd = +1\ne = -0",
+            "a = 6.626e-34\nb = 5e+22\nc = -3.14\nd = 1e6",
+            "a = true\nb = false",
+            "# comment only\n",
+            "a = \"tab\\there\\u00e9\"",
+            "x.y = 1\nx.z = 2\n[x.w]\nv = 3",
+            "a = [1,\n# c\n2]",
+            "a = 07",
+            "a = 1__0",
+            "a = .5",
+            "a = \"unterminated",
+            "[a\nb = 1",
+            "a = [1, 2,,]",
+            "key with spaces = 1",
+            "a = nan\nb = -inf",
+        ];
+        for doc in docs {
+            let Some(nix) = eval_result(&format!("builtins.fromTOML {}", nix_string(doc))) else {
+                return;
+            };
+            match (nix, parse_toml(doc)) {
+                (Ok(nix), Ok(data)) => {
+                    let mut ours = String::new();
+                    print_data(&data, &mut ours);
+                    assert_eq!(ours, nix, "{doc:?}");
+                }
+                (Err(nix), Err(ours)) => {
+                    assert!(nix.starts_with("while parsing a TOML string: "), "{nix}");
+                    if nix.ends_with("Dates and times are not supported") {
+                        assert_eq!(ours, TomlError::DateTime, "{doc:?}");
+                    }
+                }
+                (nix, ours) => panic!("{doc:?}: nix {nix:?}, ours {ours:?}"),
+            }
         }
     }
 }

@@ -391,36 +391,6 @@ mod tests {
         assert_eq!(to_json(&floats), "[0.1,1,1e+20,1e-07,1.23457e+08]");
     }
 
-    /// Prints a [`Data`] tree as nix-instantiate prints the value.
-    fn nix_print(d: &Data, out: &mut String) {
-        use crate::support::escape::{write_attr_name, write_escaped_string};
-        match d {
-            Data::Null => out.push_str("null"),
-            Data::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Data::Int(i) => out.push_str(&i.to_string()),
-            Data::Float(f) => write_float(out, *f),
-            Data::String(s) => write_escaped_string(out, s),
-            Data::List(items) => {
-                out.push_str("[ ");
-                for item in items {
-                    nix_print(item, out);
-                    out.push(' ');
-                }
-                out.push(']');
-            }
-            Data::Attrs(attrs) => {
-                out.push_str("{ ");
-                for (k, v) in attrs {
-                    write_attr_name(out, k);
-                    out.push_str(" = ");
-                    nix_print(v, out);
-                    out.push_str("; ");
-                }
-                out.push('}');
-            }
-        }
-    }
-
     fn gen_json(r: &mut crate::support::oracle::Lcg, depth: u32, out: &mut String) {
         let strings = [
             "",
@@ -524,7 +494,7 @@ mod tests {
         let mut ours = String::from("[ ");
         for d in &docs {
             let data = parse_json(d).unwrap();
-            nix_print(&data, &mut ours);
+            crate::support::oracle::print_data(&data, &mut ours);
             ours.push(' ');
             crate::support::escape::write_escaped_string(&mut ours, &to_json(&data));
             ours.push(' ');

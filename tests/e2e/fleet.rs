@@ -3,7 +3,7 @@
 //! `nix-instantiate` computes for the same expression (`nix/fleet.nix`'s
 //! `hostsJSON`); a failing host is reported with its message while the
 //! others succeed; selectors pick the right hosts; `--json` is valid JSON
-//! lines; results do not depend on `-j`; 200 hosts on 8 threads, 5 times,
+//! lines; results do not depend on `-j` or `--hosts-per-heap`; 200 hosts on 8 threads, 5 times,
 //! without a difference or a hang.
 
 use std::collections::BTreeMap;
@@ -276,6 +276,11 @@ fn results_do_not_depend_on_threads() {
     let eight = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "-j", "8", "--file"]).arg(&file))));
     assert_eq!(one.len(), 40);
     assert_eq!(one, eight);
+    // Nor on how many hosts share a heap.
+    let single_heap = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "--hosts-per-heap", "0", "--file"]).arg(&file))));
+    let small_heaps = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "--hosts-per-heap", "7", "--file"]).arg(&file))));
+    assert_eq!(one, single_heap);
+    assert_eq!(one, small_heaps);
     // The table (sorted by host) is byte-identical too.
     let t1 = run_ok(eval_cmd().args(["-j", "1", "--file"]).arg(&file));
     let t8 = run_ok(eval_cmd().args(["-j", "8", "--file"]).arg(&file));

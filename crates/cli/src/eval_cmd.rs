@@ -4,7 +4,8 @@
 //! `fleet.nix` here), selects hosts (`--all`, `HOST…`, `--on GLOB|@TAG,…`;
 //! nothing given means all), and evaluates each host's toplevel `drvPath`
 //! and `outPath` (or `--attr PATH` under its configuration) on `-j N`
-//! threads over one evaluator. Results stream: JSON lines on stdout with
+//! threads over one evaluator (a fresh one every `--hosts-per-heap` hosts,
+//! which bounds memory; see `fleet::heaps`). Results stream: JSON lines on stdout with
 //! `--json` as hosts complete, else a progress bar on stderr and a table
 //! sorted by host at the end. `-E '{ nodes, lib, ... }: EXPR'` evaluates an
 //! expression over the fleet instead. Exit status 1 when any host failed.
@@ -55,6 +56,10 @@ pub struct EvalArgs {
     /// Show full error traces.
     #[arg(long)]
     show_trace: bool,
+    /// Evaluate at most N hosts per evaluator heap (0: all on one heap).
+    /// Bounds memory on large fleets; see `fleet::heaps`.
+    #[arg(long, value_name = "N", default_value_t = fleet::heaps::DEFAULT_HOSTS_PER_HEAP)]
+    hosts_per_heap: usize,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -92,18 +97,25 @@ pub fn flake_loader() -> Option<fleet::FlakeLoader<'static>> {
     Some(&ndeploy_eval::flake::load)
 }
 
-/// Open the fleet selected by `flake` / `file` / the current directory.
+/// Open the fleet selected by `flake` / `file` / the current directory;
+/// also returns where it came from and the library directory, to open the
+/// same fleet on other evaluators ([`reopen`]).
 pub fn open_fleet<'e>(
     ev: &'e Evaluator,
     flake: Option<&str>,
     file: Option<&std::path::Path>,
-) -> anyhow::Result<(FleetSource, Fleet<'e>)> {
+) -> anyhow::Result<(FleetSource, PathBuf, Fleet<'e>)> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let source = fleet::discover(&cwd, flake, file, |p| p.is_file())?;
     let library = fleet::library::locate()?;
-    let value: Value = fleet::evaluate::load_source(ev, &source, flake_loader())?;
-    let fleet = Fleet::open(ev, &library, value).map_err(|e| FleetError::eval(&source, e))?;
-    Ok((source, fleet))
+    let fleet = reopen(ev, &source, &library)?;
+    Ok((source, library, fleet))
+}
+
+/// Open `source` on `ev`.
+pub fn reopen<'e>(ev: &'e Evaluator, source: &FleetSource, library: &std::path::Path) -> Result<Fleet<'e>, FleetError> {
+    let value: Value = fleet::evaluate::load_source(ev, source, flake_loader())?;
+    Fleet::open(ev, library, value).map_err(|e| FleetError::eval(source, e))
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
@@ -131,10 +143,13 @@ fn selection(args: &EvalArgs) -> Result<Selection, FleetError> {
 fn run_inner(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let ev = evaluator(&args.include);
     let pool = fleet::thread_pool(args.jobs.unwrap_or(0))?;
-    let (_source, fleet) = pool.install(|| open_fleet(&ev, args.flake.as_deref(), args.file.as_deref()))?;
+    let (source, library, fleet) = pool.install(|| open_fleet(&ev, args.flake.as_deref(), args.file.as_deref()))?;
 
     if let Some(expr) = &args.expr {
-        return match pool.install(|| fleet.apply_expr(expr)) {
+        let result = pool.install(|| fleet.apply_expr(expr));
+        std::mem::forget(fleet);
+        std::mem::forget(ev);
+        return match result {
             Ok(v) => {
                 println!("{v}");
                 Ok(ExitCode::SUCCESS)
@@ -169,7 +184,7 @@ fn run_inner(args: EvalArgs) -> anyhow::Result<ExitCode> {
         .then(|| progress_bar(hosts.len() as u64));
     let mut results: Vec<HostResult> = Vec::with_capacity(hosts.len());
     let stdout = std::io::stdout();
-    fleet.evaluate(&pool, &hosts, &target, args.show_trace, |r| {
+    let mut on_result = |r: HostResult| {
         if args.json {
             let mut out = stdout.lock();
             let _ = writeln!(out, "{}", r.to_json_line(attr_mode));
@@ -180,7 +195,41 @@ fn run_inner(args: EvalArgs) -> anyhow::Result<ExitCode> {
             p.inc(1);
         }
         results.push(r);
-    });
+    };
+    // The first group on the heap that listed the hosts, the others on
+    // fresh heaps (see fleet::heaps); each finished heap is freed in the
+    // background, the last one never (the process exits next).
+    let groups = fleet::heaps::groups(&hosts, args.hosts_per_heap);
+    let first = groups.first().copied().unwrap_or_default();
+    fleet.evaluate(&pool, first, &target, args.show_trace, &mut on_result);
+    if groups.len() > 1 {
+        let dropper = fleet::heaps::Dropper::new();
+        drop(fleet);
+        dropper.free(ev);
+        for (i, group) in groups.iter().enumerate().skip(1) {
+            let ev = evaluator(&args.include);
+            match pool.install(|| reopen(&ev, &source, &library)) {
+                Ok(f) => f.evaluate(&pool, group, &target, args.show_trace, &mut on_result),
+                Err(e) => {
+                    for h in group.iter() {
+                        let mut r = HostResult::new(h);
+                        r.error = Some(e.to_string());
+                        on_result(r);
+                    }
+                }
+            }
+            if i + 1 < groups.len() {
+                dropper.free(ev);
+            } else {
+                std::mem::forget(ev);
+            }
+        }
+    } else {
+        // The process exits next: freeing the heap value by value would
+        // only cost time (a tenth of a fleet evaluation).
+        std::mem::forget(fleet);
+        std::mem::forget(ev);
+    }
     if let Some(p) = progress {
         p.finish_and_clear();
     }

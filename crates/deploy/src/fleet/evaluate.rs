@@ -172,7 +172,11 @@ impl<'e> Fleet<'e> {
 
     /// The host's deployment settings.
     pub fn deployment(&self, host: &str) -> EvalResult<Deployment> {
-        let json = to_json(self.ev, &select(self.ev, &self.node(host)?, "deployment")?)?;
+        self.deployment_of(&self.node(host)?)
+    }
+
+    fn deployment_of(&self, node: &Value) -> EvalResult<Deployment> {
+        let json = to_json(self.ev, &select(self.ev, node, "deployment")?)?;
         let target_host = json.get("targetHost").and_then(|t| t.as_str()).map(String::from);
         let tags = json
             .get("tags")
@@ -184,7 +188,11 @@ impl<'e> Fleet<'e> {
 
     /// The host's toplevel `(drvPath, outPath)`.
     pub fn toplevel(&self, host: &str) -> EvalResult<(String, String)> {
-        let toplevel = select(self.ev, &self.node(host)?, "toplevel")?;
+        self.toplevel_of(&self.node(host)?)
+    }
+
+    fn toplevel_of(&self, node: &Value) -> EvalResult<(String, String)> {
+        let toplevel = select(self.ev, node, "toplevel")?;
         let drv = force_string(self.ev, &select(self.ev, &toplevel, "drvPath")?)?;
         let out = force_string(self.ev, &select(self.ev, &toplevel, "outPath")?)?;
         Ok((drv, out))
@@ -226,12 +234,13 @@ impl<'e> Fleet<'e> {
         let start = Instant::now();
         let mut r = HostResult::new(host);
         let outcome = (|| -> EvalResult<()> {
-            let d = self.deployment(host)?;
+            let node = self.node(host)?;
+            let d = self.deployment_of(&node)?;
             r.target_host = d.target_host;
             r.tags = d.tags;
             match target {
                 Target::Toplevel => {
-                    let (drv, out) = self.toplevel(host)?;
+                    let (drv, out) = self.toplevel_of(&node)?;
                     r.drv_path = Some(drv);
                     r.out_path = Some(out);
                 }

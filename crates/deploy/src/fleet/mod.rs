@@ -13,6 +13,7 @@
 
 pub mod discover;
 pub mod evaluate;
+pub mod heaps;
 pub mod library;
 pub mod report;
 pub mod select;

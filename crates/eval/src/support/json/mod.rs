@@ -317,6 +317,11 @@ mod tests {
                 "true false",
                 "line 1, column 10: syntax error while parsing value - unexpected false literal; expected end of input",
             ),
+            // Nix prints the lone byte 0xC3 of "é" raw.
+            (
+                "[é]",
+                "line 1, column 2: syntax error while parsing value - invalid literal; last read: '[\u{fffd}'",
+            ),
         ];
         for (doc, expected) in cases {
             let got = parse_json(doc).unwrap_err().to_string();

@@ -300,7 +300,8 @@ impl<'a> Lexer<'a> {
         Token::Number
     }
 
-    /// nlohmann's `get_token_string`: control characters as `<U+XXXX>`.
+    /// nlohmann's `get_token_string`: control characters as `<U+XXXX>`,
+    /// incomplete UTF-8 sequences as U+FFFD.
     fn token_string(&self) -> String {
         let mut out = String::new();
         for chunk in self.token_string.utf8_chunks() {
@@ -311,8 +312,10 @@ impl<'a> Lexer<'a> {
                     out.push(c);
                 }
             }
-            for b in chunk.invalid() {
-                out.push_str(&format!("<{b:02X}>"));
+            if !chunk.invalid().is_empty() {
+                // A lone byte of a multi-byte character (read before the
+                // error): Nix prints it raw, which reads as U+FFFD.
+                out.push(char::REPLACEMENT_CHARACTER);
             }
         }
         out

@@ -198,6 +198,32 @@ mod tests {
     }
 
     #[test]
+    fn threads_instantiating_the_same_derivations_agree() {
+        let r = Registry::new(StoreDir::default(), no_store());
+        let paths: Vec<Vec<String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut prev: Option<StorePath> = None;
+                        let mut out = Vec::new();
+                        for i in 0..50 {
+                            let inputs: Vec<(&StorePath, &str)> = prev.iter().map(|p| (p, "out")).collect();
+                            let done = r.instantiate(drv(&format!("d{i}"), &inputs)).unwrap();
+                            out.push(done.drv_path.to_string());
+                            prev = Some(done.drv_path);
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(paths.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(r.len(), 50);
+        assert_eq!(r.derivations().len(), 50);
+    }
+
+    #[test]
     fn instantiates_in_order_and_closes_over_inputs() {
         let r = Registry::new(StoreDir::default(), no_store());
         let a = r.instantiate(drv("hello", &[])).unwrap();

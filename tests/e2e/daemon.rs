@@ -34,13 +34,16 @@ fn dir() -> StoreDir {
 }
 
 /// A closure of three paths in the main store, references first: a text
-/// file, a directory (file, executable, symlink, subdirectory) and a text
-/// file referring to both. `tag` makes it unique to the test.
+/// file, a directory (files small and large, executable, symlink,
+/// subdirectory) and a text file referring to both. `tag` makes it unique to the test.
 fn make_closure(tag: &str) -> Vec<PathInfo> {
     let src = tempfile::tempdir().unwrap();
     let tree = src.path().join("tree");
     write_file(&tree.join("f"), format!("file {tag}\n"));
     write_file(&tree.join("sub/x"), "#!/bin/sh\necho hi\n");
+    // Large enough to span several 64 KiB frames.
+    let big: Vec<u8> = (0..300_000u32).flat_map(|i| (i.wrapping_mul(2_654_435_761) ^ tag.len() as u32).to_le_bytes()).collect();
+    write_file(&tree.join("big.bin"), big);
     std::fs::set_permissions(tree.join("sub/x"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::os::unix::fs::symlink("f", tree.join("l")).unwrap();
     let expr = format!(
@@ -326,8 +329,8 @@ async fn killed_daemon_mid_upload_keeps_completed_paths_only() {
         // The second NAR delivers half its bytes and then stalls.
         let nar = nar_of(&d.path);
         let (mut w, r) = tokio::io::duplex(1 << 16);
-        w.write_all(&nar[..nar.len() / 2]).await.unwrap();
         tx.send((d.clone(), Box::new(r))).await.unwrap();
+        w.write_all(&nar[..nar.len() / 2]).await.unwrap();
         let root = root.path().to_owned();
         let a_path = a.path.clone();
         let mut registered = false;
@@ -493,6 +496,32 @@ async fn query_missing_and_build_paths() {
             "{log:?}"
         );
     }
+    drop(conn);
+    child.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn query_closure_matches_nix() {
+    let closure = make_closure("closure");
+    let top = closure.last().unwrap();
+    // A stdio daemon on the main store.
+    let mut cmd = tokio::process::Command::new("nix-daemon");
+    cmd.arg("--stdio").env("NIX_CONFIG", "sandbox = false");
+    let SpawnedDaemon { mut conn, mut child } = spawn_stdio(cmd, dir()).await.unwrap();
+
+    let got = conn.query_closure(std::slice::from_ref(&top.path)).await.unwrap();
+    assert_eq!(got.len(), closure.len());
+    assert_eq!(got.last().unwrap().path, top.path, "referrers last");
+    for want in &closure {
+        let info = got.iter().find(|i| i.path == want.path).expect("in the closure");
+        assert_eq!((info.nar_hash, info.nar_size, &info.references, &info.ca), (want.nar_hash, want.nar_size, &want.references, &want.ca));
+    }
+
+    let absent = absent_path("closure");
+    let infos = conn.query_path_infos(&[closure[0].path.clone(), absent.clone(), top.path.clone()]).await.unwrap();
+    assert_eq!(infos.iter().map(Option::is_some).collect::<Vec<_>>(), [true, false, true]);
+    let e = conn.query_closure(&[absent]).await.unwrap_err();
+    assert!(e.to_string().contains("is not valid on the daemon"), "{e}");
     drop(conn);
     child.wait().await.unwrap();
 }

@@ -127,6 +127,14 @@ impl<R, W> std::fmt::Debug for DaemonConnection<R, W> {
     }
 }
 
+/// The halves of a connection, borrowed separately for concurrent use.
+pub(crate) struct Parts<'a, R, W> {
+    pub reader: &'a mut BufReader<R>,
+    pub writer: &'a mut BufWriter<W>,
+    pub log: &'a mut (dyn FnMut(LogMessage) + Send),
+    pub dir: &'a StoreDir,
+}
+
 /// What went wrong while a framed upload was being sent.
 enum SendFailure {
     /// The local data was bad or unreadable: the stream was ended early and
@@ -206,6 +214,16 @@ where
     pub fn finish<T>(&mut self, value: T) -> T {
         self.broken = false;
         value
+    }
+
+    /// Start an operation that writes and reads concurrently; hands out the
+    /// parts it needs. Call [`Self::finish`] when it is complete.
+    pub(crate) fn begin_pipelined(&mut self) -> Result<Parts<'_, R, W>> {
+        if self.broken {
+            return Err(DaemonError::Broken);
+        }
+        self.broken = true;
+        Ok(Parts { reader: &mut self.reader, writer: &mut self.writer, log: &mut *self.log, dir: &self.store_dir })
     }
 
     /// The reply stream, for reading an operation's reply after [`Self::call`].

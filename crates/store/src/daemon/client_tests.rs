@@ -239,3 +239,62 @@ fn operations_are_send() {
         assert_send(conn.nar_from_path(&info.path, Box::leak(Box::new(tokio::io::sink()))));
     };
 }
+
+#[tokio::test]
+async fn pipelined_path_infos_and_closure() {
+    let (mut conn, mut daemon) = connect().await;
+    let dir = StoreDir::default();
+    let paths: Vec<StorePath> = (0..300)
+        .map(|i| dir.make_text_path(&format!("p{i}"), &Hash::digest(HashAlgo::Sha256, [i as u8, (i >> 8) as u8]), []).unwrap())
+        .collect();
+    let info_of = |i: usize| {
+        let mut info = PathInfo::new(paths[i].clone(), Hash::digest(HashAlgo::Sha256, [i as u8]), 100 + i as u64);
+        // A chain: p(i) refers to p(i+1), up to p3.
+        if i < 3 {
+            info.references.insert(paths[i + 1].clone());
+        }
+        info
+    };
+    let daemon_side = async {
+        // A daemon answering strictly one request at a time, as Nix does; the
+        // pipe holds far less than 300 requests.
+        let serve = async |n: usize, d: &mut DuplexStream| {
+            for _ in 0..n {
+                assert_eq!(read_u64(d).await.unwrap(), Op::QueryPathInfo.code());
+                let p = read_path(d, &dir).await.unwrap();
+                let i = paths.iter().position(|q| *q == p).unwrap();
+                let mut w = WireBuf::new();
+                if i == 7 {
+                    error_msg(&mut w, "path is weird", &[]);
+                } else if i % 2 == 1 {
+                    w.u64(STDERR_LAST).bool(false);
+                } else {
+                    w.u64(STDERR_LAST).bool(true);
+                    crate::daemon::path_info::write_unkeyed(&mut w, &dir, &info_of(i));
+                }
+                send(d, &w).await;
+            }
+        };
+        serve(300, &mut daemon).await;
+        serve(300, &mut daemon).await;
+        serve(2, &mut daemon).await; // the closure walk of p0: p0, then p1 (invalid)
+        daemon
+    };
+    let client_side = async {
+        let e = conn.query_path_infos(&paths).await.unwrap_err();
+        assert!(matches!(&e, DaemonError::Remote { message, .. } if message == "path is weird"));
+        assert!(!conn.is_broken());
+        let mut without_7 = paths.clone();
+        without_7[7] = paths[8].clone();
+        let infos = conn.query_path_infos(&without_7).await.unwrap();
+        assert_eq!(infos.len(), 300);
+        assert_eq!(infos[0], Some(info_of(0)));
+        assert_eq!(infos[1], None);
+        assert_eq!(infos[298], Some(info_of(298)));
+        assert_eq!(infos[7], Some(info_of(8)));
+        // p1 and p3 are "invalid" in this daemon, so the closure walk fails on them.
+        let e = conn.query_closure(&paths[..1]).await.unwrap_err();
+        assert!(e.to_string().contains("is not valid on the daemon"), "{e}");
+    };
+    let ((), _daemon) = tokio::join!(client_side, daemon_side);
+}

@@ -13,6 +13,7 @@
 //!   [`PROTOCOL_VERSION`] (1.38) and accept daemons down to
 //!   [`MINIMUM_PROTOCOL_VERSION`] (1.34, Nix 2.8).
 //! - [`build`] realises derived paths (BuildPaths) and plans (QueryMissing).
+//! - [`closure`] pipelines QueryPathInfo requests and walks closures.
 //! - [`copy`] copies the paths a daemon lacks in one batch (`ndeploy push`).
 //! - [`client::DaemonConnection`] runs the operations. It is generic over a
 //!   reader and a writer half ([`tokio::io::AsyncRead`]/[`tokio::io::AsyncWrite`]),
@@ -28,6 +29,7 @@
 
 pub mod build;
 pub mod client;
+pub mod closure;
 pub mod copy;
 pub mod framed;
 #[cfg(test)]

@@ -128,6 +128,8 @@ pub enum DaemonError {
     BadInput { message: String },
     #[error("reading {what}: {source}")]
     Source { what: String, source: std::io::Error },
+    #[error("could not connect to the Nix daemon at '{path}': {source}")]
+    Connect { path: String, source: std::io::Error },
     #[error("could not start the Nix daemon '{command}': {source}")]
     Spawn { command: String, source: std::io::Error },
 }

@@ -22,10 +22,9 @@ pub type UnixConnection = DaemonConnection<OwnedReadHalf, OwnedWriteHalf>;
 
 /// Connect to the daemon listening on the Unix socket at `path`.
 pub async fn connect_unix(path: impl AsRef<Path>, store_dir: StoreDir) -> Result<UnixConnection> {
-    let stream = UnixStream::connect(path.as_ref()).await.map_err(|source| DaemonError::Source {
-        what: format!("the daemon socket '{}'", path.as_ref().display()),
-        source,
-    })?;
+    let stream = UnixStream::connect(path.as_ref())
+        .await
+        .map_err(|source| DaemonError::Connect { path: path.as_ref().display().to_string(), source })?;
     let (r, w) = stream.into_split();
     DaemonConnection::handshake(r, w, store_dir).await
 }
@@ -36,6 +35,7 @@ pub async fn connect_local() -> Result<UnixConnection> {
 }
 
 /// A daemon running as our child, speaking over its stdin/stdout.
+#[derive(Debug)]
 pub struct SpawnedDaemon {
     pub conn: DaemonConnection<ChildStdout, ChildStdin>,
     pub child: Child,
@@ -52,4 +52,28 @@ pub async fn spawn_stdio(mut command: Command, store_dir: StoreDir) -> Result<Sp
     };
     let conn = DaemonConnection::handshake(stdout, stdin, store_dir).await?;
     Ok(SpawnedDaemon { conn, child })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn clear_errors_for_missing_daemons() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("no-socket");
+        let e = connect_unix(&sock, StoreDir::default()).await.unwrap_err();
+        assert!(e.to_string().starts_with(&format!("could not connect to the Nix daemon at '{}'", sock.display())), "{e}");
+
+        let e = spawn_stdio(Command::new("/nonexistent/nix-daemon"), StoreDir::default()).await.unwrap_err();
+        assert!(matches!(e, DaemonError::Spawn { .. }), "{e}");
+        // A command that exits at once: the handshake sees the pipe close.
+        let e = spawn_stdio(Command::new("true"), StoreDir::default()).await.unwrap_err();
+        assert!(matches!(e, DaemonError::Disconnected), "{e}");
+        // A command that answers with something else entirely.
+        let mut echo = Command::new("echo");
+        echo.arg("SSH-2.0-OpenSSH_9.2 and then some more text to fill sixteen bytes");
+        let e = spawn_stdio(echo, StoreDir::default()).await.unwrap_err();
+        assert!(e.to_string().contains("not a Nix daemon"), "{e}");
+    }
 }

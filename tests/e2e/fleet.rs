@@ -266,6 +266,18 @@ fn attr_and_expr_over_the_fleet() {
     ]));
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v, json!({ "db-1": null, "monitor-1": 2222, "web-1": null, "web-2": null }));
+    let out = run_ok(eval_cmd().args(["--file"]).arg(example().join("fleet.nix")).args([
+        "-E",
+        "{ pkgs, nodes, ... }: [ pkgs.hello.name (builtins.length nodes.web-1.config.environment.systemPackages) ]",
+    ]));
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    let expr = format!(
+        "let n = (import {r}/nix/fleet.nix).configurations (import {}/fleet.nix); pkgs = (import {r}/nix).pkgsFor builtins.currentSystem; in [ pkgs.hello.name (builtins.length n.web-1.config.environment.systemPackages) ]",
+        example().display(),
+        r = repo().display()
+    );
+    let theirs: Value = serde_json::from_slice(&run_ok(nix("nix-instantiate").args(["--eval", "--strict", "--json", "-E", &expr]))).unwrap();
+    assert_eq!(v, theirs);
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! threads over one evaluator (a fresh one every `--hosts-per-heap` hosts,
 //! which bounds memory; see `fleet::heaps`). Results stream: JSON lines on stdout with
 //! `--json` as hosts complete, else a progress bar on stderr and a table
-//! sorted by host at the end. `-E '{ nodes, lib, ... }: EXPR'` evaluates an
+//! sorted by host at the end. `-E '{ nodes, lib, pkgs, ... }: EXPR'` evaluates an
 //! expression over the fleet instead. Exit status 1 when any host failed.
 
 use std::io::Write;
@@ -50,7 +50,7 @@ pub struct EvalArgs {
     /// (e.g. `config.networking.hostName`) instead of the toplevel.
     #[arg(long, value_name = "PATH")]
     attr: Option<String>,
-    /// Evaluate `{ nodes, lib, ... }: EXPR` over the fleet and print it as JSON.
+    /// Evaluate `{ nodes, lib, pkgs, ... }: EXPR` over the fleet and print it as JSON.
     #[arg(short = 'E', long = "expr", value_name = "EXPR", conflicts_with_all = ["attr", "hosts", "on", "all"])]
     expr: Option<String>,
     /// Show full error traces.

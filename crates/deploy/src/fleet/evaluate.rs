@@ -59,7 +59,7 @@ pub struct Fleet<'e> {
     ev: &'e Evaluator,
     nodes: Attrs,
     configurations: Value,
-    lib: Value,
+    expr_args: Value,
     hosts: Vec<String>,
 }
 
@@ -137,9 +137,8 @@ impl<'e> Fleet<'e> {
     pub fn open(ev: &'e Evaluator, library: &Path, source: Value) -> EvalResult<Fleet<'e>> {
         let lib_dir = library.display().to_string();
         let glue = format!(
-            "source: let fleet = import {}; in {{ nodes = fleet.nodes source; configurations = fleet.configurations source; lib = import {}; }}",
-            nix_string(&format!("{lib_dir}/fleet.nix")),
-            nix_string(&format!("{lib_dir}/lib")),
+            "source: let ndeploy = import {}; in {{ nodes = ndeploy.fleet.nodes source; configurations = ndeploy.fleet.configurations source; exprArgs = {{ nodes = ndeploy.fleet.configurations source; inherit (ndeploy) lib; pkgs = ndeploy.pkgsFor builtins.currentSystem; }}; }}",
+            nix_string(&lib_dir),
         );
         let f = ev.eval_str(&glue)?;
         let fleet = Thunk::apply(f, source);
@@ -152,7 +151,7 @@ impl<'e> Fleet<'e> {
             ev,
             nodes,
             configurations: select(ev, &fleet, "configurations")?,
-            lib: select(ev, &fleet, "lib")?,
+            expr_args: select(ev, &fleet, "exprArgs")?,
             hosts,
         })
     }
@@ -220,13 +219,13 @@ impl<'e> Fleet<'e> {
         to_json(self.ev, &v)
     }
 
-    /// Evaluate `-E`'s function `{ nodes, lib, ... }: …` over the fleet:
-    /// `nodes` are the evaluated configurations, `lib` the module library.
+    /// Evaluate `-E`'s function `{ nodes, lib, pkgs, ... }: …` over the
+    /// fleet (as colmena's `eval -E`): `nodes` are the evaluated
+    /// configurations, `lib` the module library, `pkgs` ndeploy's package
+    /// set for the current system.
     pub fn apply_expr(&self, expr: &str) -> EvalResult<serde_json::Value> {
         let f = self.ev.eval_str(expr)?;
-        let args = self.ev.eval_str("nodes: lib: { inherit nodes lib; }")?;
-        let args = Thunk::apply(Thunk::apply(args, self.configurations.clone()), self.lib.clone());
-        to_json(self.ev, &Thunk::apply(f, args))
+        to_json(self.ev, &Thunk::apply(f, self.expr_args.clone()))
     }
 
     /// Everything about one host; never fails (errors go into the result).

@@ -157,6 +157,10 @@ fn fetch_tarball_and_fetchurl_match_nix_and_read_through_the_cache() {
     let hash = nar_hash(&data.join("top"));
     let gz = make_tarball(&data, "top", "-z");
     let xz = make_tarball(&data, "top", "-J");
+    let zip = {
+        run_ok(Command::new("zip").current_dir(&data).args(["-qry", "../data.zip", "top"]));
+        std::fs::read(tmp.path().join("data.zip")).unwrap()
+    };
     let file = format!("a flat file {}\n", nonce());
     let file_hash = {
         write_file(&tmp.path().join("flat.txt"), &file);
@@ -165,6 +169,7 @@ fn fetch_tarball_and_fetchurl_match_nix_and_read_through_the_cache() {
     let mut files = BTreeMap::new();
     files.insert("/data.tar.gz".to_string(), gz);
     files.insert("/data.tar.xz".to_string(), xz);
+    files.insert("/data.zip".to_string(), zip);
     files.insert("/flat.txt".to_string(), file.into_bytes());
     let server = Server::start(files);
     let expr = format!(
@@ -172,8 +177,9 @@ fn fetch_tarball_and_fetchurl_match_nix_and_read_through_the_cache() {
           gz = builtins.fetchTarball {{ url = "{gz}"; sha256 = "{hash}"; }};
           xz = builtins.fetchTarball {{ url = "{xz}"; sha256 = "{hash}"; name = "xz-source"; }};
           flat = builtins.fetchurl {{ url = "{flat}"; sha256 = "{file_hash}"; }};
+          zip = builtins.fetchTarball {{ url = "{zip}"; sha256 = "{hash}"; name = "zip-source"; }};
         in {{
-          inherit gz xz flat;
+          inherit gz xz flat zip;
           imported = import "${{gz}}/default.nix";
           hello = builtins.readFile "${{xz}}/hello.txt";
           dir = builtins.readDir gz;
@@ -183,6 +189,7 @@ fn fetch_tarball_and_fetchurl_match_nix_and_read_through_the_cache() {
         gz = server.url("/data.tar.gz"),
         xz = server.url("/data.tar.xz"),
         flat = server.url("/flat.txt"),
+        zip = server.url("/data.zip"),
     );
     // Ours first: the paths are new, so ndeploy downloads into its cache.
     let ours = eval_ours(&cache, &expr);
@@ -193,7 +200,7 @@ fn fetch_tarball_and_fetchurl_match_nix_and_read_through_the_cache() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(cached.len(), 3, "{cached:?}");
+    assert_eq!(cached.len(), 4, "{cached:?}");
     // The executable bit survives unpacking.
     let gz_entry = cached.iter().find(|n| n.ends_with("-source")).unwrap();
     let mode = std::fs::metadata(cache.join("ndeploy/sources").join(gz_entry).join("bin/run")).unwrap();

@@ -33,6 +33,7 @@ mod io;
 mod source_map;
 mod tree_hash;
 mod unpack;
+mod zip;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

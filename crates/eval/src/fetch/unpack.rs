@@ -9,7 +9,9 @@
 //! from their (checked) target. Only what NAR keeps survives: regular files
 //! (with the executable bit, other permission bits normalised to 0644/0755),
 //! directories (0755) and symlinks; mtimes are not restored. Device nodes
-//! and FIFOs are skipped; a PAX/GNU long name is handled by `tar`.
+//! and FIFOs are skipped; a PAX/GNU long name is handled by `tar`. Zip
+//! archives (recognised by their magic) go through the same checks
+//! ([`super::zip`]).
 
 use std::collections::HashSet;
 use std::io::{BufRead, Read};
@@ -50,70 +52,116 @@ fn safe_relative(p: &Path) -> Option<PathBuf> {
 }
 
 /// Unpack the (possibly compressed) tar stream `r` into `dest` (created).
-/// `url` names the archive in errors.
-pub fn unpack_tarball<R: BufRead>(r: R, dest: &Path, url: &str) -> FetchResult<()> {
+/// A zip archive (by its magic) is unpacked too. `url` names the archive
+/// in errors.
+pub fn unpack_tarball<R: BufRead>(mut r: R, dest: &Path, url: &str) -> FetchResult<()> {
     std::fs::create_dir_all(dest).map_err(io_err("creating directory", dest))?;
     let unpack_err = |e: std::io::Error| FetchError::Unpack { url: url.to_string(), msg: e.to_string() };
+    if r.fill_buf().map_err(unpack_err)?.starts_with(b"PK\x03\x04") {
+        let mut data = Vec::new();
+        r.read_to_end(&mut data).map_err(unpack_err)?;
+        return super::zip::unpack_zip(&data, &mut SafeTree::new(dest, url));
+    }
     let stream = decompress(r).map_err(unpack_err)?;
     let mut archive = tar::Archive::new(stream);
-    let mut symlinks: HashSet<PathBuf> = HashSet::new();
+    let mut tree = SafeTree::new(dest, url);
     for entry in archive.entries().map_err(unpack_err)? {
         let mut entry = entry.map_err(unpack_err)?;
         let raw = entry.path().map_err(unpack_err)?.into_owned();
-        let unsafe_entry = || FetchError::UnsafeEntry { url: url.to_string(), entry: raw.display().to_string() };
-        let rel = safe_relative(&raw).ok_or_else(unsafe_entry)?;
-        if rel.as_os_str().is_empty() {
-            continue;
-        }
-        // No component of the parent may be a symlink from this archive.
-        if rel.ancestors().skip(1).any(|a| symlinks.contains(a)) {
-            return Err(unsafe_entry());
-        }
-        let target = dest.join(&rel);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io_err("creating directory", parent))?;
-        }
         let kind = entry.header().entry_type();
-        // A later entry replaces an earlier one of the same name.
-        if !kind.is_dir() {
-            if let Ok(md) = std::fs::symlink_metadata(&target) {
-                if md.is_dir() {
-                    std::fs::remove_dir_all(&target).map_err(io_err("removing", &target))?;
-                } else {
-                    std::fs::remove_file(&target).map_err(io_err("removing", &target))?;
-                }
-            }
-            symlinks.remove(&rel);
-        }
+        let Some((rel, target)) = tree.prepare(&raw, kind.is_dir())? else { continue };
         if kind.is_dir() {
-            if std::fs::symlink_metadata(&target).is_ok_and(|m| !m.is_dir()) {
-                std::fs::remove_file(&target).map_err(io_err("removing", &target))?;
-                symlinks.remove(&rel);
-            }
-            std::fs::create_dir_all(&target).map_err(io_err("creating directory", &target))?;
-            set_mode(&target, 0o755)?;
+            tree.dir(&target)?;
         } else if kind.is_symlink() {
-            let link = entry.link_name().map_err(unpack_err)?.ok_or_else(unsafe_entry)?;
-            std::os::unix::fs::symlink(&link, &target).map_err(io_err("creating symlink", &target))?;
-            symlinks.insert(rel);
+            let link = entry.link_name().map_err(unpack_err)?.ok_or_else(|| tree.unsafe_entry(&raw))?;
+            tree.symlink(rel, &target, &link)?;
         } else if kind.is_hard_link() {
-            let link = entry.link_name().map_err(unpack_err)?.ok_or_else(unsafe_entry)?;
-            let link_rel = safe_relative(&link).ok_or_else(unsafe_entry)?;
-            if link_rel.ancestors().any(|a| symlinks.contains(a)) {
-                return Err(unsafe_entry());
+            let link = entry.link_name().map_err(unpack_err)?.ok_or_else(|| tree.unsafe_entry(&raw))?;
+            let link_rel = safe_relative(&link).ok_or_else(|| tree.unsafe_entry(&raw))?;
+            if link_rel.ancestors().any(|a| tree.symlinks.contains(a)) {
+                return Err(tree.unsafe_entry(&raw));
             }
             let src = dest.join(&link_rel);
             std::fs::copy(&src, &target).map_err(io_err("copying hard link target", &src))?;
         } else if kind.is_file() || kind == tar::EntryType::Continuous || kind == tar::EntryType::GNUSparse {
             let exec = entry.header().mode().map_err(unpack_err)? & 0o100 != 0;
-            let mut f = std::fs::File::create(&target).map_err(io_err("creating file", &target))?;
-            std::io::copy(&mut entry, &mut f).map_err(unpack_err)?;
-            drop(f);
-            set_mode(&target, if exec { 0o755 } else { 0o644 })?;
+            tree.file(&target, exec, &mut entry)?;
         }
         // Character/block devices, FIFOs: not representable in a NAR; skipped.
     }
     Ok(())
+}
+
+/// The destination of an unpacking: checks every entry's path and creates
+/// entries without ever writing through a symlink the archive made.
+pub(super) struct SafeTree<'a> {
+    dest: &'a Path,
+    url: &'a str,
+    symlinks: HashSet<PathBuf>,
+}
+
+impl<'a> SafeTree<'a> {
+    pub(super) fn new(dest: &'a Path, url: &'a str) -> SafeTree<'a> {
+        SafeTree { dest, url, symlinks: HashSet::new() }
+    }
+
+    pub(super) fn unsafe_entry(&self, raw: &Path) -> FetchError {
+        FetchError::UnsafeEntry { url: self.url.to_string(), entry: raw.display().to_string() }
+    }
+
+    /// The archive's URL (for errors).
+    pub(super) fn url(&self) -> &'a str {
+        self.url
+    }
+
+    pub(super) fn error(&self, msg: impl Into<String>) -> FetchError {
+        FetchError::Unpack { url: self.url.to_string(), msg: msg.into() }
+    }
+
+    /// Check `raw` and make room for it: its relative path and the path to
+    /// create, or `None` for the archive root. A later entry replaces an
+    /// earlier one of the same name.
+    pub(super) fn prepare(&mut self, raw: &Path, is_dir: bool) -> FetchResult<Option<(PathBuf, PathBuf)>> {
+        let rel = safe_relative(raw).ok_or_else(|| self.unsafe_entry(raw))?;
+        if rel.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        // No component of the parent may be a symlink from this archive.
+        if rel.ancestors().skip(1).any(|a| self.symlinks.contains(a)) {
+            return Err(self.unsafe_entry(raw));
+        }
+        let target = self.dest.join(&rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err("creating directory", parent))?;
+        }
+        if let Ok(md) = std::fs::symlink_metadata(&target) {
+            if md.is_dir() && !is_dir {
+                std::fs::remove_dir_all(&target).map_err(io_err("removing", &target))?;
+            } else if !md.is_dir() {
+                std::fs::remove_file(&target).map_err(io_err("removing", &target))?;
+            }
+        }
+        self.symlinks.remove(&rel);
+        Ok(Some((rel, target)))
+    }
+
+    pub(super) fn dir(&self, target: &Path) -> FetchResult<()> {
+        std::fs::create_dir_all(target).map_err(io_err("creating directory", target))?;
+        set_mode(target, 0o755)
+    }
+
+    pub(super) fn symlink(&mut self, rel: PathBuf, target: &Path, link: &Path) -> FetchResult<()> {
+        std::os::unix::fs::symlink(link, target).map_err(io_err("creating symlink", target))?;
+        self.symlinks.insert(rel);
+        Ok(())
+    }
+
+    pub(super) fn file(&self, target: &Path, exec: bool, contents: &mut dyn Read) -> FetchResult<()> {
+        let mut f = std::fs::File::create(target).map_err(io_err("creating file", target))?;
+        std::io::copy(contents, &mut f).map_err(|e| self.error(e.to_string()))?;
+        drop(f);
+        set_mode(target, if exec { 0o755 } else { 0o644 })
+    }
 }
 
 fn set_mode(p: &Path, mode: u32) -> FetchResult<()> {

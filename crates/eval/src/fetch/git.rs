@@ -12,6 +12,8 @@
 //! the commit time; a dirty tree has no `rev`. An exported commit is
 //! remembered in the cache (`git-revs/<rev>-<name>` holds its NAR hash), so
 //! later runs find its tree without exporting it again.
+//! `submodules = true` on a repository that has submodules is refused (their
+//! checkouts are not made), never silently fetched without them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -108,6 +110,19 @@ pub fn work_tree_root(dir: &Path) -> Option<PathBuf> {
     (!s.is_empty()).then(|| PathBuf::from(s))
 }
 
+/// `submodules = true` with actual submodules (gitlinks, mode 160000, in
+/// `git ls-tree`/`ls-files -s` output) would need their checkouts, which
+/// this fetcher does not make: an error rather than a different tree.
+fn refuse_submodules(repo: &Path, listing: &str) -> FetchResult<()> {
+    if listing.lines().any(|l| l.starts_with("160000 ")) {
+        return Err(FetchError::Git(format!(
+            "'{}' has submodules; fetching with 'submodules = true' is not supported by ndeploy",
+            repo.display()
+        )));
+    }
+    Ok(())
+}
+
 impl Fetcher {
     /// Fetch a git input from a local repository.
     pub fn fetch_git(&self, input: &GitInput) -> FetchResult<(Fetched, GitInfo)> {
@@ -140,6 +155,10 @@ impl Fetcher {
         };
         if rev.len() != 40 || !rev.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(FetchError::Git(format!("'{rev}' is not a full commit hash")));
+        }
+        if input.submodules {
+            let tree = git_out(&repo, &["ls-tree", "-r", &rev])?;
+            refuse_submodules(&repo, &tree)?;
         }
         let info = |fetched: Fetched| -> FetchResult<(Fetched, GitInfo)> {
             let last_modified = match input.last_modified {
@@ -189,6 +208,9 @@ impl Fetcher {
 
     fn fetch_dirty(&self, repo: &Path, input: &GitInput, has_head: bool) -> FetchResult<(Fetched, GitInfo)> {
         eprintln!("warning: Git tree '{}' is dirty", repo.display());
+        if input.submodules {
+            refuse_submodules(repo, &git_out(repo, &["ls-files", "-s"])?)?;
+        }
         let tracked = tracked_files(repo)?;
         let f = self.fetch_local(repo, &input.name, Some(tracked))?;
         let last_modified = if has_head {

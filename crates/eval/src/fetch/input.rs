@@ -4,9 +4,8 @@
 //! Design: an [`Input`] is a sorted map of string / integer / Boolean
 //! attributes with a `type`. [`Fetcher::fetch_input`] dispatches on the type
 //! (`path`, `tarball`, `file`, `git`, `github`/`gitlab`/`sourcehut`) and
-//! returns a [`Tree`]: the
-//! fetched tree plus what `fetchTree` reports (`rev`, `revCount`,
-//! `lastModified`, `submodules`). A `narHash` attribute is checked against
+//! returns a [`Tree`]: the fetched tree plus what `fetchTree` reports
+//! (`rev`, `revCount`, `lastModified`, `submodules`). A `narHash` attribute is checked against
 //! what was fetched ("NAR hash mismatch in input ..."). [`parse_url`] turns
 //! the URL forms (`path:`, `git+file:`, `github:`, tarball URLs) into
 //! attributes.

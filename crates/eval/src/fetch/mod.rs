@@ -1,6 +1,8 @@
 //! Fetchers for locked inputs: `fetchurl`, `fetchTarball`, `fetchGit` and
-//! `fetchTree` (types `file`, `tarball`, `path`, `git`, `github`), as Nix
-//! 2.8 resolves them, without a Nix daemon and without writing to the store.
+//! `fetchTree` (types `file`, `tarball`, `path`, `git`, `github`, `gitlab`,
+//! `sourcehut`), as Nix 2.8 resolves them, without a Nix daemon and without
+//! writing to the store. Tarballs may be gzip, xz, bzip2, zstd or plain tar,
+//! or zip archives.
 //!
 //! Design:
 //! - Every fetched input has the store path Nix would give it: flat files
@@ -18,7 +20,11 @@
 //!   git checkout with only its tracked files visible). [`FetchIO`] is the
 //!   `EvalIO` that reads through it, so `import "${src}/default.nix"` works
 //!   while values show store paths; [`FetchStore`] does the same for
-//!   copying such paths to the store.
+//!   copying such paths to the store. [`record_fetched`] tells the
+//!   evaluator's computing store about fetched paths that are not in the
+//!   store, so its manifest says where their contents really are.
+//! - Offline mode (`NDEPLOY_OFFLINE=1`): a missing input is an error naming
+//!   it and its store path, instead of a download.
 //! - Network access goes through the injected [`Downloader`]; git through
 //!   the `git` program on local repositories only.
 //!

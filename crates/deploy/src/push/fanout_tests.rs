@@ -1,0 +1,120 @@
+//! Fan-out without a store: a fake dumper, in-process consumers.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ndeploy_store::daemon::PathSource;
+use tokio::io::AsyncReadExt;
+
+use super::*;
+use crate::push::plan::tests::info;
+use crate::push::progress::NoProgress;
+
+/// Deterministic NAR stand-in of `size` bytes for a path.
+fn fake_nar(info: &PathInfo) -> Vec<u8> {
+    let seed = info.path.name().bytes().fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
+    (0..info.nar_size).map(|i| seed.wrapping_add((i % 251) as u8)).collect()
+}
+
+/// Read everything a feed delivers: (path name, NAR bytes) in order, or the error.
+async fn drain(mut feed: TargetFeed, stop_after: Option<usize>) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut out = Vec::new();
+    while let Some((info, mut nar)) = feed.next_path().await.map_err(|e| e.to_string())? {
+        let mut bytes = Vec::new();
+        nar.read_to_end(&mut bytes).await.map_err(|e| e.to_string())?;
+        out.push((info.path.name().to_owned(), bytes));
+        if stop_after == Some(out.len()) {
+            return Ok(out);
+        }
+    }
+    Ok(out)
+}
+
+fn run(
+    order: Vec<PathInfo>,
+    feed: Vec<(usize, Vec<usize>)>,
+    consumers: usize,
+    stop_after: &[Option<usize>],
+    fail_on: Option<&str>,
+) -> (ProduceStats, Vec<Result<Vec<(String, Vec<u8>)>, String>>, usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dumps = AtomicUsize::new(0);
+    rt.block_on(async {
+        let mut senders = Vec::new();
+        let mut tasks = Vec::new();
+        for n in 0..consumers {
+            let (tx, rx) = mpsc::channel(2);
+            senders.push(Some(tx));
+            let stop = stop_after.get(n).copied().flatten();
+            tasks.push(tokio::spawn(drain(TargetFeed::new(rx, None, Arc::new(NoProgress)), stop)));
+        }
+        let dumps = &dumps;
+        let stats = tokio::task::block_in_place(|| {
+            produce(&order, &feed, senders, 100, &mut |info: &PathInfo, w: &mut dyn Write| {
+                dumps.fetch_add(1, Ordering::Relaxed);
+                if Some(info.path.name()) == fail_on {
+                    w.write_all(&[1, 2, 3]).map_err(|e| e.to_string())?;
+                    return Err("disk on fire".to_owned());
+                }
+                let nar = fake_nar(info);
+                w.write_all(&nar).map_err(|e| e.to_string())?;
+                Ok(nar.len() as u64)
+            })
+        });
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        (stats, results, dumps.load(Ordering::Relaxed))
+    })
+}
+
+fn paths() -> Vec<PathInfo> {
+    let lib = info("lib", &[], 1000);
+    let a = info("a", &[&lib], 250);
+    let b = info("b", &[&lib], 3);
+    let c = info("c", &[&a, &b], 100);
+    vec![lib, a, b, c]
+}
+
+#[test]
+fn each_path_is_dumped_once_and_every_target_gets_the_same_bytes() {
+    let order = paths();
+    let feed = vec![(0, vec![0, 1, 2]), (1, vec![0, 2]), (2, vec![1]), (3, vec![0, 1, 2])];
+    let (stats, results, dumps) = run(order.clone(), feed, 3, &[], None);
+    assert_eq!(dumps, 4);
+    assert_eq!(stats, ProduceStats { paths: 4, bytes: 1353 });
+    let names = |r: &Vec<(String, Vec<u8>)>| r.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    let r: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+    assert_eq!(names(&r[0]), ["lib", "a", "c"]);
+    assert_eq!(names(&r[1]), ["lib", "b", "c"]);
+    assert_eq!(names(&r[2]), ["lib", "a", "c"]);
+    for got in &r {
+        for (name, bytes) in got {
+            let info = order.iter().find(|i| i.path.name() == name).unwrap();
+            assert_eq!(bytes, &fake_nar(info), "{name}");
+        }
+    }
+}
+
+#[test]
+fn a_target_that_stops_does_not_stop_the_others() {
+    let order = paths();
+    let feed = vec![(0, vec![0, 1]), (1, vec![0, 1]), (2, vec![0, 1]), (3, vec![0, 1])];
+    // Target 0 stops reading after its first path (drops its queue mid-stream).
+    let (stats, results, _) = run(order, feed, 2, &[Some(1), None], None);
+    assert_eq!(stats.paths, 4);
+    assert_eq!(results[0].as_ref().unwrap().len(), 1);
+    assert_eq!(results[1].as_ref().unwrap().len(), 4);
+}
+
+#[test]
+fn an_unreadable_path_fails_only_the_targets_that_want_it() {
+    let order = paths();
+    let feed = vec![(0, vec![0, 1]), (1, vec![0]), (2, vec![1]), (3, vec![1])];
+    let (_, results, dumps) = run(order, feed, 2, &[], Some("a"));
+    let e = results[0].as_ref().unwrap_err();
+    assert!(e.contains("disk on fire"), "{e}");
+    let ok = results[1].as_ref().unwrap();
+    assert_eq!(ok.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["lib", "b", "c"]);
+    assert_eq!(dumps, 4);
+}

@@ -315,3 +315,35 @@ fn stress_200_hosts_8_threads_5_times() {
         }
     }
 }
+
+#[test]
+fn colmena_hive_output_counts_as_configurations() {
+    // A flake's `colmenaHive` (colmena's makeHive) holds evaluated
+    // configurations in `nodes`; nixosConfigurations of the same name win.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("outputs.nix");
+    let r = repo().display().to_string();
+    write_file(
+        &file,
+        format!(
+            r#"let
+  ndeploy = import {r}/nix;
+  host = name: tags: ndeploy.nixosSystem {{
+    system = "x86_64-linux";
+    modules = [ {{ networking.hostName = name; deployment.tags = tags; }} ];
+  }};
+in {{
+  colmenaHive = {{ __schema = "v0"; nodes = {{ a = host "a" [ "hive" ]; b = host "b" [ "hive" ]; }}; }};
+  nixosConfigurations.b = host "b" [ "flake" ];
+}}
+"#
+        ),
+    );
+    let ours = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "--file"]).arg(&file))));
+    let theirs = nix_hosts(&format!(
+        "let o = import {}; in {{ nixosConfigurations = o.colmenaHive.nodes // o.nixosConfigurations; }}",
+        file.display()
+    ));
+    assert_same_as_nix(&ours, &theirs);
+    assert_eq!(ours["b"]["tags"], json!(["flake"]));
+}

@@ -63,6 +63,13 @@ pub struct Fleet<'e> {
     hosts: Vec<String>,
 }
 
+/// A flake's `colmenaHive` output (colmena's `makeHive`: evaluated
+/// configurations in `nodes`) counts as `nixosConfigurations` entries;
+/// `nixosConfigurations` of the same name win.
+const COLMENA_HIVE: &str = "if builtins.isAttrs source0 && source0 ? colmenaHive && source0.colmenaHive ? nodes \
+    then source0 // { nixosConfigurations = source0.colmenaHive.nodes // (source0.nixosConfigurations or { }); } \
+    else source0";
+
 /// Quote `s` as a Nix string literal.
 pub fn nix_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -137,7 +144,7 @@ impl<'e> Fleet<'e> {
     pub fn open(ev: &'e Evaluator, library: &Path, source: Value) -> EvalResult<Fleet<'e>> {
         let lib_dir = library.display().to_string();
         let glue = format!(
-            "source: let ndeploy = import {}; in {{ nodes = ndeploy.fleet.nodes source; configurations = ndeploy.fleet.configurations source; exprArgs = {{ nodes = ndeploy.fleet.configurations source; inherit (ndeploy) lib; pkgs = ndeploy.pkgsFor builtins.currentSystem; }}; }}",
+            "source0: let ndeploy = import {}; source = {COLMENA_HIVE}; in {{ nodes = ndeploy.fleet.nodes source; configurations = ndeploy.fleet.configurations source; exprArgs = {{ nodes = ndeploy.fleet.configurations source; inherit (ndeploy) lib; pkgs = ndeploy.pkgsFor builtins.currentSystem; }}; }}",
             nix_string(&lib_dir),
         );
         let f = ev.eval_str(&glue)?;

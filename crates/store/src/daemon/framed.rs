@@ -307,4 +307,28 @@ mod tests {
         cut.extend_from_slice(b"abc");
         assert!(matches!(read_frames(&mut &cut[..], 100, |_| ()).await, Err(DaemonError::Disconnected)));
     }
+
+    /// A file read through tokio's blocking pool is "not ready" on every first
+    /// poll; frames must still come out full-sized, not one per read.
+    #[tokio::test]
+    async fn file_sources_give_full_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let data: Vec<u8> = (0..(FRAME_SIZE * 8 + 5)).map(|i| (i % 249) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let mut file = tokio::fs::File::open(&path).await.unwrap();
+        let mut out = Vec::new();
+        let mut w = FramedWriter::new(&mut out);
+        w.copy_from(&mut file, "file").await.unwrap();
+        w.finish().await.unwrap();
+        let (mut sizes, mut back) = (Vec::new(), Vec::new());
+        read_frames(&mut &out[..], FRAME_SIZE as u64, |f| {
+            sizes.push(f.len());
+            back.extend_from_slice(f);
+        })
+        .await
+        .unwrap();
+        assert_eq!(back, data);
+        assert!(sizes.len() <= 10, "{sizes:?}");
+    }
 }

@@ -117,7 +117,7 @@ fn names() -> &'static Names {
 fn output_attrs(shared: &OutputsShared, frame: &Env, i: usize) -> Value {
     let name = shared.names.get(i).cloned().unwrap_or_default();
     let slots: Vec<Value> = (0..shared.names.len()).map(|j| frame.lookup(0, j as u32).unwrap_or(Value::Null)).collect();
-    let mut b = AttrsBuilder::with_capacity(shared.drv_attrs.len() + 2 * slots.len() + 6);
+    let mut b = AttrsBuilder::with_capacity(slots.len() + 6);
     // The builder keeps the first definition of a name: highest priority first.
     let syms = names();
     let strict = shared.strict.clone();
@@ -144,10 +144,8 @@ fn output_attrs(shared: &OutputsShared, frame: &Env, i: usize) -> Value {
     for (n, v) in shared.symbols.iter().zip(slots) {
         b.insert(*n, v);
     }
-    for attr in shared.drv_attrs.iter() {
-        b.insert_pos(attr.name, attr.value.clone(), attr.pos);
-    }
-    Value::Attrs(b.finish())
+    // `drvAttrs // extra`: a merge of two sorted sets, no re-sort of drvAttrs.
+    Value::Attrs(shared.drv_attrs.update(&b.finish()))
 }
 
 fn err_at(msg: impl Into<String>, pos: Pos) -> EvalError {

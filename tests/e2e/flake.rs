@@ -371,6 +371,10 @@ fn flake_with_path_and_tarball_inputs_matches_nix_eval() {
     let theirs_get: serde_json::Value = serde_json::from_str(&eval_nix(&expr)).unwrap();
     assert_eq!(theirs_get, theirs);
 
+    // Without an attribute: the default package, as `nix eval FLAKE` picks it.
+    let default = run_str(nd(&cache).arg("instantiate").arg(&flake));
+    assert_eq!(default, their_drv);
+
     // A relative path flake reference (`.`) names the same flake.
     let dot = run_str(nd(&cache).current_dir(&main).args(["instantiate", "--eval"]).arg(".#hello.drvPath"));
     assert_eq!(dot, format!("\"{their_drv}\""));

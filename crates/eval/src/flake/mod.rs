@@ -255,25 +255,47 @@ pub fn parse_attr_path(s: &str) -> Vec<String> {
 
 /// Select `attr` from a flake's `outputs` as `nix eval FLAKE#attr` does:
 /// `packages.<system>.attr`, `legacyPackages.<system>.attr`, then `attr`
-/// itself; an empty `attr` is the outputs. `flake_ref` names the flake in
-/// the error. Returns the value and the attribute path that matched.
+/// itself; an empty `attr` means the default package
+/// (`packages.<system>.default`, then `defaultPackage.<system>`).
+/// `flake_ref` names the flake in the error. Returns the value and the
+/// attribute path that matched.
 pub fn select(ev: &Evaluator, flake: &Value, flake_ref: &str, attr: &str) -> EvalResult<(Value, String)> {
     let outputs = match ev.force(flake)? {
         Value::Attrs(a) => a.get(sym("outputs")).cloned().ok_or_else(|| EvalError::other("flake has no outputs"))?,
         other => return Err(EvalError::type_error(other.type_desc(), "a set")),
     };
-    if attr.is_empty() {
-        return Ok((outputs, String::new()));
-    }
     let system = ev.config.current_system.clone();
-    let candidates = [format!("packages.{system}.{attr}"), format!("legacyPackages.{system}.{attr}"), attr.to_string()];
+    let attr_paths = if attr.is_empty() {
+        vec![format!("packages.{system}.default"), format!("defaultPackage.{system}")]
+    } else {
+        vec![attr.to_string()]
+    };
+    let mut candidates = Vec::new();
+    if !attr.is_empty() {
+        candidates.push(format!("packages.{system}.{attr}"));
+        candidates.push(format!("legacyPackages.{system}.{attr}"));
+    }
+    candidates.extend(attr_paths);
     for cand in &candidates {
         if let Some(v) = try_path(ev, &outputs, &parse_attr_path(cand))? {
             return Ok((v, cand.clone()));
         }
     }
-    let [a, b, c] = &candidates;
-    Err(EvalError::other(format!("flake '{flake_ref}' does not provide attribute '{a}', '{b}' or '{c}'")))
+    Err(EvalError::other(format!("flake '{flake_ref}' does not provide attribute {}", show_attr_paths(&candidates))))
+}
+
+/// `'a', 'b' or 'c'`.
+fn show_attr_paths(paths: &[String]) -> String {
+    let mut s = String::new();
+    for (i, p) in paths.iter().enumerate() {
+        if i > 0 {
+            s.push_str(if i + 1 == paths.len() { " or " } else { ", " });
+        }
+        s.push('\'');
+        s.push_str(p);
+        s.push('\'');
+    }
+    s
 }
 
 fn try_path(ev: &Evaluator, root: &Value, path: &[String]) -> EvalResult<Option<Value>> {

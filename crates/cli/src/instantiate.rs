@@ -222,8 +222,8 @@ fn print_derivations(
     })
 }
 
-/// `FLAKEREF#attr`: the flake's attribute as `nix eval` selects it (the
-/// whole flake without `#attr`).
+/// `FLAKEREF#attr`: the flake's attribute as `nix eval` selects it (its
+/// default package without `#attr`).
 fn flake_root(ev: &Evaluator, input: &str) -> EvalResult<Value> {
     let (r, attr) = ndeploy_eval::flake::split_fragment(input);
     let flake = ndeploy_eval::flake::load(ev, r)?;

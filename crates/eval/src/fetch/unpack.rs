@@ -188,6 +188,18 @@ mod tests {
         b.into_inner().unwrap()
     }
 
+    /// A plain tar of regular files with the given modes.
+    fn tar_of(entries: &[(&str, &[u8], u32)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data, mode) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(*mode);
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
     #[test]
     fn rejects_parent_and_absolute_entries() {
         for bad in ["top/../../evil", "/etc/evil", "../evil"] {
@@ -219,12 +231,7 @@ mod tests {
     #[test]
     fn recognises_every_compression_by_its_magic() {
         use std::io::Write;
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(2);
-        h.set_mode(0o644);
-        b.append_data(&mut h, "top/f", &b"hi"[..]).unwrap();
-        let plain = b.into_inner().unwrap();
+        let plain = tar_of(&[("top/f", b"hi", 0o644)]);
         let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
         bz.write_all(&plain).unwrap();
         let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
@@ -244,16 +251,7 @@ mod tests {
     fn unpacks_gzip_and_keeps_executable_bits() {
         use std::io::Write;
         let d = tempfile::tempdir().unwrap();
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(2);
-        h.set_mode(0o700);
-        b.append_data(&mut h, "top/bin/run", &b"#!"[..]).unwrap();
-        let mut h = tar::Header::new_gnu();
-        h.set_size(1);
-        h.set_mode(0o600);
-        b.append_data(&mut h, "top/data", &b"x"[..]).unwrap();
-        let t = b.into_inner().unwrap();
+        let t = tar_of(&[("top/bin/run", b"#!", 0o700), ("top/data", b"x", 0o600)]);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(&t).unwrap();
         let gz = gz.finish().unwrap();

@@ -29,9 +29,11 @@ pub async fn connect_unix(path: impl AsRef<Path>, store_dir: StoreDir) -> Result
     DaemonConnection::handshake(r, w, store_dir).await
 }
 
-/// Connect to the local multi-user daemon (`/nix/var/nix/daemon-socket/socket`).
+/// Connect to the local multi-user daemon: `$NIX_DAEMON_SOCKET_PATH` as Nix
+/// honours it, else `/nix/var/nix/daemon-socket/socket`.
 pub async fn connect_local() -> Result<UnixConnection> {
-    connect_unix(DEFAULT_SOCKET_PATH, StoreDir::from_env()).await
+    let path = std::env::var_os("NIX_DAEMON_SOCKET_PATH").unwrap_or_else(|| DEFAULT_SOCKET_PATH.into());
+    connect_unix(path, StoreDir::from_env()).await
 }
 
 /// A daemon running as our child, speaking over its stdin/stdout.

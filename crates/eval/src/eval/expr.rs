@@ -14,7 +14,7 @@ impl Evaluator {
         match e {
             Expr::Const(v) => Ok(v.clone()),
             Expr::Local { depth, idx } => {
-                let v = env.lookup(*depth, *idx).map_err(|_| released())?;
+                let v = env.lookup_shallow(*depth, *idx).map_err(|_| released())?;
                 self.force(&v)
             }
             Expr::WithVar { name, withs, pos } => {

@@ -104,6 +104,26 @@ impl Env {
         }
     }
 
+    /// Like [`Env::lookup`], but looks through a forced thunk without
+    /// cloning the thunk itself (the hot path of variable access).
+    #[inline]
+    pub fn lookup_shallow(&self, depth: u32, idx: u32) -> Result<Value, EnvCleared> {
+        let mut e = &self.0;
+        for _ in 0..depth {
+            e = &e.parent.as_ref().ok_or(EnvCleared)?.0;
+        }
+        let shallow = |v: &Value| match v {
+            Value::Thunk(t) => t.get().unwrap_or_else(|| v.clone()),
+            v => v.clone(),
+        };
+        match &e.slots {
+            Slots::One(v) if idx == 0 => Ok(shallow(v)),
+            Slots::One(_) => Err(EnvCleared),
+            Slots::Fixed(s) => s.get(idx as usize).map(shallow).ok_or(EnvCleared),
+            Slots::Rec(m) => m.lock().unwrap_or_else(|e| e.into_inner()).get(idx as usize).map(shallow).ok_or(EnvCleared),
+        }
+    }
+
     pub fn downgrade(&self) -> Weak<EnvInner> {
         Arc::downgrade(&self.0)
     }

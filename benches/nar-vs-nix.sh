@@ -2,19 +2,24 @@
 # NAR hashing throughput: `ndeploy store hash-path --type sha256` against
 # `nix-store --dump | sha256sum` and `nix-hash --type sha256` on the same tree.
 #
-# Usage: benches/nar-vs-nix.sh [SIZE_MB]   (default 500; env NDEPLOY_BENCH_NAR_MB also works)
+# Usage: benches/nar-vs-nix.sh [SIZE_MB]   (default 500; env NDEPLOY_BENCH_NAR_MB also works;
+#        NDEPLOY_BIN=path/to/ndeploy skips the release build)
 # Builds the release binary, generates the tree (a quarter of the bytes in
 # small files, the rest in files of up to 64 MiB) in a temporary directory,
 # warms the page cache, then times each command with hyperfine if available,
-# else with a loop over /usr/bin/time (best of 3). Prints MB/s (of NAR bytes)
-# and the ratio to ndeploy.
+# else with a loop over /usr/bin/time (best of 3). Prints the wall time, MB/s
+# (of NAR bytes), the ratio to ndeploy and the CPU time (user+sys) of each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mb=${1:-${NDEPLOY_BENCH_NAR_MB:-500}}
 runs=3
-cargo build --release -p ndeploy >&2
-bin=$PWD/target/release/ndeploy
+if [[ -n "${NDEPLOY_BIN:-}" ]]; then
+  bin=$NDEPLOY_BIN # an already built binary (skips the release build)
+else
+  cargo build --release -p ndeploy >&2
+  bin=$PWD/target/release/ndeploy
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -59,29 +64,41 @@ cmds=(
   "nix-hash --type sha256 $tree"
 )
 
+# Per command: the best wall-clock seconds, and the CPU seconds (user+sys) of that run.
 secs=()
+cpus=()
 if command -v hyperfine >/dev/null 2>&1; then
   json=$work/hyperfine.json
   hyperfine --warmup 1 --runs "$runs" --export-json "$json" "${cmds[@]}" >&2
-  mapfile -t secs < <(python3 -c 'import json,sys; [print(r["median"]) for r in json.load(open(sys.argv[1]))["results"]]' "$json")
+  mapfile -t secs < <(python3 -c 'import json,sys; [print(r["min"]) for r in json.load(open(sys.argv[1]))["results"]]' "$json")
+  mapfile -t cpus < <(python3 -c 'import json,sys; [print(r["user"] + r["system"]) for r in json.load(open(sys.argv[1]))["results"]]' "$json")
 else
   for c in "${cmds[@]}"; do
     bash -c "$c" >/dev/null # warm-up
     best=
+    cpu=
     for _ in $(seq "$runs"); do
-      t=$( { /usr/bin/time -f %e bash -c "$c" >/dev/null; } 2>&1 | tail -1)
-      if [[ -z "$best" ]] || python3 -c "import sys; sys.exit(not float(sys.argv[1]) < float(sys.argv[2]))" "$t" "$best"; then best=$t; fi
+      read -r t u s < <({ /usr/bin/time -f '%e %U %S' bash -c "$c" >/dev/null; } 2>&1 | tail -1)
+      if [[ -z "$best" ]] || python3 -c "import sys; sys.exit(not float(sys.argv[1]) < float(sys.argv[2]))" "$t" "$best"; then
+        best=$t
+        cpu=$(python3 -c "import sys; print(float(sys.argv[1]) + float(sys.argv[2]))" "$u" "$s")
+      fi
     done
     secs+=("$best")
+    cpus+=("$cpu")
   done
 fi
 
 echo
-echo "NAR of ${mb} MB tree: $nar_bytes bytes; sha256 $ours"
-python3 - "$nar_bytes" "${secs[@]}" <<EOF
+echo "NAR of the ${mb} MB tree: $nar_bytes bytes, sha256 $ours; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$nar_bytes" "${#cmds[@]}" "${secs[@]}" "${cpus[@]}" "${names[@]}" <<'PY'
 import sys
-nar = int(sys.argv[1]); secs = [float(s) for s in sys.argv[2:]]
-names = """${names[0]}|${names[1]}|${names[2]}""".split("|")
-for name, s in zip(names, secs):
-    print(f"{name:32s} {s:8.3f} s  {nar / s / 1e6:8.0f} MB/s  {s / secs[0]:5.2f}x ndeploy's time")
-EOF
+nar, n = int(sys.argv[1]), int(sys.argv[2])
+rest = sys.argv[3:]
+secs = [float(s) for s in rest[:n]]
+cpus = [float(s) for s in rest[n:2 * n]]
+names = rest[2 * n:3 * n]
+print(f"{'':32s} {'wall':>9s} {'MB/s':>7s} {'vs ndeploy':>10s} {'cpu (u+s)':>10s}")
+for name, s, c in zip(names, secs, cpus):
+    print(f"{name:32s} {s:8.3f}s {nar / s / 1e6:7.0f} {s / secs[0]:9.2f}x {c:9.3f}s")
+PY

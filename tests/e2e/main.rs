@@ -11,6 +11,7 @@ mod instantiate;
 mod nar;
 mod nixlib;
 mod paths;
+mod push;
 mod signature;
 mod ssh;
 mod sshd;

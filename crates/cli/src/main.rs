@@ -4,6 +4,7 @@
 mod bench_cmd;
 mod eval_cmd;
 mod instantiate;
+mod push_cmd;
 mod store_cmd;
 
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     Instantiate(instantiate::InstantiateArgs),
     /// Evaluate a fleet's hosts (toplevels or an attribute) in parallel.
     Eval(eval_cmd::EvalArgs),
+    /// Copy closures to targets over SSH (one query, one stream per target).
+    Push(push_cmd::PushArgs),
     /// Benchmarks: generated fleets, ndeploy vs C++ Nix.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Store(cmd) => store_cmd::run(cmd),
         Command::Instantiate(args) => instantiate::run(args),
         Command::Eval(args) => eval_cmd::run(args),
+        Command::Push(args) => push_cmd::run(args),
         Command::Bench(cmd) => bench_cmd::run(cmd),
     };
     match result {

@@ -135,7 +135,7 @@ where
             }
             slots.push(slot);
         }
-        query_all(&mut slots, &plan, started).await;
+        query_all(&mut slots, &plan, local.store_dir(), started).await;
         if !opts.dry_run {
             send_all(&mut slots, &plan, opts, &dumper, started, &mut report).await?;
         }
@@ -155,7 +155,7 @@ where
 }
 
 /// One QueryValidPaths per target, all at once.
-async fn query_all(slots: &mut [Slot], plan: &Arc<Plan>, started: Instant) {
+async fn query_all(slots: &mut [Slot], plan: &Arc<Plan>, dir: &StoreDir, started: Instant) {
     let mut tasks = Vec::new();
     for (n, slot) in slots.iter_mut().enumerate() {
         let Some(mut s) = slot.session.take() else { continue };
@@ -174,7 +174,7 @@ async fn query_all(slots: &mut [Slot], plan: &Arc<Plan>, started: Instant) {
                 slot.report.already_valid = tp.already_valid;
                 slot.report.missing_paths = tp.missing.len();
                 slot.report.missing_bytes = tp.nar_bytes;
-                slot.report.missing = tp.missing.iter().filter_map(|&i| plan.get(i)).map(|p| p.path.to_string()).collect();
+                slot.report.missing = tp.missing.iter().filter_map(|&i| plan.get(i)).map(|p| dir.display(&p.path)).collect();
                 slot.progress.planned(tp.missing.len(), tp.nar_bytes);
                 slot.session = Some(s);
                 slot.plan = Some(tp);

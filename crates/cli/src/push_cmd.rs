@@ -1,0 +1,279 @@
+//! `ndeploy push`: copy closures to targets over SSH (see `ndeploy_deploy::push`).
+//!
+//! Targets come from `--to ssh://USER@HOST[:PORT][?remote-store=STORE]`
+//! (every PATH goes to every `--to`), or from the fleet with `--on
+//! SELECTORS` / `--all` (each host gets its toplevel's outPath, which must
+//! be built already; PATHs are added to it). Path infos come from the local
+//! daemon's socket, or from a `nix-daemon --stdio` we start when no daemon
+//! listens (root). Output: indicatif bars per target on stderr (when it is
+//! a terminal), then a summary table, or `--json`; `--dry-run` prints what
+//! each target lacks. Exit status 1 if any target failed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ndeploy_deploy::fleet::{self, HostResult, Selection, Selector, Target};
+use ndeploy_deploy::push::report::human_bytes;
+use ndeploy_deploy::push::{NoProgress, PushOptions, PushProgress, PushReport, PushTarget, TargetProgress, push};
+use ndeploy_deploy::ssh::{ConnectOptions, SshTarget};
+use ndeploy_store::daemon::{DaemonConnection, connect_local, spawn_stdio};
+use ndeploy_store::signature::SecretKey;
+use ndeploy_store::store_path::{StoreDir, StorePath};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::eval_cmd::{evaluator, open_fleet};
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Store paths (or links to them, like ./result) to copy with their closures.
+    paths: Vec<String>,
+    /// Destination `ssh://USER@HOST[:PORT][?remote-store=STORE]` (repeatable).
+    #[arg(long, value_name = "URL")]
+    to: Vec<String>,
+    /// Fleet hosts: comma-separated globs and @TAGs (their toplevels are pushed).
+    #[arg(long, value_name = "SELECTORS")]
+    on: Vec<String>,
+    /// Every fleet host.
+    #[arg(long)]
+    all: bool,
+    /// The fleet is this flake.
+    #[arg(long, value_name = "REF", conflicts_with = "file")]
+    flake: Option<String>,
+    /// The fleet is this Nix file.
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Targets handled at once.
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 16)]
+    jobs: usize,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Only print what each target lacks (paths and NAR bytes).
+    #[arg(long)]
+    dry_run: bool,
+    /// Nix secret key file: sign path infos for targets that do not trust us.
+    #[arg(long, value_name = "FILE")]
+    sign_key: Option<PathBuf>,
+    /// Accept and record host keys of hosts that are in no known_hosts file.
+    #[arg(long)]
+    accept_new_host_keys: bool,
+    /// No progress bars.
+    #[arg(long)]
+    no_progress: bool,
+    /// NAR bytes buffered per target (MiB).
+    #[arg(long, value_name = "MIB", default_value_t = 32)]
+    queue_mib: usize,
+}
+
+pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
+    let store_dir = StoreDir::from_env();
+    let roots = args.paths.iter().map(|p| resolve_path(&store_dir, p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut targets = Vec::new();
+    for url in &args.to {
+        let ssh = SshTarget::parse(url)?;
+        if roots.is_empty() {
+            bail!("--to needs at least one PATH to push");
+        }
+        targets.push(PushTarget { name: url.clone(), ssh, roots: roots.clone() });
+    }
+    if args.all || !args.on.is_empty() {
+        targets.extend(fleet_targets(&args, &store_dir, &roots)?);
+    }
+    if targets.is_empty() {
+        bail!("nowhere to push: give --to URL, --on SELECTORS or --all");
+    }
+    let sign_key = match &args.sign_key {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read the key file {}", f.display()))?;
+            Some(SecretKey::parse(text.trim()).with_context(|| format!("bad secret key in {}", f.display()))?)
+        }
+        None => None,
+    };
+    let show_bars = !args.json && !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress: Arc<dyn PushProgress> = if show_bars { Arc::new(Bars::new()) } else { Arc::new(NoProgress) };
+    let mut connect = ConnectOptions::from_env();
+    connect.accept_new_host_keys = args.accept_new_host_keys;
+    let mut opts = PushOptions::new(connect, progress);
+    opts.jobs = args.jobs.max(1);
+    opts.dry_run = args.dry_run;
+    opts.sign_key = sign_key;
+    opts.queue_bytes = args.queue_mib.max(1) << 20;
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let report = rt.block_on(async {
+        match connect_local().await {
+            Ok(mut conn) => push_with(&mut conn, targets, &opts).await,
+            Err(_) => {
+                // No daemon listens: serve the local store ourselves (as root).
+                let mut cmd = tokio::process::Command::new("nix-daemon");
+                cmd.arg("--stdio");
+                let mut d = spawn_stdio(cmd, store_dir.clone()).await.context("cannot reach the local Nix store")?;
+                let r = push_with(&mut d.conn, targets, &opts).await;
+                drop(d.conn);
+                let _ = d.child.wait().await;
+                r
+            }
+        }
+    })?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        if args.dry_run {
+            print_dry_run(&report);
+        }
+        print!("{}", report.table());
+    }
+    Ok(if report.failed() > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+async fn push_with<R, W>(local: &mut DaemonConnection<R, W>, targets: Vec<PushTarget>, opts: &PushOptions) -> anyhow::Result<PushReport>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    Ok(push(local, targets, opts).await?)
+}
+
+/// A store path, or a symlink (chain) to one.
+fn resolve_path(dir: &StoreDir, p: &str) -> anyhow::Result<StorePath> {
+    if let Ok((path, _)) = dir.parse_inner(p) {
+        return Ok(path);
+    }
+    let real = std::fs::canonicalize(p).with_context(|| format!("'{p}' is not a store path and cannot be resolved"))?;
+    let real = real.to_string_lossy();
+    dir.parse_inner(&real).map(|(path, _)| path).with_context(|| format!("'{p}' resolves to '{real}', which is not in the store"))
+}
+
+fn print_dry_run(report: &PushReport) {
+    for t in &report.targets {
+        match &t.error {
+            Some(e) => println!("{}: FAILED: {e}", t.name),
+            None => {
+                println!("{}: would send {} of {} paths, {} NAR", t.name, t.missing_paths, t.closure_paths, human_bytes(t.missing_bytes));
+                for p in &t.missing {
+                    println!("  {p}");
+                }
+            }
+        }
+    }
+}
+
+/// Hosts selected from the fleet, each with its toplevel (plus `extra`).
+fn fleet_targets(args: &PushArgs, dir: &StoreDir, extra: &[StorePath]) -> anyhow::Result<Vec<PushTarget>> {
+    let mut sels = Vec::new();
+    for on in &args.on {
+        sels.extend(Selector::parse_list(on)?);
+    }
+    let sel = if args.all || sels.is_empty() { Selection::All } else { Selection::Any(sels) };
+    let (flake, file) = (args.flake.clone(), args.file.clone());
+    let work = move || -> anyhow::Result<Vec<(HostResult, serde_json::Value)>> {
+        let ev = evaluator(&[]);
+        let pool = fleet::thread_pool(0)?;
+        let (_, _, fleet) = pool.install(|| open_fleet(&ev, flake.as_deref(), file.as_deref()))?;
+        let all = fleet.hosts().to_vec();
+        let deployments = fleet.deployments(&pool, &all);
+        let by_host: std::collections::HashMap<&str, &ndeploy_eval::EvalResult<fleet::Deployment>> =
+            all.iter().map(String::as_str).zip(deployments.iter()).collect();
+        let hosts = sel.apply(&all, |h| match by_host.get(h) {
+            Some(Ok(d)) => Ok(d.tags.clone()),
+            _ => Err(()),
+        })?;
+        let mut results = Vec::new();
+        fleet.evaluate(&pool, &hosts, &Target::Toplevel, false, |r| results.push(r));
+        let out = results
+            .into_iter()
+            .map(|r| {
+                let json = match by_host.get(r.host.as_str()) {
+                    Some(Ok(d)) => d.json.clone(),
+                    _ => serde_json::Value::Null,
+                };
+                (r, json)
+            })
+            .collect();
+        std::mem::forget(fleet);
+        std::mem::forget(ev);
+        Ok(out)
+    };
+    let handle = std::thread::Builder::new()
+        .stack_size(fleet::evaluate::STACK_SIZE)
+        .spawn(work)
+        .context("cannot start the evaluation thread")?;
+    let results = handle.join().map_err(|_| anyhow::anyhow!("evaluation thread panicked"))??;
+    let mut targets = Vec::new();
+    for (r, d) in results {
+        if let Some(e) = &r.error {
+            bail!("cannot evaluate host {}: {e}", r.host);
+        }
+        let out = r.out_path.as_deref().context("no toplevel outPath")?;
+        let top = dir.parse(out).with_context(|| format!("host {}: bad outPath '{out}'", r.host))?;
+        let host = r.target_host.clone().unwrap_or_else(|| r.host.clone());
+        let mut ssh = SshTarget::parse(&host)?;
+        if let Some(u) = d.get("targetUser").and_then(|u| u.as_str()) {
+            ssh.user = Some(u.to_owned());
+        }
+        if let Some(p) = d.get("targetPort").and_then(serde_json::Value::as_u64) {
+            ssh.port = u16::try_from(p).ok();
+        }
+        let mut roots = vec![top];
+        roots.extend(extra.iter().cloned());
+        targets.push(PushTarget { name: r.host, ssh, roots });
+    }
+    Ok(targets)
+}
+
+/// indicatif bars, one per target: NAR bytes, and paths in the message.
+struct Bars {
+    multi: MultiProgress,
+}
+
+impl Bars {
+    fn new() -> Bars {
+        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()) }
+    }
+}
+
+impl PushProgress for Bars {
+    fn target(&self, name: &str) -> Arc<dyn TargetProgress> {
+        let bar = self.multi.add(ProgressBar::new(0));
+        let style = ProgressStyle::with_template("{prefix:24!} {bar:30} {bytes:>10}/{total_bytes:<10} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_prefix(name.to_owned());
+        Arc::new(Bar { bar, done: AtomicUsize::new(0), total: AtomicUsize::new(0) })
+    }
+}
+
+struct Bar {
+    bar: ProgressBar,
+    done: AtomicUsize,
+    total: AtomicUsize,
+}
+
+impl TargetProgress for Bar {
+    fn stage(&self, stage: &str) {
+        self.bar.set_message(stage.to_owned());
+    }
+    fn planned(&self, paths: usize, bytes: u64) {
+        self.total.store(paths, Ordering::Relaxed);
+        self.bar.set_length(bytes);
+        self.bar.set_message(format!("0/{paths} paths"));
+    }
+    fn bytes(&self, n: u64) {
+        self.bar.inc(n);
+    }
+    fn path_done(&self) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        self.bar.set_message(format!("{done}/{} paths", self.total.load(Ordering::Relaxed)));
+    }
+    fn finish(&self, error: Option<&str>) {
+        match error {
+            Some(e) => self.bar.abandon_with_message(format!("FAILED: {}", e.lines().next().unwrap_or_default())),
+            None => self.bar.finish(),
+        }
+    }
+}

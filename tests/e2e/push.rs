@@ -1,0 +1,254 @@
+//! `ndeploy push` against real sshd targets, each with its own Nix store
+//! (see `sshd.rs`). Closures are built by the local Nix (sandbox off) from a
+//! small generated expression: one shared library, `leaves` paths that
+//! reference it, and a top path referencing every leaf; a leaf's `seed`
+//! changes its output (and so the top's) for "new generation" tests. Each
+//! check compares with C++ Nix: `nix-store -qR` of the top on the target
+//! equals the local one, and `nix-store --verify --check-contents` passes.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::sshd::{ClientHome, SshTarget, SshdOptions, TargetUser};
+use crate::support::{ndeploy, nix, run, run_ok, run_str, write_file};
+
+/// Build a closure: `lib`, `leaves` leaves of `size` random bytes each
+/// (leaf `i` has seed `seeds(i)`), and a top. Returns the top's path.
+fn build_closure(tag: &str, leaves: usize, size: usize, seeds: impl Fn(usize) -> String) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let seed_list: Vec<String> = (0..leaves).map(|i| format!("\"{}\"", seeds(i))).collect();
+    let expr = format!(
+        r#"
+let
+  mk = name: deps: seed: derivation {{
+    inherit name deps seed;
+    system = builtins.currentSystem;
+    PATH = "/usr/bin:/bin";
+    builder = "/bin/sh";
+    args = [ "-c" "mkdir $out; head -c {size} /dev/urandom > $out/data; echo $seed > $out/seed; for d in $deps; do echo $d >> $out/deps; done" ];
+  }};
+  lib = mk "push-test-{tag}-lib" [] "lib";
+  seeds = [ {seeds} ];
+  leaves = builtins.genList (i: mk "push-test-{tag}-leaf-${{toString i}}" [ lib ] (builtins.elemAt seeds i)) {leaves};
+in mk "push-test-{tag}-top" leaves "top"
+"#,
+        seeds = seed_list.join(" ")
+    );
+    write_file(&dir.path().join("closure.nix"), expr);
+    run_str(nix("nix-build").args(["--no-out-link", "--option", "sandbox", "false", "--option", "substituters", ""]).arg(dir.path().join("closure.nix")))
+}
+
+fn local_closure(top: &str) -> BTreeSet<String> {
+    run_str(nix("nix-store").args(["-qR", top])).lines().map(String::from).collect()
+}
+
+/// The target has the whole closure of `top`, and its store verifies.
+fn assert_complete(t: &SshTarget, top: &str) {
+    let remote: BTreeSet<String> = run_str(t.nix_store().args(["-qR", top])).lines().map(String::from).collect();
+    assert_eq!(remote, local_closure(top), "closure of {top} on {}", t.alias);
+    let out = run(t.nix_store().args(["--verify", "--check-contents"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("error") && !err.contains("modified"), "verify on {}: {err}", t.alias);
+}
+
+fn push_cmd(client: &ClientHome, targets: &[&SshTarget], paths: &[&str], extra: &[&str]) -> Command {
+    let mut c = ndeploy();
+    c.env("HOME", client.path()).env_remove("SSH_AUTH_SOCK").arg("push").arg("--json");
+    for t in targets {
+        c.args(["--to", &t.url()]);
+    }
+    c.args(extra).args(paths);
+    c
+}
+
+/// Run a push; returns (success, JSON report).
+fn push(client: &ClientHome, targets: &[&SshTarget], paths: &[&str], extra: &[&str]) -> (bool, serde_json::Value) {
+    let out = run(&mut push_cmd(client, targets, paths, extra));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!("push printed no JSON ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.success(), json)
+}
+
+fn sent(report: &serde_json::Value, n: usize) -> (u64, u64) {
+    let t = &report["targets"][n];
+    (t["sentPaths"].as_u64().unwrap(), t["alreadyValid"].as_u64().unwrap())
+}
+
+fn target(client: &ClientHome) -> SshTarget {
+    SshTarget::start(SshdOptions::default().client(client))
+}
+
+#[test]
+fn push_full_noop_update_and_dry_run() {
+    let client = ClientHome::new();
+    let t = target(&client);
+    let tag = format!("a{}", std::process::id());
+    let gen1 = build_closure(&tag, 20, 50_000, |i| format!("g1-{i}"));
+    let total = local_closure(&gen1).len() as u64;
+
+    let (ok, r) = push(&client, &[&t], &[&gen1], &[]);
+    assert!(ok, "{r}");
+    assert_eq!(sent(&r, 0), (total, 0), "{r}");
+    assert_complete(&t, &gen1);
+
+    // Again: one query, nothing to send.
+    let (ok, r) = push(&client, &[&t], &[&gen1], &[]);
+    assert!(ok, "{r}");
+    assert_eq!(sent(&r, 0), (0, total), "{r}");
+
+    // A new generation with one leaf of 20 changed (5%): only it and the top are new.
+    let gen2 = build_closure(&tag, 20, 50_000, |i| if i == 7 { "g2-7".into() } else { format!("g1-{i}") });
+    let new: BTreeSet<String> = local_closure(&gen2).difference(&local_closure(&gen1)).cloned().collect();
+    assert_eq!(new.len(), 2);
+    let (ok, r) = push(&client, &[&t], &[&gen2], &["--dry-run"]);
+    assert!(ok, "{r}");
+    let listed: BTreeSet<String> =
+        r["targets"][0]["missing"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_owned()).collect();
+    assert_eq!(listed, new, "{r}");
+    assert_eq!(sent(&r, 0).0, 0);
+    assert!(!run(t.nix_store().args(["--check-validity", &gen2])).status.success(), "dry run sent something");
+    let (ok, r) = push(&client, &[&t], &[&gen2], &[]);
+    assert!(ok, "{r}");
+    assert_eq!(sent(&r, 0), (2, total - 2), "{r}");
+    assert_complete(&t, &gen2);
+
+    // The summary table (without --json).
+    let out = run_ok(ndeploy().env("HOME", client.path()).args(["push", "--to", &t.url(), &gen2]));
+    let table = String::from_utf8_lossy(&out);
+    assert!(table.contains("1 target(s), 0 failed"), "{table}");
+}
+
+#[test]
+fn push_to_four_targets_at_once() {
+    let client = ClientHome::new();
+    let targets: Vec<SshTarget> = (0..4).map(|_| target(&client)).collect();
+    let top = build_closure(&format!("b{}", std::process::id()), 10, 100_000, |i| format!("s{i}"));
+    let total = local_closure(&top).len() as u64;
+    // One target has part of it already.
+    let lib = local_closure(&top).into_iter().find(|p| p.ends_with("-lib")).unwrap();
+    let (ok, r) = push(&client, &[&targets[2]], &[&lib], &[]);
+    assert!(ok, "{r}");
+    let refs: Vec<&SshTarget> = targets.iter().collect();
+    let (ok, r) = push(&client, &refs, &[&top], &[]);
+    assert!(ok, "{r}");
+    for (n, t) in targets.iter().enumerate() {
+        let expected = if n == 2 { (total - 1, 1) } else { (total, 0) };
+        assert_eq!(sent(&r, n), expected, "{r}");
+        assert_complete(t, &top);
+    }
+    // Each path was serialised once for all four targets.
+    let nar_total: u64 = r["targets"][0]["sentNarBytes"].as_u64().unwrap();
+    assert_eq!(r["producedNarBytes"].as_u64().unwrap(), nar_total, "{r}");
+}
+
+/// Descendant processes of `pid` whose command is `name`.
+fn descendants_named(pid: u32, name: &str) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32, String)> = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
+        let comm = head.split_once(" (").map(|x| x.1).unwrap_or_default().to_owned();
+        let ppid = rest.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
+        parents.push((p, ppid, comm));
+    }
+    let mut set = BTreeSet::from([pid]);
+    loop {
+        let before = set.len();
+        for (p, pp, _) in &parents {
+            if set.contains(pp) {
+                set.insert(*p);
+            }
+        }
+        if set.len() == before {
+            break;
+        }
+    }
+    parents.iter().filter(|(p, _, c)| set.contains(p) && c == name).map(|(p, _, _)| *p).collect()
+}
+
+fn store_entries(t: &SshTarget) -> usize {
+    let store = t.store_root.as_ref().unwrap().join("nix/store");
+    std::fs::read_dir(store).map(|d| d.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count()).unwrap_or(0)
+}
+
+#[test]
+fn daemon_killed_mid_transfer_then_rerun_sends_the_rest() {
+    let client = ClientHome::new();
+    let t = target(&client);
+    let top = build_closure(&format!("c{}", std::process::id()), 40, 3_000_000, |i| format!("k{i}"));
+    let total = local_closure(&top).len() as u64;
+    let sshd_pid: u32 = std::fs::read_to_string(t.dir.path().join("sshd.pid")).unwrap().trim().parse().unwrap();
+
+    let mut child = push_cmd(&client, &[&t], &[&top], &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Wait until a few paths have arrived, then kill the target's daemon.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store_entries(&t) < 4 {
+        assert!(Instant::now() < deadline, "the push did not start");
+        assert!(child.try_wait().unwrap().is_none(), "the push finished before the cut; make the closure bigger");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let daemons = descendants_named(sshd_pid, "nix-daemon");
+    assert!(!daemons.is_empty(), "no nix-daemon under sshd {sshd_pid}");
+    for d in daemons {
+        let _ = Command::new("kill").args(["-KILL", &d.to_string()]).status();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the cut push succeeded");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["targets"][0]["error"].is_string(), "{r}");
+
+    // Whatever is registered is complete and intact.
+    let out = run(t.nix_store().args(["--verify", "--check-contents"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ok, r) = push(&client, &[&t], &[&top], &["--dry-run"]);
+    assert!(ok, "{r}");
+    let (_, valid) = sent(&r, 0);
+    assert!(valid > 0 && valid < total, "valid after the cut: {valid} of {total}");
+
+    // The rerun sends exactly the rest.
+    let (ok, r) = push(&client, &[&t], &[&top], &[]);
+    assert!(ok, "{r}");
+    assert_eq!(sent(&r, 0), (total - valid, valid), "{r}");
+    assert_complete(&t, &top);
+}
+
+#[test]
+fn unknown_host_key_is_refused_and_other_targets_go_on() {
+    let client = ClientHome::new();
+    let unknown = SshTarget::start(SshdOptions { register_host_key: false, ..SshdOptions::default().client(&client) });
+    let good = target(&client);
+    let top = build_closure(&format!("d{}", std::process::id()), 2, 1000, |i| format!("u{i}"));
+    let (ok, r) = push(&client, &[&unknown, &good], &[&top], &[]);
+    assert!(!ok, "{r}");
+    let e = r["targets"][0]["error"].as_str().unwrap();
+    assert!(e.contains("is not known"), "{e}");
+    assert_eq!(store_entries(&unknown), 0);
+    assert_complete(&good, &top);
+}
+
+#[test]
+fn non_root_user_with_signing_key() {
+    let client = ClientHome::new();
+    let t = SshTarget::start(SshdOptions { user: TargetUser::Sudo, ..SshdOptions::default().client(&client) });
+    let keys = tempfile::tempdir().unwrap();
+    let (sk, pk) = (keys.path().join("sk"), keys.path().join("pk"));
+    run_ok(nix("nix-store").arg("--generate-binary-cache-key").arg("push-test-1").arg(&sk).arg(&pk));
+    let top = build_closure(&format!("e{}", std::process::id()), 3, 1000, |i| format!("n{i}"));
+    let (ok, r) = push(&client, &[&t], &[&top], &["--sign-key", sk.to_str().unwrap()]);
+    assert!(ok, "{r}");
+    assert_complete(&t, &top);
+    // Every path carries a signature by our key that Nix accepts.
+    let pk_text = std::fs::read_to_string(&pk).unwrap();
+    let out = run(nix("nix")
+        .args(["--extra-experimental-features", "nix-command", "--option", "trusted-public-keys", pk_text.trim()])
+        .args(["store", "verify", "--store", &t.store_uri(), "-r", &top]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sigs = run_str(nix("nix").args(["--extra-experimental-features", "nix-command", "path-info", "--sigs", "--store", &t.store_uri(), &top]));
+    assert!(sigs.contains("push-test-1:"), "{sigs}");
+    assert!(Path::new(&sk).exists());
+}

@@ -1,0 +1,53 @@
+# ndeploy activation agent: runs detached on the target (setsid nohup), so it
+# outlives the SSH session that started it.
+# Arguments: GOAL TOPLEVEL PROFILE RUN_DIR TIMEOUT_SECS WAIT(1|0)
+# Files in RUN_DIR: log (activation output), status (its exit code),
+# confirm / abort (written by ndeploy), result (the outcome, written last).
+goal=$1 top=$2 profile=$3 run=$4 timeout=$5 wait=$6
+log=$run/log
+finish() { echo "$1" > "$run/result.tmp" && mv "$run/result.tmp" "$run/result"; exit 0; }
+exec 9>"$(dirname "$run")/lock"
+if ! flock -n 9; then
+  echo "another ndeploy activation is running on this host" >> "$log"
+  echo busy > "$run/status"
+  finish "failed another-activation-running"
+fi
+mkdir -p "$(dirname "$profile")"
+prev=$(readlink "$profile" 2>/dev/null || true)
+gen_of() { echo "$1" | sed -n 's/^.*-\([0-9][0-9]*\)-link$/\1/p'; }
+if ! nix-env -p "$profile" --set "$top" >> "$log" 2>&1; then
+  echo profile > "$run/status"
+  finish "failed setting-profile"
+fi
+new=$(readlink "$profile")
+rollback() {
+  {
+    echo "rolling back: $1"
+    if [ -n "$prev" ] && [ "$prev" != "$new" ]; then
+      nix-env -p "$profile" --switch-generation "$(gen_of "$prev")"
+      nix-env -p "$profile" --delete-generations "$(gen_of "$new")"
+      case "$goal" in
+        boot) rgoal=boot ;;
+        test) rgoal=test ;;
+        *) rgoal=switch ;;
+      esac
+      "$profile/bin/switch-to-configuration" "$rgoal"
+    elif [ -z "$prev" ]; then
+      rm -f "$profile" "$(dirname "$profile")/$new"
+    fi
+  } >> "$run/rollback.log" 2>&1
+  finish "rolled-back $1"
+}
+"$top/bin/switch-to-configuration" "$goal" >> "$log" 2>&1
+rc=$?
+echo "$rc" > "$run/status"
+[ "$rc" = 0 ] || rollback activation-failed
+[ "$wait" = 1 ] || finish done
+n=$((timeout * 10))
+while [ "$n" -gt 0 ]; do
+  [ -e "$run/confirm" ] && finish confirmed
+  [ -e "$run/abort" ] && rollback "$(head -c 200 "$run/abort" | tr -c 'A-Za-z0-9_.:-' '-')"
+  sleep 0.1
+  n=$((n - 1))
+done
+rollback confirmation-timeout

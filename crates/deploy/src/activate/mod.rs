@@ -1,0 +1,353 @@
+//! Activation on a target: a new system profile generation, then
+//! `bin/switch-to-configuration GOAL`, guarded by the magic-rollback agent.
+//!
+//! Design: everything that must survive a broken connection runs on the
+//! target in a detached agent (`agent.sh`, started with `setsid nohup`):
+//! it takes a lock (`flock`, so two deployments never interleave), remembers
+//! the current profile generation, sets the profile with `nix-env -p PROFILE
+//! --set TOPLEVEL` (through the target's own Nix), runs the activation, and
+//! then — when the goal asks for magic rollback — waits for a `confirm` file
+//! that ndeploy writes over a NEW SSH connection. No confirmation within the
+//! timeout, an `abort` file (a failed health check), or a failed activation
+//! all end the same way: the previous generation is switched back to and
+//! activated again, and the new generation is deleted. The agent writes its
+//! outcome to `result` last (write-then-rename), so a reader sees a complete
+//! word: `confirmed`, `done`, `rolled-back REASON` or `failed REASON`.
+//!
+//! The SSH session that starts the agent follows the activation log and ends
+//! with one marker line `@ndeploy-status CODE`; activation output streams
+//! to the caller as it is written. All file names live under
+//! `$NDEPLOY_TARGET_ROOT/var/lib/ndeploy/agent/RUN_ID`.
+//!
+//! The command texts are built by pure functions (tested without a target);
+//! the async functions only run them over an [`SshSession`].
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::ssh::{OutputKind, SshError, SshSession, shell_quote};
+
+/// The agent script, shipped inside the activation command.
+pub const AGENT_SCRIPT: &str = include_str!("agent.sh");
+/// The marker line that ends the activation stream.
+pub const STATUS_MARKER: &str = "@ndeploy-status ";
+/// The default system profile on targets.
+pub const SYSTEM_PROFILE: &str = "/nix/var/nix/profiles/system";
+
+#[derive(Debug, Error)]
+pub enum ActivateError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error("unknown activation goal '{0}' (expected switch, boot, test or dry-activate)")]
+    Goal(String),
+    #[error("the activation agent did not report a status (output ended without the status line)")]
+    NoStatus,
+}
+
+/// What `switch-to-configuration` is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    Switch,
+    Boot,
+    Test,
+    DryActivate,
+}
+
+impl Goal {
+    pub fn parse(s: &str) -> Result<Goal, ActivateError> {
+        Ok(match s {
+            "switch" => Goal::Switch,
+            "boot" => Goal::Boot,
+            "test" => Goal::Test,
+            "dry-activate" => Goal::DryActivate,
+            _ => return Err(ActivateError::Goal(s.to_owned())),
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Goal::Switch => "switch",
+            Goal::Boot => "boot",
+            Goal::Test => "test",
+            Goal::DryActivate => "dry-activate",
+        }
+    }
+
+    /// Whether magic rollback applies by default (the running system changes).
+    pub fn rollback_by_default(self) -> bool {
+        matches!(self, Goal::Switch | Goal::Test)
+    }
+}
+
+/// Settings of one activation.
+#[derive(Debug, Clone)]
+pub struct ActivateOptions {
+    pub goal: Goal,
+    /// Wait for confirmation, roll back without it.
+    pub magic_rollback: bool,
+    pub confirm_timeout: Duration,
+    /// `NDEPLOY_TARGET_ROOT` on the target (empty on real machines).
+    pub target_root: String,
+    pub profile: String,
+    /// Names this deployment's run directory on the target.
+    pub run_id: String,
+}
+
+impl ActivateOptions {
+    pub fn new(goal: Goal, run_id: &str) -> ActivateOptions {
+        ActivateOptions {
+            goal,
+            magic_rollback: goal.rollback_by_default(),
+            confirm_timeout: Duration::from_secs(30),
+            target_root: String::new(),
+            profile: SYSTEM_PROFILE.to_owned(),
+            run_id: run_id.to_owned(),
+        }
+    }
+
+    /// The run directory on the target.
+    pub fn run_dir(&self) -> String {
+        format!("{}/var/lib/ndeploy/agent/{}", self.target_root.trim_end_matches('/'), self.run_id)
+    }
+
+    /// `export NDEPLOY_TARGET_ROOT=…; ` when a root is set.
+    pub fn env_prefix(&self) -> String {
+        if self.target_root.is_empty() {
+            String::new()
+        } else {
+            format!("NDEPLOY_TARGET_ROOT={}; export NDEPLOY_TARGET_ROOT; ", shell_quote(&self.target_root))
+        }
+    }
+}
+
+/// The script that starts the agent and follows its log until the
+/// activation's exit status is known.
+pub fn start_script(opts: &ActivateOptions, toplevel: &str) -> String {
+    let run = shell_quote(&opts.run_dir());
+    let args = [
+        opts.goal.as_str().to_owned(),
+        shell_quote(toplevel),
+        shell_quote(&opts.profile),
+        run.clone(),
+        opts.confirm_timeout.as_secs().max(1).to_string(),
+        if opts.magic_rollback { "1" } else { "0" }.to_owned(),
+    ]
+    .join(" ");
+    format!(
+        "{env}run={run}; mkdir -p \"$run\" || exit 1; : > \"$run/log\"\n\
+         cat > \"$run/agent.sh\" <<'NDEPLOY_AGENT_EOF'\n{AGENT_SCRIPT}NDEPLOY_AGENT_EOF\n\
+         setsid nohup sh \"$run/agent.sh\" {args} </dev/null >\"$run/agent.out\" 2>&1 &\n\
+         agent=$!\n\
+         tail -n +1 -s 0.1 -F \"$run/log\" 2>/dev/null & t=$!\n\
+         while [ ! -e \"$run/status\" ]; do\n\
+           kill -0 \"$agent\" 2>/dev/null || [ -e \"$run/status\" ] || {{ kill $t; echo '{STATUS_MARKER}agent-died'; exit 1; }}\n\
+           sleep 0.1\n\
+         done\n\
+         sleep 0.3; kill $t 2>/dev/null; wait $t 2>/dev/null\n\
+         echo \"{STATUS_MARKER}$(cat \"$run/status\")\"\n",
+        env = opts.env_prefix(),
+    )
+}
+
+/// Wait up to `secs` for the agent's result and print it (`pending` if none).
+pub fn result_script(run_dir: &str, secs: u64) -> String {
+    let run = shell_quote(run_dir);
+    format!(
+        "n={n}; while [ ! -e {run}/result ] && [ $n -gt 0 ]; do sleep 0.1; n=$((n - 1)); done; \
+         cat {run}/result 2>/dev/null || echo pending",
+        n = secs * 10
+    )
+}
+
+/// Write `file` (`confirm` or `abort`) in the run directory, then wait for the result.
+pub fn signal_script(run_dir: &str, file: &str, reason: &str, wait_secs: u64) -> String {
+    format!("echo {} > {}/{file}; {}", shell_quote(reason), shell_quote(run_dir), result_script(run_dir, wait_secs))
+}
+
+/// How an activation ended from ndeploy's point of view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Activated (and confirmed when magic rollback was on).
+    Done,
+    /// The target went back to the previous generation.
+    RolledBack(String),
+    /// Nothing changed (lock busy, profile could not be set).
+    Failed(String),
+    /// No result seen; the agent on the target decides by itself.
+    Unknown(String),
+}
+
+impl Outcome {
+    /// Parse the agent's `result` file.
+    pub fn parse(result: &str) -> Outcome {
+        let result = result.trim();
+        let (word, rest) = result.split_once(' ').unwrap_or((result, ""));
+        match word {
+            "confirmed" | "done" => Outcome::Done,
+            "rolled-back" => Outcome::RolledBack(rest.to_owned()),
+            "failed" => Outcome::Failed(rest.to_owned()),
+            _ => Outcome::Unknown(format!("agent result '{result}'")),
+        }
+    }
+}
+
+/// The activation's exit status as reported by the start script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// `0` on success; else an exit code or a word (`busy`, `profile`, `agent-died`).
+    pub status: String,
+}
+
+impl Started {
+    pub fn succeeded(&self) -> bool {
+        self.status == "0"
+    }
+}
+
+/// Start the agent and stream the activation's output lines to `on_line`.
+pub async fn start(
+    session: &SshSession,
+    opts: &ActivateOptions,
+    toplevel: &str,
+    mut on_line: impl FnMut(&str),
+) -> Result<Started, ActivateError> {
+    let mut status = None;
+    let cmd = session.root_script(&start_script(opts, toplevel));
+    let exit = session
+        .exec_lines(&cmd, |kind, line| match line.strip_prefix(STATUS_MARKER) {
+            Some(s) if kind == OutputKind::Stdout => status = Some(s.trim().to_owned()),
+            _ => on_line(line),
+        })
+        .await?;
+    match status {
+        Some(status) => Ok(Started { status }),
+        None if !exit.success() => Err(ActivateError::Ssh(SshError::Remote {
+            host: session.host().to_owned(),
+            message: format!("the activation command ended with {exit}"),
+        })),
+        None => Err(ActivateError::NoStatus),
+    }
+}
+
+/// Wait for the agent's outcome over `session`.
+pub async fn wait_result(session: &SshSession, run_dir: &str, secs: u64) -> Result<Outcome, ActivateError> {
+    let out = session.exec(&session.root_script(&result_script(run_dir, secs))).await?;
+    Ok(Outcome::parse(&out.stdout_str()))
+}
+
+/// Confirm over `session` (which must be a new connection) and wait for the result.
+pub async fn confirm(session: &SshSession, run_dir: &str) -> Result<Outcome, ActivateError> {
+    let out = session.exec(&session.root_script(&signal_script(run_dir, "confirm", "ok", 10))).await?;
+    Ok(Outcome::parse(&out.stdout_str()))
+}
+
+/// Ask the agent to roll back now (e.g. a health check failed) and wait for it.
+pub async fn abort(session: &SshSession, run_dir: &str, reason: &str, wait_secs: u64) -> Result<Outcome, ActivateError> {
+    let out = session.exec(&session.root_script(&signal_script(run_dir, "abort", reason, wait_secs))).await?;
+    Ok(Outcome::parse(&out.stdout_str()))
+}
+
+/// `dry-activate`: run the toplevel's script directly; nothing is recorded.
+pub async fn dry_activate(
+    session: &SshSession,
+    opts: &ActivateOptions,
+    toplevel: &str,
+    mut on_line: impl FnMut(&str),
+) -> Result<bool, ActivateError> {
+    let script = format!("{}{}/bin/switch-to-configuration dry-activate", opts.env_prefix(), shell_quote(toplevel));
+    let exit = session.exec_lines(&session.root_script(&script), |_, l| on_line(l)).await?;
+    Ok(exit.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goals() {
+        for g in ["switch", "boot", "test", "dry-activate"] {
+            assert_eq!(Goal::parse(g).unwrap().as_str(), g);
+        }
+        assert!(Goal::parse("reboot").is_err());
+        assert!(Goal::Switch.rollback_by_default() && Goal::Test.rollback_by_default());
+        assert!(!Goal::Boot.rollback_by_default() && !Goal::DryActivate.rollback_by_default());
+    }
+
+    #[test]
+    fn outcomes() {
+        assert_eq!(Outcome::parse("confirmed\n"), Outcome::Done);
+        assert_eq!(Outcome::parse("rolled-back confirmation-timeout"), Outcome::RolledBack("confirmation-timeout".into()));
+        assert_eq!(Outcome::parse("failed setting-profile"), Outcome::Failed("setting-profile".into()));
+        assert!(matches!(Outcome::parse("pending"), Outcome::Unknown(_)));
+    }
+
+    #[test]
+    fn run_dir_and_env() {
+        let mut o = ActivateOptions::new(Goal::Switch, "r1");
+        assert_eq!(o.run_dir(), "/var/lib/ndeploy/agent/r1");
+        assert_eq!(o.env_prefix(), "");
+        o.target_root = "/tmp/t root/".into();
+        assert_eq!(o.run_dir(), "/tmp/t root/var/lib/ndeploy/agent/r1");
+        assert!(o.env_prefix().starts_with("NDEPLOY_TARGET_ROOT='/tmp/t root/';"));
+    }
+
+    /// The agent run locally with a fake `nix-env` and toplevels: activation
+    /// failure rolls back to the previous generation; confirmation keeps it.
+    #[test]
+    fn agent_rolls_back_and_confirms() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        let bin = p.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        // A fake nix-env that manages PROFILE-N-link generations like Nix.
+        let nix_env = r#"#!/bin/sh
+p=$2; shift 2
+case "$1" in
+  --set) n=$(ls "$(dirname "$p")" | sed -n "s/^$(basename "$p")-\([0-9]*\)-link$/\1/p" | sort -n | tail -1); n=$((${n:-0}+1));
+         ln -sfn "$2" "$p-$n-link"; ln -sfn "$(basename "$p")-$n-link" "$p" ;;
+  --switch-generation) ln -sfn "$(basename "$p")-$2-link" "$p" ;;
+  --delete-generations) rm -f "$p-$2-link" ;;
+esac
+"#;
+        std::fs::write(bin.join("nix-env"), nix_env).unwrap();
+        std::fs::set_permissions(bin.join("nix-env"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mk_top = |name: &str, rc: i32| {
+            let top = p.join(name);
+            std::fs::create_dir_all(top.join("bin")).unwrap();
+            let s = top.join("bin/switch-to-configuration");
+            std::fs::write(&s, format!("#!/bin/sh\necho \"$1 {name}\" >> {}/activations\nexit {rc}\n", p.display())).unwrap();
+            std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o755)).unwrap();
+            top.display().to_string()
+        };
+        let (good, bad, newer) = (mk_top("good", 0), mk_top("bad", 1), mk_top("newer", 0));
+        let profile = p.join("profiles/system").display().to_string();
+        let run = |top: &str, id: &str, wait: &str, confirm: bool| {
+            let run_dir = p.join("agent").join(id);
+            std::fs::create_dir_all(&run_dir).unwrap();
+            if confirm {
+                std::fs::write(run_dir.join("confirm"), "ok").unwrap();
+            }
+            let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+            let st = std::process::Command::new("sh")
+                .args(["-c", AGENT_SCRIPT, "agent", "switch", top, &profile, &run_dir.display().to_string(), "1", wait])
+                .env("PATH", path)
+                .status()
+                .unwrap();
+            assert!(st.success());
+            std::fs::read_to_string(run_dir.join("result")).unwrap().trim().to_owned()
+        };
+        assert_eq!(run(&good, "1", "0", false), "done");
+        assert_eq!(run(&bad, "2", "1", false), "rolled-back activation-failed");
+        let current = std::fs::canonicalize(&profile).unwrap();
+        assert_eq!(current.display().to_string(), good);
+        assert!(!p.join("profiles/system-2-link").exists(), "the failed generation is deleted");
+        assert_eq!(run(&newer, "3", "1", false), "rolled-back confirmation-timeout");
+        assert_eq!(std::fs::canonicalize(&profile).unwrap().display().to_string(), good);
+        assert_eq!(run(&newer, "4", "1", true), "confirmed");
+        assert_eq!(std::fs::canonicalize(&profile).unwrap().display().to_string(), newer);
+        let log = std::fs::read_to_string(p.join("activations")).unwrap();
+        assert_eq!(log, "switch good\nswitch bad\nswitch good\nswitch newer\nswitch good\nswitch newer\n");
+    }
+}

@@ -1,0 +1,136 @@
+//! The per-host report of `ndeploy apply` / `ndeploy build`: what each phase
+//! did and how long it took, as a table or JSON.
+
+use serde_json::json;
+
+use crate::push::report::human_bytes;
+
+/// How a host's deployment ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Verdict {
+    /// Still running / not started.
+    #[default]
+    Pending,
+    /// Built only (`ndeploy build`).
+    Built,
+    /// Activated (and confirmed, with magic rollback).
+    Deployed,
+    /// `dry-activate` ran.
+    DryActivated,
+    /// The host went back to its previous generation.
+    RolledBack(String),
+    /// Failed before anything changed on the host, or the state is unknown.
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HostReport {
+    pub host: String,
+    pub toplevel: String,
+    pub eval_secs: f64,
+    pub build_secs: Option<f64>,
+    pub push_secs: Option<f64>,
+    pub pushed_paths: usize,
+    pub pushed_bytes: u64,
+    pub activate_secs: Option<f64>,
+    /// Health checks + confirmation.
+    pub confirm_secs: Option<f64>,
+    pub keys: usize,
+    pub verdict: Verdict,
+    pub total_secs: f64,
+}
+
+impl HostReport {
+    pub fn ok(&self) -> bool {
+        matches!(self.verdict, Verdict::Built | Verdict::Deployed | Verdict::DryActivated)
+    }
+
+    pub fn result_text(&self) -> String {
+        match &self.verdict {
+            Verdict::Pending => "pending".into(),
+            Verdict::Built => "built".into(),
+            Verdict::Deployed => "deployed".into(),
+            Verdict::DryActivated => "dry-activated".into(),
+            Verdict::RolledBack(why) => format!("ROLLED BACK: {why}"),
+            Verdict::Failed(why) => format!("FAILED: {why}"),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let (result, reason) = match &self.verdict {
+            Verdict::RolledBack(w) => ("rolled-back", Some(w.clone())),
+            Verdict::Failed(w) => ("failed", Some(w.clone())),
+            Verdict::Built => ("built", None),
+            Verdict::Deployed => ("deployed", None),
+            Verdict::DryActivated => ("dry-activated", None),
+            Verdict::Pending => ("pending", None),
+        };
+        json!({
+            "host": self.host, "toplevel": self.toplevel, "result": result, "reason": reason,
+            "evalSecs": self.eval_secs, "buildSecs": self.build_secs, "pushSecs": self.push_secs,
+            "pushedPaths": self.pushed_paths, "pushedBytes": self.pushed_bytes,
+            "activateSecs": self.activate_secs, "confirmSecs": self.confirm_secs, "keys": self.keys,
+            "totalSecs": self.total_secs,
+        })
+    }
+}
+
+fn secs(s: Option<f64>) -> String {
+    s.map_or_else(|| "-".into(), |s| format!("{s:.2}s"))
+}
+
+/// The summary table.
+pub fn table(reports: &[HostReport]) -> String {
+    let mut rows = vec![[
+        "HOST".to_owned(),
+        "EVAL".into(),
+        "BUILD".into(),
+        "PUSH".into(),
+        "ACTIVATE".into(),
+        "CONFIRM".into(),
+        "TOTAL".into(),
+        "RESULT".into(),
+    ]];
+    for r in reports {
+        let push = match r.push_secs {
+            Some(s) => format!("{s:.2}s {} ({} paths)", human_bytes(r.pushed_bytes), r.pushed_paths),
+            None => "-".into(),
+        };
+        rows.push([
+            r.host.clone(),
+            format!("{:.2}s", r.eval_secs),
+            secs(r.build_secs),
+            push,
+            secs(r.activate_secs),
+            secs(r.confirm_secs),
+            format!("{:.2}s", r.total_secs),
+            r.result_text(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    let failed = reports.iter().filter(|r| !r.ok()).count();
+    out.push_str(&format!("{} host(s), {} ok, {} failed or rolled back\n", reports.len(), reports.len() - failed, failed));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_and_json() {
+        let a = HostReport { host: "a".into(), verdict: Verdict::Deployed, push_secs: Some(1.0), pushed_bytes: 2048, ..Default::default() };
+        let b = HostReport { host: "b".into(), verdict: Verdict::RolledBack("health check failed".into()), ..Default::default() };
+        let t = table(&[a.clone(), b.clone()]);
+        assert!(t.contains("deployed") && t.contains("ROLLED BACK: health check failed"), "{t}");
+        assert!(t.ends_with("2 host(s), 1 ok, 1 failed or rolled back\n"), "{t}");
+        assert_eq!(b.to_json()["result"], "rolled-back");
+        assert!(a.ok() && !b.ok());
+    }
+}

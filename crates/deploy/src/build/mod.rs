@@ -1,0 +1,276 @@
+//! Building: register what evaluation produced in the local store, then have
+//! a daemon build the toplevels.
+//!
+//! Evaluation (with a drv dir, see `ndeploy_eval::store`) writes every
+//! `.drv` and `toFile` text under its base name plus `manifest.json` (their
+//! references, and each source path's origin). [`registration`] turns that
+//! into [`Registration`]s — path info + NAR bytes, content addresses
+//! verified against the path — and [`register`] adds the ones the daemon
+//! lacks, references first, with AddToStoreNar: no `nix` subprocess.
+//! [`build`] then asks a daemon (local, or the target's for
+//! `buildOnTarget`) to realise the toplevel with BuildPaths, handing every
+//! build log line to a callback. [`LocalStore`] is the local daemon's socket,
+//! or a `nix-daemon --stdio` child when none listens (as root).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use ndeploy_store::content_address::ContentAddress;
+use ndeploy_store::daemon::{
+    AddToStoreFlags, BuildMode, DaemonConnection, DaemonError, DerivedPath, LogField, LogMessage, OutputsSpec,
+    sort_references_first,
+};
+use ndeploy_store::hash::{Hash, HashAlgo};
+use ndeploy_store::nar::{NarEncoder, dump_path};
+use ndeploy_store::path_info::PathInfo;
+use ndeploy_store::store_path::{FileIngestionMethod, StoreDir, StorePath};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error("cannot read the evaluation's {what} '{}': {source}", path.display())]
+    Read { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("bad manifest '{}': {message}", path.display())]
+    Manifest { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Path { path: String, message: String },
+    #[error("local Nix daemon: {0}")]
+    Daemon(#[from] DaemonError),
+    #[error("building {drv} failed: {source}{}", log_tail(tail))]
+    Failed { drv: String, source: DaemonError, tail: Vec<String> },
+}
+
+fn log_tail(tail: &[String]) -> String {
+    if tail.is_empty() { String::new() } else { format!("\nlast build log lines:\n  {}", tail.join("\n  ")) }
+}
+
+/// A path to add: its info (references, CA) and its NAR.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub info: PathInfo,
+    pub nar: Vec<u8>,
+}
+
+#[derive(serde::Deserialize)]
+struct SourceEntry {
+    origin: String,
+    recursive: bool,
+    #[serde(default)]
+    filtered: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct Manifest {
+    derivations: Vec<(String, Vec<String>)>,
+    texts: Vec<(String, Vec<String>)>,
+    sources: BTreeMap<String, SourceEntry>,
+}
+
+fn nar_of_bytes(contents: &[u8]) -> Result<Vec<u8>, String> {
+    let mut enc = NarEncoder::new(Vec::new());
+    enc.regular_bytes(false, contents).map_err(|e| e.to_string())?;
+    enc.finish().map_err(|e| e.to_string())
+}
+
+fn info_for(dir: &StoreDir, path: &str, nar: &[u8], refs: &[String], ca: ContentAddress) -> Result<PathInfo, BuildError> {
+    let bad = |message: String| BuildError::Path { path: path.to_owned(), message };
+    let sp = dir.parse(path).map_err(|e| bad(e.to_string()))?;
+    let mut info = PathInfo::new(sp.clone(), Hash::digest(HashAlgo::Sha256, nar), nar.len() as u64);
+    for r in refs {
+        info.references.insert(dir.parse(r).map_err(|e| bad(format!("reference '{r}': {e}")))?);
+    }
+    info.ca = Some(ca);
+    match info.content_address_path(dir) {
+        Some(p) if p == sp => Ok(info),
+        Some(p) => Err(bad(format!("contents hash to {}, not to this path", dir.display(&p)))),
+        None => Err(bad("no content address".into())),
+    }
+}
+
+/// Everything the evaluation in `drv_dir` added to the store, in reference
+/// order (references first). `skip` says which paths need no registration
+/// (already valid), so their files are not even read.
+pub fn registration(
+    dir: &StoreDir,
+    drv_dir: &Path,
+    skip: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Registration>, BuildError> {
+    let mpath = drv_dir.join("manifest.json");
+    let bytes = std::fs::read(&mpath).map_err(|source| BuildError::Read { what: "manifest", path: mpath.clone(), source })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| BuildError::Manifest { path: mpath.clone(), message: e.to_string() })?;
+    let mut out = Vec::new();
+    for (path, refs) in manifest.derivations.iter().chain(&manifest.texts) {
+        if skip(path) {
+            continue;
+        }
+        let base = path.rsplit('/').next().unwrap_or(path);
+        let file = drv_dir.join(base);
+        let contents = std::fs::read(&file).map_err(|source| BuildError::Read { what: "derivation/text", path: file, source })?;
+        let nar = nar_of_bytes(&contents).map_err(|message| BuildError::Path { path: path.clone(), message })?;
+        let ca = ContentAddress::Text(Hash::digest(HashAlgo::Sha256, &contents));
+        out.push(Registration { info: info_for(dir, path, &nar, refs, ca)?, nar });
+    }
+    for (path, src) in &manifest.sources {
+        if skip(path) {
+            continue;
+        }
+        if src.filtered {
+            return Err(BuildError::Path {
+                path: path.clone(),
+                message: format!("filtered source from '{}' is not in the store; cannot re-create it here", src.origin),
+            });
+        }
+        let mut nar = Vec::new();
+        dump_path(Path::new(&src.origin), &mut nar)
+            .map_err(|e| BuildError::Path { path: path.clone(), message: format!("reading '{}': {e}", src.origin) })?;
+        let ca = if src.recursive {
+            ContentAddress::Fixed { method: FileIngestionMethod::Recursive, hash: Hash::digest(HashAlgo::Sha256, &nar) }
+        } else {
+            let contents = std::fs::read(&src.origin)
+                .map_err(|source| BuildError::Read { what: "source", path: PathBuf::from(&src.origin), source })?;
+            ContentAddress::Fixed { method: FileIngestionMethod::Flat, hash: Hash::digest(HashAlgo::Sha256, &contents) }
+        };
+        out.push(Registration { info: info_for(dir, path, &nar, &[], ca)?, nar });
+    }
+    let mut by_path: BTreeMap<StorePath, Vec<u8>> = out.iter().map(|r| (r.info.path.clone(), r.nar.clone())).collect();
+    let infos = sort_references_first(out.into_iter().map(|r| r.info).collect())?;
+    Ok(infos.into_iter().filter_map(|info| by_path.remove(&info.path).map(|nar| Registration { info, nar })).collect())
+}
+
+/// Every path named by the manifest in `drv_dir`.
+pub fn manifest_paths(drv_dir: &Path) -> Result<Vec<String>, BuildError> {
+    let mpath = drv_dir.join("manifest.json");
+    let bytes = std::fs::read(&mpath).map_err(|source| BuildError::Read { what: "manifest", path: mpath.clone(), source })?;
+    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| BuildError::Manifest { path: mpath, message: e.to_string() })?;
+    let mut v: Vec<String> = m.derivations.into_iter().chain(m.texts).map(|(p, _)| p).collect();
+    v.extend(m.sources.into_keys());
+    Ok(v)
+}
+
+/// Register the evaluation's paths the daemon lacks; returns how many were added.
+pub async fn register<R, W>(local: &mut DaemonConnection<R, W>, drv_dir: &Path) -> Result<usize, BuildError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let dir = local.store_dir().clone();
+    let all: Vec<StorePath> = manifest_paths(drv_dir)?.iter().filter_map(|p| dir.parse(p).ok()).collect();
+    let valid: BTreeSet<String> = local.query_valid_paths(&all, false).await?.iter().map(|p| dir.display(p)).collect();
+    let regs = registration(&dir, drv_dir, &|p| valid.contains(p))?;
+    let flags = AddToStoreFlags { repair: false, dont_check_sigs: true };
+    for r in &regs {
+        local.add_to_store_nar(&r.info, &mut r.nar.as_slice(), flags).await?;
+    }
+    Ok(regs.len())
+}
+
+/// The text of a build log message, if it is one.
+pub fn log_line(msg: &LogMessage) -> Option<String> {
+    match msg {
+        LogMessage::Next(line) => Some(line.clone()),
+        // resBuildLogLine (101) carries one line of a builder's output.
+        LogMessage::Result { result_type: 101, fields, .. } => match fields.first() {
+            Some(LogField::String(s)) => Some(s.clone()),
+            _ => None,
+        },
+        LogMessage::StartActivity { text, .. } if !text.is_empty() => Some(text.clone()),
+        _ => None,
+    }
+}
+
+/// Build all outputs of `drv` on `store`, handing log lines to `on_line`.
+/// The last lines are kept for the error.
+pub async fn build<R, W>(
+    store: &mut DaemonConnection<R, W>,
+    drv: &StorePath,
+    on_line: impl Fn(&str) + Send + Sync + 'static,
+) -> Result<(), BuildError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    let t = std::sync::Arc::clone(&tail);
+    store.set_logger(move |msg| {
+        if let Some(line) = log_line(&msg) {
+            on_line(&line);
+            if let Ok(mut t) = t.lock() {
+                if t.len() == 20 {
+                    t.pop_front();
+                }
+                t.push_back(ndeploy_store::daemon::stderr::strip_ansi(&line));
+            }
+        }
+    });
+    let path = DerivedPath::Built { drv: drv.clone(), outputs: OutputsSpec::All };
+    let r = store.build_paths(&[path], BuildMode::Normal).await;
+    store.set_logger(|_| {});
+    r.map_err(|source| BuildError::Failed {
+        drv: store.store_dir().display(drv),
+        source,
+        tail: tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default(),
+    })
+}
+
+/// A session with the local store, whichever way it was reached.
+pub type LocalStore = DaemonConnection<Box<dyn AsyncRead + Unpin + Send>, Box<dyn AsyncWrite + Unpin + Send>>;
+
+/// The local daemon's socket, else a `nix-daemon --stdio` child (kept in the
+/// returned handle; it ends when the handle drops).
+pub async fn open_local() -> Result<(LocalStore, Option<tokio::process::Child>), DaemonError> {
+    let dir = StoreDir::from_env();
+    let socket = std::env::var_os("NIX_DAEMON_SOCKET_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(ndeploy_store::daemon::DEFAULT_SOCKET_PATH));
+    if let Ok(stream) = tokio::net::UnixStream::connect(&socket).await {
+        let (r, w) = stream.into_split();
+        let conn = DaemonConnection::handshake(Box::new(r) as Box<dyn AsyncRead + Unpin + Send>, Box::new(w) as _, dir).await?;
+        return Ok((conn, None));
+    }
+    let mut cmd = tokio::process::Command::new("nix-daemon");
+    cmd.arg("--stdio").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|source| DaemonError::Spawn { command: "nix-daemon --stdio".into(), source })?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(DaemonError::Spawn { command: "nix-daemon --stdio".into(), source: std::io::Error::other("no stdio pipes") });
+    };
+    let conn = DaemonConnection::handshake(Box::new(stdout) as Box<dyn AsyncRead + Unpin + Send>, Box::new(stdin) as _, dir).await?;
+    Ok((conn, Some(child)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manifest with a text, a derivation referring to it and a source:
+    /// registrations come references-first with verified content addresses.
+    #[test]
+    fn registrations_from_a_manifest() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = StoreDir::default();
+        let src = d.path().join("src.txt");
+        std::fs::write(&src, "hello").unwrap();
+        let mut nar = Vec::new();
+        dump_path(&src, &mut nar).unwrap();
+        let src_path = dir
+            .make_fixed_output_path(FileIngestionMethod::Recursive, &Hash::digest(HashAlgo::Sha256, &nar), "src.txt", std::iter::empty(), false)
+            .unwrap();
+        let text_path = dir.make_text_path("t", &Hash::digest(HashAlgo::Sha256, b"text"), [&src_path]).unwrap();
+        std::fs::write(d.path().join(text_path.to_string()), "text").unwrap();
+        let manifest = serde_json::json!({
+            "derivations": [],
+            "texts": [[dir.display(&text_path), [dir.display(&src_path)]]],
+            "sources": { dir.display(&src_path): { "origin": src.display().to_string(), "recursive": true, "filtered": false } },
+        });
+        std::fs::write(d.path().join("manifest.json"), manifest.to_string()).unwrap();
+        let regs = registration(&dir, d.path(), &|_| false).unwrap();
+        let order: Vec<&StorePath> = regs.iter().map(|r| &r.info.path).collect();
+        assert_eq!(order, [&src_path, &text_path]);
+        assert_eq!(regs[0].info.nar_hash, Hash::digest(HashAlgo::Sha256, &nar));
+        assert!(registration(&dir, d.path(), &|p| p == dir.display(&text_path)).unwrap().len() == 1);
+        // A changed source no longer matches its path.
+        std::fs::write(&src, "changed").unwrap();
+        assert!(registration(&dir, d.path(), &|_| false).is_err());
+    }
+}

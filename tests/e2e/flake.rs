@@ -342,6 +342,7 @@ fn flake_with_path_and_tarball_inputs_matches_nix_eval() {
     let flake = format!("path:{}", main.display());
     let ours = run(nd(&cache).args(["instantiate", "--eval", "--strict", "--json"]).arg(format!("{flake}#info")));
     assert!(ours.status.success(), "{}", String::from_utf8_lossy(&ours.stderr));
+    assert!(!String::from_utf8_lossy(&ours.stderr).contains("flake.lock was made for"));
     assert!(!Path::new(&data_path).exists(), "nix-store --delete left {data_path}");
     let base = data_path.rsplit('/').next().unwrap();
     assert!(cache.join("ndeploy/sources").join(base).join("hello.txt").exists(), "ndeploy did not fetch {data_path}");
@@ -390,6 +391,13 @@ fn flake_with_path_and_tarball_inputs_matches_nix_eval() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("NAR hash mismatch in input"), "{err}");
+
+    // flake.nix changed after locking: a warning names the input.
+    let text = std::fs::read_to_string(main.join("flake.nix")).unwrap();
+    write_file(&main.join("flake.nix"), text.replace("inputs.sub.url = \"path:./sub\"", "inputs.sub.url = \"path:./moved\""));
+    let out = run(nd(&cache).args(["instantiate", "--eval"]).arg(format!("{flake}#info.sub.value")));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning: input 'sub' of flake") && err.contains("flake.lock was made for another reference"), "{err}");
 
     // An input missing from the lock file is an error (ndeploy never locks).
     std::fs::remove_file(main.join("flake.lock")).unwrap();

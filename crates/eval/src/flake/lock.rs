@@ -32,6 +32,9 @@ pub struct Node {
     pub locked: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
     pub flake: Option<bool>,
+    /// The reference as written in `flake.nix` when it was locked.
+    #[serde(default)]
+    pub original: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A node's input: another node's name, or a `follows` path from the root.
@@ -112,6 +115,15 @@ impl LockFile {
             }
         }
         Ok(())
+    }
+
+    /// The `original` attributes of the root's input `name` (not for
+    /// `follows` inputs).
+    pub fn root_original(&self, name: &str) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        match self.nodes.get(&self.root)?.inputs.get(name)? {
+            InputSpec::Node(n) => self.nodes.get(n)?.original.as_ref(),
+            InputSpec::Follows(_) => None,
+        }
     }
 
     /// The input names of the root node.

@@ -177,23 +177,58 @@ fn sym(s: &str) -> Symbol {
 
 /// The inputs a flake declares: `inputs` attribute names and the formals
 /// of `outputs` other than `self`.
-fn declared_inputs(ev: &Evaluator, flake_nix: &str) -> EvalResult<Vec<String>> {
+fn declared_inputs(ev: &Evaluator, flake_nix: &str) -> EvalResult<Vec<(String, Option<String>)>> {
     let v = ev.eval_file(flake_nix)?;
     let attrs = ev.force_attrs(&v)?;
     let mut names = Vec::new();
     if let Some(i) = attrs.get(sym("inputs")) {
         let i = ev.force_attrs(i)?;
-        names.extend(i.iter().map(|a| a.name.as_str().to_string()));
+        for a in i.iter() {
+            let url = match ev.force(&a.value)? {
+                Value::Attrs(spec) => match spec.get(sym("url")) {
+                    Some(u) => Some(ev.force_str_plain(u)?),
+                    None => None,
+                },
+                _ => None,
+            };
+            names.push((a.name.as_str().to_string(), url));
+        }
     }
     if let Some(o) = attrs.get(sym("outputs")) {
         let o = ev.force(o)?;
         if let Some(formals) = crate::builtins::lambda_formals(&o) {
-            names.extend(formals.into_iter().map(|(n, _)| n.as_str().to_string()).filter(|n| n != "self"));
+            for (n, _) in formals {
+                if n.as_str() != "self" && !names.iter().any(|(m, _)| m == n.as_str()) {
+                    names.push((n.as_str().to_string(), None));
+                }
+            }
         }
     }
     names.sort();
-    names.dedup();
     Ok(names)
+}
+
+/// Whether `url` (from `flake.nix`) names the same input as a lock entry's
+/// `original` attributes; `None` when that cannot be told (registry names,
+/// unparsable forms). URLs are compared without their query, whose
+/// parameters are compared as attributes.
+fn same_input(url: &str, original: &serde_json::Map<String, serde_json::Value>) -> Option<bool> {
+    let parsed = crate::fetch::parse_url(url).ok()?;
+    let get = |k: &str| -> Option<String> {
+        parsed.0.get(k).map(|v| v.to_string())
+    };
+    let orig = |k: &str| -> Option<String> {
+        original.get(k).map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Bool(b) => if *b { "1" } else { "0" }.to_string(),
+            other => other.to_string(),
+        })
+    };
+    let no_query = |u: Option<String>| u.map(|u| u.split('?').next().unwrap_or_default().to_string());
+    if get("type") != orig("type") || no_query(get("url")) != no_query(orig("url")) {
+        return Some(false);
+    }
+    Some(["path", "owner", "repo", "ref", "rev", "dir", "host"].iter().all(|k| get(k) == orig(k)))
 }
 
 /// Evaluate the flake `r` (a reference without fragment): the value Nix's
@@ -227,8 +262,18 @@ pub fn load_ref(ev: &Evaluator, fr: &FlakeRef) -> EvalResult<Value> {
     };
     let lock = LockFile::parse(&lock_text, &lock_file)?;
     let locked = lock.root_inputs();
-    if let Some(missing) = declared.iter().find(|d| !locked.contains(*d)) {
+    if let Some((missing, _)) = declared.iter().find(|(d, _)| !locked.contains(d)) {
         return Err(FlakeError::MissingLockEntry { flake: fr.to_string(), input: missing.clone() }.into());
+    }
+    for (name, url) in &declared {
+        if let (Some(url), Some(original)) = (url, lock.root_original(name))
+            && same_input(url, original) == Some(false)
+        {
+            eprintln!(
+                "warning: input '{name}' of flake '{fr}' is '{url}' in flake.nix but flake.lock was made for another \
+                 reference; ndeploy uses the lock as it is (run 'nix flake lock' to update it)"
+            );
+        }
     }
     let caller = ev.compile_str_as_file(CALL_FLAKE, "/ndeploy/flake/call-flake.nix")?;
     let f = ev.eval(&caller, ev.root_env_pub())?;
@@ -328,5 +373,24 @@ mod tests {
         assert!(matches!(FlakeRef::parse("/nonexistent-dir", "/"), Err(FlakeError::NotAFlake(_))));
         assert_eq!(split_fragment(".#a.b"), (".", "a.b"));
         assert_eq!(parse_attr_path(r#"a."b.c".d"#), ["a", "b.c", "d"]);
+    }
+
+    #[test]
+    fn flake_nix_urls_against_lock_originals() {
+        let orig = |j: &str| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(j).unwrap();
+        // As Nix 2.8 writes them (git keeps `?dir=` in the URL).
+        let git = orig(r#"{"dir":"sub","type":"git","url":"file:///r?dir=sub"}"#);
+        assert_eq!(same_input("git+file:///r?dir=sub", &git), Some(true));
+        assert_eq!(same_input("git+file:///r?dir=other", &git), Some(false));
+        let path = orig(r#"{"path":"./sub","type":"path"}"#);
+        assert_eq!(same_input("path:./sub", &path), Some(true));
+        assert_eq!(same_input("path:./other", &path), Some(false));
+        let gh = orig(r#"{"owner":"NixOS","ref":"nixos-22.05","repo":"nixpkgs","type":"github"}"#);
+        assert_eq!(same_input("github:NixOS/nixpkgs/nixos-22.05", &gh), Some(true));
+        assert_eq!(same_input("github:NixOS/nixpkgs/nixos-22.11", &gh), Some(false));
+        let tb = orig(r#"{"type":"tarball","url":"http://h/a.tar.gz"}"#);
+        assert_eq!(same_input("http://h/a.tar.gz", &tb), Some(true));
+        assert_eq!(same_input("http://h/b.tar.gz", &tb), Some(false));
+        assert_eq!(same_input("nixpkgs", &gh), None);
     }
 }

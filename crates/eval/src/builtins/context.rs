@@ -19,6 +19,7 @@ pub(super) const PRIMOPS: &[PrimOp] = &[
     }),
     PrimOp::new("unsafeDiscardOutputDependency", &[S], discard_output_dependency),
     PrimOp::new("appendContext", &[S, S], append_context),
+    PrimOp::new("addDrvOutputDependencies", &[S], add_drv_output_dependencies),
 ];
 
 #[derive(Default)]
@@ -115,3 +116,29 @@ fn append_context(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     Ok(Value::string_ctx(s.as_str(), ctx))
 }
 
+
+fn add_drv_output_dependencies(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let s = ev.force_string(&a[0])?;
+    let n = s.context().len();
+    let Some(elem) = s.context().iter().next().filter(|_| n == 1) else {
+        return Err(EvalError::other(format!(
+            "context of string '{}' must have exactly one element, but has {n}",
+            s.as_str()
+        )));
+    };
+    let new = if elem.starts_with('=') {
+        elem.clone()
+    } else if let Some(rest) = elem.strip_prefix('!') {
+        let out = rest.split_once('!').map_or(rest, |(o, _)| o);
+        return Err(EvalError::other(format!(
+            "`addDrvOutputDependencies` can only act on derivations, not on a derivation output such as '{out}'"
+        )));
+    } else if elem.ends_with(".drv") {
+        format!("={elem}")
+    } else {
+        return Err(EvalError::other(format!("path '{elem}' is not a derivation")));
+    };
+    let mut ctx = Context::new();
+    ctx.insert(new);
+    Ok(Value::string_ctx(s.as_str(), ctx))
+}

@@ -1,0 +1,1 @@
+let p = "/nix/store/0c3bpzwlvicm1jp9ssp2xq2xhbbmwhq1-a.drv"; s = builtins.appendContext "x" { ${p} = { path = true; }; }; in [ (builtins.getContext (builtins.addDrvOutputDependencies s)) (builtins.getContext (builtins.unsafeDiscardOutputDependency (builtins.addDrvOutputDependencies s))) ]

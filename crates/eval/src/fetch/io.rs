@@ -174,7 +174,9 @@ pub fn record_fetched(store: Option<&dyn StoreIO>, fetcher: &Fetcher, store_path
     let name = base.split_once('-').map_or(base, |(_, n)| n);
     let sp = add_real(cs, &r.real, name, method, r.tracked.as_deref())?;
     if sp != store_path {
-        return Err(format!("'{}' changed while being fetched: it now hashes to '{sp}', not '{store_path}'", r.real.display()));
+        // A working tree edited meanwhile: the evaluation keeps the path it
+        // computed first; the store's record is for what is there now.
+        eprintln!("warning: '{}' changed while being evaluated (now '{sp}', was '{store_path}')", r.real.display());
     }
     Ok(())
 }

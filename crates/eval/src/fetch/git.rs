@@ -30,6 +30,8 @@ pub struct GitInput {
     pub ref_: Option<String>,
     pub name: String,
     pub submodules: bool,
+    /// A shallow clone is enough: no `revCount` (Nix cannot count then).
+    pub shallow: bool,
     pub nar_hash: Option<Hash>,
     pub last_modified: Option<i64>,
     pub rev_count: Option<i64>,
@@ -168,11 +170,12 @@ impl Fetcher {
                     "commit time",
                 )?,
             };
-            let rev_count = match input.rev_count {
-                Some(n) => n,
-                None => parse_int(&git_out(&repo, &["rev-list", "--count", &rev])?, "revision count")?,
+            let rev_count = match (input.rev_count, input.shallow) {
+                (Some(n), _) => Some(n),
+                (None, true) => None,
+                (None, false) => Some(parse_int(&git_out(&repo, &["rev-list", "--count", &rev])?, "revision count")?),
             };
-            Ok((fetched, GitInfo { rev: Some(rev.clone()), rev_count: Some(rev_count), last_modified }))
+            Ok((fetched, GitInfo { rev: Some(rev.clone()), rev_count, last_modified }))
         };
         if let Some(h) = &input.nar_hash
             && let Some(f) = self.lookup_tree(h, &input.name)?

@@ -194,6 +194,7 @@ impl Fetcher {
                     ref_: input.get_str("ref")?.map(str::to_string),
                     name: input.name()?,
                     submodules: input.get_bool("submodules")?.unwrap_or(false),
+                    shallow: input.get_bool("shallow")?.unwrap_or(false),
                     nar_hash: expected,
                     last_modified: input.get_int("lastModified")?,
                     rev_count: input.get_int("revCount")?,

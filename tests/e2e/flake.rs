@@ -442,6 +442,16 @@ fn git_flake_clean_and_dirty_match_nix_eval() {
         }
     };
     compare("clean");
+    // A shallow clone: no revCount, as Nix.
+    let shallow = tmp.path().join("shallow");
+    run_ok(Command::new("git").args(["clone", "-q", "--depth", "1"]).arg(format!("file://{}", repo_dir.display())).arg(&shallow));
+    let r = "./sub#info";
+    let ours = run(nd(&cache).current_dir(&shallow).args(["instantiate", "--eval", "--strict", "--json", r]));
+    assert!(ours.status.success(), "{}", String::from_utf8_lossy(&ours.stderr));
+    let theirs = run_ok(nix_flakes("nix").current_dir(&shallow).args(["eval", "--json", r]));
+    let ours: serde_json::Value = serde_json::from_slice(&ours.stdout).unwrap();
+    assert_eq!(ours, serde_json::from_slice::<serde_json::Value>(&theirs).unwrap());
+    assert_eq!(ours["revCount"], serde_json::Value::Null);
     write_file(&repo_dir.join("top.txt"), "top, modified\n");
     compare("dirty");
 }

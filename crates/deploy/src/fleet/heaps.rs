@@ -23,9 +23,11 @@ use ndeploy_eval::Evaluator;
 use super::evaluate::STACK_SIZE;
 
 /// The default group size: peak memory stays around two groups' worth
-/// (one evaluating, one being freed) for any fleet size, while the shared
-/// work repeated per group stays small next to 16 hosts' own.
-pub const DEFAULT_HOSTS_PER_HEAP: usize = 16;
+/// (one evaluating, one being freed) for any fleet size. Measured on a
+/// generated fleet (200 shared modules, 40 hosts, one thread): one heap
+/// 8.8 s CPU / 1.46 GB peak RSS; 16 per heap 10.1 s / 735 MB; 8 per heap
+/// 10.8 s / 580 MB (the extra CPU is mostly freeing the finished heaps).
+pub const DEFAULT_HOSTS_PER_HEAP: usize = 8;
 
 /// Split `hosts` into groups of `per_heap` (one group when 0).
 pub fn groups(hosts: &[String], per_heap: usize) -> Vec<&[String]> {

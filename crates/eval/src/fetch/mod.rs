@@ -107,6 +107,8 @@ pub struct Fetcher {
     store_dir: StoreDir,
     cache_dir: PathBuf,
     offline: bool,
+    /// Seconds an unlocked download is reused across runs.
+    tarball_ttl: u64,
     downloader: Box<dyn Downloader>,
     sources: SourceMap,
     /// Unlocked fetches already done in this evaluation (url → result), so
@@ -133,6 +135,7 @@ impl Fetcher {
             store_dir: StoreDir::new(store_dir),
             cache_dir,
             offline: false,
+            tarball_ttl: 3600,
             downloader,
             sources: SourceMap::new(store_dir),
             memo: Mutex::new(HashMap::new()),
@@ -141,15 +144,23 @@ impl Fetcher {
     }
 
     /// The default fetcher: real HTTP, the default cache directory, offline
-    /// when `NDEPLOY_OFFLINE` is set to something other than `0`/empty.
+    /// when `NDEPLOY_OFFLINE` is set to something other than `0`/empty,
+    /// unlocked downloads reused for `NDEPLOY_TARBALL_TTL` seconds (3600).
     pub fn from_env(store_dir: &str) -> Fetcher {
         let mut f = Fetcher::new(store_dir, default_cache_dir(), Box::new(HttpDownloader::new()));
         f.offline = std::env::var("NDEPLOY_OFFLINE").is_ok_and(|v| !v.is_empty() && v != "0");
+        if let Some(ttl) = std::env::var("NDEPLOY_TARBALL_TTL").ok().and_then(|v| v.parse().ok()) {
+            f.tarball_ttl = ttl;
+        }
         f
     }
 
     pub fn set_offline(&mut self, offline: bool) {
         self.offline = offline;
+    }
+
+    pub fn set_tarball_ttl(&mut self, seconds: u64) {
+        self.tarball_ttl = seconds;
     }
 
     pub fn store_dir(&self) -> &StoreDir {
@@ -245,7 +256,7 @@ impl Fetcher {
             if self.offline {
                 return Err(FetchError::Offline { input: url.to_string(), path: sp });
             }
-        } else if let Some(f) = self.memo_get(&format!("file:{name}:{url}")) {
+        } else if let Some(f) = self.unlocked_get(&format!("file:{name}:{url}"))? {
             return Ok(f);
         }
         let tmp = self.download_to_tmp(url)?;
@@ -268,7 +279,7 @@ impl Fetcher {
         let nar_hash = file_nar_hash(&real)?;
         let f = Fetched { store_path: sp, real_path: real, nar_hash, mtime: 0 };
         if expected.is_none() {
-            self.memo_put(format!("file:{name}:{url}"), f.clone());
+            self.unlocked_put(format!("file:{name}:{url}"), &f);
         }
         Ok(f)
     }
@@ -287,7 +298,7 @@ impl Fetcher {
             if self.offline {
                 return Err(FetchError::Offline { input: url.to_string(), path: sp });
             }
-        } else if let Some(f) = self.memo_get(&format!("tarball:{name}:{url}")) {
+        } else if let Some(f) = self.unlocked_get(&format!("tarball:{name}:{url}"))? {
             return Ok(f);
         }
         let tmp = self.download_to_tmp(url)?;
@@ -315,7 +326,7 @@ impl Fetcher {
         remove_any(&dir);
         let f = Fetched { store_path: sp, real_path: real?, nar_hash: got, mtime: 0 };
         if expected.is_none() {
-            self.memo_put(format!("tarball:{name}:{url}"), f.clone());
+            self.unlocked_put(format!("tarball:{name}:{url}"), &f);
         }
         Ok(f)
     }
@@ -358,6 +369,50 @@ impl Fetcher {
         Ok(Fetched { store_path: sp, real_path: real, nar_hash: h, mtime: 0 })
     }
 
+    /// An unlocked fetch (no hash) done before: in this evaluation, or by
+    /// an earlier run less than the TTL ago (Nix's `tarball-ttl`; any age
+    /// when offline), through its index file `urls/<sha256 of key>`.
+    fn unlocked_get(&self, key: &str) -> FetchResult<Option<Fetched>> {
+        if let Some(f) = self.memo_get(key) {
+            return Ok(Some(f));
+        }
+        let index = self.url_index(key);
+        let Ok(text) = std::fs::read_to_string(&index) else {
+            if self.offline {
+                let input = key.splitn(3, ':').nth(2).unwrap_or(key).to_string();
+                return Err(FetchError::Offline { input, path: "never downloaded".into() });
+            }
+            return Ok(None);
+        };
+        let mut lines = text.lines();
+        let (Some(time), Some(hash), Some(sp)) = (lines.next(), lines.next(), lines.next()) else { return Ok(None) };
+        let age = now().saturating_sub(time.parse().unwrap_or(0));
+        if age >= self.tarball_ttl && !self.offline {
+            return Ok(None);
+        }
+        let (Ok(nar_hash), Some(real)) = (Hash::parse(hash, Some(HashAlgo::Sha256)), self.locate(sp)) else {
+            return Ok(None);
+        };
+        let f = Fetched { store_path: sp.to_string(), real_path: real, nar_hash, mtime: 0 };
+        self.memo_put(key.to_string(), f.clone());
+        Ok(Some(f))
+    }
+
+    fn unlocked_put(&self, key: String, f: &Fetched) {
+        let index = self.url_index(&key);
+        if let Some(dir) = index.parent()
+            && std::fs::create_dir_all(dir).is_ok()
+        {
+            // Best effort: without it the next run downloads again.
+            let _ = std::fs::write(&index, format!("{}\n{}\n{}\n", now(), f.nar_hash.to_sri(), f.store_path));
+        }
+        self.memo_put(key, f.clone());
+    }
+
+    fn url_index(&self, key: &str) -> PathBuf {
+        self.cache_dir.join("urls").join(Hash::digest(HashAlgo::Sha256, key.as_bytes()).to_nix32())
+    }
+
     fn memo_get(&self, key: &str) -> Option<Fetched> {
         self.memo.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
     }
@@ -365,6 +420,10 @@ impl Fetcher {
     fn memo_put(&self, key: String, f: Fetched) {
         self.memo.lock().unwrap_or_else(|e| e.into_inner()).insert(key, f);
     }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The NAR hash of a regular file (what Nix records as a flat path's

@@ -137,3 +137,28 @@ fn git_archive_inputs_download_the_forge_tarball() {
     unlocked.set("host", AttrValue::Str("evil/host".into()));
     assert!(f.fetch_input(&unlocked).unwrap_err().to_string().contains("invalid host"));
 }
+
+#[test]
+fn unlocked_downloads_are_reused_for_the_ttl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (f1, calls1) = fetcher(tmp.path());
+    let a = f1.fetch_tarball("http://h/t.tar.gz", None, "source").unwrap();
+    let (f2, calls2) = fetcher(tmp.path());
+    let b = f2.fetch_tarball("http://h/t.tar.gz", None, "source").unwrap();
+    assert_eq!((a.store_path.as_str(), calls1.load(Ordering::Relaxed), calls2.load(Ordering::Relaxed)), (b.store_path.as_str(), 1, 0));
+    // Expired: downloaded again.
+    let d = MemDownloader::default();
+    d.files.lock().unwrap().insert("http://h/t.tar.gz".into(), tarball());
+    let calls3 = d.calls.clone();
+    let mut f3 = Fetcher::new("/nix/store", tmp.path().to_path_buf(), Box::new(d));
+    f3.set_tarball_ttl(0);
+    f3.fetch_tarball("http://h/t.tar.gz", None, "source").unwrap();
+    assert_eq!(calls3.load(Ordering::Relaxed), 1);
+    // Offline: any age is fine; never downloaded is an error naming the URL.
+    let mut f4 = Fetcher::new("/nix/store", tmp.path().to_path_buf(), Box::new(MemDownloader::default()));
+    f4.set_offline(true);
+    f4.set_tarball_ttl(0);
+    assert_eq!(f4.fetch_tarball("http://h/t.tar.gz", None, "source").unwrap().store_path, a.store_path);
+    let e = f4.fetch_file("http://h/other.txt", None, "other.txt").unwrap_err().to_string();
+    assert!(e.starts_with("cannot fetch 'http://h/other.txt'") && e.contains("offline"), "{e}");
+}

@@ -183,7 +183,7 @@ impl ComputingStore {
             let drv = self.registry().derivation(&p)?;
             loaded.push((p, drv));
         }
-        let refs: Vec<_> = loaded.iter().map(|(p, d)| (p.clone(), &**d)).collect();
+        let refs: Vec<_> = loaded.iter().map(|(p, d)| (p.clone(), d)).collect();
         Ok(show_derivations(self.store_dir(), &refs)?)
     }
 }

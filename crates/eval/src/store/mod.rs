@@ -197,7 +197,7 @@ impl ComputingStore {
         }
         let show = |v: &mut dyn Iterator<Item = &StorePath>| v.map(|p| self.dir.display(p)).collect::<Vec<_>>();
         let derivations =
-            self.registry.derivations().iter().map(|(p, d)| (self.dir.display(p), show(&mut d.references()))).collect();
+            self.registry.derivations()?.iter().map(|(p, d)| (self.dir.display(p), show(&mut d.references()))).collect();
         let texts = self.registry.texts().iter().map(|(p, r)| (self.dir.display(p), show(&mut r.iter()))).collect();
         let sources = self.added.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let json = serde_json::to_vec_pretty(&Manifest { derivations, texts, sources })

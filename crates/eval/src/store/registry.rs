@@ -4,8 +4,11 @@
 //! - the memoised modulo hashes ([`ModuloHashCache`], Nix's `drvHashes`):
 //!   `derivationStrict` registers each derivation after its inputs, so an
 //!   instantiation only looks up its direct inputs;
-//! - every instantiated [`Derivation`] by `.drv` path, in creation order (for
-//!   `--show-derivation`, `--drv-dir` and closures);
+//! - every instantiated derivation by `.drv` path, in creation order, kept
+//!   compactly as its `.drv` bytes and output names (a parsed [`Derivation`]
+//!   is a tree of maps, several KB each; memory is what evaluation pays for
+//!   in page faults): it is parsed again only for `--show-derivation`,
+//!   `--json`, the manifest and `=drv` closures;
 //! - the references of every text file (`builtins.toFile`).
 //!
 //! Inputs that this evaluation did not create (a `.drv` named through
@@ -31,15 +34,22 @@ pub type DrvReader = dyn Fn(&StoreDir, &StorePath) -> Result<Derivation, StoreEr
 /// A derivation just instantiated.
 pub struct Registered {
     pub drv_path: StorePath,
-    pub drv: Arc<Derivation>,
+    /// The derivation with its output paths filled in.
+    pub drv: Derivation,
     /// The `.drv` file's bytes.
-    pub aterm: Vec<u8>,
+    pub aterm: Arc<[u8]>,
+}
+
+/// What is kept of an instantiated derivation.
+struct Kept {
+    aterm: Arc<[u8]>,
+    outputs: Box<[Box<str>]>,
 }
 
 #[derive(Default)]
 struct Inner {
     cache: ModuloHashCache,
-    drvs: HashMap<StorePath, Arc<Derivation>>,
+    drvs: HashMap<StorePath, Kept>,
     order: Vec<StorePath>,
     texts: HashMap<StorePath, Vec<StorePath>>,
 }
@@ -74,25 +84,26 @@ impl Registry {
         }
         self.check_outputs_exist(&inner, &drv)?;
         let done = inner.cache.instantiate(&self.dir, &mut drv)?;
-        let drv = Arc::new(drv);
-        if inner.drvs.insert(done.drv_path.clone(), drv.clone()).is_none() {
+        let aterm: Arc<[u8]> = done.aterm.into();
+        if !inner.drvs.contains_key(&done.drv_path) {
+            let outputs = drv.outputs.keys().map(|o| o.as_str().into()).collect();
+            inner.drvs.insert(done.drv_path.clone(), Kept { aterm: aterm.clone(), outputs });
             inner.order.push(done.drv_path.clone());
         }
-        Ok(Registered { drv_path: done.drv_path, drv, aterm: done.aterm })
+        Ok(Registered { drv_path: done.drv_path, drv, aterm })
     }
 
     /// Nix's "no hash for output": every output named in `inputDrvs` must exist.
     fn check_outputs_exist(&self, inner: &Inner, drv: &Derivation) -> Result<(), StoreError> {
         for (input, outputs) in &drv.input_drvs {
-            let read;
-            let known = match inner.drvs.get(input) {
-                Some(d) => &d.outputs,
+            let missing = match inner.drvs.get(input) {
+                Some(k) => outputs.iter().find(|o| !k.outputs.iter().any(|x| **x == ***o)),
                 None => {
-                    read = (self.read)(&self.dir, input)?;
-                    &read.outputs
+                    let read = (self.read)(&self.dir, input)?;
+                    outputs.iter().find(|o| !read.outputs.contains_key(*o))
                 }
             };
-            if let Some(o) = outputs.iter().find(|o| !known.contains_key(*o)) {
+            if let Some(o) = missing {
                 return Err(StoreError::NoSuchOutput { output: o.clone(), drv: drv.name.clone() });
             }
         }
@@ -104,25 +115,22 @@ impl Registry {
         self.lock().texts.insert(path, refs);
     }
 
-    /// A derivation of this evaluation, or read from the store.
-    pub fn derivation(&self, drv_path: &StorePath) -> Result<Arc<Derivation>, StoreError> {
-        if let Some(d) = self.lock().drvs.get(drv_path) {
-            return Ok(d.clone());
+    /// A derivation of this evaluation (parsed again from its `.drv`
+    /// bytes), or read from the store.
+    pub fn derivation(&self, drv_path: &StorePath) -> Result<Derivation, StoreError> {
+        let kept = self.lock().drvs.get(drv_path).map(|k| k.aterm.clone());
+        match kept {
+            Some(aterm) => Derivation::parse_drv_file(&self.dir, drv_path, &aterm)
+                .map_err(|e| StoreError::Other(format!("parsing derivation '{drv_path}': {e}"))),
+            None => (self.read)(&self.dir, drv_path),
         }
-        (self.read)(&self.dir, drv_path).map(Arc::new)
     }
 
     /// The known references of a store path: a derivation's inputs, a text
     /// file's references; other paths (sources) have none.
     fn references(&self, path: &StorePath) -> Result<Vec<StorePath>, StoreError> {
-        {
-            let inner = self.lock();
-            if let Some(d) = inner.drvs.get(path) {
-                return Ok(d.references().cloned().collect());
-            }
-            if let Some(r) = inner.texts.get(path) {
-                return Ok(r.clone());
-            }
+        if let Some(r) = self.lock().texts.get(path) {
+            return Ok(r.clone());
         }
         if path.is_derivation() {
             return Ok(self.derivation(path)?.references().cloned().collect());
@@ -151,9 +159,9 @@ impl Registry {
     }
 
     /// Every derivation of this evaluation, in creation order.
-    pub fn derivations(&self) -> Vec<(StorePath, Arc<Derivation>)> {
-        let inner = self.lock();
-        inner.order.iter().filter_map(|p| inner.drvs.get(p).map(|d| (p.clone(), d.clone()))).collect()
+    pub fn derivations(&self) -> Result<Vec<(StorePath, Derivation)>, StoreError> {
+        let order = self.lock().order.clone();
+        order.into_iter().map(|p| Ok((p.clone(), self.derivation(&p)?))).collect()
     }
 
     /// Every text file of this evaluation with its references, by path.
@@ -220,7 +228,7 @@ mod tests {
         });
         assert!(paths.windows(2).all(|w| w[0] == w[1]));
         assert_eq!(r.len(), 50);
-        assert_eq!(r.derivations().len(), 50);
+        assert_eq!(r.derivations().unwrap().len(), 50);
     }
 
     #[test]
@@ -233,7 +241,8 @@ mod tests {
         let c = r.closure_with_outputs(&b.drv_path).unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(c[&a.drv_path].as_ref().unwrap().iter().collect::<Vec<_>>(), ["out"]);
-        assert_eq!(r.derivations().len(), 2);
+        assert_eq!(r.derivations().unwrap().len(), 2);
+        assert_eq!(r.derivation(&b.drv_path).unwrap(), b.drv);
         let err = r.instantiate(drv("c", &[(&a.drv_path, "dev")])).err().unwrap();
         assert_eq!(err.to_string(), "no hash for output 'dev' of derivation 'c'");
         let missing = StorePath::from_base_name("00000000000000000000000000000000-x.drv").unwrap();

@@ -1,9 +1,13 @@
 //! The `ndeploy` binary: argument parsing and output only; all logic lives in
 //! the library crates.
 
+mod apply_cmd;
 mod bench_cmd;
+mod build_cmd;
 mod eval_cmd;
+mod exec_cmd;
 mod instantiate;
+mod keys_cmd;
 mod push_cmd;
 mod store_cmd;
 
@@ -34,6 +38,15 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// Copy closures to targets over SSH (one query, one stream per target).
     Push(push_cmd::PushArgs),
+    /// Evaluate, build, push and activate hosts (with magic rollback and health checks).
+    Apply(apply_cmd::ApplyArgs),
+    /// Evaluate and build hosts' toplevels locally; print their out paths.
+    Build(build_cmd::BuildArgs),
+    /// Run a command on hosts in parallel (`ndeploy exec [SELECTORS] -- CMD`).
+    Exec(exec_cmd::ExecArgs),
+    /// Secret keys (`deployment.keys`).
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCommand),
     /// Benchmarks: generated fleets, ndeploy vs C++ Nix.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
@@ -46,6 +59,10 @@ fn main() -> ExitCode {
         Command::Instantiate(args) => instantiate::run(args),
         Command::Eval(args) => eval_cmd::run(args),
         Command::Push(args) => push_cmd::run(args),
+        Command::Apply(args) => apply_cmd::run(args),
+        Command::Build(args) => build_cmd::run(args),
+        Command::Exec(args) => exec_cmd::run(args),
+        Command::Keys(cmd) => keys_cmd::run(cmd),
         Command::Bench(cmd) => bench_cmd::run(cmd),
     };
     match result {

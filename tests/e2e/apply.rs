@@ -1,0 +1,253 @@
+//! `ndeploy apply` / `build` / `keys upload` / `exec` against real sshd
+//! targets, each with its own Nix store (see `sshd.rs`), deploying toplevels
+//! of ndeploy's `nix/` library. Each target records its activations under
+//! `/nix/var/ndeploy-root` as it sees it (`--target-root`), which is the
+//! target's private `ROOT/nix/var/ndeploy-root` from outside.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::sshd::{ClientHome, SshTarget, SshdOptions};
+use crate::support::{ndeploy, run, write_file};
+
+const TARGET_ROOT: &str = "/nix/var/ndeploy-root";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn start(client: &ClientHome) -> SshTarget {
+    SshTarget::start(SshdOptions::default().client(client))
+}
+
+/// `ndeploy SUBCOMMAND --file FLEET …` as the client's user.
+fn nd(client: &ClientHome, fleet: &Path, args: &[&str]) -> Command {
+    let mut c = ndeploy();
+    // `--file` right after the subcommand (`exec` takes every word after its
+    // first positional as part of the command).
+    let split = if args.first() == Some(&"keys") { 2 } else { 1 };
+    c.args(&args[..split]).arg("--file").arg(fleet).args(&args[split..]);
+    c.env("HOME", client.path()).env_remove("SSH_AUTH_SOCK").env("NIX_CONFIG", "sandbox = false");
+    c.current_dir(repo());
+    c
+}
+
+fn outside(t: &SshTarget, inner: &str) -> PathBuf {
+    t.store_root.as_ref().expect("own store").join(inner.trim_start_matches('/'))
+}
+
+/// The store path the target's system profile points to, if any.
+fn profile(t: &SshTarget) -> Option<String> {
+    let p = outside(t, "/nix/var/nix/profiles/system");
+    let generation = std::fs::read_link(&p).ok()?;
+    let link = std::fs::read_link(p.parent()?.join(generation)).ok()?;
+    Some(link.display().to_string())
+}
+
+fn generations(t: &SshTarget) -> usize {
+    std::fs::read_dir(outside(t, "/nix/var/nix/profiles"))
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with("-link")).count())
+        .unwrap_or(0)
+}
+
+fn activations(t: &SshTarget) -> String {
+    std::fs::read_to_string(outside(t, &format!("{TARGET_ROOT}/var/lib/ndeploy/activations"))).unwrap_or_default()
+}
+
+fn report(out: &Output) -> Vec<Value> {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("bad JSON report ({e}):\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    })
+}
+
+fn host<'a>(r: &'a [Value], name: &str) -> &'a Value {
+    r.iter().find(|h| h["host"] == name).unwrap_or_else(|| panic!("{name} not in report {r:?}"))
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Five hosts get v1; then v2 where one fails its health check, one breaks
+/// SSH (its activation removes our authorized key, so confirmation over a
+/// new connection is impossible), one fails activation, and a sixth host is
+/// unreachable. The healthy two end on v2, the others back on v1.
+#[test]
+fn apply_switch_rollbacks_and_unreachable() {
+    let client = ClientHome::new();
+    let targets: Vec<SshTarget> = (0..5).map(|_| start(&client)).collect();
+    let names = ["ok-1", "ok-2", "unhealthy", "breaks-ssh", "fails"];
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet.nix");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let write_fleet = |version: u32| {
+        let mut s = String::from("{\n");
+        for (n, t) in names.iter().zip(&targets) {
+            let extra = match (version, *n) {
+                (2, "unhealthy") => r#"deployment.healthChecks = [ { cmd = "test -e /nonexistent"; retries = 1; timeout = 2; } ];"#.to_owned(),
+                (2, "breaks-ssh") => format!(
+                    "system.activationScripts.breakssh = \"rm -f {}\";",
+                    t.dir.path().join("authorized_keys").display()
+                ),
+                (2, "fails") => "system.activationShouldFail = true;".to_owned(),
+                _ => format!(
+                    "deployment.healthChecks = [ {{ cmd = \"test -e $NDEPLOY_TARGET_ROOT/run/current-system\"; }} ]; \
+                     system.activationScripts.hello = \"echo hello from {n}\";"
+                ),
+            };
+            s.push_str(&format!(
+                "  {n} = {{ deployment.targetHost = \"{}\"; environment.etc.\"version\".text = \"{version}\"; {extra} }};\n",
+                t.alias
+            ));
+        }
+        if version == 2 {
+            s.push_str(&format!("  gone = {{ deployment.targetHost = \"127.0.0.1\"; deployment.targetPort = {closed}; }};\n"));
+        }
+        s.push_str("}\n");
+        write_file(&fleet, s);
+    };
+    let apply = || run(&mut nd(&client, &fleet, &["apply", "switch", "--json", "--confirm-timeout", "3", "--target-root", TARGET_ROOT]));
+
+    write_fleet(1);
+    let out = apply();
+    assert!(out.status.success(), "{}", text(&out));
+    let r1 = report(&out);
+    let mut v1 = Vec::new();
+    for (n, t) in names.iter().zip(&targets) {
+        let h = host(&r1, n);
+        assert_eq!(h["result"], "deployed", "{h}");
+        let top = h["toplevel"].as_str().unwrap().to_owned();
+        assert_eq!(profile(t).as_deref(), Some(top.as_str()), "{n}: profile");
+        assert_eq!(activations(t), format!("switch {top}\n"), "{n}: state file");
+        assert!(h["pushedBytes"].as_u64().unwrap() > 0);
+        v1.push(top);
+    }
+    // Activation output is streamed with the host as prefix.
+    assert!(text(&out).contains("ok-1> hello from ok-1\n"), "{}", text(&out));
+
+    write_fleet(2);
+    let out = apply();
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    let r2 = report(&out);
+    for (i, (n, t)) in names.iter().zip(&targets).enumerate() {
+        let h = host(&r2, n);
+        let top = h["toplevel"].as_str().unwrap().to_owned();
+        assert_ne!(top, v1[i]);
+        let log = activations(t);
+        match *n {
+            "ok-1" | "ok-2" => {
+                assert_eq!(h["result"], "deployed", "{h}\n{all}");
+                assert_eq!(profile(t).as_deref(), Some(top.as_str()));
+                assert_eq!(log, format!("switch {}\nswitch {top}\n", v1[i]));
+                assert_eq!(generations(t), 2);
+            }
+            _ => {
+                assert_eq!(h["result"], "rolled-back", "{n}: {h}\n{all}");
+                assert_eq!(profile(t).as_deref(), Some(v1[i].as_str()), "{n} back on v1");
+                assert_eq!(generations(t), 1, "{n}: the new generation is removed");
+                // v1, then v2, then v1 again by the rollback.
+                assert_eq!(log, format!("switch {0}\nswitch {top}\nswitch {0}\n", v1[i]), "{n}");
+                let current = std::fs::read_link(outside(t, &format!("{TARGET_ROOT}/run/current-system"))).unwrap();
+                assert_eq!(current.display().to_string(), v1[i], "{n}: running v1");
+            }
+        }
+        let reason = h["reason"].as_str().unwrap_or_default();
+        match *n {
+            "unhealthy" => assert!(reason.contains("health check") && reason.contains("/nonexistent"), "{reason}"),
+            "breaks-ssh" => assert!(reason.contains("confirm") && reason.contains("confirmation-timeout"), "{reason}"),
+            "fails" => assert!(reason.contains("activation failed"), "{reason}"),
+            _ => {}
+        }
+    }
+    let gone = host(&r2, "gone");
+    assert_eq!(gone["result"], "failed");
+    assert!(gone["reason"].as_str().unwrap().contains("connect"), "{gone}");
+    // The table names the rolled-back hosts too.
+    let out = run(&mut nd(&client, &fleet, &["apply", "--on", "fails", "--confirm-timeout", "3", "--target-root", TARGET_ROOT]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ROLLED BACK: activation failed"), "{}", text(&out));
+}
+
+/// Keys land with their owner and mode, through SSH only: the secret is in no
+/// store path of the toplevel's build closure and in no output.
+#[test]
+fn keys_upload_modes_and_secrecy() {
+    let client = ClientHome::new();
+    let t = start(&client);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = format!("s3cret-{}", std::process::id());
+    let file_secret = format!("file-secret-{}", std::process::id());
+    write_file(&dir.path().join("key.txt"), &file_secret);
+    let fleet = dir.path().join("fleet.nix");
+    write_file(
+        &fleet,
+        format!(
+            "{{ k = {{ deployment.targetHost = \"{}\";\n\
+               deployment.keys.api = {{ text = \"{secret}\"; permissions = \"0640\"; group = \"daemon\"; }};\n\
+               deployment.keys.file = {{ keyFile = ./key.txt; destDir = \"/etc/secrets\"; uploadAt = \"post-activation\"; }}; }}; }}\n",
+            t.alias
+        ),
+    );
+    let out = run(&mut nd(&client, &fleet, &["apply", "--json", "--confirm-timeout", "5", "--target-root", TARGET_ROOT]));
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert_eq!(host(&report(&out), "k")["keys"], 2);
+    use std::os::unix::fs::MetadataExt;
+    let api = outside(&t, &format!("{TARGET_ROOT}/run/keys/api"));
+    assert_eq!(std::fs::read_to_string(&api).unwrap(), secret);
+    let m = std::fs::metadata(&api).unwrap();
+    assert_eq!(m.mode() & 0o777, 0o640);
+    assert_eq!(m.gid(), 1, "group daemon");
+    let f = outside(&t, &format!("{TARGET_ROOT}/etc/secrets/file"));
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), file_secret);
+    assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o777, 0o600);
+    assert!(!all.contains(&secret) && !all.contains(&file_secret), "a secret was printed");
+    // Not in the target's store, nor in what was built and registered locally.
+    let r = report(&out);
+    let top = host(&r, "k")["toplevel"].as_str().unwrap().to_owned();
+    let grep = |root: &Path, what: &str| Command::new("grep").args(["-rqF", what]).arg(root).status().unwrap().success();
+    assert!(!grep(&outside(&t, "/nix/store"), &secret) && !grep(&outside(&t, "/nix/store"), &file_secret));
+    assert!(!grep(Path::new(&top), &secret));
+    // `keys upload` alone re-uploads them.
+    std::fs::remove_file(&api).unwrap();
+    let out = run(&mut nd(&client, &fleet, &["keys", "upload", "--target-root", TARGET_ROOT]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "k: 2 keys");
+    assert_eq!(std::fs::read_to_string(&api).unwrap(), secret);
+}
+
+/// `build` builds locally and prints out paths; `dry-activate` runs the
+/// toplevel's dry activation. Neither changes the target's system.
+#[test]
+fn build_and_dry_activate_change_nothing() {
+    let client = ClientHome::new();
+    let t = start(&client);
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet.nix");
+    write_file(&fleet, format!("{{ d = {{ deployment.targetHost = \"{}\"; }}; }}\n", t.alias));
+    let out = run(&mut nd(&client, &fleet, &["build"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let (name, top) = line.split_once(' ').unwrap();
+    assert_eq!(name, "d");
+    assert!(Path::new(top).join("bin/switch-to-configuration").exists(), "built locally: {top}");
+
+    let out = run(&mut nd(&client, &fleet, &["apply", "dry-activate", "--target-root", TARGET_ROOT]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("d> would activate {top}")), "{}", text(&out));
+    assert_eq!(profile(&t), None);
+    assert_eq!(generations(&t), 0);
+    assert_eq!(activations(&t), "");
+    assert!(!outside(&t, &format!("{TARGET_ROOT}/run/current-system")).exists());
+
+    // exec: prefixed output, exit status.
+    let out = run(&mut nd(&client, &fleet, &["exec", "--", "echo", "hi there"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "d> hi there\n");
+    let out = run(&mut nd(&client, &fleet, &["exec", "d", "--", "exit 3"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("d: exited with 3"), "{}", text(&out));
+}

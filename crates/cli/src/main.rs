@@ -4,6 +4,7 @@
 mod apply_cmd;
 mod bench_cmd;
 mod build_cmd;
+mod diff_cmd;
 mod eval_cmd;
 mod exec_cmd;
 mod instantiate;
@@ -42,6 +43,8 @@ enum Command {
     Apply(apply_cmd::ApplyArgs),
     /// Evaluate and build hosts' toplevels locally; print their out paths.
     Build(build_cmd::BuildArgs),
+    /// What applying would change on each host (paths, versions, bytes to transfer).
+    Diff(diff_cmd::DiffArgs),
     /// Run a command on hosts in parallel (`ndeploy exec [SELECTORS] -- CMD`).
     Exec(exec_cmd::ExecArgs),
     /// Secret keys (`deployment.keys`).
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Push(args) => push_cmd::run(args),
         Command::Apply(args) => apply_cmd::run(args),
         Command::Build(args) => build_cmd::run(args),
+        Command::Diff(args) => diff_cmd::run(args),
         Command::Exec(args) => exec_cmd::run(args),
         Command::Keys(cmd) => keys_cmd::run(cmd),
         Command::Bench(cmd) => bench_cmd::run(cmd),

@@ -2,6 +2,7 @@
 pub mod activate;
 pub mod apply;
 pub mod build;
+pub mod diff;
 pub mod exec;
 pub mod fleet;
 pub mod health;

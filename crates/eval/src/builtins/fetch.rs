@@ -166,7 +166,7 @@ fn fetch_git(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     input.set("type", AttrValue::Str("git".into()));
     // Local paths are `file://` URLs, as Nix's fixURI makes them.
     if let Ok(Some(u)) = input.get_str("url")
-        && !u.contains("://")
+        && u.starts_with('/')
     {
         let u = format!("file://{u}");
         input.set("url", AttrValue::Str(u));

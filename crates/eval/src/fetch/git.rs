@@ -128,6 +128,17 @@ fn refuse_submodules(repo: &Path, listing: &str) -> FetchResult<()> {
 impl Fetcher {
     /// Fetch a git input from a local repository.
     pub fn fetch_git(&self, input: &GitInput) -> FetchResult<(Fetched, GitInfo)> {
+        if let Some(url) = super::git_remote::remote_url(&input.url) {
+            // Locked and already present: no network.
+            if let (Some(rev), Some(h), Some(last_modified)) = (&input.rev, &input.nar_hash, input.last_modified)
+                && (input.rev_count.is_some() || input.shallow)
+                && let Some(f) = self.lookup_tree(h, &input.name)?
+            {
+                return Ok((f, GitInfo { rev: Some(rev.clone()), rev_count: input.rev_count, last_modified }));
+            }
+            let (repo, rev) = self.fetch_remote(&url, input)?;
+            return self.fetch_rev(&repo, rev, input);
+        }
         let repo = local_repo(&input.url)?;
         if !repo.join(".git").exists() && git(&repo, &["rev-parse", "--git-dir"]).is_ok_and(|o| !o.status.success()) {
             return Err(FetchError::Git(format!("'{}' is not a Git repository", repo.display())));
@@ -155,25 +166,30 @@ impl Fetcher {
                 String::from_utf8_lossy(&head.stdout).trim().to_string()
             }
         };
+        self.fetch_rev(&repo, rev, input)
+    }
+
+    /// The tree of commit `rev` of the repository at `repo`.
+    fn fetch_rev(&self, repo: &Path, rev: String, input: &GitInput) -> FetchResult<(Fetched, GitInfo)> {
         if rev.len() != 40 || !rev.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(FetchError::Git(format!("'{rev}' is not a full commit hash")));
         }
         if input.submodules {
-            let tree = git_out(&repo, &["ls-tree", "-r", &rev])?;
-            refuse_submodules(&repo, &tree)?;
+            let tree = git_out(repo, &["ls-tree", "-r", &rev])?;
+            refuse_submodules(repo, &tree)?;
         }
         let info = |fetched: Fetched| -> FetchResult<(Fetched, GitInfo)> {
             let last_modified = match input.last_modified {
                 Some(t) => t,
                 None => parse_int(
-                    &git_out(&repo, &["log", "-1", "--format=%ct", "--no-show-signature", &rev])?,
+                    &git_out(repo, &["log", "-1", "--format=%ct", "--no-show-signature", &rev])?,
                     "commit time",
                 )?,
             };
             let rev_count = match (input.rev_count, input.shallow) {
                 (Some(n), _) => Some(n),
                 (None, true) => None,
-                (None, false) => Some(parse_int(&git_out(&repo, &["rev-list", "--count", &rev])?, "revision count")?),
+                (None, false) => Some(parse_int(&git_out(repo, &["rev-list", "--count", &rev])?, "revision count")?),
             };
             Ok((fetched, GitInfo { rev: Some(rev.clone()), rev_count, last_modified }))
         };
@@ -197,7 +213,7 @@ impl Fetcher {
             return info(f);
         }
         let tmp = self.tmp_path("git")?;
-        self.export_rev(&repo, &rev, &tmp)?;
+        self.export_rev(repo, &rev, &tmp)?;
         let f = self.add_tree(&tmp, &input.name)?;
         if let Some(dir) = index.parent()
             && std::fs::create_dir_all(dir).is_ok()

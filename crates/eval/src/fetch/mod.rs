@@ -33,6 +33,7 @@
 //! a symlink is rejected; no function here panics on input data.
 
 mod git;
+mod git_remote;
 mod http;
 mod input;
 mod io;

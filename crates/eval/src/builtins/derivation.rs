@@ -286,12 +286,9 @@ fn derivation_strict(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value>
     let mut c = Context::new();
     c.insert(format!("={drv_path}"));
     b.insert(names().drv_path, Value::string_ctx(drv_path.clone(), c));
-    for (o, out) in &done.drv.outputs {
-        let path = out
-            .path(dir, &done.drv.name, o)
-            .map_err(|e| err_at(e.to_string(), pos_name))?
-            .map(|p| dir.display(&p))
-            .unwrap_or_default();
+    for o in done.drv.outputs.keys() {
+        // The output's env var holds its printed path (empty when not known).
+        let path = done.drv.env.get(o).cloned().unwrap_or_default();
         let mut c = Context::new();
         c.insert(format!("!{o}!{drv_path}"));
         b.insert(Symbol::new(o), Value::string_ctx(path, c));

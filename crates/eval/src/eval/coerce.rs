@@ -7,7 +7,6 @@
 
 use super::Evaluator;
 use crate::error::{EvalError, EvalResult};
-use crate::symbol::Symbol;
 use crate::value::{Context, NixString, Value};
 
 #[derive(Clone, Copy, Debug)]
@@ -50,12 +49,12 @@ impl Evaluator {
                 }
             }
             Value::Attrs(a) => {
-                if let Some(f) = a.get(Symbol::new("__toString")) {
+                if let Some(f) = a.get_str("__toString") {
                     let f = self.force(f)?;
                     let r = self.call(&f, v.clone(), crate::source::Pos::NONE)?;
                     return self.coerce_to_string(&r, opts);
                 }
-                if let Some(o) = a.get(Symbol::new("outPath")) {
+                if let Some(o) = a.get_str("outPath") {
                     return self.coerce_to_string(o, opts);
                 }
                 return Err(EvalError::other("cannot coerce a set to a string"));

@@ -12,7 +12,8 @@
 //! package set). `0` keeps every host on one heap.
 //!
 //! [`Dropper`] frees finished evaluators on a background thread, so the
-//! next group's evaluation does not wait for it. Groups are consecutive
+//! next group's evaluation does not wait for it; one at a time, so peak
+//! memory is about two groups' worth whatever the fleet size. Groups are consecutive
 //! runs of the sorted host list; results are the same for any group size.
 
 use std::sync::mpsc;
@@ -39,13 +40,17 @@ pub fn groups(hosts: &[String], per_heap: usize) -> Vec<&[String]> {
 
 /// Drops evaluators on a background thread, one after the other.
 pub struct Dropper {
-    tx: Option<mpsc::Sender<Evaluator>>,
+    tx: Option<mpsc::SyncSender<Evaluator>>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Dropper {
     pub fn new() -> Dropper {
-        let (tx, rx) = mpsc::channel::<Evaluator>();
+        // A rendezvous channel: `free` waits until the previous heap is
+        // freed, so at most one heap is being freed while the next group
+        // evaluates (freeing can be slower than evaluating on a busy
+        // machine; an unbounded queue would let heaps pile up).
+        let (tx, rx) = mpsc::sync_channel::<Evaluator>(0);
         let handle = std::thread::Builder::new()
             .name("ndeploy-heap-free".into())
             .stack_size(STACK_SIZE)
@@ -60,7 +65,7 @@ impl Dropper {
         Dropper { tx, handle }
     }
 
-    /// Free `ev` in the background.
+    /// Free `ev` in the background (waiting for the previous one first).
     pub fn free(&self, ev: Evaluator) {
         match &self.tx {
             Some(tx) => {

@@ -218,8 +218,9 @@ fn derivation_strict(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value>
         None => false,
     };
 
+    let store = computing(ev)?;
     let mut drv = Derivation { name: name.clone(), ..Default::default() };
-    let mut ctx = Context::new();
+    let mut ctx = Inputs { dir: store.store_dir(), whole: Vec::new() };
     let mut spec = OutputSpec { outputs: vec!["out".into()], ..Default::default() };
     let mut json = structured.then(|| String::from("{"));
     let mut flags = (false, false); // (__contentAddressed, __impure)
@@ -243,7 +244,7 @@ fn derivation_strict(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value>
         drv.env.insert("__json".into(), j);
     }
 
-    add_context_inputs(ev, &ctx, &mut drv)?;
+    ctx.add_closures(store, &mut drv)?;
 
     if drv.builder.is_empty() {
         return Err(err_at("required attribute 'builder' missing", pos_name));
@@ -278,7 +279,6 @@ fn derivation_strict(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value>
         }
     }
 
-    let store = computing(ev)?;
     let dir = store.store_dir();
     let done = store.add_derivation(drv).map_err(|e| err_at(nix_store_error(e), pos_name))?;
     let drv_path = dir.display(&done.drv_path);
@@ -350,7 +350,7 @@ fn process_attr(
     pos_name: Pos,
     ignore_nulls: bool,
     drv: &mut Derivation,
-    ctx: &mut Context,
+    ctx: &mut Inputs<'_>,
     spec: &mut OutputSpec,
     json: &mut Option<String>,
     flags: &mut (bool, bool),
@@ -366,7 +366,7 @@ fn process_attr(
         "args" => {
             for x in ev.force_list(&attr.value)?.iter() {
                 let s = ev.coerce_to_string(x, coerce)?;
-                ctx.extend(s.context());
+                ctx.add(s.context(), drv)?;
                 drv.args.push(s.as_str().to_owned());
             }
         }
@@ -380,11 +380,13 @@ fn process_attr(
                 }
                 crate::support::json::write_json_string(j, key);
                 j.push(':');
-                super::json::write_value(ev, &attr.value, j, ctx)?;
+                let mut c = Context::new();
+                super::json::write_value(ev, &attr.value, j, &mut c)?;
+                ctx.add(&c, drv)?;
                 match key {
                     "builder" => {
                         let s = ev.force_string(&attr.value)?;
-                        ctx.extend(s.context());
+                        ctx.add(s.context(), drv)?;
                         drv.builder = s.as_str().to_owned();
                     }
                     "system" => drv.system = force_string_no_ctx(ev, &attr.value)?,
@@ -399,8 +401,17 @@ fn process_attr(
                     _ => {}
                 }
             } else {
-                let s = ev.coerce_to_string(&attr.value, coerce).map_err(|e| e.with_pos(attr.pos))?;
-                ctx.extend(s.context());
+                // Strings as they are (no copy); anything else coerced.
+                let v = ev.force(&attr.value).map_err(|e| e.with_pos(attr.pos))?;
+                let coerced;
+                let s = match &v {
+                    Value::String(s) => &**s,
+                    _ => {
+                        coerced = ev.coerce_to_string(&v, coerce).map_err(|e| e.with_pos(attr.pos))?;
+                        &coerced
+                    }
+                };
+                ctx.add(s.context(), drv)?;
                 let s = s.as_str();
                 drv.env.entry(key.to_owned()).or_insert_with(|| s.to_owned());
                 match key {
@@ -421,31 +432,52 @@ fn process_attr(
     Ok(())
 }
 
-/// Turn the collected string context into `inputDrvs` / `inputSrcs`.
-fn add_context_inputs(ev: &Evaluator, ctx: &Context, drv: &mut Derivation) -> EvalResult<()> {
-    if ctx.is_empty() {
-        return Ok(());
+/// The inputs named by string contexts, added to the derivation as each
+/// attribute is processed (Nix collects the whole context first; the result
+/// is the same sets). `=d.drv` elements are closed over at the end.
+struct Inputs<'a> {
+    dir: &'a ndeploy_store::store_path::StoreDir,
+    whole: Vec<ndeploy_store::store_path::StorePath>,
+}
+
+impl Inputs<'_> {
+    fn parse(&self, p: &str) -> EvalResult<ndeploy_store::store_path::StorePath> {
+        self.dir.parse(p).map_err(|e| EvalError::other(e.to_string()))
     }
-    let store = computing(ev)?;
-    let dir = store.store_dir();
-    let parse = |p: &str| dir.parse(p).map_err(|e| EvalError::other(e.to_string()));
-    for elem in ctx.iter() {
-        if let Some(d) = elem.strip_prefix('=') {
-            let closure = store.registry().closure_with_outputs(&parse(d)?).map_err(|e| EvalError::other(e.to_string()))?;
+
+    /// `!o!d.drv` → output `o` of `d.drv`; `/p` → a source; `=d.drv` → later.
+    fn add(&mut self, ctx: &Context, drv: &mut Derivation) -> EvalResult<()> {
+        for elem in ctx.iter() {
+            if let Some(d) = elem.strip_prefix('=') {
+                let p = self.parse(d)?;
+                self.whole.push(p);
+            } else if let Some(rest) = elem.strip_prefix('!') {
+                let (o, d) = rest
+                    .split_once('!')
+                    .ok_or_else(|| EvalError::other(format!("invalid string context element '{elem}'")))?;
+                let outputs = drv.input_drvs.entry(self.parse(d)?).or_default();
+                if !outputs.contains(o) {
+                    outputs.insert(o.to_owned());
+                }
+            } else {
+                drv.input_srcs.insert(self.parse(elem)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every path in the closure of each `=d.drv` becomes an input source,
+    /// and each derivation in it an input with all its outputs.
+    fn add_closures(&mut self, store: &crate::store::ComputingStore, drv: &mut Derivation) -> EvalResult<()> {
+        for d in std::mem::take(&mut self.whole) {
+            let closure = store.registry().closure_with_outputs(&d).map_err(|e| EvalError::other(e.to_string()))?;
             for (p, outputs) in closure {
                 if let Some(outs) = outputs {
                     drv.input_drvs.insert(p.clone(), outs);
                 }
                 drv.input_srcs.insert(p);
             }
-        } else if let Some(rest) = elem.strip_prefix('!') {
-            let (o, d) = rest
-                .split_once('!')
-                .ok_or_else(|| EvalError::other(format!("invalid string context element '{elem}'")))?;
-            drv.input_drvs.entry(parse(d)?).or_default().insert(o.to_owned());
-        } else {
-            drv.input_srcs.insert(parse(elem)?);
         }
+        Ok(())
     }
-    Ok(())
 }

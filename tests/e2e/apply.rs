@@ -251,3 +251,111 @@ fn build_and_dry_activate_change_nothing() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("d: exited with 3"), "{}", text(&out));
 }
+
+/// `diff` against the deployed system: the package version change, added
+/// and removed paths, bytes to transfer; the target is left as it was.
+#[test]
+fn diff_before_applying() {
+    let client = ClientHome::new();
+    let t = start(&client);
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet.nix");
+    let write = |v: &str| {
+        write_file(
+            &fleet,
+            format!(
+                "{{ x = {{ deployment.targetHost = \"{}\"; environment.systemPackages = [ (derivation {{\n\
+                   name = \"tool-{v}\"; system = builtins.currentSystem; builder = \"/bin/sh\"; PATH = \"/usr/bin:/bin\";\n\
+                   args = [ \"-c\" \"mkdir -p $out/bin && echo {v} > $out/bin/tool\" ]; }}) ]; }}; }}\n",
+                t.alias
+            ),
+        )
+    };
+    write("1.0");
+    let out = run(&mut nd(&client, &fleet, &["apply", "--confirm-timeout", "5", "--target-root", TARGET_ROOT]));
+    assert!(out.status.success(), "{}", text(&out));
+    let before = profile(&t).unwrap();
+    write("2.0");
+    let out = run(&mut nd(&client, &fleet, &["diff", "--json"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["current"], before.as_str());
+    assert_eq!(d["versionChanges"], serde_json::json!([{ "pname": "tool", "old": ["1.0"], "new": ["2.0"] }]));
+    let has = |k: &str, suffix: &str| d[k].as_array().unwrap().iter().any(|p| p.as_str().unwrap().ends_with(suffix));
+    assert!(has("added", "-tool-2.0") && has("removed", "-tool-1.0") && has("removed", "-ndeploy-system-x"), "{d}");
+    // The new toplevel, the tool and whatever else changed (sw, etc) are missing on the target.
+    assert!(d["transferPaths"].as_u64().unwrap() >= 2 && d["transferBytes"].as_u64().unwrap() > 0, "{d}");
+    assert_eq!(profile(&t).unwrap(), before, "diff changes nothing");
+    let out = run(&mut nd(&client, &fleet, &["diff"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tool: 1.0 -> 2.0"), "{}", text(&out));
+}
+
+/// Timing, not an assertion: `apply switch` on 20 loopback targets, split by
+/// phase. Run with `cargo test -p ndeploy --test e2e -- --ignored apply::timing --nocapture`.
+#[test]
+#[ignore]
+fn timing_20_hosts() {
+    let client = ClientHome::new();
+    let targets: Vec<SshTarget> = (0..20).map(|_| start(&client)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet.nix");
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let mut s = String::from("{\n  defaults = { pkgs, ... }: { environment.systemPackages = [ pkgs.hello ]; services.nginx.enable = true; };\n");
+    for (i, t) in targets.iter().enumerate() {
+        s.push_str(&format!(
+            "  host-{i:02} = {{ deployment.targetHost = \"{}\"; environment.etc.\"nonce\".text = \"{nonce}\"; \
+             deployment.healthChecks = [ {{ cmd = \"true\"; }} ]; }};\n",
+            t.alias
+        ));
+    }
+    s.push_str("}\n");
+    write_file(&fleet, s);
+    let started = std::time::Instant::now();
+    let out = run(&mut nd(&client, &fleet, &["apply", "--json", "-j", "20", "--confirm-timeout", "10", "--target-root", TARGET_ROOT]));
+    let wall = started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", text(&out));
+    let r = report(&out);
+    let col = |k: &str| r.iter().filter_map(|h| h[k].as_f64()).collect::<Vec<f64>>();
+    let stats = |k: &str| {
+        let v = col(k);
+        let max = v.iter().cloned().fold(0.0, f64::max);
+        format!("{k}: mean {:.2}s max {:.2}s", v.iter().sum::<f64>() / v.len().max(1) as f64, max)
+    };
+    let phases = String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.starts_with("phases:")).collect::<Vec<_>>().join("");
+    eprintln!("apply on 20 hosts: wall {wall:.2}s; {phases}");
+    for k in ["buildSecs", "pushSecs", "activateSecs", "confirmSecs", "totalSecs"] {
+        eprintln!("  {}", stats(k));
+    }
+}
+
+/// A non-root user (passwordless sudo) and `buildOnTarget`: the derivation
+/// closure is pushed and the target's daemon builds; the local store never
+/// gets the toplevel.
+#[test]
+fn apply_with_sudo_and_build_on_target() {
+    let client = ClientHome::new();
+    let t = SshTarget::start(SshdOptions { user: crate::sshd::TargetUser::Sudo, ..SshdOptions::default() }.client(&client));
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet.nix");
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    write_file(
+        &fleet,
+        format!(
+            "{{ s = {{ deployment.targetHost = \"{}\"; deployment.targetUser = \"ndeploy-sudo\"; deployment.buildOnTarget = true;\n\
+               environment.etc.\"nonce\".text = \"{nonce}\"; deployment.keys.k.text = \"v\"; }}; }}\n",
+            t.alias
+        ),
+    );
+    let out = run(&mut nd(&client, &fleet, &["apply", "--json", "--confirm-timeout", "5", "--target-root", TARGET_ROOT]));
+    assert!(out.status.success(), "{}", text(&out));
+    let r = report(&out);
+    let h = host(&r, "s");
+    assert_eq!(h["result"], "deployed", "{h}");
+    let top = h["toplevel"].as_str().unwrap();
+    assert_eq!(profile(&t).as_deref(), Some(top));
+    assert_eq!(activations(&t), format!("switch {top}\n"));
+    assert!(outside(&t, top).join("bin/switch-to-configuration").exists(), "built on the target");
+    assert!(!Path::new(top).exists(), "not built locally");
+    assert!(h["buildSecs"].as_f64().is_some());
+    assert_eq!(std::fs::read_to_string(outside(&t, &format!("{TARGET_ROOT}/run/keys/k"))).unwrap(), "v");
+}

@@ -35,3 +35,43 @@ impl PushProgress for NoProgress {
         Arc::new(NoProgress)
     }
 }
+
+/// Counts what was sent (for the report, also of targets that fail midway)
+/// and forwards every event.
+pub struct Counted {
+    inner: Arc<dyn TargetProgress>,
+    paths: std::sync::atomic::AtomicUsize,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Counted {
+    pub fn new(inner: Arc<dyn TargetProgress>) -> Counted {
+        Counted { inner, paths: Default::default(), bytes: Default::default() }
+    }
+
+    /// Paths and NAR bytes handed to the connection so far.
+    pub fn sent(&self) -> (usize, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.paths.load(Relaxed), self.bytes.load(Relaxed))
+    }
+}
+
+impl TargetProgress for Counted {
+    fn stage(&self, stage: &str) {
+        self.inner.stage(stage);
+    }
+    fn planned(&self, paths: usize, bytes: u64) {
+        self.inner.planned(paths, bytes);
+    }
+    fn bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        self.inner.bytes(n);
+    }
+    fn path_done(&self) {
+        self.paths.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.path_done();
+    }
+    fn finish(&self, error: Option<&str>) {
+        self.inner.finish(error);
+    }
+}

@@ -25,6 +25,10 @@ pub struct TargetReport {
     pub sent_bytes: u64,
     /// The paths it lacked, in the order they are (or would be) sent.
     pub missing: Vec<String>,
+    /// Seconds until connected (SSH and daemon handshake) and until its
+    /// QueryValidPaths was answered.
+    pub connect_seconds: f64,
+    pub query_seconds: f64,
     pub seconds: f64,
     pub error: Option<String>,
 }
@@ -36,8 +40,13 @@ pub struct PushReport {
     pub dry_run: bool,
     /// Paths in the union closure.
     pub closure_paths: usize,
-    /// NAR bytes produced locally (each path read once, whatever the number of targets).
+    /// NAR bytes produced locally (each path read once, whatever the number
+    /// of targets, plus the re-reads for detached slow targets).
     pub produced_bytes: u64,
+    /// Targets that fell behind and were served by a producer of their own.
+    pub detached_targets: usize,
+    /// Seconds until the local closure was known.
+    pub closure_seconds: f64,
     pub seconds: f64,
 }
 
@@ -61,6 +70,8 @@ impl PushReport {
                     "sentPaths": t.sent_paths,
                     "sentNarBytes": t.sent_bytes,
                     "missing": t.missing,
+                    "connectSeconds": t.connect_seconds,
+                    "querySeconds": t.query_seconds,
                     "seconds": t.seconds,
                     "error": t.error,
                 })
@@ -71,6 +82,8 @@ impl PushReport {
             "ok": self.failed() == 0,
             "closurePaths": self.closure_paths,
             "producedNarBytes": self.produced_bytes,
+            "detachedTargets": self.detached_targets,
+            "closureSeconds": self.closure_seconds,
             "seconds": self.seconds,
             "targets": targets,
         })

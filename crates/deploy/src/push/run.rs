@@ -20,9 +20,9 @@ use ndeploy_store::signature::SecretKey;
 use ndeploy_store::store_path::{StoreDir, StorePath};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::fanout::{CHUNK_SIZE, FeedMsg, ProduceStats, Signer, TargetFeed, feed_channel, produce};
+use super::fanout::{FeedConfig, FeedMsg, ProduceStats, Signer, TargetFeed, feed_channel, produce};
 use super::plan::{Plan, TargetPlan};
-use super::progress::{PushProgress, TargetProgress};
+use super::progress::{Counted, PushProgress, TargetProgress};
 use super::report::{PushReport, TargetReport};
 use super::session::{self, TargetSession};
 use super::PushError;
@@ -70,7 +70,7 @@ pub fn store_dumper(dir: StoreDir) -> Dumper {
 /// A target in the current wave.
 struct Slot {
     report: TargetReport,
-    progress: Arc<dyn TargetProgress>,
+    progress: Arc<Counted>,
     session: Option<TargetSession>,
     wanted: Vec<usize>,
     plan: Option<TargetPlan>,
@@ -79,6 +79,7 @@ struct Slot {
 impl Slot {
     fn fail(&mut self, e: String, started: Instant) {
         self.progress.finish(Some(&e));
+        (self.report.sent_paths, self.report.sent_bytes) = self.progress.sent();
         self.report.error = Some(e);
         self.report.seconds = started.elapsed().as_secs_f64();
         self.session = None;
@@ -108,15 +109,17 @@ where
         let connecting: Vec<_> = wave
             .iter()
             .map(|t| {
-                let progress = opts.progress.target(&t.name);
+                let progress = Arc::new(Counted::new(opts.progress.target(&t.name)));
                 progress.stage("connecting");
-                (progress, tokio::spawn(session::connect(t.ssh.clone(), opts.connect.clone())))
+                let (ssh, connect) = (t.ssh.clone(), opts.connect.clone());
+                (progress, tokio::spawn(async move { session::connect(ssh, connect).await.map(|s| (s, Instant::now())) }))
             })
             .collect();
         let plan = match &plan {
             Some(p) => Arc::clone(p),
             None => {
                 let closure = local.query_closure(&roots).await.map_err(PushError::Local)?;
+                report.closure_seconds = started.elapsed().as_secs_f64();
                 let p = Arc::new(Plan::new(closure));
                 plan = Some(Arc::clone(&p));
                 p
@@ -129,7 +132,10 @@ where
             let report = TargetReport { name: t.name.clone(), closure_paths: wanted.len(), ..Default::default() };
             let mut slot = Slot { report, progress, session: None, wanted, plan: None };
             match handle.await {
-                Ok(Ok(s)) => slot.session = Some(s),
+                Ok(Ok((s, at))) => {
+                    slot.session = Some(s);
+                    slot.report.connect_seconds = at.duration_since(started).as_secs_f64();
+                }
                 Ok(Err(e)) => slot.fail(e, started),
                 Err(e) => slot.fail(format!("connection task failed: {e}"), started),
             }
@@ -170,6 +176,7 @@ async fn query_all(slots: &mut [Slot], plan: &Arc<Plan>, dir: &StoreDir, started
         let Some(slot) = slots.get_mut(n) else { continue };
         match task.await {
             Ok((s, Ok(valid))) => {
+                slot.report.query_seconds = started.elapsed().as_secs_f64();
                 let tp = plan.target(&slot.wanted, &valid);
                 slot.report.already_valid = tp.already_valid;
                 slot.report.missing_paths = tp.missing.len();
@@ -208,7 +215,7 @@ async fn send_all(
             (Some(key), None | Some(false)) => Some(Signer { key: key.clone(), dir: s.store.conn.store_dir().clone() }),
             _ => None,
         };
-        let feed = TargetFeed::new(rx, signer, Arc::clone(&slot.progress));
+        let feed = TargetFeed::new(rx, signer, Arc::clone(&slot.progress) as Arc<dyn TargetProgress>);
         slot.progress.stage("sending");
         uploads.push((n, tokio::spawn(async move {
             let r = session::upload(&mut s, count as u64, feed).await;
@@ -220,7 +227,7 @@ async fn send_all(
     let order = Arc::clone(plan);
     let dump = Arc::clone(dumper);
     let producer = tokio::task::spawn_blocking(move || {
-        produce(order.order(), &feed, senders, CHUNK_SIZE, &mut |info: &PathInfo, w: &mut dyn Write| dump(info, w))
+        produce(order.order(), &feed, senders, &FeedConfig::default(), &|info: &PathInfo, w: &mut dyn Write| dump(info, w))
     });
     for (n, task) in uploads {
         let Some(slot) = slots.get_mut(n) else { continue };
@@ -235,6 +242,7 @@ async fn send_all(
         }
     }
     let stats: ProduceStats = producer.await.map_err(|e| PushError::Producer(e.to_string()))?;
-    report.produced_bytes += stats.bytes;
+    report.produced_bytes += stats.bytes + stats.solo_bytes;
+    report.detached_targets += stats.detached;
     Ok(())
 }

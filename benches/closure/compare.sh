@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# ndeploy push vs `nix copy --to ssh-ng://` on loopback, measured in one run.
+#
+# Builds the NixOS-like closure of closure.nix twice (generation 1, and
+# generation 2 with 5% of the leaves changed) in the local store, starts
+# OpenSSH servers on 127.0.0.1, each in its own mount namespace with a
+# private /nix (so `nix-daemon --stdio` there serves an empty store at the
+# standard path), and times, for both tools on separate fresh targets:
+#   full    generation 1 to an empty target
+#   update  generation 2 to the same target
+#   noop    generation 2 again (best and median of 5)
+#   4x      generation 1 to 4 empty targets at once (ndeploy: one process;
+#           nix copy: 4 processes in parallel)
+# Bytes on the wire are the `lo` receive counter of /proc/net/dev around
+# each step (other loopback traffic on the machine adds to them).
+#
+# Usage: benches/closure/compare.sh [NDEPLOY_BINARY]   (default: target/release/ndeploy)
+# Needs root, openssh-server, util-linux (unshare), Nix 2.8+. Stops its
+# sshds on exit and deletes their stores; the built closures stay in the
+# local store (garbage, collectable).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+nd=${1:-$repo/target/release/ndeploy}
+[ -x "$nd" ] || { echo "no ndeploy binary at $nd (cargo build --release -p ndeploy)" >&2; exit 1; }
+export NIX_CONFIG="sandbox = false
+substituters =
+experimental-features = nix-command"
+
+work=$(mktemp -d /tmp/ndeploy-push-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- the closures ----------------------------------------------------------
+changed=$(seq 3 20 999 | tr '\n' ' ')   # 50 of 1000 leaves
+echo "building generation 1 and 2 (first run takes a few minutes)..." >&2
+gen1=$(nix-build "$here/closure.nix" --no-out-link -j 2 --argstr tag bench 2>>"$work/build.log")
+gen2=$(nix-build "$here/closure.nix" --no-out-link -j 2 --argstr tag bench --argstr gen g2 --arg changed "[ $changed ]" 2>>"$work/build.log")
+paths1=$(nix-store -qR "$gen1" | wc -l)
+nar1=$(nix-store -qR "$gen1" | xargs nix-store -q --size | awk '{s+=$1} END {print s}')
+new2=$(comm -13 <(nix-store -qR "$gen1" | sort) <(nix-store -qR "$gen2" | sort))
+nnew2=$(echo "$new2" | wc -l)
+nar2=$(echo "$new2" | xargs nix-store -q --size | awk '{s+=$1} END {print s}')
+echo "generation 1: $paths1 paths, $((nar1 / 1000000)) MB NAR; generation 2: $nnew2 new paths, $((nar2 / 1000000)) MB NAR"
+
+# --- targets -----------------------------------------------------------------
+client=$work/client
+mkdir -p "$client/.ssh"
+ssh-keygen -q -t ed25519 -N '' -f "$client/.ssh/id_ed25519"
+: > "$client/.ssh/known_hosts"
+printf 'IdentityFile %s\nUserKnownHostsFile %s\nIdentitiesOnly yes\nBatchMode yes\nStrictHostKeyChecking yes\n\n' \
+  "$client/.ssh/id_ed25519" "$client/.ssh/known_hosts" > "$client/.ssh/config"
+mkdir -p /run/sshd
+
+start_target() {
+  local name=$1 d=$work/$1
+  mkdir -p "$d/root/nix/store" "$d/root/nix/var/nix"
+  nix-store --store "local?root=$d/root" --init
+  ssh-keygen -q -t ed25519 -N '' -f "$d/host_key"
+  cp "$client/.ssh/id_ed25519.pub" "$d/authorized_keys"
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  cat > "$d/sshd_config" <<CFG
+Port $port
+ListenAddress 127.0.0.1
+HostKey $d/host_key
+PidFile $d/sshd.pid
+AuthorizedKeysFile $d/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+StrictModes no
+UsePAM no
+UseDNS no
+MaxStartups 100
+MaxSessions 100
+CFG
+  unshare -m --propagation private -- sh -c "mount --bind '$d/root/nix' /nix && exec /usr/sbin/sshd -D -e -f '$d/sshd_config'" 2>"$d/sshd.log" &
+  pids+=($!)
+  for _ in $(seq 100); do
+    if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; head -c 7 <&3" 2>/dev/null | grep -q SSH-2.0; then break; fi
+    sleep 0.05
+  done
+  echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$d/host_key.pub")" >> "$client/.ssh/known_hosts"
+  printf 'Host %s\n  HostName 127.0.0.1\n  Port %s\n  User root\n\n' "$name" "$port" >> "$client/.ssh/config"
+}
+
+for t in nix1 nd1 nix4a nix4b nix4c nix4d nd4a nd4b nd4c nd4d; do start_target "$t"; done
+
+lo_bytes() { awk '/^ *lo:/ {print $2}' /proc/net/dev; }
+now() { date +%s.%N; }
+secs=0 wire=0
+measure() { # measure CMD...: sets secs, wire
+  local b0 t0 t1 b1
+  b0=$(lo_bytes); t0=$(now)
+  "$@" > "$work/last.out" 2> "$work/last.err" || { echo "FAILED: $*" >&2; cat "$work/last.err" >&2; exit 1; }
+  t1=$(now); b1=$(lo_bytes)
+  secs=$(echo "$t1 - $t0" | bc -l); wire=$((b1 - b0))
+}
+nixcopy() { NIX_SSHOPTS="-F $client/.ssh/config" nix copy --no-check-sigs --to "ssh-ng://$1" "$2"; }
+ndpush() { local p=$1; shift; local to=(); for t in "$@"; do to+=(--to "ssh://$t"); done; HOME=$client "$nd" push --no-progress "${to[@]}" "$p"; }
+nix4() { for t in nix4a nix4b nix4c nix4d; do nixcopy "$t" "$1" & done; wait; }
+
+row() { printf '%-8s %-10s %9.3f s %10.1f MB/s  NAR %8.1f MB  wire %8.1f MB\n' "$1" "$2" "$3" "$(echo "$4 / $3 / 1000000" | bc -l)" "$(echo "$4 / 1000000" | bc -l)" "$(echo "$5 / 1000000" | bc -l)"; }
+results=()
+record() { row "$@"; results+=("$1 $2 $3"); }
+
+echo
+printf '%-8s %-10s %11s %15s %15s %15s\n' step tool wall throughput NAR-sent on-lo
+measure nixcopy nix1 "$gen1";  record full nix-copy "$secs" "$nar1" "$wire"
+measure ndpush "$gen1" nd1;    record full ndeploy "$secs" "$nar1" "$wire"
+measure nixcopy nix1 "$gen2";  record update nix-copy "$secs" "$nar2" "$wire"
+measure ndpush "$gen2" nd1;    record update ndeploy "$secs" "$nar2" "$wire"
+for tool in nix-copy ndeploy; do
+  times=()
+  for _ in 1 2 3 4 5; do
+    if [ $tool = nix-copy ]; then measure nixcopy nix1 "$gen2"; else measure ndpush "$gen2" nd1; fi
+    times+=("$secs")
+  done
+  sorted=$(printf '%s\n' "${times[@]}" | sort -n)
+  printf '%-8s %-10s %9.3f s best, %.3f s median (5 runs), wire %.1f KB\n' noop $tool "$(echo "$sorted" | head -1)" "$(echo "$sorted" | sed -n 3p)" "$(echo "$wire / 1000" | bc -l)"
+  results+=("noop $tool $(echo "$sorted" | sed -n 3p)")
+done
+measure nix4 "$gen1";                          record 4x nix-copy "$secs" "$((4 * nar1))" "$wire"
+measure ndpush "$gen1" nd4a nd4b nd4c nd4d;    record 4x ndeploy "$secs" "$((4 * nar1))" "$wire"
+
+# Every target must hold a complete, valid closure.
+for t in nix1 nd1; do nix-store --store "local?root=$work/$t/root" --verify --check-contents 2>&1 | grep -v '^reading\|^checking' || true; done
+for t in nix1 nd1; do
+  got=$(nix-store --store "local?root=$work/$t/root" -qR "$gen2" | wc -l)
+  [ "$got" = "$(nix-store -qR "$gen2" | wc -l)" ] || { echo "target $t is missing paths" >&2; exit 1; }
+done
+for t in nd4a nd4b nd4c nd4d; do
+  got=$(nix-store --store "local?root=$work/$t/root" -qR "$gen1" | wc -l)
+  [ "$got" = "$paths1" ] || { echo "target $t is missing paths" >&2; exit 1; }
+done
+
+get() { printf '%s\n' "${results[@]}" | awk -v s="$1" -v t="$2" '$1==s && $2==t {print $3}'; }
+echo
+printf 'full copy: ndeploy %.2fx faster than nix copy (goal >= 3x)\n' "$(echo "$(get full nix-copy) / $(get full ndeploy)" | bc -l)"
+printf 'update:    ndeploy %.2fx faster than nix copy\n' "$(echo "$(get update nix-copy) / $(get update ndeploy)" | bc -l)"
+printf 'no-op:     ndeploy %.3f s median (goal <= 0.15 s), nix copy %.3f s\n' "$(get noop ndeploy)" "$(get noop nix-copy)"
+printf '4 targets: ndeploy %.2fx the time of one (goal < 2x)\n' "$(echo "$(get 4x ndeploy) / $(get full ndeploy)" | bc -l)"

@@ -347,6 +347,20 @@ esac
         assert_eq!(std::fs::canonicalize(&profile).unwrap().display().to_string(), good);
         assert_eq!(run(&newer, "4", "1", true), "confirmed");
         assert_eq!(std::fs::canonicalize(&profile).unwrap().display().to_string(), newer);
+        // Another activation holds the lock: nothing happens.
+        let run_dir = p.join("agent/5");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let st = std::process::Command::new("flock")
+            .arg(p.join("agent/lock"))
+            .args(["sh", "-c", AGENT_SCRIPT, "agent", "switch", &good, &profile, &run_dir.display().to_string(), "1", "1"])
+            .env("PATH", path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(std::fs::read_to_string(run_dir.join("result")).unwrap().trim(), "failed another-activation-running");
+        assert_eq!(std::fs::read_to_string(run_dir.join("status")).unwrap().trim(), "busy");
+        assert_eq!(std::fs::canonicalize(&profile).unwrap().display().to_string(), newer);
         let log = std::fs::read_to_string(p.join("activations")).unwrap();
         assert_eq!(log, "switch good\nswitch bad\nswitch good\nswitch newer\nswitch good\nswitch newer\n");
     }

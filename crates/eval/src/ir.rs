@@ -94,6 +94,9 @@ pub struct LetExpr {
     /// One slot per binding, in this order.
     pub binds: Vec<AttrDef>,
     pub body: Expr,
+    /// Some binding refers to the frame itself; otherwise the bindings are
+    /// compiled against the enclosing frame and the frame is immutable.
+    pub rec: bool,
 }
 
 pub enum Param {

@@ -22,23 +22,27 @@ use crate::ir::{AttrDef, AttrName, AttrsExpr, DynAttr, Expr, LetExpr};
 use crate::source::Pos;
 use crate::symbol::Symbol;
 
+#[derive(Clone)]
 pub(crate) struct Binds {
     statics: Vec<StaticBind>,
     dynamics: Vec<DynBind>,
 }
 
+#[derive(Clone)]
 struct StaticBind {
     name: Symbol,
     pos: Pos,
     bind: Bind,
 }
 
+#[derive(Clone)]
 struct DynBind {
     attr: ast::Attr,
     pos: Pos,
     bind: Bind,
 }
 
+#[derive(Clone)]
 enum Bind {
     Value(ast::Expr),
     Inherit,
@@ -207,7 +211,7 @@ impl<'a> Compiler<'a> {
         binds.statics.sort_by_key(|b| b.name);
         if rec {
             let m: HashMap<Symbol, u32> = binds.statics.iter().enumerate().map(|(i, b)| (b.name, i as u32)).collect();
-            self.scopes.push(Scope::Static(m));
+            self.scopes.push(Scope::Static(m, Default::default()));
         }
         let r = (|| {
             let mut attrs = Vec::with_capacity(binds.statics.len());
@@ -239,18 +243,38 @@ impl<'a> Compiler<'a> {
         }
         binds.statics.sort_by_key(|b| b.name);
         let m: HashMap<Symbol, u32> = binds.statics.iter().enumerate().map(|(i, b)| (b.name, i as u32)).collect();
-        self.scopes.push(Scope::Static(m));
-        let r = (|| {
-            let mut defs = Vec::with_capacity(binds.statics.len());
-            for sb in binds.statics {
-                let inherited = matches!(sb.bind, Bind::Inherit);
-                let value = Arc::new(self.compile_bind(sb.name, sb.bind, true, sb.pos)?);
-                defs.push(AttrDef { name: sb.name, value, inherited, pos: sb.pos });
-            }
-            let body = self.sub(body, node)?;
-            Ok(Expr::Let(Box::new(LetExpr { binds: defs, body })))
-        })();
+        // First compile the bindings inside the new frame; if none of them
+        // refers to the frame, recompile them outside it: the frame is then
+        // not recursive (no cycle, no lock, not registered).
+        // Lets nested in a first attempt are compiled recursive directly, so
+        // the work stays quadratic in the nesting at worst.
+        self.scopes.push(Scope::Static(m.clone(), Default::default()));
+        let probing = std::mem::replace(&mut self.probing, true);
+        let (first, rest) = if probing {
+            (self.compile_defs(binds, true), None)
+        } else {
+            (self.compile_defs(binds.clone(), true), Some(binds))
+        };
+        self.probing = probing;
+        let used = matches!(self.scopes.last(), Some(Scope::Static(_, u)) if u.get());
         self.scopes.pop();
-        r
+        let (defs, rec) = match rest {
+            Some(binds) if !used && first.is_ok() => (self.compile_defs(binds, false)?, false),
+            _ => (first?, true),
+        };
+        self.scopes.push(Scope::Static(m, Default::default()));
+        let body = self.sub(body, node);
+        self.scopes.pop();
+        Ok(Expr::Let(Box::new(LetExpr { binds: defs, body: body?, rec })))
+    }
+
+    fn compile_defs(&mut self, binds: Binds, in_rec: bool) -> EvalResult<Vec<AttrDef>> {
+        let mut defs = Vec::with_capacity(binds.statics.len());
+        for sb in binds.statics {
+            let inherited = matches!(sb.bind, Bind::Inherit);
+            let value = Arc::new(self.compile_bind(sb.name, sb.bind, in_rec, sb.pos)?);
+            defs.push(AttrDef { name: sb.name, value, inherited, pos: sb.pos });
+        }
+        Ok(defs)
     }
 }

@@ -49,7 +49,8 @@ pub struct Lints {
 }
 
 enum Scope {
-    Static(HashMap<Symbol, u32>),
+    /// Names of a frame, and whether any of them was referred to.
+    Static(HashMap<Symbol, u32>, std::cell::Cell<bool>),
     With,
 }
 
@@ -59,6 +60,8 @@ pub(crate) struct Compiler<'a> {
     scopes: Vec<Scope>,
     /// Current expression nesting (bounded by [`MAX_NESTING`]).
     depth: usize,
+    /// Inside a first, trial compilation of `let` bindings.
+    probing: bool,
 }
 
 /// Parse and compile a source text.
@@ -99,10 +102,10 @@ fn compile_parsed(text: &str, src: SourceId, env: &CompileEnv<'_>) -> EvalResult
         return Err(parse_error(err, src));
     }
     let root = parse.tree();
-    let mut c = Compiler { env, src, scopes: Vec::new(), depth: 0 };
+    let mut c = Compiler { env, src, scopes: Vec::new(), depth: 0, probing: false };
     if let Some(names) = &env.extra_scope {
         let m = names.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
-        c.scopes.push(Scope::Static(m));
+        c.scopes.push(Scope::Static(m, Default::default()));
     }
     match root.expr() {
         Some(e) => c.expr(&e),
@@ -155,8 +158,9 @@ impl<'a> Compiler<'a> {
         let mut withs = Vec::new();
         for (depth, scope) in self.scopes.iter().rev().enumerate().skip(skip) {
             match scope {
-                Scope::Static(m) => {
+                Scope::Static(m, used) => {
                     if let Some(idx) = m.get(&name) {
+                        used.set(true);
                         return Ok(Expr::Local { depth: depth as u32, idx: *idx });
                     }
                 }
@@ -443,7 +447,7 @@ impl<'a> Compiler<'a> {
             ast::Param::IdentParam(ip) => {
                 let id = ip.ident().ok_or_else(|| self.missing(&ip))?;
                 let sym = ident_name(&id);
-                self.scopes.push(Scope::Static(HashMap::from([(sym, 0)])));
+                self.scopes.push(Scope::Static(HashMap::from([(sym, 0)]), Default::default()));
                 let body = self.sub(l.body(), l);
                 self.scopes.pop();
                 Ok(Lambda { name, param: Param::Ident(sym), body: body?, pos })
@@ -475,7 +479,7 @@ impl<'a> Compiler<'a> {
                 if let Some(b) = bind {
                     m.insert(b, entries.len() as u32);
                 }
-                self.scopes.push(Scope::Static(m));
+                self.scopes.push(Scope::Static(m, Default::default()));
                 let r = (|| {
                     let mut formals = Vec::with_capacity(entries.len());
                     let mut rec = false;

@@ -220,6 +220,13 @@ impl Evaluator {
     }
 
     fn eval_let(&self, l: &LetExpr, env: &Env) -> EvalResult<Value> {
+        if !l.rec {
+            let mut slots = Vec::with_capacity(l.binds.len());
+            for d in &l.binds {
+                slots.push(self.delay(&d.value, env)?);
+            }
+            return self.eval(&l.body, &Env::new(env, slots));
+        }
         let renv = self.new_rec_env(env, l.binds.len());
         let mut slots = Vec::with_capacity(l.binds.len());
         for d in &l.binds {

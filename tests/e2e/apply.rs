@@ -227,9 +227,12 @@ fn build_and_dry_activate_change_nothing() {
     let t = start(&client);
     let dir = tempfile::tempdir().unwrap();
     let fleet = dir.path().join("fleet.nix");
-    write_file(&fleet, format!("{{ d = {{ deployment.targetHost = \"{}\"; }}; }}\n", t.alias));
-    let out = run(&mut nd(&client, &fleet, &["build"]));
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    write_file(&fleet, format!("{{ d = {{ deployment.targetHost = \"{}\"; environment.etc.n.text = \"{nonce}\"; }}; }}\n", t.alias));
+    let out = run(&mut nd(&client, &fleet, &["build", "--verbose"]));
     assert!(out.status.success(), "{}", text(&out));
+    // Build logs are shown with --verbose, prefixed with the host.
+    assert!(String::from_utf8_lossy(&out.stderr).lines().any(|l| l.starts_with("d> ")), "{}", text(&out));
     let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let (name, top) = line.split_once(' ').unwrap();
     assert_eq!(name, "d");
@@ -338,15 +341,32 @@ fn apply_with_sudo_and_build_on_target() {
     let dir = tempfile::tempdir().unwrap();
     let fleet = dir.path().join("fleet.nix");
     let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    // An HTTP health check, fetched by the deployer: first a 503, then a 200 (one retry).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut requests = Vec::new();
+        for status in ["503 Service Unavailable", "200 OK"] {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 2048];
+            let n = s.read(&mut buf).unwrap();
+            requests.push(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned());
+            write!(s, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        }
+        requests
+    });
     write_file(
         &fleet,
         format!(
             "{{ s = {{ deployment.targetHost = \"{}\"; deployment.targetUser = \"ndeploy-sudo\"; deployment.buildOnTarget = true;\n\
+               deployment.healthChecks = [ {{ http = \"http://127.0.0.1:{port}/health\"; retries = 1; timeout = 5; }} ];\n\
                environment.etc.\"nonce\".text = \"{nonce}\"; deployment.keys.k.text = \"v\"; }}; }}\n",
             t.alias
         ),
     );
-    let out = run(&mut nd(&client, &fleet, &["apply", "--json", "--confirm-timeout", "5", "--target-root", TARGET_ROOT]));
+    let out = run(&mut nd(&client, &fleet, &["apply", "--json", "--confirm-timeout", "10", "--target-root", TARGET_ROOT]));
+    assert_eq!(server.join().unwrap(), ["GET /health HTTP/1.1", "GET /health HTTP/1.1"]);
     assert!(out.status.success(), "{}", text(&out));
     let r = report(&out);
     let h = host(&r, "s");

@@ -256,6 +256,7 @@ pub fn finish(reports: &[HostReport], json: bool, phases: &[(&str, Duration)]) -
     }
     let phases: Vec<String> = phases.iter().map(|(n, d)| format!("{n} {:.2}s", d.as_secs_f64())).collect();
     eprintln!("phases: {}", phases.join(", "));
+    eprint!("{}", apply::report::phase_summary(reports));
     if reports.iter().all(HostReport::ok) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 

@@ -119,6 +119,28 @@ pub fn table(reports: &[HostReport]) -> String {
     out
 }
 
+/// One line per phase: on how many hosts it ran, mean and max seconds.
+pub fn phase_summary(reports: &[HostReport]) -> String {
+    let phases: [(&str, fn(&HostReport) -> Option<f64>); 5] = [
+        ("build", |r| r.build_secs),
+        ("push", |r| r.push_secs),
+        ("activate", |r| r.activate_secs),
+        ("confirm", |r| r.confirm_secs),
+        ("host total", |r| Some(r.total_secs)),
+    ];
+    let mut out = String::new();
+    for (name, get) in phases {
+        let v: Vec<f64> = reports.iter().filter_map(get).collect();
+        if v.is_empty() {
+            continue;
+        }
+        let max = v.iter().copied().fold(0.0, f64::max);
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        out.push_str(&format!("{name}: {} hosts, mean {mean:.2}s, max {max:.2}s\n", v.len()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +154,6 @@ mod tests {
         assert!(t.ends_with("2 host(s), 1 ok, 1 failed or rolled back\n"), "{t}");
         assert_eq!(b.to_json()["result"], "rolled-back");
         assert!(a.ok() && !b.ok());
+        assert_eq!(phase_summary(&[a, b]), "push: 1 hosts, mean 1.00s, max 1.00s\nhost total: 2 hosts, mean 0.00s, max 0.00s\n");
     }
 }

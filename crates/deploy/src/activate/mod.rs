@@ -122,7 +122,9 @@ impl ActivateOptions {
 }
 
 /// The script that starts the agent and follows its log until the
-/// activation's exit status is known.
+/// activation's exit status is known: every poll prints the bytes the log
+/// gained since the last one, so nothing is lost or repeated; an `echo`
+/// ends a last unterminated line before the status marker.
 pub fn start_script(opts: &ActivateOptions, toplevel: &str) -> String {
     let run = shell_quote(&opts.run_dir());
     let args = [
@@ -139,12 +141,14 @@ pub fn start_script(opts: &ActivateOptions, toplevel: &str) -> String {
          cat > \"$run/agent.sh\" <<'NDEPLOY_AGENT_EOF'\n{AGENT_SCRIPT}NDEPLOY_AGENT_EOF\n\
          setsid nohup sh \"$run/agent.sh\" {args} </dev/null >\"$run/agent.out\" 2>&1 &\n\
          agent=$!\n\
-         tail -n +1 -s 0.1 -F \"$run/log\" 2>/dev/null & t=$!\n\
+         off=0\n\
+         flush() {{ sz=$(wc -c < \"$run/log\"); if [ \"$sz\" -gt \"$off\" ]; then tail -c +$((off + 1)) \"$run/log\" | head -c $((sz - off)); off=$sz; fi; }}\n\
          while [ ! -e \"$run/status\" ]; do\n\
-           kill -0 \"$agent\" 2>/dev/null || [ -e \"$run/status\" ] || {{ kill $t; echo '{STATUS_MARKER}agent-died'; exit 1; }}\n\
-           sleep 0.1\n\
+           flush\n\
+           kill -0 \"$agent\" 2>/dev/null || [ -e \"$run/status\" ] || {{ echo; echo '{STATUS_MARKER}agent-died'; exit 1; }}\n\
+           sleep 0.05\n\
          done\n\
-         sleep 0.3; kill $t 2>/dev/null; wait $t 2>/dev/null\n\
+         flush; echo\n\
          echo \"{STATUS_MARKER}$(cat \"$run/status\")\"\n",
         env = opts.env_prefix(),
     )
@@ -213,11 +217,27 @@ pub async fn start(
     mut on_line: impl FnMut(&str),
 ) -> Result<Started, ActivateError> {
     let mut status = None;
+    // The script ends the log with an `echo`: an empty line right before the
+    // marker is that, not output.
+    let mut held_empty = false;
     let cmd = session.root_script(&start_script(opts, toplevel));
     let exit = session
-        .exec_lines(&cmd, |kind, line| match line.strip_prefix(STATUS_MARKER) {
-            Some(s) if kind == OutputKind::Stdout => status = Some(s.trim().to_owned()),
-            _ => on_line(line),
+        .exec_lines(&cmd, |kind, line| {
+            if kind == OutputKind::Stdout {
+                if let Some(s) = line.strip_prefix(STATUS_MARKER) {
+                    status = Some(s.trim().to_owned());
+                    held_empty = false;
+                    return;
+                }
+                if std::mem::take(&mut held_empty) {
+                    on_line("");
+                }
+                if line.is_empty() {
+                    held_empty = true;
+                    return;
+                }
+            }
+            on_line(line)
         })
         .await?;
     match status {
@@ -292,16 +312,14 @@ mod tests {
         assert!(o.env_prefix().starts_with("NDEPLOY_TARGET_ROOT='/tmp/t root/';"));
     }
 
-    /// The agent run locally with a fake `nix-env` and toplevels: activation
-    /// failure rolls back to the previous generation; confirmation keeps it.
-    #[test]
-    fn agent_rolls_back_and_confirms() {
+    /// A fake `nix-env` (PROFILE-N-link generations like Nix) in `DIR/bin`,
+    /// and toplevels whose switch-to-configuration logs to `DIR/activations`.
+    fn fixture() -> (tempfile::TempDir, std::path::PathBuf, impl Fn(&str, i32) -> String) {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
-        let p = d.path();
+        let p = d.path().to_path_buf();
         let bin = p.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
-        // A fake nix-env that manages PROFILE-N-link generations like Nix.
         let nix_env = r#"#!/bin/sh
 p=$2; shift 2
 case "$1" in
@@ -313,14 +331,43 @@ esac
 "#;
         std::fs::write(bin.join("nix-env"), nix_env).unwrap();
         std::fs::set_permissions(bin.join("nix-env"), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mk_top = |name: &str, rc: i32| {
-            let top = p.join(name);
+        let dir = p.clone();
+        let mk_top = move |name: &str, rc: i32| {
+            let top = dir.join(name);
             std::fs::create_dir_all(top.join("bin")).unwrap();
             let s = top.join("bin/switch-to-configuration");
-            std::fs::write(&s, format!("#!/bin/sh\necho \"$1 {name}\" >> {}/activations\nexit {rc}\n", p.display())).unwrap();
+            let body = format!("#!/bin/sh\necho \"$1 {name}\" >> {}/activations\necho line one\nprintf 'no newline'\nexit {rc}\n", dir.display());
+            std::fs::write(&s, body).unwrap();
             std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o755)).unwrap();
             top.display().to_string()
         };
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        (d, std::path::PathBuf::from(path), mk_top)
+    }
+
+    /// The start script run locally: output streams, then the status marker.
+    #[test]
+    fn start_script_streams_and_reports() {
+        let (d, path, mk_top) = fixture();
+        let top = mk_top("t", 0);
+        let mut o = ActivateOptions::new(Goal::Test, "run-1");
+        o.target_root = d.path().join("root").display().to_string();
+        o.profile = d.path().join("profiles/system").display().to_string();
+        o.magic_rollback = false;
+        let out = std::process::Command::new("sh").args(["-c", &start_script(&o, &top)]).env("PATH", &path).output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text, format!("line one\nno newline\n{STATUS_MARKER}0\n"));
+        let result = std::process::Command::new("sh").args(["-c", &result_script(&o.run_dir(), 5)]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&result.stdout).trim(), "done");
+    }
+
+    /// The agent run locally: activation failure rolls back to the previous
+    /// generation; confirmation keeps the new one; no confirmation rolls back.
+    #[test]
+    fn agent_rolls_back_and_confirms() {
+        let (d, path, mk_top) = fixture();
+        let p = d.path();
         let (good, bad, newer) = (mk_top("good", 0), mk_top("bad", 1), mk_top("newer", 0));
         let profile = p.join("profiles/system").display().to_string();
         let run = |top: &str, id: &str, wait: &str, confirm: bool| {
@@ -329,10 +376,9 @@ esac
             if confirm {
                 std::fs::write(run_dir.join("confirm"), "ok").unwrap();
             }
-            let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
             let st = std::process::Command::new("sh")
                 .args(["-c", AGENT_SCRIPT, "agent", "switch", top, &profile, &run_dir.display().to_string(), "1", wait])
-                .env("PATH", path)
+                .env("PATH", &path)
                 .status()
                 .unwrap();
             assert!(st.success());
@@ -350,11 +396,10 @@ esac
         // Another activation holds the lock: nothing happens.
         let run_dir = p.join("agent/5");
         std::fs::create_dir_all(&run_dir).unwrap();
-        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
         let st = std::process::Command::new("flock")
             .arg(p.join("agent/lock"))
             .args(["sh", "-c", AGENT_SCRIPT, "agent", "switch", &good, &profile, &run_dir.display().to_string(), "1", "1"])
-            .env("PATH", path)
+            .env("PATH", &path)
             .status()
             .unwrap();
         assert!(st.success());

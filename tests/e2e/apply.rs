@@ -104,6 +104,7 @@ fn apply_switch_rollbacks_and_unreachable() {
         }
         if version == 2 {
             s.push_str(&format!("  gone = {{ deployment.targetHost = \"127.0.0.1\"; deployment.targetPort = {closed}; }};\n"));
+            s.push_str("  broken = { deployment.targetHost = \"nowhere\"; assertions = [ { assertion = false; message = \"broken on purpose\"; } ]; };\n");
         }
         s.push_str("}\n");
         write_file(&fleet, s);
@@ -165,6 +166,9 @@ fn apply_switch_rollbacks_and_unreachable() {
     let gone = host(&r2, "gone");
     assert_eq!(gone["result"], "failed");
     assert!(gone["reason"].as_str().unwrap().contains("connect"), "{gone}");
+    let broken = host(&r2, "broken");
+    assert_eq!(broken["result"], "failed");
+    assert!(broken["reason"].as_str().unwrap().contains("broken on purpose"), "{broken}");
     // The table names the rolled-back hosts too.
     let out = run(&mut nd(&client, &fleet, &["apply", "--on", "fails", "--confirm-timeout", "3", "--target-root", TARGET_ROOT]));
     assert!(!out.status.success());

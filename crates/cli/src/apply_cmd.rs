@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use ndeploy_deploy::activate::Goal;
-use ndeploy_deploy::apply::{self, ApplyOptions, HostReport, HostSpec};
+use ndeploy_deploy::apply::{self, ApplyOptions, HostReport, HostSpec, Verdict};
 use ndeploy_deploy::fleet::{self, HostResult, Selection, Selector, Target};
 use ndeploy_deploy::ssh::{ConnectOptions, SshTarget};
 use ndeploy_eval::eval::{EvalConfig, parse_nix_path};
@@ -208,23 +208,51 @@ fn goal_and_selectors(words: &[String]) -> (Goal, Vec<String>) {
     }
 }
 
-/// Evaluate with a drv dir and register its paths in the local store.
-/// Returns the hosts and the time each phase took.
-pub fn evaluate_and_register(fa: &FleetArgs, selectors: &[String]) -> anyhow::Result<(Vec<HostSpec>, Duration, Duration)> {
+/// Hosts ready to build, and those whose evaluation failed (as reports).
+pub struct Prepared {
+    pub hosts: Vec<HostSpec>,
+    pub failed: Vec<HostReport>,
+    pub eval_time: Duration,
+    pub register_time: Duration,
+}
+
+impl Prepared {
+    /// The failed hosts' reports merged with `reports`, sorted by host.
+    pub fn merge(&self, mut reports: Vec<HostReport>) -> Vec<HostReport> {
+        reports.extend(self.failed.iter().cloned());
+        reports.sort_by(|a, b| a.host.cmp(&b.host));
+        reports
+    }
+}
+
+/// Evaluate with a drv dir and register its paths in the local store. A
+/// host that fails to evaluate is reported, not fatal.
+pub fn evaluate_and_register(fa: &FleetArgs, selectors: &[String]) -> anyhow::Result<Prepared> {
     let t = Instant::now();
     let drv_dir = tempfile::Builder::new().prefix("ndeploy-drvs-").tempdir().context("cannot create a temporary directory")?;
     let evaluated = evaluate(fa, selectors, true, Some(drv_dir.path().to_path_buf()))?;
     let eval_time = t.elapsed();
     let dir = StoreDir::from_env();
-    let mut hosts = Vec::new();
+    let (mut hosts, mut failed) = (Vec::new(), Vec::new());
     for Evaluated { result: r, deployment } in evaluated {
-        if let Some(e) = &r.error {
-            bail!("cannot evaluate host {}: {e}", r.host);
+        let spec = (|| -> anyhow::Result<HostSpec> {
+            if let Some(e) = &r.error {
+                bail!("evaluation failed: {e}");
+            }
+            let drv = dir.parse(r.drv_path.as_deref().context("no drvPath")?)?;
+            let toplevel = dir.parse(r.out_path.as_deref().context("no outPath")?)?;
+            let ssh = ssh_target(&r, &deployment)?;
+            Ok(HostSpec { name: r.host.clone(), ssh, drv, toplevel, deployment, eval_secs: r.eval_ms as f64 / 1000.0 })
+        })();
+        match spec {
+            Ok(h) => hosts.push(h),
+            Err(e) => failed.push(HostReport {
+                host: r.host.clone(),
+                eval_secs: r.eval_ms as f64 / 1000.0,
+                verdict: Verdict::Failed(format!("{e:#}")),
+                ..Default::default()
+            }),
         }
-        let drv = dir.parse(r.drv_path.as_deref().context("no drvPath")?)?;
-        let toplevel = dir.parse(r.out_path.as_deref().context("no outPath")?)?;
-        let ssh = ssh_target(&r, &deployment)?;
-        hosts.push(HostSpec { name: r.host.clone(), ssh, drv, toplevel, deployment, eval_secs: r.eval_ms as f64 / 1000.0 });
     }
     let t = Instant::now();
     let rt = runtime()?;
@@ -233,7 +261,7 @@ pub fn evaluate_and_register(fa: &FleetArgs, selectors: &[String]) -> anyhow::Re
         anyhow::Ok(ndeploy_deploy::build::register(&mut local, drv_dir.path()).await?)
     })?;
     tracing_note(&format!("registered {added} new store paths (derivations and sources)"));
-    Ok((hosts, eval_time, t.elapsed()))
+    Ok(Prepared { hosts, failed, eval_time, register_time: t.elapsed() })
 }
 
 fn tracing_note(s: &str) {
@@ -263,7 +291,7 @@ pub fn finish(reports: &[HostReport], json: bool, phases: &[(&str, Duration)]) -
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let (goal, selectors) = goal_and_selectors(&args.words);
-    let (hosts, eval_time, register_time) = evaluate_and_register(&args.fleet, &selectors)?;
+    let prepared = evaluate_and_register(&args.fleet, &selectors)?;
     let mut opts = ApplyOptions::new(Some(goal), args.fleet.connect_options(), printer());
     opts.jobs = args.jobs.max(1);
     opts.magic_rollback = !args.no_magic_rollback && goal.rollback_by_default();
@@ -272,12 +300,17 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     opts.upload_keys = !args.no_keys;
     opts.target_root = target_root(&args.target_root);
     let t = Instant::now();
-    let reports = runtime()?.block_on(apply::apply(hosts, &opts));
+    let reports = prepared.merge(runtime()?.block_on(apply::apply(prepared.hosts.clone(), &opts)));
     let deploy_time = t.elapsed();
     Ok(finish(
         &reports,
         args.json,
-        &[("evaluate", eval_time), ("register", register_time), ("build+push+activate", deploy_time), ("total", started.elapsed())],
+        &[
+            ("evaluate", prepared.eval_time),
+            ("register", prepared.register_time),
+            ("build+push+activate", deploy_time),
+            ("total", started.elapsed()),
+        ],
     ))
 }
 

@@ -29,14 +29,18 @@ pub struct BuildArgs {
 
 pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let (hosts, eval_time, register_time) = evaluate_and_register(&args.fleet, &args.selectors)?;
+    let prepared = evaluate_and_register(&args.fleet, &args.selectors)?;
     let mut opts = ApplyOptions::new(None, args.fleet.connect_options(), printer());
     opts.jobs = args.jobs.max(1);
     opts.verbose = args.verbose;
     let t = Instant::now();
-    let reports = runtime()?.block_on(apply::apply(hosts, &opts));
-    let phases: [(&str, Duration); 4] =
-        [("evaluate", eval_time), ("register", register_time), ("build", t.elapsed()), ("total", started.elapsed())];
+    let reports = prepared.merge(runtime()?.block_on(apply::apply(prepared.hosts.clone(), &opts)));
+    let phases: [(&str, Duration); 4] = [
+        ("evaluate", prepared.eval_time),
+        ("register", prepared.register_time),
+        ("build", t.elapsed()),
+        ("total", started.elapsed()),
+    ];
     if args.json {
         return Ok(finish(&reports, true, &phases));
     }

@@ -25,11 +25,15 @@ pub struct DiffArgs {
 }
 
 pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
-    let (hosts, _, _) = evaluate_and_register(&args.fleet, &args.selectors)?;
+    let prepared = evaluate_and_register(&args.fleet, &args.selectors)?;
+    let hosts = &prepared.hosts;
     let opts = ApplyOptions::new(None, args.fleet.connect_options(), printer());
     let rt = runtime()?;
     let built = rt.block_on(apply::apply(hosts.clone(), &opts));
-    let mut failed = false;
+    let mut failed = !prepared.failed.is_empty();
+    for r in &prepared.failed {
+        eprintln!("{}: {}", r.host, r.result_text());
+    }
     for (h, b) in hosts.iter().zip(&built) {
         if !b.ok() {
             failed = true;

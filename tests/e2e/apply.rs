@@ -224,9 +224,10 @@ fn keys_upload_modes_and_secrecy() {
 }
 
 /// `build` builds locally and prints out paths; `dry-activate` runs the
-/// toplevel's dry activation. Neither changes the target's system.
+/// toplevel's dry activation; neither changes the target's system. Then the
+/// `test` and `boot` goals, and `exec`.
 #[test]
-fn build_and_dry_activate_change_nothing() {
+fn build_dry_activate_test_boot_and_exec() {
     let client = ClientHome::new();
     let t = start(&client);
     let dir = tempfile::tempdir().unwrap();
@@ -249,6 +250,20 @@ fn build_and_dry_activate_change_nothing() {
     assert_eq!(generations(&t), 0);
     assert_eq!(activations(&t), "");
     assert!(!outside(&t, &format!("{TARGET_ROOT}/run/current-system")).exists());
+
+    // `test` activates without a profile generation; `boot` only sets the profile.
+    let out = run(&mut nd(&client, &fleet, &["apply", "test", "--confirm-timeout", "5", "--target-root", TARGET_ROOT]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(activations(&t), format!("test {top}\n"));
+    assert_eq!(profile(&t), None);
+    let current = outside(&t, &format!("{TARGET_ROOT}/run/current-system"));
+    assert_eq!(std::fs::read_link(&current).unwrap().display().to_string(), top);
+    std::fs::remove_file(&current).unwrap();
+    let out = run(&mut nd(&client, &fleet, &["apply", "boot", "--target-root", TARGET_ROOT]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(activations(&t), format!("test {top}\nboot {top}\n"));
+    assert_eq!(profile(&t).as_deref(), Some(top));
+    assert!(!current.exists(), "boot does not activate");
 
     // exec: prefixed output, exit status.
     let out = run(&mut nd(&client, &fleet, &["exec", "--", "echo", "hi there"]));

@@ -15,23 +15,21 @@ fi
 mkdir -p "$(dirname "$profile")"
 prev=$(readlink "$profile" 2>/dev/null || true)
 gen_of() { echo "$1" | sed -n 's/^.*-\([0-9][0-9]*\)-link$/\1/p'; }
-if ! nix-env -p "$profile" --set "$top" >> "$log" 2>&1; then
+# `test` activates without a new generation (as nixos-rebuild test).
+if [ "$goal" != test ] && ! nix-env -p "$profile" --set "$top" >> "$log" 2>&1; then
   echo profile > "$run/status"
   finish "failed setting-profile"
 fi
-new=$(readlink "$profile")
+new=$(readlink "$profile" 2>/dev/null || true)
 rollback() {
   {
     echo "rolling back: $1"
-    if [ -n "$prev" ] && [ "$prev" != "$new" ]; then
+    if [ "$goal" = test ]; then
+      if [ -e "$profile" ]; then "$profile/bin/switch-to-configuration" test; fi
+    elif [ -n "$prev" ] && [ "$prev" != "$new" ]; then
       nix-env -p "$profile" --switch-generation "$(gen_of "$prev")"
       nix-env -p "$profile" --delete-generations "$(gen_of "$new")"
-      case "$goal" in
-        boot) rgoal=boot ;;
-        test) rgoal=test ;;
-        *) rgoal=switch ;;
-      esac
-      "$profile/bin/switch-to-configuration" "$rgoal"
+      "$profile/bin/switch-to-configuration" "$goal"
     elif [ -z "$prev" ]; then
       rm -f "$profile" "$(dirname "$profile")/$new"
     fi

@@ -14,6 +14,9 @@
 //! outcome to `result` last (write-then-rename), so a reader sees a complete
 //! word: `confirmed`, `done`, `rolled-back REASON` or `failed REASON`.
 //!
+//! Goal `test` activates without a new generation (as `nixos-rebuild
+//! test`); its rollback re-activates what the profile points to.
+//!
 //! The SSH session that starts the agent follows the activation log and ends
 //! with one marker line `@ndeploy-status CODE`; activation output streams
 //! to the caller as it is written. All file names live under

@@ -4,6 +4,13 @@
 //! `--argstr` values when given, selects `-A` attribute paths, optionally
 //! deep-forces (`--strict`) and prints the value as Nix does (or as JSON /
 //! XML). Errors go to stderr as `error: ...` with exit status 1.
+//!
+//! Without `--eval` it is `nix-instantiate --readonly-mode`: the `.drv` paths
+//! of the derivations in the result (found as Nix's `getDerivations` finds
+//! them, see `ndeploy_eval::store::drv_info`), or `--json`
+//! (`[{"drvPath", "outputs"}]`) or `--show-derivation` (`nix
+//! show-derivation`'s JSON); paths are computed in-process, and `--drv-dir`
+//! also writes the `.drv` files, `toFile` texts and a `manifest.json` there.
 
 use std::io::Write;
 use std::process::ExitCode;

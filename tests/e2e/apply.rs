@@ -77,8 +77,8 @@ fn text(out: &Output) -> String {
 #[test]
 fn apply_switch_rollbacks_and_unreachable() {
     let client = ClientHome::new();
-    let targets: Vec<SshTarget> = (0..5).map(|_| start(&client)).collect();
-    let names = ["ok-1", "ok-2", "unhealthy", "breaks-ssh", "fails"];
+    let targets: Vec<SshTarget> = (0..6).map(|_| start(&client)).collect();
+    let names = ["ok-1", "ok-2", "unhealthy", "breaks-ssh", "fails", "drops-session"];
     let dir = tempfile::tempdir().unwrap();
     let fleet = dir.path().join("fleet.nix");
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -92,6 +92,14 @@ fn apply_switch_rollbacks_and_unreachable() {
                     t.dir.path().join("authorized_keys").display()
                 ),
                 (2, "fails") => "system.activationShouldFail = true;".to_owned(),
+                // Kills the sshd process of the connection it runs under (as
+                // an sshd restart would): ndeploy reconnects, then confirms.
+                (2, "drops-session") => concat!(
+                    r#"system.activationScripts.dropssh = "p=$$; while [ $p -gt 1 ]; do "#,
+                    r#"case $(cat /proc/$p/comm) in sshd*) kill $p; break;; esac; "#,
+                    r#"p=$(cut -d' ' -f4 /proc/$p/stat); done";"#
+                )
+                .to_owned(),
                 _ => format!(
                     "deployment.healthChecks = [ {{ cmd = \"test -e $NDEPLOY_TARGET_ROOT/run/current-system\"; }} ]; \
                      system.activationScripts.hello = \"echo hello from {n}\";"
@@ -139,7 +147,7 @@ fn apply_switch_rollbacks_and_unreachable() {
         assert_ne!(top, v1[i]);
         let log = activations(t);
         match *n {
-            "ok-1" | "ok-2" => {
+            "ok-1" | "ok-2" | "drops-session" => {
                 assert_eq!(h["result"], "deployed", "{h}\n{all}");
                 assert_eq!(profile(t).as_deref(), Some(top.as_str()));
                 assert_eq!(log, format!("switch {}\nswitch {top}\n", v1[i]));
@@ -160,6 +168,7 @@ fn apply_switch_rollbacks_and_unreachable() {
             "unhealthy" => assert!(reason.contains("health check") && reason.contains("/nonexistent"), "{reason}"),
             "breaks-ssh" => assert!(reason.contains("confirm") && reason.contains("confirmation-timeout"), "{reason}"),
             "fails" => assert!(reason.contains("activation failed"), "{reason}"),
+            "drops-session" => assert!(all.contains("drops-session> lost the activation's connection"), "{all}"),
             _ => {}
         }
     }

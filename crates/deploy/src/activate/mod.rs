@@ -167,6 +167,11 @@ pub fn result_script(run_dir: &str, secs: u64) -> String {
     )
 }
 
+/// Wait up to `secs` for the activation's exit status and print it (`pending` if none).
+pub fn status_script(run_dir: &str, secs: u64) -> String {
+    result_script(run_dir, secs).replace("/result", "/status")
+}
+
 /// Write `file` (`confirm` or `abort`) in the run directory, then wait for the result.
 pub fn signal_script(run_dir: &str, file: &str, reason: &str, wait_secs: u64) -> String {
     format!("echo {} > {}/{file}; {}", shell_quote(reason), shell_quote(run_dir), result_script(run_dir, wait_secs))
@@ -251,6 +256,13 @@ pub async fn start(
         })),
         None => Err(ActivateError::NoStatus),
     }
+}
+
+/// Wait for the activation's exit status over `session` (after the
+/// connection that started it broke).
+pub async fn wait_status(session: &SshSession, run_dir: &str, secs: u64) -> Result<Started, ActivateError> {
+    let out = session.exec(&session.root_script(&status_script(run_dir, secs))).await?;
+    Ok(Started { status: out.stdout_str().trim().to_owned() })
 }
 
 /// Wait for the agent's outcome over `session`.
@@ -361,6 +373,8 @@ esac
         assert!(out.status.success());
         let text = String::from_utf8(out.stdout).unwrap();
         assert_eq!(text, format!("line one\nno newline\n{STATUS_MARKER}0\n"));
+        let status = std::process::Command::new("sh").args(["-c", &status_script(&o.run_dir(), 5)]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "0");
         let result = std::process::Command::new("sh").args(["-c", &result_script(&o.run_dir(), 5)]).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&result.stdout).trim(), "done");
     }

@@ -218,10 +218,23 @@ async fn activate_host(
         return Ok(());
     }
     let run_dir = aopts.run_dir();
-    let started = activate::start(session, &aopts, top, printer).await.map_err(|e| e.to_string())?;
+    let wait_secs = 60;
+    let reconnected;
+    let (session, started) = match activate::start(session, &aopts, top, printer).await {
+        Ok(s) => (session, s),
+        // The activation may have restarted sshd or the network: the agent
+        // carries on regardless; follow it over a new connection.
+        Err(e) => {
+            say(opts, &h.name, &format!("lost the activation's connection ({e}); reconnecting"));
+            reconnected = SshSession::connect(&h.ssh, &opts.connect)
+                .await
+                .map_err(|e2| format!("lost the connection during activation ({e}) and cannot reconnect ({e2}); the target rolls back by itself"))?;
+            let s = activate::wait_status(&reconnected, &run_dir, wait_secs).await.map_err(|e| e.to_string())?;
+            (&reconnected, s)
+        }
+    };
     r.activate_secs = Some(t.elapsed().as_secs_f64());
     let t = Instant::now();
-    let wait_secs = 60;
     if !started.succeeded() {
         let outcome = activate::wait_result(session, &run_dir, wait_secs).await.map_err(|e| e.to_string())?;
         r.verdict = verdict(outcome, &format!("activation failed (status {})", started.status));

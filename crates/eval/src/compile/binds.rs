@@ -10,6 +10,12 @@
 //!
 //! Invariant: `inherit x;` in a `rec` set or `let` resolves `x` outside the
 //! frame being defined (skip one scope), as in Nix.
+//!
+//! A `let` whose bindings never refer to its own names is compiled a second
+//! time against the enclosing frame and marked non-recursive: at run time
+//! its frame is then immutable (no lock, no reference cycle, nothing to
+//! register). Nested trial compilations do not retry, which keeps the
+//! compile work at most quadratic in the nesting of such lets.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -273,6 +273,18 @@ fn build_dry_activate_test_boot_and_exec() {
     assert_eq!(activations(&t), format!("test {top}\nboot {top}\n"));
     assert_eq!(profile(&t).as_deref(), Some(top));
     assert!(!current.exists(), "boot does not activate");
+    // Without magic rollback a failing health check is reported and nothing is undone
+    // (health checks are deployment settings: the toplevel stays the same).
+    let with_check = std::fs::read_to_string(&fleet).unwrap().replace(
+        "environment.etc.n.text",
+        "deployment.healthChecks = [ { cmd = \"false\"; retries = 0; } ]; environment.etc.n.text",
+    );
+    write_file(&fleet, with_check);
+    let out = run(&mut nd(&client, &fleet, &["apply", "switch", "--no-magic-rollback", "--target-root", TARGET_ROOT]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no magic rollback: the new configuration stays"), "{}", text(&out));
+    assert_eq!(activations(&t), format!("test {top}\nboot {top}\nswitch {top}\n"));
+    assert_eq!(std::fs::read_link(&current).unwrap().display().to_string(), top);
 
     // exec: prefixed output, exit status.
     let out = run(&mut nd(&client, &fleet, &["exec", "--", "echo", "hi there"]));

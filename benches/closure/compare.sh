@@ -34,7 +34,7 @@ cleanup() {
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
-trap cleanup EXIT
+trap cleanup EXIT INT TERM
 
 # --- the closures ----------------------------------------------------------
 changed=$(seq 3 20 999 | tr '\n' ' ')   # 50 of 1000 leaves
@@ -80,7 +80,11 @@ UseDNS no
 MaxStartups 100
 MaxSessions 100
 CFG
-  unshare -m --propagation private -- sh -c "mount --bind '$d/root/nix' /nix && exec /usr/sbin/sshd -D -e -f '$d/sshd_config'" 2>"$d/sshd.log" &
+  # Inside the namespace, an empty /root too: root's shell rc files on the
+  # bench machine (pyenv init...) would add ~0.2 s to every remote command,
+  # for both tools alike; a deployment target's root has no such setup.
+  mkdir -p "$d/home"
+  unshare -m --propagation private -- sh -c "mount --bind '$d/root/nix' /nix && mount --bind '$d/home' /root && exec /usr/sbin/sshd -D -e -f '$d/sshd_config'" 2>"$d/sshd.log" &
   pids+=($!)
   for _ in $(seq 100); do
     if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; head -c 7 <&3" 2>/dev/null | grep -q SSH-2.0; then break; fi
@@ -90,28 +94,44 @@ CFG
   printf 'Host %s\n  HostName 127.0.0.1\n  Port %s\n  User root\n\n' "$name" "$port" >> "$client/.ssh/config"
 }
 
-for t in nix1 nd1 nix4a nix4b nix4c nix4d nd4a nd4b nd4c nd4d; do start_target "$t"; done
+alltargets="nix1 nd1 nix4a nix4b nix4c nix4d nd4a nd4b nd4c nd4d"
+for t in $alltargets; do start_target "$t"; done
 
 lo_bytes() { awk '/^ *lo:/ {print $2}' /proc/net/dev; }
 now() { date +%s.%N; }
-secs=0 wire=0
-measure() { # measure CMD...: sets secs, wire
-  local b0 t0 t1 b1
-  b0=$(lo_bytes); t0=$(now)
+# CPU time (all cores): this script's reaped children (the client tools and
+# their ssh processes) plus every target sshd with its reaped sessions
+# (sshd, the remote shell and nix-daemon). Other load on the machine stretches
+# wall time but not these.
+tck=$(getconf CLK_TCK)
+cpu_ticks() {
+  local sum t
+  sum=$(awk '{print $16+$17}' "/proc/$$/stat")
+  for t in $alltargets; do sum=$((sum + $(awk '{print $14+$15+$16+$17}' "/proc/$(cat "$work/$t/sshd.pid")/stat"))); done
+  echo "$sum"
+}
+secs=0 wire=0 cpu=0
+measure() { # measure CMD...: sets secs, wire, cpu
+  local b0 t0 t1 b1 c0 c1
+  c0=$(cpu_ticks); b0=$(lo_bytes); t0=$(now)
   "$@" > "$work/last.out" 2> "$work/last.err" || { echo "FAILED: $*" >&2; cat "$work/last.err" >&2; exit 1; }
   t1=$(now); b1=$(lo_bytes)
-  secs=$(echo "$t1 - $t0" | bc -l); wire=$((b1 - b0))
+  sleep 0.3 # let the target sessions end and be reaped
+  c1=$(cpu_ticks)
+  secs=$(echo "$t1 - $t0" | bc -l); wire=$((b1 - b0)); cpu=$(echo "($c1 - $c0) / $tck" | bc -l)
 }
 nixcopy() { NIX_SSHOPTS="-F $client/.ssh/config" nix copy --no-check-sigs --to "ssh-ng://$1" "$2"; }
 ndpush() { local p=$1; shift; local to=(); for t in "$@"; do to+=(--to "ssh://$t"); done; HOME=$client "$nd" push --no-progress "${to[@]}" "$p"; }
-nix4() { for t in nix4a nix4b nix4c nix4d; do nixcopy "$t" "$1" & done; wait; }
+nix4() { local ps=(); for t in nix4a nix4b nix4c nix4d; do nixcopy "$t" "$1" & ps+=($!); done; for p in "${ps[@]}"; do wait "$p"; done; }
 
-row() { printf '%-8s %-10s %9.3f s %10.1f MB/s  NAR %8.1f MB  wire %8.1f MB\n' "$1" "$2" "$3" "$(echo "$4 / $3 / 1000000" | bc -l)" "$(echo "$4 / 1000000" | bc -l)" "$(echo "$5 / 1000000" | bc -l)"; }
+row() { printf '%-8s %-10s %9.3f s %10.1f MB/s  NAR %8.1f MB  wire %8.1f MB  CPU %7.2f s\n' "$1" "$2" "$3" "$(echo "$4 / $3 / 1000000" | bc -l)" "$(echo "$4 / 1000000" | bc -l)" "$(echo "$5 / 1000000" | bc -l)" "$cpu"; }
 results=()
-record() { row "$@"; results+=("$1 $2 $3"); }
+record() { row "$@"; results+=("$1 $2 $3 $cpu"); }
 
+[ -n "${PUSH_BENCH_SETUP_ONLY:-}" ] && { echo "targets up; client HOME=$client; gen1=$gen1 gen2=$gen2"; sleep "$PUSH_BENCH_SETUP_ONLY"; exit 0; }
 echo
-printf '%-8s %-10s %11s %15s %15s %15s\n' step tool wall throughput NAR-sent on-lo
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs (other work on the machine slows both tools)"
+printf '%-8s %-10s %11s %15s %15s %15s %13s\n' step tool wall throughput NAR-sent on-lo CPU-all
 measure nixcopy nix1 "$gen1";  record full nix-copy "$secs" "$nar1" "$wire"
 measure ndpush "$gen1" nd1;    record full ndeploy "$secs" "$nar1" "$wire"
 measure nixcopy nix1 "$gen2";  record update nix-copy "$secs" "$nar2" "$wire"
@@ -123,7 +143,7 @@ for tool in nix-copy ndeploy; do
     times+=("$secs")
   done
   sorted=$(printf '%s\n' "${times[@]}" | sort -n)
-  printf '%-8s %-10s %9.3f s best, %.3f s median (5 runs), wire %.1f KB\n' noop $tool "$(echo "$sorted" | head -1)" "$(echo "$sorted" | sed -n 3p)" "$(echo "$wire / 1000" | bc -l)"
+  printf '%-8s %-10s %9.3f s best, %.3f s median (5 runs), wire %.1f KB, CPU %.2f s (last run)\n' noop $tool "$(echo "$sorted" | head -1)" "$(echo "$sorted" | sed -n 3p)" "$(echo "$wire / 1000" | bc -l)" "$cpu"
   results+=("noop $tool $(echo "$sorted" | sed -n 3p)")
 done
 measure nix4 "$gen1";                          record 4x nix-copy "$secs" "$((4 * nar1))" "$wire"
@@ -140,9 +160,10 @@ for t in nd4a nd4b nd4c nd4d; do
   [ "$got" = "$paths1" ] || { echo "target $t is missing paths" >&2; exit 1; }
 done
 
-get() { printf '%s\n' "${results[@]}" | awk -v s="$1" -v t="$2" '$1==s && $2==t {print $3}'; }
+get() { printf '%s\n' "${results[@]}" | awk -v s="$1" -v t="$2" -v f="${3:-3}" '$1==s && $2==t {print $f}'; }
 echo
-printf 'full copy: ndeploy %.2fx faster than nix copy (goal >= 3x)\n' "$(echo "$(get full nix-copy) / $(get full ndeploy)" | bc -l)"
+printf 'full copy: ndeploy %.2fx faster than nix copy (goal >= 3x); %.2fx less CPU\n' "$(echo "$(get full nix-copy) / $(get full ndeploy)" | bc -l)" "$(echo "$(get full nix-copy 4) / $(get full ndeploy 4)" | bc -l)"
 printf 'update:    ndeploy %.2fx faster than nix copy\n' "$(echo "$(get update nix-copy) / $(get update ndeploy)" | bc -l)"
 printf 'no-op:     ndeploy %.3f s median (goal <= 0.15 s), nix copy %.3f s\n' "$(get noop ndeploy)" "$(get noop nix-copy)"
-printf '4 targets: ndeploy %.2fx the time of one (goal < 2x)\n' "$(echo "$(get 4x ndeploy) / $(get full ndeploy)" | bc -l)"
+printf '4 targets: ndeploy %.2fx the time of one (goal < 2x); nix copy x4 in parallel %.2fx\n' "$(echo "$(get 4x ndeploy) / $(get full ndeploy)" | bc -l)" "$(echo "$(get 4x nix-copy) / $(get full nix-copy)" | bc -l)"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

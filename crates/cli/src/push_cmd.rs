@@ -17,16 +17,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ndeploy_deploy::fleet::{self, HostResult, Selection, Selector, Target};
 use ndeploy_deploy::push::report::human_bytes;
 use ndeploy_deploy::push::{NoProgress, PushOptions, PushProgress, PushReport, PushTarget, TargetProgress, push};
-use ndeploy_deploy::ssh::{ConnectOptions, SshTarget};
+use ndeploy_deploy::ssh::SshTarget;
 use ndeploy_store::daemon::{DaemonConnection, connect_local, spawn_stdio};
 use ndeploy_store::signature::SecretKey;
 use ndeploy_store::store_path::{StoreDir, StorePath};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::eval_cmd::{evaluator, open_fleet};
+use crate::apply_cmd::{self, FleetArgs};
 
 #[derive(Args, Debug)]
 pub struct PushArgs {
@@ -35,18 +34,12 @@ pub struct PushArgs {
     /// Destination `ssh://USER@HOST[:PORT][?remote-store=STORE]` (repeatable).
     #[arg(long, value_name = "URL")]
     to: Vec<String>,
-    /// Fleet hosts: comma-separated globs and @TAGs (their toplevels are pushed).
-    #[arg(long, value_name = "SELECTORS")]
-    on: Vec<String>,
     /// Every fleet host.
     #[arg(long)]
     all: bool,
-    /// The fleet is this flake.
-    #[arg(long, value_name = "REF", conflicts_with = "file")]
-    flake: Option<String>,
-    /// The fleet is this Nix file.
-    #[arg(long, value_name = "FILE")]
-    file: Option<PathBuf>,
+    /// The fleet (`--flake`/`--file`), host selectors (`--on`), host keys.
+    #[command(flatten)]
+    fleet: FleetArgs,
     /// Targets handled at once.
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 16)]
     jobs: usize,
@@ -59,9 +52,6 @@ pub struct PushArgs {
     /// Nix secret key file: sign path infos for targets that do not trust us.
     #[arg(long, value_name = "FILE")]
     sign_key: Option<PathBuf>,
-    /// Accept and record host keys of hosts that are in no known_hosts file.
-    #[arg(long)]
-    accept_new_host_keys: bool,
     /// No progress bars.
     #[arg(long)]
     no_progress: bool,
@@ -81,7 +71,7 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
         }
         targets.push(PushTarget { name: url.clone(), ssh, roots: roots.clone() });
     }
-    if args.all || !args.on.is_empty() {
+    if args.all || !args.fleet.on.is_empty() {
         targets.extend(fleet_targets(&args, &store_dir, &roots)?);
     }
     if targets.is_empty() {
@@ -96,9 +86,7 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
     };
     let show_bars = !args.json && !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let progress: Arc<dyn PushProgress> = if show_bars { Arc::new(Bars::new()) } else { Arc::new(NoProgress) };
-    let mut connect = ConnectOptions::from_env();
-    connect.accept_new_host_keys = args.accept_new_host_keys;
-    let mut opts = PushOptions::new(connect, progress);
+    let mut opts = PushOptions::new(args.fleet.connect_options(), progress);
     opts.jobs = args.jobs.max(1);
     opts.dry_run = args.dry_run;
     opts.sign_key = sign_key;
@@ -165,63 +153,17 @@ fn print_dry_run(report: &PushReport) {
 
 /// Hosts selected from the fleet, each with its toplevel (plus `extra`).
 fn fleet_targets(args: &PushArgs, dir: &StoreDir, extra: &[StorePath]) -> anyhow::Result<Vec<PushTarget>> {
-    let mut sels = Vec::new();
-    for on in &args.on {
-        sels.extend(Selector::parse_list(on)?);
-    }
-    let sel = if args.all || sels.is_empty() { Selection::All } else { Selection::Any(sels) };
-    let (flake, file) = (args.flake.clone(), args.file.clone());
-    let work = move || -> anyhow::Result<Vec<(HostResult, serde_json::Value)>> {
-        let ev = evaluator(&[]);
-        let pool = fleet::thread_pool(0)?;
-        let (_, _, fleet) = pool.install(|| open_fleet(&ev, flake.as_deref(), file.as_deref()))?;
-        let all = fleet.hosts().to_vec();
-        let deployments = fleet.deployments(&pool, &all);
-        let by_host: std::collections::HashMap<&str, &ndeploy_eval::EvalResult<fleet::Deployment>> =
-            all.iter().map(String::as_str).zip(deployments.iter()).collect();
-        let hosts = sel.apply(&all, |h| match by_host.get(h) {
-            Some(Ok(d)) => Ok(d.tags.clone()),
-            _ => Err(()),
-        })?;
-        let mut results = Vec::new();
-        fleet.evaluate(&pool, &hosts, &Target::Toplevel, false, |r| results.push(r));
-        let out = results
-            .into_iter()
-            .map(|r| {
-                let json = match by_host.get(r.host.as_str()) {
-                    Some(Ok(d)) => d.json.clone(),
-                    _ => serde_json::Value::Null,
-                };
-                (r, json)
-            })
-            .collect();
-        std::mem::forget(fleet);
-        std::mem::forget(ev);
-        Ok(out)
-    };
-    let handle = std::thread::Builder::new()
-        .stack_size(fleet::evaluate::STACK_SIZE)
-        .spawn(work)
-        .context("cannot start the evaluation thread")?;
-    let results = handle.join().map_err(|_| anyhow::anyhow!("evaluation thread panicked"))??;
     let mut targets = Vec::new();
-    for (r, d) in results {
-        if let Some(e) = &r.error {
-            bail!("cannot evaluate host {}: {e}", r.host);
+    for e in apply_cmd::evaluate(&args.fleet, &[], true, None)? {
+        let r = &e.result;
+        if let Some(err) = &r.error {
+            bail!("cannot evaluate host {}: {err}", r.host);
         }
         let out = r.out_path.as_deref().context("no toplevel outPath")?;
         let top = dir.parse(out).with_context(|| format!("host {}: bad outPath '{out}'", r.host))?;
-        let host = r.target_host.clone().unwrap_or_else(|| r.host.clone());
-        let mut ssh = SshTarget::parse(&host)?;
-        if let Some(u) = d.get("targetUser").and_then(|u| u.as_str()) {
-            ssh.user = Some(u.to_owned());
-        }
-        if let Some(p) = d.get("targetPort").and_then(serde_json::Value::as_u64) {
-            ssh.port = u16::try_from(p).ok();
-        }
         let mut roots = vec![top];
         roots.extend(extra.iter().cloned());
-        targets.push(PushTarget { name: r.host, ssh, roots });
+        targets.push(PushTarget { name: r.host.clone(), ssh: apply_cmd::ssh_target(r, &e.deployment)?, roots });
     }
     Ok(targets)
 }

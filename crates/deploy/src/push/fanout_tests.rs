@@ -16,8 +16,11 @@ fn fake_nar(info: &PathInfo) -> Vec<u8> {
     (0..info.nar_size).map(|i| seed.wrapping_add((i % 251) as u8)).collect()
 }
 
-/// Read everything a feed delivers: (path name, NAR bytes) in order, or the error.
-async fn drain(mut feed: TargetFeed, stop_after: Option<usize>) -> Result<Vec<(String, Vec<u8>)>, String> {
+/// What a consumer read: (path name, NAR bytes) in order, or its error.
+type Drained = Result<Vec<(String, Vec<u8>)>, String>;
+
+/// Read everything a feed delivers.
+async fn drain(mut feed: TargetFeed, stop_after: Option<usize>) -> Drained {
     let mut out = Vec::new();
     while let Some((info, mut nar)) = feed.next_path().await.map_err(|e| e.to_string())? {
         let mut bytes = Vec::new();
@@ -38,7 +41,7 @@ fn run(
     fail_on: Option<&str>,
     cfg: FeedConfig,
     stall_first: Duration,
-) -> (ProduceStats, Vec<Result<Vec<(String, Vec<u8>)>, String>>, usize) {
+) -> (ProduceStats, Vec<Drained>, usize) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dumps = AtomicUsize::new(0);
     rt.block_on(async {

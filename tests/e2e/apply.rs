@@ -112,6 +112,7 @@ fn apply_switch_rollbacks_and_unreachable() {
         }
         if version == 2 {
             s.push_str(&format!("  gone = {{ deployment.targetHost = \"127.0.0.1\"; deployment.targetPort = {closed}; }};\n"));
+            s.push_str("  undeployable = { deployment.targetHost = null; };\n");
             s.push_str("  broken = { deployment.targetHost = \"nowhere\"; assertions = [ { assertion = false; message = \"broken on purpose\"; } ]; };\n");
         }
         s.push_str("}\n");
@@ -175,6 +176,8 @@ fn apply_switch_rollbacks_and_unreachable() {
     let gone = host(&r2, "gone");
     assert_eq!(gone["result"], "failed");
     assert!(gone["reason"].as_str().unwrap().contains("connect"), "{gone}");
+    let undeployable = host(&r2, "undeployable");
+    assert!(undeployable["reason"].as_str().unwrap().contains("not deployable"), "{undeployable}");
     let broken = host(&r2, "broken");
     assert_eq!(broken["result"], "failed");
     assert!(broken["reason"].as_str().unwrap().contains("broken on purpose"), "{broken}");

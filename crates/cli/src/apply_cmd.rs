@@ -61,8 +61,10 @@ pub struct Evaluated {
 
 /// The SSH target of a host from its deployment settings.
 pub fn ssh_target(r: &HostResult, deployment: &serde_json::Value) -> anyhow::Result<SshTarget> {
-    let host = r.target_host.clone().unwrap_or_else(|| r.host.clone());
-    let mut ssh = SshTarget::parse(&host)?;
+    let Some(host) = &r.target_host else {
+        bail!("host {} is not deployable: its deployment.targetHost is null", r.host);
+    };
+    let mut ssh = SshTarget::parse(host)?;
     if let Some(u) = deployment.get("targetUser").and_then(|u| u.as_str()) {
         ssh.user = Some(u.to_owned());
     }

@@ -14,7 +14,7 @@ use std::process::Stdio;
 use ndeploy_store::content_address::ContentAddress;
 use ndeploy_store::daemon::{
     AddToStoreFlags, BuildMode, ClientSettings, DaemonConnection, DaemonError, DerivedPath, FromIter, LogField, LogMessage,
-    MINIMUM_PROTOCOL_VERSION, OutputsSpec, SpawnedDaemon, connect_unix, spawn_stdio,
+    MINIMUM_PROTOCOL_VERSION, OutputsSpec, SpawnedDaemon, connect_unix, spawn_stdio, transport::UnixConnection,
 };
 use ndeploy_store::hash::{Hash, HashAlgo};
 use ndeploy_store::path_info::PathInfo;
@@ -370,15 +370,26 @@ struct SocketDaemon {
 }
 
 impl SocketDaemon {
-    fn start(root: &Path) -> SocketDaemon {
+    /// Start a socket daemon for the chroot store at `root` with `config`
+    /// as its `NIX_CONFIG`, and connect to it once it listens.
+    async fn start(root: &Path, config: &str) -> (SocketDaemon, UnixConnection) {
         let socket = root.join("daemon-socket/socket");
         let child = std::process::Command::new("nix-daemon")
             .args(["--store", &format!("local?root={}", root.display())])
             .env("NIX_DAEMON_SOCKET_PATH", &socket)
-            .env("NIX_CONFIG", "sandbox = false")
+            .env("NIX_CONFIG", config)
             .spawn()
             .unwrap();
-        SocketDaemon { child, socket }
+        let daemon = SocketDaemon { child, socket };
+        for _ in 0..600 {
+            if daemon.socket.exists()
+                && let Ok(conn) = connect_unix(&daemon.socket, dir()).await
+            {
+                return (daemon, conn);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the socket daemon did not come up");
     }
 }
 
@@ -393,23 +404,38 @@ impl Drop for SocketDaemon {
 async fn socket_daemon() {
     let closure = make_closure("socket");
     let root = tempfile::tempdir().unwrap();
-    let daemon = SocketDaemon::start(root.path());
-    let mut conn = None;
-    for _ in 0..600 {
-        if daemon.socket.exists()
-            && let Ok(c) = connect_unix(&daemon.socket, dir()).await
-        {
-            conn = Some(c);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let mut conn = conn.expect("socket daemon came up");
+    let (daemon, mut conn) = SocketDaemon::start(root.path(), "sandbox = false").await;
     assert!(conn.info().version >= MINIMUM_PROTOCOL_VERSION);
     let entries: Vec<_> = closure.iter().map(|i| (i.clone(), Cursor::new(nar_of(&i.path)))).collect();
     conn.add_multiple_to_store(entries.len() as u64, FromIter(entries.into_iter()), AddToStoreFlags::default())
         .await
         .unwrap();
+    assert_daemon_agrees(&mut conn, &closure).await;
+    drop(conn);
+    drop(daemon);
+    assert_closure_copied(root.path(), &closure);
+}
+
+/// As an untrusted client (root not in trusted-users), unsigned paths are
+/// refused with Nix's message, while content-addressed ones are accepted
+/// because they verify themselves.
+#[tokio::test]
+async fn untrusted_client_needs_signatures_or_content_addresses() {
+    let closure = make_closure("untrusted");
+    let root = tempfile::tempdir().unwrap();
+    let (daemon, mut conn) = SocketDaemon::start(root.path(), "sandbox = false\ntrusted-users = nobody").await;
+    assert_ne!(conn.info().trusted, Some(true));
+
+    let mut unsigned = closure[0].clone();
+    unsigned.ca = None;
+    let flags = AddToStoreFlags { repair: false, dont_check_sigs: true };
+    let e = conn.add_to_store_nar(&unsigned, &mut Cursor::new(nar_of(&unsigned.path)), flags).await.unwrap_err();
+    expect_remote(e, "lacks a valid signature");
+    assert!(!conn.is_valid_path(&unsigned.path).await.unwrap());
+
+    let open = |info: &PathInfo| std::future::ready(Ok(Cursor::new(nar_of(&info.path))));
+    let report = conn.copy_missing(closure.clone(), open, flags).await.unwrap();
+    assert_eq!(report.added.len(), 3);
     assert_daemon_agrees(&mut conn, &closure).await;
     drop(conn);
     drop(daemon);

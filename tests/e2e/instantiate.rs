@@ -217,6 +217,11 @@ fn bad_input_is_reported_as_nix_reports_it() {
         ),
         ("builtins.path { path = ./src; filter = p: t: throw \"no ${baseNameOf p}\"; }", "no a"),
         ("(mk {}).bogus", "attribute 'bogus' missing"),
+        ("mk { outputs = [ ]; }", "list index 0 is out of bounds"),
+        ("builtins.toFile \"a/b\" \"x\"", "-a/b' contains illegal character '/'"),
+        ("mk { outputs = [ \"drv\" ]; }", "invalid derivation output name 'drv'"),
+        ("builtins.filterSource 1 ./src", "first argument in call to 'filterSource' is not a function but an integer"),
+        ("builtins.path { path = ./src; foo = 1; }", "unsupported argument 'foo' to 'addPath'"),
     ];
     for (expr, want) in cases {
         let err = error_of(&format!("{MK}{expr}"));

@@ -61,7 +61,8 @@ fn derivation(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
         None => vec!["out".to_owned()],
     };
     if names.is_empty() {
-        return Err(EvalError::other("'builtins.head' called on an empty list"));
+        // Where Nix's wrapper takes `builtins.head outputsList`.
+        return Err(EvalError::other("list index 0 is out of bounds"));
     }
     let strict = {
         let arg = Value::Attrs(drv_attrs.clone());
@@ -280,7 +281,7 @@ fn derivation_strict(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value>
     }
 
     let dir = store.store_dir();
-    let done = store.add_derivation(drv).map_err(|e| err_at(nix_store_error(e), pos_name))?;
+    let done = store.add_derivation(drv).map_err(|e| err_at(nix_store_error(e, dir), pos_name))?;
     let drv_path = dir.display(&done.drv_path);
     let mut b = AttrsBuilder::with_capacity(1 + done.drv.outputs.len());
     let mut c = Context::new();
@@ -332,11 +333,11 @@ pub(super) fn nix_hash_error(h: &str, e: HashError) -> String {
 
 /// A store error as Nix words it (a bad name is reported for the store
 /// path's base name, as Nix's `checkName` does).
-pub(super) fn nix_store_error(e: StoreError) -> String {
+pub(super) fn nix_store_error(e: StoreError, dir: &ndeploy_store::store_path::StoreDir) -> String {
     match e {
         StoreError::Derivation(DerivationError::StorePath(StorePathError::IllegalChar { path, c }))
         | StoreError::Path(StorePathError::IllegalChar { path, c }) => {
-            let base = path.rsplit('/').next().unwrap_or(&path);
+            let base = path.strip_prefix(dir.as_str()).and_then(|p| p.strip_prefix('/')).unwrap_or(&path);
             format!("store path '{base}' contains illegal character '{c}'")
         }
         other => other.to_string(),

@@ -79,7 +79,7 @@ fn add_path(
     match r {
         Ok(sp) => store_path_string(ev, &sp),
         Err(e) => {
-            let e = failure.unwrap_or_else(|| EvalError::other(nix_store_error(e)));
+            let e = failure.unwrap_or_else(|| EvalError::other(nix_store_error(e, store.store_dir())));
             Err(e.add_frame(pos, format!("while adding path '{path}'")))
         }
     }
@@ -155,7 +155,9 @@ fn to_file(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
         }
         refs.push(store.store_dir().parse(c).map_err(|e| EvalError::other(e.to_string()))?);
     }
-    let sp = store.add_text(&name, contents.as_str(), refs).map_err(|e| EvalError::other(nix_store_error(e)))?;
+    let sp = store
+        .add_text(&name, contents.as_str(), refs)
+        .map_err(|e| EvalError::other(nix_store_error(e, store.store_dir())))?;
     store_path_string(ev, &sp)
 }
 

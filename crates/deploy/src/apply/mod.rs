@@ -129,6 +129,9 @@ async fn run_host(h: HostSpec, opts: &ApplyOptions) -> HostReport {
         r.verdict = Verdict::Failed(e);
     }
     r.total_secs = started.elapsed().as_secs_f64();
+    if r.verdict != Verdict::Built {
+        say(opts, &r.host, &r.result_text());
+    }
     r
 }
 
@@ -151,6 +154,7 @@ async fn pipeline(h: &HostSpec, opts: &ApplyOptions, r: &mut HostReport) -> Resu
         .await
         .map_err(|e| e.to_string())?;
         r.build_secs = Some(t.elapsed().as_secs_f64());
+        say(opts, &h.name, &format!("built {} ({:.2}s)", r.toplevel, t.elapsed().as_secs_f64()));
     }
     let Some(goal) = opts.goal else {
         r.verdict = Verdict::Built;
@@ -171,6 +175,7 @@ async fn pipeline(h: &HostSpec, opts: &ApplyOptions, r: &mut HostReport) -> Resu
     r.pushed_paths = tr.sent_paths;
     r.pushed_bytes = tr.sent_bytes;
     r.push_secs = Some(t.elapsed().as_secs_f64());
+    say(opts, &h.name, &format!("pushed {} paths, {} ({:.2}s)", r.pushed_paths, crate::push::report::human_bytes(r.pushed_bytes), t.elapsed().as_secs_f64()));
 
     let session = SshSession::connect(&h.ssh, &opts.connect).await.map_err(|e| e.to_string())?;
     if remote_build {
@@ -186,6 +191,7 @@ async fn pipeline(h: &HostSpec, opts: &ApplyOptions, r: &mut HostReport) -> Resu
         let _ = store.close().await;
         built.map_err(|e| format!("on the target: {e}"))?;
         r.build_secs = Some(t.elapsed().as_secs_f64());
+        say(opts, &h.name, &format!("built {} ({:.2}s)", r.toplevel, t.elapsed().as_secs_f64()));
     }
     let keys = keys::parse(&h.deployment)?;
     let (pre, post): (Vec<_>, Vec<_>) = keys.into_iter().partition(|k| k.upload_at != "post-activation");

@@ -252,10 +252,11 @@ async fn activate_host(
         let outcome = activate::wait_result(session, &run_dir, wait_secs).await.map_err(|e| e.to_string())?;
         r.verdict = verdict(outcome, "");
         // Without magic rollback a failing check is reported, nothing is undone.
-        if r.verdict == Verdict::Deployed && goal != Goal::Boot {
-            if let Err(why) = health::run_checks(session, &checks, &aopts.env_prefix()).await {
-                r.verdict = Verdict::Failed(format!("{why} (no magic rollback: the new configuration stays)"));
-            }
+        if r.verdict == Verdict::Deployed
+            && goal != Goal::Boot
+            && let Err(why) = health::run_checks(session, &checks, &aopts.env_prefix()).await
+        {
+            r.verdict = Verdict::Failed(format!("{why} (no magic rollback: the new configuration stays)"));
         }
         r.confirm_secs = Some(t.elapsed().as_secs_f64());
         return Ok(());

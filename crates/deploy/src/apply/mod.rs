@@ -27,8 +27,8 @@ use crate::ssh::{ConnectOptions, SshSession, SshTarget, open_remote_store};
 use crate::{health, keys};
 pub use report::{HostReport, Verdict};
 
-/// One evaluated host.
-#[derive(Debug, Clone)]
+/// One evaluated host. Its Debug form leaves out `deployment` (key texts).
+#[derive(Clone)]
 pub struct HostSpec {
     pub name: String,
     pub ssh: SshTarget,
@@ -37,6 +37,17 @@ pub struct HostSpec {
     /// The `deployment` settings as JSON (keys, healthChecks, buildOnTarget).
     pub deployment: Json,
     pub eval_secs: f64,
+}
+
+impl std::fmt::Debug for HostSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostSpec")
+            .field("name", &self.name)
+            .field("ssh", &self.ssh)
+            .field("drv", &self.drv)
+            .field("toplevel", &self.toplevel)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HostSpec {

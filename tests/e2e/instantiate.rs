@@ -46,7 +46,10 @@ fn generated_dag_matches_nix_instantiate() {
     let out = assert_same(&[f], dir.path());
     assert_eq!(out.lines().count(), 3000);
     // Selected outputs of multi-output derivations are printed with `!dev`.
-    assert_same(&["-E", &format!("let l = import {f}; in [ (builtins.elemAt l 7).dev (builtins.elemAt l 14).lib ]")], dir.path());
+    assert_same(
+        &["-E", &format!("let l = import {f}; in [ (builtins.elemAt l 7).dev (builtins.elemAt l 14).lib ]")],
+        dir.path(),
+    );
 }
 
 #[test]
@@ -134,7 +137,9 @@ fn derivation_features_match_nix_instantiate() {
     }
     // Paths and strings from store builtins, compared as values.
     let expr = "with import ./default.nix; [ users.outPath structured.doc.outPath multi.dev.outPath fixedRec.outPath ]";
-    let want = run_str(nix("nix-instantiate").args(["--readonly-mode", "--eval", "--strict", "-E", expr]).current_dir(dir.path()));
+    let want = run_str(
+        nix("nix-instantiate").args(["--readonly-mode", "--eval", "--strict", "-E", expr]).current_dir(dir.path()),
+    );
     let got = run_str(ndeploy().args(["instantiate", "--eval", "--strict", "-E", expr]).current_dir(dir.path()));
     assert_eq!(got, want);
 }
@@ -145,9 +150,12 @@ fn show_derivation_and_json_match_nix() {
     for attr in ["users", "structured", "passFile", "fixedRec"] {
         // Nix writes the .drv (and its inputs) so that `nix show-derivation` can read it.
         let drv = run_str(nix("nix-instantiate").args(["-A", attr]).current_dir(dir.path()));
-        let want = String::from_utf8(run_ok(
-            nix("nix").args(["--extra-experimental-features", "nix-command", "show-derivation", &drv]),
-        ))
+        let want = String::from_utf8(run_ok(nix("nix").args([
+            "--extra-experimental-features",
+            "nix-command",
+            "show-derivation",
+            &drv,
+        ])))
         .unwrap();
         let got = String::from_utf8(run_ok(
             ndeploy().args(["instantiate", "--show-derivation", "-A", attr]).current_dir(dir.path()),
@@ -192,7 +200,10 @@ const MK: &str = r#"let mk = a: derivation ({ name = "x"; system = "s"; builder 
 #[test]
 fn bad_input_is_reported_as_nix_reports_it() {
     let cases: &[(&str, &str)] = &[
-        ("mk { outputHash = \"abc\"; }", "hash 'abc' does not include a type, nor is the type otherwise known from context"),
+        (
+            "mk { outputHash = \"abc\"; }",
+            "hash 'abc' does not include a type, nor is the type otherwise known from context",
+        ),
         ("mk { outputHash = \"sha256:abc\"; }", "hash 'abc' has wrong length for hash type 'sha256'"),
         (
             "mk { outputHashAlgo = \"sha1\"; outputHash = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"; }",
@@ -202,7 +213,10 @@ fn bad_input_is_reported_as_nix_reports_it() {
             "mk { outputHash = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"; outputs = [ \"out\" \"dev\" ]; }",
             "multiple outputs are not supported in fixed-output derivations",
         ),
-        ("builtins.path { path = ./src; sha256 = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"; }", "store path mismatch in (possibly filtered) path added from '"),
+        (
+            "builtins.path { path = ./src; sha256 = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"; }",
+            "store path mismatch in (possibly filtered) path added from '",
+        ),
         ("mk { name = \"${mk {}}\"; }", "is not allowed to refer to a store path (such as '!out!/nix/store/"),
         ("derivation { name = \"x\"; builder = \"b\"; }", "required attribute 'system' missing"),
         ("derivation { name = \"x\"; system = \"b\"; }", "required attribute 'builder' missing"),
@@ -210,7 +224,10 @@ fn bad_input_is_reported_as_nix_reports_it() {
         ("mk { outputHashMode = \"foo\"; }", "invalid value 'foo' for 'outputHashMode' attribute"),
         ("mk { name = \"a.drv\"; }", "derivation names are not allowed to end in '.drv'"),
         ("mk { name = \"a b\"; }", "contains illegal character ' '"),
-        ("builtins.toFile \"x\" \"${mk {}}\"", "in 'toFile': the file named 'x' must not contain a reference to a derivation"),
+        (
+            "builtins.toFile \"x\" \"${mk {}}\"",
+            "in 'toFile': the file named 'x' must not contain a reference to a derivation",
+        ),
         (
             "mk { x = builtins.appendContext \"\" { ${builtins.unsafeDiscardStringContext (mk {}).drvPath} = { outputs = [ \"bogus\" ]; }; }; }",
             "no hash for output 'bogus' of derivation 'x'",

@@ -233,10 +233,8 @@ fn derivation_strict(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value>
         }
         process_attr(ev, attr, pos_name, ignore_nulls, &mut drv, &mut ctx, &mut spec, &mut json, &mut flags).map_err(
             |e| {
-                e.with_pos(pos_name).add_frame(
-                    pos_name,
-                    format!("while evaluating the attribute '{key}' of the derivation '{name}'"),
-                )
+                e.with_pos(pos_name)
+                    .add_frame(pos_name, format!("while evaluating the attribute '{key}' of the derivation '{name}'"))
             },
         )?;
     }
@@ -258,7 +256,7 @@ fn derivation_strict(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value>
     }
 
     if let Some(h) = &spec.hash {
-        if spec.outputs.len() != 1 || spec.outputs[0] != "out" {
+        if spec.outputs.len() != 1 || spec.outputs.first().map(String::as_str) != Some("out") {
             return Err(err_at("multiple outputs are not supported in fixed-output derivations", pos_name));
         }
         let hash = parse_output_hash(h, &spec.hash_algo).map_err(|e| err_at(e, pos_name))?;
@@ -270,7 +268,9 @@ fn derivation_strict(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value>
         }
         let feature = if flags.0 { "ca-derivations" } else { "impure-derivations" };
         return Err(err_at(
-            format!("experimental Nix feature '{feature}' is disabled; use '--extra-experimental-features {feature}' to override"),
+            format!(
+                "experimental Nix feature '{feature}' is disabled; use '--extra-experimental-features {feature}' to override"
+            ),
             pos_name,
         ));
     } else {

@@ -65,9 +65,7 @@ fn add_path(
             None => p,
         };
         let Some(f) = filter else { return Ok(true) };
-        let r = ev
-            .call_n(f, &[Value::string(p), Value::string(ft.nix_name())], pos)
-            .and_then(|r| ev.force_bool(&r));
+        let r = ev.call_n(f, &[Value::string(p), Value::string(ft.nix_name())], pos).and_then(|r| ev.force_bool(&r));
         r.map_err(|e| {
             failure = Some(e);
             StoreError::FilterFailed
@@ -182,9 +180,8 @@ fn store_path(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
             }
         };
     }
-    let (sp, _) = dir
-        .parse_inner(&path)
-        .map_err(|_| EvalError::other(format!("path '{path}' is not in the Nix store")))?;
+    let (sp, _) =
+        dir.parse_inner(&path).map_err(|_| EvalError::other(format!("path '{path}' is not in the Nix store")))?;
     let mut c = Context::new();
     c.insert(dir.display(&sp));
     Ok(Value::string_ctx(path, c))

@@ -124,8 +124,11 @@ pub fn get_derivations(ev: &Evaluator, v: Value, auto: &AutoCall<'_>) -> EvalRes
     }
     let mut out = Vec::with_capacity(names.len());
     for (attr_path, name, a) in names {
-        let drv = a.get_str("drvPath").ok_or_else(|| EvalError::other("derivation does not contain a 'drvPath' attribute"))?;
-        let drv_path = ev.coerce_to_string(drv, CoerceOpts { coerce_more: false, copy_to_store: false })?.as_str().to_owned();
+        let drv = a
+            .get_str("drvPath")
+            .ok_or_else(|| EvalError::other("derivation does not contain a 'drvPath' attribute"))?;
+        let drv_path =
+            ev.coerce_to_string(drv, CoerceOpts { coerce_more: false, copy_to_store: false })?.as_str().to_owned();
         let output_name = string_attr(ev, &a, "outputName")?.unwrap_or_default();
         if output_name.is_empty() {
             return Err(EvalError::other(format!("derivation '{drv_path}' lacks an 'outputName' attribute")));

@@ -74,7 +74,8 @@ pub struct ComputingStore {
 fn read_drv_from_disk(dir: &StoreDir, p: &StorePath) -> Result<Derivation, StoreError> {
     let file = dir.display(p);
     let bytes = std::fs::read(&file).map_err(|e| StoreError::Other(format!("reading derivation '{file}': {e}")))?;
-    Derivation::parse_drv_file(dir, p, &bytes).map_err(|e| StoreError::Other(format!("parsing derivation '{file}': {e}")))
+    Derivation::parse_drv_file(dir, p, &bytes)
+        .map_err(|e| StoreError::Other(format!("parsing derivation '{file}': {e}")))
 }
 
 impl ComputingStore {
@@ -144,11 +145,8 @@ impl ComputingStore {
             return Err(StoreError::PathMismatch(path.to_owned()));
         }
         if self.drv_dir.is_some() {
-            let entry = SourceEntry {
-                origin: path.to_owned(),
-                recursive: method == FileIngestionMethod::Recursive,
-                filtered,
-            };
+            let entry =
+                SourceEntry { origin: path.to_owned(), recursive: method == FileIngestionMethod::Recursive, filtered };
             self.added.lock().unwrap_or_else(|e| e.into_inner()).insert(self.dir.display(&sp), entry);
         }
         Ok(sp)
@@ -196,8 +194,12 @@ impl ComputingStore {
             sources: BTreeMap<String, SourceEntry>,
         }
         let show = |v: &mut dyn Iterator<Item = &StorePath>| v.map(|p| self.dir.display(p)).collect::<Vec<_>>();
-        let derivations =
-            self.registry.derivations()?.iter().map(|(p, d)| (self.dir.display(p), show(&mut d.references()))).collect();
+        let derivations = self
+            .registry
+            .derivations()?
+            .iter()
+            .map(|(p, d)| (self.dir.display(p), show(&mut d.references())))
+            .collect();
         let texts = self.registry.texts().iter().map(|(p, r)| (self.dir.display(p), show(&mut r.iter()))).collect();
         let sources = self.added.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let json = serde_json::to_vec_pretty(&Manifest { derivations, texts, sources })
@@ -218,5 +220,65 @@ impl StoreIO for ComputingStore {
 
     fn computing(&self) -> Option<&ComputingStore> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::{EvalConfig, Evaluator};
+
+    /// A DAG of derivations, each depending on two earlier ones.
+    const DAG: &str = r#"
+      let
+        mk = i: deps: derivation { name = "d${toString i}"; system = "x86_64-linux"; builder = "/bin/sh"; inherit deps; };
+        ds = builtins.genList (i: mk i (if i == 0 then [ ] else [ (builtins.elemAt ds (i / 2)) (builtins.elemAt ds (i - 1)).out ])) 200;
+      in ds
+    "#;
+
+    fn evaluator() -> (Evaluator, Arc<super::ComputingStore>) {
+        let store = Arc::new(super::ComputingStore::new("/nix/store"));
+        let mut ev = Evaluator::new(EvalConfig::default(), Arc::new(crate::io::MemIO::new()));
+        ev.store = Some(store.clone());
+        (ev, store)
+    }
+
+    fn drv_paths(ev: &Evaluator, list: &crate::Value, reverse: bool) -> Vec<String> {
+        let l = ev.force_list(list).unwrap();
+        let mut idx: Vec<usize> = (0..l.len()).collect();
+        if reverse {
+            idx.reverse();
+        }
+        let mut out = vec![String::new(); l.len()];
+        for i in idx {
+            let d = ev.force_attrs(&l[i]).unwrap();
+            out[i] = ev.force_string(d.get_str("drvPath").unwrap()).unwrap().as_str().to_owned();
+        }
+        out
+    }
+
+    #[test]
+    fn threads_instantiating_one_heap_agree_with_one_thread() {
+        let (single, _) = evaluator();
+        let v = single.eval_str(DAG).unwrap();
+        let want = drv_paths(&single, &v, false);
+        let (ev, store) = evaluator();
+        let v = ev.eval_str(DAG).unwrap();
+        let got: Vec<Vec<String>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..6)
+                .map(|t| {
+                    s.spawn({
+                        let (ev, v) = (&ev, &v);
+                        move || drv_paths(ev, v, t % 2 == 1)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for g in got {
+            assert_eq!(g, want);
+        }
+        assert_eq!(store.registry().len(), 200);
     }
 }

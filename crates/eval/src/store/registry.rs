@@ -140,18 +140,18 @@ impl Registry {
 
     /// Nix's `computeFSClosure(path)`, with each derivation's output names:
     /// what a `=drv` context element adds to a derivation's inputs.
-    pub fn closure_with_outputs(&self, root: &StorePath) -> Result<BTreeMap<StorePath, Option<BTreeSet<String>>>, StoreError> {
+    pub fn closure_with_outputs(
+        &self,
+        root: &StorePath,
+    ) -> Result<BTreeMap<StorePath, Option<BTreeSet<String>>>, StoreError> {
         let mut out: BTreeMap<StorePath, Option<BTreeSet<String>>> = BTreeMap::new();
         let mut todo = vec![root.clone()];
         while let Some(p) = todo.pop() {
             if out.contains_key(&p) {
                 continue;
             }
-            let outputs = if p.is_derivation() {
-                Some(self.derivation(&p)?.outputs.keys().cloned().collect())
-            } else {
-                None
-            };
+            let outputs =
+                if p.is_derivation() { Some(self.derivation(&p)?.outputs.keys().cloned().collect()) } else { None };
             todo.extend(self.references(&p)?.into_iter().filter(|r| !out.contains_key(r)));
             out.insert(p, outputs);
         }
@@ -246,6 +246,8 @@ mod tests {
         let err = r.instantiate(drv("c", &[(&a.drv_path, "dev")])).err().unwrap();
         assert_eq!(err.to_string(), "no hash for output 'dev' of derivation 'c'");
         let missing = StorePath::from_base_name("00000000000000000000000000000000-x.drv").unwrap();
-        assert!(r.instantiate(drv("d", &[(&missing, "out")])).err().unwrap().to_string().contains("not in the test store"));
+        assert!(
+            r.instantiate(drv("d", &[(&missing, "out")])).err().unwrap().to_string().contains("not in the test store")
+        );
     }
 }

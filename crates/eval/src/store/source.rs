@@ -93,11 +93,7 @@ struct Frame {
 }
 
 /// Write the NAR of `root` to `out`, keeping only entries `filter` accepts.
-fn dump_filtered<W: io::Write, E>(
-    root: &Path,
-    out: W,
-    filter: &mut EntryFilter<'_, E>,
-) -> Result<(), SourceError<E>> {
+fn dump_filtered<W: io::Write, E>(root: &Path, out: W, filter: &mut EntryFilter<'_, E>) -> Result<(), SourceError<E>> {
     let mut enc = NarEncoder::new(out);
     let mut full: PathBuf = root.to_path_buf();
     let mut stack: Vec<Frame> = Vec::new();
@@ -134,7 +130,11 @@ fn dump_filtered<W: io::Write, E>(
 }
 
 /// Dump one node; for a directory only its header, returning its listing.
-fn dump_node<W: io::Write>(enc: &mut NarEncoder<W>, path: &Path, meta: &fs::Metadata) -> Result<Option<Frame>, DumpError> {
+fn dump_node<W: io::Write>(
+    enc: &mut NarEncoder<W>,
+    path: &Path,
+    meta: &fs::Metadata,
+) -> Result<Option<Frame>, DumpError> {
     let ft = meta.file_type();
     if ft.is_file() {
         let executable = meta.permissions().mode() & 0o100 != 0;
@@ -186,7 +186,8 @@ impl SourceCache {
     /// The hash of `path` (unfiltered), computed at most once per unchanged root.
     pub fn hash(&self, path: &str, method: FileIngestionMethod) -> Result<Hash, String> {
         let p = Path::new(path);
-        let meta = fs::symlink_metadata(p).map_err(|e| DumpError::Io { op: "getting status of", path: p.into(), error: e }.to_string())?;
+        let meta = fs::symlink_metadata(p)
+            .map_err(|e| DumpError::Io { op: "getting status of", path: p.into(), error: e }.to_string())?;
         let key = Key {
             path: path.to_owned(),
             flat: method == FileIngestionMethod::Flat,

@@ -356,21 +356,25 @@ fn timing_20_hosts() {
     }
     s.push_str("}\n");
     write_file(&fleet, s);
-    let started = std::time::Instant::now();
-    let out = run(&mut nd(&client, &fleet, &["apply", "--json", "-j", "20", "--confirm-timeout", "10", "--target-root", TARGET_ROOT]));
-    let wall = started.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{}", text(&out));
-    let r = report(&out);
-    let col = |k: &str| r.iter().filter_map(|h| h[k].as_f64()).collect::<Vec<f64>>();
-    let stats = |k: &str| {
-        let v = col(k);
-        let max = v.iter().cloned().fold(0.0, f64::max);
-        format!("{k}: mean {:.2}s max {:.2}s", v.iter().sum::<f64>() / v.len().max(1) as f64, max)
-    };
-    let phases = String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.starts_with("phases:")).collect::<Vec<_>>().join("");
-    eprintln!("apply on 20 hosts: wall {wall:.2}s; {phases}");
-    for k in ["buildSecs", "pushSecs", "activateSecs", "confirmSecs", "totalSecs"] {
-        eprintln!("  {}", stats(k));
+    // First a new configuration everywhere, then the same again (nothing to build or push).
+    for what in ["new configuration", "unchanged re-apply"] {
+        let started = std::time::Instant::now();
+        let out = run(&mut nd(&client, &fleet, &["apply", "--json", "-j", "20", "--confirm-timeout", "10", "--target-root", TARGET_ROOT]));
+        let wall = started.elapsed().as_secs_f64();
+        assert!(out.status.success(), "{}", text(&out));
+        let r = report(&out);
+        let col = |k: &str| r.iter().filter_map(|h| h[k].as_f64()).collect::<Vec<f64>>();
+        let stats = |k: &str| {
+            let v = col(k);
+            let max = v.iter().cloned().fold(0.0, f64::max);
+            format!("{k}: mean {:.2}s max {:.2}s", v.iter().sum::<f64>() / v.len().max(1) as f64, max)
+        };
+        let phases = String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.starts_with("phases:")).collect::<Vec<_>>().join("");
+        let bytes: u64 = r.iter().filter_map(|h| h["pushedBytes"].as_u64()).sum();
+        eprintln!("apply on 20 hosts, {what}: wall {wall:.2}s, pushed {bytes} bytes; {phases}");
+        for k in ["buildSecs", "pushSecs", "activateSecs", "confirmSecs", "totalSecs"] {
+            eprintln!("  {}", stats(k));
+        }
     }
 }
 

@@ -23,7 +23,8 @@
 //! `$NDEPLOY_TARGET_ROOT/var/lib/ndeploy/agent/RUN_ID`.
 //!
 //! The command texts are built by pure functions (tested without a target);
-//! the async functions only run them over an [`SshSession`].
+//! the async functions only run them over an [`SshSession`]. Run
+//! directories older than a week are removed when the next one starts.
 
 use std::time::Duration;
 
@@ -141,6 +142,7 @@ pub fn start_script(opts: &ActivateOptions, toplevel: &str) -> String {
     .join(" ");
     format!(
         "{env}run={run}; mkdir -p \"$run\" || exit 1; : > \"$run/log\"\n\
+         find \"$(dirname \"$run\")\" -mindepth 1 -maxdepth 1 -type d -mtime +7 -exec rm -rf {{}} + 2>/dev/null\n\
          cat > \"$run/agent.sh\" <<'NDEPLOY_AGENT_EOF'\n{AGENT_SCRIPT}NDEPLOY_AGENT_EOF\n\
          setsid nohup sh \"$run/agent.sh\" {args} </dev/null >\"$run/agent.out\" 2>&1 &\n\
          agent=$!\n\

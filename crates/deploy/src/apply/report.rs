@@ -119,9 +119,12 @@ pub fn table(reports: &[HostReport]) -> String {
     out
 }
 
+/// A phase's duration in a report, if the phase ran.
+type PhaseTime = fn(&HostReport) -> Option<f64>;
+
 /// One line per phase: on how many hosts it ran, mean and max seconds.
 pub fn phase_summary(reports: &[HostReport]) -> String {
-    let phases: [(&str, fn(&HostReport) -> Option<f64>); 5] = [
+    let phases: [(&str, PhaseTime); 5] = [
         ("build", |r| r.build_secs),
         ("push", |r| r.push_secs),
         ("activate", |r| r.activate_secs),

@@ -15,6 +15,9 @@
 # each step (other loopback traffic on the machine adds to them).
 #
 # Usage: benches/closure/compare.sh [NDEPLOY_BINARY]   (default: target/release/ndeploy)
+# PUSH_BENCH_SETUP_ONLY=SECS: build the closures, start the targets, print
+# the client HOME and the two generations, keep them up SECS seconds (or
+# until killed), measure nothing (for profiling by hand).
 # Needs root, openssh-server, util-linux (unshare), Nix 2.8+. Stops its
 # sshds on exit and deletes their stores; the built closures stay in the
 # local store (garbage, collectable).
@@ -29,12 +32,18 @@ experimental-features = nix-command"
 
 work=$(mktemp -d /tmp/ndeploy-push-bench.XXXXXX)
 pids=()
+cg=""
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ -n "$cg" ]; then echo $$ > /sys/fs/cgroup/cpuacct/cgroup.procs; sleep 0.2; rmdir "$cg" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
+if [ -w /sys/fs/cgroup/cpuacct/cgroup.procs ] && mkdir "/sys/fs/cgroup/cpuacct/ndeploy-push-bench-$$" 2>/dev/null; then
+  cg=/sys/fs/cgroup/cpuacct/ndeploy-push-bench-$$
+  echo $$ > "$cg/cgroup.procs"
+fi
 
 # --- the closures ----------------------------------------------------------
 changed=$(seq 3 20 999 | tr '\n' ' ')   # 50 of 1000 leaves
@@ -99,12 +108,14 @@ for t in $alltargets; do start_target "$t"; done
 
 lo_bytes() { awk '/^ *lo:/ {print $2}' /proc/net/dev; }
 now() { date +%s.%N; }
-# CPU time (all cores): this script's reaped children (the client tools and
-# their ssh processes) plus every target sshd with its reaped sessions
-# (sshd, the remote shell and nix-daemon). Other load on the machine stretches
-# wall time but not these.
+# CPU time (all cores) of everything this script starts: the client tools,
+# their ssh processes, the target sshds with their sessions and nix-daemons.
+# Other load on the machine stretches wall time but not this. Counted by a
+# cgroup-v1 cpuacct group of our own when the machine has one, else from
+# /proc (reaped children only; may miss processes that are killed unreaped).
 tck=$(getconf CLK_TCK)
 cpu_ticks() {
+  if [ -n "$cg" ]; then echo $(( $(cat "$cg/cpuacct.usage") * tck / 1000000000 )); return; fi
   local sum t
   sum=$(awk '{print $16+$17}' "/proc/$$/stat")
   for t in $alltargets; do sum=$((sum + $(awk '{print $14+$15+$16+$17}' "/proc/$(cat "$work/$t/sshd.pid")/stat"))); done
@@ -128,7 +139,7 @@ row() { printf '%-8s %-10s %9.3f s %10.1f MB/s  NAR %8.1f MB  wire %8.1f MB  CPU
 results=()
 record() { row "$@"; results+=("$1 $2 $3 $cpu"); }
 
-[ -n "${PUSH_BENCH_SETUP_ONLY:-}" ] && { echo "targets up; client HOME=$client; gen1=$gen1 gen2=$gen2"; sleep "$PUSH_BENCH_SETUP_ONLY"; exit 0; }
+[ -n "${PUSH_BENCH_SETUP_ONLY:-}" ] && { echo "targets up; client HOME=$client; gen1=$gen1 gen2=$gen2"; sleep "$PUSH_BENCH_SETUP_ONLY" & wait $!; exit 0; }
 echo
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs (other work on the machine slows both tools)"
 printf '%-8s %-10s %11s %15s %15s %15s %13s\n' step tool wall throughput NAR-sent on-lo CPU-all

@@ -66,6 +66,11 @@ fn host<'a>(r: &'a [Value], name: &str) -> &'a Value {
     r.iter().find(|h| h["host"] == name).unwrap_or_else(|| panic!("{name} not in report {r:?}"))
 }
 
+/// A value that makes a configuration new (so its toplevel is not built yet).
+fn nonce() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
@@ -244,7 +249,7 @@ fn build_dry_activate_test_boot_and_exec() {
     let t = start(&client);
     let dir = tempfile::tempdir().unwrap();
     let fleet = dir.path().join("fleet.nix");
-    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nonce = nonce();
     write_file(&fleet, format!("{{ d = {{ deployment.targetHost = \"{}\"; environment.etc.n.text = \"{nonce}\"; }}; }}\n", t.alias));
     let out = run(&mut nd(&client, &fleet, &["build", "--verbose"]));
     assert!(out.status.success(), "{}", text(&out));
@@ -345,7 +350,7 @@ fn timing_20_hosts() {
     let targets: Vec<SshTarget> = (0..20).map(|_| start(&client)).collect();
     let dir = tempfile::tempdir().unwrap();
     let fleet = dir.path().join("fleet.nix");
-    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nonce = nonce();
     let mut s = String::from("{\n  defaults = { pkgs, ... }: { environment.systemPackages = [ pkgs.hello ]; services.nginx.enable = true; };\n");
     for (i, t) in targets.iter().enumerate() {
         s.push_str(&format!(
@@ -387,7 +392,7 @@ fn apply_with_sudo_and_build_on_target() {
     let t = SshTarget::start(SshdOptions { user: crate::sshd::TargetUser::Sudo, ..SshdOptions::default() }.client(&client));
     let dir = tempfile::tempdir().unwrap();
     let fleet = dir.path().join("fleet.nix");
-    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nonce = nonce();
     // An HTTP health check, fetched by the deployer: first a 503, then a 200 (one retry).
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -252,3 +252,58 @@ fn non_root_user_with_signing_key() {
     assert!(sigs.contains("push-test-1:"), "{sigs}");
     assert!(Path::new(&sk).exists());
 }
+
+/// `--file FLEET --on HOST` / `--all`: each host gets its own toplevel
+/// (built first with `ndeploy build`), at its `deployment.targetHost`.
+#[test]
+fn push_fleet_hosts_their_toplevels() {
+    let client = ClientHome::new();
+    let targets: Vec<SshTarget> = (0..2).map(|_| target(&client)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet.nix");
+    let nonce = std::process::id();
+    let mut s = String::from("{\n");
+    for (n, t) in targets.iter().enumerate() {
+        s.push_str(&format!(
+            "  host{n} = {{ deployment.targetHost = \"{}\"; environment.etc.\"push-test\".text = \"{nonce}-{n}\"; }};\n",
+            t.alias
+        ));
+    }
+    s.push_str("}\n");
+    write_file(&fleet, s);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let nd = |args: &[&str]| {
+        let mut c = ndeploy();
+        c.arg(args[0]).arg("--file").arg(&fleet).args(&args[1..]);
+        c.env("HOME", client.path()).env_remove("SSH_AUTH_SOCK").env("NIX_CONFIG", "sandbox = false").current_dir(&repo);
+        c
+    };
+    let built = String::from_utf8(run_ok(&mut nd(&["build"]))).unwrap();
+    let tops: Vec<String> = (0..2)
+        .map(|n| {
+            let line = built.lines().find(|l| l.starts_with(&format!("host{n} "))).unwrap_or_else(|| panic!("{built}"));
+            line.split_whitespace().nth(1).unwrap().to_owned()
+        })
+        .collect();
+    assert_ne!(tops[0], tops[1]);
+
+    // Only host1.
+    let out = run(&mut nd(&["push", "--json", "--on", "host1"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["targets"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["targets"][0]["target"], "host1");
+    assert_complete(&targets[1], &tops[1]);
+    assert!(!run(targets[0].nix_store().args(["--check-validity", &tops[0]])).status.success());
+
+    // Every host: host1 has everything already.
+    let out = run(&mut nd(&["push", "--json", "--all"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_name = |name: &str| r["targets"].as_array().unwrap().iter().find(|t| t["target"] == name).unwrap().clone();
+    assert_eq!(by_name("host1")["sentPaths"], 0, "{r}");
+    assert!(by_name("host0")["sentPaths"].as_u64().unwrap() > 0, "{r}");
+    for (t, top) in targets.iter().zip(&tops) {
+        assert_complete(t, top);
+    }
+}

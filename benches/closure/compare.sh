@@ -139,7 +139,7 @@ row() { printf '%-8s %-10s %9.3f s %10.1f MB/s  NAR %8.1f MB  wire %8.1f MB  CPU
 results=()
 record() { row "$@"; results+=("$1 $2 $3 $cpu"); }
 
-[ -n "${PUSH_BENCH_SETUP_ONLY:-}" ] && { echo "targets up; client HOME=$client; gen1=$gen1 gen2=$gen2"; sleep "$PUSH_BENCH_SETUP_ONLY" & wait $!; exit 0; }
+[ -n "${PUSH_BENCH_SETUP_ONLY:-}" ] && { echo "targets up; client HOME=$client; gen1=$gen1 gen2=$gen2"; sleep "$PUSH_BENCH_SETUP_ONLY" & sleeper=$!; pids+=("$sleeper"); wait "$sleeper"; exit 0; }
 echo
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs (other work on the machine slows both tools)"
 printf '%-8s %-10s %11s %15s %15s %15s %13s\n' step tool wall throughput NAR-sent on-lo CPU-all

@@ -1,17 +1,21 @@
 //! Source files and positions.
 //!
 //! Design: every parsed text (file or `-E` string) is registered once in a
-//! global, append-only table and gets a [`SourceId`]. A [`Pos`] is a packed
+//! global, append-only table and gets a [`SourceId`]; registering the same
+//! origin with the same text again returns the existing id, so the table is
+//! bounded by the distinct texts a process parses, however many evaluators
+//! it creates (a fleet evaluation starts one per group of hosts). A [`Pos`] is a packed
 //! `(source, byte offset)` pair (8 bytes, `Copy`) stored in IR nodes; it is
 //! turned into `file:line:col` and a source excerpt only when an error is
 //! displayed. Sources are kept for the process lifetime so errors can outlive
 //! the evaluator that produced them (the table only grows with parsed files).
 
 use std::fmt;
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
 /// What a source text was read from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Origin {
     File(String),
     /// `-E` expressions and `builtins` strings: printed as `«string»`.
@@ -34,29 +38,45 @@ pub struct SourceId(u32);
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Pos(u64);
 
-fn table() -> &'static RwLock<Vec<Arc<Source>>> {
-    static T: OnceLock<RwLock<Vec<Arc<Source>>>> = OnceLock::new();
-    T.get_or_init(|| RwLock::new(Vec::new()))
+#[derive(Default)]
+struct Table {
+    sources: Vec<Arc<Source>>,
+    ids: HashMap<(Origin, Arc<str>), SourceId>,
+}
+
+fn table() -> &'static RwLock<Table> {
+    static T: OnceLock<RwLock<Table>> = OnceLock::new();
+    T.get_or_init(|| RwLock::new(Table::default()))
 }
 
 impl Source {
     /// Register a source text and return its id.
     pub fn register(origin: Origin, text: Arc<str>) -> SourceId {
+        let key = (origin, text);
+        if let Some(id) = table().read().unwrap_or_else(|e| e.into_inner()).ids.get(&key) {
+            return *id;
+        }
+        let (origin, text) = key;
         let mut line_starts = vec![0u32];
         for (i, b) in text.bytes().enumerate() {
             if b == b'\n' {
                 line_starts.push(u32::try_from(i + 1).unwrap_or(u32::MAX));
             }
         }
-        let src = Arc::new(Source { origin, text, line_starts });
+        let src = Arc::new(Source { origin: origin.clone(), text: text.clone(), line_starts });
         let mut t = table().write().unwrap_or_else(|e| e.into_inner());
-        t.push(src);
-        SourceId(u32::try_from(t.len()).unwrap_or(u32::MAX))
+        if let Some(id) = t.ids.get(&(origin.clone(), text.clone())) {
+            return *id;
+        }
+        t.sources.push(src);
+        let id = SourceId(u32::try_from(t.sources.len()).unwrap_or(u32::MAX));
+        t.ids.insert((origin, text), id);
+        id
     }
 
     pub fn get(id: SourceId) -> Option<Arc<Source>> {
         let t = table().read().unwrap_or_else(|e| e.into_inner());
-        t.get((id.0 as usize).checked_sub(1)?).cloned()
+        t.sources.get((id.0 as usize).checked_sub(1)?).cloned()
     }
 
     /// 1-based line and column of a byte offset.

@@ -431,3 +431,55 @@ fn apply_with_sudo_and_build_on_target() {
     assert!(h["buildSecs"].as_f64().is_some());
     assert_eq!(std::fs::read_to_string(outside(&t, &format!("{TARGET_ROOT}/run/keys/k"))).unwrap(), "v");
 }
+
+/// A toplevel depending on filtered sources (`builtins.path` with a filter,
+/// `builtins.filterSource`) that are not in the local store: apply
+/// NAR-serialises the filtered trees itself, registers them at the paths
+/// `nix-instantiate --readonly-mode` computes, builds and deploys.
+#[test]
+fn apply_with_filtered_sources_not_in_the_store() {
+    let client = ClientHome::new();
+    let t = start(&client);
+    let dir = tempfile::tempdir().unwrap();
+    let nonce = nonce();
+    write_file(&dir.path().join("src/keep"), format!("kept {nonce}\n"));
+    write_file(&dir.path().join("src/skip/secret"), "never in a store path\n");
+    write_file(&dir.path().join("src/drop.tmp"), "dropped\n");
+    let exprs = [
+        r#"builtins.path { path = ./src; name = "filtered-src"; filter = p: t: baseNameOf p != "skip"; }"#,
+        r#"builtins.filterSource (p: t: builtins.match ".*\\.tmp" p == null) ./src"#,
+    ];
+    let expected: Vec<String> = exprs
+        .iter()
+        .map(|e| {
+            let out = crate::support::run_str(
+                crate::support::nix("nix-instantiate").current_dir(dir.path()).args(["--readonly-mode", "--eval", "-E"]).arg(format!("\"${{{e}}}\"")),
+            );
+            out.trim_matches('"').to_owned()
+        })
+        .collect();
+    for p in &expected {
+        assert!(!Path::new(p).exists(), "{p} is already in the store");
+    }
+    let fleet = dir.path().join("fleet.nix");
+    write_file(
+        &fleet,
+        format!(
+            "{{ f = {{ deployment.targetHost = \"{}\";\n system.activationScripts.a = \"cat ${{{}}}/keep\";\n system.activationScripts.b = \"ls ${{{}}}\"; }}; }}\n",
+            t.alias, exprs[0], exprs[1]
+        ),
+    );
+    let out = run(&mut nd(&client, &fleet, &["apply", "--json", "--confirm-timeout", "5", "--target-root", TARGET_ROOT]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("f> kept {nonce}")), "{}", text(&out));
+    let (by_path, by_filter) = (Path::new(&expected[0]), Path::new(&expected[1]));
+    assert!(by_path.join("keep").exists() && by_path.join("drop.tmp").exists() && !by_path.join("skip").exists());
+    assert!(by_filter.join("keep").exists() && by_filter.join("skip/secret").exists() && !by_filter.join("drop.tmp").exists());
+    for p in &expected {
+        // Registered as Nix would (valid, content-addressed), and pushed.
+        let info = crate::support::run_str(crate::support::nix("nix").args(["path-info", "--json", "--extra-experimental-features", "nix-command", p]));
+        assert!(info.contains("\"ca\":\"fixed:r:sha256:"), "{info}");
+        assert!(outside(&t, p).join("keep").exists(), "{p} on the target");
+    }
+}
+

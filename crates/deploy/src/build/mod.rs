@@ -3,7 +3,9 @@
 //!
 //! Evaluation (with a drv dir, see `ndeploy_eval::store`) writes every
 //! `.drv` and `toFile` text under its base name plus `manifest.json` (their
-//! references, and each source path's origin). [`registration`] turns that
+//! references, and each source path's origin; for a filtered source also
+//! the entries its filter rejected, so the same tree is NAR-serialised here
+//! without the Nix filter function). [`registration`] turns that
 //! into [`Registration`]s — path info + NAR bytes, content addresses
 //! verified against the path — and [`register`] adds the ones the daemon
 //! lacks, references first, with AddToStoreNar: no `nix` subprocess.
@@ -21,7 +23,8 @@ use ndeploy_store::daemon::{
     sort_references_first,
 };
 use ndeploy_store::hash::{Hash, HashAlgo};
-use ndeploy_store::nar::{NarEncoder, dump_path};
+use ndeploy_eval::store::source::{Exclusions, dump_source};
+use ndeploy_store::nar::NarEncoder;
 use ndeploy_store::path_info::PathInfo;
 use ndeploy_store::store_path::{FileIngestionMethod, StoreDir, StorePath};
 use thiserror::Error;
@@ -56,8 +59,9 @@ pub struct Registration {
 struct SourceEntry {
     origin: String,
     recursive: bool,
+    /// Entries a `builtins.path`/`filterSource` filter rejected.
     #[serde(default)]
-    filtered: bool,
+    excluded: Exclusions,
 }
 
 #[derive(serde::Deserialize)]
@@ -116,14 +120,8 @@ pub fn registration(
         if skip(path) {
             continue;
         }
-        if src.filtered {
-            return Err(BuildError::Path {
-                path: path.clone(),
-                message: format!("filtered source from '{}' is not in the store; cannot re-create it here", src.origin),
-            });
-        }
         let mut nar = Vec::new();
-        dump_path(Path::new(&src.origin), &mut nar)
+        dump_source(Path::new(&src.origin), &src.excluded, &mut nar)
             .map_err(|e| BuildError::Path { path: path.clone(), message: format!("reading '{}': {e}", src.origin) })?;
         let ca = if src.recursive {
             ContentAddress::Fixed { method: FileIngestionMethod::Recursive, hash: Hash::digest(HashAlgo::Sha256, &nar) }
@@ -252,7 +250,7 @@ mod tests {
         let src = d.path().join("src.txt");
         std::fs::write(&src, "hello").unwrap();
         let mut nar = Vec::new();
-        dump_path(&src, &mut nar).unwrap();
+        ndeploy_store::nar::dump_path(&src, &mut nar).unwrap();
         let src_path = dir
             .make_fixed_output_path(FileIngestionMethod::Recursive, &Hash::digest(HashAlgo::Sha256, &nar), "src.txt", std::iter::empty(), false)
             .unwrap();
@@ -272,5 +270,36 @@ mod tests {
         // A changed source no longer matches its path.
         std::fs::write(&src, "changed").unwrap();
         assert!(registration(&dir, d.path(), &|_| false).is_err());
+    }
+
+    /// A filtered source is re-created from its exclusions: same NAR as the
+    /// filter produced, so the path verifies; a file added since does not.
+    #[test]
+    fn filtered_source_from_its_exclusions() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = StoreDir::default();
+        let tree = d.path().join("tree");
+        std::fs::create_dir_all(tree.join("skip")).unwrap();
+        std::fs::write(tree.join("keep"), "k").unwrap();
+        std::fs::write(tree.join("skip/x"), "x").unwrap();
+        let kept_only = d.path().join("expected");
+        std::fs::create_dir_all(&kept_only).unwrap();
+        std::fs::write(kept_only.join("keep"), "k").unwrap();
+        let mut nar = Vec::new();
+        ndeploy_store::nar::dump_path(&kept_only, &mut nar).unwrap();
+        let h = Hash::digest(HashAlgo::Sha256, &nar);
+        let sp = dir.make_fixed_output_path(FileIngestionMethod::Recursive, &h, "src", std::iter::empty(), false).unwrap();
+        let skip = tree.join("skip").display().to_string();
+        let manifest = serde_json::json!({
+            "derivations": [], "texts": [],
+            "sources": { dir.display(&sp): { "origin": tree.display().to_string(), "recursive": true, "filtered": true, "excluded": [skip] } },
+        });
+        std::fs::write(d.path().join("manifest.json"), manifest.to_string()).unwrap();
+        let regs = registration(&dir, d.path(), &|_| false).unwrap();
+        assert_eq!(regs.len(), 1);
+        assert_eq!(regs[0].nar, nar);
+        std::fs::write(tree.join("new"), "n").unwrap();
+        let e = registration(&dir, d.path(), &|_| false).unwrap_err().to_string();
+        assert!(e.contains("not to this path"), "{e}");
     }
 }

@@ -16,7 +16,8 @@
 //! every `toFile` text is also written there under its store base name, and
 //! [`ComputingStore::write_manifest`] records what a later registration step
 //! needs (`manifest.json`: each path's kind, references, and for sources the
-//! origin). Nothing is ever written to the store directory itself.
+//! origin and the entries a filter rejected). Nothing is ever written to the
+//! store directory itself.
 
 pub mod drv_info;
 pub mod registry;
@@ -33,7 +34,7 @@ use thiserror::Error;
 
 use crate::io::StoreIO;
 use registry::{Registered, Registry};
-use source::{SourceCache, SourceError, hash_source};
+use source::{Exclusions, SourceCache, SourceError, hash_filtered_source};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -60,6 +61,9 @@ struct SourceEntry {
     origin: String,
     recursive: bool,
     filtered: bool,
+    /// What the filter rejected, so registration can re-create the tree.
+    #[serde(skip_serializing_if = "Exclusions::is_empty")]
+    excluded: Exclusions,
 }
 
 pub struct ComputingStore {
@@ -132,9 +136,9 @@ impl ComputingStore {
             return Ok(p.clone());
         }
         let filtered = filter.is_some();
-        let hash = match filter {
-            None => self.sources.hash(path, method).map_err(StoreError::Other)?,
-            Some(f) => match hash_source(Path::new(path), method, Some(f)) {
+        let (hash, excluded) = match filter {
+            None => (self.sources.hash(path, method).map_err(StoreError::Other)?, Exclusions::default()),
+            Some(f) => match hash_filtered_source(Path::new(path), method, f) {
                 Ok(h) => h,
                 Err(SourceError::Dump(e)) => return Err(StoreError::Other(e.to_string())),
                 Err(SourceError::Filter(e)) => return Err(e),
@@ -145,8 +149,8 @@ impl ComputingStore {
             return Err(StoreError::PathMismatch(path.to_owned()));
         }
         if self.drv_dir.is_some() {
-            let entry =
-                SourceEntry { origin: path.to_owned(), recursive: method == FileIngestionMethod::Recursive, filtered };
+            let recursive = method == FileIngestionMethod::Recursive;
+            let entry = SourceEntry { origin: path.to_owned(), recursive, filtered, excluded };
             self.added.lock().unwrap_or_else(|e| e.into_inner()).insert(self.dir.display(&sp), entry);
         }
         Ok(sp)

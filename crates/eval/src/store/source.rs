@@ -6,7 +6,11 @@
 //! with an optional filter called for every entry below the root (never for
 //! the root itself) with the entry's full path and type, exactly as Nix's
 //! `dumpPath(path, sink, filter)`: a rejected directory drops its whole
-//! subtree. The walk is iterative, so deep trees cannot overflow the stack.
+//! subtree. The walk is the store crate's
+//! [`ndeploy_store::nar::dump_path_filtered`] (iterative, so deep trees
+//! cannot overflow the stack). [`hash_filtered_source`] also returns the
+//! entries the filter rejected, so a later step can NAR-serialise the same
+//! tree without the Nix filter function ([`Exclusions`]).
 //!
 //! [`SourceCache`] memoises unfiltered hashes per (path, method) together
 //! with the root's metadata (device, inode, size, mtime, ctime): a path whose
@@ -15,43 +19,21 @@
 //! key has its own `OnceLock`, so threads asking for the same tree at the
 //! same time hash it once: the others wait for that result.
 
-use std::collections::HashMap;
-use std::ffi::OsString;
-use std::fs::{self, File};
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ndeploy_store::hash::{Hash, HashAlgo, Hasher};
-use ndeploy_store::nar::{DumpError, EncodeError, NarEncoder, hash_file, hash_path};
+use ndeploy_store::nar::{DumpError, FilteredDumpError, dump_path_filtered, hash_file, hash_path};
 use ndeploy_store::store_path::FileIngestionMethod;
 
 use crate::io::FileType;
 
 /// Why a source could not be hashed: the file system, or the filter.
-#[derive(Debug)]
-pub enum SourceError<E> {
-    Dump(DumpError),
-    Filter(E),
-}
-
-impl<E> From<DumpError> for SourceError<E> {
-    fn from(e: DumpError) -> Self {
-        SourceError::Dump(e)
-    }
-}
-
-impl<E> From<EncodeError> for SourceError<E> {
-    fn from(e: EncodeError) -> Self {
-        SourceError::Dump(DumpError::Encode(e))
-    }
-}
-
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DumpError + 'a {
-    move |error| DumpError::Io { op, path: path.to_owned(), error }
-}
+pub type SourceError<E> = FilteredDumpError<E>;
 
 fn file_type_of(ft: fs::FileType) -> FileType {
     if ft.is_symlink() {
@@ -81,81 +63,56 @@ pub fn hash_source<E>(
         (FileIngestionMethod::Recursive, None) => Ok(hash_path(HashAlgo::Sha256, path)?.0),
         (FileIngestionMethod::Recursive, Some(filter)) => {
             let mut hasher = Hasher::new(HashAlgo::Sha256);
-            dump_filtered(path, &mut hasher, filter)?;
+            dump_path_filtered(path, &mut hasher, &mut |p: &Path, m: &fs::Metadata| {
+                filter(&p.to_string_lossy(), file_type_of(m.file_type()))
+            })?;
             Ok(hasher.finish())
         }
     }
 }
 
-/// A directory being walked: its remaining entry names.
-struct Frame {
-    names: std::vec::IntoIter<OsString>,
+/// The entries of a source tree its filter rejected (full paths as the
+/// filter saw them). Replaying them ([`Exclusions::keeps`]) selects the same
+/// tree as the filter did, as long as the tree has not changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Exclusions(BTreeSet<String>);
+
+impl Exclusions {
+    /// Whether the entry at `path` was kept.
+    pub fn keeps(&self, path: &Path) -> bool {
+        !self.0.contains(&*path.to_string_lossy())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
-/// Write the NAR of `root` to `out`, keeping only entries `filter` accepts.
-fn dump_filtered<W: io::Write, E>(root: &Path, out: W, filter: &mut EntryFilter<'_, E>) -> Result<(), SourceError<E>> {
-    let mut enc = NarEncoder::new(out);
-    let mut full: PathBuf = root.to_path_buf();
-    let mut stack: Vec<Frame> = Vec::new();
-    let meta = fs::symlink_metadata(&full).map_err(io_err("getting status of", &full))?;
-    if let Some(f) = dump_node(&mut enc, &full, &meta)? {
-        stack.push(f);
-    }
-    while let Some(frame) = stack.last_mut() {
-        let Some(name) = frame.names.next() else {
-            stack.pop();
-            enc.end_directory()?;
-            if !stack.is_empty() {
-                full.pop();
-            }
-            continue;
-        };
-        full.push(&name);
-        let meta = fs::symlink_metadata(&full).map_err(io_err("getting status of", &full))?;
-        let keep = filter(&full.to_string_lossy(), file_type_of(meta.file_type())).map_err(SourceError::Filter)?;
-        if !keep {
-            full.pop();
-            continue;
-        }
-        enc.entry(name.as_bytes())?;
-        match dump_node(&mut enc, &full, &meta)? {
-            Some(f) => stack.push(f),
-            None => {
-                full.pop();
-            }
-        }
-    }
-    enc.finish()?;
-    Ok(())
-}
-
-/// Dump one node; for a directory only its header, returning its listing.
-fn dump_node<W: io::Write>(
-    enc: &mut NarEncoder<W>,
+/// [`hash_source`] with a filter, also returning what it rejected.
+pub fn hash_filtered_source<E>(
     path: &Path,
-    meta: &fs::Metadata,
-) -> Result<Option<Frame>, DumpError> {
-    let ft = meta.file_type();
-    if ft.is_file() {
-        let executable = meta.permissions().mode() & 0o100 != 0;
-        let mut file = File::open(path).map_err(io_err("opening file", path))?;
-        enc.regular(executable, meta.len(), &mut file)?;
-        Ok(None)
-    } else if ft.is_symlink() {
-        let target = fs::read_link(path).map_err(io_err("reading symbolic link", path))?;
-        enc.symlink(target.as_os_str().as_bytes())?;
-        Ok(None)
-    } else if ft.is_dir() {
-        let mut names = Vec::new();
-        for entry in fs::read_dir(path).map_err(io_err("opening directory", path))? {
-            names.push(entry.map_err(io_err("reading directory", path))?.file_name());
+    method: FileIngestionMethod,
+    filter: &mut EntryFilter<'_, E>,
+) -> Result<(Hash, Exclusions), SourceError<E>> {
+    let mut excluded = Exclusions::default();
+    let mut recording = |p: &str, ft: FileType| -> Result<bool, E> {
+        let keep = filter(p, ft)?;
+        if !keep {
+            excluded.0.insert(p.to_owned());
         }
-        names.sort_unstable();
-        enc.begin_directory()?;
-        Ok(Some(Frame { names: names.into_iter() }))
-    } else {
-        Err(DumpError::UnsupportedType(path.to_owned()))
-    }
+        Ok(keep)
+    };
+    let hash = hash_source(path, method, Some(&mut recording))?;
+    Ok((hash, excluded))
+}
+
+/// The NAR of the source tree at `path` without the `excluded` entries.
+pub fn dump_source<W: io::Write>(path: &Path, excluded: &Exclusions, out: W) -> Result<u64, DumpError> {
+    dump_path_filtered::<_, std::convert::Infallible>(path, out, &mut |p, _| Ok(excluded.keeps(p))).map_err(|e| match e {
+        FilteredDumpError::Dump(e) => e,
+        FilteredDumpError::Filter(never) => match never {},
+    })
 }
 
 /// What identifies a source tree's root for the cache.
@@ -282,5 +239,18 @@ mod tests {
         fs::write(&f, b"longer").unwrap();
         assert_ne!(cache.hash(p, FileIngestionMethod::Recursive).unwrap(), h1);
         assert!(cache.hash("/nonexistent/x", FileIngestionMethod::Flat).unwrap_err().contains("/nonexistent/x"));
+    }
+
+    #[test]
+    fn exclusions_replay_the_filter() {
+        let t = tree();
+        let root = t.path().join("d");
+        let mut no_skip = |p: &str, _: FileType| -> Result<bool, ()> { Ok(!p.ends_with("/skip") && !p.ends_with("/c")) };
+        let (hash, excluded) = hash_filtered_source(&root, FileIngestionMethod::Recursive, &mut no_skip).unwrap();
+        assert_eq!(excluded.0.len(), 2, "the rejected directory, not its contents: {excluded:?}");
+        let mut nar = Vec::new();
+        dump_source(&root, &excluded, &mut nar).unwrap();
+        assert_eq!(Hash::digest(HashAlgo::Sha256, &nar), hash);
+        assert_ne!(hash, hash_path(HashAlgo::Sha256, &root).unwrap().0);
     }
 }

@@ -6,7 +6,14 @@
 //! "executable" when its owner-execute bit is set, and exactly the size reported
 //! by `lstat` is read, as Nix does. Names are handled as raw bytes (`OsStr`)
 //! and sorted bytewise. Other file types (sockets, devices, FIFOs) are errors.
+//!
+//! [`dump_path_filtered`] is Nix's `dumpPath(path, sink, filter)`: the filter
+//! is asked about every entry below the root (never the root itself), with
+//! the entry's full path and `lstat` metadata, before it is read; a rejected
+//! directory drops its whole subtree. [`dump_path`] is the same walk with no
+//! filter (the one walk serves both, and the evaluator's filtered sources).
 
+use std::convert::Infallible;
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -28,6 +35,24 @@ pub enum DumpError {
     Encode(#[from] EncodeError),
 }
 
+/// Why a filtered dump failed: the file system / encoding, or the filter.
+#[derive(Debug, Error)]
+pub enum FilteredDumpError<E> {
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+    #[error("path filter failed")]
+    Filter(E),
+}
+
+impl<E> From<EncodeError> for FilteredDumpError<E> {
+    fn from(e: EncodeError) -> Self {
+        FilteredDumpError::Dump(DumpError::Encode(e))
+    }
+}
+
+/// A filter over the entries below a dump's root: (full path, `lstat`) → keep?
+pub type DumpFilter<'a, E> = dyn FnMut(&Path, &fs::Metadata) -> Result<bool, E> + 'a;
+
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DumpError + 'a {
     move |error| DumpError::Io { op, path: path.to_owned(), error }
 }
@@ -40,10 +65,24 @@ struct Frame {
 
 /// Write the NAR of `path` to `out`; returns the NAR's size in bytes.
 pub fn dump_path<W: Write>(path: &Path, out: W) -> Result<u64, DumpError> {
+    dump_path_filtered::<W, Infallible>(path, out, &mut |_, _| Ok(true)).map_err(|e| match e {
+        FilteredDumpError::Dump(e) => e,
+        FilteredDumpError::Filter(never) => match never {},
+    })
+}
+
+/// Write the NAR of `path` to `out`, keeping only the entries below it that
+/// `filter` accepts (see the module doc); returns the NAR's size in bytes.
+pub fn dump_path_filtered<W: Write, E>(
+    path: &Path,
+    out: W,
+    filter: &mut DumpFilter<'_, E>,
+) -> Result<u64, FilteredDumpError<E>> {
     let mut enc = NarEncoder::new(out);
     let mut full = path.to_path_buf();
     let mut stack: Vec<Frame> = Vec::new();
-    if let Some(frame) = dump_node(&mut enc, &full)? {
+    let meta = fs::symlink_metadata(&full).map_err(io_err("getting status of", &full))?;
+    if let Some(frame) = dump_node(&mut enc, &full, &meta)? {
         stack.push(frame);
     }
     while let Some(frame) = stack.last_mut() {
@@ -56,9 +95,14 @@ pub fn dump_path<W: Write>(path: &Path, out: W) -> Result<u64, DumpError> {
             continue;
         };
         frame.next += 1;
-        enc.entry(name.as_bytes())?;
         full.push(&name);
-        match dump_node(&mut enc, &full)? {
+        let meta = fs::symlink_metadata(&full).map_err(io_err("getting status of", &full))?;
+        if !filter(&full, &meta).map_err(FilteredDumpError::Filter)? {
+            full.pop();
+            continue;
+        }
+        enc.entry(name.as_bytes())?;
+        match dump_node(&mut enc, &full, &meta)? {
             Some(frame) => stack.push(frame),
             None => {
                 full.pop();
@@ -71,8 +115,7 @@ pub fn dump_path<W: Write>(path: &Path, out: W) -> Result<u64, DumpError> {
 }
 
 /// Dump one node; for a directory, only its header, returning its listing.
-fn dump_node<W: Write>(enc: &mut NarEncoder<W>, path: &Path) -> Result<Option<Frame>, DumpError> {
-    let meta = fs::symlink_metadata(path).map_err(io_err("getting status of", path))?;
+fn dump_node<W: Write>(enc: &mut NarEncoder<W>, path: &Path, meta: &fs::Metadata) -> Result<Option<Frame>, DumpError> {
     let ft = meta.file_type();
     if ft.is_file() {
         let executable = meta.permissions().mode() & 0o100 != 0;
@@ -143,5 +186,32 @@ mod tests {
         let sock = t.path().join("sock");
         let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         assert!(matches!(dump_path(&sock, io::sink()), Err(DumpError::UnsupportedType(_))));
+    }
+
+    #[test]
+    fn filter_sees_entries_below_the_root_and_drops_subtrees() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        fs::create_dir_all(root.join("skip/deep")).unwrap();
+        fs::write(root.join("skip/deep/f"), b"f").unwrap();
+        fs::write(root.join("a"), b"a").unwrap();
+        symlink("a", root.join("l")).unwrap();
+        let mut seen = Vec::new();
+        let mut f = |p: &Path, m: &fs::Metadata| -> Result<bool, ()> {
+            seen.push((p.strip_prefix(&root).unwrap().to_owned(), m.file_type().is_symlink()));
+            Ok(!p.ends_with("skip"))
+        };
+        let mut out = Vec::new();
+        let n = dump_path_filtered(&root, &mut out, &mut f).unwrap();
+        assert_eq!(n, out.len() as u64);
+        let expected = nar_dir(&[(b"a", nar_regular(false, b"a")), (b"l", nar_symlink(b"a"))]);
+        assert_eq!(out, expected);
+        let names: Vec<(PathBuf, bool)> =
+            vec![(PathBuf::from("a"), false), (PathBuf::from("l"), true), (PathBuf::from("skip"), false)];
+        assert_eq!(seen, names, "asked once per entry, never for the root or inside a rejected directory");
+        // Accept-all equals the plain dump; a filter error stops the dump.
+        assert_eq!(dump_path_filtered::<_, ()>(&root, Vec::new(), &mut |_, _| Ok(true)).unwrap(), dump(&root).len() as u64);
+        let r = dump_path_filtered(&root, io::sink(), &mut |_, _| Err("no"));
+        assert!(matches!(r, Err(FilteredDumpError::Filter("no"))));
     }
 }

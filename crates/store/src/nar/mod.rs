@@ -21,7 +21,8 @@
 //! Submodules:
 //! * [`encoder`]: a low-level streaming [`NarEncoder`] that refuses to produce a
 //!   non-canonical NAR (it checks names, order and nesting);
-//! * [`dump`]: serialise a path of the local file system ([`dump_path`]);
+//! * [`dump`]: serialise a path of the local file system ([`dump_path`],
+//!   filtered: [`dump_path_filtered`]);
 //! * [`path_hash`]: [`hash_path`] (hash of the NAR), [`hash_file`] (flat) and
 //!   the tee [`HashingWriter`]; [`background_hash`]: hashing on a second core;
 //! * [`decoder`]: the grammar as a sans-I/O, non-recursive state machine
@@ -50,7 +51,7 @@ mod fuzz_tests;
 #[cfg(test)]
 mod test_util;
 
-pub use dump::{DumpError, dump_path};
+pub use dump::{DumpError, DumpFilter, FilteredDumpError, dump_path, dump_path_filtered};
 pub use encoder::{EncodeError, NarEncoder};
 pub use background_hash::BackgroundHasher;
 pub use copy::{copy_nar, copy_nar_async};

@@ -190,8 +190,10 @@ impl OutputSpec {
             if !seen.insert(n.as_str()) {
                 return Err(err_at(format!("duplicate derivation output '{n}'"), pos));
             }
-            if n == "drv" {
-                return Err(err_at("invalid derivation output name 'drv'", pos));
+            // `drvPath` would clash with the result's own `drvPath` (current
+            // Nix rejects it; Nix 2.8 returned a set with two `drvPath`s).
+            if n == "drv" || n == "drvPath" {
+                return Err(err_at(format!("invalid derivation output name '{n}'"), pos));
             }
         }
         if names.is_empty() {

@@ -1,5 +1,6 @@
 //! The fetch builtins: `fetchurl`, `fetchTarball`, `fetchGit`, `fetchTree`
-//! (Nix 2.8's `primops/fetchTree.cc` semantics), and `getFlake`.
+//! (Nix 2.8's `primops/fetchTree.cc` semantics), and `getFlake`; `fetchMercurial`
+//! is not supported and says so, naming the repository.
 //!
 //! Design: arguments are checked and turned into [`crate::fetch`] calls on
 //! the evaluator's fetcher (`EvalIO::fetcher`); results are store path
@@ -21,11 +22,28 @@ pub(super) const PRIMOPS: &[PrimOp] = &[
     PrimOp::new("fetchTarball", &[S], |ev, a, _| fetch(ev, &a[0], "fetchTarball", true, "source")),
     PrimOp::new("fetchGit", &[S], fetch_git),
     PrimOp::new("fetchTree", &[S], fetch_tree),
+    PrimOp::new("fetchMercurial", &[S], fetch_mercurial),
     PrimOp::new("getFlake", &[S], |ev, a, _| {
         let r = ev.force_str_plain(&a[0])?;
         crate::flake::load(ev, &r)
     }),
 ];
+
+/// `fetchMercurial`: not supported (ndeploy has no Mercurial fetcher); the
+/// error names the repository so the user knows which input to replace.
+fn fetch_mercurial(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    let url = match ev.force(&a[0])? {
+        Value::Attrs(attrs) => match attrs.get_str("url") {
+            Some(u) => ev.force_str_plain(u)?,
+            None => return Err(EvalError::other("'url' argument required")),
+        },
+        v => ev.force_str_plain(&v)?,
+    };
+    Err(EvalError::other(format!(
+        "fetchMercurial is not supported by ndeploy: cannot fetch Mercurial repository '{url}' \
+         (use fetchTarball or fetchGit with a locked hash instead)"
+    )))
+}
 
 fn fetcher(ev: &Evaluator) -> EvalResult<&Fetcher> {
     ev.io.fetcher().ok_or_else(|| EvalError::other("fetching is not available in this evaluator (no fetcher configured)"))

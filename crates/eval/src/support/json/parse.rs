@@ -17,8 +17,9 @@
 //! non-negative one that fits `u64` is an int wrapped to `i64`; any other
 //! number is a float, and a float that overflows is an error
 //! (`out_of_range.406`); `-0` is the int 0; duplicate keys keep the last
-//! value; a string value ends at its first NUL (Nix strings are C strings);
-//! a leading UTF-8 byte-order mark is skipped.
+//! value; a leading UTF-8 byte-order mark is skipped. A string value holding
+//! a NUL is an error, as in current Nix (Nix 2.8 silently cut it at the NUL,
+//! its strings being C strings); NULs in object keys are kept, as Nix 2.8 keeps them.
 //!
 //! Invariant: nesting deeper than [`MAX_DEPTH`] is an error (Nix 2.8 has no
 //! limit), so recursive consumers of the resulting [`Data`] are safe.
@@ -422,14 +423,26 @@ impl Parser<'_> {
         }
     }
 
-    /// A string token's value (for values: up to the first NUL).
-    fn string(&mut self, value: bool) -> String {
-        let mut bytes = std::mem::take(&mut self.lexer.string);
-        if value && let Some(nul) = bytes.iter().position(|&b| b == 0) {
-            bytes.truncate(nul);
-        }
+    /// A string token's text.
+    fn string(&mut self) -> String {
+        let bytes = std::mem::take(&mut self.lexer.string);
         String::from_utf8(bytes)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// A string value: Nix strings cannot hold NUL (current Nix's error;
+    /// the NUL shows as U+2400 SYMBOL FOR NULL).
+    fn string_value(&mut self) -> Result<String, JsonError> {
+        let s = self.string();
+        if s.contains('\0') {
+            return Err(JsonError {
+                message: format!(
+                    "input string '{}' cannot be represented as Nix string because it contains null bytes",
+                    s.replace('\0', "\u{2400}")
+                ),
+            });
+        }
+        Ok(s)
     }
 
     /// Reads an object key and its `:` (after `{` or `,`), leaving the
@@ -438,7 +451,7 @@ impl Parser<'_> {
         if self.token != Token::String {
             return Err(self.syntax_error("object key", Token::String));
         }
-        let key = self.string(false);
+        let key = self.string();
         if self.next_token() != Token::NameSeparator {
             return Err(self.syntax_error("object separator", Token::NameSeparator));
         }
@@ -480,7 +493,7 @@ impl Parser<'_> {
                 Token::True => Some(Data::Bool(true)),
                 Token::False => Some(Data::Bool(false)),
                 Token::Null => Some(Data::Null),
-                Token::String => Some(Data::String(self.string(true))),
+                Token::String => Some(Data::String(self.string_value()?)),
                 Token::ParseError => return Err(self.syntax_error("value", Token::Uninitialized)),
                 _ => return Err(self.syntax_error("value", Token::LiteralOrValue)),
             };

@@ -240,6 +240,43 @@ fn keys_upload_modes_and_secrecy() {
     assert_eq!(std::fs::read_to_string(&api).unwrap(), secret);
 }
 
+/// Keys uploaded before an activation that is rolled back are put back: a
+/// replaced key gets its previous contents and mode, a new key is removed.
+/// After a confirmed activation no backup of a key is left on the target.
+#[test]
+fn keys_restored_when_activation_rolls_back() {
+    use std::os::unix::fs::MetadataExt;
+    let client = ClientHome::new();
+    let t = start(&client);
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet.nix");
+    let write = |keys: &str, extra: &str| {
+        write_file(&fleet, format!("{{ k = {{ deployment.targetHost = \"{}\"; {keys} {extra} }}; }}\n", t.alias))
+    };
+    let apply = || run(&mut nd(&client, &fleet, &["apply", "--json", "--confirm-timeout", "5", "--target-root", TARGET_ROOT]));
+    write(r#"deployment.keys.api = { text = "v1"; permissions = "0640"; };"#, "");
+    let out = apply();
+    assert!(out.status.success(), "{}", text(&out));
+    let backups = || {
+        let agent = outside(&t, &format!("{TARGET_ROOT}/var/lib/ndeploy/agent"));
+        let runs = std::fs::read_dir(agent).unwrap().filter_map(Result::ok).filter(|e| e.path().is_dir());
+        runs.filter(|r| r.path().join("keys-undo").exists() || r.path().join("keys-undo.sh").exists()).count()
+    };
+    assert_eq!(backups(), 0, "confirmed: backups deleted");
+    write(
+        r#"deployment.keys.api = { text = "v2"; permissions = "0600"; }; deployment.keys.extra.text = "x";"#,
+        "system.activationShouldFail = true;",
+    );
+    let out = apply();
+    assert!(!out.status.success());
+    assert_eq!(host(&report(&out), "k")["result"], "rolled-back", "{}", text(&out));
+    let api = outside(&t, &format!("{TARGET_ROOT}/run/keys/api"));
+    assert_eq!(std::fs::read_to_string(&api).unwrap(), "v1");
+    assert_eq!(std::fs::metadata(&api).unwrap().mode() & 0o777, 0o640);
+    assert!(!outside(&t, &format!("{TARGET_ROOT}/run/keys/extra")).exists(), "a new key is removed");
+    assert_eq!(backups(), 0, "rolled back: backups deleted");
+}
+
 /// `build` builds locally and prints out paths; `dry-activate` runs the
 /// toplevel's dry activation; neither changes the target's system. Then the
 /// `test` and `boot` goals, and `exec`.

@@ -8,6 +8,15 @@
 //! others), sets owner and mode, and renames it over `destDir/name`, so a
 //! reader sees the old key or the new one, never a partial file. Only names
 //! and destinations appear in commands, errors and logs.
+//!
+//! Keys uploaded before an activation can be undone: with an undo directory
+//! (the activation's run directory) each install first copies the file it
+//! replaces into `RUN/keys-undo/` (`cp -pP`: contents, mode, owner) and
+//! prepends the matching restore command (`mv` back, or `rm` when the key is
+//! new) to `RUN/keys-undo.sh`, whose last line deletes the backups. Running
+//! that script ([`restore_script`]) undoes the uploads newest first; the
+//! activation agent runs it when it rolls back, and deletes the backups
+//! instead when the activation is confirmed.
 
 use std::sync::{Arc, Mutex};
 
@@ -99,26 +108,79 @@ pub fn parse(deployment: &Json) -> Result<Vec<Key>, String> {
     Ok(out)
 }
 
-/// The remote script that installs one key from stdin.
-pub fn install_script(key: &Key, target_root: &str) -> String {
-    let dir = shell_quote(&format!("{}{}", target_root.trim_end_matches('/'), key.dest_dir));
+/// Where an upload records how to undo itself: the run directory and the
+/// key's number in this run.
+#[derive(Debug, Clone, Copy)]
+pub struct Undo<'a> {
+    pub run_dir: &'a str,
+    pub index: usize,
+}
+
+/// The undo script of a run directory.
+fn undo_file(run_dir: &str) -> String {
+    format!("{}/keys-undo.sh", run_dir.trim_end_matches('/'))
+}
+
+/// The commands that back up `dest` and prepend its restore command to the
+/// undo script (ending in `&& `, to go before the rename).
+fn undo_commands(dest: &str, undo: Undo<'_>) -> String {
+    let run = undo.run_dir.trim_end_matches('/');
+    let backups = format!("{run}/keys-undo");
+    let backup = format!("{backups}/{:04}", undo.index);
+    let q = shell_quote;
+    let cleanup = format!("rm -rf {} {}", q(&backups), q(&undo_file(run)));
+    let restore = format!("mv -f {} {}", q(&backup), q(dest));
+    let remove = format!("rm -f {}", q(dest));
     format!(
-        "umask 077 && mkdir -p {dir} && t=$(mktemp {dir}/.ndeploy-key.XXXXXX) && \
-         {{ cat > \"$t\" && chown {u}:{g} \"$t\" && chmod {m} \"$t\" && mv -f \"$t\" {dir}/{n}; }} || {{ rm -f \"$t\"; exit 1; }}",
-        u = shell_quote(&key.user),
-        g = shell_quote(&key.group),
-        m = key.permissions,
-        n = shell_quote(&key.name),
+        "mkdir -p {b} && u={u} && {{ [ -e \"$u\" ] || printf '%s\\n' {cleanup} > \"$u\"; }} && \
+         if [ -e {d} ] || [ -L {d} ]; then cp -pP {d} {bk} && l={restore}; else l={remove}; fi && \
+         {{ printf '%s\\n' \"$l\"; cat \"$u\"; }} > \"$u.tmp\" && mv -f \"$u.tmp\" \"$u\" && ",
+        b = q(&backups),
+        u = q(&undo_file(run)),
+        d = q(dest),
+        bk = q(&backup),
+        cleanup = q(&cleanup),
+        restore = q(&restore),
+        remove = q(&remove),
     )
 }
 
-/// Upload `keys` over `session`; stops at the first failure.
-pub async fn upload(session: &SshSession, keys: &[Key], target_root: &str) -> Result<usize, String> {
-    for key in keys {
+/// The remote script that installs one key from stdin (recording how to
+/// undo it with `undo`).
+pub fn install_script(key: &Key, target_root: &str, undo: Option<Undo<'_>>) -> String {
+    let root = target_root.trim_end_matches('/');
+    let dir = shell_quote(&format!("{root}{}", key.dest_dir));
+    let dest = format!("{root}{}", key.path());
+    let undo = undo.map(|u| undo_commands(&dest, u)).unwrap_or_default();
+    format!(
+        "umask 077 && mkdir -p {dir} && t=$(mktemp {dir}/.ndeploy-key.XXXXXX) && \
+         {{ cat > \"$t\" && chown {u}:{g} \"$t\" && chmod {m} \"$t\" && {undo}mv -f \"$t\" {dest}; }} || {{ rm -f \"$t\"; exit 1; }}",
+        u = shell_quote(&key.user),
+        g = shell_quote(&key.group),
+        m = key.permissions,
+        dest = shell_quote(&dest),
+    )
+}
+
+/// Undo the uploads recorded in `run_dir` (nothing when there are none).
+pub fn restore_script(run_dir: &str) -> String {
+    format!("u={}; [ ! -e \"$u\" ] || sh \"$u\"", shell_quote(&undo_file(run_dir)))
+}
+
+/// Upload `keys` over `session`; stops at the first failure. With
+/// `undo_run_dir`, each upload records how to undo it (see the module doc).
+pub async fn upload(
+    session: &SshSession,
+    keys: &[Key],
+    target_root: &str,
+    undo_run_dir: Option<&str>,
+) -> Result<usize, String> {
+    for (index, key) in keys.iter().enumerate() {
         let contents = key.contents()?;
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&stderr);
-        let cmd = session.root_script(&install_script(key, target_root));
+        let undo = undo_run_dir.map(|run_dir| Undo { run_dir, index });
+        let cmd = session.root_script(&install_script(key, target_root, undo));
         let stream = session
             .exec_stream(&cmd, move |d| {
                 if let Ok(mut s) = sink.lock() {
@@ -145,6 +207,16 @@ pub async fn upload(session: &SshSession, keys: &[Key], target_root: &str) -> Re
     Ok(keys.len())
 }
 
+/// Undo the uploads recorded in `run_dir` over `session`.
+pub async fn restore(session: &SshSession, run_dir: &str) -> Result<(), String> {
+    let out = session.exec(&session.root_script(&restore_script(run_dir))).await.map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("restoring the previous keys failed: {}", out.stderr_str().trim()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,7 +230,7 @@ mod tests {
         assert_eq!(k[0].path(), "/run/keys/api");
         assert_eq!(k[0].contents().unwrap(), b"s3cret");
         assert!(!format!("{:?}", k[0]).contains("s3cret"));
-        let s = install_script(&k[0], "/tmp/r");
+        let s = install_script(&k[0], "/tmp/r", None);
         assert!(s.contains("/tmp/r/run/keys") && s.contains("chmod 0640") && !s.contains("s3cret"), "{s}");
         for (field, bad) in [("name", "../x"), ("permissions", "rw"), ("user", "a b"), ("destDir", "rel")] {
             let mut d2 = d.clone();
@@ -183,7 +255,7 @@ mod tests {
         };
         for contents in ["first", "second"] {
             let mut c = std::process::Command::new("sh")
-                .args(["-c", &install_script(&key, &d.path().display().to_string())])
+                .args(["-c", &install_script(&key, &d.path().display().to_string(), None)])
                 .stdin(std::process::Stdio::piped())
                 .spawn()
                 .unwrap();
@@ -196,4 +268,52 @@ mod tests {
         }
         assert_eq!(std::fs::read_dir(d.path().join("keys")).unwrap().count(), 1);
     }
+
+    /// Installs recorded in a run directory are undone newest first: a
+    /// replaced key gets its old contents and mode back, a new key is removed,
+    /// and the backups are deleted.
+    #[test]
+    fn undo_restores_replaced_and_removes_new_keys() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().display().to_string();
+        let run_dir = d.path().join("run").display().to_string();
+        let key = |name: &str, mode: &str| Key {
+            name: name.into(),
+            source: KeySource::Text(String::new()),
+            dest_dir: "/keys dir".into(),
+            user: "root".into(),
+            group: "root".into(),
+            permissions: mode.into(),
+            upload_at: "pre-activation".into(),
+        };
+        let install = |k: &Key, contents: &str, undo: Option<Undo<'_>>| {
+            let mut c = std::process::Command::new("sh")
+                .args(["-c", &install_script(k, &root, undo)])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(contents.as_bytes()).unwrap();
+            assert!(c.wait().unwrap().success());
+        };
+        let (old, new) = (key("old", "0600"), key("new", "0644"));
+        install(&old, "v1", None);
+        let keys = d.path().join("keys dir");
+        install(&old, "v2", Some(Undo { run_dir: &run_dir, index: 0 }));
+        install(&new, "n", Some(Undo { run_dir: &run_dir, index: 1 }));
+        install(&key("old", "0644"), "v3", Some(Undo { run_dir: &run_dir, index: 2 }));
+        assert_eq!(std::fs::read_to_string(keys.join("old")).unwrap(), "v3");
+        assert!(d.path().join("run/keys-undo.sh").exists());
+        let st = std::process::Command::new("sh").args(["-c", &restore_script(&run_dir)]).status().unwrap();
+        assert!(st.success());
+        assert_eq!(std::fs::read_to_string(keys.join("old")).unwrap(), "v1");
+        assert_eq!(std::fs::metadata(keys.join("old")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!keys.join("new").exists());
+        let left: Vec<_> = std::fs::read_dir(d.path().join("run")).unwrap().collect();
+        assert!(left.is_empty(), "backups deleted: {left:?}");
+        // Nothing recorded: restoring does nothing.
+        assert!(std::process::Command::new("sh").args(["-c", &restore_script(&run_dir)]).status().unwrap().success());
+    }
 }
+

@@ -17,6 +17,11 @@
 //! Goal `test` activates without a new generation (as `nixos-rebuild
 //! test`); its rollback re-activates what the profile points to.
 //!
+//! Keys uploaded for this run (`keys-undo.sh` in the run directory, see
+//! [`crate::keys`]) are put back as they were before any rollback and when
+//! the agent fails before activating; a confirmed (or finished) activation
+//! deletes their backups instead.
+//!
 //! The SSH session that starts the agent follows the activation log and ends
 //! with one marker line `@ndeploy-status CODE`; activation output streams
 //! to the caller as it is written. All file names live under

@@ -206,12 +206,23 @@ async fn pipeline(h: &HostSpec, opts: &ApplyOptions, r: &mut HostReport) -> Resu
     }
     let keys = keys::parse(&h.deployment)?;
     let (pre, post): (Vec<_>, Vec<_>) = keys.into_iter().partition(|k| k.upload_at != "post-activation");
-    if opts.upload_keys && goal != Goal::DryActivate {
-        r.keys += keys::upload(&session, &pre, &opts.target_root).await?;
+    if opts.upload_keys && goal != Goal::DryActivate && !pre.is_empty() {
+        // Recorded in the run directory: the agent restores them when it rolls back.
+        let run_dir = opts.activate_options(goal).run_dir();
+        match keys::upload(&session, &pre, &opts.target_root, Some(&run_dir)).await {
+            Ok(n) => r.keys += n,
+            Err(e) => {
+                let restored = match keys::restore(&session, &run_dir).await {
+                    Ok(()) => "the previous keys are restored".to_owned(),
+                    Err(why) => why,
+                };
+                return Err(format!("{e} ({restored})"));
+            }
+        }
     }
     let result = activate_host(h, opts, goal, &session, r).await;
     if result.is_ok() && opts.upload_keys && r.verdict == Verdict::Deployed {
-        r.keys += keys::upload(&session, &post, &opts.target_root).await?;
+        r.keys += keys::upload(&session, &post, &opts.target_root, None).await?;
     }
     let _ = session.disconnect().await;
     result

@@ -1,0 +1,144 @@
+//! Content-defined chunking (FastCDC) for files too large to delta with zstd.
+//!
+//! The new file and its base are cut at content-defined boundaries, so an
+//! insertion shifts only the chunks around it; every chunk of the new file
+//! whose BLAKE3 matches a chunk of the base becomes a [`Part::Have`] (offset
+//! and size in the base file, which the target reads and verifies), runs of
+//! other chunks become one [`Part::New`] each (zstd, at most
+//! [`MAX_NEW_PART`] bytes). Decoding is [`PartsReader`]: a reader that
+//! produces the file part by part, holding at most one part in memory.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Seek, SeekFrom};
+
+use fastcdc::v2020::FastCDC;
+use ndeploy_store::store_path::StorePath;
+
+use super::Part;
+use super::codec;
+use super::decode::{DecodeError, FileSource, Payload, parse_path};
+use crate::manifest::{FileHash, RelPath};
+
+pub const MIN_CHUNK: u32 = 16 << 10;
+pub const AVG_CHUNK: u32 = 64 << 10;
+pub const MAX_CHUNK: u32 = 256 << 10;
+/// Files at least this large may be chunked.
+pub const MIN_CHUNKED_FILE: u64 = 1 << 20;
+/// Largest run of new bytes compressed as one part.
+pub const MAX_NEW_PART: u64 = 16 << 20;
+
+/// Parts for `data` against `base` (file `base_rel` of `base_path`); the
+/// compressed new runs are appended to `payload`.
+pub fn encode_parts(
+    base_path: &StorePath,
+    base_rel: &RelPath,
+    base: &[u8],
+    data: &[u8],
+    level: i32,
+    payload: &mut Vec<u8>,
+) -> io::Result<Vec<Part>> {
+    let mut have: HashMap<FileHash, (u64, u64)> = HashMap::new();
+    for c in FastCDC::new(base, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
+        if let Some(bytes) = base.get(c.offset..c.offset + c.length) {
+            have.entry(FileHash::of(bytes)).or_insert((c.offset as u64, c.length as u64));
+        }
+    }
+    let mut parts = Vec::new();
+    let mut run: Option<(usize, usize)> = None;
+    let flush = |run: &mut Option<(usize, usize)>, parts: &mut Vec<Part>, payload: &mut Vec<u8>| -> io::Result<()> {
+        if let Some((start, end)) = run.take() {
+            let frame = codec::compress(data.get(start..end).unwrap_or_default(), level)?;
+            parts.push(Part::New { size: (end - start) as u64, len: frame.len() as u64 });
+            payload.extend_from_slice(&frame);
+        }
+        Ok(())
+    };
+    for c in FastCDC::new(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
+        let bytes = data.get(c.offset..c.offset + c.length).unwrap_or_default();
+        let b3 = FileHash::of(bytes);
+        if let Some(&(offset, size)) = have.get(&b3) {
+            flush(&mut run, &mut parts, payload)?;
+            parts.push(Part::Have { from: base_path.to_string(), rel: base_rel.clone(), offset, size, b3 });
+        } else {
+            run = match run {
+                Some((s, _)) if (c.offset + c.length - s) as u64 <= MAX_NEW_PART => Some((s, c.offset + c.length)),
+                Some(r) => {
+                    let mut r = Some(r);
+                    flush(&mut r, &mut parts, payload)?;
+                    Some((c.offset, c.offset + c.length))
+                }
+                None => Some((c.offset, c.offset + c.length)),
+            };
+        }
+    }
+    flush(&mut run, &mut parts, payload)?;
+    Ok(parts)
+}
+
+/// Produces a chunked file's bytes part by part (see the module doc). The
+/// first error is kept in `error` (the NAR encoder only sees an `io::Error`).
+pub struct PartsReader<'a, 'p> {
+    parts: std::slice::Iter<'a, Part>,
+    source: &'a dyn FileSource,
+    payload: &'a mut Payload<'p>,
+    rel: &'a RelPath,
+    buf: Vec<u8>,
+    pos: usize,
+    pub error: Option<DecodeError>,
+}
+
+impl<'a, 'p> PartsReader<'a, 'p> {
+    pub fn new(parts: &'a [Part], source: &'a dyn FileSource, payload: &'a mut Payload<'p>, rel: &'a RelPath) -> Self {
+        PartsReader { parts: parts.iter(), source, payload, rel, buf: Vec::new(), pos: 0, error: None }
+    }
+
+    fn load(&mut self, part: &Part) -> Result<Vec<u8>, DecodeError> {
+        match part {
+            Part::New { size, len } => {
+                if *size > MAX_NEW_PART {
+                    return Err(DecodeError::BadPlan(format!("'{}': new part of {size} bytes is over the limit", self.rel)));
+                }
+                let frame = self.payload.take(*len, self.rel)?;
+                codec::decompress_exact(frame, *size).map_err(|e| DecodeError::Payload { rel: self.rel.to_string(), problem: e.to_string() })
+            }
+            Part::Have { from, rel, offset, size, b3 } => {
+                if *size > u64::from(MAX_CHUNK) {
+                    return Err(DecodeError::BadPlan(format!("'{}': chunk of {size} bytes is over the limit", self.rel)));
+                }
+                let path = parse_path(from)?;
+                let reused = |problem: String| DecodeError::Reused { path: from.clone(), rel: rel.to_string(), problem };
+                let (mut file, _) = self.source.open(&path, rel).map_err(|e| reused(e.to_string()))?;
+                file.seek(SeekFrom::Start(*offset)).map_err(|e| reused(e.to_string()))?;
+                let mut bytes = Vec::with_capacity(*size as usize);
+                file.take(*size).read_to_end(&mut bytes).map_err(|e| reused(e.to_string()))?;
+                if bytes.len() as u64 != *size || FileHash::of(&bytes) != *b3 {
+                    return Err(reused(format!("chunk at offset {offset} does not have the expected contents")));
+                }
+                Ok(bytes)
+            }
+        }
+    }
+}
+
+impl Read for PartsReader<'_, '_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            let Some(part) = self.parts.next() else { return Ok(0) };
+            match self.load(part) {
+                Ok(b) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    self.error = Some(e);
+                    return Err(io::Error::other(msg));
+                }
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

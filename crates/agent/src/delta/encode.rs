@@ -1,0 +1,196 @@
+//! Planning a NAR against what the target holds (the deployer's side).
+//!
+//! For each regular file, in NAR order, the first method that applies wins
+//! (see [`super`]): a reference to identical contents on the target; a zstd
+//! delta against the same relative path in the target's closest previous
+//! version of the package (kept only if it beats plain compression); chunks
+//! of such a base for files too large to delta; else raw zstd. A base file is
+//! used only if the deployer's copy has the BLAKE3 the target reported, so a
+//! plan never relies on bytes the target does not have.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+
+use ndeploy_store::store_path::StorePath;
+use thiserror::Error;
+
+use super::chunks::{self, MIN_CHUNKED_FILE};
+use super::{MAX_DELTA_FILE, Method, NarPlan, PlanEntry, PlanNode, PlanStats, TargetKnowledge, codec};
+use crate::manifest::{FileHash, ManifestError, NarManifest, Node, RelPath};
+
+#[derive(Debug, Error)]
+pub enum EncodeError {
+    #[error("reading '{rel}' of '{path}': {error}")]
+    Read { path: String, rel: String, error: io::Error },
+    #[error("'{rel}' of '{path}' has {got} bytes, the manifest says {expected}")]
+    SizeChanged { path: String, rel: String, got: u64, expected: u64 },
+    #[error("compressing '{rel}': {error}")]
+    Compress { rel: String, error: io::Error },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+/// Knobs of [`encode`]; the default uses every method.
+#[derive(Debug, Clone)]
+pub struct EncodeOptions {
+    pub raw_level: i32,
+    pub delta_level: i32,
+    pub refs: bool,
+    pub deltas: bool,
+    pub chunks: bool,
+    /// How many previous versions to look for base files in.
+    pub max_bases: usize,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions { raw_level: codec::RAW_LEVEL, delta_level: codec::DELTA_LEVEL, refs: true, deltas: true, chunks: true, max_bases: 2 }
+    }
+}
+
+/// A planned NAR and its payload.
+#[derive(Debug, Clone, Default)]
+pub struct EncodedNar {
+    pub plan: NarPlan,
+    pub payload: Vec<u8>,
+    pub stats: PlanStats,
+}
+
+/// Files smaller than this are never delta-coded (the plan entry would cost more).
+const MIN_DELTA_FILE: u64 = 64;
+
+/// A base candidate: a previous version and its files (rel → BLAKE3, size).
+type Base<'m> = (StorePath, HashMap<&'m RelPath, (FileHash, u64)>);
+
+/// Plan the NAR of `path` (whose manifest is `manifest`) for a target
+/// described by `knowledge`; `contents` reads a file of `path` by relative path.
+pub fn encode(
+    path: &StorePath,
+    manifest: &NarManifest,
+    contents: &mut dyn FnMut(&RelPath) -> io::Result<Vec<u8>>,
+    knowledge: &dyn TargetKnowledge,
+    opts: &EncodeOptions,
+) -> Result<EncodedNar, EncodeError> {
+    manifest.check()?;
+    // Base candidates: (path, rel → (b3, size)) of the closest previous versions.
+    let bases: Vec<Base<'_>> = if opts.deltas || opts.chunks {
+        knowledge
+            .previous_versions(path)
+            .into_iter()
+            .take(opts.max_bases)
+            .filter_map(|p| {
+                let m = knowledge.manifest(&p)?;
+                let files = m.files().map(|(rel, _, size, b3)| (rel, (b3, size))).collect();
+                Some((p, files))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut out = EncodedNar::default();
+    let ctx = |rel: &RelPath| (path.to_string(), rel.to_string());
+    for e in &manifest.entries {
+        let node = match &e.node {
+            Node::Directory => PlanNode::Directory,
+            Node::Symlink { target } => PlanNode::Symlink { target: target.clone() },
+            Node::Regular { executable, size, b3 } => {
+                let how = plan_file(&e.path, *size, b3, contents, knowledge, &bases, opts, &mut out, &ctx)?;
+                PlanNode::Regular { executable: *executable, size: *size, b3: *b3, how }
+            }
+        };
+        out.plan.entries.push(PlanEntry { path: e.path.clone(), node });
+    }
+    out.plan.payload_len = out.payload.len() as u64;
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_file(
+    rel: &RelPath,
+    size: u64,
+    b3: &FileHash,
+    contents: &mut dyn FnMut(&RelPath) -> io::Result<Vec<u8>>,
+    knowledge: &dyn TargetKnowledge,
+    bases: &[Base<'_>],
+    opts: &EncodeOptions,
+    out: &mut EncodedNar,
+    ctx: &dyn Fn(&RelPath) -> (String, String),
+) -> Result<Method, EncodeError> {
+    if size == 0 {
+        out.stats.raw.add(0, 0);
+        return Ok(Method::Raw { len: 0 });
+    }
+    if opts.refs
+        && let Some((from, frel)) = knowledge.locate(b3)
+    {
+        out.stats.reference.add(size, 0);
+        return Ok(Method::Ref { from: from.to_string(), rel: (frel != *rel).then_some(frel) });
+    }
+    let data = contents(rel).map_err(|error| {
+        let (path, rel) = ctx(rel);
+        EncodeError::Read { path, rel, error }
+    })?;
+    if data.len() as u64 != size {
+        let (path, rel) = ctx(rel);
+        return Err(EncodeError::SizeChanged { path, rel, got: data.len() as u64, expected: size });
+    }
+    let compress_err = |error| EncodeError::Compress { rel: rel.to_string(), error };
+    let start = out.payload.len();
+    if size >= MIN_DELTA_FILE {
+        for (base_path, files) in bases {
+            let Some(&(base_b3, base_size)) = files.get(rel) else { continue };
+            let delta = opts.deltas && size <= MAX_DELTA_FILE && base_size <= MAX_DELTA_FILE;
+            let chunked = opts.chunks && !delta && size >= MIN_CHUNKED_FILE;
+            if !delta && !chunked {
+                continue;
+            }
+            let Some(old) = knowledge.read_base(base_path, rel).filter(|old| FileHash::of(old) == base_b3) else { continue };
+            if delta {
+                let d = codec::compress_delta(&old, &data, opts.delta_level).map_err(compress_err)?;
+                // A poor delta (new contents): plain compression may do better.
+                if d.len() as u64 > size / 4 {
+                    let raw = codec::compress(&data, opts.raw_level).map_err(compress_err)?;
+                    if raw.len() <= d.len() {
+                        out.payload.extend_from_slice(&raw);
+                        out.stats.raw.add(size, raw.len() as u64);
+                        return Ok(Method::Raw { len: raw.len() as u64 });
+                    }
+                }
+                out.payload.extend_from_slice(&d);
+                out.stats.delta.add(size, d.len() as u64);
+                return Ok(Method::Delta { base: base_path.to_string(), base_rel: None, base_b3, len: d.len() as u64 });
+            }
+            let parts = chunks::encode_parts(base_path, rel, &old, &data, opts.raw_level, &mut out.payload).map_err(compress_err)?;
+            out.stats.chunks.add(size, (out.payload.len() - start) as u64);
+            return Ok(Method::Chunks { parts });
+        }
+    }
+    let raw = codec::compress(&data, opts.raw_level).map_err(compress_err)?;
+    out.payload.extend_from_slice(&raw);
+    out.stats.raw.add(size, raw.len() as u64);
+    Ok(Method::Raw { len: raw.len() as u64 })
+}
+
+/// A plan that uses nothing on the target (every file raw): what a `Resend` gets.
+pub fn encode_whole(
+    path: &StorePath,
+    manifest: &NarManifest,
+    contents: &mut dyn FnMut(&RelPath) -> io::Result<Vec<u8>>,
+    opts: &EncodeOptions,
+) -> Result<EncodedNar, EncodeError> {
+    encode(path, manifest, contents, &(), opts)
+}
+
+/// [`encode`] for a store path on this machine's disk at `on_disk`; also
+/// returns its manifest (to add to the target's knowledge once imported).
+pub fn encode_from_disk(
+    path: &StorePath,
+    on_disk: &Path,
+    knowledge: &dyn TargetKnowledge,
+    opts: &EncodeOptions,
+) -> Result<(NarManifest, EncodedNar), EncodeError> {
+    let manifest = NarManifest::from_disk(on_disk)?;
+    let encoded = encode(path, &manifest, &mut |rel| std::fs::read(rel.under(on_disk)), knowledge, opts)?;
+    Ok((manifest, encoded))
+}

@@ -1,0 +1,200 @@
+//! What the deployer knows about one target's store, for the encoder.
+//!
+//! [`TargetKnowledge`] is the encoder's only view of the target: which file
+//! contents it holds where, which earlier versions of a package it has, and
+//! (on the deployer's side) the bytes of those earlier files. It is a trait so
+//! tests inject fixtures; [`KnowledgeIndex`] is the implementation built from
+//! the manifests the agent reports (and those of paths pushed since), with the
+//! base-file reader injected as a closure (typically: read the file from the
+//! deployer's local store, which holds what it pushed before).
+//!
+//! Invariant: knowledge only ever proposes; the target verifies every reused
+//! byte, so stale or wrong knowledge costs a resend, never a bad import.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ndeploy_store::store_path::StorePath;
+
+use crate::manifest::{FileHash, NarManifest, Node, RelPath};
+
+/// The deployer's view of a target's store (see the module doc).
+pub trait TargetKnowledge: Send + Sync {
+    /// A file with these contents the target holds: its store path and relative path.
+    fn locate(&self, b3: &FileHash) -> Option<(StorePath, RelPath)>;
+    /// Paths the target holds that are earlier versions of `path`'s package, best first.
+    fn previous_versions(&self, path: &StorePath) -> Vec<StorePath>;
+    /// The manifest of a path the target holds.
+    fn manifest(&self, path: &StorePath) -> Option<&NarManifest>;
+    /// The bytes of file `rel` of `path` (a path the target holds), read on
+    /// the deployer; `None` when the deployer cannot read it.
+    fn read_base(&self, path: &StorePath, rel: &RelPath) -> Option<Vec<u8>>;
+}
+
+/// No knowledge at all: everything is sent raw.
+impl TargetKnowledge for () {
+    fn locate(&self, _: &FileHash) -> Option<(StorePath, RelPath)> {
+        None
+    }
+    fn previous_versions(&self, _: &StorePath) -> Vec<StorePath> {
+        Vec::new()
+    }
+    fn manifest(&self, _: &StorePath) -> Option<&NarManifest> {
+        None
+    }
+    fn read_base(&self, _: &StorePath, _: &RelPath) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// The package name of a store path name, as Nix's `parseDrvName` splits it:
+/// everything before the first `-` that is followed by a non-letter.
+pub fn package_name(name: &str) -> &str {
+    let b = name.as_bytes();
+    (0..b.len())
+        .find(|&i| b[i] == b'-' && b.get(i + 1).is_some_and(|c| !c.is_ascii_alphabetic()))
+        .map_or(name, |i| &name[..i])
+}
+
+type BaseReader = dyn Fn(&StorePath, &RelPath) -> Option<Vec<u8>> + Send + Sync;
+
+/// [`TargetKnowledge`] from manifests (see the module doc).
+#[derive(Clone)]
+pub struct KnowledgeIndex {
+    manifests: HashMap<StorePath, NarManifest>,
+    files: HashMap<FileHash, (StorePath, RelPath)>,
+    by_package: HashMap<String, Vec<StorePath>>,
+    reader: Arc<BaseReader>,
+}
+
+impl std::fmt::Debug for KnowledgeIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnowledgeIndex").field("paths", &self.manifests.len()).field("files", &self.files.len()).finish()
+    }
+}
+
+impl KnowledgeIndex {
+    /// An empty index; `reader` reads base files on the deployer.
+    pub fn new(reader: impl Fn(&StorePath, &RelPath) -> Option<Vec<u8>> + Send + Sync + 'static) -> KnowledgeIndex {
+        KnowledgeIndex { manifests: HashMap::new(), files: HashMap::new(), by_package: HashMap::new(), reader: Arc::new(reader) }
+    }
+
+    /// An index whose base files are read from `store_dir` on this machine
+    /// (e.g. `/nix/store`), at most [`super::MAX_DELTA_FILE`] bytes each.
+    pub fn reading_from(store_dir: impl Into<std::path::PathBuf>) -> KnowledgeIndex {
+        let dir: std::path::PathBuf = store_dir.into();
+        KnowledgeIndex::new(move |path, rel| {
+            let file = rel.under(&dir.join(path.to_string()));
+            let meta = std::fs::symlink_metadata(&file).ok()?;
+            (meta.is_file() && meta.len() <= super::MAX_DELTA_FILE).then(|| std::fs::read(&file).ok())?
+        })
+    }
+
+    /// Record that the target holds `path` with this manifest.
+    pub fn add(&mut self, path: StorePath, manifest: NarManifest) {
+        for e in &manifest.entries {
+            if let Node::Regular { b3, size, .. } = e.node
+                && size > 0
+            {
+                self.files.entry(b3).or_insert_with(|| (path.clone(), e.path.clone()));
+            }
+        }
+        let versions = self.by_package.entry(package_name(path.name()).to_owned()).or_default();
+        if !versions.contains(&path) {
+            versions.push(path.clone());
+        }
+        self.manifests.insert(path, manifest);
+    }
+
+    /// Forget `path` (the target no longer holds it).
+    pub fn remove(&mut self, path: &StorePath) {
+        let Some(m) = self.manifests.remove(path) else { return };
+        for (_, _, _, b3) in m.files() {
+            if self.files.get(&b3).is_some_and(|(p, _)| p == path) {
+                self.files.remove(&b3);
+                // Another holder, if any, takes its place.
+                if let Some((other, rel)) = self.manifests.iter().find_map(|(p, m)| m.files().find(|f| f.3 == b3).map(|f| (p, f.0))) {
+                    self.files.insert(b3, (other.clone(), rel.clone()));
+                }
+            }
+        }
+        if let Some(v) = self.by_package.get_mut(package_name(path.name())) {
+            v.retain(|p| p != path);
+        }
+    }
+
+    pub fn contains(&self, path: &StorePath) -> bool {
+        self.manifests.contains_key(path)
+    }
+
+    pub fn len(&self) -> usize {
+        self.manifests.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.manifests.is_empty()
+    }
+}
+
+fn common_prefix(a: &str, b: &str) -> usize {
+    a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
+}
+
+impl TargetKnowledge for KnowledgeIndex {
+    fn locate(&self, b3: &FileHash) -> Option<(StorePath, RelPath)> {
+        self.files.get(b3).cloned()
+    }
+
+    fn previous_versions(&self, path: &StorePath) -> Vec<StorePath> {
+        let name = path.name();
+        let mut v: Vec<StorePath> = self
+            .by_package
+            .get(package_name(name))
+            .map(|v| v.iter().filter(|p| *p != path).cloned().collect())
+            .unwrap_or_default();
+        // Same full name first, then the longest common prefix (leaf-3-1.0 is
+        // closer to leaf-3-1.1 than leaf-30-1.0 is), newest knowledge first on ties.
+        let rank = |p: &StorePath| (p.name() == name, common_prefix(p.name(), name));
+        v.reverse();
+        v.sort_by_key(|p| std::cmp::Reverse(rank(p)));
+        v
+    }
+
+    fn manifest(&self, path: &StorePath) -> Option<&NarManifest> {
+        self.manifests.get(path)
+    }
+
+    fn read_base(&self, path: &StorePath, rel: &RelPath) -> Option<Vec<u8>> {
+        (self.reader)(path, rel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_names() {
+        assert_eq!(package_name("hello-2.12"), "hello");
+        assert_eq!(package_name("bench-leaf-3"), "bench-leaf");
+        assert_eq!(package_name("nix-0.12pre12876"), "nix");
+        assert_eq!(package_name("gtk+-3-dev"), "gtk+");
+        assert_eq!(package_name("system-path"), "system-path");
+        assert_eq!(package_name("x-"), "x-");
+    }
+
+    #[test]
+    fn previous_versions_prefer_the_closest_name() {
+        let p = |s: &str| StorePath::from_base_name(s).unwrap();
+        let mut k = KnowledgeIndex::new(|_, _| None);
+        for s in ["00000000000000000000000000000000-leaf-30-1.0", "11111111111111111111111111111111-leaf-3-1.0", "22222222222222222222222222222222-other-1"] {
+            k.add(p(s), NarManifest::default());
+        }
+        let new = p("33333333333333333333333333333333-leaf-3-1.1");
+        assert_eq!(k.previous_versions(&new), [p("11111111111111111111111111111111-leaf-3-1.0"), p("00000000000000000000000000000000-leaf-30-1.0")]);
+        let same = p("44444444444444444444444444444444-leaf-30-1.0");
+        assert_eq!(k.previous_versions(&same)[0], p("00000000000000000000000000000000-leaf-30-1.0"));
+        k.remove(&p("11111111111111111111111111111111-leaf-3-1.0"));
+        assert_eq!(k.previous_versions(&new), [p("00000000000000000000000000000000-leaf-30-1.0")]);
+    }
+}

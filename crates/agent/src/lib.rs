@@ -1,0 +1,30 @@
+//! ndeploy-agent: the target side of `ndeploy push` that receives only the
+//! bytes a target lacks.
+//!
+//! The deployer runs `ndeploy-agent --stdio` on the target (over SSH) and
+//! speaks the framed [`protocol`] with it: the agent reports
+//! [`manifest::NarManifest`]s of paths the target holds (file BLAKE3s), the
+//! deployer [`delta::encode`]s each missing path as a [`delta::NarPlan`]
+//! (references to files the target has, zstd deltas against the previous
+//! version, chunks, raw bytes) and the agent ([`server`]) rebuilds the exact
+//! NAR, verifies every reused file and the NAR's hash against the path info,
+//! and imports it through the target's own daemon. [`client::AgentClient`] is
+//! the deployer's end, pure async over any stream.
+//!
+//! Invariant: nothing is registered on the target unless the rebuilt NAR's
+//! sha256 and size equal the path info's; any mismatch is a `Resend` of that
+//! path, which the deployer then sends whole.
+
+pub mod client;
+pub mod delta;
+pub mod manifest;
+pub mod protocol;
+pub mod server;
+
+#[cfg(test)]
+mod test_nar;
+
+pub use client::{AgentClient, PushItem, PushOutcome, PushReport};
+pub use delta::{EncodedNar, KnowledgeIndex, NarPlan, TargetKnowledge};
+pub use manifest::NarManifest;
+pub use protocol::{Message, PROTOCOL_VERSION, ProtocolError};

@@ -1,0 +1,402 @@
+//! The agent protocol: framed messages over any byte stream (an SSH channel,
+//! a child's pipes, an in-memory duplex in tests).
+//!
+//! Frame: `u32 LE length | u8 kind | payload` where `length` counts the
+//! payload only. Kinds: [`FrameKind::Control`] carries one [`Message`] as
+//! JSON; [`FrameKind::Data`] carries raw bulk bytes; [`FrameKind::End`]
+//! (empty) ends a run of data frames.
+//!
+//! Conversation (the deployer is the client, the agent the server):
+//! 1. `Hello { version, store_dir }` both ways; a different version or store
+//!    dir ends the session with `Error`.
+//! 2. Any number of `Index { paths }` → `Manifests` (one entry per path, in
+//!    the same order; `manifest: None` when the target does not have it).
+//! 3. Any number of `Push { info, plan }`, each followed by its payload as
+//!    data frames and an `End` frame; the agent answers each, in order, with
+//!    `Imported { path }` or `Resend { path, reason }`. The client may send
+//!    several pushes before reading the answers (pipelining).
+//! 4. `Bye` → `Bye`, then both sides close.
+//!
+//! Invariants: nothing read from the peer is trusted. Frame lengths are
+//! checked against [`MAX_CONTROL_FRAME`] / [`MAX_DATA_FRAME`] before anything
+//! is allocated; store paths are parsed and validated when a message is
+//! decoded ([`WirePathInfo::to_path_info`]); relative paths are validated on
+//! deserialisation (see [`crate::manifest`]). A truncated stream is
+//! [`ProtocolError::Disconnected`] or [`ProtocolError::Truncated`], never a panic.
+
+use std::collections::BTreeSet;
+use std::io;
+
+use ndeploy_store::content_address::ContentAddress;
+use ndeploy_store::hash::{Hash, HashAlgo};
+use ndeploy_store::path_info::PathInfo;
+use ndeploy_store::store_path::{StoreDir, StorePath};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::delta::NarPlan;
+use crate::manifest::NarManifest;
+
+/// Version of this protocol; both sides must speak the same one (the agent
+/// is a content-addressed store path, so skew means a different agent path).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest control (JSON) frame accepted.
+pub const MAX_CONTROL_FRAME: u32 = 64 << 20;
+/// Largest data frame accepted.
+pub const MAX_DATA_FRAME: u32 = 4 << 20;
+/// Size of the data frames we send.
+pub const DATA_FRAME_SIZE: usize = 256 << 10;
+
+#[derive(Debug, Error)]
+pub enum ProtocolError {
+    #[error("agent connection: {0}")]
+    Io(#[from] io::Error),
+    #[error("the agent connection closed")]
+    Disconnected,
+    #[error("the agent connection closed in the middle of a frame")]
+    Truncated,
+    #[error("agent frame of {len} bytes is larger than the limit of {max} for {kind:?} frames")]
+    FrameTooLarge { kind: FrameKind, len: u32, max: u32 },
+    #[error("unknown agent frame kind {0}")]
+    UnknownKind(u8),
+    #[error("bad agent message: {0}")]
+    BadMessage(String),
+    #[error("unexpected agent frame: expected {expected}, got {got}")]
+    Unexpected { expected: &'static str, got: String },
+    #[error("the agent reported an error: {0}")]
+    Remote(String),
+    #[error("agent protocol version {theirs} is not ours ({ours})")]
+    Version { theirs: u32, ours: u32 },
+    #[error("agent store dir '{theirs}' differs from ours ('{ours}')")]
+    StoreDir { theirs: String, ours: String },
+    #[error("payload of {got} bytes exceeds the declared {declared}")]
+    PayloadTooLong { got: u64, declared: u64 },
+}
+
+pub type Result<T, E = ProtocolError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    Control = 1,
+    Data = 2,
+    End = 3,
+}
+
+impl FrameKind {
+    fn from_u8(b: u8) -> Result<FrameKind> {
+        match b {
+            1 => Ok(FrameKind::Control),
+            2 => Ok(FrameKind::Data),
+            3 => Ok(FrameKind::End),
+            k => Err(ProtocolError::UnknownKind(k)),
+        }
+    }
+}
+
+/// Path info as it travels (see `daemon::PathInfo`); parsed back with
+/// [`WirePathInfo::to_path_info`], which validates every field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WirePathInfo {
+    /// Base name `<hash>-<name>`.
+    pub path: String,
+    /// `sha256:<nix32>`.
+    pub nar_hash: String,
+    pub nar_size: u64,
+    /// Base names.
+    pub references: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deriver: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sigs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+}
+
+impl WirePathInfo {
+    pub fn from_path_info(info: &PathInfo) -> WirePathInfo {
+        WirePathInfo {
+            path: info.path.to_string(),
+            nar_hash: info.nar_hash.encode(ndeploy_store::hash::HashEncoding::Nix32, true),
+            nar_size: info.nar_size,
+            references: info.references.iter().map(|r| r.to_string()).collect(),
+            deriver: info.deriver.as_ref().map(|d| d.to_string()),
+            sigs: info.sigs.iter().cloned().collect(),
+            ca: info.ca.as_ref().map(|c| c.to_string()),
+        }
+    }
+
+    pub fn to_path_info(&self) -> Result<PathInfo> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| ProtocolError::BadMessage(format!("path info of '{}': {what}: {e}", self.path));
+        let path = StorePath::from_base_name(&self.path).map_err(|e| bad("path", &e))?;
+        let nar_hash = Hash::parse(&self.nar_hash, Some(HashAlgo::Sha256)).map_err(|e| bad("narHash", &e))?;
+        let mut info = PathInfo::new(path, nar_hash, self.nar_size);
+        for r in &self.references {
+            info.references.insert(StorePath::from_base_name(r).map_err(|e| bad("reference", &e))?);
+        }
+        if let Some(d) = &self.deriver {
+            info.deriver = Some(StorePath::from_base_name(d).map_err(|e| bad("deriver", &e))?);
+        }
+        info.sigs = self.sigs.iter().cloned().collect::<BTreeSet<_>>();
+        if let Some(ca) = &self.ca {
+            info.ca = ContentAddress::parse_opt(ca).map_err(|e| bad("ca", &e))?;
+        }
+        Ok(info)
+    }
+}
+
+/// Per path of an `Index`: its manifest, if the target holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathManifest {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<NarManifest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "snake_case")]
+pub enum Message {
+    Hello {
+        version: u32,
+        store_dir: String,
+    },
+    Index {
+        paths: Vec<String>,
+    },
+    Manifests {
+        manifests: Vec<PathManifest>,
+    },
+    /// Followed by data frames with `plan.payload_len` bytes, then `End`.
+    Push {
+        info: WirePathInfo,
+        plan: NarPlan,
+        /// Ask the target's daemon to check signatures (for untrusted deploy users).
+        #[serde(default)]
+        check_sigs: bool,
+    },
+    Imported {
+        path: String,
+    },
+    Resend {
+        path: String,
+        reason: String,
+    },
+    Error {
+        message: String,
+    },
+    Bye,
+}
+
+impl Message {
+    /// A short name for errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "Hello",
+            Message::Index { .. } => "Index",
+            Message::Manifests { .. } => "Manifests",
+            Message::Push { .. } => "Push",
+            Message::Imported { .. } => "Imported",
+            Message::Resend { .. } => "Resend",
+            Message::Error { .. } => "Error",
+            Message::Bye => "Bye",
+        }
+    }
+
+    pub fn hello(store_dir: &StoreDir) -> Message {
+        Message::Hello { version: PROTOCOL_VERSION, store_dir: store_dir.as_str().to_owned() }
+    }
+
+    /// Check a peer's `Hello` against ours.
+    pub fn check_hello(&self, store_dir: &StoreDir) -> Result<()> {
+        match self {
+            Message::Hello { version, .. } if *version != PROTOCOL_VERSION => {
+                Err(ProtocolError::Version { theirs: *version, ours: PROTOCOL_VERSION })
+            }
+            Message::Hello { store_dir: theirs, .. } if theirs != store_dir.as_str() => {
+                Err(ProtocolError::StoreDir { theirs: theirs.clone(), ours: store_dir.as_str().to_owned() })
+            }
+            Message::Hello { .. } => Ok(()),
+            Message::Error { message } => Err(ProtocolError::Remote(message.clone())),
+            other => Err(ProtocolError::Unexpected { expected: "Hello", got: other.name().to_owned() }),
+        }
+    }
+}
+
+/// One frame read from the peer.
+#[derive(Debug)]
+pub enum Frame {
+    Control(Message),
+    Data(Vec<u8>),
+    End,
+}
+
+impl Frame {
+    fn describe(&self) -> String {
+        match self {
+            Frame::Control(m) => m.name().to_owned(),
+            Frame::Data(d) => format!("{} bytes of data", d.len()),
+            Frame::End => "End".to_owned(),
+        }
+    }
+}
+
+/// Read one frame. A clean end of stream before a frame starts is `Disconnected`.
+pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(r: &mut R) -> Result<Frame> {
+    let mut header = [0u8; 5];
+    let mut got = 0;
+    while got < header.len() {
+        let n = r.read(&mut header[got..]).await?;
+        if n == 0 {
+            return Err(if got == 0 { ProtocolError::Disconnected } else { ProtocolError::Truncated });
+        }
+        got += n;
+    }
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let kind = FrameKind::from_u8(header[4])?;
+    let max = match kind {
+        FrameKind::Control => MAX_CONTROL_FRAME,
+        FrameKind::Data => MAX_DATA_FRAME,
+        FrameKind::End => 0,
+    };
+    if len > max {
+        return Err(ProtocolError::FrameTooLarge { kind, len, max });
+    }
+    let mut payload = vec![0u8; len as usize];
+    r.read_exact(&mut payload).await.map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => ProtocolError::Truncated,
+        _ => ProtocolError::Io(e),
+    })?;
+    Ok(match kind {
+        FrameKind::Control => {
+            Frame::Control(serde_json::from_slice(&payload).map_err(|e| ProtocolError::BadMessage(e.to_string()))?)
+        }
+        FrameKind::Data => Frame::Data(payload),
+        FrameKind::End => Frame::End,
+    })
+}
+
+/// Read a frame that must be a control message.
+pub async fn read_message<R: AsyncRead + Unpin + ?Sized>(r: &mut R) -> Result<Message> {
+    match read_frame(r).await? {
+        Frame::Control(m) => Ok(m),
+        other => Err(ProtocolError::Unexpected { expected: "a control message", got: other.describe() }),
+    }
+}
+
+/// Read data frames up to the `End` frame; fails if they carry more than
+/// `max` bytes (checked before growing the buffer).
+pub async fn read_payload<R: AsyncRead + Unpin + ?Sized>(r: &mut R, max: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        match read_frame(r).await? {
+            Frame::Data(d) => {
+                let got = out.len() as u64 + d.len() as u64;
+                if got > max {
+                    return Err(ProtocolError::PayloadTooLong { got, declared: max });
+                }
+                out.extend_from_slice(&d);
+            }
+            Frame::End => return Ok(out),
+            other => return Err(ProtocolError::Unexpected { expected: "data or End", got: other.describe() }),
+        }
+    }
+}
+
+async fn write_frame<W: AsyncWrite + Unpin + ?Sized>(w: &mut W, kind: FrameKind, payload: &[u8]) -> Result<u64> {
+    let len = u32::try_from(payload.len()).map_err(|_| ProtocolError::BadMessage("frame too large to send".into()))?;
+    let mut header = [0u8; 5];
+    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[4] = kind as u8;
+    w.write_all(&header).await?;
+    w.write_all(payload).await?;
+    Ok(5 + payload.len() as u64)
+}
+
+/// Write a control message (not flushed); returns the bytes written.
+pub async fn write_message<W: AsyncWrite + Unpin + ?Sized>(w: &mut W, m: &Message) -> Result<u64> {
+    let json = serde_json::to_vec(m).map_err(|e| ProtocolError::BadMessage(e.to_string()))?;
+    if json.len() > MAX_CONTROL_FRAME as usize {
+        return Err(ProtocolError::FrameTooLarge { kind: FrameKind::Control, len: u32::MAX, max: MAX_CONTROL_FRAME });
+    }
+    write_frame(w, FrameKind::Control, &json).await
+}
+
+/// Write `data` as data frames followed by `End` (not flushed); returns the bytes written.
+pub async fn write_payload<W: AsyncWrite + Unpin + ?Sized>(w: &mut W, data: &[u8]) -> Result<u64> {
+    let mut n = 0;
+    for chunk in data.chunks(DATA_FRAME_SIZE) {
+        n += write_frame(w, FrameKind::Data, chunk).await?;
+    }
+    n += write_frame(w, FrameKind::End, &[]).await?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn messages_and_payloads_round_trip() {
+        let mut buf = Vec::new();
+        let hello = Message::hello(&StoreDir::default());
+        write_message(&mut buf, &hello).await.unwrap();
+        let data: Vec<u8> = (0..DATA_FRAME_SIZE * 2 + 17).map(|i| i as u8).collect();
+        write_payload(&mut buf, &data).await.unwrap();
+        write_message(&mut buf, &Message::Bye).await.unwrap();
+        let mut r = &buf[..];
+        let m = read_message(&mut r).await.unwrap();
+        assert_eq!(m, hello);
+        m.check_hello(&StoreDir::default()).unwrap();
+        assert!(m.check_hello(&StoreDir::new("/other/store")).is_err());
+        assert_eq!(read_payload(&mut r, data.len() as u64).await.unwrap(), data);
+        assert_eq!(read_message(&mut r).await.unwrap(), Message::Bye);
+        assert!(matches!(read_frame(&mut r).await, Err(ProtocolError::Disconnected)));
+
+        // Over the declared size: refused.
+        let mut r = &buf[..];
+        read_message(&mut r).await.unwrap();
+        assert!(matches!(read_payload(&mut r, 100).await, Err(ProtocolError::PayloadTooLong { .. })));
+    }
+
+    #[tokio::test]
+    async fn hostile_frames_are_clean_errors() {
+        // Truncated at every byte: a clean error, never a panic.
+        let mut buf = Vec::new();
+        write_message(&mut buf, &Message::Index { paths: vec!["x".into()] }).await.unwrap();
+        for cut in 1..buf.len() {
+            let e = read_frame(&mut &buf[..cut]).await.unwrap_err();
+            assert!(matches!(e, ProtocolError::Truncated), "{cut}: {e}");
+        }
+        // Huge length: refused before allocating.
+        let mut huge = (u32::MAX).to_le_bytes().to_vec();
+        huge.push(1);
+        assert!(matches!(read_frame(&mut &huge[..]).await, Err(ProtocolError::FrameTooLarge { .. })));
+        let mut bad_kind = 0u32.to_le_bytes().to_vec();
+        bad_kind.push(9);
+        assert!(matches!(read_frame(&mut &bad_kind[..]).await, Err(ProtocolError::UnknownKind(9))));
+        let mut garbage = 3u32.to_le_bytes().to_vec();
+        garbage.extend([1, b'{', b'x', b'}']);
+        assert!(matches!(read_frame(&mut &garbage[..]).await, Err(ProtocolError::BadMessage(_))));
+    }
+
+    #[test]
+    fn path_info_round_trip_and_validation() {
+        let path = StorePath::from_base_name("7rjj86a15146cq1d3qy068lml7n8ykzm-hello-2.12").unwrap();
+        let dep = StorePath::from_base_name("0rjj86a15146cq1d3qy068lml7n8ykzm-glibc-2.35").unwrap();
+        let mut info = PathInfo::new(path, Hash::digest(HashAlgo::Sha256, b"nar"), 1234);
+        info.references.insert(dep);
+        info.sigs.insert("cache:abc".into());
+        let wire = WirePathInfo::from_path_info(&info);
+        assert_eq!(wire.to_path_info().unwrap(), info);
+        for (field, value) in [("path", "../etc"), ("nar_hash", "md5:xyz"), ("references", "not-a-path")] {
+            let mut w = wire.clone();
+            match field {
+                "path" => w.path = value.into(),
+                "nar_hash" => w.nar_hash = value.into(),
+                _ => w.references = vec![value.into()],
+            }
+            assert!(w.to_path_info().is_err(), "{field}");
+        }
+    }
+}

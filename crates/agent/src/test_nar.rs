@@ -1,0 +1,65 @@
+//! Test fixtures: file trees described in code, serialised with the store
+//! crate's [`NarEncoder`] (so fixtures are canonical NARs by construction).
+
+use ndeploy_store::nar::NarEncoder;
+
+pub enum Tree {
+    File { executable: bool, contents: Vec<u8> },
+    Link(Vec<u8>),
+    Dir(Vec<(Vec<u8>, Tree)>),
+}
+
+pub fn file(contents: &[u8]) -> Tree {
+    Tree::File { executable: false, contents: contents.to_vec() }
+}
+
+pub fn exe(contents: &[u8]) -> Tree {
+    Tree::File { executable: true, contents: contents.to_vec() }
+}
+
+pub fn link(target: &str) -> Tree {
+    Tree::Link(target.as_bytes().to_vec())
+}
+
+/// A directory; entries are sorted here, so callers may list them in any order.
+pub fn dir(entries: Vec<(&str, Tree)>) -> Tree {
+    let mut e: Vec<(Vec<u8>, Tree)> = entries.into_iter().map(|(n, t)| (n.as_bytes().to_vec(), t)).collect();
+    e.sort_by(|a, b| a.0.cmp(&b.0));
+    Tree::Dir(e)
+}
+
+fn encode(enc: &mut NarEncoder<&mut Vec<u8>>, t: &Tree) {
+    match t {
+        Tree::File { executable, contents } => enc.regular_bytes(*executable, contents).unwrap(),
+        Tree::Link(target) => enc.symlink(target).unwrap(),
+        Tree::Dir(entries) => {
+            enc.begin_directory().unwrap();
+            for (name, child) in entries {
+                enc.entry(name).unwrap();
+                encode(enc, child);
+            }
+            enc.end_directory().unwrap();
+        }
+    }
+}
+
+pub fn nar_of(t: &Tree) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = NarEncoder::new(&mut out);
+    encode(&mut enc, t);
+    enc.finish().unwrap();
+    out
+}
+
+/// Deterministic pseudo-random bytes (xorshift), incompressible enough for codec tests.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}

@@ -253,6 +253,96 @@ fn non_root_user_with_signing_key() {
     assert!(Path::new(&sk).exists());
 }
 
+/// A `nix-daemon` serving a target's own store, inside the mount namespace
+/// of its sshd (so on the target's `/nix/var/nix/daemon-socket/socket`),
+/// with its own nix.conf. Stopped on drop.
+struct TargetDaemon {
+    child: std::process::Child,
+    _conf: tempfile::TempDir,
+}
+
+impl TargetDaemon {
+    fn start(t: &SshTarget, nix_conf: &str) -> TargetDaemon {
+        let conf = tempfile::tempdir().unwrap();
+        write_file(&conf.path().join("nix.conf"), nix_conf);
+        let sshd_pid = std::fs::read_to_string(t.dir.path().join("sshd.pid")).unwrap();
+        let child = Command::new("nsenter")
+            .args(["-t", sshd_pid.trim(), "-m", "--", "nix-daemon"])
+            .env("NIX_CONF_DIR", conf.path())
+            .env_remove("NIX_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nsenter (util-linux) and nix-daemon");
+        let socket = t.store_root.as_ref().unwrap().join("nix/var/nix/daemon-socket/socket");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "the target's nix-daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TargetDaemon { child, _conf: conf }
+    }
+}
+
+impl Drop for TargetDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A non-root user without sudo, not in the target's trusted-users, whose
+/// daemon trusts our signing key: `nix-daemon --stdio` runs as that user and
+/// forwards to the target's daemon, which checks signatures. Unsigned paths
+/// are refused with a message saying what to do; signed ones are accepted.
+#[test]
+fn untrusted_user_needs_a_trusted_signing_key() {
+    let client = ClientHome::new();
+    let t = SshTarget::start(SshdOptions { user: TargetUser::NoSudo, ..SshdOptions::default().client(&client) });
+    let keys = tempfile::tempdir().unwrap();
+    let (sk, pk) = (keys.path().join("sk"), keys.path().join("pk"));
+    run_ok(nix("nix-store").arg("--generate-binary-cache-key").arg("push-untrusted-1").arg(&sk).arg(&pk));
+    let pk_text = std::fs::read_to_string(&pk).unwrap();
+    let _daemon = TargetDaemon::start(
+        &t,
+        &format!("trusted-users = root\nallowed-users = *\nrequire-sigs = true\ntrusted-public-keys = {}\nsandbox = false\n", pk_text.trim()),
+    );
+    let top = build_closure(&format!("f{}", std::process::id()), 3, 1000, |i| format!("t{i}"));
+    let total = local_closure(&top).len() as u64;
+
+    // Unsigned: refused, nothing registered, and the error says what to do.
+    let (ok, r) = push(&client, &[&t], &[&top], &[]);
+    assert!(!ok, "{r}");
+    let e = r["targets"][0]["error"].as_str().unwrap();
+    assert!(e.contains("lacks a valid signature") || e.contains("lacks a signature by a trusted key"), "{e}");
+    assert!(e.contains("ndeploy-nosudo is not a trusted user") && e.contains("--sign-key"), "{e}");
+    let lib = local_closure(&top).into_iter().find(|p| p.ends_with("-lib")).unwrap();
+    assert!(!run(t.nix_store().args(["--check-validity", &lib])).status.success(), "an unsigned path was registered");
+
+    // Signed by a key the daemon does not trust: refused too.
+    let (other_sk, other_pk) = (keys.path().join("other-sk"), keys.path().join("other-pk"));
+    run_ok(nix("nix-store").arg("--generate-binary-cache-key").arg("push-untrusted-2").arg(&other_sk).arg(&other_pk));
+    let (ok, r) = push(&client, &[&t], &[&top], &["--sign-key", other_sk.to_str().unwrap()]);
+    assert!(!ok, "{r}");
+    let e = r["targets"][0]["error"].as_str().unwrap();
+    assert!(e.contains("the key given with --sign-key is not in the trusted-public-keys"), "{e}");
+
+    // Signed by the trusted key: the whole closure arrives, each path signed.
+    let (ok, r) = push(&client, &[&t], &[&top], &["--sign-key", sk.to_str().unwrap()]);
+    assert!(ok, "{r}");
+    assert_eq!(sent(&r, 0), (total, 0), "{r}");
+    assert_complete(&t, &top);
+    let out = run(nix("nix")
+        .args(["--extra-experimental-features", "nix-command", "--option", "trusted-public-keys", pk_text.trim()])
+        .args(["store", "verify", "--store", &t.store_uri(), "-r", &top]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Again: nothing to send, and an untrusted user may ask.
+    let (ok, r) = push(&client, &[&t], &[&top], &[]);
+    assert!(ok, "{r}");
+    assert_eq!(sent(&r, 0), (0, total), "{r}");
+}
+
 /// `--file FLEET --on HOST` / `--all`: each host gets its own toplevel
 /// (built first with `ndeploy build`), at its `deployment.targetHost`.
 #[test]

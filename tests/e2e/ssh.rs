@@ -280,9 +280,8 @@ async fn worker_protocol_over_ssh_sees_the_targets_own_store() {
 async fn non_root_targets_use_sudo_or_fail_clearly() {
     let client = ClientHome::new();
     let sudo = SshTarget::start(SshdOptions { user: TargetUser::Sudo, ..Default::default() }.client(&client));
-    let nosudo = SshTarget::start(
-        SshdOptions { user: TargetUser::NoSudo, own_store: false, ..Default::default() }.client(&client),
-    );
+    // Its own /nix, where no daemon listens.
+    let nosudo = SshTarget::start(SshdOptions { user: TargetUser::NoSudo, ..Default::default() }.client(&client));
 
     let s = connect(&sudo).await;
     assert_eq!(s.exec("id -un").await.unwrap().stdout_str(), "ndeploy-sudo\n");
@@ -297,8 +296,11 @@ async fn non_root_targets_use_sudo_or_fail_clearly() {
     let s = connect(&nosudo).await;
     let err = s.exec_as_root("id -u").await.unwrap_err();
     assert!(matches!(err, SshError::SudoPassword { .. }), "{err}");
+    // Without sudo the daemon socket is used as the user; there is none here.
     let err = open_remote_store(&s, None).await.unwrap_err();
-    assert!(matches!(err, SshError::SudoPassword { .. }), "{err}");
+    assert!(matches!(err, SshError::DaemonAsUser { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("ndeploy-nosudo has no passwordless sudo") && msg.contains("daemon-socket"), "{msg}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,6 +55,9 @@ pub struct PushArgs {
     /// No progress bars.
     #[arg(long)]
     no_progress: bool,
+    /// Also print where each target's time went (SSH stages, daemon handshake, query) on stderr.
+    #[arg(short = 'v', long)]
+    verbose: bool,
     /// NAR bytes buffered per target (MiB).
     #[arg(long, value_name = "MIB", default_value_t = 32)]
     queue_mib: usize,
@@ -108,6 +111,9 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
             }
         }
     })?;
+    if args.verbose {
+        eprint!("{}", report.timings());
+    }
     if args.json {
         println!("{}", report.to_json());
     } else {

@@ -29,6 +29,9 @@ pub struct TargetReport {
     /// QueryValidPaths was answered.
     pub connect_seconds: f64,
     pub query_seconds: f64,
+    /// Where the connect and query time went: `config`, `tcp`, `kex`,
+    /// `auth`, `exec`, `handshake`, `query`, in seconds each.
+    pub stages: Vec<(String, f64)>,
     pub seconds: f64,
     pub error: Option<String>,
 }
@@ -72,6 +75,7 @@ impl PushReport {
                     "missing": t.missing,
                     "connectSeconds": t.connect_seconds,
                     "querySeconds": t.query_seconds,
+                    "stages": t.stages.iter().map(|(n, s)| (n.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
                     "seconds": t.seconds,
                     "error": t.error,
                 })
@@ -120,6 +124,19 @@ impl PushReport {
             human_bytes(self.produced_bytes),
             self.seconds
         );
+        out
+    }
+}
+
+impl PushReport {
+    /// One line per target: where its connect and query time went
+    /// (`host: tcp 0.3 ms, kex 9.1 ms, ...`), after the local closure query.
+    pub fn timings(&self) -> String {
+        let mut out = format!("local closure: {:.1} ms\n", self.closure_seconds * 1e3);
+        for t in &self.targets {
+            let stages: Vec<String> = t.stages.iter().map(|(n, s)| format!("{n} {:.1} ms", s * 1e3)).collect();
+            let _ = writeln!(out, "{}: {}; done at {:.1} ms", t.name, stages.join(", "), t.seconds * 1e3);
+        }
         out
     }
 }

@@ -133,6 +133,7 @@ where
             let mut slot = Slot { report, progress, session: None, wanted, plan: None };
             match handle.await {
                 Ok(Ok((s, at))) => {
+                    slot.report.stages = s.stages();
                     slot.session = Some(s);
                     slot.report.connect_seconds = at.duration_since(started).as_secs_f64();
                 }
@@ -168,15 +169,17 @@ async fn query_all(slots: &mut [Slot], plan: &Arc<Plan>, dir: &StoreDir, started
         slot.progress.stage("querying");
         let paths: Vec<StorePath> = slot.wanted.iter().filter_map(|&i| plan.get(i)).map(|p| p.path.clone()).collect();
         tasks.push((n, tokio::spawn(async move {
+            let t0 = Instant::now();
             let r = session::query_valid(&mut s, &paths).await;
-            (s, r)
+            (s, r.map(|v| (v, t0.elapsed().as_secs_f64())))
         })));
     }
     for (n, task) in tasks {
         let Some(slot) = slots.get_mut(n) else { continue };
         match task.await {
-            Ok((s, Ok(valid))) => {
+            Ok((s, Ok((valid, took)))) => {
                 slot.report.query_seconds = started.elapsed().as_secs_f64();
+                slot.report.stages.push(("query".to_owned(), took));
                 let tp = plan.target(&slot.wanted, &valid);
                 slot.report.already_valid = tp.already_valid;
                 slot.report.missing_paths = tp.missing.len();
@@ -205,7 +208,8 @@ async fn send_all(
     let mut uploads = Vec::new();
     for (n, slot) in slots.iter_mut().enumerate() {
         let count = slot.plan.as_ref().map_or(0, |p| p.missing.len());
-        let Some(mut s) = slot.session.take().filter(|_| count > 0) else {
+        // Targets with nothing to send keep their session (closed later).
+        let Some(mut s) = slot.session.take_if(|_| count > 0) else {
             senders.push(None);
             continue;
         };
@@ -215,10 +219,11 @@ async fn send_all(
             (Some(key), None | Some(false)) => Some(Signer { key: key.clone(), dir: s.store.conn.store_dir().clone() }),
             _ => None,
         };
+        let signed = signer.is_some();
         let feed = TargetFeed::new(rx, signer, Arc::clone(&slot.progress) as Arc<dyn TargetProgress>);
         slot.progress.stage("sending");
         uploads.push((n, tokio::spawn(async move {
-            let r = session::upload(&mut s, count as u64, feed).await;
+            let r = session::upload(&mut s, count as u64, feed, signed).await;
             (s, r)
         })));
     }

@@ -11,6 +11,7 @@
 //! - [`auth`]: public-key authentication, ssh-agent first, then identity files.
 //! - [`session`]: [`SshSession`]: connect (timeout, ProxyJump), `exec`, and
 //!   `exec_stream` (a channel as an `AsyncRead + AsyncWrite` byte stream).
+//! - [`tcp`]: the TCP stream under a session (no Nagle, quick ACKs).
 //! - [`remote_store`]: a Nix worker-protocol connection to the target's
 //!   daemon (`nix-daemon --stdio` over an exec channel).
 //!
@@ -27,6 +28,7 @@ pub mod known_hosts;
 pub mod remote_store;
 pub mod session;
 pub mod target;
+pub mod tcp;
 
 use std::path::PathBuf;
 
@@ -79,6 +81,11 @@ pub enum SshError {
         "sudo on {host} asks {user} for a password; ndeploy needs passwordless sudo (`sudo -n`) for non-root targets"
     )]
     SudoPassword { host: String, user: String },
+    #[error(
+        "{user} has no passwordless sudo on {host}, so ndeploy talked to the target's Nix daemon socket as {user}, \
+         which failed: {detail}"
+    )]
+    DaemonAsUser { host: String, user: String, detail: String },
     #[error("ProxyJump chain for {host} is longer than {max} hops (a loop in ~/.ssh/config?)")]
     ProxyJumpTooDeep { host: String, max: usize },
     #[error("remote command on {host} failed: {message}")]

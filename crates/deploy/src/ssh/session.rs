@@ -27,6 +27,7 @@ use russh::keys::{Algorithm, HashAlg, PublicKeyOrCertificate};
 use super::auth::{AuthMethods, authenticate, default_identity_files};
 use super::config::{SshConfig, StrictHostKeyChecking};
 use super::exec_stream::ExecStream;
+use super::tcp::QuickAckStream;
 use super::known_hosts::{HostKeyVerdict, KnownHosts, append_host_key, host_entry_name};
 use super::{HostKeyChanged, Result, SshError, SshTarget, UnknownHostKey, home_dir, shell_quote};
 
@@ -270,6 +271,8 @@ pub struct SshSession {
     host: String,
     /// The jump host this connection is tunnelled through (kept alive with it).
     _jump: Option<Box<SshSession>>,
+    /// How long each connection stage took (see [`SshSession::stages`]).
+    stages: Vec<(&'static str, Duration)>,
 }
 
 impl std::fmt::Debug for SshSession {
@@ -305,6 +308,14 @@ impl SshSession {
 
     pub fn is_root(&self) -> bool {
         self.user == "root"
+    }
+
+    /// The stages of connecting and how long each took, in order: `config`
+    /// (ssh config and known_hosts read), `tcp` (or the `jump` hops and the
+    /// forwarded channel), `kex` (version exchange, key exchange, host key
+    /// check) and `auth`.
+    pub fn stages(&self) -> &[(&'static str, Duration)] {
+        &self.stages
     }
 
     /// `cmd` as root: unchanged for root, else `sudo -n -- CMD` (CMD must be one command).
@@ -491,6 +502,7 @@ async fn connect_via(
 }
 
 async fn establish(r: &Resolved, jump: Option<SshSession>) -> Result<SshSession> {
+    let mut clock = Stages::start();
     let known_hosts = Arc::new(KnownHosts::load(&r.known_hosts_files)?);
     let name = host_entry_name(&r.host_name, r.port);
     let config = client_config(&known_hosts.algorithms_for(&name));
@@ -505,19 +517,23 @@ async fn establish(r: &Resolved, jump: Option<SshSession>) -> Result<SshSession>
         accept_new: r.accept_new,
         refusal: Arc::clone(&refusal),
     };
+    clock.lap("config");
     let connected = match &jump {
         Some(via) => {
             let stream = via.direct_tcpip(&r.host_name, r.port).await.map_err(|e| SshError::Remote {
                 host: via.host.clone(),
                 message: format!("ProxyJump: could not forward to {} port {}: {e}", r.host_name, r.port),
             })?;
+            clock.lap("jump");
             client::connect_stream(config, stream, handler).await
         }
         None => {
             let tcp = tokio::net::TcpStream::connect((r.host_name.as_str(), r.port))
                 .await
                 .map_err(|source| SshError::Connect { host: r.host_name.clone(), port: r.port, source })?;
-            client::connect_stream(config, tcp, handler).await
+            clock.lap("tcp");
+            // No Nagle, quick ACKs: ~40 ms saved per stalled pair of messages.
+            client::connect_stream(config, QuickAckStream::new(tcp), handler).await
         }
     };
     let mut handle = match connected {
@@ -527,8 +543,41 @@ async fn establish(r: &Resolved, jump: Option<SshSession>) -> Result<SshSession>
             return Err(refused.unwrap_or(e));
         }
     };
+    clock.lap("kex");
     authenticate(&mut handle, &r.user, &r.alias, &r.auth).await?;
-    Ok(SshSession { handle, user: r.user.clone(), host: r.alias.clone(), _jump: jump.map(Box::new) })
+    clock.lap("auth");
+    let stages = clock.into_stages();
+    tracing::debug!("connected to {}: {}", r.alias, describe_stages(&stages));
+    Ok(SshSession { handle, user: r.user.clone(), host: r.alias.clone(), _jump: jump.map(Box::new), stages })
+}
+
+/// A stopwatch that records named laps.
+#[derive(Debug)]
+pub struct Stages {
+    last: std::time::Instant,
+    laps: Vec<(&'static str, Duration)>,
+}
+
+impl Stages {
+    pub fn start() -> Stages {
+        Stages { last: std::time::Instant::now(), laps: Vec::new() }
+    }
+
+    /// Record the time since the previous lap as `name`.
+    pub fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((name, now.duration_since(self.last)));
+        self.last = now;
+    }
+
+    pub fn into_stages(self) -> Vec<(&'static str, Duration)> {
+        self.laps
+    }
+}
+
+/// `tcp 0.4 ms, kex 12.0 ms, ...`
+pub fn describe_stages(stages: &[(&'static str, Duration)]) -> String {
+    stages.iter().map(|(n, d)| format!("{n} {:.1} ms", d.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

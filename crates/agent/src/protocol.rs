@@ -3,8 +3,10 @@
 //!
 //! Frame: `u32 LE length | u8 kind | payload` where `length` counts the
 //! payload only. Kinds: [`FrameKind::Control`] carries one [`Message`] as
-//! JSON; [`FrameKind::Data`] carries raw bulk bytes; [`FrameKind::End`]
-//! (empty) ends a run of data frames.
+//! JSON, [`FrameKind::ControlZstd`] the same compressed with zstd (used for
+//! messages over [`COMPRESS_OVER`] bytes: plans and manifests are mostly
+//! hashes and repeated names); [`FrameKind::Data`] carries raw bulk bytes;
+//! [`FrameKind::End`] (empty) ends a run of data frames.
 //!
 //! Conversation (the deployer is the client, the agent the server):
 //! 1. `Hello { version, store_dir }` both ways; a different version or store
@@ -46,6 +48,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_CONTROL_FRAME: u32 = 64 << 20;
 /// Largest data frame accepted.
 pub const MAX_DATA_FRAME: u32 = 4 << 20;
+/// Control messages larger than this are sent compressed.
+pub const COMPRESS_OVER: usize = 512;
 /// Size of the data frames we send.
 pub const DATA_FRAME_SIZE: usize = 256 << 10;
 
@@ -82,6 +86,7 @@ pub enum FrameKind {
     Control = 1,
     Data = 2,
     End = 3,
+    ControlZstd = 4,
 }
 
 impl FrameKind {
@@ -90,6 +95,7 @@ impl FrameKind {
             1 => Ok(FrameKind::Control),
             2 => Ok(FrameKind::Data),
             3 => Ok(FrameKind::End),
+            4 => Ok(FrameKind::ControlZstd),
             k => Err(ProtocolError::UnknownKind(k)),
         }
     }
@@ -255,7 +261,7 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(r: &mut R) -> Result<Fram
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
     let kind = FrameKind::from_u8(header[4])?;
     let max = match kind {
-        FrameKind::Control => MAX_CONTROL_FRAME,
+        FrameKind::Control | FrameKind::ControlZstd => MAX_CONTROL_FRAME,
         FrameKind::Data => MAX_DATA_FRAME,
         FrameKind::End => 0,
     };
@@ -268,12 +274,25 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(r: &mut R) -> Result<Fram
         _ => ProtocolError::Io(e),
     })?;
     Ok(match kind {
-        FrameKind::Control => {
-            Frame::Control(serde_json::from_slice(&payload).map_err(|e| ProtocolError::BadMessage(e.to_string()))?)
-        }
+        FrameKind::Control => Frame::Control(parse_json(&payload)?),
+        FrameKind::ControlZstd => Frame::Control(parse_json(&decompress_control(&payload)?)?),
         FrameKind::Data => Frame::Data(payload),
         FrameKind::End => Frame::End,
     })
+}
+
+fn parse_json(json: &[u8]) -> Result<Message> {
+    serde_json::from_slice(json).map_err(|e| ProtocolError::BadMessage(e.to_string()))
+}
+
+/// Decompress a compressed control frame; its declared size must be within the limit.
+fn decompress_control(frame: &[u8]) -> Result<Vec<u8>> {
+    let bad = |what: &str| ProtocolError::BadMessage(format!("compressed control frame: {what}"));
+    let size = zstd::zstd_safe::get_frame_content_size(frame).ok().flatten().ok_or_else(|| bad("no content size"))?;
+    if size > u64::from(MAX_CONTROL_FRAME) {
+        return Err(bad("too large"));
+    }
+    crate::delta::decompress_exact(frame, size).map_err(|e| bad(&e.to_string()))
 }
 
 /// Read a frame that must be a control message.
@@ -319,6 +338,10 @@ pub async fn write_message<W: AsyncWrite + Unpin + ?Sized>(w: &mut W, m: &Messag
     if json.len() > MAX_CONTROL_FRAME as usize {
         return Err(ProtocolError::FrameTooLarge { kind: FrameKind::Control, len: u32::MAX, max: MAX_CONTROL_FRAME });
     }
+    if json.len() > COMPRESS_OVER {
+        let z = zstd::bulk::compress(&json, 3)?;
+        return write_frame(w, FrameKind::ControlZstd, &z).await;
+    }
     write_frame(w, FrameKind::Control, &json).await
 }
 
@@ -344,6 +367,9 @@ mod tests {
         let data: Vec<u8> = (0..DATA_FRAME_SIZE * 2 + 17).map(|i| i as u8).collect();
         write_payload(&mut buf, &data).await.unwrap();
         write_message(&mut buf, &Message::Bye).await.unwrap();
+        let big = Message::Index { paths: vec!["x".repeat(100); 100] };
+        let n = write_message(&mut buf, &big).await.unwrap();
+        assert!(n < 1_000, "{n}");
         let mut r = &buf[..];
         let m = read_message(&mut r).await.unwrap();
         assert_eq!(m, hello);
@@ -351,6 +377,7 @@ mod tests {
         assert!(m.check_hello(&StoreDir::new("/other/store")).is_err());
         assert_eq!(read_payload(&mut r, data.len() as u64).await.unwrap(), data);
         assert_eq!(read_message(&mut r).await.unwrap(), Message::Bye);
+        assert_eq!(read_message(&mut r).await.unwrap(), big);
         assert!(matches!(read_frame(&mut r).await, Err(ProtocolError::Disconnected)));
 
         // Over the declared size: refused.
@@ -378,6 +405,13 @@ mod tests {
         let mut garbage = 3u32.to_le_bytes().to_vec();
         garbage.extend([1, b'{', b'x', b'}']);
         assert!(matches!(read_frame(&mut &garbage[..]).await, Err(ProtocolError::BadMessage(_))));
+        // A compressed frame claiming a huge size, or none: refused.
+        let mut bomb = Vec::new();
+        let z = zstd::bulk::compress(&vec![b' '; (MAX_CONTROL_FRAME + 1) as usize], 1).unwrap();
+        bomb.extend((z.len() as u32).to_le_bytes());
+        bomb.push(4);
+        bomb.extend(&z);
+        assert!(matches!(read_frame(&mut &bomb[..]).await, Err(ProtocolError::BadMessage(_))));
     }
 
     #[test]

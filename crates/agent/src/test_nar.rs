@@ -1,7 +1,11 @@
 //! Test fixtures: file trees described in code, serialised with the store
 //! crate's [`NarEncoder`] (so fixtures are canonical NARs by construction).
 
+use std::collections::HashMap;
+
 use ndeploy_store::nar::NarEncoder;
+
+use crate::manifest::{NarManifest, RelPath};
 
 pub enum Tree {
     File { executable: bool, contents: Vec<u8> },
@@ -62,4 +66,12 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
+}
+
+/// A NAR's manifest and its files' contents by relative path.
+pub fn manifest_and_files(nar: &[u8]) -> (NarManifest, HashMap<RelPath, Vec<u8>>) {
+    let mut by_index = Vec::new();
+    let m = NarManifest::from_nar_with(nar, &mut |i, bytes| by_index.push((i, bytes))).unwrap();
+    let contents = by_index.into_iter().map(|(i, b)| (m.entries[i].path.clone(), b)).collect();
+    (m, contents)
 }

@@ -45,7 +45,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::{FileHash, LinkTarget, RelPath, TreeEntry};
 
-pub use decode::{DecodeError, FileSource, StoreFiles, decode};
+pub use codec::decompress_exact;
+pub use decode::{DecodeError, FileSource, ReadSeek, StoreFiles, decode};
 pub use encode::{EncodeError, EncodeOptions, EncodedNar, encode, encode_from_disk, encode_whole};
 pub use knowledge::{KnowledgeIndex, TargetKnowledge, package_name};
 

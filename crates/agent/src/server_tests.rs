@@ -1,0 +1,164 @@
+//! The server loop against the client over an in-memory stream, with the
+//! store's files in a temporary directory and a recording fake daemon.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use ndeploy_store::hash::{Hash, HashAlgo};
+use ndeploy_store::path_info::PathInfo;
+use ndeploy_store::store_path::{StoreDir, StorePath};
+use tokio::io::AsyncWriteExt;
+
+use crate::client::{AgentClient, PushItem, PushOutcome};
+use crate::delta::{EncodeOptions, KnowledgeIndex, encode};
+use crate::manifest::NarManifest;
+use crate::protocol::{Message, WirePathInfo, write_message};
+use crate::server::{Importer, ServerConfig, Spool, serve};
+use crate::test_nar::{dir, exe, file, manifest_and_files, nar_of, noise};
+
+/// What the fake daemon imported: path info and NAR.
+type Imports = Arc<Mutex<Vec<(PathInfo, Vec<u8>)>>>;
+
+#[derive(Default, Clone)]
+struct FakeDaemon {
+    imported: Imports,
+    valid: Arc<Mutex<HashSet<StorePath>>>,
+}
+
+impl Importer for FakeDaemon {
+    async fn is_valid(&mut self, path: &StorePath) -> Result<bool, String> {
+        Ok(self.valid.lock().unwrap().contains(path))
+    }
+    async fn import(&mut self, info: PathInfo, nar: Spool, _check_sigs: bool) -> Result<(), String> {
+        let bytes = match nar {
+            Spool::Memory(v) => v,
+            Spool::File(mut f) => {
+                use std::io::Seek;
+                let mut v = Vec::new();
+                f.rewind().unwrap();
+                f.read_to_end(&mut v).unwrap();
+                v
+            }
+        };
+        self.valid.lock().unwrap().insert(info.path.clone());
+        self.imported.lock().unwrap().push((info, bytes));
+        Ok(())
+    }
+}
+
+fn sp(s: &str) -> StorePath {
+    StorePath::from_base_name(s).unwrap()
+}
+
+fn info_of(path: &StorePath, nar: &[u8]) -> PathInfo {
+    PathInfo::new(path.clone(), Hash::digest(HashAlgo::Sha256, nar), nar.len() as u64)
+}
+
+fn pkg(seed: u64, marker: &str) -> Vec<u8> {
+    let mut lib = noise(seed, 50_000);
+    lib.extend_from_slice(marker.as_bytes());
+    nar_of(&dir(vec![("bin", dir(vec![("run", exe(marker.as_bytes()))])), ("lib", dir(vec![("libx.so", file(&lib))])), ("data", file(&noise(99, 20_000)))]))
+}
+
+#[tokio::test]
+async fn push_verifies_and_imports_or_asks_for_a_resend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = ServerConfig { store_dir: StoreDir::default(), store_root: Some(tmp.path().to_owned()) };
+    let files = config.files_dir();
+    std::fs::create_dir_all(&files).unwrap();
+    let old = sp("00000000000000000000000000000000-pkg-1");
+    ndeploy_store::nar::restore(&pkg(1, "old")[..], &files.join(old.to_string())).unwrap();
+
+    let daemon = FakeDaemon::default();
+    daemon.valid.lock().unwrap().insert(old.clone());
+    let (client_end, server_end) = tokio::io::duplex(1 << 16);
+    let (sr, sw) = tokio::io::split(server_end);
+    let mut fake = daemon.clone();
+    let server = tokio::spawn(async move { serve(sr, sw, &config, &mut fake).await });
+    let (cr, cw) = tokio::io::split(client_end);
+    let mut client = AgentClient::handshake(cr, cw, StoreDir::default()).await.unwrap();
+
+    // Index: the old path's manifest, nothing for an absent or bogus path.
+    let new = sp("11111111111111111111111111111111-pkg-1");
+    let ms = client.manifests(&[old.clone(), new.clone()]).await.unwrap();
+    assert_eq!(ms[0].as_ref().unwrap(), &NarManifest::from_nar(&pkg(1, "old")[..]).unwrap());
+    assert!(ms[1].is_none());
+    let mut knowledge = KnowledgeIndex::reading_from(files.clone());
+    knowledge.add(old.clone(), ms[0].clone().unwrap());
+
+    let item = |path: &StorePath, nar: &[u8], knowledge: &KnowledgeIndex| {
+        let (m, contents) = manifest_and_files(nar);
+        let encoded = encode(path, &m, &mut |rel| Ok(contents[rel].clone()), knowledge, &EncodeOptions::default()).unwrap();
+        PushItem { info: info_of(path, nar), encoded, check_sigs: false }
+    };
+    let new_nar = pkg(1, "new");
+    let good = item(&new, &new_nar, &knowledge);
+    assert!(good.encoded.stats.reference.files == 1 && good.encoded.stats.delta.files == 1, "{:?}", good.encoded.stats);
+    // A path whose path info lies about its hash, and a path referring to it.
+    let liar = sp("22222222222222222222222222222222-liar-1");
+    let liar_nar = pkg(2, "liar");
+    let mut bad = item(&liar, &liar_nar, &knowledge);
+    bad.info.nar_hash = Hash::digest(HashAlgo::Sha256, b"something else");
+    let user = sp("33333333333333333333333333333333-user-1");
+    let user_nar = pkg(3, "user");
+    let mut dependent = item(&user, &user_nar, &knowledge);
+    dependent.info.references.insert(liar.clone());
+    let again = item(&old, &pkg(1, "old"), &knowledge);
+
+    let report = client.push(vec![good, bad, dependent, again]).await.unwrap();
+    let outcomes: Vec<_> = report.outcomes.iter().map(|(p, o)| (p.clone(), matches!(o, PushOutcome::Imported))).collect();
+    assert_eq!(outcomes, [(new.clone(), true), (liar.clone(), false), (user.clone(), false), (old.clone(), true)]);
+    let reasons: Vec<&str> = report.resends().map(|r| r.1).collect();
+    assert!(reasons[0].contains("hash"), "{reasons:?}");
+    assert!(reasons[1].contains("reference"), "{reasons:?}");
+    assert!(report.wire_bytes < new_nar.len() as u64 + 3 * 80_000, "{}", report.wire_bytes);
+    {
+        let imported = daemon.imported.lock().unwrap();
+        assert_eq!(imported.len(), 1);
+        assert_eq!(imported[0].0.path, new);
+        assert!(imported[0].1 == new_nar, "imported NAR differs");
+    }
+
+    // A reused file corrupted on the target: the path must be resent.
+    let victim = files.join(old.to_string()).join("data");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&victim, bytes).unwrap();
+    let other = sp("44444444444444444444444444444444-pkg-1");
+    let other_nar = pkg(1, "other");
+    let report = client.push(vec![item(&other, &other_nar, &knowledge)]).await.unwrap();
+    let (_, outcome) = &report.outcomes[0];
+    assert!(matches!(outcome, PushOutcome::Resend { reason } if reason.contains("data")), "{outcome:?}");
+    assert_eq!(daemon.imported.lock().unwrap().len(), 1);
+
+    client.bye().await.unwrap();
+    let stats = server.await.unwrap().unwrap();
+    assert_eq!((stats.imported, stats.resent), (2, 3));
+}
+
+#[tokio::test]
+async fn a_truncated_stream_imports_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = ServerConfig { store_dir: StoreDir::default(), store_root: Some(tmp.path().to_owned()) };
+    let nar = pkg(5, "x");
+    let path = sp("55555555555555555555555555555555-x");
+    let (m, contents) = manifest_and_files(&nar);
+    let encoded = encode(&path, &m, &mut |rel| Ok(contents[rel].clone()), &(), &EncodeOptions::default()).unwrap();
+    let push = Message::Push { info: WirePathInfo::from_path_info(&info_of(&path, &nar)), plan: encoded.plan.clone(), check_sigs: false };
+    let mut stream = Vec::new();
+    write_message(&mut stream, &Message::hello(&StoreDir::default())).await.unwrap();
+    write_message(&mut stream, &push).await.unwrap();
+    crate::protocol::write_payload(&mut stream, &encoded.payload).await.unwrap();
+    for cut in [stream.len() - 1, stream.len() - 6, stream.len() - 1000, 30] {
+        let daemon = FakeDaemon::default();
+        let (mut client_end, server_end) = tokio::io::duplex(1 << 20);
+        client_end.write_all(&stream[..cut]).await.unwrap();
+        drop(client_end);
+        let (sr, sw) = tokio::io::split(server_end);
+        let mut fake = daemon.clone();
+        let res = serve(sr, sw, &config, &mut fake).await;
+        assert!(res.is_err(), "cut at {cut}");
+        assert!(daemon.imported.lock().unwrap().is_empty());
+    }
+}

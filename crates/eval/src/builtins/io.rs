@@ -47,13 +47,28 @@ fn scoped_import(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     ev.eval(&Arc::new(e), &env)
 }
 
+/// `readFile`: the file's contents; for a file in the store, the string's
+/// context is the references of its store path (Nix's `queryPathInfo`).
 fn read_file(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let p = ev.coerce_to_path(&a[0])?;
     let bytes = ev
         .io
         .read_file(&p)
         .map_err(|e| EvalError::new(ErrorKind::Io(format!("opening file '{p}': {}", io_msg(&e)))))?;
-    Ok(Value::string(String::from_utf8_lossy(&bytes).into_owned()))
+    if bytes.contains(&0) {
+        return Err(EvalError::other(format!("the contents of the file '{p}' cannot be represented as a Nix string")));
+    }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let mut ctx = crate::value::Context::new();
+    if let Some(store) = ev.store.as_deref().and_then(|s| s.computing())
+        && let Ok((sp, _)) = store.store_dir().parse_inner(&p)
+    {
+        let refs = store.references_of(&sp).map_err(|e| EvalError::other(e.to_string()))?;
+        for r in refs {
+            ctx.insert(store.store_dir().display(&r));
+        }
+    }
+    Ok(Value::string_ctx(text, ctx))
 }
 
 fn read_dir(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {

@@ -10,7 +10,11 @@
 //!   their paths from their contents; derivations are recorded with their
 //!   memoised modulo hashes in a [`registry::Registry`];
 //! - `.drv` files this evaluation did not create are read from the store
-//!   directory on disk (only when a context names one).
+//!   directory on disk (only when a context names one);
+//! - the references of a store path (`readFile`'s context) are those of a
+//!   text file or derivation of this evaluation, of a `.drv` file on disk,
+//!   or else what an injected [`ReferencesReader`] (the store's database)
+//!   says; without one such a path has none.
 //!
 //! With a drv dir ([`ComputingStore::with_drv_dir`]) every `.drv` file and
 //! every `toFile` text is also written there under its store base name, and
@@ -66,12 +70,17 @@ struct SourceEntry {
     excluded: Exclusions,
 }
 
+/// The references the real store records for a valid path (`None`: not
+/// valid, or unknown).
+pub type ReferencesReader = dyn Fn(&StoreDir, &StorePath) -> Option<Vec<StorePath>> + Send + Sync;
+
 pub struct ComputingStore {
     dir: StoreDir,
     sources: SourceCache,
     registry: Registry,
     drv_dir: Option<PathBuf>,
     added: Mutex<BTreeMap<String, SourceEntry>>,
+    references: Option<Box<ReferencesReader>>,
 }
 
 /// Read a `.drv` file from the store directory on disk.
@@ -91,7 +100,31 @@ impl ComputingStore {
             sources: SourceCache::new(),
             drv_dir: None,
             added: Mutex::new(BTreeMap::new()),
+            references: None,
         }
+    }
+
+    /// Ask `read` for the references of store paths this evaluation knows
+    /// nothing about (see [`ComputingStore::references_of`]).
+    pub fn with_references_reader(mut self, read: Box<ReferencesReader>) -> ComputingStore {
+        self.references = Some(read);
+        self
+    }
+
+    /// The references of store path `p`, as Nix's `queryPathInfo` would
+    /// give them: for text files and derivations from what they are made
+    /// of, else from the [`ReferencesReader`]; none when nothing is known.
+    pub fn references_of(&self, p: &StorePath) -> Result<Vec<StorePath>, StoreError> {
+        let known = match self.registry.known_references(p) {
+            Ok(k) => k,
+            // A `.drv` path that is neither ours nor on disk: not valid.
+            Err(_) if p.is_derivation() && !self.exists(p) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        if let Some(r) = known {
+            return Ok(r);
+        }
+        Ok(self.references.as_ref().and_then(|read| read(&self.dir, p)).unwrap_or_default())
     }
 
     /// Also write `.drv` files and `toFile` texts into `dir` (created if needed).

@@ -129,13 +129,20 @@ impl Registry {
     /// The known references of a store path: a derivation's inputs, a text
     /// file's references; other paths (sources) have none.
     fn references(&self, path: &StorePath) -> Result<Vec<StorePath>, StoreError> {
+        Ok(self.known_references(path)?.unwrap_or_default())
+    }
+
+    /// The references of a text file of this evaluation or of a derivation
+    /// (of this evaluation, or read from the store); `None` for any other
+    /// path, whose references only the store's database knows.
+    pub fn known_references(&self, path: &StorePath) -> Result<Option<Vec<StorePath>>, StoreError> {
         if let Some(r) = self.lock().texts.get(path) {
-            return Ok(r.clone());
+            return Ok(Some(r.clone()));
         }
         if path.is_derivation() {
-            return Ok(self.derivation(path)?.references().cloned().collect());
+            return Ok(Some(self.derivation(path)?.references().cloned().collect()));
         }
-        Ok(Vec::new())
+        Ok(None)
     }
 
     /// Nix's `computeFSClosure(path)`, with each derivation's output names:

@@ -51,6 +51,55 @@ pub fn encode(bytes: &[u8]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// [`encode`] of a 20-byte store path digest into 32 characters, without
+/// allocating (this is on the path of every store path printed).
+pub fn encode_20(bytes: &[u8; 20]) -> [u8; 32] {
+    // The digest as a 160-bit little-endian number: character k (from the
+    // end) holds bits 5k..5k+5.
+    let mut lo = [0u8; 16];
+    let mut hi = [0u8; 8];
+    lo.copy_from_slice(&bytes[..16]);
+    hi[..4].copy_from_slice(&bytes[16..]);
+    let (lo, hi) = (u128::from_le_bytes(lo), u64::from_le_bytes(hi));
+    let mut out = [0u8; 32];
+    for (k, c) in out.iter_mut().rev().enumerate() {
+        let shift = 5 * k;
+        let d = if shift + 5 <= 128 {
+            (lo >> shift) as u32
+        } else if shift >= 128 {
+            (hi >> (shift - 128)) as u32
+        } else {
+            ((lo >> shift) as u32) | ((hi as u32) << (128 - shift))
+        };
+        *c = ALPHABET[(d & 0x1f) as usize];
+    }
+    out
+}
+
+/// [`decode`] of a 32-character store path hash into its 20-byte digest,
+/// without allocating.
+pub fn decode_20(s: &[u8]) -> Result<[u8; 20], Nix32Error> {
+    let s: &[u8; 32] = s.try_into().map_err(|_| Nix32Error::InvalidLength(s.len()))?;
+    let (mut lo, mut hi) = (0u128, 0u64);
+    for (k, &c) in s.iter().rev().enumerate() {
+        let d = digit(c).ok_or(Nix32Error::InvalidChar(c as char))?;
+        let shift = 5 * k;
+        if shift + 5 <= 128 {
+            lo |= u128::from(d) << shift;
+        } else if shift >= 128 {
+            hi |= u64::from(d) << (shift - 128);
+        } else {
+            lo |= u128::from(d) << shift;
+            hi |= u64::from(d) >> (128 - shift);
+        }
+    }
+    // 32 characters are exactly 160 bits: there are no padding bits.
+    let mut out = [0u8; 20];
+    out[..16].copy_from_slice(&lo.to_le_bytes());
+    out[16..].copy_from_slice(&hi.to_le_bytes()[..4]);
+    Ok(out)
+}
+
 /// Digit value by character; `0xff` for characters outside the alphabet.
 const DIGITS: [u8; 256] = {
     let mut t = [0xffu8; 256];
@@ -112,6 +161,19 @@ mod tests {
             let bytes: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
             assert_eq!(decode(&encode(&bytes)).unwrap(), bytes, "length {n}");
         }
+    }
+
+    #[test]
+    fn fixed_20_byte_forms_agree_with_the_general_ones() {
+        for seed in 0..200u32 {
+            let bytes: [u8; 20] = std::array::from_fn(|i| (seed.wrapping_mul(2654435761) >> (i % 24)) as u8 ^ (i as u8).wrapping_mul(29));
+            let enc = encode_20(&bytes);
+            assert_eq!(std::str::from_utf8(&enc).unwrap(), encode(&bytes));
+            assert_eq!(decode_20(&enc).unwrap(), bytes);
+        }
+        assert_eq!(decode_20(b"zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz").unwrap(), [0xff; 20]);
+        assert_eq!(decode_20(b"e0000000000000000000000000000000"), Err(Nix32Error::InvalidChar('e')));
+        assert_eq!(decode_20(b"000"), Err(Nix32Error::InvalidLength(3)));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
-use crate::hash::{Hash, HashAlgo, compress_hash};
+use crate::hash::{Hash, HashAlgo};
 use crate::nixbase32;
 
 pub const HASH_LEN: usize = 20;
@@ -78,8 +78,7 @@ impl StorePath {
         if s.len() < HASH_CHARS + 1 || s.as_bytes()[HASH_CHARS] != b'-' || !s.is_char_boundary(HASH_CHARS) {
             return Err(if s.len() <= HASH_CHARS + 1 && s.len() >= HASH_CHARS { StorePathError::EmptyName(s.to_owned()) } else { bad() });
         }
-        let bytes = nixbase32::decode(&s[..HASH_CHARS]).map_err(|_| bad())?;
-        let digest: [u8; HASH_LEN] = bytes.try_into().map_err(|_| bad())?;
+        let digest = nixbase32::decode_20(&s.as_bytes()[..HASH_CHARS]).map_err(|_| bad())?;
         let name = &s[HASH_CHARS + 1..];
         validate_name(name, s)?;
         Ok(StorePath { digest, name: name.to_owned() })
@@ -91,7 +90,12 @@ impl StorePath {
 
     /// The 32-character nix32 hash part.
     pub fn hash_part(&self) -> String {
-        nixbase32::encode(&self.digest)
+        self.hash_part_str().as_str().to_owned()
+    }
+
+    /// The hash part without allocating: `p.hash_part_str().as_str()`.
+    pub fn hash_part_str(&self) -> HashPart {
+        HashPart(nixbase32::encode_20(&self.digest))
     }
 
     pub fn name(&self) -> &str {
@@ -115,10 +119,23 @@ impl PartialOrd for StorePath {
     }
 }
 
+/// A store path's 32-character hash part, on the stack.
+#[derive(Clone, Copy)]
+pub struct HashPart([u8; HASH_CHARS]);
+
+impl HashPart {
+    pub fn as_str(&self) -> &str {
+        // The nix32 alphabet is ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 /// `<hash>-<name>`, without the store dir.
 impl fmt::Display for StorePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.hash_part(), self.name)
+        f.write_str(self.hash_part_str().as_str())?;
+        f.write_str("-")?;
+        f.write_str(&self.name)
     }
 }
 
@@ -171,7 +188,18 @@ impl StoreDir {
     }
 
     pub fn display(&self, p: &StorePath) -> String {
-        format!("{}/{}", self.0, p)
+        let mut s = String::with_capacity(self.0.len() + HASH_CHARS + 2 + p.name.len());
+        self.push_display(&mut s, p);
+        s
+    }
+
+    /// Append `p` as an absolute path to `out`.
+    pub fn push_display(&self, out: &mut String, p: &StorePath) {
+        out.push_str(&self.0);
+        out.push('/');
+        out.push_str(p.hash_part_str().as_str());
+        out.push('-');
+        out.push_str(&p.name);
     }
 
     /// Parse an absolute store path (exactly one component below the store dir).
@@ -208,22 +236,50 @@ impl StoreDir {
 
     /// Nix's `makeStorePath`.
     pub fn make_store_path(&self, path_type: &str, inner: &Hash, name: &str) -> Result<StorePath, StorePathError> {
-        let fingerprint = format!("{path_type}:{}:{}:{}:{name}", inner.algo(), inner.to_base16(), self.0);
+        let mut fingerprint = String::with_capacity(path_type.len() + 150 + self.0.len() + name.len());
+        fingerprint.push_str(path_type);
+        self.finish_store_path(fingerprint, inner, name)
+    }
+
+    /// [`StoreDir::make_store_path`] for a fingerprint holding the path type.
+    fn finish_store_path(&self, mut fingerprint: String, inner: &Hash, name: &str) -> Result<StorePath, StorePathError> {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        fingerprint.push(':');
+        fingerprint.push_str(inner.algo().name());
+        fingerprint.push(':');
+        for &b in inner.as_bytes() {
+            fingerprint.push(char::from(DIGITS[usize::from(b >> 4)]));
+            fingerprint.push(char::from(DIGITS[usize::from(b & 0xf)]));
+        }
+        fingerprint.push(':');
+        fingerprint.push_str(&self.0);
+        fingerprint.push(':');
+        fingerprint.push_str(name);
         let h = Hash::digest(HashAlgo::Sha256, fingerprint.as_bytes());
-        let digest: [u8; HASH_LEN] = compress_hash(h.as_bytes(), HASH_LEN).try_into().expect("20 bytes");
-        validate_name(name, &format!("{}/{}-{name}", self.0, nixbase32::encode(&digest)))?;
+        // Nix's `compressHash(h, 20)`: XOR-fold the sha256 into 20 bytes.
+        let mut digest = [0u8; HASH_LEN];
+        for (i, b) in h.as_bytes().iter().enumerate() {
+            digest[i % HASH_LEN] ^= b;
+        }
+        if validate_name(name, "").is_err() {
+            let p = StorePath { digest, name: String::new() };
+            validate_name(name, &format!("{}/{}-{name}", self.0, p.hash_part_str().as_str()))?;
+        }
         Ok(StorePath { digest, name: name.to_owned() })
     }
 
+    /// `<kind>[:<ref>...][:self]` (references sorted as printed, each once).
     fn make_type<'a>(&self, kind: &str, refs: impl IntoIterator<Item = &'a StorePath>, self_ref: bool) -> String {
-        let mut refs: Vec<String> = refs.into_iter().map(|r| self.display(r)).collect();
-        refs.sort();
+        // `StorePath`'s order is the printed order under one store dir.
+        let mut refs: Vec<&StorePath> = refs.into_iter().collect();
+        refs.sort_unstable();
         // References are a set: a path in both inputSrcs and inputDrvs counts once.
         refs.dedup();
-        let mut t = kind.to_owned();
+        let mut t = String::with_capacity(kind.len() + refs.len() * (self.0.len() + 80) + 200);
+        t.push_str(kind);
         for r in refs {
             t.push(':');
-            t.push_str(&r);
+            self.push_display(&mut t, r);
         }
         if self_ref {
             t.push_str(":self");
@@ -238,7 +294,7 @@ impl StoreDir {
         content_hash: &Hash,
         refs: impl IntoIterator<Item = &'a StorePath>,
     ) -> Result<StorePath, StorePathError> {
-        self.make_store_path(&self.make_type("text", refs, false), content_hash, name)
+        self.finish_store_path(self.make_type("text", refs, false), content_hash, name)
     }
 
     /// The path of a store object added by content (`nix-store --add`,
@@ -252,7 +308,7 @@ impl StoreDir {
         self_ref: bool,
     ) -> Result<StorePath, StorePathError> {
         if method == FileIngestionMethod::Recursive && hash.algo() == HashAlgo::Sha256 {
-            return self.make_store_path(&self.make_type("source", refs, self_ref), hash, name);
+            return self.finish_store_path(self.make_type("source", refs, self_ref), hash, name);
         }
         let prefix = if method == FileIngestionMethod::Recursive { "r:" } else { "" };
         let inner = Hash::digest(HashAlgo::Sha256, format!("fixed:out:{prefix}{}:{}:", hash.algo(), hash.to_base16()));
@@ -262,7 +318,10 @@ impl StoreDir {
     /// The path of output `output` of a derivation whose modulo hash is `drv_hash`.
     pub fn make_output_path(&self, output: &str, drv_hash: &Hash, drv_name: &str) -> Result<StorePath, StorePathError> {
         let name = output_path_name(drv_name, output);
-        self.make_store_path(&format!("output:{output}"), drv_hash, &name)
+        let mut fingerprint = String::with_capacity(170 + output.len() + self.0.len() + name.len());
+        fingerprint.push_str("output:");
+        fingerprint.push_str(output);
+        self.finish_store_path(fingerprint, drv_hash, &name)
     }
 }
 

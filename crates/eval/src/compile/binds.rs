@@ -33,9 +33,13 @@ pub(crate) struct Binds {
     statics: Vec<StaticBind>,
     dynamics: Vec<DynBind>,
     /// Position of each static name in `statics`, so that building a set of
-    /// n attributes is O(n), not O(n²). Valid until `statics` is sorted.
+    /// n attributes is O(n), not O(n²). Valid until `statics` is sorted;
+    /// built only once there are more than [`SMALL`] names.
     index: HashMap<Symbol, usize>,
 }
+
+/// Up to this many static names, a linear search beats hashing.
+const SMALL: usize = 8;
 
 #[derive(Clone)]
 struct StaticBind {
@@ -87,12 +91,26 @@ impl Binds {
         Binds { statics: Vec::new(), dynamics: Vec::new(), index: HashMap::new() }
     }
     fn find(&mut self, name: Symbol) -> Option<&mut StaticBind> {
+        if self.statics.len() <= SMALL {
+            return self.statics.iter_mut().find(|b| b.name == name);
+        }
         let i = *self.index.get(&name)?;
         self.statics.get_mut(i)
     }
     fn push_static(&mut self, sb: StaticBind) {
-        self.index.insert(sb.name, self.statics.len());
         self.statics.push(sb);
+        // Small sets are searched linearly; the index is built once they grow.
+        match self.statics.len() {
+            n if n <= SMALL => {}
+            n if n == SMALL + 1 => {
+                self.index = self.statics.iter().enumerate().map(|(i, b)| (b.name, i)).collect();
+            }
+            n => {
+                if let Some(b) = self.statics.last() {
+                    self.index.insert(b.name, n - 1);
+                }
+            }
+        }
     }
 }
 

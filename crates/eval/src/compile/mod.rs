@@ -137,7 +137,11 @@ fn parse_error(err: &rnix::ParseError, src: SourceId) -> EvalError {
 }
 
 fn ident_name(id: &ast::Ident) -> Symbol {
-    Symbol::new(&id.syntax().text().to_string())
+    // The token's text as it is (no `SyntaxText` rendering into a new String).
+    match id.ident_token() {
+        Some(t) => Symbol::new(t.text()),
+        None => Symbol::new(&id.syntax().text().to_string()),
+    }
 }
 
 impl<'a> Compiler<'a> {

@@ -43,22 +43,24 @@ impl Sink for Hasher {
     }
 }
 
-/// A [`Hasher`] fed through a stack buffer: an ATerm is written in many small
-/// pieces, and one `update` per piece costs more than copying them.
+/// A [`Hasher`] fed through a buffer: an ATerm is written in many small
+/// pieces, and one `update` per piece costs more than copying them. (The
+/// buffer is a `Vec` with capacity, not an array, so it is not zeroed.)
 pub struct BufferedHasher {
     hasher: Hasher,
-    buf: [u8; 4096],
-    len: usize,
+    buf: Vec<u8>,
 }
+
+const BUFFER: usize = 4096;
 
 impl BufferedHasher {
     pub fn new(algo: HashAlgo) -> BufferedHasher {
-        BufferedHasher { hasher: Hasher::new(algo), buf: [0; 4096], len: 0 }
+        BufferedHasher { hasher: Hasher::new(algo), buf: Vec::with_capacity(BUFFER) }
     }
 
     fn flush(&mut self) {
-        self.hasher.update(self.buf.get(..self.len).unwrap_or_default());
-        self.len = 0;
+        self.hasher.update(&self.buf);
+        self.buf.clear();
     }
 
     pub fn finish(mut self) -> Hash {
@@ -69,15 +71,13 @@ impl BufferedHasher {
 
 impl Sink for BufferedHasher {
     fn put(&mut self, bytes: &[u8]) {
-        if self.len + bytes.len() > self.buf.len() {
+        if self.buf.len() + bytes.len() > BUFFER {
             self.flush();
         }
-        match self.buf.get_mut(self.len..self.len + bytes.len()) {
-            Some(dst) => {
-                dst.copy_from_slice(bytes);
-                self.len += bytes.len();
-            }
-            None => self.hasher.update(bytes),
+        if bytes.len() > BUFFER {
+            self.hasher.update(bytes);
+        } else {
+            self.buf.extend_from_slice(bytes);
         }
     }
 }
@@ -133,7 +133,7 @@ fn put_path(out: &mut impl Sink, store_dir: &StoreDir, p: &StorePath) {
     out.put(b"\"");
     out.put(store_dir.as_str().as_bytes());
     out.put(b"/");
-    out.put(p.hash_part().as_bytes());
+    out.put(p.hash_part_str().as_str().as_bytes());
     out.put(b"-");
     out.put(p.name().as_bytes());
     out.put(b"\"");
@@ -169,8 +169,13 @@ pub fn write(
         out.put(b"(");
         put_raw(out, name);
         out.put(b",");
-        match output.path(store_dir, &drv.name, name)? {
-            Some(p) if !mask => put_path(out, store_dir, &p),
+        match output {
+            _ if mask => put_raw(out, ""),
+            DerivationOutput::InputAddressed { path } => put_path(out, store_dir, path),
+            DerivationOutput::CAFixed { .. } => match output.path(store_dir, &drv.name, name)? {
+                Some(p) => put_path(out, store_dir, &p),
+                None => put_raw(out, ""),
+            },
             _ => put_raw(out, ""),
         }
         out.put(b",\"");
@@ -203,11 +208,11 @@ pub fn write(
             put_list(out, outputs, |out, o| put_raw(out, o));
             out.put(b")");
         }),
-        None => put_list(out, drv.input_drvs.keys(), |out, path| {
+        None => put_list(out, &drv.input_drvs, |out, (path, outputs)| {
             out.put(b"(");
             put_path(out, store_dir, path);
             out.put(b",");
-            put_list(out, drv.input_drvs.get(path).into_iter().flatten(), |out, o| put_raw(out, o));
+            put_list(out, outputs, |out, o| put_raw(out, o));
             out.put(b")");
         }),
     }

@@ -304,17 +304,24 @@ impl Derivation {
             }
             DerivationKind::InputAddressed { .. } => {
                 let h = self.drv_hash(store_dir, true, lookup)?;
-                let names: Vec<String> = self.outputs.keys().cloned().collect();
-                for output in names {
-                    if h.deferred {
+                let Derivation { name, outputs, env, .. } = self;
+                for (output, o) in outputs.iter_mut() {
+                    let value = if h.deferred {
                         // Depends on a floating or impure derivation: paths unknown.
-                        self.env.insert(output.clone(), String::new());
-                        self.outputs.insert(output, DerivationOutput::Deferred);
-                        continue;
+                        *o = DerivationOutput::Deferred;
+                        String::new()
+                    } else {
+                        let path = store_dir.make_output_path(output, &h.hash, name).map_err(DerivationError::from)?;
+                        let value = store_dir.display(&path);
+                        *o = DerivationOutput::InputAddressed { path };
+                        value
+                    };
+                    match env.get_mut(output) {
+                        Some(v) => *v = value,
+                        None => {
+                            env.insert(output.clone(), value);
+                        }
                     }
-                    let path = store_dir.make_output_path(&output, &h.hash, &self.name).map_err(DerivationError::from)?;
-                    self.env.insert(output.clone(), store_dir.display(&path));
-                    self.outputs.insert(output, DerivationOutput::InputAddressed { path });
                 }
             }
             DerivationKind::Floating | DerivationKind::Impure => {

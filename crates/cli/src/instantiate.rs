@@ -81,7 +81,8 @@ pub struct InstantiateArgs {
     /// Accepted for compatibility.
     #[arg(long)]
     impure: bool,
-    /// Accepted for compatibility.
+    /// Experimental features (`parse-toml-timestamps` changes `fromTOML`;
+    /// others are accepted for compatibility).
     #[arg(long)]
     extra_experimental_features: Vec<String>,
     /// Accepted for compatibility.
@@ -134,6 +135,11 @@ fn run_inner(args: InstantiateArgs) -> EvalResult<()> {
             short_path: args.lint_short_path_literals.as_deref() == Some("fatal"),
             url: args.lint_url_literals.as_deref() == Some("fatal"),
         },
+        experimental_features: args
+            .extra_experimental_features
+            .iter()
+            .flat_map(|f| f.split_whitespace().map(str::to_owned))
+            .collect(),
         ..EvalConfig::default()
     };
     let store_dir = config.store_dir.clone();

@@ -128,6 +128,7 @@ fn from_json(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 
 fn from_toml(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let s = ev.force_string(&a[0])?;
-    let d = stoml::parse_toml(s.as_str()).map_err(|e| EvalError::other(e.to_string()))?;
+    let timestamps = ev.config.experimental_features.iter().any(|f| f == "parse-toml-timestamps");
+    let d = stoml::parse_toml_with(s.as_str(), timestamps).map_err(|e| EvalError::other(e.to_string()))?;
     data_to_value(d)
 }

@@ -42,6 +42,9 @@ pub struct EvalConfig {
     pub cwd: String,
     pub store_dir: String,
     pub lints: crate::compile::Lints,
+    /// Experimental features turned on (`--extra-experimental-features`),
+    /// such as `parse-toml-timestamps`.
+    pub experimental_features: Vec<String>,
 }
 
 impl Default for EvalConfig {
@@ -53,6 +56,7 @@ impl Default for EvalConfig {
             cwd: std::env::current_dir().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| "/".into()),
             store_dir: "/nix/store".into(),
             lints: Default::default(),
+            experimental_features: Vec::new(),
         }
     }
 }

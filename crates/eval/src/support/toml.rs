@@ -6,9 +6,11 @@
 //! tables → attribute sets, arrays (including arrays of tables) → lists,
 //! integers → ints, floats (including `inf`, `nan`, `-nan`) → floats,
 //! strings → strings, booleans → booleans. Any date/time value is an error
-//! ("Dates and times are not supported") as in Nix 2.8; newer Nix
-//! versions instead return `{ _type = "timestamp"; value = "..."; }` behind
-//! an experimental feature.
+//! ("Dates and times are not supported") as in Nix 2.8, unless timestamps
+//! are asked for ([`parse_toml_with`], current Nix's experimental feature
+//! `parse-toml-timestamps`): then it is `{ _type = "timestamp"; value =
+//! "..."; }` with the value printed as current Nix prints it (upper-case `T`,
+//! seconds always, a fraction of 3, 6 or 9 digits, `Z` for a zero offset).
 //!
 //! Error messages are prefixed like Nix's ("while parsing a TOML string:
 //! ...") but the parser's own wording is the `toml` crate's, not toml11's.
@@ -39,32 +41,81 @@ pub enum TomlError {
 
 /// `builtins.fromTOML`: parses a TOML document into an attribute set.
 pub fn parse_toml(s: &str) -> Result<Data, TomlError> {
+    parse_toml_with(s, false)
+}
+
+/// [`parse_toml`], with date/time values as timestamp sets when
+/// `timestamps` (Nix's `parse-toml-timestamps` feature).
+pub fn parse_toml_with(s: &str, timestamps: bool) -> Result<Data, TomlError> {
     let table: toml::Table = s
         .parse()
         .map_err(|e: toml::de::Error| TomlError::Syntax(e.message().to_owned()))?;
-    convert_table(table)
+    convert_table(table, timestamps)
 }
 
-fn convert_table(table: toml::Table) -> Result<Data, TomlError> {
+fn convert_table(table: toml::Table, timestamps: bool) -> Result<Data, TomlError> {
     let mut attrs = BTreeMap::new();
     for (key, value) in table {
-        attrs.insert(key, convert(value)?);
+        attrs.insert(key, convert(value, timestamps)?);
     }
     Ok(Data::Attrs(attrs))
 }
 
-fn convert(value: toml::Value) -> Result<Data, TomlError> {
+fn convert(value: toml::Value, timestamps: bool) -> Result<Data, TomlError> {
     Ok(match value {
         toml::Value::String(s) => Data::String(s),
         toml::Value::Integer(i) => Data::Int(i),
         toml::Value::Float(f) => Data::Float(f),
         toml::Value::Boolean(b) => Data::Bool(b),
-        toml::Value::Datetime(_) => return Err(TomlError::DateTime),
-        toml::Value::Array(items) => {
-            Data::List(items.into_iter().map(convert).collect::<Result<_, _>>()?)
+        toml::Value::Datetime(d) if timestamps => {
+            let mut attrs = BTreeMap::new();
+            attrs.insert("_type".to_owned(), Data::String("timestamp".into()));
+            attrs.insert("value".to_owned(), Data::String(format_datetime(&d)));
+            Data::Attrs(attrs)
         }
-        toml::Value::Table(table) => convert_table(table)?,
+        toml::Value::Datetime(_) => return Err(TomlError::DateTime),
+        toml::Value::Array(items) => Data::List(
+            items
+                .into_iter()
+                .map(|v| convert(v, timestamps))
+                .collect::<Result<_, _>>()?,
+        ),
+        toml::Value::Table(table) => convert_table(table, timestamps)?,
     })
+}
+
+/// A date/time as current Nix prints it (toml11 with Nix's normalisation).
+fn format_datetime(d: &toml::value::Datetime) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if let Some(date) = &d.date {
+        let _ = write!(out, "{:04}-{:02}-{:02}", date.year, date.month, date.day);
+    }
+    if let Some(time) = &d.time {
+        if d.date.is_some() {
+            out.push('T');
+        }
+        let _ = write!(out, "{:02}:{:02}:{:02}", time.hour, time.minute, time.second);
+        let ns = time.nanosecond;
+        // The fraction in milli-, micro- or nanoseconds, whichever is exact.
+        if ns % 1_000_000 == 0 && ns != 0 {
+            let _ = write!(out, ".{:03}", ns / 1_000_000);
+        } else if ns % 1_000 == 0 && ns != 0 {
+            let _ = write!(out, ".{:06}", ns / 1_000);
+        } else if ns != 0 {
+            let _ = write!(out, ".{ns:09}");
+        }
+    }
+    match d.offset {
+        Some(toml::value::Offset::Z) | Some(toml::value::Offset::Custom { minutes: 0 }) => out.push('Z'),
+        Some(toml::value::Offset::Custom { minutes }) => {
+            let sign = if minutes < 0 { '-' } else { '+' };
+            let m = minutes.unsigned_abs();
+            let _ = write!(out, "{sign}{:02}:{:02}", m / 60, m % 60);
+        }
+        None => {}
+    }
+    out
 }
 
 #[cfg(test)]
@@ -143,6 +194,43 @@ mod tests {
         }
         let deep = "a = ".to_owned() + &"[".repeat(100_000);
         assert!(parse_toml(&deep).is_err());
+    }
+
+    #[test]
+    fn timestamps_as_current_nix_prints_them() {
+        // From Nix's eval-okay-fromTOML-timestamps test.
+        let doc = "odt2 = 1979-05-27T00:32:00-07:00\nodt5 = 1979-05-27 07:32:00.1Z\n\
+                   odt14 = 1979-05-27t07:32:00.1234567891Z\nodt9 = 1979-05-27t07:32:00.12345Z\n\
+                   ldt8 = 1979-05-27 00:32:00.1234567\nld1 = 1979-05-27\nlt1 = 07:32:00\n\
+                   lt3 = 00:32:00.12\nz = 1979-05-27T07:32:00+00:00\nodt3 = 1979-05-27T00:32:00.999999-07:00\n";
+        let Data::Attrs(top) = parse_toml_with(doc, true).unwrap() else {
+            panic!()
+        };
+        let value = |k: &str| match &top[k] {
+            Data::Attrs(a) => {
+                assert_eq!(a["_type"], Data::String("timestamp".into()));
+                match &a["value"] {
+                    Data::String(s) => s.clone(),
+                    v => panic!("{v:?}"),
+                }
+            }
+            v => panic!("{v:?}"),
+        };
+        for (k, want) in [
+            ("odt2", "1979-05-27T00:32:00-07:00"),
+            ("odt5", "1979-05-27T07:32:00.100Z"),
+            ("odt14", "1979-05-27T07:32:00.123456789Z"),
+            ("odt9", "1979-05-27T07:32:00.123450Z"),
+            ("ldt8", "1979-05-27T00:32:00.123456700"),
+            ("ld1", "1979-05-27"),
+            ("lt1", "07:32:00"),
+            ("lt3", "00:32:00.120"),
+            ("z", "1979-05-27T07:32:00Z"),
+            ("odt3", "1979-05-27T00:32:00.999999-07:00"),
+        ] {
+            assert_eq!(value(k), want, "{k}");
+        }
+        assert_eq!(parse_toml_with(doc, false), Err(TomlError::DateTime));
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! `scopedImport`, `readFile`, `readDir`, `pathExists`, `readFileType`,
 //! `getEnv`, `findFile`, `toPath`, and the pure `placeholder`.
 
-use std::sync::Arc;
 
 use super::{PrimOp, S};
 use crate::error::{ErrorKind, EvalError, EvalResult};
@@ -42,9 +41,10 @@ fn scoped_import(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     };
     let names: Vec<Symbol> = scope.iter().map(|a| a.name).collect();
     let values: Vec<Value> = scope.iter().map(|a| a.value.clone()).collect();
-    let e = ev.compile_file(&p, Some(names))?;
+    // Compiled once per (file, scope names); the values are this call's.
+    let e = ev.compile_file_scoped(&p, names)?;
     let env = Env::new(ev.root_env(), values);
-    ev.eval(&Arc::new(e), &env)
+    ev.eval(&e, &env)
 }
 
 /// `readFile`: the file's contents; for a file in the store, the string's

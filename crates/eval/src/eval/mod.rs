@@ -85,6 +85,10 @@ pub struct Evaluator {
     base: HashMap<Symbol, Value>,
     builtins: Attrs,
     files: Mutex<HashMap<String, Value>>,
+    /// `scopedImport`'s compiled files by path and scope names: the compiled
+    /// form depends on the names of the scope (its frame layout), never on
+    /// their values, so one compile serves every call with those names.
+    scoped: Mutex<HashMap<(String, Vec<Symbol>), Arc<Expr>>>,
     rec_envs: Mutex<RecRegistry>,
     root: Env,
 }
@@ -106,6 +110,7 @@ impl Evaluator {
             base,
             builtins,
             files: Mutex::new(HashMap::new()),
+            scoped: Mutex::new(HashMap::new()),
             rec_envs: Mutex::new(RecRegistry { envs: Vec::new(), prune_at: 1024 }),
             root: Env::root(),
         }
@@ -181,6 +186,17 @@ impl Evaluator {
     }
 
     /// Read and compile a file; `extra` adds an outermost frame (scopedImport).
+    /// [`Evaluator::compile_file`] with the outermost frame `names`
+    /// (`scopedImport`), compiled once per evaluator for each (path, names).
+    pub(crate) fn compile_file_scoped(&self, path: &str, names: Vec<Symbol>) -> EvalResult<Arc<Expr>> {
+        let key = (path.to_owned(), names);
+        if let Some(e) = self.scoped.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(e.clone());
+        }
+        let e = Arc::new(self.compile_file(path, Some(key.1.clone()))?);
+        Ok(self.scoped.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_insert(e).clone())
+    }
+
     pub(crate) fn compile_file(&self, path: &str, extra: Option<Vec<Symbol>>) -> EvalResult<Expr> {
         let bytes = self
             .io

@@ -17,8 +17,13 @@ pub const MAX_WINDOW_LOG: u32 = 27;
 
 /// Level for raw bytes (fast; real payloads are mostly already dense).
 pub const RAW_LEVEL: i32 = 3;
-/// Level for deltas (small outputs matter more than speed; inputs are one file).
-pub const DELTA_LEVEL: i32 = 12;
+/// Level for deltas of files under 1 MiB (small outputs matter more than speed).
+pub const DELTA_LEVEL: i32 = 9;
+/// Level for deltas of larger files (with long-distance matching, higher
+/// levels find the same matches, several times slower: measured on a 30 MB
+/// file, level 6 takes 0.13 s and level 12 0.86 s for the same 5 KB).
+pub const DELTA_LEVEL_LARGE: i32 = 6;
+const LARGE: usize = 1 << 20;
 
 fn zerr(what: &str, code: zstd_safe::ErrorCode) -> io::Error {
     io::Error::other(format!("{what}: {}", zstd_safe::get_error_name(code)))
@@ -34,12 +39,18 @@ pub fn compress(data: &[u8], level: i32) -> io::Result<Vec<u8>> {
     zstd::bulk::compress(data, level)
 }
 
-/// A zstd frame of `data` that uses `base` as prefix.
+/// A zstd frame of `data` that uses `base` as prefix, at `level`, or at
+/// most [`DELTA_LEVEL_LARGE`] for large inputs.
 pub fn compress_delta(base: &[u8], data: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    let level = if data.len().max(base.len()) >= LARGE { level.min(DELTA_LEVEL_LARGE) } else { level };
     let mut cctx = CCtx::create();
     cctx.set_parameter(CParameter::CompressionLevel(level)).map_err(|c| zerr("zstd level", c))?;
     cctx.set_parameter(CParameter::WindowLog(window_log(base.len() + data.len()))).map_err(|c| zerr("zstd window", c))?;
     cctx.set_parameter(CParameter::ContentSizeFlag(true)).map_err(|c| zerr("zstd content size", c))?;
+    // Long-distance matching finds the old file's runs across the whole
+    // window at any level (without it, levels below ~15 lose track of a
+    // prefix of more than a few MB and the "delta" is the whole file).
+    cctx.set_parameter(CParameter::EnableLongDistanceMatching(true)).map_err(|c| zerr("zstd long-distance matching", c))?;
     cctx.ref_prefix(base).map_err(|c| zerr("zstd prefix", c))?;
     let mut out = Vec::with_capacity(zstd_safe::compress_bound(data.len()));
     cctx.compress2(&mut out, data).map_err(|c| zerr("zstd delta compression", c))?;
@@ -101,6 +112,18 @@ mod tests {
     }
 
     #[test]
+    fn a_large_file_with_an_insertion_deltas_to_the_insertion() {
+        // Beyond the reach of plain level-6 matching: needs long-distance matching.
+        let old = noise(3, 12 << 20);
+        let mut new = old[..4 << 20].to_vec();
+        new.extend(noise(4, 2000));
+        new.extend(&old[4 << 20..(12 << 20) - 1000]);
+        let d = compress_delta(&old, &new, DELTA_LEVEL).unwrap();
+        assert!(d.len() < 4000, "{}", d.len());
+        assert_eq!(decompress_delta(&old, &d, new.len() as u64).unwrap(), new);
+    }
+
+    #[test]
     fn raw_frames_are_exact() {
         let data = noise(2, 10_000);
         let f = compress(&data, RAW_LEVEL).unwrap();
@@ -110,3 +133,4 @@ mod tests {
         assert!(decompress_exact(b"garbage", 10).is_err());
     }
 }
+

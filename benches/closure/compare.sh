@@ -121,21 +121,28 @@ cpu_ticks() {
   for t in $alltargets; do sum=$((sum + $(awk '{print $14+$15+$16+$17}' "/proc/$(cat "$work/$t/sshd.pid")/stat"))); done
   echo "$sum"
 }
-secs=0 wire=0 cpu=0
-measure() { # measure CMD...: sets secs, wire, cpu
+secs=0 wire=0 cpu=0 ccpu=0
+# `times` in a subshell: user and sys CPU of the client side (the tool and
+# its ssh processes); the rest of `cpu` is the targets' (sshd, nix-daemon).
+client_cpu() { sed -n 2p "$1" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); s += a[1] * 60 + a[2] } print s }'; }
+measure() { # measure CMD...: sets secs, wire, cpu, ccpu
   local b0 t0 t1 b1 c0 c1
   c0=$(cpu_ticks); b0=$(lo_bytes); t0=$(now)
-  "$@" > "$work/last.out" 2> "$work/last.err" || { echo "FAILED: $*" >&2; cat "$work/last.err" >&2; exit 1; }
+  ( "$@" > "$work/last.out" 2> "$work/last.err"; rc=$?; times > "$work/times.out"; exit $rc ) \
+    || { echo "FAILED: $*" >&2; cat "$work/last.err" >&2; exit 1; }
   t1=$(now); b1=$(lo_bytes)
   sleep 0.3 # let the target sessions end and be reaped
   c1=$(cpu_ticks)
   secs=$(echo "$t1 - $t0" | bc -l); wire=$((b1 - b0)); cpu=$(echo "($c1 - $c0) / $tck" | bc -l)
+  ccpu=$(client_cpu "$work/times.out")
 }
 nixcopy() { NIX_SSHOPTS="-F $client/.ssh/config" nix copy --no-check-sigs --to "ssh-ng://$1" "$2"; }
-ndpush() { local p=$1; shift; local to=(); for t in "$@"; do to+=(--to "ssh://$t"); done; HOME=$client "$nd" push --no-progress "${to[@]}" "$p"; }
+# The plain worker-protocol push (the agent has its own comparison, agent-compare.sh).
+plain=(); "$nd" push --help | grep -q -- --no-agent && plain=(--no-agent)
+ndpush() { local p=$1; shift; local to=(); for t in "$@"; do to+=(--to "ssh://$t"); done; HOME=$client "$nd" push -v --no-progress "${plain[@]}" "${to[@]}" "$p"; }
 nix4() { local ps=(); for t in nix4a nix4b nix4c nix4d; do nixcopy "$t" "$1" & ps+=($!); done; for p in "${ps[@]}"; do wait "$p"; done; }
 
-row() { printf '%-8s %-10s %9.3f s %10.1f MB/s  NAR %8.1f MB  wire %8.1f MB  CPU %7.2f s\n' "$1" "$2" "$3" "$(echo "$4 / $3 / 1000000" | bc -l)" "$(echo "$4 / 1000000" | bc -l)" "$(echo "$5 / 1000000" | bc -l)" "$cpu"; }
+row() { printf '%-8s %-10s %9.3f s %10.1f MB/s  NAR %8.1f MB  wire %8.1f MB  CPU %7.2f s (client %.2f, targets %.2f)\n' "$1" "$2" "$3" "$(echo "$4 / $3 / 1000000" | bc -l)" "$(echo "$4 / 1000000" | bc -l)" "$(echo "$5 / 1000000" | bc -l)" "$cpu" "$ccpu" "$(echo "$cpu - $ccpu" | bc -l)"; }
 results=()
 record() { row "$@"; results+=("$1 $2 $3 $cpu"); }
 
@@ -155,6 +162,7 @@ for tool in nix-copy ndeploy; do
   done
   sorted=$(printf '%s\n' "${times[@]}" | sort -n)
   printf '%-8s %-10s %9.3f s best, %.3f s median (5 runs), wire %.1f KB, CPU %.2f s (last run)\n' noop $tool "$(echo "$sorted" | head -1)" "$(echo "$sorted" | sed -n 3p)" "$(echo "$wire / 1000" | bc -l)" "$cpu"
+  [ $tool = ndeploy ] && sed -n 's/^/         stages (last run): /p' "$work/last.err"
   results+=("noop $tool $(echo "$sorted" | sed -n 3p)")
 done
 measure nix4 "$gen1";                          record 4x nix-copy "$secs" "$((4 * nar1))" "$wire"

@@ -49,7 +49,10 @@ pub struct PushArgs {
     /// Only print what each target lacks (paths and NAR bytes).
     #[arg(long)]
     dry_run: bool,
-    /// Nix secret key file: sign path infos for targets that do not trust us.
+    /// Nix secret key file: sign path infos for targets that do not trust us
+    /// (Nix 2.8 daemons do not say whether they do, so everything sent to
+    /// them is signed). Needed where the SSH user is neither root, nor
+    /// allowed passwordless sudo, nor in the target's trusted-users.
     #[arg(long, value_name = "FILE")]
     sign_key: Option<PathBuf>,
     /// No progress bars.

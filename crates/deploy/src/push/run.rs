@@ -44,7 +44,10 @@ pub struct PushOptions {
     /// Targets handled at once.
     pub jobs: usize,
     pub dry_run: bool,
-    /// Signs path infos for targets that do not say they trust us.
+    /// Signs path infos for targets that do not say they trust us. Nix
+    /// daemons before protocol 1.35 (Nix 2.8 included) never say, so with a
+    /// key every path to them is signed; a trusted user's daemon ignores
+    /// the signatures' absence anyway, an untrusted one's checks them.
     pub sign_key: Option<SecretKey>,
     pub connect: ConnectOptions,
     /// NAR bytes buffered per target.

@@ -68,9 +68,13 @@ pub const AS_USER_MARK: &str = "ndeploy: no passwordless sudo; using the Nix dae
 /// without a daemon fails clearly instead of opening some other store
 /// (see the module docs).
 pub fn daemon_command(session: &SshSession, remote_store: Option<&str>) -> String {
+    command_for(session.is_root(), remote_store)
+}
+
+fn command_for(is_root: bool, remote_store: Option<&str>) -> String {
     let with_store = |store: &str| format!("nix-daemon --stdio --store {}", shell_quote(store));
     let cmd = remote_store.map_or_else(|| "nix-daemon --stdio".to_owned(), with_store);
-    if session.is_root() {
+    if is_root {
         return cmd;
     }
     let as_user = remote_store.map_or_else(|| with_store("daemon"), with_store);
@@ -120,5 +124,41 @@ pub async fn open_remote_store(session: &SshSession, remote_store: Option<&str>)
             }
             Err(SshError::Daemon { host, source })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The non-root command runs in `sh`: check what it does with a fake
+    /// `sudo` and `nix-daemon` that print their arguments.
+    #[test]
+    fn commands() {
+        assert_eq!(command_for(true, None), "nix-daemon --stdio");
+        assert_eq!(command_for(true, Some("local?root=/x")), "nix-daemon --stdio --store 'local?root=/x'");
+        let bin = tempfile::tempdir().unwrap();
+        let fake = |name: &str, body: &str| {
+            let p = bin.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        };
+        fake("nix-daemon", "echo daemon \"$@\"");
+        let run = |sudo_ok: bool, store: Option<&str>| {
+            fake("sudo", if sudo_ok { "[ \"$2\" = true ] && exit 0; shift 2; exec \"$@\"" } else { "exit 1" });
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(command_for(false, store))
+                .env("PATH", format!("{}:/usr/bin:/bin", bin.path().display()))
+                .output()
+                .unwrap();
+            (String::from_utf8_lossy(&out.stdout).trim().to_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        };
+        assert_eq!(run(true, None), ("daemon --stdio".to_owned(), String::new()));
+        let (out, err) = run(false, None);
+        assert_eq!(out, "daemon --stdio --store daemon");
+        assert!(err.starts_with(AS_USER_MARK), "{err}");
+        assert_eq!(run(false, Some("local?root=/x")).0, "daemon --stdio --store local?root=/x");
+        assert_eq!(run(true, Some("local?root=/x")).0, "daemon --stdio --store local?root=/x");
     }
 }

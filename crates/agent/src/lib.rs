@@ -22,8 +22,6 @@ pub mod protocol;
 pub mod server;
 
 #[cfg(test)]
-mod server_tests;
-#[cfg(test)]
 mod test_nar;
 
 pub use client::{AgentClient, PushItem, PushOutcome, PushReport};

@@ -162,3 +162,33 @@ async fn a_truncated_stream_imports_nothing() {
         assert!(daemon.imported.lock().unwrap().is_empty());
     }
 }
+
+#[tokio::test]
+async fn paths_received_before_a_cut_are_still_imported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = ServerConfig { store_dir: StoreDir::default(), store_root: Some(tmp.path().to_owned()) };
+    let mut stream = Vec::new();
+    write_message(&mut stream, &Message::hello(&StoreDir::default())).await.unwrap();
+    let mut paths = Vec::new();
+    for (i, name) in ["66666666666666666666666666666666-a", "77777777777777777777777777777777-b"].into_iter().enumerate() {
+        let (path, nar) = (sp(name), pkg(10 + i as u64, name));
+        let (m, contents) = manifest_and_files(&nar);
+        let encoded = encode(&path, &m, &mut |rel| Ok(contents[rel].clone()), &(), &EncodeOptions::default()).unwrap();
+        let push = Message::Push { info: WirePathInfo::from_path_info(&info_of(&path, &nar)), plan: encoded.plan, check_sigs: false };
+        write_message(&mut stream, &push).await.unwrap();
+        crate::protocol::write_payload(&mut stream, &encoded.payload).await.unwrap();
+        paths.push(path);
+    }
+    stream.truncate(stream.len() - 100);
+    let daemon = FakeDaemon::default();
+    let (mut client_end, server_end) = tokio::io::duplex(1 << 22);
+    client_end.write_all(&stream).await.unwrap();
+    client_end.shutdown().await.unwrap();
+    let (sr, sw) = tokio::io::split(server_end);
+    let mut fake = daemon.clone();
+    let res = serve(sr, sw, &config, &mut fake).await;
+    assert!(matches!(res, Err(crate::protocol::ProtocolError::Truncated)), "{res:?}");
+    let imported: Vec<StorePath> = daemon.imported.lock().unwrap().iter().map(|(i, _)| i.path.clone()).collect();
+    assert_eq!(imported, paths[..1]);
+    drop(client_end);
+}

@@ -1,0 +1,162 @@
+//! Importing verified NARs: the [`Importer`] trait the session loop uses,
+//! and [`DaemonImporter`], the target's own Nix daemon (its socket, or a
+//! `nix-daemon --stdio` child, optionally on a chroot store), connected on
+//! first use and reconnected if an operation left the connection broken.
+//!
+//! Invariant: only [`super`] calls `import`, and only with a NAR whose hash
+//! and size it has checked against the path info; a path that is already
+//! valid is never sent (Nix 2.8 would lose its place in the stream).
+
+use std::io::{self, Seek, Write};
+use std::path::PathBuf;
+
+use ndeploy_store::daemon::{self, AddToStoreFlags, DaemonConnection, FromIter, SpawnedDaemon};
+use ndeploy_store::path_info::PathInfo;
+use ndeploy_store::store_path::{StoreDir, StorePath};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{SPOOL_IN_MEMORY, ServerConfig};
+
+/// A rebuilt NAR waiting to be imported.
+pub enum Spool {
+    Memory(Vec<u8>),
+    File(std::fs::File),
+}
+
+impl Write for Spool {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Spool::Memory(v) => Write::write(v, buf),
+            Spool::File(f) => Write::write(f, buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Spool::Memory(_) => Ok(()),
+            Spool::File(f) => f.flush(),
+        }
+    }
+}
+
+impl Spool {
+    pub(super) fn new(size: u64) -> io::Result<Spool> {
+        Ok(if size <= SPOOL_IN_MEMORY { Spool::Memory(Vec::with_capacity(size.min(16 << 20) as usize)) } else { Spool::File(tempfile::tempfile()?) })
+    }
+
+    /// The spooled bytes as an async reader from the start.
+    pub fn into_reader(self) -> io::Result<Box<dyn AsyncRead + Unpin + Send>> {
+        Ok(match self {
+            Spool::Memory(v) => Box::new(io::Cursor::new(v)),
+            Spool::File(mut f) => {
+                f.rewind()?;
+                Box::new(tokio::fs::File::from_std(f))
+            }
+        })
+    }
+}
+
+/// Imports verified NARs into the target's store.
+pub trait Importer: Send {
+    fn is_valid(&mut self, path: &StorePath) -> impl Future<Output = Result<bool, String>> + Send;
+    fn import(&mut self, info: PathInfo, nar: Spool, check_sigs: bool) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// How [`DaemonImporter`] reaches the daemon.
+#[derive(Debug, Clone)]
+pub enum DaemonTarget {
+    /// The daemon socket (`$NIX_DAEMON_SOCKET_PATH` or the default).
+    Socket(PathBuf),
+    /// A `nix-daemon --stdio` child with these arguments.
+    Spawn { program: PathBuf, args: Vec<String> },
+}
+
+impl DaemonTarget {
+    /// The socket if one is listening, else `nix-daemon --stdio`; with a
+    /// store root always the child, on `local?root=ROOT`.
+    pub fn detect(config: &ServerConfig) -> DaemonTarget {
+        let program = std::env::var_os("NDEPLOY_NIX_DAEMON").map_or_else(|| PathBuf::from("nix-daemon"), PathBuf::from);
+        if let Some(root) = &config.store_root {
+            return DaemonTarget::Spawn { program, args: vec!["--stdio".into(), "--store".into(), format!("local?root={}", root.display())] };
+        }
+        let socket = std::env::var_os("NIX_DAEMON_SOCKET_PATH").map_or_else(|| PathBuf::from(daemon::DEFAULT_SOCKET_PATH), PathBuf::from);
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            DaemonTarget::Socket(socket)
+        } else {
+            DaemonTarget::Spawn { program, args: vec!["--stdio".into()] }
+        }
+    }
+}
+
+enum Conn {
+    Unix(Box<daemon::transport::UnixConnection>),
+    Child(Box<SpawnedDaemon>),
+}
+
+/// The real [`Importer`]: the target's daemon, connected on first use.
+pub struct DaemonImporter {
+    target: DaemonTarget,
+    store_dir: StoreDir,
+    conn: Option<Conn>,
+}
+
+impl DaemonImporter {
+    pub fn new(target: DaemonTarget, store_dir: StoreDir) -> DaemonImporter {
+        DaemonImporter { target, store_dir, conn: None }
+    }
+
+    async fn conn(&mut self) -> Result<&mut Conn, String> {
+        if self.conn.as_ref().is_some_and(|c| match c {
+            Conn::Unix(c) => c.is_broken(),
+            Conn::Child(c) => c.conn.is_broken(),
+        }) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            let c = match &self.target {
+                DaemonTarget::Socket(p) => Conn::Unix(Box::new(daemon::connect_unix(p, self.store_dir.clone()).await.map_err(|e| e.to_string())?)),
+                DaemonTarget::Spawn { program, args } => {
+                    let mut cmd = tokio::process::Command::new(program);
+                    cmd.args(args);
+                    Conn::Child(Box::new(daemon::spawn_stdio(cmd, self.store_dir.clone()).await.map_err(|e| e.to_string())?))
+                }
+            };
+            self.conn = Some(c);
+        }
+        self.conn.as_mut().ok_or_else(|| "no daemon connection".to_owned())
+    }
+}
+
+async fn valid_on<R, W>(c: &mut DaemonConnection<R, W>, path: &StorePath) -> Result<bool, String>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    c.is_valid_path(path).await.map_err(|e| e.to_string())
+}
+
+async fn import_on<R, W>(c: &mut DaemonConnection<R, W>, info: PathInfo, nar: Spool, check_sigs: bool) -> Result<(), String>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let reader = nar.into_reader().map_err(|e| e.to_string())?;
+    let flags = AddToStoreFlags { repair: false, dont_check_sigs: !check_sigs };
+    c.add_multiple_to_store(1, FromIter(std::iter::once((info, reader))), flags).await.map_err(|e| e.to_string())
+}
+
+impl Importer for DaemonImporter {
+    async fn is_valid(&mut self, path: &StorePath) -> Result<bool, String> {
+        match self.conn().await? {
+            Conn::Unix(c) => valid_on(c, path).await,
+            Conn::Child(c) => valid_on(&mut c.conn, path).await,
+        }
+    }
+
+    async fn import(&mut self, info: PathInfo, nar: Spool, check_sigs: bool) -> Result<(), String> {
+        match self.conn().await? {
+            Conn::Unix(c) => import_on(c, info, nar, check_sigs).await,
+            Conn::Child(c) => import_on(&mut c.conn, info, nar, check_sigs).await,
+        }
+    }
+}
+

@@ -1,0 +1,307 @@
+//! The agent's side of the protocol (`ndeploy-agent --stdio`): answers
+//! `Index` from the store's files on disk, rebuilds each pushed NAR from its
+//! plan, verifies it, and imports it through the target's own daemon.
+//!
+//! A session is a pipeline of three stages joined by bounded queues, so
+//! reading the next payload, rebuilding a NAR and importing the previous one
+//! overlap: the *reader* reads messages and payloads ahead (at most
+//! [`READ_AHEAD`] payload bytes buffered; a payload over [`MAX_PAYLOAD`] is
+//! skipped and answered `Resend`); the *rebuilder* rebuilds each NAR on a
+//! blocking thread into a spool (memory, or a temporary file above
+//! [`SPOOL_IN_MEMORY`]) while hashing it, and answers `Index` requests from
+//! disk; the *importer* answers in order: `Imported` at once if the path is
+//! already valid, `Resend` if a reference failed earlier in the session or
+//! the rebuilt NAR's hash or size differ from the path info's, else it
+//! imports and answers `Imported`. Every failure of a single path (bad base file,
+//! hash mismatch, daemon refusal) is a `Resend` with the reason, and the
+//! session goes on; only a broken stream or an undecodable message ends it
+//! (after an `Error` message when possible).
+//!
+//! The daemon is reached through the [`Importer`] trait so the loop tests
+//! without one; [`DaemonImporter`] is the real one: the local socket, or
+//! `nix-daemon --stdio` (optionally on a chroot store) when there is none.
+
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ndeploy_store::hash::Hash;
+use ndeploy_store::nar::HashingWriter;
+use ndeploy_store::path_info::PathInfo;
+use ndeploy_store::store_path::{StoreDir, StorePath};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::delta::{NarPlan, PlanStats, StoreFiles, decode};
+use crate::manifest::NarManifest;
+use crate::protocol::{Frame, Message, PathManifest, ProtocolError, read_frame, read_message, read_payload, write_message};
+
+mod daemon;
+#[cfg(test)]
+mod tests;
+
+pub use daemon::{DaemonImporter, DaemonTarget, Importer, Spool};
+
+/// Largest payload accepted for one path.
+pub const MAX_PAYLOAD: u64 = 1 << 30;
+/// Rebuilt NARs up to this size stay in memory; larger ones go to a temporary file.
+pub const SPOOL_IN_MEMORY: u64 = 128 << 20;
+
+/// Where the target's store is.
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// The logical store dir (`/nix/store`).
+    pub store_dir: StoreDir,
+    /// For a chroot store (`local?root=DIR`): DIR. Files are then read under it.
+    pub store_root: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// Where the store's files are on this machine.
+    pub fn files_dir(&self) -> PathBuf {
+        match &self.store_root {
+            Some(root) => root.join(self.store_dir.as_str().trim_start_matches('/')),
+            None => PathBuf::from(self.store_dir.as_str()),
+        }
+    }
+}
+
+/// Payload bytes the reader may hold ahead of the rebuilder.
+pub const READ_AHEAD: u64 = 256 << 20;
+
+/// What a session did.
+#[derive(Debug, Clone, Default)]
+pub struct ServeStats {
+    pub imported: u64,
+    pub resent: u64,
+    pub indexed: u64,
+    pub methods: PlanStats,
+}
+
+/// Serve one session on `reader`/`writer` until `Bye` or the end of the stream.
+pub async fn serve<R, W, I>(reader: R, writer: W, config: &ServerConfig, importer: &mut I) -> Result<ServeStats, ProtocolError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+    I: Importer,
+{
+    let mut r = BufReader::with_capacity(256 << 10, reader);
+    let mut w = BufWriter::new(writer);
+    let mut stats = ServeStats::default();
+    let res = session(&mut r, &mut w, config, importer, &mut stats).await;
+    if let Err(e) = &res
+        && !matches!(e, ProtocolError::Disconnected | ProtocolError::Truncated | ProtocolError::Io(_))
+    {
+        // Best effort: tell the client why before closing.
+        let _ = write_message(&mut w, &Message::Error { message: e.to_string() }).await;
+        let _ = w.flush().await;
+    }
+    res.map(|()| stats)
+}
+
+/// A request as read (first stage).
+enum Incoming {
+    Index(Vec<String>),
+    Push { info: Result<PathInfo, ProtocolError>, name: String, plan: NarPlan, payload: Result<Vec<u8>, String>, check_sigs: bool, permit: Option<OwnedSemaphorePermit> },
+    Bye,
+}
+
+/// A request ready to answer (second stage).
+enum Ready {
+    Reply(Message),
+    Push { info: Result<PathInfo, String>, name: String, rebuilt: Result<(Spool, PlanStats), String>, check_sigs: bool },
+    Bye,
+}
+
+fn join_error(e: tokio::task::JoinError) -> ProtocolError {
+    ProtocolError::Io(io::Error::other(e.to_string()))
+}
+
+async fn session<R, W, I>(r: &mut R, w: &mut W, config: &ServerConfig, importer: &mut I, stats: &mut ServeStats) -> Result<(), ProtocolError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+    I: Importer,
+{
+    let hello = read_message(r).await?;
+    let checked = hello.check_hello(&config.store_dir);
+    write_message(w, &Message::hello(&config.store_dir)).await?;
+    w.flush().await?;
+    checked?;
+    let files = config.files_dir();
+    let (in_tx, in_rx) = mpsc::channel::<Incoming>(16);
+    let (ready_tx, ready_rx) = mpsc::channel::<Ready>(2);
+    // A read error ends the reader only: what was received before it is
+    // still rebuilt and imported, then the error ends the session.
+    let read = async { Ok::<_, ProtocolError>(read_stage(r, in_tx).await.err()) };
+    let (read_error, indexed, ()) =
+        tokio::try_join!(read, rebuild_stage(&files, in_rx, ready_tx), import_stage(w, importer, ready_rx, stats))?;
+    stats.indexed = indexed;
+    read_error.map_or(Ok(()), Err)
+}
+
+/// Stage 1: read requests and their payloads ahead, within [`READ_AHEAD`].
+async fn read_stage<R: AsyncRead + Unpin + Send>(r: &mut R, tx: mpsc::Sender<Incoming>) -> Result<(), ProtocolError> {
+    let budget = Arc::new(Semaphore::new((READ_AHEAD >> 10) as usize));
+    loop {
+        let incoming = match read_message(r).await {
+            Err(ProtocolError::Disconnected) => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(Message::Index { paths }) => Incoming::Index(paths),
+            Ok(Message::Push { info, plan, check_sigs }) => {
+                let (payload, permit) = if plan.payload_len > MAX_PAYLOAD {
+                    skip_payload(r).await?;
+                    (Err(format!("payload of {} bytes is over the agent's limit of {MAX_PAYLOAD}", plan.payload_len)), None)
+                } else {
+                    let kib = u32::try_from((plan.payload_len >> 10).min(READ_AHEAD >> 10)).unwrap_or(u32::MAX);
+                    let permit = Arc::clone(&budget).acquire_many_owned(kib).await.map_err(|e| ProtocolError::Io(io::Error::other(e.to_string())))?;
+                    (Ok(read_payload(r, plan.payload_len).await?), Some(permit))
+                };
+                Incoming::Push { info: info.to_path_info(), name: info.path, plan, payload, check_sigs, permit }
+            }
+            Ok(Message::Bye) => {
+                let _ = tx.send(Incoming::Bye).await;
+                return Ok(());
+            }
+            Ok(other) => return Err(ProtocolError::Unexpected { expected: "Index, Push or Bye", got: other.name().to_owned() }),
+        };
+        if tx.send(incoming).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Stage 2: rebuild NARs and read manifests, on blocking threads; returns
+/// the number of paths indexed.
+async fn rebuild_stage(files: &Path, mut rx: mpsc::Receiver<Incoming>, tx: mpsc::Sender<Ready>) -> Result<u64, ProtocolError> {
+    let mut indexed = 0;
+    while let Some(incoming) = rx.recv().await {
+        let ready = match incoming {
+            Incoming::Index(paths) => {
+                indexed += paths.len() as u64;
+                let dir = files.to_owned();
+                let manifests = tokio::task::spawn_blocking(move || index(&dir, paths)).await.map_err(join_error)?;
+                Ready::Reply(Message::Manifests { manifests })
+            }
+            Incoming::Push { info, name, plan, payload, check_sigs, permit } => {
+                let info = info.map_err(|e| e.to_string());
+                let rebuilt = match (&info, payload) {
+                    (Ok(i), Ok(payload)) => {
+                        let (source, hash, size) = (StoreFiles { dir: files.to_owned() }, i.nar_hash, i.nar_size);
+                        tokio::task::spawn_blocking(move || rebuild(&plan, &payload, &source, &hash, size)).await.map_err(join_error)?
+                    }
+                    (Err(e), _) => Err(e.clone()),
+                    (_, Err(e)) => Err(e),
+                };
+                drop(permit);
+                Ready::Push { info, name, rebuilt, check_sigs }
+            }
+            Incoming::Bye => Ready::Bye,
+        };
+        if tx.send(ready).await.is_err() {
+            break;
+        }
+    }
+    Ok(indexed)
+}
+
+/// Stage 3: import in order and answer.
+async fn import_stage<W, I>(w: &mut W, importer: &mut I, mut rx: mpsc::Receiver<Ready>, stats: &mut ServeStats) -> Result<(), ProtocolError>
+where
+    W: AsyncWrite + Unpin + Send,
+    I: Importer,
+{
+    let mut failed: HashSet<StorePath> = HashSet::new();
+    while let Some(ready) = rx.recv().await {
+        let reply = match ready {
+            Ready::Reply(m) => m,
+            Ready::Bye => {
+                write_message(w, &Message::Bye).await?;
+                w.flush().await?;
+                return Ok(());
+            }
+            Ready::Push { info, name, rebuilt, check_sigs } => match import(importer, &failed, info, rebuilt, check_sigs).await {
+                Ok((path, methods)) => {
+                    stats.imported += 1;
+                    stats.methods.merge(&methods);
+                    Message::Imported { path: path.to_string() }
+                }
+                Err(reason) => {
+                    stats.resent += 1;
+                    if let Ok(p) = StorePath::from_base_name(&name) {
+                        failed.insert(p);
+                    }
+                    Message::Resend { path: name, reason }
+                }
+            },
+        };
+        write_message(w, &reply).await?;
+        if rx.is_empty() {
+            w.flush().await?;
+        }
+    }
+    w.flush().await?;
+    Ok(())
+}
+
+/// Import one rebuilt path, or say why it must be resent.
+async fn import<I: Importer>(
+    importer: &mut I,
+    failed: &HashSet<StorePath>,
+    info: Result<PathInfo, String>,
+    rebuilt: Result<(Spool, PlanStats), String>,
+    check_sigs: bool,
+) -> Result<(StorePath, PlanStats), String> {
+    let info = info?;
+    let path = info.path.clone();
+    if importer.is_valid(&path).await.map_err(|e| format!("asking the daemon: {e}"))? {
+        return Ok((path, PlanStats::default()));
+    }
+    if let Some(r) = info.references.iter().find(|r| failed.contains(*r)) {
+        return Err(format!("its reference '{r}' was not imported"));
+    }
+    let (spool, methods) = rebuilt?;
+    importer.import(info, spool, check_sigs).await.map_err(|e| format!("importing: {e}"))?;
+    Ok((path, methods))
+}
+
+/// Manifests of the paths present under `dir` (`None` for absent or unreadable ones).
+fn index(dir: &Path, paths: Vec<String>) -> Vec<PathManifest> {
+    paths
+        .into_iter()
+        .map(|path| {
+            let manifest = StorePath::from_base_name(&path)
+                .ok()
+                .map(|p| dir.join(p.to_string()))
+                .filter(|full| std::fs::symlink_metadata(full).is_ok())
+                .and_then(|full| NarManifest::from_disk(&full).ok());
+            PathManifest { path, manifest }
+        })
+        .collect()
+}
+
+/// Rebuild and verify one NAR (see the module doc).
+fn rebuild(plan: &NarPlan, payload: &[u8], source: &StoreFiles, nar_hash: &Hash, nar_size: u64) -> Result<(Spool, PlanStats), String> {
+    let spool = Spool::new(nar_size).map_err(|e| format!("spooling the NAR: {e}"))?;
+    let hashing = HashingWriter::new(nar_hash.algo(), spool);
+    let (hashing, stats) = decode(plan, payload, source, hashing).map_err(|e| e.to_string())?;
+    let (got, size, spool) = hashing.finish();
+    if size != nar_size {
+        return Err(format!("rebuilt NAR has {size} bytes, the path info says {nar_size}"));
+    }
+    if got != *nar_hash {
+        return Err(format!("rebuilt NAR hash {} differs from the path info's {}", got.to_sri(), nar_hash.to_sri()));
+    }
+    Ok((spool, stats))
+}
+
+async fn skip_payload<R: AsyncRead + Unpin + Send>(r: &mut R) -> Result<(), ProtocolError> {
+    loop {
+        match read_frame(r).await? {
+            Frame::Data(_) => {}
+            Frame::End => return Ok(()),
+            Frame::Control(m) => return Err(ProtocolError::Unexpected { expected: "data or End", got: m.name().to_owned() }),
+        }
+    }
+}

@@ -100,7 +100,9 @@ where
     res.map(|()| stats)
 }
 
-/// A request as read (first stage).
+/// A request as read (first stage). Variants are moved through queues, not
+/// stored, so their size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Incoming {
     Index(Vec<String>),
     Push { info: Result<PathInfo, ProtocolError>, name: String, plan: NarPlan, payload: Result<Vec<u8>, String>, check_sigs: bool, permit: Option<OwnedSemaphorePermit> },
@@ -108,6 +110,7 @@ enum Incoming {
 }
 
 /// A request ready to answer (second stage).
+#[allow(clippy::large_enum_variant)]
 enum Ready {
     Reply(Message),
     Push { info: Result<PathInfo, String>, name: String, rebuilt: Result<(Spool, PlanStats), String>, check_sigs: bool },

@@ -193,3 +193,44 @@ fn tampered_plans_and_payloads_are_refused() {
     let json = serde_json::to_string(&e.plan).unwrap().replace("\"lib/libmain.so\"", "\"lib/../../libmain.so\"");
     assert!(serde_json::from_str::<NarPlan>(&json).is_err());
 }
+
+
+/// Random damage to plans and payloads: always a clean result, never a panic
+/// (what comes out of a damaged but decodable plan is caught by the NAR hash).
+#[test]
+fn damaged_plans_never_panic() {
+    let s = setup();
+    let mut seeds = 0x1234_5678_u64;
+    let mut next = move || {
+        seeds ^= seeds << 13;
+        seeds ^= seeds >> 7;
+        seeds ^= seeds << 17;
+        seeds
+    };
+    let (mut decoded, mut failed) = (0, 0);
+    for opts in [EncodeOptions::default(), EncodeOptions { deltas: false, ..Default::default() }] {
+        let e = encode_with(&s, &opts);
+        let json = serde_json::to_vec(&e.plan).unwrap();
+        for _ in 0..300 {
+            let mut j = json.clone();
+            let mut p = e.payload.clone();
+            for _ in 0..1 + next() % 3 {
+                let r = next() as usize;
+                if r % 2 == 0 && !j.is_empty() {
+                    let i = (r >> 8) % j.len();
+                    j[i] = b"0123456789\",:{}[]az-/."[(r >> 40) % 22];
+                } else if !p.is_empty() {
+                    let i = (r >> 8) % p.len();
+                    p[i] ^= 1 << ((r >> 40) % 8);
+                }
+            }
+            let Ok(plan) = serde_json::from_slice::<NarPlan>(&j) else { continue };
+            match decode(&plan, &p, &MemStore(s.target.clone()), Vec::new()) {
+                Ok(_) => decoded += 1,
+                Err(_) => failed += 1,
+            }
+        }
+    }
+    // The damage must reach the decoder, and mostly be refused there.
+    assert!(failed > 100 && decoded < failed, "{decoded} decoded, {failed} refused");
+}

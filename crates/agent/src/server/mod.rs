@@ -287,9 +287,9 @@ fn index(dir: &Path, paths: Vec<String>) -> Vec<PathManifest> {
 /// Rebuild and verify one NAR (see the module doc).
 fn rebuild(plan: &NarPlan, payload: &[u8], source: &StoreFiles, nar_hash: &Hash, nar_size: u64) -> Result<(Spool, PlanStats), String> {
     let spool = Spool::new(nar_size).map_err(|e| format!("spooling the NAR: {e}"))?;
-    let hashing = HashingWriter::new(nar_hash.algo(), spool);
+    let hashing = HashingWriter::new(nar_hash.algo(), Bounded { inner: spool, left: nar_size });
     let (hashing, stats) = decode(plan, payload, source, hashing).map_err(|e| e.to_string())?;
-    let (got, size, spool) = hashing.finish();
+    let (got, size, Bounded { inner: spool, .. }) = hashing.finish();
     if size != nar_size {
         return Err(format!("rebuilt NAR has {size} bytes, the path info says {nar_size}"));
     }
@@ -297,6 +297,27 @@ fn rebuild(plan: &NarPlan, payload: &[u8], source: &StoreFiles, nar_hash: &Hash,
         return Err(format!("rebuilt NAR hash {} differs from the path info's {}", got.to_sri(), nar_hash.to_sri()));
     }
     Ok((spool, stats))
+}
+
+/// A writer that refuses to grow past the declared NAR size (a plan must
+/// not make the agent spool more than the path info announced).
+struct Bounded<W> {
+    inner: W,
+    left: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Bounded<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(io::Error::other("the rebuilt NAR is larger than the path info's narSize"));
+        }
+        let n = self.inner.write(buf)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 async fn skip_payload<R: AsyncRead + Unpin + Send>(r: &mut R) -> Result<(), ProtocolError> {

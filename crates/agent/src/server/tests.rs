@@ -192,3 +192,50 @@ async fn paths_received_before_a_cut_are_still_imported() {
     assert_eq!(imported, paths[..1]);
     drop(client_end);
 }
+
+#[tokio::test]
+async fn a_plan_cannot_spool_more_than_the_declared_nar_size() {
+    use crate::delta::{Method, NarPlan, PlanEntry, PlanNode};
+    use crate::manifest::{FileHash, RelPath};
+    let tmp = tempfile::tempdir().unwrap();
+    let config = ServerConfig { store_dir: StoreDir::default(), store_root: Some(tmp.path().to_owned()) };
+    // 200 MB of zeros in a few KB of payload, under a path info announcing 1 KB.
+    let size = 200u64 << 20;
+    let bomb = zstd::bulk::compress(&vec![0u8; size as usize], 1).unwrap();
+    let plan = NarPlan {
+        entries: vec![PlanEntry {
+            path: RelPath::root(),
+            node: PlanNode::Regular { executable: false, size, b3: FileHash([0; 32]), how: Method::Raw { len: bomb.len() as u64 } },
+        }],
+        payload_len: bomb.len() as u64,
+    };
+    let path = sp("88888888888888888888888888888888-bomb");
+    let mut info = info_of(&path, b"whatever");
+    info.nar_size = 1024;
+    let mut stream = Vec::new();
+    write_message(&mut stream, &Message::hello(&StoreDir::default())).await.unwrap();
+    write_message(&mut stream, &Message::Push { info: WirePathInfo::from_path_info(&info), plan, check_sigs: false }).await.unwrap();
+    crate::protocol::write_payload(&mut stream, &bomb).await.unwrap();
+    write_message(&mut stream, &Message::Bye).await.unwrap();
+    let (mut client_end, server_end) = tokio::io::duplex(1 << 20);
+    client_end.write_all(&stream).await.unwrap();
+    let (sr, sw) = tokio::io::split(server_end);
+    let daemon = FakeDaemon::default();
+    let mut fake = daemon.clone();
+    let stats = serve(sr, sw, &config, &mut fake).await.unwrap();
+    assert_eq!((stats.imported, stats.resent), (0, 1));
+    let mut replies = &client_end_bytes(client_end).await[..];
+    crate::protocol::read_message(&mut replies).await.unwrap();
+    match crate::protocol::read_message(&mut replies).await.unwrap() {
+        Message::Resend { reason, .. } => assert!(reason.contains("larger than"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn client_end_bytes(mut end: tokio::io::DuplexStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    end.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    end.read_to_end(&mut out).await.unwrap();
+    out
+}

@@ -216,7 +216,7 @@ fn damaged_plans_never_panic() {
             let mut p = e.payload.clone();
             for _ in 0..1 + next() % 3 {
                 let r = next() as usize;
-                if r % 2 == 0 && !j.is_empty() {
+                if r.is_multiple_of(2) && !j.is_empty() {
                     let i = (r >> 8) % j.len();
                     j[i] = b"0123456789\",:{}[]az-/."[(r >> 40) % 22];
                 } else if !p.is_empty() {

@@ -60,8 +60,47 @@ pub struct EncodedNar {
 /// Files smaller than this are never delta-coded (the plan entry would cost more).
 const MIN_DELTA_FILE: u64 = 64;
 
-/// A base candidate: a previous version and its files (rel → BLAKE3, size).
-type Base<'m> = (StorePath, HashMap<&'m RelPath, (FileHash, u64)>);
+/// A base candidate: a previous version and its files.
+struct Base<'m> {
+    path: StorePath,
+    /// rel → (BLAKE3, size).
+    files: HashMap<&'m RelPath, (FileHash, u64)>,
+    /// [`version_blind`] rel → rel, for names that carry versions
+    /// (`libfoo.so.1.2` → `libfoo.so.1.3`); `None` when ambiguous.
+    blind: HashMap<Vec<u8>, Option<&'m RelPath>>,
+}
+
+impl<'m> Base<'m> {
+    fn new(path: StorePath, m: &'m NarManifest) -> Base<'m> {
+        let mut files = HashMap::new();
+        let mut blind: HashMap<Vec<u8>, Option<&RelPath>> = HashMap::new();
+        for (rel, _, size, b3) in m.files() {
+            files.insert(rel, (b3, size));
+            blind.entry(version_blind(rel)).and_modify(|v| *v = None).or_insert(Some(rel));
+        }
+        Base { path, files, blind }
+    }
+
+    /// The base file for `rel`: the same path, else the one that differs only in version numbers.
+    fn file_for(&self, rel: &RelPath) -> Option<(&'m RelPath, FileHash, u64)> {
+        if let Some((&r, &(b3, size))) = self.files.get_key_value(rel) {
+            return Some((r, b3, size));
+        }
+        let r = (*self.blind.get(&version_blind(rel))?)?;
+        self.files.get(r).map(|&(b3, size)| (r, b3, size))
+    }
+}
+
+/// `rel` with every run of digits replaced by `#`.
+fn version_blind(rel: &RelPath) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rel.as_bytes().len());
+    for &b in rel.as_bytes() {
+        if !(b.is_ascii_digit() && out.last() == Some(&b'#')) {
+            out.push(if b.is_ascii_digit() { b'#' } else { b });
+        }
+    }
+    out
+}
 
 /// Plan the NAR of `path` (whose manifest is `manifest`) for a target
 /// described by `knowledge`; `contents` reads a file of `path` by relative path.
@@ -73,7 +112,7 @@ pub fn encode(
     opts: &EncodeOptions,
 ) -> Result<EncodedNar, EncodeError> {
     manifest.check()?;
-    // Base candidates: (path, rel → (b3, size)) of the closest previous versions.
+    // Base candidates: the closest previous versions the target holds.
     let bases: Vec<Base<'_>> = if opts.deltas || opts.chunks {
         knowledge
             .previous_versions(path)
@@ -81,8 +120,7 @@ pub fn encode(
             .take(opts.max_bases)
             .filter_map(|p| {
                 let m = knowledge.manifest(&p)?;
-                let files = m.files().map(|(rel, _, size, b3)| (rel, (b3, size))).collect();
-                Some((p, files))
+                Some(Base::new(p, m))
             })
             .collect()
     } else {
@@ -138,14 +176,16 @@ fn plan_file(
     let compress_err = |error| EncodeError::Compress { rel: rel.to_string(), error };
     let start = out.payload.len();
     if size >= MIN_DELTA_FILE {
-        for (base_path, files) in bases {
-            let Some(&(base_b3, base_size)) = files.get(rel) else { continue };
+        for base in bases {
+            let Some((base_rel, base_b3, base_size)) = base.file_for(rel) else { continue };
+            let base_path = &base.path;
             let delta = opts.deltas && size <= MAX_DELTA_FILE && base_size <= MAX_DELTA_FILE;
             let chunked = opts.chunks && !delta && size >= MIN_CHUNKED_FILE;
             if !delta && !chunked {
                 continue;
             }
-            let Some(old) = knowledge.read_base(base_path, rel).filter(|old| FileHash::of(old) == base_b3) else { continue };
+            let Some(old) = knowledge.read_base(base_path, base_rel).filter(|old| FileHash::of(old) == base_b3) else { continue };
+            let other_rel = (base_rel != rel).then(|| base_rel.clone());
             if delta {
                 let d = codec::compress_delta(&old, &data, opts.delta_level).map_err(compress_err)?;
                 // A poor delta (new contents): plain compression may do better.
@@ -159,9 +199,9 @@ fn plan_file(
                 }
                 out.payload.extend_from_slice(&d);
                 out.stats.delta.add(size, d.len() as u64);
-                return Ok(Method::Delta { base: base_path.to_string(), base_rel: None, base_b3, len: d.len() as u64 });
+                return Ok(Method::Delta { base: base_path.to_string(), base_rel: other_rel, base_b3, len: d.len() as u64 });
             }
-            let parts = chunks::encode_parts(base_path, rel, &old, &data, opts.raw_level, &mut out.payload).map_err(compress_err)?;
+            let parts = chunks::encode_parts(base_path, base_rel, &old, &data, opts.raw_level, &mut out.payload).map_err(compress_err)?;
             out.stats.chunks.add(size, (out.payload.len() - start) as u64);
             return Ok(Method::Chunks { parts });
         }

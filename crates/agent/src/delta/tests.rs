@@ -234,3 +234,36 @@ fn damaged_plans_never_panic() {
     // The damage must reach the decoder, and mostly be refused there.
     assert!(failed > 100 && decoded < failed, "{decoded} decoded, {failed} refused");
 }
+
+#[test]
+fn renamed_versioned_files_delta_against_their_old_name() {
+    let old_path = sp("00000000000000000000000000000000-foo-1.0");
+    let new_path = sp("11111111111111111111111111111111-foo-1.1");
+    let lib = noise(5, 80_000);
+    let old_tree = dir(vec![("lib", dir(vec![("libfoo.so.1.0", file(&with_hash(&lib, &[100], OLD_DEP))), ("x1", file(&noise(6, 5000))), ("x2", file(&noise(7, 5000)))]))]);
+    let new_tree = dir(vec![("lib", dir(vec![("libfoo.so.1.1", file(&with_hash(&lib, &[100], NEW_DEP))), ("x3", file(&noise(8, 5000)))]))]);
+    let (old_m, old_files) = manifest_and_files(&nar_of(&old_tree));
+    let new_nar = nar_of(&new_tree);
+    let (new_m, new_files) = manifest_and_files(&new_nar);
+    let target: Files = Arc::default();
+    for (rel, data) in &old_files {
+        target.lock().unwrap().insert((old_path.clone(), rel.clone()), data.clone());
+    }
+    let copy = old_files.clone();
+    let mut k = KnowledgeIndex::new(move |_, rel| copy.get(rel).cloned());
+    k.add(old_path.clone(), old_m);
+    let e = encode(&new_path, &new_m, &mut |rel| Ok(new_files[rel].clone()), &k, &EncodeOptions::default()).unwrap();
+    let methods: Vec<(String, &Method)> = e
+        .plan
+        .entries
+        .iter()
+        .filter_map(|en| match &en.node {
+            PlanNode::Regular { how, .. } => Some((en.path.to_string(), how)),
+            _ => None,
+        })
+        .collect();
+    // The library finds its old name; x3 matches both x1 and x2, so it has no base.
+    assert!(matches!(methods[0].1, Method::Delta { base_rel: Some(r), len, .. } if r.to_string() == "lib/libfoo.so.1.0" && *len < 500), "{methods:?}");
+    assert!(matches!(methods[1].1, Method::Raw { .. }), "{methods:?}");
+    assert_eq!(decode(&e.plan, &e.payload, &MemStore(target), Vec::new()).unwrap().0, new_nar);
+}

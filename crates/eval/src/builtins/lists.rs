@@ -90,8 +90,7 @@ fn foldl(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
     let f = ev.force_function(&a[0])?;
     let mut acc = a[1].clone();
     for x in list_arg(&a[2])?.iter() {
-        let g = ev.call(&f, acc, pos)?;
-        acc = ev.call(&g, x.clone(), pos)?;
+        acc = ev.call2(&f, acc, x.clone(), pos)?;
     }
     ev.force(&acc)
 }
@@ -130,8 +129,7 @@ fn sort(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
     let f = ev.force_function(&a[0])?;
     let items: Vec<Value> = list_arg(&a[1])?.iter().cloned().collect();
     let mut lt = |p: &Value, q: &Value| -> EvalResult<bool> {
-        let g = ev.call(&f, p.clone(), pos)?;
-        ev.force_bool(&ev.call(&g, q.clone(), pos)?)
+        ev.force_bool(&ev.call2(&f, p.clone(), q.clone(), pos)?)
     };
     Ok(Value::list(merge_sort(items, &mut lt)?))
 }

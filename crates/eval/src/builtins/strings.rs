@@ -67,7 +67,7 @@ fn concat_strings_sep(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> 
         if i > 0 {
             out.push_str(sep.as_str());
         }
-        let s = ev.coerce_to_string(x, CoerceOpts::interpolation())?;
+        let s = ev.coerce_to_shared_string(x, CoerceOpts::interpolation())?;
         out.push_str(s.as_str());
         ctx.extend(s.context());
     }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use super::{Evaluator, RED_ZONE, STACK_CHUNK};
 use crate::error::{ErrorKind, EvalError, EvalResult};
-use crate::ir::{Lambda, Param};
+use crate::ir::{Expr, Lambda, Param};
 use crate::source::Pos;
 use crate::symbol::Symbol;
-use crate::value::{Closure, Env, PrimOpApp, Thunk, Value};
+use crate::value::{Env, PrimOpApp, Thunk, Value};
 
 fn lambda_desc(l: &Lambda) -> String {
     let at = match l.pos.resolve() {
@@ -43,11 +43,64 @@ impl Evaluator {
         Ok(f)
     }
 
+    /// Apply `f` (already forced) to two arguments. A curried lambda
+    /// (`a: b: ...`) is entered directly, without building the closure of
+    /// the inner lambda.
+    pub fn call2(&self, f: &Value, a: Value, b: Value, pos: Pos) -> EvalResult<Value> {
+        if let Value::Lambda(c) = f
+            && let Expr::Lambda(inner) = &c.lambda.body
+        {
+            return stacker::maybe_grow(RED_ZONE, STACK_CHUNK, || {
+                self.enter_call().map_err(|e| e.with_pos(pos))?;
+                let r = self
+                    .bind_args(&c.lambda, &c.env, a, pos)
+                    .and_then(|env| self.call_lambda_in(inner, &env, b, pos));
+                self.leave_call();
+                r
+            });
+        }
+        let g = self.call(f, a, pos)?;
+        self.call(&g, b, pos)
+    }
+
+    /// `f a1 a2 ...` with the arguments as expressions in `env`: a primop
+    /// given all its arguments is called at once, curried lambdas are
+    /// entered two arguments at a time (see [`Evaluator::call2`]).
+    pub(super) fn apply_exprs(&self, mut f: Value, args: &[Arc<Expr>], pos: Pos, env: &Env) -> EvalResult<Value> {
+        let mut rest = args;
+        while let Some((first, tail)) = rest.split_first() {
+            match &f {
+                Value::PrimOp(op) if op.arity() > 1 && op.arity() <= rest.len() => {
+                    let (now, later) = rest.split_at(op.arity());
+                    let mut v = Vec::with_capacity(now.len());
+                    for a in now {
+                        v.push(self.delay(a, env)?);
+                    }
+                    f = self.call_primop(op, v, pos)?;
+                    rest = later;
+                }
+                Value::Lambda(c) if matches!(c.lambda.body, Expr::Lambda(_)) && !tail.is_empty() => {
+                    let a = self.delay(first, env)?;
+                    let (second, later) = tail.split_first().ok_or_else(|| EvalError::other("internal error"))?;
+                    let b = self.delay(second, env)?;
+                    f = self.call2(&f, a, b, pos)?;
+                    rest = later;
+                }
+                _ => {
+                    let a = self.delay(first, env)?;
+                    f = self.call(&f, a, pos)?;
+                    rest = tail;
+                }
+            }
+        }
+        Ok(f)
+    }
+
     fn call_inner(&self, f: &Value, arg: Value, pos: Pos) -> EvalResult<Value> {
         match f {
             Value::Lambda(c) => {
                 self.enter_call().map_err(|e| e.with_pos(pos))?;
-                let r = self.call_lambda(c, arg, pos);
+                let r = self.call_lambda_in(&c.lambda, &c.env, arg, pos);
                 self.leave_call();
                 r
             }
@@ -99,10 +152,22 @@ impl Evaluator {
         (op.func)(self, &args, pos).map_err(|e| e.with_pos(pos))
     }
 
-    fn call_lambda(&self, c: &Closure, arg: Value, pos: Pos) -> EvalResult<Value> {
-        let l = &c.lambda;
-        let env = match &l.param {
-            Param::Ident(_) => Env::new_one(&c.env, arg),
+    /// Call the lambda `l` closed over `cenv` (the caller counts the call).
+    fn call_lambda_in(&self, l: &Lambda, cenv: &Env, arg: Value, pos: Pos) -> EvalResult<Value> {
+        let env = self.bind_args(l, cenv, arg, pos)?;
+        self.eval(&l.body, &env).map_err(|e| {
+            if e.trace().len() < 64 {
+                e.add_frame(l.pos, format!("while calling {}", lambda_desc(l)))
+            } else {
+                e
+            }
+        })
+    }
+
+    /// The frame of a call of `l` (closed over `cenv`) with `arg`.
+    fn bind_args(&self, l: &Lambda, cenv: &Env, arg: Value, pos: Pos) -> EvalResult<Env> {
+        Ok(match &l.param {
+            Param::Ident(_) => Env::new_one(cenv, arg),
             Param::Pattern(p) => {
                 let attrs = self.force_attrs(&arg).map_err(|e| e.with_pos(pos))?;
                 let mut slots = Vec::with_capacity(p.slots());
@@ -150,7 +215,7 @@ impl Evaluator {
                     slots.push(arg);
                 }
                 if need_rec {
-                    let env = self.new_rec_env(&c.env, slots.len());
+                    let env = self.new_rec_env(cenv, slots.len());
                     for (slot, f) in slots.iter_mut().zip(&p.formals) {
                         if let Some(d) = &f.default
                             && attrs.get(f.name).is_none()
@@ -164,15 +229,8 @@ impl Evaluator {
                     env.fill(slots);
                     env
                 } else {
-                    Env::new(&c.env, slots)
+                    Env::new(cenv, slots)
                 }
-            }
-        };
-        self.eval(&l.body, &env).map_err(|e| {
-            if e.trace().len() < 64 {
-                e.add_frame(l.pos, format!("while calling {}", lambda_desc(l)))
-            } else {
-                e
             }
         })
     }

@@ -34,6 +34,22 @@ impl Evaluator {
         stacker::maybe_grow(super::RED_ZONE, super::STACK_CHUNK, || self.coerce_inner(v, opts))
     }
 
+    /// Like [`Evaluator::coerce_to_string`], but a string is returned as
+    /// the shared value itself (no copy of its text).
+    pub fn coerce_to_shared_string(&self, v: &Value, opts: CoerceOpts) -> EvalResult<std::sync::Arc<NixString>> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Thunk(t) => match t.get_ref() {
+                Some(Value::String(s)) => Ok(s.clone()),
+                _ => match self.force(v)? {
+                    Value::String(s) => Ok(s),
+                    v => Ok(std::sync::Arc::new(self.coerce_to_string(&v, opts)?)),
+                },
+            },
+            _ => Ok(std::sync::Arc::new(self.coerce_to_string(v, opts)?)),
+        }
+    }
+
     fn coerce_inner(&self, v: &Value, opts: CoerceOpts) -> EvalResult<NixString> {
         let v = self.force(v)?;
         Ok(match &v {

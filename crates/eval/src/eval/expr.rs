@@ -13,10 +13,10 @@ impl Evaluator {
     pub(super) fn eval_inner(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
         match e {
             Expr::Const(v) => Ok(v.clone()),
-            Expr::Local { depth, idx } => {
-                let v = env.lookup_shallow(*depth, *idx).map_err(|_| released())?;
-                self.force(&v)
-            }
+            Expr::Local { depth, idx } => match env.lookup_shallow(*depth, *idx).map_err(|_| released())? {
+                Value::Thunk(t) => self.force_thunk(&t),
+                v => Ok(v),
+            },
             Expr::WithVar { name, withs, pos } => {
                 for d in withs.iter() {
                     let scope = env.lookup(*d, 0).map_err(|_| released())?;
@@ -40,12 +40,8 @@ impl Evaluator {
             Expr::Let(l) => self.eval_let(l, env),
             Expr::Lambda(l) => Ok(Value::Lambda(Arc::new(crate::value::Closure { lambda: l.clone(), env: env.clone() }))),
             Expr::Apply { func, args, pos } => {
-                let mut f = self.eval(func, env)?;
-                for a in args.iter() {
-                    let arg = self.delay(a, env)?;
-                    f = self.call(&f, arg, *pos)?;
-                }
-                Ok(f)
+                let f = self.eval(func, env)?;
+                self.apply_exprs(f, args, *pos, env)
             }
             Expr::Select { expr, path, default, pos } => self.eval_select(expr, path, default.as_deref(), *pos, env),
             Expr::HasAttr { expr, path } => {
@@ -247,7 +243,7 @@ impl Evaluator {
                     ctx.extend(s.context());
                 }
                 _ => {
-                    let s = self.coerce_to_string(&v, super::CoerceOpts::interpolation())?;
+                    let s = self.coerce_to_shared_string(&v, super::CoerceOpts::interpolation())?;
                     out.push_str(s.as_str());
                     ctx.extend(s.context());
                 }

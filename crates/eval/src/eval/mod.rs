@@ -78,6 +78,9 @@ struct RecRegistry {
     prune_at: usize,
 }
 
+/// `scopedImport` compilations by (file, scope names).
+type ScopedImports = Mutex<HashMap<(String, Vec<Symbol>), Arc<Expr>>>;
+
 pub struct Evaluator {
     pub config: EvalConfig,
     pub io: Arc<dyn EvalIO>,
@@ -88,7 +91,7 @@ pub struct Evaluator {
     /// `scopedImport`'s compiled files by path and scope names: the compiled
     /// form depends on the names of the scope (its frame layout), never on
     /// their values, so one compile serves every call with those names.
-    scoped: Mutex<HashMap<(String, Vec<Symbol>), Arc<Expr>>>,
+    scoped: ScopedImports,
     rec_envs: Mutex<RecRegistry>,
     root: Env,
 }
@@ -248,18 +251,19 @@ impl Evaluator {
         }
     }
 
-    fn force_thunk(&self, t: &Thunk) -> EvalResult<Value> {
+    pub(crate) fn force_thunk(&self, t: &Thunk) -> EvalResult<Value> {
         use crate::value::thunk::Start;
-        let (pending, claim) = match t.start() {
+        let (work, claim) = match t.start() {
             Start::Done(v) => return Ok(v),
             Start::Recursion => return Err(EvalError::new(ErrorKind::InfiniteRecursion)),
             Start::Eval(p, c) => (p, c),
         };
-        let r = match pending {
-            Pending::Expr(e, env) => self.eval(&e, &env),
-            Pending::Apply(f, a) => self.force(&f).and_then(|f| self.call(&f, a, crate::source::Pos::NONE)),
+        let r = match &*work {
+            Pending::Expr(e, env) => self.eval(e, env),
+            Pending::Apply(f, a) => self.force(f).and_then(|f| self.call(&f, a.clone(), crate::source::Pos::NONE)),
             Pending::Native(f) => f(self).and_then(|v| self.force(&v)),
         };
+        drop(work);
         t.end(claim, r)
     }
 
@@ -275,7 +279,7 @@ impl Evaluator {
     pub(crate) fn delay(&self, e: &Arc<Expr>, env: &Env) -> EvalResult<Value> {
         match &**e {
             Expr::Const(v) => Ok(v.clone()),
-            Expr::Local { depth, idx } => env.lookup(*depth, *idx).map_err(|_| released()),
+            Expr::Local { depth, idx } => env.lookup_shallow(*depth, *idx).map_err(|_| released()),
             _ => Ok(Thunk::expr(e.clone(), env.clone())),
         }
     }
@@ -355,3 +359,4 @@ pub(crate) fn io_msg(e: &std::io::Error) -> String {
         _ => e.to_string(),
     }
 }
+

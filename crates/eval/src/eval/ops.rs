@@ -97,7 +97,7 @@ impl Evaluator {
                     Ok(Value::path(canon))
                 }
                 (Value::String(a), _) => {
-                    let b = self.coerce_to_string(&r, CoerceOpts::interpolation())?;
+                    let b = self.coerce_to_shared_string(&r, CoerceOpts::interpolation())?;
                     let mut s = String::with_capacity(a.as_str().len() + b.as_str().len());
                     s.push_str(a.as_str());
                     s.push_str(b.as_str());

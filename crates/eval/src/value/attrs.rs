@@ -34,10 +34,9 @@ impl std::ops::Deref for AttrVec {
 impl Drop for AttrVec {
     fn drop(&mut self) {
         let v = std::mem::take(&mut self.0);
-        if v.iter().all(|a| super::drop::is_leaf(&a.value)) {
-            return;
+        if !v.is_empty() {
+            super::drop::nested(super::drop::Garbage::Attrs(v));
         }
-        super::drop::defer(v.into_iter().map(|a| super::drop::Garbage::Value(a.value)));
     }
 }
 
@@ -84,10 +83,6 @@ impl Attrs {
     /// Identity of the underlying storage (for «repeated» detection).
     pub fn ptr_id(&self) -> usize {
         Arc::as_ptr(&self.0) as usize
-    }
-
-    pub(crate) fn is_shared(&self) -> bool {
-        Arc::strong_count(&self.0) > 1
     }
 
     pub fn ptr_eq(&self, other: &Attrs) -> bool {

@@ -2,79 +2,68 @@
 //!
 //! A million-deep nested list or attribute set, or a long chain of frames,
 //! would overflow the stack if dropped recursively (the compiler-generated
-//! drop glue recurses once per level). Instead, the `Drop` of every
-//! container ([`ListVec`], the attribute vector, thunks, frames, partial
-//! applications) hands its children to [`defer`], which queues them in a
-//! thread-local list drained by the outermost `defer` call: the stack depth
-//! of any drop is bounded, whatever the shape of the value.
-//!
-//! Children that cannot own further values (scalars, strings, paths,
-//! primops) are dropped in place, so the queue only sees containers.
+//! drop glue recurses once per level). Every container's `Drop` ([`ListVec`],
+//! the attribute vector, thunks, frames, partial applications) moves its
+//! children out and hands them to [`nested`]: while the thread's drop nesting
+//! is shallow (below [`MAX_NESTING`] containers) they are dropped right
+//! there, which is the common, cheap case; deeper, they are queued in a
+//! thread-local list that the outermost deferring call drains in a loop.
+//! So the stack depth of any drop is bounded, whatever the shape of the
+//! value, and ordinary drops pay one thread-local counter update.
 
 use std::cell::{Cell, RefCell};
 use std::ops::{Deref, DerefMut};
 
-use crate::value::{Env, Value};
+use crate::value::thunk::Pending;
+use crate::value::{Attr, Env, Value};
 
+/// The children of a container, moved out of it (held only to be dropped).
+#[allow(dead_code)]
 pub(crate) enum Garbage {
-    Value(Value),
-    Env(Env),
+    Values(Vec<Value>),
+    Attrs(Vec<Attr>),
+    Thunk(Option<Value>, Option<Pending>),
+    Env(Option<Env>, Vec<Value>),
+    EnvOne(Option<Env>, Value),
 }
 
+/// Containers dropped in place inside each other before deferring.
+const MAX_NESTING: u32 = 64;
+
 thread_local! {
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
     static QUEUE: RefCell<Vec<Garbage>> = const { RefCell::new(Vec::new()) };
     static DRAINING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Dropping `v` here cannot recurse: no children, or not the last reference
-/// (then dropping is a decrement; if another thread races us to make it the
-/// last one, its container `Drop` defers again, so depth stays bounded).
-pub(crate) fn is_leaf(v: &Value) -> bool {
-    match v {
-        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::String(_) | Value::Path(_) | Value::PrimOp(_) => true,
-        Value::Thunk(t) => t.is_shared() || t.holds_scalar(),
-        Value::List(l) => std::sync::Arc::strong_count(l) > 1,
-        Value::Attrs(a) => a.is_shared(),
-        Value::Lambda(c) => std::sync::Arc::strong_count(c) > 1,
-        Value::PrimOpApp(p) => std::sync::Arc::strong_count(p) > 1,
-    }
-}
-
-impl Garbage {
-    fn is_leaf(&self) -> bool {
-        match self {
-            Garbage::Value(v) => is_leaf(v),
-            Garbage::Env(e) => e.is_shared(),
-        }
-    }
-}
-
-/// Drop `items` with a bounded stack depth.
-pub(crate) fn defer(items: impl IntoIterator<Item = Garbage>) {
-    let mut it = items.into_iter();
-    // Leaves are dropped in place; the thread-local queue is only touched
-    // when a container that we own the last reference to turns up.
-    let first = loop {
-        match it.next() {
-            None => return,
-            Some(g) if g.is_leaf() => drop(g),
-            Some(g) => break g,
-        }
+/// Drop a container's children with a bounded stack depth.
+#[inline]
+pub(crate) fn nested(g: Garbage) {
+    let Ok(d) = DEPTH.try_with(|d| d.get()) else {
+        // Thread-local storage is gone (thread exit): leak rather than risk
+        // the stack.
+        std::mem::forget(g);
+        return;
     };
-    let queued = QUEUE.try_with(|q| {
-        let Ok(mut q) = q.try_borrow_mut() else { return false };
-        q.push(first);
-        for g in it {
-            if g.is_leaf() {
-                drop(g);
-            } else {
-                q.push(g);
-            }
+    if d < MAX_NESTING {
+        DEPTH.with(|c| c.set(d + 1));
+        drop(g);
+        DEPTH.with(|c| c.set(d));
+    } else {
+        defer(g);
+    }
+}
+
+#[cold]
+fn defer(g: Garbage) {
+    let queued = QUEUE.try_with(|q| match q.try_borrow_mut() {
+        Ok(mut q) => {
+            q.push(g);
+            true
         }
-        true
+        Err(_) => false,
     });
     if queued != Ok(true) {
-        // Thread-local storage is gone (thread exit): nothing better to do.
         return;
     }
     if DRAINING.with(|d| d.replace(true)) {
@@ -90,11 +79,20 @@ pub(crate) fn defer(items: impl IntoIterator<Item = Garbage>) {
     DRAINING.with(|d| d.set(false));
 }
 
-pub(crate) fn defer_values(v: Vec<Value>) {
-    if v.iter().all(is_leaf) {
+/// A thunk's result and pending work.
+#[inline]
+pub(crate) fn drop_thunk_parts(value: Option<Value>, pending: Option<Pending>) {
+    if value.is_none() && pending.is_none() {
         return;
     }
-    defer(v.into_iter().map(Garbage::Value));
+    nested(Garbage::Thunk(value, pending));
+}
+
+pub(crate) fn defer_values(v: Vec<Value>) {
+    if v.is_empty() {
+        return;
+    }
+    nested(Garbage::Values(v));
 }
 
 /// The elements of a list; dropped iteratively.

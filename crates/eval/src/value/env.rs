@@ -34,20 +34,13 @@ enum Slots {
 
 impl Drop for EnvInner {
     fn drop(&mut self) {
-        use super::drop::{Garbage, defer};
-        let parent = self.parent.take().map(Garbage::Env);
+        use super::drop::{Garbage, nested};
+        let parent = self.parent.take();
         match &mut self.slots {
-            Slots::One(v) => {
-                let v = std::mem::replace(v, Value::Null);
-                defer(parent.into_iter().chain(std::iter::once(Garbage::Value(v))));
-            }
-            Slots::Fixed(s) => {
-                let s = std::mem::take(s);
-                defer(parent.into_iter().chain(s.into_vec().into_iter().map(Garbage::Value)));
-            }
+            Slots::One(v) => nested(Garbage::EnvOne(parent, std::mem::replace(v, Value::Null))),
+            Slots::Fixed(s) => nested(Garbage::Env(parent, std::mem::take(s).into_vec())),
             Slots::Rec(m) => {
-                let s = std::mem::take(m.get_mut().unwrap_or_else(|e| e.into_inner()));
-                defer(parent.into_iter().chain(s.into_vec().into_iter().map(Garbage::Value)));
+                nested(Garbage::Env(parent, std::mem::take(m.get_mut().unwrap_or_else(|e| e.into_inner())).into_vec()))
             }
         }
     }
@@ -81,10 +74,6 @@ impl Env {
         if let Slots::Rec(m) = &self.0.slots {
             *m.lock().unwrap_or_else(|e| e.into_inner()) = values.into_boxed_slice();
         }
-    }
-
-    pub(crate) fn is_shared(&self) -> bool {
-        Arc::strong_count(&self.0) > 1
     }
 
     pub fn is_rec(&self) -> bool {
@@ -138,3 +127,4 @@ impl Env {
         }
     }
 }
+

@@ -1,21 +1,40 @@
 //! Thunks: lazily evaluated, shared, thread-safe.
 //!
-//! Design: the result lives in a `OnceLock`, so reading a forced thunk is one
-//! atomic load. The work to do ([`Pending`]) sits behind a mutex and is
-//! dropped once the value is set (releasing the captured code and frame).
+//! Design: one atomic state word plus two cells, the pending work
+//! ([`Pending`]) and the result. The state word holds a `DONE` bit, a short
+//! `LOCK` bit and the id of the thread that owns the evaluation (0: none).
+//! Reading a forced thunk is one `Acquire` load and a clone; claiming an
+//! unclaimed thunk is one compare-and-swap; the owner evaluates its pending
+//! work in place (borrowed, not cloned) and publishes the result under the
+//! lock bit. The lock bit only guards the two cells for a few instructions
+//! (writing the result, taking or cloning the pending work); nobody waits
+//! on it while evaluating.
 //!
-//! Concurrency: a thread that starts forcing claims the thunk by storing its
-//! thread id in `owner`. If it meets its own claim again, that is infinite
+//! Invariants (what makes the `unsafe` blocks sound):
+//! - The result cell is written once, while holding the lock, before `DONE`
+//!   is published with `Release`; it is never written again and is dropped
+//!   only with the thunk. So once `DONE` is seen with `Acquire`, a shared
+//!   reference to it is valid for the thunk's lifetime.
+//! - The pending cell is `Some` until it is taken; it is only read or taken
+//!   by (a) the owner, which reads it in place while it evaluates and takes
+//!   it in [`Thunk::end`]; (b) other threads while holding the lock, which
+//!   clone it, or take it only if no owner is registered. Only the owner
+//!   clears its owner id. So while a thread owns the thunk, nobody else
+//!   takes the pending work out from under its borrow.
+//!
+//! Concurrency contract: a thread that starts forcing claims the thunk with
+//! its thread id. If it meets its own claim again, that is infinite
 //! recursion. Another thread that finds the thunk claimed does not wait (no
-//! deadlock is possible): it evaluates the same pending work itself, tracking
-//! it in a thread-local list to detect its own recursion; evaluation is pure,
-//! so whichever result is stored first wins and both return that one.
-//! A failed evaluation releases the claim and keeps the pending work, so
-//! forcing again re-raises the error (as C++ Nix does).
+//! deadlock is possible): it evaluates a clone of the pending work itself,
+//! tracking it in a thread-local list to detect its own recursion;
+//! evaluation is pure, so whichever result is stored first wins and both
+//! return that one. A failed evaluation releases the claim and keeps the
+//! pending work, so forcing again re-raises the error (as C++ Nix does).
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::mem::MaybeUninit;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::EvalError;
 use crate::eval::Evaluator;
@@ -32,32 +51,33 @@ pub enum Pending {
     Native(Arc<NativeThunk>),
 }
 
-struct ThunkInner {
-    value: OnceLock<Value>,
-    state: Mutex<State>,
+const DONE: u64 = 1 << 63;
+const LOCK: u64 = 1 << 62;
+const OWNER: u64 = LOCK - 1;
+
+pub struct ThunkInner {
+    state: AtomicU64,
+    value: UnsafeCell<MaybeUninit<Value>>,
+    pending: UnsafeCell<Option<Pending>>,
 }
 
-struct State {
-    /// `None` once forced.
-    pending: Option<Pending>,
-    /// Thread id of the claiming thread, 0 if none.
-    owner: u64,
-}
+// SAFETY: the cells are only accessed following the protocol in the module
+// documentation (result: written once before `DONE` is published, then
+// read-only; pending work: owner borrow or lock bit), and their contents
+// (`Value`, `Pending`) are `Send + Sync`.
+unsafe impl Sync for ThunkInner {}
 
 impl Drop for ThunkInner {
     fn drop(&mut self) {
-        use super::drop::{Garbage, defer};
-        let value = self.value.take().map(Garbage::Value);
-        let pending = self.state.get_mut().unwrap_or_else(|e| e.into_inner()).pending.take();
-        let (a, b) = match pending {
-            Some(Pending::Expr(_, env)) => (Some(Garbage::Env(env)), None),
-            Some(Pending::Apply(f, x)) => (Some(Garbage::Value(f)), Some(Garbage::Value(x))),
-            Some(Pending::Native(_)) | None => (None, None),
+        let value = if *self.state.get_mut() & DONE != 0 {
+            // SAFETY: `DONE` is set only after the result was written; we
+            // have exclusive access and read it out exactly once.
+            Some(unsafe { self.value.get_mut().assume_init_read() })
+        } else {
+            None
         };
-        if value.is_none() && a.is_none() {
-            return;
-        }
-        defer(value.into_iter().chain(a).chain(b));
+        let pending = self.pending.get_mut().take();
+        super::drop::drop_thunk_parts(value, pending);
     }
 }
 
@@ -72,24 +92,45 @@ pub enum Claim {
     Foreign,
 }
 
+/// The pending work handed to the forcing thread.
+pub enum Work<'a> {
+    /// The owner evaluates the thunk's own pending work in place.
+    Borrowed(&'a Pending),
+    /// Another thread evaluates a copy.
+    Cloned(Pending),
+}
+
+impl std::ops::Deref for Work<'_> {
+    type Target = Pending;
+    fn deref(&self) -> &Pending {
+        match self {
+            Work::Borrowed(p) => p,
+            Work::Cloned(p) => p,
+        }
+    }
+}
+
 /// What forcing should do next.
-pub enum Start {
+pub enum Start<'a> {
     /// Already forced (by another thread meanwhile).
     Done(Value),
     /// This thread is already forcing it: infinite recursion.
     Recursion,
     /// Evaluate this, then call [`Thunk::end`].
-    Eval(Pending, Claim),
+    Eval(Work<'a>, Claim),
 }
 
 fn thread_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     thread_local! { static ID: Cell<u64> = const { Cell::new(0) }; }
     ID.with(|id| {
-        if id.get() == 0 {
-            id.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        let v = id.get();
+        if v != 0 {
+            return v;
         }
-        id.get()
+        let v = NEXT.fetch_add(1, Ordering::Relaxed) & OWNER;
+        id.set(v);
+        v
     })
 }
 
@@ -97,9 +138,58 @@ thread_local! {
     static FOREIGN: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
+impl ThunkInner {
+    /// Set the lock bit; returns the state before (without the lock bit).
+    fn lock(&self) -> u64 {
+        let mut spins = 0u32;
+        loop {
+            let s = self.state.load(Ordering::Relaxed);
+            if s & LOCK == 0
+                && self.state.compare_exchange_weak(s, s | LOCK, Ordering::Acquire, Ordering::Relaxed).is_ok()
+            {
+                return s;
+            }
+            spins += 1;
+            if spins > 64 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Clear the lock bit, publishing `new` (which must not have it).
+    fn unlock(&self, new: u64) {
+        self.state.store(new, Ordering::Release);
+    }
+
+    /// Take the pending work. Caller holds the lock or owns the thunk with
+    /// no one else able to take it (see the module invariants).
+    fn take_pending(&self) -> Option<Pending> {
+        // SAFETY: per the caller contract, no other thread accesses the cell
+        // now, and this thread holds no borrow of it.
+        unsafe { (*self.pending.get()).take() }
+    }
+
+    #[inline]
+    fn value_ref(&self) -> Option<&Value> {
+        if self.state.load(Ordering::Acquire) & DONE != 0 {
+            // SAFETY: `DONE` observed with Acquire: the result was written
+            // before it was published and is immutable from then on.
+            Some(unsafe { (*self.value.get()).assume_init_ref() })
+        } else {
+            None
+        }
+    }
+}
+
 impl Thunk {
     pub fn new(p: Pending) -> Thunk {
-        Thunk(Arc::new(ThunkInner { value: OnceLock::new(), state: Mutex::new(State { pending: Some(p), owner: 0 }) }))
+        Thunk(Arc::new(ThunkInner {
+            state: AtomicU64::new(0),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+            pending: UnsafeCell::new(Some(p)),
+        }))
     }
 
     pub fn expr(e: Arc<Expr>, env: Env) -> Value {
@@ -117,19 +207,13 @@ impl Thunk {
     /// The value, if forced.
     #[inline]
     pub fn get(&self) -> Option<Value> {
-        self.0.value.get().cloned()
+        self.0.value_ref().cloned()
     }
 
-    /// Forced to a value without children (dropping it cannot recurse).
-    pub(crate) fn holds_scalar(&self) -> bool {
-        matches!(
-            self.0.value.get(),
-            Some(Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::String(_) | Value::Path(_))
-        )
-    }
-
-    pub(crate) fn is_shared(&self) -> bool {
-        Arc::strong_count(&self.0) > 1
+    /// The value, if forced, without cloning it.
+    #[inline]
+    pub fn get_ref(&self) -> Option<&Value> {
+        self.0.value_ref()
     }
 
     pub fn ptr_eq(&self, other: &Thunk) -> bool {
@@ -140,26 +224,36 @@ impl Thunk {
         Arc::as_ptr(&self.0) as usize
     }
 
-    /// Begin forcing: claim the thunk and get a copy of its pending work.
-    pub fn start(&self) -> Start {
+    /// Begin forcing: claim the thunk and get its pending work.
+    pub fn start(&self) -> Start<'_> {
         let me = thread_id();
-        let mut st = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(p) = &st.pending else {
-            drop(st);
-            return match self.0.value.get() {
+        let inner = &*self.0;
+        if inner.state.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            return self.owned_start();
+        }
+        let s = inner.lock();
+        if s & DONE != 0 {
+            inner.unlock(s);
+            return match inner.value_ref() {
                 Some(v) => Start::Done(v.clone()),
                 None => Start::Recursion,
             };
-        };
-        let p = p.clone();
-        if st.owner == 0 {
-            st.owner = me;
-            return Start::Eval(p, Claim::Owned);
         }
-        if st.owner == me {
+        let owner = s & OWNER;
+        if owner == 0 {
+            // Released by a failed owner meanwhile: claim it.
+            inner.unlock(me);
+            return self.owned_start();
+        }
+        if owner == me {
+            inner.unlock(s);
             return Start::Recursion;
         }
-        drop(st);
+        // SAFETY: we hold the lock, so nobody takes the pending work while
+        // we clone it.
+        let p = unsafe { (*inner.pending.get()).clone() };
+        inner.unlock(s);
+        let Some(p) = p else { return Start::Recursion };
         let id = self.id();
         FOREIGN.with(|f| {
             let mut f = f.borrow_mut();
@@ -167,15 +261,33 @@ impl Thunk {
                 Start::Recursion
             } else {
                 f.push(id);
-                Start::Eval(p, Claim::Foreign)
+                Start::Eval(Work::Cloned(p), Claim::Foreign)
             }
         })
     }
 
+    /// The owner's view of the pending work (this thread just claimed it).
+    fn owned_start(&self) -> Start<'_> {
+        // SAFETY: this thread owns the thunk: by the module invariants no
+        // other thread takes the pending work until we clear our claim in
+        // `end`, and the borrow cannot outlive `&self`.
+        match unsafe { (*self.0.pending.get()).as_ref() } {
+            Some(p) => Start::Eval(Work::Borrowed(p), Claim::Owned),
+            None => {
+                // Not `DONE` yet without pending work cannot happen; be safe.
+                let s = self.0.lock();
+                self.0.unlock(s & DONE);
+                Start::Recursion
+            }
+        }
+    }
+
     /// Finish forcing: store a result (first one wins, the pending work and
-    /// its captured frame are dropped) or release the claim on error.
+    /// its captured frame are dropped) or release the claim on error. The
+    /// borrowed [`Work`] of this force must not be used any more.
     pub fn end(&self, claim: Claim, r: Result<Value, EvalError>) -> Result<Value, EvalError> {
-        if let Claim::Foreign = claim {
+        let owned = matches!(claim, Claim::Owned);
+        if !owned {
             let id = self.id();
             FOREIGN.with(|f| {
                 let mut f = f.borrow_mut();
@@ -184,25 +296,40 @@ impl Thunk {
                 }
             });
         }
+        let inner = &*self.0;
         match r {
             Ok(v) => {
-                let _ = self.0.value.set(v);
-                let old = {
-                    let mut st = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Claim::Owned = claim {
-                        st.owner = 0;
-                    }
-                    st.pending.take()
-                };
+                let s = inner.lock();
+                if s & DONE != 0 {
+                    // Another thread won; if we owned it, the pending work
+                    // was left to us.
+                    let old = if owned { inner.take_pending() } else { None };
+                    inner.unlock(if owned { DONE } else { s });
+                    drop(old);
+                    drop(v);
+                    return Ok(inner.value_ref().cloned().unwrap_or(Value::Null));
+                }
+                // SAFETY: we hold the lock and `DONE` is not set: nobody has
+                // written or read the result cell.
+                unsafe { (*inner.value.get()).write(v.clone()) };
+                let owner = s & OWNER;
+                // A foreign winner leaves the pending work to a registered
+                // owner, which may be evaluating it in place.
+                let old = if owned || owner == 0 { inner.take_pending() } else { None };
+                inner.unlock(if owned { DONE } else { DONE | owner });
                 drop(old);
-                Ok(self.0.value.get().cloned().unwrap_or(Value::Null))
+                Ok(v)
             }
             Err(e) => {
-                if let Claim::Owned = claim {
-                    self.0.state.lock().unwrap_or_else(|e| e.into_inner()).owner = 0;
+                if owned {
+                    let s = inner.lock();
+                    let old = if s & DONE != 0 { inner.take_pending() } else { None };
+                    inner.unlock(s & DONE);
+                    drop(old);
                 }
                 Err(e)
             }
         }
     }
 }
+

@@ -136,6 +136,24 @@ pub struct NarPlan {
     pub payload_len: u64,
 }
 
+impl NarPlan {
+    /// The store paths (base names) whose files the plan reuses on the target.
+    pub fn sources(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().flat_map(|e| {
+            let (one, parts): (Option<&str>, &[Part]) = match &e.node {
+                PlanNode::Regular { how: Method::Ref { from, .. }, .. } => (Some(from), &[]),
+                PlanNode::Regular { how: Method::Delta { base, .. }, .. } => (Some(base), &[]),
+                PlanNode::Regular { how: Method::Chunks { parts }, .. } => (None, parts),
+                _ => (None, &[]),
+            };
+            one.into_iter().chain(parts.iter().filter_map(|p| match p {
+                Part::Have { from, .. } => Some(from.as_str()),
+                Part::New { .. } => None,
+            }))
+        })
+    }
+}
+
 /// Which method carried what, for `push --stats`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MethodStats {

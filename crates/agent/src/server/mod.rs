@@ -21,7 +21,7 @@
 //! without one; [`DaemonImporter`] is the real one: the local socket, or
 //! `nix-daemon --stdio` (optionally on a chroot store) when there is none.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,7 +31,7 @@ use ndeploy_store::nar::HashingWriter;
 use ndeploy_store::path_info::PathInfo;
 use ndeploy_store::store_path::{StoreDir, StorePath};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::delta::{NarPlan, PlanStats, StoreFiles, decode};
 use crate::manifest::NarManifest;
@@ -138,8 +138,12 @@ where
     // A read error ends the reader only: what was received before it is
     // still rebuilt and imported, then the error ends the session.
     let read = async { Ok::<_, ProtocolError>(read_stage(r, in_tx).await.err()) };
-    let (read_error, indexed, ()) =
-        tokio::try_join!(read, rebuild_stage(&files, in_rx, ready_tx), import_stage(w, importer, ready_rx, stats))?;
+    let (done_tx, done_rx) = watch::channel(0u64);
+    let (read_error, indexed, ()) = tokio::try_join!(
+        read,
+        rebuild_stage(&files, in_rx, ready_tx, done_rx),
+        import_stage(w, importer, ready_rx, done_tx, stats)
+    )?;
     stats.indexed = indexed;
     read_error.map_or(Ok(()), Err)
 }
@@ -176,10 +180,23 @@ async fn read_stage<R: AsyncRead + Unpin + Send>(r: &mut R, tx: mpsc::Sender<Inc
 }
 
 /// Stage 2: rebuild NARs and read manifests, on blocking threads; returns
-/// the number of paths indexed.
-async fn rebuild_stage(files: &Path, mut rx: mpsc::Receiver<Incoming>, tx: mpsc::Sender<Ready>) -> Result<u64, ProtocolError> {
+/// the number of paths indexed. A plan that reuses files of a path pushed
+/// earlier in the session waits until stage 3 is done with that path (its
+/// files are on disk only once imported); `done` counts the items stage 3
+/// has finished, and items are numbered in order.
+async fn rebuild_stage(
+    files: &Path,
+    mut rx: mpsc::Receiver<Incoming>,
+    tx: mpsc::Sender<Ready>,
+    mut done: watch::Receiver<u64>,
+) -> Result<u64, ProtocolError> {
     let mut indexed = 0;
+    // Item number of each path pushed in this session.
+    let mut pushed: HashMap<String, u64> = HashMap::new();
+    let mut seq = 0u64;
     while let Some(incoming) = rx.recv().await {
+        let item = seq;
+        seq += 1;
         let ready = match incoming {
             Incoming::Index(paths) => {
                 indexed += paths.len() as u64;
@@ -188,6 +205,12 @@ async fn rebuild_stage(files: &Path, mut rx: mpsc::Receiver<Incoming>, tx: mpsc:
                 Ready::Reply(Message::Manifests { manifests })
             }
             Incoming::Push { info, name, plan, payload, check_sigs, permit } => {
+                if let Some(last) = plan.sources().filter_map(|p| pushed.get(p)).max() {
+                    let last = *last;
+                    // An error means stage 3 has ended; the session is over anyway.
+                    let _ = done.wait_for(|d| *d > last).await;
+                }
+                pushed.insert(name.clone(), item);
                 let info = info.map_err(|e| e.to_string());
                 let rebuilt = match (&info, payload) {
                     (Ok(i), Ok(payload)) => {
@@ -210,7 +233,13 @@ async fn rebuild_stage(files: &Path, mut rx: mpsc::Receiver<Incoming>, tx: mpsc:
 }
 
 /// Stage 3: import in order and answer.
-async fn import_stage<W, I>(w: &mut W, importer: &mut I, mut rx: mpsc::Receiver<Ready>, stats: &mut ServeStats) -> Result<(), ProtocolError>
+async fn import_stage<W, I>(
+    w: &mut W,
+    importer: &mut I,
+    mut rx: mpsc::Receiver<Ready>,
+    done: watch::Sender<u64>,
+    stats: &mut ServeStats,
+) -> Result<(), ProtocolError>
 where
     W: AsyncWrite + Unpin + Send,
     I: Importer,
@@ -239,6 +268,7 @@ where
                 }
             },
         };
+        done.send_modify(|d| *d += 1);
         write_message(w, &reply).await?;
         if rx.is_empty() {
             w.flush().await?;

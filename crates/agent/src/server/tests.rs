@@ -1,7 +1,7 @@
 //! The server loop against the client over an in-memory stream, with the
 //! store's files in a temporary directory and a recording fake daemon.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +24,9 @@ type Imports = Arc<Mutex<Vec<(PathInfo, Vec<u8>)>>>;
 struct FakeDaemon {
     imported: Imports,
     valid: Arc<Mutex<HashSet<StorePath>>>,
+    /// Like a real daemon: write imported paths here (after a delay, so a
+    /// rebuild that runs ahead of the import would find nothing).
+    store: Option<std::path::PathBuf>,
 }
 
 impl Importer for FakeDaemon {
@@ -41,6 +44,10 @@ impl Importer for FakeDaemon {
                 v
             }
         };
+        if let Some(dir) = &self.store {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            ndeploy_store::nar::restore(&bytes[..], &dir.join(info.path.to_string())).unwrap();
+        }
         self.valid.lock().unwrap().insert(info.path.clone());
         self.imported.lock().unwrap().push((info, bytes));
         Ok(())
@@ -238,4 +245,41 @@ async fn client_end_bytes(mut end: tokio::io::DuplexStream) -> Vec<u8> {
     let mut out = Vec::new();
     end.read_to_end(&mut out).await.unwrap();
     out
+}
+
+#[tokio::test]
+async fn a_plan_reusing_files_of_a_path_pushed_just_before_waits_for_its_import() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = ServerConfig { store_dir: StoreDir::default(), store_root: Some(tmp.path().to_owned()) };
+    let files = config.files_dir();
+    std::fs::create_dir_all(&files).unwrap();
+    let daemon = FakeDaemon { store: Some(files.clone()), ..Default::default() };
+    let (client_end, server_end) = tokio::io::duplex(1 << 16);
+    let (sr, sw) = tokio::io::split(server_end);
+    let mut fake = daemon.clone();
+    let server = tokio::spawn(async move { serve(sr, sw, &config, &mut fake).await });
+    let (cr, cw) = tokio::io::split(client_end);
+    let mut client = AgentClient::handshake(cr, cw, StoreDir::default()).await.unwrap();
+    // Three versions of one package in one push: each deltas against (and
+    // references files of) the one before it.
+    type Local = Arc<Mutex<HashMap<StorePath, HashMap<crate::manifest::RelPath, Vec<u8>>>>>;
+    let local: Local = Arc::default();
+    let reader = Arc::clone(&local);
+    let mut knowledge = KnowledgeIndex::new(move |p, rel| reader.lock().unwrap().get(p).and_then(|f| f.get(rel)).cloned());
+    let mut items = Vec::new();
+    for (i, name) in ["99999999999999999999999999999990-pkg-1", "99999999999999999999999999999991-pkg-1", "99999999999999999999999999999992-pkg-1"].iter().enumerate() {
+        let (path, nar) = (sp(name), pkg(1, &format!("v{i}")));
+        let (m, contents) = manifest_and_files(&nar);
+        let encoded = encode(&path, &m, &mut |rel| Ok(contents[rel].clone()), &knowledge, &EncodeOptions::default()).unwrap();
+        if i > 0 {
+            assert_eq!(encoded.stats.reference.files + encoded.stats.delta.files, 2, "{:?}", encoded.stats);
+        }
+        knowledge.add(path.clone(), m);
+        local.lock().unwrap().insert(path.clone(), contents);
+        items.push(PushItem { info: info_of(&path, &nar), encoded, check_sigs: false });
+    }
+    let report = client.push(items).await.unwrap();
+    assert_eq!(report.resends().count(), 0, "{:?}", report.outcomes);
+    client.bye().await.unwrap();
+    assert_eq!(server.await.unwrap().unwrap().imported, 3);
 }

@@ -76,6 +76,9 @@ pub fn parse_nix_path(s: &str) -> Vec<(String, String)> {
 struct RecRegistry {
     envs: Vec<Weak<crate::value::env::EnvInner>>,
     prune_at: usize,
+    /// With the cycle collector on: every recursive frame, held until a
+    /// collection proves it garbage (see `value/collect.rs`).
+    held: Option<Vec<Env>>,
 }
 
 /// `scopedImport` compilations by (file, scope names).
@@ -114,7 +117,7 @@ impl Evaluator {
             builtins,
             files: Mutex::new(HashMap::new()),
             scoped: Mutex::new(HashMap::new()),
-            rec_envs: Mutex::new(RecRegistry { envs: Vec::new(), prune_at: 1024 }),
+            rec_envs: Mutex::new(RecRegistry { envs: Vec::new(), prune_at: 1024, held: None }),
             root: Env::root(),
         }
     }
@@ -232,6 +235,9 @@ impl Evaluator {
         let env = Env::new_rec(parent, n);
         let mut reg = self.rec_envs.lock().unwrap_or_else(|e| e.into_inner());
         reg.envs.push(env.downgrade());
+        if let Some(held) = &mut reg.held {
+            held.push(env.clone());
+        }
         if reg.envs.len() >= reg.prune_at {
             reg.envs.retain(|w| w.strong_count() > 0);
             reg.prune_at = (reg.envs.len() * 2).max(1024);
@@ -360,3 +366,12 @@ pub(crate) fn io_msg(e: &std::io::Error) -> String {
     }
 }
 
+// Access for the cycle collector (`value/collect.rs`).
+impl Evaluator {
+    /// The registered recursive frames (weak; dead ones are pruned lazily)
+    /// and, when the collector holds them, the held ones.
+    pub(crate) fn rec_frames_mut(&mut self) -> (&mut Vec<Weak<crate::value::env::EnvInner>>, &mut Option<Vec<Env>>) {
+        let reg = self.rec_envs.get_mut().unwrap_or_else(|e| e.into_inner());
+        (&mut reg.envs, &mut reg.held)
+    }
+}

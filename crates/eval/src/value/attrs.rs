@@ -172,6 +172,13 @@ impl AttrsBuilder {
     }
 }
 
+// Access for the cycle collector (`value/collect.rs`).
+impl Attrs {
+    pub(crate) fn strong_count(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,3 +128,38 @@ impl Env {
     }
 }
 
+// Access for the cycle collector (`value/collect.rs`).
+impl Env {
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
+    pub(crate) fn strong_count(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
+
+    pub(crate) fn upgrade(w: &Weak<EnvInner>) -> Option<Env> {
+        w.upgrade().map(Env)
+    }
+
+    pub(crate) fn parent_env(&self) -> Option<&Env> {
+        self.0.parent.as_ref()
+    }
+
+    /// Call `f` with every slot (under the frame's lock if recursive).
+    pub(crate) fn for_each_slot(&self, f: impl FnMut(&Value)) {
+        match &self.0.slots {
+            Slots::One(v) => std::iter::once(v).for_each(f),
+            Slots::Fixed(s) => s.iter().for_each(f),
+            Slots::Rec(m) => m.lock().unwrap_or_else(|e| e.into_inner()).iter().for_each(f),
+        }
+    }
+
+    /// Take the slots of a recursive frame out (empty for other frames).
+    pub(crate) fn take_rec_slots(&self) -> Box<[Value]> {
+        match &self.0.slots {
+            Slots::Rec(m) => std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner())),
+            _ => Box::new([]),
+        }
+    }
+}

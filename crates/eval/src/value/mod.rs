@@ -14,6 +14,7 @@
 //!   returns a thunk.
 
 mod attrs;
+pub mod collect;
 pub(crate) mod drop;
 pub(crate) mod env;
 mod string;

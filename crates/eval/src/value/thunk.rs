@@ -333,3 +333,46 @@ impl Thunk {
     }
 }
 
+// Access for the cycle collector (`value/collect.rs`).
+impl Thunk {
+    pub(crate) fn strong_count(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
+
+    /// Call `f` with the result (if forced) and the pending work (if any),
+    /// holding the lock bit so that nobody takes the pending work meanwhile.
+    /// `f` must not force or clear this thunk.
+    pub(crate) fn with_contents<R>(&self, f: impl FnOnce(Option<&Value>, Option<&Pending>) -> R) -> R {
+        let inner = &*self.0;
+        let s = inner.lock();
+        // SAFETY: with `DONE` set the result is written and immutable; we
+        // hold the lock, so the pending work is not taken while we read it
+        // (an owner evaluating it in place only reads it too).
+        let r = unsafe {
+            let value = if s & DONE != 0 { Some((*inner.value.get()).assume_init_ref()) } else { None };
+            f(value, (*inner.pending.get()).as_ref())
+        };
+        inner.unlock(s);
+        r
+    }
+
+    /// Take the result and the pending work out (breaking the reference
+    /// cycles through this thunk). Afterwards the thunk is unclaimed with
+    /// nothing to evaluate: forcing it reports infinite recursion.
+    ///
+    /// # Safety
+    /// No other thread may use this thunk during the call, and no reference
+    /// from [`Thunk::get_ref`] to its result may be alive (the collector
+    /// only clears thunks it proved unreachable, while nothing evaluates).
+    pub(crate) unsafe fn clear(&self) -> (Option<Value>, Option<Pending>) {
+        let inner = &*self.0;
+        let s = inner.lock();
+        // SAFETY: `DONE` says the result was written; the caller guarantees
+        // nobody else reads it, and clearing `DONE` below means it is never
+        // read (or dropped) again.
+        let value = if s & DONE != 0 { Some(unsafe { (*inner.value.get()).assume_init_read() }) } else { None };
+        let pending = inner.take_pending();
+        inner.unlock(0);
+        (value, pending)
+    }
+}

@@ -130,13 +130,71 @@ let
         defaultDeployment name;
   };
 
-  # Evaluated configurations of a hive / plain fleet.
-  hiveConfigurations =
+  # colmena's `meta.nixpkgs`: a package set as is; a path, or a set with
+  # `outPath` (a flake input), is imported and called with { }; a function
+  # is called with { }.
+  hivePkgs =
+    meta:
+    let
+      n = meta.nixpkgs or null;
+    in
+    if n == null then
+      null
+    else if builtins.typeOf n == "path" || (isAttrs n && n ? outPath) then
+      import n { }
+    else if builtins.isFunction n then
+      n { }
+    else
+      n;
+
+  # How hive nodes are evaluated: as colmena does, with the package set's
+  # `nixos/lib/eval-config.nix` (NixOS's for nixpkgs; ndeploy's own, which
+  # is this library's system.nix, for ndeploy's package set), else with
+  # this library's system.nix. A foreign eval-config (NixOS) gets ndeploy's
+  # deployment options module, as colmena adds its own.
+  hiveEvaluator =
+    npkgs:
+    let
+      entry = if isAttrs npkgs && npkgs ? path then npkgs.path + "/nixos/lib/eval-config.nix" else null;
+      own = entry == null || builtins.pathExists (npkgs.path + "/modules/deployment.nix");
+    in
+    if entry != null && builtins.pathExists entry then
+      {
+        evalConfig = import entry;
+        extraModules = if own then [ ] else [ ./modules/deployment.nix ];
+      }
+    else
+      {
+        inherit evalConfig;
+        extraModules = [ ];
+      };
+
+  # What all hosts of a hive share (the package set, the evaluator, the
+  # host names): computed once per hive, also when hosts are evaluated one
+  # at a time (see `host`).
+  hiveContext =
     hive:
     let
       meta = hive.meta or { };
+      npkgs = hivePkgs meta;
+    in
+    {
+      inherit hive meta npkgs;
+      evaluator = hiveEvaluator npkgs;
       names = filter (n: !(builtins.elem n hiveReserved)) (attrNames hive);
-      configs = lib.genAttrs names (
+    };
+
+  # Evaluated configurations of a hive / plain fleet.
+  hiveConfigurationsIn =
+    ctx:
+    let
+      inherit (ctx)
+        hive
+        meta
+        npkgs
+        evaluator
+        ;
+      configs = lib.genAttrs ctx.names (
         name:
         let
           v = hive.${name};
@@ -144,10 +202,10 @@ let
         if isConfiguration v then
           v
         else
-          evalConfig {
-            system = meta.system or (if isAttrs (meta.nixpkgs or null) then meta.nixpkgs.system or null else null);
-            pkgs = if isAttrs (meta.nixpkgs or null) then meta.nixpkgs else null;
-            modules = [
+          evaluator.evalConfig {
+            system = meta.system or (if isAttrs npkgs then npkgs.system or null else null);
+            pkgs = if isAttrs npkgs then npkgs else null;
+            modules = evaluator.extraModules ++ [
               (hive.defaults or { })
               v
               {
@@ -167,21 +225,33 @@ let
     in
     configs;
 
+  hiveConfigurations = hive: hiveConfigurationsIn (hiveContext hive);
+
   flakeConfigurations =
     flake: lib.filterAttrs (_: isConfiguration) (flake.nixosConfigurations or { });
 
-  configurations =
+  # What all hosts of a source share (see hiveContext).
+  sourceContext =
     source:
     if isFlake source then
-      (if source ? colmena then hiveConfigurations source.colmena else { }) // flakeConfigurations source
+      { hive = if source ? colmena then hiveContext source.colmena else null; }
     else
-      hiveConfigurations source;
+      { hive = hiveContext source; };
 
-  nodes =
-    source:
+  configurationsIn =
+    source: ctx:
+    if isFlake source then
+      (if ctx.hive != null then hiveConfigurationsIn ctx.hive else { }) // flakeConfigurations source
+    else
+      hiveConfigurationsIn ctx.hive;
+
+  configurations = source: configurationsIn source (sourceContext source);
+
+  # The nodes of `source` whose evaluated configurations are `configs`.
+  nodesWith =
+    source: configs:
     if isFlake source then
       let
-        configs = configurations source;
         deployNodes = source.deploy.nodes or { };
         fromDeployRs = mapAttrs (
           name: node:
@@ -207,12 +277,33 @@ let
       in
       mapAttrs nodeOfConfiguration configs // fromDeployRs
     else
-      mapAttrs nodeOfConfiguration (configurations source);
+      mapAttrs nodeOfConfiguration configs;
+
+  nodes = source: nodesWith source (configurations source);
+
+  # One host's node and evaluated configuration (null for a deploy-rs node
+  # without one), computed afresh by every call: a driver evaluating hosts
+  # one by one keeps nothing of a finished host alive (hosts reached through
+  # `nodes` are evaluated again).
+  host =
+    source:
+    let
+      ctx = sourceContext source;
+    in
+    name:
+    let
+      configs = configurationsIn source ctx;
+    in
+    {
+      node = (nodesWith source configs).${name};
+      configuration = configs.${name} or null;
+    };
 in
 {
   inherit
     configurations
     nodes
+    host
     isConfiguration
     defaultDeployment
     ;

@@ -13,6 +13,10 @@ let
   pkgs = support // {
     inherit system;
 
+    # Where NixOS-style tools (colmena) look for
+    # `nixos/lib/eval-config.nix`: ndeploy's library directory.
+    path = ../.;
+
     # The shared library every other package depends on.
     ndcore = mkPackage {
       pname = "ndcore";

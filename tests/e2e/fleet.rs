@@ -3,7 +3,8 @@
 //! `nix-instantiate` computes for the same expression (`nix/fleet.nix`'s
 //! `hostsJSON`); a failing host is reported with its message while the
 //! others succeed; selectors pick the right hosts; `--json` is valid JSON
-//! lines; results do not depend on `-j` or `--hosts-per-heap`; 200 hosts on 8 threads, 5 times,
+//! lines; results do not depend on `-j` or `--collect-every` (cycle collections between
+//! chunks of hosts on one heap); 200 hosts on 8 threads, 5 times,
 //! without a difference or a hang.
 
 use std::collections::BTreeMap;
@@ -288,11 +289,13 @@ fn results_do_not_depend_on_threads() {
     let eight = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "-j", "8", "--file"]).arg(&file))));
     assert_eq!(one.len(), 40);
     assert_eq!(one, eight);
-    // Nor on how many hosts share a heap.
-    let single_heap = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "--hosts-per-heap", "0", "--file"]).arg(&file))));
-    let small_heaps = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "--hosts-per-heap", "7", "--file"]).arg(&file))));
-    assert_eq!(one, single_heap);
-    assert_eq!(one, small_heaps);
+    // Nor on cycle collections between chunks of hosts (none, or every
+    // 3 hosts on 2 threads, so shared values survive many collections).
+    let never = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "--collect-every", "0", "--file"]).arg(&file))));
+    let often =
+        by_host(json_lines(&run_ok(eval_cmd().args(["--json", "-j", "2", "--collect-every", "3", "--file"]).arg(&file))));
+    assert_eq!(one, never);
+    assert_eq!(one, often);
     // The table (sorted by host) is byte-identical too.
     let t1 = run_ok(eval_cmd().args(["-j", "1", "--file"]).arg(&file));
     let t8 = run_ok(eval_cmd().args(["-j", "8", "--file"]).arg(&file));
@@ -346,4 +349,73 @@ in {{
     ));
     assert_same_as_nix(&ours, &theirs);
     assert_eq!(ours["b"]["tags"], json!(["flake"]));
+}
+
+/// colmena evaluates hive nodes with `meta.nixpkgs.path + "/nixos/lib/eval-config.nix"`;
+/// so does ndeploy: with ndeploy's package set as `meta.nixpkgs` (its
+/// `path` is the library, which provides that file), and with a foreign
+/// package set (a stand-in for nixpkgs given as a path, imported and
+/// called with `{ }` as colmena does), whose eval-config gets ndeploy's
+/// deployment options added.
+#[test]
+fn hive_nodes_use_the_package_sets_eval_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = repo().display().to_string();
+    let node = r#"a = { pkgs, ... }: { deployment.tags = [ "x" ]; environment.systemPackages = [ pkgs.hello ]; };"#;
+    let own = dir.path().join("own.nix");
+    write_file(&own, format!("{{ meta.nixpkgs = import {r}/nix/pkgs {{ system = \"x86_64-linux\"; }}; {node} }}\n"));
+    let plain = dir.path().join("plain.nix");
+    write_file(&plain, format!("{{ meta.system = \"x86_64-linux\"; {node} }}\n"));
+    write_file(
+        &dir.path().join("fakepkgs/nixos/lib/eval-config.nix"),
+        format!(
+            "# Stands in for NixOS: ndeploy's system without the deployment module, plus a marker.\n\
+             args: import {r}/nix/system.nix (args // {{\n\
+               baseModules = builtins.filter (m: baseNameOf (toString m) != \"deployment.nix\") (import {r}/nix/modules/module-list.nix);\n\
+               modules = args.modules ++ [ {{ environment.etc.foreign.text = \"yes\"; }} ];\n\
+             }})\n"
+        ),
+    );
+    write_file(
+        &dir.path().join("fakepkgs/default.nix"),
+        format!("{{ ... }}: (import {r}/nix/pkgs {{ system = \"x86_64-linux\"; }}) // {{ path = ./.; }}\n"),
+    );
+    let foreign = dir.path().join("foreign.nix");
+    write_file(&foreign, format!("{{ meta.nixpkgs = ./fakepkgs; {node} }}\n"));
+
+    let eval = |f: &Path| by_host(json_lines(&run_ok(eval_cmd().args(["--json", "--file"]).arg(f))));
+    let (o, p, f) = (eval(&own), eval(&plain), eval(&foreign));
+    for (ours, file) in [(&o, &own), (&p, &plain), (&f, &foreign)] {
+        assert_same_as_nix(ours, &nix_hosts(&format!("import {}", file.display())));
+        assert_eq!(ours["a"]["tags"], json!(["x"]));
+    }
+    // ndeploy's own eval-config is its system.nix: the same system.
+    assert_eq!(o["a"]["drvPath"], p["a"]["drvPath"]);
+    assert_ne!(o["a"]["drvPath"], f["a"]["drvPath"]);
+    let out = run_ok(eval_cmd().args(["--json", "--attr", "config.environment.etc.foreign.text", "--file"]).arg(&foreign));
+    assert_eq!(by_host(json_lines(&out))["a"]["value"], json!("yes"));
+}
+
+/// A fleet file that is a function gets `--arg`/`--argstr` values (only
+/// those it names, as `nix-instantiate` passes them).
+#[test]
+fn fleet_functions_take_arg_and_argstr() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fleet.nix");
+    write_file(
+        &file,
+        r#"{ prefix ? "h", count }:
+builtins.listToAttrs (builtins.genList (i: {
+  name = "${prefix}${toString i}";
+  value = { deployment.tags = [ "of-${toString count}" ]; };
+}) count)
+"#,
+    );
+    let out = run_ok(eval_cmd().args(["--json", "--arg", "count", "1 + 1", "--argstr", "prefix", "web", "--arg", "unused", "true", "--file"]).arg(&file));
+    let ours = by_host(json_lines(&out));
+    assert_same_as_nix(&ours, &nix_hosts(&format!("import {} {{ count = 2; prefix = \"web\"; }}", file.display())));
+    assert_eq!(ours["web1"]["tags"], json!(["of-2"]));
+    let out = run(eval_cmd().arg("--file").arg(&file));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'count'"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -4,8 +4,10 @@
 //! `fleet.nix` here), selects hosts (`--all`, `HOST…`, `--on GLOB|@TAG,…`;
 //! nothing given means all), and evaluates each host's toplevel `drvPath`
 //! and `outPath` (or `--attr PATH` under its configuration) on `-j N`
-//! threads over one evaluator (a fresh one every `--hosts-per-heap` hosts,
-//! which bounds memory; see `fleet::heaps`). Results stream: JSON lines on stdout with
+//! threads over one evaluator (one heap: what hosts share is evaluated
+//! once), in chunks of `--collect-every` hosts with a cycle collection
+//! between chunks, which bounds memory (see `fleet::chunks`). Results
+//! stream: JSON lines on stdout with
 //! `--json` as hosts complete, else a progress bar on stderr and a table
 //! sorted by host at the end. `-E '{ nodes, lib, pkgs, ... }: EXPR'` evaluates an
 //! expression over the fleet instead. Exit status 1 when any host failed.
@@ -17,7 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use ndeploy_deploy::fleet::{self, Fleet, FleetError, FleetSource, HostResult, Selection, Selector, Target};
+use ndeploy_deploy::fleet::{self, Fleet, FleetArg, FleetError, FleetSource, HostResult, Selection, Selector, Target};
 use ndeploy_eval::eval::{EvalConfig, parse_nix_path};
 use ndeploy_eval::fetch::{FetchIO, FetchStore, Fetcher};
 use ndeploy_eval::io::RealIO;
@@ -56,13 +58,20 @@ pub struct EvalArgs {
     /// Show full error traces.
     #[arg(long)]
     show_trace: bool,
-    /// Evaluate at most N hosts per evaluator heap (0: all on one heap).
-    /// Bounds memory on large fleets; see `fleet::heaps`.
-    #[arg(long, value_name = "N", default_value_t = fleet::heaps::DEFAULT_HOSTS_PER_HEAP)]
-    hosts_per_heap: usize,
+    /// Collect the heap's reference cycles after every N hosts (0: never;
+    /// default: 8 per thread, at least 16). Bounds memory on large fleets;
+    /// see `fleet::chunks`.
+    #[arg(long, value_name = "N")]
+    collect_every: Option<usize>,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Pass NAME = EXPR to a fleet file that is a function.
+    #[arg(long = "arg", num_args = 2, value_names = ["NAME", "EXPR"], action = clap::ArgAction::Append)]
+    arg: Vec<String>,
+    /// Pass NAME = "STR" to a fleet file that is a function.
+    #[arg(long = "argstr", num_args = 2, value_names = ["NAME", "STR"], action = clap::ArgAction::Append)]
+    argstr: Vec<String>,
     /// Add a search path entry (PATH or NAME=PATH).
     #[arg(short = 'I', long = "include")]
     include: Vec<String>,
@@ -98,24 +107,45 @@ pub fn flake_loader() -> Option<fleet::FlakeLoader<'static>> {
 }
 
 /// Open the fleet selected by `flake` / `file` / the current directory;
-/// also returns where it came from and the library directory, to open the
-/// same fleet on other evaluators ([`reopen`]).
+/// also returns where it came from and the library directory.
 pub fn open_fleet<'e>(
     ev: &'e Evaluator,
     flake: Option<&str>,
     file: Option<&std::path::Path>,
 ) -> anyhow::Result<(FleetSource, PathBuf, Fleet<'e>)> {
+    open_fleet_with(ev, flake, file, &[])
+}
+
+/// [`open_fleet`] with `--arg`/`--argstr` values for a fleet file that is
+/// a function.
+pub fn open_fleet_with<'e>(
+    ev: &'e Evaluator,
+    flake: Option<&str>,
+    file: Option<&std::path::Path>,
+    fleet_args: &[(String, FleetArg)],
+) -> anyhow::Result<(FleetSource, PathBuf, Fleet<'e>)> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let source = fleet::discover(&cwd, flake, file, |p| p.is_file())?;
     let library = fleet::library::locate()?;
-    let fleet = reopen(ev, &source, &library)?;
+    let value: Value = fleet::evaluate::load_source_with(ev, &source, flake_loader(), fleet_args)?;
+    let fleet = Fleet::open(ev, &library, value).map_err(|e| FleetError::eval(&source, e))?;
     Ok((source, library, fleet))
 }
 
-/// Open `source` on `ev`.
-pub fn reopen<'e>(ev: &'e Evaluator, source: &FleetSource, library: &std::path::Path) -> Result<Fleet<'e>, FleetError> {
-    let value: Value = fleet::evaluate::load_source(ev, source, flake_loader())?;
-    Fleet::open(ev, library, value).map_err(|e| FleetError::eval(source, e))
+/// `--arg NAME EXPR` and `--argstr NAME STR` pairs, in order.
+fn fleet_args(args: &EvalArgs) -> Vec<(String, FleetArg)> {
+    let mut out = Vec::new();
+    for p in args.arg.chunks_exact(2) {
+        if let [name, expr] = p {
+            out.push((name.clone(), FleetArg::Expr(expr.clone())));
+        }
+    }
+    for p in args.argstr.chunks_exact(2) {
+        if let [name, s] = p {
+            out.push((name.clone(), FleetArg::Str(s.clone())));
+        }
+    }
+    out
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
@@ -141,9 +171,11 @@ fn selection(args: &EvalArgs) -> Result<Selection, FleetError> {
 }
 
 fn run_inner(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let ev = evaluator(&args.include);
+    let mut ev = evaluator(&args.include);
+    ev.enable_collection();
     let pool = fleet::thread_pool(args.jobs.unwrap_or(0))?;
-    let (source, library, fleet) = pool.install(|| open_fleet(&ev, args.flake.as_deref(), args.file.as_deref()))?;
+    let fargs = fleet_args(&args);
+    let (_, _, fleet) = pool.install(|| open_fleet_with(&ev, args.flake.as_deref(), args.file.as_deref(), &fargs))?;
 
     if let Some(expr) = &args.expr {
         let result = pool.install(|| fleet.apply_expr(expr));
@@ -196,40 +228,16 @@ fn run_inner(args: EvalArgs) -> anyhow::Result<ExitCode> {
         }
         results.push(r);
     };
-    // The first group on the heap that listed the hosts, the others on
-    // fresh heaps (see fleet::heaps); each finished heap is freed in the
-    // background, the last one never (the process exits next).
-    let groups = fleet::heaps::groups(&hosts, args.hosts_per_heap);
-    let first = groups.first().copied().unwrap_or_default();
-    fleet.evaluate(&pool, first, &target, args.show_trace, &mut on_result);
-    if groups.len() > 1 {
-        let dropper = fleet::heaps::Dropper::new();
-        drop(fleet);
-        dropper.free(ev);
-        for (i, group) in groups.iter().enumerate().skip(1) {
-            let ev = evaluator(&args.include);
-            match pool.install(|| reopen(&ev, &source, &library)) {
-                Ok(f) => f.evaluate(&pool, group, &target, args.show_trace, &mut on_result),
-                Err(e) => {
-                    for h in group.iter() {
-                        let mut r = HostResult::new(h);
-                        r.error = Some(e.to_string());
-                        on_result(r);
-                    }
-                }
-            }
-            if i + 1 < groups.len() {
-                dropper.free(ev);
-            } else {
-                std::mem::forget(ev);
-            }
-        }
-    } else {
-        // The process exits next: freeing the heap value by value would
-        // only cost time (a tenth of a fleet evaluation).
-        std::mem::forget(fleet);
-        std::mem::forget(ev);
-    }
+    // The fleet lets go of the evaluator (its values stay alive), so that
+    // the cycle collector can run between chunks of hosts.
+    let parts = fleet.detach();
+    let chunk = args.collect_every.unwrap_or_else(|| fleet::chunks::default_chunk(pool.current_num_threads()));
+    let parts =
+        fleet::chunks::evaluate_in_chunks(&mut ev, parts, &pool, &hosts, &target, args.show_trace, chunk, &mut on_result);
+    std::mem::forget(parts);
+    // The process exits next: freeing the heap value by value would only
+    // cost time.
+    std::mem::forget(ev);
     if let Some(p) = progress {
         p.finish_and_clear();
     }

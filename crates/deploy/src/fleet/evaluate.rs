@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use ndeploy_eval::value::{Attrs, Thunk};
+use ndeploy_eval::value::Thunk;
 use ndeploy_eval::{ErrorKind, EvalError, EvalResult, Evaluator, Value};
 use rayon::prelude::*;
 
@@ -54,13 +54,32 @@ pub struct Deployment {
     pub json: serde_json::Value,
 }
 
-/// A fleet on one evaluator: the per-host values, lazily.
+/// A fleet on one evaluator: the host names and, lazily, the function
+/// giving one host's values.
 pub struct Fleet<'e> {
     ev: &'e Evaluator,
-    nodes: Attrs,
-    configurations: Value,
+    parts: FleetParts,
+}
+
+/// A fleet's values without the evaluator borrow ([`Fleet::detach`]), so
+/// that the evaluator can be borrowed mutably (to collect cycles) while
+/// the fleet's shared values stay alive; [`Fleet::attach`] goes back.
+pub struct FleetParts {
+    /// `fleet.nix`'s `host source`: name → `{ node; configuration; }`,
+    /// evaluated afresh for every host (nothing of a finished host stays
+    /// reachable from the fleet, so the collector can free it); what hosts
+    /// share (package set, host names) is computed once, in its closure.
+    host_fn: Value,
     expr_args: Value,
     hosts: Vec<String>,
+}
+
+/// `--arg NAME EXPR` / `--argstr NAME STRING` for fleet files that are
+/// functions (as `nix-instantiate` passes them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FleetArg {
+    Expr(String),
+    Str(String),
 }
 
 /// A flake's `colmenaHive` output (colmena's `makeHive`: evaluated
@@ -120,20 +139,41 @@ pub fn to_json(ev: &Evaluator, v: &Value) -> EvalResult<serde_json::Value> {
 /// The value of a fleet source: a flake's outputs (through `flake`), or a
 /// file's value, called with `{ }` if it is a function.
 pub fn load_source(ev: &Evaluator, source: &FleetSource, flake: Option<FlakeLoader<'_>>) -> Result<Value, FleetError> {
+    load_source_with(ev, source, flake, &[])
+}
+
+/// [`load_source`], calling a file that is a function with `args` (only
+/// those it names, as `nix-instantiate` does, unless it takes any).
+pub fn load_source_with(
+    ev: &Evaluator,
+    source: &FleetSource,
+    flake: Option<FlakeLoader<'_>>,
+    args: &[(String, FleetArg)],
+) -> Result<Value, FleetError> {
+    let err = |e| FleetError::eval(source, e);
     match source {
         FleetSource::Flake(r) => match flake {
-            Some(load) => load(ev, r).map_err(|e| FleetError::eval(source, e)),
+            Some(load) => load(ev, r).map_err(err),
             None => Err(FleetError::NoFlakeSupport(r.clone())),
         },
         FleetSource::File(p) => {
             let path = p.display().to_string();
-            let v = ev.eval_file(&path).map_err(|e| FleetError::eval(source, e))?;
-            if v.is_function() {
-                let empty = ev.eval_str("{ }").map_err(|e| FleetError::eval(source, e))?;
-                ev.force(&Thunk::apply(v, empty)).map_err(|e| FleetError::eval(source, e))
-            } else {
-                Ok(v)
+            let v = ev.eval_file(&path).map_err(err)?;
+            if !v.is_function() {
+                return Ok(v);
             }
+            let mut b = ndeploy_eval::value::AttrsBuilder::new();
+            for (name, arg) in args {
+                let value = match arg {
+                    FleetArg::Expr(e) => ev.eval_str(e).map_err(err)?,
+                    FleetArg::Str(s) => Value::string(s.as_str()),
+                };
+                b.insert(ndeploy_eval::symbol::Symbol::new(name), value);
+            }
+            let call = ev
+                .eval_str("f: args: let fa = builtins.functionArgs f; in f (if fa == { } then args else builtins.intersectAttrs fa args)")
+                .map_err(err)?;
+            ev.force(&Thunk::apply(Thunk::apply(call, v), Value::Attrs(b.finish()))).map_err(err)
         }
     }
 }
@@ -144,23 +184,28 @@ impl<'e> Fleet<'e> {
     pub fn open(ev: &'e Evaluator, library: &Path, source: Value) -> EvalResult<Fleet<'e>> {
         let lib_dir = library.display().to_string();
         let glue = format!(
-            "source0: let ndeploy = import {}; source = {COLMENA_HIVE}; in {{ nodes = ndeploy.fleet.nodes source; configurations = ndeploy.fleet.configurations source; exprArgs = {{ nodes = ndeploy.fleet.configurations source; inherit (ndeploy) lib; pkgs = ndeploy.pkgsFor builtins.currentSystem; }}; }}",
+            "source0: let ndeploy = import {}; source = {COLMENA_HIVE}; in {{ names = builtins.attrNames (ndeploy.fleet.nodes source); host = ndeploy.fleet.host source; exprArgs = {{ nodes = ndeploy.fleet.configurations source; inherit (ndeploy) lib; pkgs = ndeploy.pkgsFor builtins.currentSystem; }}; }}",
             nix_string(&lib_dir),
         );
         let f = ev.eval_str(&glue)?;
         let fleet = Thunk::apply(f, source);
-        let nodes = match ev.force(&select(ev, &fleet, "nodes")?)? {
-            Value::Attrs(a) => a,
-            other => return Err(EvalError::type_error(other.type_desc(), "a set")),
+        let hosts = match ev.force(&select(ev, &fleet, "names")?)? {
+            Value::List(l) => l.iter().map(|n| force_string(ev, n)).collect::<EvalResult<Vec<_>>>()?,
+            other => return Err(EvalError::type_error(other.type_desc(), "a list")),
         };
-        let hosts = nodes.iter().map(|a| a.name.as_str().to_string()).collect();
-        Ok(Fleet {
-            ev,
-            nodes,
-            configurations: select(ev, &fleet, "configurations")?,
-            expr_args: select(ev, &fleet, "exprArgs")?,
-            hosts,
-        })
+        let host_fn = ev.force(&select(ev, &fleet, "host")?)?;
+        let parts = FleetParts { host_fn, expr_args: select(ev, &fleet, "exprArgs")?, hosts };
+        Ok(Fleet { ev, parts })
+    }
+
+    /// The fleet's values, releasing the evaluator borrow.
+    pub fn detach(self) -> FleetParts {
+        self.parts
+    }
+
+    /// The fleet of `parts` (from [`Fleet::detach`] on the same evaluator).
+    pub fn attach(ev: &'e Evaluator, parts: FleetParts) -> Fleet<'e> {
+        Fleet { ev, parts }
     }
 
     pub fn evaluator(&self) -> &'e Evaluator {
@@ -169,11 +214,19 @@ impl<'e> Fleet<'e> {
 
     /// Host names, sorted.
     pub fn hosts(&self) -> &[String] {
-        &self.hosts
+        &self.parts.hosts
+    }
+
+    /// A fresh `{ node; configuration; }` of `host`.
+    fn view(&self, host: &str) -> EvalResult<Value> {
+        if self.parts.hosts.binary_search_by(|h| h.as_str().cmp(host)).is_err() {
+            return Err(EvalError::new(ErrorKind::MissingAttr(host.to_string())));
+        }
+        Ok(Thunk::apply(self.parts.host_fn.clone(), Value::string(host)))
     }
 
     fn node(&self, host: &str) -> EvalResult<Value> {
-        self.nodes.get_str(host).cloned().ok_or_else(|| EvalError::new(ErrorKind::MissingAttr(host.to_string())))
+        select(self.ev, &self.view(host)?, "node")
     }
 
     /// The host's deployment settings.
@@ -206,14 +259,17 @@ impl<'e> Fleet<'e> {
 
     /// An attribute path under the host's evaluated configuration, as JSON.
     pub fn attr(&self, host: &str, path: &[String]) -> EvalResult<serde_json::Value> {
-        let configs = self.ev.force(&self.configurations)?;
-        let mut v = match &configs {
-            Value::Attrs(a) => a.get_str(host).cloned().ok_or_else(|| {
-                EvalError::other(format!(
+        self.attr_of(host, &self.view(host)?, path)
+    }
+
+    fn attr_of(&self, host: &str, view: &Value, path: &[String]) -> EvalResult<serde_json::Value> {
+        let mut v = match self.ev.force(&select(self.ev, view, "configuration")?)? {
+            Value::Null => {
+                return Err(EvalError::other(format!(
                     "host '{host}' has no evaluated configuration (a deploy-rs node without a nixosConfigurations entry)"
-                ))
-            })?,
-            other => return Err(EvalError::type_error(other.type_desc(), "a set")),
+                )));
+            }
+            c => c,
         };
         for (i, name) in path.iter().enumerate() {
             v = select(self.ev, &v, name).map_err(|e| match e.kind() {
@@ -232,7 +288,7 @@ impl<'e> Fleet<'e> {
     /// set for the current system.
     pub fn apply_expr(&self, expr: &str) -> EvalResult<serde_json::Value> {
         let f = self.ev.eval_str(expr)?;
-        to_json(self.ev, &Thunk::apply(f, self.expr_args.clone()))
+        to_json(self.ev, &Thunk::apply(f, self.parts.expr_args.clone()))
     }
 
     /// Everything about one host; never fails (errors go into the result).
@@ -240,7 +296,8 @@ impl<'e> Fleet<'e> {
         let start = Instant::now();
         let mut r = HostResult::new(host);
         let outcome = (|| -> EvalResult<()> {
-            let node = self.node(host)?;
+            let view = self.view(host)?;
+            let node = select(self.ev, &view, "node")?;
             let d = self.deployment_of(&node)?;
             r.target_host = d.target_host;
             r.tags = d.tags;
@@ -250,7 +307,7 @@ impl<'e> Fleet<'e> {
                     r.drv_path = Some(drv);
                     r.out_path = Some(out);
                 }
-                Target::Attr(path) => r.value = Some(self.attr(host, path)?),
+                Target::Attr(path) => r.value = Some(self.attr_of(host, &view, path)?),
             }
             Ok(())
         })();

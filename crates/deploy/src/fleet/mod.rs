@@ -13,7 +13,7 @@
 
 pub mod discover;
 pub mod evaluate;
-pub mod heaps;
+pub mod chunks;
 pub mod library;
 pub mod report;
 pub mod select;
@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use discover::{FleetSource, discover};
-pub use evaluate::{Deployment, Fleet, FlakeLoader, Target, thread_pool};
+pub use evaluate::{Deployment, Fleet, FleetArg, FleetParts, FlakeLoader, Target, thread_pool};
 pub use report::HostResult;
 pub use select::{Selection, Selector};
 

@@ -13,10 +13,15 @@ impl Evaluator {
     pub(super) fn eval_inner(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
         match e {
             Expr::Const(v) => Ok(v.clone()),
-            Expr::Local { depth, idx } => match env.lookup_shallow(*depth, *idx).map_err(|_| released())? {
-                Value::Thunk(t) => self.force_thunk(&t),
-                v => Ok(v),
-            },
+            Expr::Local { depth, idx } => env
+                .with_slot(*depth, *idx, |v| match v {
+                    Value::Thunk(t) => match t.get_ref() {
+                        Some(v) => Ok(v.clone()),
+                        None => self.force_thunk(t),
+                    },
+                    v => Ok(v.clone()),
+                })
+                .map_err(|_| released())?,
             Expr::WithVar { name, withs, pos } => {
                 for d in withs.iter() {
                     let scope = env.lookup(*d, 0).map_err(|_| released())?;

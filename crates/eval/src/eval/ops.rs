@@ -11,6 +11,24 @@ use crate::ir::{BinOp, Expr};
 use crate::source::Pos;
 use crate::value::{Env, Value};
 
+/// The common integer cases of a strict operator; `None` for the rest
+/// (overflow, division, other operators), which take the general path.
+#[inline]
+fn int_binop(op: BinOp, a: i64, b: i64) -> Option<Value> {
+    Some(match op {
+        BinOp::Add => Value::Int(a.checked_add(b)?),
+        BinOp::Sub => Value::Int(a.checked_sub(b)?),
+        BinOp::Mul => Value::Int(a.checked_mul(b)?),
+        BinOp::Eq => Value::Bool(a == b),
+        BinOp::NotEq => Value::Bool(a != b),
+        BinOp::Less => Value::Bool(a < b),
+        BinOp::LessEq => Value::Bool(a <= b),
+        BinOp::More => Value::Bool(a > b),
+        BinOp::MoreEq => Value::Bool(a >= b),
+        _ => return None,
+    })
+}
+
 fn bool_of(v: Value, pos: Pos) -> EvalResult<bool> {
     match v {
         Value::Bool(b) => Ok(b),
@@ -48,6 +66,11 @@ impl Evaluator {
             _ => {
                 let l = self.eval(lhs, env)?;
                 let r = self.eval(rhs, env)?;
+                if let (Value::Int(a), Value::Int(b)) = (&l, &r)
+                    && let Some(v) = int_binop(op, *a, *b)
+                {
+                    return Ok(v);
+                }
                 self.binop_values(op, l, r).map_err(|e| e.with_pos(pos))
             }
         }

@@ -113,6 +113,26 @@ impl Env {
         }
     }
 
+    /// Force-free access to a slot: a reference into an immutable frame,
+    /// a copy out of a recursive one (its lock is never held while the
+    /// caller evaluates).
+    #[inline]
+    pub(crate) fn with_slot<R>(&self, depth: u32, idx: u32, f: impl FnOnce(&Value) -> R) -> Result<R, EnvCleared> {
+        let mut e = &self.0;
+        for _ in 0..depth {
+            e = &e.parent.as_ref().ok_or(EnvCleared)?.0;
+        }
+        match &e.slots {
+            Slots::One(v) if idx == 0 => Ok(f(v)),
+            Slots::One(_) => Err(EnvCleared),
+            Slots::Fixed(s) => s.get(idx as usize).map(f).ok_or(EnvCleared),
+            Slots::Rec(m) => {
+                let v = m.lock().unwrap_or_else(|e| e.into_inner()).get(idx as usize).cloned().ok_or(EnvCleared)?;
+                Ok(f(&v))
+            }
+        }
+    }
+
     pub fn downgrade(&self) -> Weak<EnvInner> {
         Arc::downgrade(&self.0)
     }

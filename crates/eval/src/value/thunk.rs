@@ -1,26 +1,34 @@
 //! Thunks: lazily evaluated, shared, thread-safe.
 //!
-//! Design: one atomic state word plus two cells, the pending work
-//! ([`Pending`]) and the result. The state word holds a `DONE` bit, a short
-//! `LOCK` bit and the id of the thread that owns the evaluation (0: none).
-//! Reading a forced thunk is one `Acquire` load and a clone; claiming an
-//! unclaimed thunk is one compare-and-swap; the owner evaluates its pending
-//! work in place (borrowed, not cloned) and publishes the result under the
-//! lock bit. The lock bit only guards the two cells for a few instructions
-//! (writing the result, taking or cloning the pending work); nobody waits
-//! on it while evaluating.
+//! Design: one atomic state word, one cell that holds first the pending
+//! work ([`Pending`]) and then the result (a union: a thunk is 64 bytes with
+//! its reference counts), and a rarely used box for a result that arrives
+//! while the cell is still borrowed. The state word holds flag bits (`DONE`,
+//! a short `LOCK`, `BOXED`, `PENDING`) and the id of the thread that owns
+//! the evaluation (0: none). Reading a forced thunk is one `Acquire` load
+//! and a clone; claiming an unclaimed thunk is one compare-and-swap; the
+//! owner evaluates its pending work in place (borrowed, not cloned) and
+//! publishes the result under the lock bit. The lock bit only guards the
+//! cells for a few instructions (writing the result, taking or cloning the
+//! pending work); nobody waits on it while evaluating.
 //!
 //! Invariants (what makes the `unsafe` blocks sound):
-//! - The result cell is written once, while holding the lock, before `DONE`
-//!   is published with `Release`; it is never written again and is dropped
-//!   only with the thunk. So once `DONE` is seen with `Acquire`, a shared
-//!   reference to it is valid for the thunk's lifetime.
-//! - The pending cell is `Some` until it is taken; it is only read or taken
-//!   by (a) the owner, which reads it in place while it evaluates and takes
-//!   it in [`Thunk::end`]; (b) other threads while holding the lock, which
-//!   clone it, or take it only if no owner is registered. Only the owner
-//!   clears its owner id. So while a thread owns the thunk, nobody else
-//!   takes the pending work out from under its borrow.
+//! - `PENDING` set: the cell holds the pending work. `DONE` set without
+//!   `BOXED`: the cell holds the result. `DONE | BOXED`: the box holds the
+//!   result (the cell may still hold the pending work, see below). Neither:
+//!   the cell is empty. Flags change only while holding the lock.
+//! - A result is written once, while holding the lock, before `DONE` is
+//!   published with `Release`; it is never moved or written again (only the
+//!   collector's `clear` takes it, with exclusive access). So once `DONE` is
+//!   seen with `Acquire`, a shared reference to it is valid for as long as
+//!   the thunk is borrowed.
+//! - The pending work is only read or taken by (a) the owner, which reads it
+//!   in place while it evaluates and takes it in [`Thunk::end`]; (b) other
+//!   threads while holding the lock, which clone it, or take it only if no
+//!   owner is registered. Only the owner clears its owner id. So while a
+//!   thread owns the thunk, nobody else takes the pending work out from
+//!   under its borrow: a foreign thread that finishes first publishes its
+//!   result in the box and leaves the cell to the owner.
 //!
 //! Concurrency contract: a thread that starts forcing claims the thunk with
 //! its thread id. If it meets its own claim again, that is infinite
@@ -32,7 +40,7 @@
 //! pending work, so forcing again re-raises the error (as C++ Nix does).
 
 use std::cell::{Cell, RefCell, UnsafeCell};
-use std::mem::MaybeUninit;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -53,31 +61,45 @@ pub enum Pending {
 
 const DONE: u64 = 1 << 63;
 const LOCK: u64 = 1 << 62;
-const OWNER: u64 = LOCK - 1;
+const BOXED: u64 = 1 << 61;
+const PENDING: u64 = 1 << 60;
+const OWNER: u64 = PENDING - 1;
+
+/// The pending work, the result or nothing, as the state word says.
+union Content {
+    pending: ManuallyDrop<Pending>,
+    value: ManuallyDrop<Value>,
+}
 
 pub struct ThunkInner {
     state: AtomicU64,
-    value: UnsafeCell<MaybeUninit<Value>>,
-    pending: UnsafeCell<Option<Pending>>,
+    cell: UnsafeCell<Content>,
+    boxed: UnsafeCell<Option<Box<Value>>>,
 }
 
 // SAFETY: the cells are only accessed following the protocol in the module
-// documentation (result: written once before `DONE` is published, then
+// documentation (results: written once before `DONE` is published, then
 // read-only; pending work: owner borrow or lock bit), and their contents
 // (`Value`, `Pending`) are `Send + Sync`.
 unsafe impl Sync for ThunkInner {}
 
 impl Drop for ThunkInner {
     fn drop(&mut self) {
-        let value = if *self.state.get_mut() & DONE != 0 {
-            // SAFETY: `DONE` is set only after the result was written; we
-            // have exclusive access and read it out exactly once.
-            Some(unsafe { self.value.get_mut().assume_init_read() })
-        } else {
-            None
+        let s = *self.state.get_mut();
+        let cell = self.cell.get_mut();
+        // SAFETY: exclusive access; the flags say what the cell holds, and
+        // each content is read out exactly once.
+        let (value, pending) = unsafe {
+            if s & PENDING != 0 {
+                (None, Some(ManuallyDrop::take(&mut cell.pending)))
+            } else if s & (DONE | BOXED) == DONE {
+                (Some(ManuallyDrop::take(&mut cell.value)), None)
+            } else {
+                (None, None)
+            }
         };
-        let pending = self.pending.get_mut().take();
-        super::drop::drop_thunk_parts(value, pending);
+        let boxed = self.boxed.get_mut().take().map(|b| *b);
+        super::drop::drop_thunk_parts(value.or(boxed), pending);
     }
 }
 
@@ -163,32 +185,75 @@ impl ThunkInner {
         self.state.store(new, Ordering::Release);
     }
 
-    /// Take the pending work. Caller holds the lock or owns the thunk with
-    /// no one else able to take it (see the module invariants).
-    fn take_pending(&self) -> Option<Pending> {
-        // SAFETY: per the caller contract, no other thread accesses the cell
-        // now, and this thread holds no borrow of it.
-        unsafe { (*self.pending.get()).take() }
+    /// Take the pending work out of the cell (if there), given the state
+    /// `s` read under the lock; returns it and `s` without `PENDING`.
+    /// Caller holds the lock and no borrow of the pending work is alive
+    /// (it owns the thunk, or no owner is registered).
+    fn take_pending(&self, s: u64) -> (Option<Pending>, u64) {
+        if s & PENDING == 0 {
+            return (None, s);
+        }
+        // SAFETY: `PENDING` says the cell holds the pending work; per the
+        // caller contract nobody else reads it now. Clearing the flag makes
+        // the cell empty.
+        let p = unsafe { ManuallyDrop::take(&mut (*self.cell.get()).pending) };
+        (Some(p), s & !PENDING)
+    }
+
+    /// Clone the pending work; caller holds the lock.
+    fn clone_pending(&self, s: u64) -> Option<Pending> {
+        if s & PENDING == 0 {
+            return None;
+        }
+        // SAFETY: `PENDING` says the cell holds the pending work, and under
+        // the lock nobody takes it while we clone it.
+        Some(unsafe { (*(*self.cell.get()).pending).clone() })
+    }
+
+    /// Publish `v` as the result, in the cell (whose pending work the
+    /// caller has taken, state `s` without `PENDING`). Caller holds the lock;
+    /// unlocks.
+    fn publish_in_cell(&self, s: u64, v: Value) {
+        // SAFETY: the cell is empty (the pending work was taken) and no
+        // result was published, so nobody reads the cell.
+        unsafe { (*self.cell.get()).value = ManuallyDrop::new(v) };
+        self.unlock((s & !OWNER) | DONE);
+    }
+
+    /// The published result given the state `s` (with `DONE`) read with
+    /// `Acquire`.
+    #[inline]
+    fn result(&self, s: u64) -> &Value {
+        // SAFETY: `DONE` was observed with Acquire: the result was written
+        // before it was published, where `BOXED` says, and is never moved
+        // or written again while the thunk is borrowed.
+        unsafe {
+            if s & BOXED != 0 {
+                match &*self.boxed.get() {
+                    Some(b) => b,
+                    None => &NULL,
+                }
+            } else {
+                &(*self.cell.get()).value
+            }
+        }
     }
 
     #[inline]
     fn value_ref(&self) -> Option<&Value> {
-        if self.state.load(Ordering::Acquire) & DONE != 0 {
-            // SAFETY: `DONE` observed with Acquire: the result was written
-            // before it was published and is immutable from then on.
-            Some(unsafe { (*self.value.get()).assume_init_ref() })
-        } else {
-            None
-        }
+        let s = self.state.load(Ordering::Acquire);
+        if s & DONE != 0 { Some(self.result(s)) } else { None }
     }
 }
+
+static NULL: Value = Value::Null;
 
 impl Thunk {
     pub fn new(p: Pending) -> Thunk {
         Thunk(Arc::new(ThunkInner {
-            state: AtomicU64::new(0),
-            value: UnsafeCell::new(MaybeUninit::uninit()),
-            pending: UnsafeCell::new(Some(p)),
+            state: AtomicU64::new(PENDING),
+            cell: UnsafeCell::new(Content { pending: ManuallyDrop::new(p) }),
+            boxed: UnsafeCell::new(None),
         }))
     }
 
@@ -228,30 +293,31 @@ impl Thunk {
     pub fn start(&self) -> Start<'_> {
         let me = thread_id();
         let inner = &*self.0;
-        if inner.state.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        if inner.state.compare_exchange(PENDING, PENDING | me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             return self.owned_start();
         }
         let s = inner.lock();
         if s & DONE != 0 {
+            let v = inner.result(s).clone();
             inner.unlock(s);
-            return match inner.value_ref() {
-                Some(v) => Start::Done(v.clone()),
-                None => Start::Recursion,
-            };
+            return Start::Done(v);
         }
         let owner = s & OWNER;
-        if owner == 0 {
-            // Released by a failed owner meanwhile: claim it.
-            inner.unlock(me);
-            return self.owned_start();
-        }
         if owner == me {
             inner.unlock(s);
             return Start::Recursion;
         }
-        // SAFETY: we hold the lock, so nobody takes the pending work while
-        // we clone it.
-        let p = unsafe { (*inner.pending.get()).clone() };
+        if owner == 0 {
+            if s & PENDING == 0 {
+                // Emptied by the collector: nothing to evaluate.
+                inner.unlock(s);
+                return Start::Recursion;
+            }
+            // Unclaimed (released by a failed owner meanwhile): claim it.
+            inner.unlock(s | me);
+            return self.owned_start();
+        }
+        let p = inner.clone_pending(s);
         inner.unlock(s);
         let Some(p) = p else { return Start::Recursion };
         let id = self.id();
@@ -266,20 +332,15 @@ impl Thunk {
         })
     }
 
-    /// The owner's view of the pending work (this thread just claimed it).
+    /// The owner's view of the pending work (this thread just claimed a
+    /// thunk whose cell holds it).
     fn owned_start(&self) -> Start<'_> {
-        // SAFETY: this thread owns the thunk: by the module invariants no
-        // other thread takes the pending work until we clear our claim in
-        // `end`, and the borrow cannot outlive `&self`.
-        match unsafe { (*self.0.pending.get()).as_ref() } {
-            Some(p) => Start::Eval(Work::Borrowed(p), Claim::Owned),
-            None => {
-                // Not `DONE` yet without pending work cannot happen; be safe.
-                let s = self.0.lock();
-                self.0.unlock(s & DONE);
-                Start::Recursion
-            }
-        }
+        // SAFETY: this thread owns the thunk and `PENDING` was set when it
+        // claimed it: by the module invariants nobody takes the pending work
+        // until we clear our claim in `end`, and the borrow cannot outlive
+        // `&self`.
+        let p = unsafe { &*(*self.0.cell.get()).pending };
+        Start::Eval(Work::Borrowed(p), Claim::Owned)
     }
 
     /// Finish forcing: store a result (first one wins, the pending work and
@@ -297,35 +358,41 @@ impl Thunk {
             });
         }
         let inner = &*self.0;
+        let s = inner.lock();
         match r {
             Ok(v) => {
-                let s = inner.lock();
                 if s & DONE != 0 {
-                    // Another thread won; if we owned it, the pending work
-                    // was left to us.
-                    let old = if owned { inner.take_pending() } else { None };
-                    inner.unlock(if owned { DONE } else { s });
+                    // Another thread won; if we owned the thunk, it left the
+                    // pending work to us.
+                    let (old, s) = if owned { inner.take_pending(s) } else { (None, s) };
+                    let stored = inner.result(s).clone();
+                    inner.unlock(if owned { s & !OWNER } else { s });
                     drop(old);
                     drop(v);
-                    return Ok(inner.value_ref().cloned().unwrap_or(Value::Null));
+                    return Ok(stored);
                 }
-                // SAFETY: we hold the lock and `DONE` is not set: nobody has
-                // written or read the result cell.
-                unsafe { (*inner.value.get()).write(v.clone()) };
-                let owner = s & OWNER;
-                // A foreign winner leaves the pending work to a registered
-                // owner, which may be evaluating it in place.
-                let old = if owned || owner == 0 { inner.take_pending() } else { None };
-                inner.unlock(if owned { DONE } else { DONE | owner });
+                if !owned && s & OWNER != 0 {
+                    // The owner may be reading the pending work in place:
+                    // publish in the box and leave the cell to it.
+                    // SAFETY: we hold the lock and no result is published,
+                    // so nobody reads the box.
+                    unsafe { *inner.boxed.get() = Some(Box::new(v.clone())) };
+                    inner.unlock(s | DONE | BOXED);
+                    return Ok(v);
+                }
+                let (old, s) = inner.take_pending(s);
+                inner.publish_in_cell(s, v.clone());
                 drop(old);
                 Ok(v)
             }
             Err(e) => {
                 if owned {
-                    let s = inner.lock();
-                    let old = if s & DONE != 0 { inner.take_pending() } else { None };
-                    inner.unlock(s & DONE);
+                    // A foreign winner may have left the pending work to us.
+                    let (old, s) = if s & DONE != 0 { inner.take_pending(s) } else { (None, s) };
+                    inner.unlock(s & !OWNER);
                     drop(old);
+                } else {
+                    inner.unlock(s);
                 }
                 Err(e)
             }
@@ -345,13 +412,12 @@ impl Thunk {
     pub(crate) fn with_contents<R>(&self, f: impl FnOnce(Option<&Value>, Option<&Pending>) -> R) -> R {
         let inner = &*self.0;
         let s = inner.lock();
-        // SAFETY: with `DONE` set the result is written and immutable; we
-        // hold the lock, so the pending work is not taken while we read it
-        // (an owner evaluating it in place only reads it too).
-        let r = unsafe {
-            let value = if s & DONE != 0 { Some((*inner.value.get()).assume_init_ref()) } else { None };
-            f(value, (*inner.pending.get()).as_ref())
-        };
+        let value = if s & DONE != 0 { Some(inner.result(s)) } else { None };
+        // SAFETY: `PENDING` says the cell holds the pending work; we hold the
+        // lock, so it is not taken while we read it (an owner evaluating it
+        // in place only reads it too).
+        let pending = if s & PENDING != 0 { Some(unsafe { &*(*inner.cell.get()).pending }) } else { None };
+        let r = f(value, pending);
         inner.unlock(s);
         r
     }
@@ -367,12 +433,86 @@ impl Thunk {
     pub(crate) unsafe fn clear(&self) -> (Option<Value>, Option<Pending>) {
         let inner = &*self.0;
         let s = inner.lock();
-        // SAFETY: `DONE` says the result was written; the caller guarantees
+        let (pending, s) = inner.take_pending(s);
+        // SAFETY: the flags say where the result is; the caller guarantees
         // nobody else reads it, and clearing `DONE` below means it is never
         // read (or dropped) again.
-        let value = if s & DONE != 0 { Some(unsafe { (*inner.value.get()).assume_init_read() }) } else { None };
-        let pending = inner.take_pending();
+        let value = unsafe {
+            if s & (DONE | BOXED) == DONE {
+                Some(ManuallyDrop::take(&mut (*inner.cell.get()).value))
+            } else {
+                None
+            }
+        };
+        // SAFETY: as above, exclusive access per the caller contract.
+        let boxed = unsafe { (*inner.boxed.get()).take() };
         inner.unlock(0);
-        (value, pending)
+        (value.or(boxed.map(|b| *b)), pending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::{Condvar, Mutex};
+
+    use super::*;
+    use crate::eval::EvalConfig;
+    use crate::io::MemIO;
+
+    #[test]
+    fn thunk_is_64_bytes_with_its_counts() {
+        assert_eq!(std::mem::size_of::<ThunkInner>(), 48);
+    }
+
+    /// A second thread finishes while the owner still evaluates in place:
+    /// its result is published (boxed), the owner returns that one too, and
+    /// the pending work is dropped once the owner is done.
+    #[test]
+    fn foreign_result_wins_while_owner_evaluates() {
+        let ev = Arc::new(Evaluator::new(EvalConfig::default(), Arc::new(MemIO::new())));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let (c, g) = (calls.clone(), gate.clone());
+        let t = Thunk::native(move |_| {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            if n == 0 {
+                let mut open = g.0.lock().unwrap();
+                while !*open {
+                    open = g.1.wait(open).unwrap();
+                }
+            }
+            Ok(Value::list(vec![Value::Int(n as i64)]))
+        });
+        let owner = {
+            let (ev, t) = (ev.clone(), t.clone());
+            std::thread::spawn(move || ev.force(&t).unwrap())
+        };
+        while calls.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        let mine = ev.force(&t).unwrap();
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        let theirs = owner.join().unwrap();
+        let (Value::List(a), Value::List(b), Some(Value::List(c))) = (&mine, &theirs, t.shallow().into()) else {
+            panic!("not lists")
+        };
+        assert!(Arc::ptr_eq(a, b) && Arc::ptr_eq(a, &c));
+        assert!(matches!(a.first(), Some(Value::Int(1))));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let Value::Thunk(th) = &t else { panic!() };
+        th.with_contents(|v, p| assert!(v.is_some() && p.is_none()));
+    }
+
+    #[test]
+    fn failed_owner_releases_and_error_repeats() {
+        let ev = Evaluator::new(EvalConfig::default(), Arc::new(MemIO::new()));
+        let t = ev.eval_str("let x = { a = throw \"boom\"; }; in x").unwrap();
+        let Value::Attrs(a) = ev.force(&t).unwrap() else { panic!() };
+        let v = a.get_str("a").unwrap().clone();
+        for _ in 0..2 {
+            assert!(ev.force(&v).unwrap_err().to_string().contains("boom"));
+        }
     }
 }

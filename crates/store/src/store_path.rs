@@ -330,6 +330,35 @@ pub fn output_path_name(drv_name: &str, output: &str) -> String {
     if output == "out" { drv_name.to_owned() } else { format!("{drv_name}-{output}") }
 }
 
+/// A hasher for maps keyed by [`StorePath`]: a store path's digest is a
+/// truncated sha256, already uniformly spread and not choosable, so the std
+/// SipHash's protection against chosen keys buys nothing and costs more than
+/// the rest of a lookup. FxHash-style mixing of 8-byte words.
+#[derive(Default, Clone, Copy)]
+pub struct StorePathHasher(u64);
+
+impl std::hash::Hasher for StorePathHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A `HashMap` keyed by store paths, with [`StorePathHasher`].
+pub type StorePathMap<V> = std::collections::HashMap<StorePath, V, std::hash::BuildHasherDefault<StorePathHasher>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,11 +20,11 @@
 //! same derivation twice (two threads forcing the same thunk) is harmless,
 //! both get the same path.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use ndeploy_store::derivation::{Derivation, ModuloHashCache};
-use ndeploy_store::store_path::{StoreDir, StorePath};
+use ndeploy_store::store_path::{StoreDir, StorePath, StorePathMap};
 
 use super::StoreError;
 
@@ -49,9 +49,9 @@ struct Kept {
 #[derive(Default)]
 struct Inner {
     cache: ModuloHashCache,
-    drvs: HashMap<StorePath, Kept>,
+    drvs: StorePathMap<Kept>,
     order: Vec<StorePath>,
-    texts: HashMap<StorePath, Vec<StorePath>>,
+    texts: StorePathMap<Vec<StorePath>>,
 }
 
 pub struct Registry {

@@ -161,6 +161,34 @@ pub fn write(
     replaced: Option<&ReplacedInputs<'_>>,
     out: &mut impl Sink,
 ) -> Result<(), DerivationError> {
+    write_outputs(drv, store_dir, mask, out)?;
+    match replaced {
+        Some(map) => write_replaced_inputs(map, out),
+        None => write_input_drvs(drv, store_dir, out),
+    }
+    write_rest(drv, store_dir, mask, out);
+    Ok(())
+}
+
+/// The unmasked ATerm into `out`, returning where its input derivations
+/// list starts and ends, so that the modulo ATerm (the same bytes with that
+/// list replaced, see [`write_replaced_inputs`]) can be hashed without
+/// printing everything again.
+pub(crate) fn write_with_inputs_span(
+    drv: &Derivation,
+    store_dir: &StoreDir,
+    out: &mut Vec<u8>,
+) -> Result<(usize, usize), DerivationError> {
+    write_outputs(drv, store_dir, false, out)?;
+    let start = out.len();
+    write_input_drvs(drv, store_dir, out);
+    let end = out.len();
+    write_rest(drv, store_dir, false, out);
+    Ok((start, end))
+}
+
+/// `Derive([outputs...],`
+fn write_outputs(drv: &Derivation, store_dir: &StoreDir, mask: bool, out: &mut impl Sink) -> Result<(), DerivationError> {
     out.put(b"Derive([");
     for (i, (name, output)) in drv.outputs.iter().enumerate() {
         if i > 0 {
@@ -199,23 +227,33 @@ pub fn write(
         out.put(b"\")");
     }
     out.put(b"],");
+    Ok(())
+}
 
-    match replaced {
-        Some(map) => put_list(out, map, |out, (hash, outputs)| {
-            out.put(b"(");
-            put_raw(out, hash);
-            out.put(b",");
-            put_list(out, outputs, |out, o| put_raw(out, o));
-            out.put(b")");
-        }),
-        None => put_list(out, &drv.input_drvs, |out, (path, outputs)| {
-            out.put(b"(");
-            put_path(out, store_dir, path);
-            out.put(b",");
-            put_list(out, outputs, |out, o| put_raw(out, o));
-            out.put(b")");
-        }),
-    }
+/// The input derivations list with their paths.
+fn write_input_drvs(drv: &Derivation, store_dir: &StoreDir, out: &mut impl Sink) {
+    put_list(out, &drv.input_drvs, |out, (path, outputs)| {
+        out.put(b"(");
+        put_path(out, store_dir, path);
+        out.put(b",");
+        put_list(out, outputs, |out, o| put_raw(out, o));
+        out.put(b")");
+    });
+}
+
+/// The input derivations list with each replaced by its modulo hash.
+pub(crate) fn write_replaced_inputs(map: &ReplacedInputs<'_>, out: &mut impl Sink) {
+    put_list(out, map, |out, (hash, outputs)| {
+        out.put(b"(");
+        put_raw(out, hash);
+        out.put(b",");
+        put_list(out, outputs, |out, o| put_raw(out, o));
+        out.put(b")");
+    });
+}
+
+/// `,[input sources...],"system","builder",[args...],[env...])`
+fn write_rest(drv: &Derivation, store_dir: &StoreDir, mask: bool, out: &mut impl Sink) {
     out.put(b",");
     put_list(out, &drv.input_srcs, |out, path| put_path(out, store_dir, path));
     out.put(b",");
@@ -233,7 +271,6 @@ pub fn write(
         out.put(b")");
     });
     out.put(b")");
-    Ok(())
 }
 
 /// A malformed ATerm derivation; `offset` is the byte where parsing stopped.

@@ -16,12 +16,12 @@
 //! of derivations read on demand with an explicit stack (no recursion, so deep
 //! chains cannot overflow the stack), each derivation read and hashed once.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use super::aterm::{self, BufferedHasher, ReplacedInputs};
 use super::{Derivation, DerivationError, DerivationKind, DerivationOutput, method_prefix};
 use crate::hash::{Hash, HashAlgo, Hasher};
-use crate::store_path::{StoreDir, StorePath};
+use crate::store_path::{StoreDir, StorePath, StorePathMap};
 
 /// Nix's `DrvHash`: a modulo hash, and whether the output paths of
 /// derivations that depend on it are deferred (unknown until built), which is
@@ -120,7 +120,7 @@ struct Entry {
 /// Memoised unmasked modulo hashes of `.drv` paths (Nix's `drvHashes`).
 #[derive(Debug, Default, Clone)]
 pub struct ModuloHashCache {
-    entries: HashMap<StorePath, Entry>,
+    entries: StorePathMap<Entry>,
 }
 
 /// One derivation on the walk's stack: its inputs still to visit.
@@ -165,14 +165,32 @@ impl ModuloHashCache {
     pub fn instantiate(&mut self, store_dir: &StoreDir, drv: &mut Derivation) -> Result<Instantiated, DerivationError> {
         self.check_inputs(drv)?;
         drv.compute_output_paths(store_dir, |p| self.lookup(p))?;
-        let aterm = drv.to_aterm(store_dir)?;
+        let mut aterm = Vec::with_capacity(2048);
+        let (start, end) = aterm::write_with_inputs_span(drv, store_dir, &mut aterm)?;
         let aterm_hash = Hash::digest(HashAlgo::Sha256, &aterm);
         let drv_path = drv.drv_path_of_hash(store_dir, &aterm_hash)?;
         let kind = drv.kind()?;
-        // Without input derivations the modulo ATerm is the ATerm itself.
         let modulo_hash = match kind {
+            // Without input derivations the modulo ATerm is the ATerm itself.
             DerivationKind::InputAddressed { .. } | DerivationKind::Floating if drv.input_drvs.is_empty() => {
                 DrvHash { hash: aterm_hash, deferred: kind == DerivationKind::Floating }
+            }
+            // Else it is the ATerm with the input derivations list replaced.
+            DerivationKind::InputAddressed { .. } | DerivationKind::Floating => {
+                let mut deferred = kind == DerivationKind::Floating;
+                let mut replaced: ReplacedInputs<'_> = BTreeMap::new();
+                for (path, outputs) in &drv.input_drvs {
+                    let h = self.lookup(path)?;
+                    deferred |= h.deferred;
+                    replaced.entry(h.hash.to_base16()).or_default().extend(outputs.iter().map(String::as_str));
+                }
+                let mut inputs = Vec::with_capacity(end.saturating_sub(start));
+                aterm::write_replaced_inputs(&replaced, &mut inputs);
+                let mut hasher = Hasher::new(HashAlgo::Sha256);
+                hasher.update(aterm.get(..start).unwrap_or_default());
+                hasher.update(&inputs);
+                hasher.update(aterm.get(end..).unwrap_or_default());
+                DrvHash { hash: hasher.finish(), deferred }
             }
             _ => drv.drv_hash(store_dir, false, |p| self.lookup(p))?,
         };

@@ -3,6 +3,7 @@
 //! friends on PATH; `scripts/test` installs them. A missing tool is a test
 //! failure, not a skip.
 
+mod agent;
 mod apply;
 mod daemon;
 mod derivation;

@@ -55,7 +55,8 @@ fn assert_complete(t: &SshTarget, top: &str) {
 
 fn push_cmd(client: &ClientHome, targets: &[&SshTarget], paths: &[&str], extra: &[&str]) -> Command {
     let mut c = ndeploy();
-    c.env("HOME", client.path()).env_remove("SSH_AUTH_SOCK").arg("push").arg("--json");
+    // The plain worker-protocol push (agent.rs tests the agent).
+    c.env("HOME", client.path()).env_remove("SSH_AUTH_SOCK").arg("push").arg("--json").arg("--no-agent");
     for t in targets {
         c.args(["--to", &t.url()]);
     }
@@ -146,7 +147,7 @@ fn push_to_four_targets_at_once() {
 }
 
 /// Descendant processes of `pid` whose command is `name`.
-fn descendants_named(pid: u32, name: &str) -> Vec<u32> {
+pub(crate) fn descendants_named(pid: u32, name: &str) -> Vec<u32> {
     let mut parents: Vec<(u32, u32, String)> = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
@@ -171,7 +172,7 @@ fn descendants_named(pid: u32, name: &str) -> Vec<u32> {
     parents.iter().filter(|(p, _, c)| set.contains(p) && c == name).map(|(p, _, _)| *p).collect()
 }
 
-fn store_entries(t: &SshTarget) -> usize {
+pub(crate) fn store_entries(t: &SshTarget) -> usize {
     let store = t.store_root.as_ref().unwrap().join("nix/store");
     std::fs::read_dir(store).map(|d| d.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count()).unwrap_or(0)
 }

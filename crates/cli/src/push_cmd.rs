@@ -7,7 +7,9 @@
 //! daemon's socket, or from a `nix-daemon --stdio` we start when no daemon
 //! listens (root). Output: indicatif bars per target on stderr (when it is
 //! a terminal), then a summary table, or `--json`; `--dry-run` prints what
-//! each target lacks. Exit status 1 if any target failed.
+//! each target lacks. Exit status 1 if any target failed. The ndeploy agent
+//! is used where it can run unless `--no-agent`; `--stats` prints the bytes
+//! each target cost by method.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ndeploy_deploy::push::agent::{AgentMode, stats_table};
 use ndeploy_deploy::push::report::human_bytes;
 use ndeploy_deploy::push::{NoProgress, PushOptions, PushProgress, PushReport, PushTarget, TargetProgress, push};
 use ndeploy_deploy::ssh::SshTarget;
@@ -64,6 +67,16 @@ pub struct PushArgs {
     /// NAR bytes buffered per target (MiB).
     #[arg(long, value_name = "MIB", default_value_t = 32)]
     queue_mib: usize,
+    /// Send through the ndeploy agent: only the bytes each target lacks (the
+    /// default when the agent binary is found; with --agent, a missing binary is an error).
+    #[arg(long, conflicts_with = "no_agent")]
+    agent: bool,
+    /// Send whole NARs through the Nix worker protocol only.
+    #[arg(long)]
+    no_agent: bool,
+    /// Print per target: NAR bytes missing, bytes sent by method, time.
+    #[arg(long)]
+    stats: bool,
 }
 
 pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
@@ -97,6 +110,11 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
     opts.dry_run = args.dry_run;
     opts.sign_key = sign_key;
     opts.queue_bytes = args.queue_mib.max(1) << 20;
+    opts.agent = match (args.agent, args.no_agent) {
+        (_, true) => AgentMode::Off,
+        (true, _) => AgentMode::Required,
+        _ => AgentMode::Auto,
+    };
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let report = rt.block_on(async {
@@ -124,6 +142,9 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
             print_dry_run(&report);
         }
         print!("{}", report.table());
+        if args.stats {
+            print!("{}", stats_table(&report));
+        }
     }
     Ok(if report.failed() > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

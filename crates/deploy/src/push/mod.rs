@@ -14,6 +14,8 @@
 //!   of `jobs`).
 //! - [`progress`]: progress events per target (the CLI draws bars from them).
 //! - [`report`]: the per-target outcome, summary table and JSON.
+//! - [`agent`]: the alternative upload through the ndeploy agent (only the
+//!   bytes a target lacks), with the plain push as its fallback.
 //!
 //! Invariants: every target receives its missing paths in reference order in
 //! exactly one AddMultipleToStore stream; a failing target is dropped from the
@@ -21,6 +23,7 @@
 //! daemon with the fully received paths only (the daemon registers each path
 //! after its NAR is complete), so a rerun sends just the rest.
 
+pub mod agent;
 pub mod fanout;
 pub mod plan;
 pub mod progress;
@@ -47,4 +50,6 @@ pub enum PushError {
     NoTargets,
     #[error("could not start the NAR producer: {0}")]
     Producer(String),
+    #[error(transparent)]
+    Agent(#[from] agent::AgentError),
 }

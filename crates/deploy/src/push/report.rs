@@ -34,6 +34,8 @@ pub struct TargetReport {
     pub stages: Vec<(String, f64)>,
     pub seconds: f64,
     pub error: Option<String>,
+    /// How the paths travelled and what that cost (agent or plain).
+    pub transfer: super::agent::TransferStats,
 }
 
 /// The whole push.
@@ -78,6 +80,7 @@ impl PushReport {
                     "stages": t.stages.iter().map(|(n, s)| (n.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
                     "seconds": t.seconds,
                     "error": t.error,
+                    "transfer": t.transfer.to_json(),
                 })
             })
             .collect();

@@ -20,6 +20,7 @@ use ndeploy_store::signature::SecretKey;
 use ndeploy_store::store_path::{StoreDir, StorePath};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::agent::{self, AgentMode, Prepared};
 use super::fanout::{FeedConfig, FeedMsg, ProduceStats, Signer, TargetFeed, feed_channel, produce};
 use super::plan::{Plan, TargetPlan};
 use super::progress::{Counted, PushProgress, TargetProgress};
@@ -55,11 +56,13 @@ pub struct PushOptions {
     pub progress: Arc<dyn PushProgress>,
     /// `None`: dump from the local store's files.
     pub dumper: Option<Dumper>,
+    /// Send through the ndeploy agent where it can run (default: off).
+    pub agent: AgentMode,
 }
 
 impl PushOptions {
     pub fn new(connect: ConnectOptions, progress: Arc<dyn PushProgress>) -> PushOptions {
-        PushOptions { jobs: 16, dry_run: false, sign_key: None, connect, queue_bytes: 32 << 20, progress, dumper: None }
+        PushOptions { jobs: 16, dry_run: false, sign_key: None, connect, queue_bytes: 32 << 20, progress, dumper: None, agent: AgentMode::Off }
     }
 }
 
@@ -77,6 +80,8 @@ struct Slot {
     session: Option<TargetSession>,
     wanted: Vec<usize>,
     plan: Option<TargetPlan>,
+    /// The target's agent cache key, or why the agent cannot serve it.
+    agent_key: Result<String, String>,
 }
 
 impl Slot {
@@ -107,6 +112,7 @@ where
     roots.sort();
     roots.dedup();
     let mut report = PushReport { dry_run: opts.dry_run, ..Default::default() };
+    let agent = if opts.dry_run { Prepared::Off } else { agent::prepare(local, opts.agent).await? };
     let mut plan: Option<Arc<Plan>> = None;
     for wave in targets.chunks(opts.jobs.max(1)) {
         let connecting: Vec<_> = wave
@@ -133,7 +139,8 @@ where
         for (t, (progress, handle)) in wave.iter().zip(connecting) {
             let wanted = plan.wanted(&t.roots)?;
             let report = TargetReport { name: t.name.clone(), closure_paths: wanted.len(), ..Default::default() };
-            let mut slot = Slot { report, progress, session: None, wanted, plan: None };
+            let agent_key = agent::target_key_of(&t.ssh);
+            let mut slot = Slot { report, progress, session: None, wanted, plan: None, agent_key };
             match handle.await {
                 Ok(Ok((s, at))) => {
                     slot.report.stages = s.stages();
@@ -147,7 +154,7 @@ where
         }
         query_all(&mut slots, &plan, local.store_dir(), started).await;
         if !opts.dry_run {
-            send_all(&mut slots, &plan, opts, &dumper, started, &mut report).await?;
+            send_all(&mut slots, &plan, opts, &dumper, &agent, started, &mut report).await?;
         }
         for mut slot in slots {
             if let Some(s) = slot.session.take() {
@@ -204,11 +211,13 @@ async fn send_all(
     plan: &Arc<Plan>,
     opts: &PushOptions,
     dumper: &Dumper,
+    agent: &Prepared,
     started: Instant,
     report: &mut PushReport,
 ) -> Result<(), PushError> {
     let mut senders: Vec<Option<tokio::sync::mpsc::Sender<FeedMsg>>> = Vec::with_capacity(slots.len());
     let mut uploads = Vec::new();
+    let mut agent_uploads = Vec::new();
     for (n, slot) in slots.iter_mut().enumerate() {
         let count = slot.plan.as_ref().map_or(0, |p| p.missing.len());
         // Targets with nothing to send keep their session (closed later).
@@ -216,6 +225,15 @@ async fn send_all(
             senders.push(None);
             continue;
         };
+        if let Some(job) = agent::job_for(agent, &slot.agent_key, &mut slot.report, plan, &slot.wanted, slot.plan.as_ref(), opts, dumper, &slot.progress) {
+            senders.push(None);
+            slot.progress.stage("sending");
+            agent_uploads.push((n, tokio::spawn(async move {
+                let (stats, r) = agent::upload(&mut s, job).await;
+                (s, stats, r)
+            })));
+            continue;
+        }
         let (tx, rx) = feed_channel(opts.queue_bytes);
         senders.push(Some(tx));
         let signer = match (&opts.sign_key, s.trusted()) {
@@ -230,7 +248,8 @@ async fn send_all(
             (s, r)
         })));
     }
-    let plans: Vec<Option<&TargetPlan>> = slots.iter().map(|s| s.plan.as_ref().filter(|_| s.report.error.is_none())).collect();
+    let plans: Vec<Option<&TargetPlan>> =
+        slots.iter().zip(&senders).map(|(s, tx)| s.plan.as_ref().filter(|_| s.report.error.is_none() && tx.is_some())).collect();
     let feed = plan.feed(&plans);
     let order = Arc::clone(plan);
     let dump = Arc::clone(dumper);
@@ -248,6 +267,26 @@ async fn send_all(
             Ok((_, Err(e))) => slot.fail(e, started),
             Err(e) => slot.fail(format!("upload task failed: {e}"), started),
         }
+    }
+    for (n, task) in agent_uploads {
+        let Some(slot) = slots.get_mut(n) else { continue };
+        match task.await {
+            Ok((s, stats, r)) => {
+                slot.report.transfer = stats;
+                match r {
+                    Ok(()) => {
+                        slot.report.sent_paths = slot.report.missing_paths;
+                        slot.report.sent_bytes = slot.report.missing_bytes;
+                        slot.session = Some(s);
+                    }
+                    Err(e) => slot.fail(e, started),
+                }
+            }
+            Err(e) => slot.fail(format!("agent upload task failed: {e}"), started),
+        }
+    }
+    for slot in slots.iter_mut().filter(|s| s.report.transfer.via == agent::Via::Plain) {
+        slot.report.transfer.wire_bytes = slot.report.sent_bytes;
     }
     let stats: ProduceStats = producer.await.map_err(|e| PushError::Producer(e.to_string()))?;
     report.produced_bytes += stats.bytes + stats.solo_bytes;

@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# ndeploy push with the agent vs `ndeploy push --no-agent` vs `nix copy`, in one run.
+#
+# Generations of a NixOS-like closure (the shape of closure.nix, scaled by
+# AGENT_BENCH_SCALE, default 0.4), with realistic contents: every file is
+# deterministic in its package's *name* (not its store hash), so a package
+# that gets a new path only because a dependency changed has byte-identical
+# files except those embedding store paths (a `lib/libmain.so` with its
+# dependencies' paths inside, like RPATHs; a `bin/run` script; `deps`), and a
+# package with a new version has one file changed in two places (2 KB
+# inserted, 1 KB deleted):
+#   gen1    the first deployment (pushed to every target, not compared)
+#   gen2    5% of the leaves get a new version (-> they, the mids using them
+#           and the system are new paths)
+#   gen3    the shared core library gets a new version: every package that
+#           references it is a new path (nearly the whole closure), its
+#           files identical or differing only in embedded store hashes
+# For each tool, on its own target that holds the previous generation:
+# wall time, bytes on the wire (receive counter of the link's host side in
+# /proc/net/dev: `lo`, or the veth), as a share of the missing NAR bytes, and
+# CPU (user+sys of everything the bench starts, from a cpuacct cgroup when
+# the machine has one). Two links: loopback, and a veth pair into a network
+# namespace limited to 100 Mbit/s each way with tc (the namespace is created
+# and removed by the script; nothing leaves the machine).
+#
+# Usage: benches/closure/agent-compare.sh [NDEPLOY_BINARY]   (default: target/release/ndeploy;
+#        the agent binary next to it, or $NDEPLOY_AGENT)
+# AGENT_BENCH_SCALE=1 for closure.nix's full size; AGENT_BENCH_LINKS="lo" to skip the slow link.
+# Needs root, openssh-server, util-linux (unshare), iproute2 (ip, tc), openssl, Nix 2.8+.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+nd=${1:-$repo/target/release/ndeploy}
+[ -x "$nd" ] || { echo "no ndeploy binary at $nd (cargo build --release)" >&2; exit 1; }
+agent=${NDEPLOY_AGENT:-$(dirname "$nd")/ndeploy-agent}
+[ -x "$agent" ] || { echo "no agent binary at $agent (cargo build --release -p ndeploy-agent)" >&2; exit 1; }
+export NDEPLOY_AGENT=$agent
+scale=${AGENT_BENCH_SCALE:-0.4}
+links=${AGENT_BENCH_LINKS:-lo slow}
+export NIX_CONFIG="sandbox = false
+substituters =
+experimental-features = nix-command"
+
+work=$(mktemp -d /tmp/ndeploy-agent-bench.XXXXXX)
+netns=ndab$$
+pids=()
+cg=""
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  ip link del "$netns-h" 2>/dev/null || true
+  ip netns del "$netns" 2>/dev/null || true
+  if [ -n "$cg" ]; then echo $$ > /sys/fs/cgroup/cpuacct/cgroup.procs; sleep 0.2; rmdir "$cg" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+if [ -w /sys/fs/cgroup/cpuacct/cgroup.procs ] && mkdir "/sys/fs/cgroup/cpuacct/ndeploy-agent-bench-$$" 2>/dev/null; then
+  cg=/sys/fs/cgroup/cpuacct/ndeploy-agent-bench-$$
+  echo $$ > "$cg/cgroup.procs"
+fi
+
+# --- the generations ------------------------------------------------------------
+cat > "$work/closure.nix" <<'NIX'
+# closure.nix's shape; file contents from a keyed AES-CTR stream (openssl),
+# keyed by package name, file and version: deterministic, incompressible.
+{ tag, gen ? "g1", changed ? [ ], libVersion ? "g1", leaves, mids, bigs, huges }:
+let
+  mk = name: deps: files: size: version: derivation {
+    inherit name deps files size version;
+    system = builtins.currentSystem;
+    PATH = "/usr/bin:/bin";
+    builder = "/bin/sh";
+    args = [ "-c" ''
+      set -e
+      rnd() { openssl enc -aes-128-ctr -nosalt -pbkdf2 -iter 1 -pass "pass:$1" < /dev/zero 2>/dev/null | head -c "$2"; }
+      mkdir -p $out/share $out/bin $out/lib
+      i=0
+      while [ $i -lt $files ]; do
+        if [ $i = 0 ] && [ "$version" != g1 ]; then
+          # A new version: 2 KB inserted after the first third, 1 KB deleted in the last.
+          third=$((size / 3))
+          { rnd "$name-f0" $third; rnd "$name-$version" 2000; rnd "$name-f0" $((2 * third)) | tail -c $third;
+            rnd "$name-f0" $size | tail -c $((size - 2 * third - 1000)); } > $out/share/f0
+        else
+          rnd "$name-f$i" $size > $out/share/f$i
+        fi
+        i=$((i+1))
+      done
+      echo "$version" > $out/version
+      # Like an ELF object with RPATHs: the dependencies' store paths embedded.
+      { for k in 1 2 3 4; do rnd "$name-so-$k" 16000; for d in $deps; do printf '%s\0' "$d/lib"; done; done; } > $out/lib/libmain.so
+      printf '#!/bin/sh\nexport PATH=%s\nexec %s/bin/main "$@"\n' "$(for d in $deps; do printf '%s/bin:' $d; done)" $out > $out/bin/run
+      chmod +x $out/bin/run
+      for d in $deps; do echo $d >> $out/deps; ln -sfn $d $out/share/dep-$(basename $d | cut -c34-); done
+    '' ];
+  };
+  n = i: toString i;
+  lib = mk "${tag}-lib" [ ] 6 (5 * 1024 * 1024) libVersion;
+  small = i: 20000 + (i * 7919) - ((i * 7919) / 280000) * 280000;
+  versionOf = i: if builtins.elem i changed then "${gen}-${n i}" else "g1";
+  leaf = builtins.genList (i: mk "${tag}-leaf-${n i}" [ lib ] (1 + i - (i / 4) * 4) (small i / (1 + i - (i / 4) * 4)) (versionOf i)) leaves;
+  at = i: builtins.elemAt leaf (i - (i / leaves) * leaves);
+  mid = builtins.genList (i: mk "${tag}-mid-${n i}" [ lib (at (i * 2)) (at (i * 2 + 1)) (at (i * 7 + 3)) ] 2 (small (i + 5000) / 2) "g1") mids;
+  big = builtins.genList (i: mk "${tag}-big-${n i}" [ lib ] 5 (1024 * 1024) "g1") bigs;
+  huge = builtins.genList (i: mk "${tag}-huge-${n i}" [ lib (at i) ] 4 (10 * 1024 * 1024) "g1") huges;
+in
+mk "${tag}-system" (mid ++ big ++ huge) 1 1000 gen
+NIX
+sz() { printf '%.0f' "$(echo "$1 * $scale" | bc -l)"; }
+leaves=$(sz 1000) mids=$(sz 450) bigs=$(sz 40) huges=$(sz 5)
+[ "$huges" -ge 1 ] || huges=1
+changed=$(seq 3 20 $((leaves - 1)) | tr '\n' ' ')   # 5% of the leaves
+shape=(--argstr tag "abench-$scale" --arg leaves "$leaves" --arg mids "$mids" --arg bigs "$bigs" --arg huges "$huges")
+build() { nix-build "$work/closure.nix" --no-out-link -j 2 "${shape[@]}" "$@" 2>>"$work/build.log" || { tail -20 "$work/build.log" >&2; exit 1; }; }
+echo "building 3 generations ($leaves leaves; the first run takes minutes)..." >&2
+gen1=$(build)
+gen2=$(build --argstr gen g2 --arg changed "[ $changed ]")
+gen3=$(build --argstr gen g3 --arg changed "[ $changed ]" --argstr libVersion g3)
+nar_of() { xargs -r nix-store -q --size | awk '{s+=$1} END {print s+0}'; }
+new_paths() { comm -13 <(nix-store -qR "$1" | sort) <(nix-store -qR "$2" | sort); }
+nar1=$(nix-store -qR "$gen1" | nar_of)
+nar2=$(new_paths "$gen1" "$gen2" | nar_of); n2=$(new_paths "$gen1" "$gen2" | wc -l)
+nar3=$(new_paths "$gen2" "$gen3" | nar_of); n3=$(new_paths "$gen2" "$gen3" | wc -l)
+echo "gen1: $(nix-store -qR "$gen1" | wc -l) paths, $((nar1 / 1000000)) MB NAR"
+echo "gen2 (5% of leaves new): $n2 new paths, $((nar2 / 1000000)) MB NAR missing on a gen1 target"
+echo "gen3 (core library new): $n3 new paths, $((nar3 / 1000000)) MB NAR missing on a gen2 target"
+
+# --- targets -----------------------------------------------------------------------
+client=$work/client
+mkdir -p "$client/.ssh"
+ssh-keygen -q -t ed25519 -N '' -f "$client/.ssh/id_ed25519"
+: > "$client/.ssh/known_hosts"
+printf 'IdentityFile %s\nUserKnownHostsFile %s\nIdentitiesOnly yes\nBatchMode yes\nStrictHostKeyChecking yes\n\n' \
+  "$client/.ssh/id_ed25519" "$client/.ssh/known_hosts" > "$client/.ssh/config"
+mkdir -p /run/sshd
+
+# The slow link: veth pair, the target end in a network namespace, 100 Mbit/s each way.
+slow_ip=10.213.$(( $$ % 250 )).2
+if [[ " $links " == *" slow "* ]]; then
+  ip netns add "$netns"
+  ip link add "$netns-h" type veth peer name "$netns-n"
+  ip link set "$netns-n" netns "$netns"
+  ip addr add "10.213.$(( $$ % 250 )).1/24" dev "$netns-h"
+  ip link set "$netns-h" up
+  ip netns exec "$netns" ip addr add "$slow_ip/24" dev "$netns-n"
+  ip netns exec "$netns" ip link set "$netns-n" up
+  ip netns exec "$netns" ip link set lo up
+  tc qdisc add dev "$netns-h" root tbf rate 100mbit burst 128kb latency 50ms
+  ip netns exec "$netns" tc qdisc add dev "$netns-n" root tbf rate 100mbit burst 128kb latency 50ms
+fi
+
+start_target() { # NAME LINK
+  local name=$1 link=$2 d=$work/$1 addr=127.0.0.1 port
+  mkdir -p "$d/root/nix/store" "$d/root/nix/var/nix" "$d/home"
+  nix-store --store "local?root=$d/root" --init
+  ssh-keygen -q -t ed25519 -N '' -f "$d/host_key"
+  cp "$client/.ssh/id_ed25519.pub" "$d/authorized_keys"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  [ "$link" = slow ] && addr=$slow_ip
+  cat > "$d/sshd_config" <<CFG
+Port $port
+ListenAddress $addr
+HostKey $d/host_key
+PidFile $d/sshd.pid
+AuthorizedKeysFile $d/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+StrictModes no
+UsePAM no
+UseDNS no
+MaxStartups 100
+MaxSessions 100
+CFG
+  local ns=()
+  [ "$link" = slow ] && ns=(ip netns exec "$netns")
+  # An empty /root in the namespace too (see compare.sh).
+  "${ns[@]}" unshare -m --propagation private -- sh -c "mount --bind '$d/root/nix' /nix && mount --bind '$d/home' /root && exec /usr/sbin/sshd -D -e -f '$d/sshd_config'" 2>"$d/sshd.log" &
+  pids+=($!)
+  for _ in $(seq 100); do
+    if timeout 1 bash -c "exec 3<>/dev/tcp/$addr/$port; head -c 7 <&3" 2>/dev/null | grep -q SSH-2.0; then break; fi
+    sleep 0.05
+  done
+  echo "[$addr]:$port $(cut -d' ' -f1,2 "$d/host_key.pub")" >> "$client/.ssh/known_hosts"
+  printf 'Host %s\n  HostName %s\n  Port %s\n  User root\n\n' "$name" "$addr" "$port" >> "$client/.ssh/config"
+}
+tools="nix-copy plain agent"
+for link in $links; do for tool in $tools; do start_target "$tool-$link" "$link"; done; done
+
+rx_bytes() { # bytes over the link, both directions (lo counts each packet once, as received)
+  if [ "$1" = lo ]; then awk '/^ *lo:/ {print $2}' /proc/net/dev; else awk -v d="$netns-h:" '$1==d {print $2+$10}' /proc/net/dev; fi
+}
+now() { date +%s.%N; }
+tck=$(getconf CLK_TCK)
+cpu_ticks() {
+  if [ -n "$cg" ]; then echo $(( $(cat "$cg/cpuacct.usage") * tck / 1000000000 )); return; fi
+  awk '{print $14+$15+$16+$17}' "/proc/$$/stat"
+}
+secs=0 wire=0 cpu=0
+measure() { # LINK CMD...: sets secs, wire, cpu
+  local link=$1 b0 t0 t1 b1 c0 c1; shift
+  c0=$(cpu_ticks); b0=$(rx_bytes "$link"); t0=$(now)
+  "$@" > "$work/last.out" 2> "$work/last.err" || { echo "FAILED: $*" >&2; cat "$work/last.err" "$work/last.out" >&2; exit 1; }
+  t1=$(now); b1=$(rx_bytes "$link")
+  sleep 0.3
+  c1=$(cpu_ticks)
+  secs=$(echo "$t1 - $t0" | bc -l); wire=$((b1 - b0)); cpu=$(echo "($c1 - $c0) / $tck" | bc -l)
+}
+push() { # TOOL TARGET PATH
+  case $1 in
+    nix-copy) NIX_SSHOPTS="-F $client/.ssh/config" nix copy --no-check-sigs --to "ssh-ng://$2" "$3" ;;
+    plain) HOME=$client "$nd" push --no-progress --no-agent --to "ssh://$2" "$3" ;;
+    agent) HOME=$client XDG_CACHE_HOME=$work/cache "$nd" push --no-progress --agent --stats --to "ssh://$2" "$3" ;;
+  esac
+}
+results=()
+echo
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
+printf '%-5s %-6s %-9s %9s %12s %12s %9s %9s\n' link step tool wall missing-NAR wire wire/NAR CPU
+for link in $links; do
+  for tool in $tools; do
+    measure "$link" push "$tool" "$tool-$link" "$gen1"   # the first deployment (agent: installs itself)
+  done
+  for step in gen2 gen3; do
+    case $step in gen2) p=$gen2 nar=$nar2 ;; gen3) p=$gen3 nar=$nar3 ;; esac
+    for tool in $tools; do
+      measure "$link" push "$tool" "$tool-$link" "$p"
+      printf '%-5s %-6s %-9s %7.2f s %9.1f MB %9.2f MB %8.2f%% %7.2f s\n' "$link" "$step" "$tool" "$secs" \
+        "$(echo "$nar / 1000000" | bc -l)" "$(echo "$wire / 1000000" | bc -l)" "$(echo "100 * $wire / $nar" | bc -l)" "$cpu"
+      [ "$tool" = agent ] && sed 's/^/      /' "$work/last.out"
+      results+=("$link $step $tool $secs $wire $nar $cpu")
+    done
+  done
+done
+
+# Every target holds gen3's complete, valid closure.
+for link in $links; do for tool in $tools; do
+  r="local?root=$work/$tool-$link/root"
+  nix-store --store "$r" --verify --check-contents 2>&1 | grep -v '^reading\|^checking' || true
+  got=$(nix-store --store "$r" -qR "$gen3" | wc -l)
+  [ "$got" = "$(nix-store -qR "$gen3" | wc -l)" ] || { echo "target $tool-$link is missing paths" >&2; exit 1; }
+done; done
+
+get() { printf '%s\n' "${results[@]}" | awk -v l="$1" -v s="$2" -v t="$3" -v f="$4" '$1==l && $2==s && $3==t {print $f}'; }
+echo
+for link in $links; do for step in gen2 gen3; do
+  printf '%-4s %s: agent wire %.2f%% of missing NAR (goal %s), plain %.1f%%, nix copy %.1f%%; wall agent %.2f s, plain %.2f s, nix copy %.2f s\n' \
+    "$link" "$step" "$(echo "100 * $(get "$link" $step agent 5) / $(get "$link" $step agent 6)" | bc -l)" \
+    "$([ $step = gen2 ] && echo '<= 2%' || echo '<= 10%')" \
+    "$(echo "100 * $(get "$link" $step plain 5) / $(get "$link" $step plain 6)" | bc -l)" \
+    "$(echo "100 * $(get "$link" $step nix-copy 5) / $(get "$link" $step nix-copy 6)" | bc -l)" \
+    "$(get "$link" $step agent 4)" "$(get "$link" $step plain 4)" "$(get "$link" $step nix-copy 4)"
+done; done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,0 +1,294 @@
+//! `ndeploy push` through the ndeploy agent, against real sshd targets with
+//! their own Nix stores (see `sshd.rs`), checked with C++ Nix on the target.
+//!
+//! Closures are built by the local Nix from a small expression whose file
+//! contents depend on package *names* (not store hashes), like real
+//! rebuilds: a new generation changes one leaf's version (one file edited in
+//! the middle), and every package embeds its dependencies' store paths in a
+//! `lib/libmain.so` and its own path in `bin/run`. So the agent's references
+//! and deltas both have work to do. The agent binary is built with cargo
+//! into the same target directory as `ndeploy` (where push finds it).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::push::{descendants_named, store_entries};
+use crate::sshd::{ClientHome, SshTarget, SshdOptions, TargetUser};
+use crate::support::{ndeploy, nix, run, run_ok, run_str, write_file};
+
+/// `target/<profile>/ndeploy-agent`, built once per test run.
+fn agent_binary() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_BIN_EXE_ndeploy")).parent().unwrap().to_path_buf();
+        let cargo = option_env!("CARGO").unwrap_or("cargo");
+        let mut c = Command::new(cargo);
+        c.args(["build", "-q", "-p", "ndeploy-agent", "--bin", "ndeploy-agent"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            c.arg("--release");
+        }
+        c.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
+        run_ok(&mut c);
+        let bin = dir.join("ndeploy-agent");
+        assert!(bin.is_file(), "cargo built no {}", bin.display());
+        bin
+    })
+}
+
+/// Leaves `0..leaves`, leaf `i` at `versions(i)`, a shared lib, and a top.
+fn build_closure(tag: &str, leaves: usize, size: usize, versions: impl Fn(usize) -> String) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let list: Vec<String> = (0..leaves).map(|i| format!("\"{}\"", versions(i))).collect();
+    let expr = format!(
+        r#"
+let
+  mk = name: deps: version: derivation {{
+    inherit name deps version;
+    system = builtins.currentSystem;
+    PATH = "/usr/bin:/bin";
+    builder = "/bin/sh";
+    args = [ "-c" ''
+      set -e
+      rnd() {{ openssl enc -aes-128-ctr -nosalt -pbkdf2 -iter 1 -pass "pass:$1" < /dev/zero 2>/dev/null | head -c "$2"; }}
+      mkdir -p $out/share $out/lib $out/bin
+      {{ rnd "$name-a" {half}; rnd "$name-$version" 3000; rnd "$name-b" {half}; }} > $out/share/data
+      rnd "$name-c" {size} > $out/share/other
+      echo "$version" > $out/version
+      {{ rnd "$name-so" 20000; for d in $deps; do printf '%s\0' "$d/lib"; done; rnd "$name-so2" 20000; }} > $out/lib/libmain.so
+      printf '#!/bin/sh\nexec %s/bin/main "$@"\n' $out > $out/bin/run
+      chmod +x $out/bin/run
+      for d in $deps; do ln -sfn $d $out/share/dep-$(basename $d | cut -c34-); done
+    '' ];
+  }};
+  lib = mk "agent-test-{tag}-lib" [] "1";
+  versions = [ {list} ];
+  leaves = builtins.genList (i: mk "agent-test-{tag}-leaf-${{toString i}}" [ lib ] (builtins.elemAt versions i)) {leaves};
+in mk "agent-test-{tag}-top" leaves "1"
+"#,
+        half = size / 2,
+        list = list.join(" ")
+    );
+    write_file(&dir.path().join("closure.nix"), expr);
+    run_str(
+        nix("nix-build")
+            .args(["--no-out-link", "--option", "sandbox", "false", "--option", "substituters", ""])
+            .arg(dir.path().join("closure.nix")),
+    )
+}
+
+fn local_closure(top: &str) -> BTreeSet<String> {
+    run_str(nix("nix-store").args(["-qR", top])).lines().map(String::from).collect()
+}
+
+/// Nix on the target: the closure of `top` equals ours and each path's contents match its NAR hash.
+fn assert_complete(t: &SshTarget, top: &str) {
+    let remote: BTreeSet<String> = run_str(t.nix_store().args(["-qR", top])).lines().map(String::from).collect();
+    assert_eq!(remote, local_closure(top), "closure of {top} on {}", t.alias);
+    let out = run(t.nix_store().arg("--verify-path").args(&remote));
+    assert!(out.status.success(), "verify-path on {}: {}", t.alias, String::from_utf8_lossy(&out.stderr));
+}
+
+/// The whole target store verifies.
+fn assert_store_intact(t: &SshTarget) {
+    let out = run(t.nix_store().args(["--verify", "--check-contents"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("error") && !err.contains("modified"), "verify on {}: {err}", t.alias);
+}
+
+fn push_cmd(client: &ClientHome, t: &SshTarget, path: &str, extra: &[&str]) -> Command {
+    let mut c = ndeploy();
+    c.env("HOME", client.path())
+        .env("XDG_CACHE_HOME", client.path().join("cache"))
+        .env("NDEPLOY_AGENT", agent_binary())
+        .env_remove("SSH_AUTH_SOCK")
+        .args(["push", "--json", "--to", &t.url()])
+        .args(extra)
+        .arg(path);
+    c
+}
+
+fn push(client: &ClientHome, t: &SshTarget, path: &str, extra: &[&str]) -> (bool, serde_json::Value) {
+    let out = run(&mut push_cmd(client, t, path, extra));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!("push printed no JSON ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.success(), json)
+}
+
+fn transfer(r: &serde_json::Value) -> &serde_json::Value {
+    &r["targets"][0]["transfer"]
+}
+
+fn u(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// The agent's store path, as C++ Nix computes it for the same directory:
+/// `nix-store --add-fixed --recursive sha256` of `ndeploy-agent-<version>/bin/ndeploy-agent`.
+fn nix_agent_path() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let version = env!("CARGO_PKG_VERSION");
+    let pkg = dir.path().join(format!("ndeploy-agent-{version}"));
+    std::fs::create_dir_all(pkg.join("bin")).unwrap();
+    std::fs::copy(agent_binary(), pkg.join("bin/ndeploy-agent")).unwrap();
+    run_str(nix("nix-store").args(["--add-fixed", "--recursive", "sha256"]).arg(&pkg))
+}
+
+#[test]
+fn agent_installs_itself_then_sends_references_and_deltas() {
+    let client = ClientHome::new();
+    let t = SshTarget::start(SshdOptions { user: TargetUser::Sudo, ..SshdOptions::default().client(&client) });
+    let tag = format!("a{}", std::process::id());
+    let gen1 = build_closure(&tag, 12, 60_000, |_| "1".into());
+    let total = local_closure(&gen1).len() as u64;
+
+    // First contact: the agent is installed (content-addressed, the path Nix computes) and used.
+    let (ok, r) = push(&client, &t, &gen1, &["--agent"]);
+    assert!(ok, "{r}");
+    let x = transfer(&r);
+    assert_eq!(x["via"], "agent", "{r}");
+    assert_eq!(x["agentInstalled"], true, "{r}");
+    assert_eq!(u(&r["targets"][0]["sentPaths"]), total, "{r}");
+    assert_complete(&t, &gen1);
+    let agent_path = nix_agent_path();
+    assert!(run(t.nix_store().args(["--check-validity", &agent_path])).status.success(), "{agent_path} not on the target");
+    assert_store_intact(&t);
+
+    // One leaf of 12 gets a new version: its unchanged files are references,
+    // its edited file and the files embedding store paths are deltas.
+    let gen2 = build_closure(&tag, 12, 60_000, |i| if i == 5 { "2".into() } else { "1".into() });
+    let (ok, r) = push(&client, &t, &gen2, &["--stats"]);
+    assert!(ok, "{r}");
+    let x = transfer(&r);
+    assert_eq!(x["via"], "agent", "{r}");
+    assert_eq!(x["agentInstalled"], false, "{r}");
+    assert_eq!(u(&r["targets"][0]["missingPaths"]), 2, "{r}");
+    assert!(u(&x["reference"]["files"]) >= 2, "{r}");
+    assert!(u(&x["delta"]["files"]) >= 2, "{r}");
+    assert_eq!(u(&x["resentPaths"]), 0, "{r}");
+    let missing = u(&r["targets"][0]["missingNarBytes"]);
+    assert!(u(&x["wireBytes"]) * 10 < missing, "sent {} of {missing} NAR bytes: {r}", x["wireBytes"]);
+    assert_complete(&t, &gen2);
+    assert_store_intact(&t);
+
+    // Nothing left to send.
+    let (ok, r) = push(&client, &t, &gen2, &[]);
+    assert!(ok, "{r}");
+    assert_eq!(u(&r["targets"][0]["sentPaths"]), 0, "{r}");
+
+    // The --stats table (without --json): bytes by method.
+    let gen3 = build_closure(&tag, 12, 60_000, |i| if i == 5 || i == 6 { "2".into() } else { "1".into() });
+    let mut c = ndeploy();
+    c.env("HOME", client.path()).env("XDG_CACHE_HOME", client.path().join("cache")).env("NDEPLOY_AGENT", agent_binary());
+    c.env_remove("SSH_AUTH_SOCK").args(["push", "--no-progress", "--stats", "--to", &t.url(), &gen3]);
+    let text = String::from_utf8(run_ok(&mut c)).unwrap();
+    assert!(text.contains("via agent") && text.contains("  reference ") && text.contains("  delta "), "{text}");
+    assert_complete(&t, &gen3);
+}
+
+#[test]
+fn corrupted_reused_file_on_the_target_is_detected_and_the_path_sent_whole() {
+    let client = ClientHome::new();
+    let t = SshTarget::start(SshdOptions::default().client(&client));
+    let tag = format!("b{}", std::process::id());
+    let gen1 = build_closure(&tag, 4, 30_000, |_| "1".into());
+    let (ok, r) = push(&client, &t, &gen1, &[]);
+    assert!(ok, "{r}");
+    assert_eq!(transfer(&r)["via"], "agent", "{r}");
+
+    // Flip a byte of leaf 2's libmain.so on the target: gen2's leaf 2 reuses it.
+    let old_leaf = local_closure(&gen1).into_iter().find(|p| p.ends_with(&format!("-{tag}-leaf-2"))).unwrap();
+    let file = t.store_root.as_ref().unwrap().join(old_leaf.trim_start_matches('/')).join("lib/libmain.so");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[1000] ^= 0x55;
+    std::fs::write(&file, bytes).unwrap();
+
+    let gen2 = build_closure(&tag, 4, 30_000, |i| if i == 2 { "2".into() } else { "1".into() });
+    let (ok, r) = push(&client, &t, &gen2, &[]);
+    assert!(ok, "{r}");
+    let x = transfer(&r);
+    assert_eq!(x["via"], "agent", "{r}");
+    assert!(u(&x["resentPaths"]) >= 1, "the corruption went unnoticed: {r}");
+    assert!(x["fallback"].as_str().unwrap_or_default().contains("sent whole"), "{r}");
+    // Every path of gen2 is intact on the target (the old, corrupted one is not ours to fix).
+    assert_complete(&t, &gen2);
+}
+
+#[test]
+fn agent_killed_mid_stream_then_rerun_completes() {
+    let client = ClientHome::new();
+    let t = SshTarget::start(SshdOptions::default().client(&client));
+    let tag = format!("c{}", std::process::id());
+    // Install the agent first (a tiny push), so the cut hits the delta stream.
+    let small = build_closure(&format!("{tag}s"), 1, 1000, |_| "1".into());
+    let (ok, r) = push(&client, &t, &small, &[]);
+    assert!(ok, "{r}");
+    let top = build_closure(&tag, 40, 2_000_000, |_| "1".into());
+    let total = local_closure(&top).len() as u64;
+    let sshd_pid: u32 = std::fs::read_to_string(t.dir.path().join("sshd.pid")).unwrap().trim().parse().unwrap();
+    let before = store_entries(&t);
+
+    let mut child = push_cmd(&client, &t, &top, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while store_entries(&t) < before + 4 {
+        assert!(Instant::now() < deadline, "the push did not start");
+        assert!(child.try_wait().unwrap().is_none(), "the push finished before the cut; make the closure bigger");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let agents = descendants_named(sshd_pid, "ndeploy-agent");
+    assert!(!agents.is_empty(), "no ndeploy-agent under sshd {sshd_pid}");
+    for a in agents {
+        let _ = Command::new("kill").args(["-KILL", &a.to_string()]).status();
+    }
+    let out = child.wait_with_output().unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!out.status.success(), "the cut push succeeded: {r}");
+    assert!(r["targets"][0]["error"].as_str().unwrap_or_default().contains("agent"), "{r}");
+
+    // What is registered is intact; the rerun sends exactly the rest.
+    assert_store_intact(&t);
+    let (ok, r) = push(&client, &t, &top, &["--dry-run"]);
+    assert!(ok, "{r}");
+    let valid = u(&r["targets"][0]["alreadyValid"]);
+    assert!(valid > 0 && valid < total, "valid after the cut: {valid} of {total}");
+    let (ok, r) = push(&client, &t, &top, &[]);
+    assert!(ok, "{r}");
+    assert_eq!(u(&r["targets"][0]["sentPaths"]), total - valid, "{r}");
+    assert_eq!(transfer(&r)["via"], "agent", "{r}");
+    assert_complete(&t, &top);
+    assert_store_intact(&t);
+}
+
+#[test]
+fn target_where_the_agent_cannot_run_gets_the_plain_push() {
+    let client = ClientHome::new();
+    let t = SshTarget::start(SshdOptions::default().client(&client));
+    let tag = format!("d{}", std::process::id());
+    let top = build_closure(&tag, 3, 5000, |_| "1".into());
+    // An "agent" that cannot run there (as a binary for another system would not).
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("ndeploy-agent");
+    write_file(&fake, format!("#!/bin/sh\necho 'cannot execute binary file {tag}' >&2\nexit 126\n"));
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = run(push_cmd(&client, &t, &top, &[]).env("NDEPLOY_AGENT", &fake));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{r}\n{}", String::from_utf8_lossy(&out.stderr));
+    let x = transfer(&r);
+    assert_eq!(x["via"], "plain", "{r}");
+    let why = x["fallback"].as_str().unwrap_or_default();
+    assert!(why.contains(&format!("cannot execute binary file {tag}")), "the reason is reported: {r}");
+    assert_complete(&t, &top);
+    assert_store_intact(&t);
+
+    // --no-agent: the plain push, no agent involved.
+    let top2 = build_closure(&tag, 5, 5000, |_| "1".into());
+    let (ok, r) = push(&client, &t, &top2, &["--no-agent"]);
+    assert!(ok, "{r}");
+    assert_eq!(transfer(&r)["via"], "plain", "{r}");
+    assert!(transfer(&r)["fallback"].is_null(), "{r}");
+    assert_complete(&t, &top2);
+}

@@ -112,7 +112,8 @@ where
     roots.sort();
     roots.dedup();
     let mut report = PushReport { dry_run: opts.dry_run, ..Default::default() };
-    let agent = if opts.dry_run { Prepared::Off } else { agent::prepare(local, opts.agent).await? };
+    // Prepared once some target lacks something (a no-op push never reads the agent binary).
+    let mut agent: Option<Prepared> = None;
     let mut plan: Option<Arc<Plan>> = None;
     for wave in targets.chunks(opts.jobs.max(1)) {
         let connecting: Vec<_> = wave
@@ -154,7 +155,11 @@ where
         }
         query_all(&mut slots, &plan, local.store_dir(), started).await;
         if !opts.dry_run {
-            send_all(&mut slots, &plan, opts, &dumper, &agent, started, &mut report).await?;
+            if agent.is_none() && slots.iter().any(|s| s.plan.as_ref().is_some_and(|p| !p.missing.is_empty())) {
+                agent = Some(agent::prepare(local, opts.agent).await?);
+            }
+            let agent = agent.as_ref().unwrap_or(&Prepared::Off);
+            send_all(&mut slots, &plan, opts, &dumper, agent, started, &mut report).await?;
         }
         for mut slot in slots {
             if let Some(s) = slot.session.take() {

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use ndeploy_agent::delta::{EncodeOptions, KnowledgeIndex, PlanStats, encode_from_disk};
 use ndeploy_agent::manifest::NarManifest;
-use ndeploy_agent::protocol::{Message, WirePathInfo, write_message, write_payload};
+use ndeploy_agent::protocol::{FrameWriter, Message, WirePathInfo};
 use ndeploy_store::hash::{Hash, HashAlgo};
 use ndeploy_store::path_info::PathInfo;
 use ndeploy_store::store_path::{StoreDir, StorePath};
@@ -49,20 +49,20 @@ fn main() {
     let opts = EncodeOptions::default();
     let t = Instant::now();
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    // One session: the control stream's compression context carries over from path to path.
+    let mut frames = FrameWriter::new(Vec::new());
     for p in &missing {
         let on_disk = store.join(p.to_string());
         let (manifest, encoded) = encode_from_disk(p, &on_disk, &knowledge, &opts).expect("encode");
         let mut nar = Vec::new();
         ndeploy_store::nar::dump_path(&on_disk, &mut nar).expect("dump");
         let info = PathInfo::new(p.clone(), Hash::digest(HashAlgo::Sha256, &nar), nar.len() as u64);
-        let mut frames = Vec::new();
         rt.block_on(async {
-            let push = Message::Push { info: WirePathInfo::from_path_info(&info), plan: encoded.plan.clone(), check_sigs: false };
-            write_message(&mut frames, &push).await.expect("frame");
-            write_payload(&mut frames, &encoded.payload).await.expect("frame");
+            let push = Message::Push { info: WirePathInfo::from_path_info(&info), plan: encoded.plan, check_sigs: false };
+            wire += frames.message(&push).await.expect("frame");
+            wire += frames.payload(&encoded.payload).await.expect("frame");
         });
         nar_bytes += nar.len() as u64;
-        wire += frames.len() as u64;
         stats.merge(&encoded.stats);
         knowledge.add(p.clone(), manifest);
     }

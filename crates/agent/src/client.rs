@@ -9,12 +9,12 @@
 
 use ndeploy_store::path_info::PathInfo;
 use ndeploy_store::store_path::{StoreDir, StorePath};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 use tokio::sync::mpsc;
 
 use crate::delta::{EncodedNar, PlanStats};
 use crate::manifest::NarManifest;
-use crate::protocol::{Message, PathManifest, ProtocolError, Result, WirePathInfo, read_message, write_message, write_payload};
+use crate::protocol::{FrameReader, FrameWriter, Message, PathManifest, ProtocolError, Result, WirePathInfo};
 
 /// Paths per `Index` request (keeps each `Manifests` answer well under the frame limit).
 pub const INDEX_BATCH: usize = 256;
@@ -59,8 +59,8 @@ impl PushReport {
 
 /// A session with an agent (see the module doc).
 pub struct AgentClient<R, W> {
-    reader: BufReader<R>,
-    writer: BufWriter<W>,
+    reader: FrameReader<BufReader<R>>,
+    writer: FrameWriter<BufWriter<W>>,
     store_dir: StoreDir,
     sent: u64,
 }
@@ -74,10 +74,15 @@ impl<R, W> std::fmt::Debug for AgentClient<R, W> {
 impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> AgentClient<R, W> {
     /// Exchange `Hello`s; fails on a different protocol version or store dir.
     pub async fn handshake(reader: R, writer: W, store_dir: StoreDir) -> Result<Self> {
-        let mut c = AgentClient { reader: BufReader::with_capacity(64 << 10, reader), writer: BufWriter::with_capacity(256 << 10, writer), store_dir, sent: 0 };
-        c.sent += write_message(&mut c.writer, &Message::hello(&c.store_dir)).await?;
+        let mut c = AgentClient {
+            reader: FrameReader::new(BufReader::with_capacity(64 << 10, reader)),
+            writer: FrameWriter::new(BufWriter::with_capacity(256 << 10, writer)),
+            store_dir,
+            sent: 0,
+        };
+        c.sent += c.writer.message(&Message::hello(&c.store_dir)).await?;
         c.writer.flush().await?;
-        read_message(&mut c.reader).await?.check_hello(&c.store_dir)?;
+        c.reader.message().await?.check_hello(&c.store_dir)?;
         Ok(c)
     }
 
@@ -91,9 +96,9 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> AgentClient<R, W
         let mut out = Vec::with_capacity(paths.len());
         for batch in paths.chunks(INDEX_BATCH) {
             let names: Vec<String> = batch.iter().map(|p| p.to_string()).collect();
-            self.sent += write_message(&mut self.writer, &Message::Index { paths: names.clone() }).await?;
+            self.sent += self.writer.message(&Message::Index { paths: names.clone() }).await?;
             self.writer.flush().await?;
-            match read_message(&mut self.reader).await? {
+            match self.reader.message().await? {
                 Message::Manifests { manifests } if manifests.len() == names.len() => {
                     for (PathManifest { path, manifest }, want) in manifests.into_iter().zip(&names) {
                         if path != *want {
@@ -134,8 +139,8 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> AgentClient<R, W
             let mut n = 0u64;
             while let Some(item) = items.recv().await {
                 let msg = Message::Push { info: WirePathInfo::from_path_info(&item.info), plan: item.encoded.plan, check_sigs: item.check_sigs };
-                n += write_message(writer, &msg).await?;
-                n += write_payload(writer, &item.encoded.payload).await?;
+                n += writer.message(&msg).await?;
+                n += writer.payload(&item.encoded.payload).await?;
                 // Flush when the producer has nothing ready, so the agent is never starved.
                 if items.is_empty() {
                     writer.flush().await?;
@@ -150,7 +155,7 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> AgentClient<R, W
             let mut report = PushReport::default();
             while let Some((path, nar_size, stats)) = sent_rx.recv().await {
                 let want = path.to_string();
-                let outcome = match read_message(reader).await? {
+                let outcome = match reader.message().await? {
                     Message::Imported { path: p } if p == want => PushOutcome::Imported,
                     Message::Resend { path: p, reason } if p == want => PushOutcome::Resend { reason },
                     Message::Error { message } => return Err(ProtocolError::Remote(message)),
@@ -171,9 +176,9 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> AgentClient<R, W
 
     /// End the session politely.
     pub async fn bye(mut self) -> Result<()> {
-        write_message(&mut self.writer, &Message::Bye).await?;
+        self.writer.message(&Message::Bye).await?;
         self.writer.flush().await?;
-        match read_message(&mut self.reader).await {
+        match self.reader.message().await {
             Ok(Message::Bye) | Err(ProtocolError::Disconnected) => Ok(()),
             Ok(Message::Error { message }) => Err(ProtocolError::Remote(message)),
             Ok(other) => Err(ProtocolError::Unexpected { expected: "Bye", got: other.name().to_owned() }),

@@ -30,12 +30,12 @@ use ndeploy_store::hash::Hash;
 use ndeploy_store::nar::HashingWriter;
 use ndeploy_store::path_info::PathInfo;
 use ndeploy_store::store_path::{StoreDir, StorePath};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::delta::{NarPlan, PlanStats, StoreFiles, decode};
 use crate::manifest::NarManifest;
-use crate::protocol::{Frame, Message, PathManifest, ProtocolError, read_frame, read_message, read_payload, write_message};
+use crate::protocol::{FrameReader, FrameWriter, Message, PathManifest, ProtocolError};
 
 mod daemon;
 #[cfg(test)]
@@ -86,15 +86,15 @@ where
     W: AsyncWrite + Unpin + Send,
     I: Importer,
 {
-    let mut r = BufReader::with_capacity(256 << 10, reader);
-    let mut w = BufWriter::new(writer);
+    let mut r = FrameReader::new(BufReader::with_capacity(256 << 10, reader));
+    let mut w = FrameWriter::new(BufWriter::new(writer));
     let mut stats = ServeStats::default();
     let res = session(&mut r, &mut w, config, importer, &mut stats).await;
     if let Err(e) = &res
         && !matches!(e, ProtocolError::Disconnected | ProtocolError::Truncated | ProtocolError::Io(_))
     {
         // Best effort: tell the client why before closing.
-        let _ = write_message(&mut w, &Message::Error { message: e.to_string() }).await;
+        let _ = w.message(&Message::Error { message: e.to_string() }).await;
         let _ = w.flush().await;
     }
     res.map(|()| stats)
@@ -121,15 +121,15 @@ fn join_error(e: tokio::task::JoinError) -> ProtocolError {
     ProtocolError::Io(io::Error::other(e.to_string()))
 }
 
-async fn session<R, W, I>(r: &mut R, w: &mut W, config: &ServerConfig, importer: &mut I, stats: &mut ServeStats) -> Result<(), ProtocolError>
+async fn session<R, W, I>(r: &mut FrameReader<R>, w: &mut FrameWriter<W>, config: &ServerConfig, importer: &mut I, stats: &mut ServeStats) -> Result<(), ProtocolError>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
     I: Importer,
 {
-    let hello = read_message(r).await?;
+    let hello = r.message().await?;
     let checked = hello.check_hello(&config.store_dir);
-    write_message(w, &Message::hello(&config.store_dir)).await?;
+    w.message(&Message::hello(&config.store_dir)).await?;
     w.flush().await?;
     checked?;
     let files = config.files_dir();
@@ -149,21 +149,21 @@ where
 }
 
 /// Stage 1: read requests and their payloads ahead, within [`READ_AHEAD`].
-async fn read_stage<R: AsyncRead + Unpin + Send>(r: &mut R, tx: mpsc::Sender<Incoming>) -> Result<(), ProtocolError> {
+async fn read_stage<R: AsyncRead + Unpin + Send>(r: &mut FrameReader<R>, tx: mpsc::Sender<Incoming>) -> Result<(), ProtocolError> {
     let budget = Arc::new(Semaphore::new((READ_AHEAD >> 10) as usize));
     loop {
-        let incoming = match read_message(r).await {
+        let incoming = match r.message().await {
             Err(ProtocolError::Disconnected) => return Ok(()),
             Err(e) => return Err(e),
             Ok(Message::Index { paths }) => Incoming::Index(paths),
             Ok(Message::Push { info, plan, check_sigs }) => {
                 let (payload, permit) = if plan.payload_len > MAX_PAYLOAD {
-                    skip_payload(r).await?;
+                    r.skip_payload().await?;
                     (Err(format!("payload of {} bytes is over the agent's limit of {MAX_PAYLOAD}", plan.payload_len)), None)
                 } else {
                     let kib = u32::try_from((plan.payload_len >> 10).min(READ_AHEAD >> 10)).unwrap_or(u32::MAX);
                     let permit = Arc::clone(&budget).acquire_many_owned(kib).await.map_err(|e| ProtocolError::Io(io::Error::other(e.to_string())))?;
-                    (Ok(read_payload(r, plan.payload_len).await?), Some(permit))
+                    (Ok(r.payload(plan.payload_len).await?), Some(permit))
                 };
                 Incoming::Push { info: info.to_path_info(), name: info.path, plan, payload, check_sigs, permit }
             }
@@ -234,7 +234,7 @@ async fn rebuild_stage(
 
 /// Stage 3: import in order and answer.
 async fn import_stage<W, I>(
-    w: &mut W,
+    w: &mut FrameWriter<W>,
     importer: &mut I,
     mut rx: mpsc::Receiver<Ready>,
     done: watch::Sender<u64>,
@@ -249,7 +249,7 @@ where
         let reply = match ready {
             Ready::Reply(m) => m,
             Ready::Bye => {
-                write_message(w, &Message::Bye).await?;
+                w.message(&Message::Bye).await?;
                 w.flush().await?;
                 return Ok(());
             }
@@ -269,7 +269,7 @@ where
             },
         };
         done.send_modify(|d| *d += 1);
-        write_message(w, &reply).await?;
+        w.message(&reply).await?;
         if rx.is_empty() {
             w.flush().await?;
         }
@@ -347,15 +347,5 @@ impl<W: std::io::Write> std::io::Write for Bounded<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
-    }
-}
-
-async fn skip_payload<R: AsyncRead + Unpin + Send>(r: &mut R) -> Result<(), ProtocolError> {
-    loop {
-        match read_frame(r).await? {
-            Frame::Data(_) => {}
-            Frame::End => return Ok(()),
-            Frame::Control(m) => return Err(ProtocolError::Unexpected { expected: "data or End", got: m.name().to_owned() }),
-        }
     }
 }

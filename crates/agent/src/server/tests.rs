@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use crate::client::{AgentClient, PushItem, PushOutcome};
 use crate::delta::{EncodeOptions, KnowledgeIndex, encode};
 use crate::manifest::NarManifest;
-use crate::protocol::{Message, WirePathInfo, write_message};
+use crate::protocol::{FrameReader, FrameWriter, Message, WirePathInfo};
 use crate::server::{Importer, ServerConfig, Spool, serve};
 use crate::test_nar::{dir, exe, file, manifest_and_files, nar_of, noise};
 
@@ -153,10 +153,11 @@ async fn a_truncated_stream_imports_nothing() {
     let (m, contents) = manifest_and_files(&nar);
     let encoded = encode(&path, &m, &mut |rel| Ok(contents[rel].clone()), &(), &EncodeOptions::default()).unwrap();
     let push = Message::Push { info: WirePathInfo::from_path_info(&info_of(&path, &nar)), plan: encoded.plan.clone(), check_sigs: false };
-    let mut stream = Vec::new();
-    write_message(&mut stream, &Message::hello(&StoreDir::default())).await.unwrap();
-    write_message(&mut stream, &push).await.unwrap();
-    crate::protocol::write_payload(&mut stream, &encoded.payload).await.unwrap();
+    let mut w = FrameWriter::new(Vec::new());
+    w.message(&Message::hello(&StoreDir::default())).await.unwrap();
+    w.message(&push).await.unwrap();
+    w.payload(&encoded.payload).await.unwrap();
+    let stream = w.into_inner();
     for cut in [stream.len() - 1, stream.len() - 6, stream.len() - 1000, 30] {
         let daemon = FakeDaemon::default();
         let (mut client_end, server_end) = tokio::io::duplex(1 << 20);
@@ -174,18 +175,19 @@ async fn a_truncated_stream_imports_nothing() {
 async fn paths_received_before_a_cut_are_still_imported() {
     let tmp = tempfile::tempdir().unwrap();
     let config = ServerConfig { store_dir: StoreDir::default(), store_root: Some(tmp.path().to_owned()) };
-    let mut stream = Vec::new();
-    write_message(&mut stream, &Message::hello(&StoreDir::default())).await.unwrap();
+    let mut w = FrameWriter::new(Vec::new());
+    w.message(&Message::hello(&StoreDir::default())).await.unwrap();
     let mut paths = Vec::new();
     for (i, name) in ["66666666666666666666666666666666-a", "77777777777777777777777777777777-b"].into_iter().enumerate() {
         let (path, nar) = (sp(name), pkg(10 + i as u64, name));
         let (m, contents) = manifest_and_files(&nar);
         let encoded = encode(&path, &m, &mut |rel| Ok(contents[rel].clone()), &(), &EncodeOptions::default()).unwrap();
         let push = Message::Push { info: WirePathInfo::from_path_info(&info_of(&path, &nar)), plan: encoded.plan, check_sigs: false };
-        write_message(&mut stream, &push).await.unwrap();
-        crate::protocol::write_payload(&mut stream, &encoded.payload).await.unwrap();
+        w.message(&push).await.unwrap();
+        w.payload(&encoded.payload).await.unwrap();
         paths.push(path);
     }
+    let mut stream = w.into_inner();
     stream.truncate(stream.len() - 100);
     let daemon = FakeDaemon::default();
     let (mut client_end, server_end) = tokio::io::duplex(1 << 22);
@@ -219,11 +221,12 @@ async fn a_plan_cannot_spool_more_than_the_declared_nar_size() {
     let path = sp("88888888888888888888888888888888-bomb");
     let mut info = info_of(&path, b"whatever");
     info.nar_size = 1024;
-    let mut stream = Vec::new();
-    write_message(&mut stream, &Message::hello(&StoreDir::default())).await.unwrap();
-    write_message(&mut stream, &Message::Push { info: WirePathInfo::from_path_info(&info), plan, check_sigs: false }).await.unwrap();
-    crate::protocol::write_payload(&mut stream, &bomb).await.unwrap();
-    write_message(&mut stream, &Message::Bye).await.unwrap();
+    let mut w = FrameWriter::new(Vec::new());
+    w.message(&Message::hello(&StoreDir::default())).await.unwrap();
+    w.message(&Message::Push { info: WirePathInfo::from_path_info(&info), plan, check_sigs: false }).await.unwrap();
+    w.payload(&bomb).await.unwrap();
+    w.message(&Message::Bye).await.unwrap();
+    let stream = w.into_inner();
     let (mut client_end, server_end) = tokio::io::duplex(1 << 20);
     client_end.write_all(&stream).await.unwrap();
     let (sr, sw) = tokio::io::split(server_end);
@@ -231,9 +234,10 @@ async fn a_plan_cannot_spool_more_than_the_declared_nar_size() {
     let mut fake = daemon.clone();
     let stats = serve(sr, sw, &config, &mut fake).await.unwrap();
     assert_eq!((stats.imported, stats.resent), (0, 1));
-    let mut replies = &client_end_bytes(client_end).await[..];
-    crate::protocol::read_message(&mut replies).await.unwrap();
-    match crate::protocol::read_message(&mut replies).await.unwrap() {
+    let replies = client_end_bytes(client_end).await;
+    let mut replies = FrameReader::new(&replies[..]);
+    replies.message().await.unwrap();
+    match replies.message().await.unwrap() {
         Message::Resend { reason, .. } => assert!(reason.contains("larger than"), "{reason}"),
         other => panic!("{other:?}"),
     }

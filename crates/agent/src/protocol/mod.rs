@@ -3,10 +3,10 @@
 //!
 //! Frame: `u32 LE length | u8 kind | payload` where `length` counts the
 //! payload only. Kinds: [`FrameKind::Control`] carries one [`Message`] as
-//! JSON, [`FrameKind::ControlZstd`] the same compressed with zstd (used for
-//! messages over [`COMPRESS_OVER`] bytes: plans and manifests are mostly
-//! hashes and repeated names); [`FrameKind::Data`] carries raw bulk bytes;
-//! [`FrameKind::End`] (empty) ends a run of data frames.
+//! JSON, [`FrameKind::ControlZstd`] one message compressed in the session's
+//! control stream (see [`frames`]); [`FrameKind::Data`] carries raw bulk
+//! bytes; [`FrameKind::End`] (empty) ends a run of data frames.
+//! [`FrameReader`]/[`FrameWriter`] read and write them.
 //!
 //! Conversation (the deployer is the client, the agent the server):
 //! 1. `Hello { version, store_dir }` both ways; a different version or store
@@ -35,10 +35,13 @@ use ndeploy_store::path_info::PathInfo;
 use ndeploy_store::store_path::{StoreDir, StorePath};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::delta::NarPlan;
 use crate::manifest::NarManifest;
+
+pub mod frames;
+
+pub use frames::{COMPRESS_OVER, Frame, FrameReader, FrameWriter};
 
 /// Version of this protocol; both sides must speak the same one (the agent
 /// is a content-addressed store path, so skew means a different agent path).
@@ -48,8 +51,6 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_CONTROL_FRAME: u32 = 64 << 20;
 /// Largest data frame accepted.
 pub const MAX_DATA_FRAME: u32 = 4 << 20;
-/// Control messages larger than this are sent compressed.
-pub const COMPRESS_OVER: usize = 512;
 /// Size of the data frames we send.
 pub const DATA_FRAME_SIZE: usize = 256 << 10;
 
@@ -90,7 +91,7 @@ pub enum FrameKind {
 }
 
 impl FrameKind {
-    fn from_u8(b: u8) -> Result<FrameKind> {
+    pub(crate) fn from_u8(b: u8) -> Result<FrameKind> {
         match b {
             1 => Ok(FrameKind::Control),
             2 => Ok(FrameKind::Data),
@@ -229,189 +230,75 @@ impl Message {
     }
 }
 
-/// One frame read from the peer.
-#[derive(Debug)]
-pub enum Frame {
-    Control(Message),
-    Data(Vec<u8>),
-    End,
-}
-
-impl Frame {
-    fn describe(&self) -> String {
-        match self {
-            Frame::Control(m) => m.name().to_owned(),
-            Frame::Data(d) => format!("{} bytes of data", d.len()),
-            Frame::End => "End".to_owned(),
-        }
-    }
-}
-
-/// Read one frame. A clean end of stream before a frame starts is `Disconnected`.
-pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(r: &mut R) -> Result<Frame> {
-    let mut header = [0u8; 5];
-    let mut got = 0;
-    while got < header.len() {
-        let n = r.read(&mut header[got..]).await?;
-        if n == 0 {
-            return Err(if got == 0 { ProtocolError::Disconnected } else { ProtocolError::Truncated });
-        }
-        got += n;
-    }
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-    let kind = FrameKind::from_u8(header[4])?;
-    let max = match kind {
-        FrameKind::Control | FrameKind::ControlZstd => MAX_CONTROL_FRAME,
-        FrameKind::Data => MAX_DATA_FRAME,
-        FrameKind::End => 0,
-    };
-    if len > max {
-        return Err(ProtocolError::FrameTooLarge { kind, len, max });
-    }
-    let mut payload = vec![0u8; len as usize];
-    r.read_exact(&mut payload).await.map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => ProtocolError::Truncated,
-        _ => ProtocolError::Io(e),
-    })?;
-    Ok(match kind {
-        FrameKind::Control => Frame::Control(parse_json(&payload)?),
-        FrameKind::ControlZstd => Frame::Control(parse_json(&decompress_control(&payload)?)?),
-        FrameKind::Data => Frame::Data(payload),
-        FrameKind::End => Frame::End,
-    })
-}
-
-fn parse_json(json: &[u8]) -> Result<Message> {
-    serde_json::from_slice(json).map_err(|e| ProtocolError::BadMessage(e.to_string()))
-}
-
-/// Decompress a compressed control frame; its declared size must be within the limit.
-fn decompress_control(frame: &[u8]) -> Result<Vec<u8>> {
-    let bad = |what: &str| ProtocolError::BadMessage(format!("compressed control frame: {what}"));
-    let size = zstd::zstd_safe::get_frame_content_size(frame).ok().flatten().ok_or_else(|| bad("no content size"))?;
-    if size > u64::from(MAX_CONTROL_FRAME) {
-        return Err(bad("too large"));
-    }
-    crate::delta::decompress_exact(frame, size).map_err(|e| bad(&e.to_string()))
-}
-
-/// Read a frame that must be a control message.
-pub async fn read_message<R: AsyncRead + Unpin + ?Sized>(r: &mut R) -> Result<Message> {
-    match read_frame(r).await? {
-        Frame::Control(m) => Ok(m),
-        other => Err(ProtocolError::Unexpected { expected: "a control message", got: other.describe() }),
-    }
-}
-
-/// Read data frames up to the `End` frame; fails if they carry more than
-/// `max` bytes (checked before growing the buffer).
-pub async fn read_payload<R: AsyncRead + Unpin + ?Sized>(r: &mut R, max: u64) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        match read_frame(r).await? {
-            Frame::Data(d) => {
-                let got = out.len() as u64 + d.len() as u64;
-                if got > max {
-                    return Err(ProtocolError::PayloadTooLong { got, declared: max });
-                }
-                out.extend_from_slice(&d);
-            }
-            Frame::End => return Ok(out),
-            other => return Err(ProtocolError::Unexpected { expected: "data or End", got: other.describe() }),
-        }
-    }
-}
-
-async fn write_frame<W: AsyncWrite + Unpin + ?Sized>(w: &mut W, kind: FrameKind, payload: &[u8]) -> Result<u64> {
-    let len = u32::try_from(payload.len()).map_err(|_| ProtocolError::BadMessage("frame too large to send".into()))?;
-    let mut header = [0u8; 5];
-    header[..4].copy_from_slice(&len.to_le_bytes());
-    header[4] = kind as u8;
-    w.write_all(&header).await?;
-    w.write_all(payload).await?;
-    Ok(5 + payload.len() as u64)
-}
-
-/// Write a control message (not flushed); returns the bytes written.
-pub async fn write_message<W: AsyncWrite + Unpin + ?Sized>(w: &mut W, m: &Message) -> Result<u64> {
-    let json = serde_json::to_vec(m).map_err(|e| ProtocolError::BadMessage(e.to_string()))?;
-    if json.len() > MAX_CONTROL_FRAME as usize {
-        return Err(ProtocolError::FrameTooLarge { kind: FrameKind::Control, len: u32::MAX, max: MAX_CONTROL_FRAME });
-    }
-    if json.len() > COMPRESS_OVER {
-        let z = zstd::bulk::compress(&json, 3)?;
-        return write_frame(w, FrameKind::ControlZstd, &z).await;
-    }
-    write_frame(w, FrameKind::Control, &json).await
-}
-
-/// Write `data` as data frames followed by `End` (not flushed); returns the bytes written.
-pub async fn write_payload<W: AsyncWrite + Unpin + ?Sized>(w: &mut W, data: &[u8]) -> Result<u64> {
-    let mut n = 0;
-    for chunk in data.chunks(DATA_FRAME_SIZE) {
-        n += write_frame(w, FrameKind::Data, chunk).await?;
-    }
-    n += write_frame(w, FrameKind::End, &[]).await?;
-    Ok(n)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    async fn reader(buf: &[u8]) -> FrameReader<&[u8]> {
+        FrameReader::new(buf)
+    }
+
     #[tokio::test]
     async fn messages_and_payloads_round_trip() {
-        let mut buf = Vec::new();
+        let mut w = FrameWriter::new(Vec::new());
         let hello = Message::hello(&StoreDir::default());
-        write_message(&mut buf, &hello).await.unwrap();
+        w.message(&hello).await.unwrap();
         let data: Vec<u8> = (0..DATA_FRAME_SIZE * 2 + 17).map(|i| i as u8).collect();
-        write_payload(&mut buf, &data).await.unwrap();
-        write_message(&mut buf, &Message::Bye).await.unwrap();
-        let big = Message::Index { paths: vec!["x".repeat(100); 100] };
-        let n = write_message(&mut buf, &big).await.unwrap();
-        assert!(n < 1_000, "{n}");
-        let mut r = &buf[..];
-        let m = read_message(&mut r).await.unwrap();
+        w.payload(&data).await.unwrap();
+        w.message(&Message::Bye).await.unwrap();
+        // Compressed in one stream: a message like an earlier one costs little.
+        let big = |i: usize| Message::Index { paths: (0..100).map(|j| format!("{:032}-package-{j}-{i}", j * 7919)).collect() };
+        let first = w.message(&big(1)).await.unwrap();
+        let second = w.message(&big(2)).await.unwrap();
+        assert!(first < 1_500 && second < first / 3, "{first} then {second}");
+        let buf = w.into_inner();
+        let mut r = reader(&buf).await;
+        let m = r.message().await.unwrap();
         assert_eq!(m, hello);
         m.check_hello(&StoreDir::default()).unwrap();
         assert!(m.check_hello(&StoreDir::new("/other/store")).is_err());
-        assert_eq!(read_payload(&mut r, data.len() as u64).await.unwrap(), data);
-        assert_eq!(read_message(&mut r).await.unwrap(), Message::Bye);
-        assert_eq!(read_message(&mut r).await.unwrap(), big);
-        assert!(matches!(read_frame(&mut r).await, Err(ProtocolError::Disconnected)));
+        assert_eq!(r.payload(data.len() as u64).await.unwrap(), data);
+        assert_eq!(r.message().await.unwrap(), Message::Bye);
+        assert_eq!(r.message().await.unwrap(), big(1));
+        assert_eq!(r.message().await.unwrap(), big(2));
+        assert!(matches!(r.frame().await, Err(ProtocolError::Disconnected)));
 
         // Over the declared size: refused.
-        let mut r = &buf[..];
-        read_message(&mut r).await.unwrap();
-        assert!(matches!(read_payload(&mut r, 100).await, Err(ProtocolError::PayloadTooLong { .. })));
+        let mut r = reader(&buf).await;
+        r.message().await.unwrap();
+        assert!(matches!(r.payload(100).await, Err(ProtocolError::PayloadTooLong { .. })));
+        // A compressed message without the ones before it cannot be read.
+        let skip = buf.len() - second as usize;
+        assert!(reader(&buf[skip..]).await.message().await.is_err());
     }
 
     #[tokio::test]
     async fn hostile_frames_are_clean_errors() {
         // Truncated at every byte: a clean error, never a panic.
-        let mut buf = Vec::new();
-        write_message(&mut buf, &Message::Index { paths: vec!["x".into()] }).await.unwrap();
+        let mut w = FrameWriter::new(Vec::new());
+        w.message(&Message::Index { paths: vec!["x".repeat(200)] }).await.unwrap();
+        let buf = w.into_inner();
         for cut in 1..buf.len() {
-            let e = read_frame(&mut &buf[..cut]).await.unwrap_err();
+            let e = reader(&buf[..cut]).await.frame().await.unwrap_err();
             assert!(matches!(e, ProtocolError::Truncated), "{cut}: {e}");
         }
         // Huge length: refused before allocating.
         let mut huge = (u32::MAX).to_le_bytes().to_vec();
         huge.push(1);
-        assert!(matches!(read_frame(&mut &huge[..]).await, Err(ProtocolError::FrameTooLarge { .. })));
+        assert!(matches!(reader(&huge).await.frame().await, Err(ProtocolError::FrameTooLarge { .. })));
         let mut bad_kind = 0u32.to_le_bytes().to_vec();
         bad_kind.push(9);
-        assert!(matches!(read_frame(&mut &bad_kind[..]).await, Err(ProtocolError::UnknownKind(9))));
+        assert!(matches!(reader(&bad_kind).await.frame().await, Err(ProtocolError::UnknownKind(9))));
         let mut garbage = 3u32.to_le_bytes().to_vec();
         garbage.extend([1, b'{', b'x', b'}']);
-        assert!(matches!(read_frame(&mut &garbage[..]).await, Err(ProtocolError::BadMessage(_))));
-        // A compressed frame claiming a huge size, or none: refused.
-        let mut bomb = Vec::new();
-        let z = zstd::bulk::compress(&vec![b' '; (MAX_CONTROL_FRAME + 1) as usize], 1).unwrap();
-        bomb.extend((z.len() as u32).to_le_bytes());
-        bomb.push(4);
-        bomb.extend(&z);
-        assert!(matches!(read_frame(&mut &bomb[..]).await, Err(ProtocolError::BadMessage(_))));
+        assert!(matches!(reader(&garbage).await.frame().await, Err(ProtocolError::BadMessage(_))));
+        // A compressed frame that inflates past the limit, or is not zstd: refused.
+        for z in [zstd::bulk::compress(&vec![b' '; (MAX_CONTROL_FRAME + 1) as usize], 1).unwrap(), b"not zstd".to_vec()] {
+            let mut bomb = (z.len() as u32).to_le_bytes().to_vec();
+            bomb.push(4);
+            bomb.extend(&z);
+            assert!(matches!(reader(&bomb).await.frame().await, Err(ProtocolError::BadMessage(_))));
+        }
     }
 
     #[test]

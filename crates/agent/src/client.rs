@@ -17,7 +17,7 @@ use crate::manifest::NarManifest;
 use crate::protocol::{FrameReader, FrameWriter, Message, PathManifest, ProtocolError, Result, WirePathInfo};
 
 /// Paths per `Index` request (keeps each `Manifests` answer well under the frame limit).
-pub const INDEX_BATCH: usize = 256;
+pub const INDEX_BATCH: usize = 64;
 
 /// One path to push: its path info and its encoded NAR.
 #[derive(Debug, Clone)]

@@ -147,4 +147,50 @@ async fn the_agent_binary_imports_verified_paths_into_a_real_store() {
 
     client.bye().await.unwrap();
     assert!(child.wait().await.unwrap().success());
+
+    // The same through a daemon listening on a socket (how real targets run).
+    let socket = tmp.path().join("daemon.sock");
+    let mut daemon = tokio::process::Command::new("nix-daemon")
+        .arg("--store")
+        .arg(format!("local?root={}", target.display()))
+        .env("NIX_DAEMON_SOCKET_PATH", &socket)
+        .env("NIX_CONFIG", "sandbox = false")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ndeploy-agent"))
+        .args(["--stdio", "--store-root"])
+        .arg(&target)
+        .arg("--daemon-socket")
+        .arg(&socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    let mut client = AgentClient::handshake(stdout, stdin, StoreDir::default()).await.unwrap();
+    let v4 = src.join("v4/pkg");
+    write_package(&v4, &"d".repeat(32), b"fourth");
+    let fourth = add(&deployer, &v4);
+    let (info4, on_disk4) = info_of(&deployer, &fourth);
+    // The old path's files are damaged: the deployer forgets it, the new path holds the same data.
+    knowledge.remove(&old);
+    knowledge.add(new.clone(), ndeploy_agent::manifest::NarManifest::from_disk(&target.join("nix/store").join(new.to_string())).unwrap());
+    let (_, encoded4) = encode_from_disk(&fourth, &on_disk4, &knowledge, &EncodeOptions::default()).unwrap();
+    assert!(encoded4.stats.delta.files > 0, "{:?}", encoded4.stats);
+    let report = client.push(vec![PushItem { info: info4.clone(), encoded: encoded4, check_sigs: false }]).await.unwrap();
+    assert_eq!(report.outcomes[0].1, PushOutcome::Imported);
+    client.bye().await.unwrap();
+    assert!(child.wait().await.unwrap().success());
+    daemon.kill().await.unwrap();
+    let (ok, out) = nix_store(&target, &["-q", "--hash", &format!("/nix/store/{fourth}")]);
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), info4.nar_hash.encode(HashEncoding::Nix32, true));
 }

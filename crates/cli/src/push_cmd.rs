@@ -21,12 +21,11 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndeploy_deploy::push::agent::{AgentMode, stats_table};
 use ndeploy_deploy::push::report::human_bytes;
-use ndeploy_deploy::push::{NoProgress, PushOptions, PushProgress, PushReport, PushTarget, TargetProgress, push};
+use ndeploy_deploy::push::{NoProgress, PushError, PushOptions, PushProgress, PushReport, PushTarget, TargetProgress, push_opening};
 use ndeploy_deploy::ssh::SshTarget;
-use ndeploy_store::daemon::{DaemonConnection, connect_local, spawn_stdio};
+use ndeploy_store::daemon::{LocalStore, open_local_store};
 use ndeploy_store::signature::SecretKey;
 use ndeploy_store::store_path::{StoreDir, StorePath};
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::apply_cmd::{self, FleetArgs};
 
@@ -118,19 +117,18 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let report = rt.block_on(async {
-        match connect_local().await {
-            Ok(mut conn) => push_with(&mut conn, targets, &opts).await,
-            Err(_) => {
-                // No daemon listens: serve the local store ourselves (as root).
-                let mut cmd = tokio::process::Command::new("nix-daemon");
-                cmd.arg("--stdio");
-                let mut d = spawn_stdio(cmd, store_dir.clone()).await.context("cannot reach the local Nix store")?;
-                let r = push_with(&mut d.conn, targets, &opts).await;
-                drop(d.conn);
-                let _ = d.child.wait().await;
-                r
-            }
+        // The local store opens while the targets connect.
+        let mut local: Option<LocalStore> = None;
+        let slot = &mut local;
+        let open = async move {
+            let store = open_local_store().await.map_err(PushError::Local)?;
+            Ok(&mut slot.insert(store).conn)
+        };
+        let r = push_opening(open, targets, &opts).await;
+        if let Some(l) = local {
+            l.close().await;
         }
+        r.context("cannot push")
     })?;
     if args.verbose {
         eprint!("{}", report.timings());
@@ -147,14 +145,6 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if report.failed() > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
-}
-
-async fn push_with<R, W>(local: &mut DaemonConnection<R, W>, targets: Vec<PushTarget>, opts: &PushOptions) -> anyhow::Result<PushReport>
-where
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send,
-{
-    Ok(push(local, targets, opts).await?)
 }
 
 /// A store path, or a symlink (chain) to one.

@@ -37,7 +37,7 @@ use thiserror::Error;
 pub use plan::{Plan, TargetPlan};
 pub use progress::{NoProgress, PushProgress, TargetProgress};
 pub use report::{PushReport, TargetReport};
-pub use run::{PushOptions, PushTarget, push};
+pub use run::{PushOptions, PushTarget, push, push_opening};
 
 /// Errors that stop a whole push (per-target failures go into the report).
 #[derive(Debug, Error)]

@@ -1,8 +1,9 @@
 //! The coordinator of `ndeploy push`.
 //!
 //! Targets are handled in waves of at most `jobs`. For each wave: every
-//! target connects in its own task while (first wave only) the local daemon
-//! walks the union closure of all roots; then every target answers one
+//! target connects in its own task while (first wave only) the local
+//! session opens ([`push_opening`]) and the local daemon walks the union
+//! closure of all roots; then every target answers one
 //! QueryValidPaths for its wanted closure; the [`Plan`] says what each lacks;
 //! then one producer thread serialises every needed path once and fans it out
 //! ([`fanout`]) while every target streams its share in one
@@ -103,10 +104,47 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
+    push_opening(async { Ok(local) }, targets, opts).await
+}
+
+/// A wave's targets, each connecting in its own task.
+type Connecting = Vec<(Arc<Counted>, tokio::task::JoinHandle<Result<(TargetSession, Instant), String>>)>;
+
+fn start_connects(wave: &[PushTarget], opts: &PushOptions) -> Connecting {
+    wave.iter()
+        .map(|t| {
+            let progress = Arc::new(Counted::new(opts.progress.target(&t.name)));
+            progress.stage("connecting");
+            let (ssh, connect) = (t.ssh.clone(), opts.connect.clone());
+            (progress, tokio::spawn(async move { session::connect(ssh, connect).await.map(|s| (s, Instant::now())) }))
+        })
+        .collect()
+}
+
+/// [`push`], with the local session opened by `open_local` while the first
+/// wave of targets connects (starting a local `nix-daemon --stdio` takes as
+/// long as an SSH handshake).
+pub async fn push_opening<'l, R, W, F>(open_local: F, targets: Vec<PushTarget>, opts: &PushOptions) -> Result<PushReport, PushError>
+where
+    R: AsyncRead + Unpin + Send + 'l,
+    W: AsyncWrite + Unpin + Send + 'l,
+    F: Future<Output = Result<&'l mut DaemonConnection<R, W>, PushError>>,
+{
     if targets.is_empty() {
         return Err(PushError::NoTargets);
     }
     let started = Instant::now();
+    let jobs = opts.jobs.max(1);
+    let mut first_wave = Some(start_connects(targets.get(..jobs).unwrap_or(&targets), opts));
+    let local = match open_local.await {
+        Ok(l) => l,
+        Err(e) => {
+            for (_, handle) in first_wave.into_iter().flatten() {
+                handle.abort();
+            }
+            return Err(e);
+        }
+    };
     let dumper = opts.dumper.clone().unwrap_or_else(|| store_dumper(local.store_dir().clone()));
     let mut roots: Vec<StorePath> = targets.iter().flat_map(|t| t.roots.iter().cloned()).collect();
     roots.sort();
@@ -115,16 +153,8 @@ where
     // Prepared once some target lacks something (a no-op push never reads the agent binary).
     let mut agent: Option<Prepared> = None;
     let mut plan: Option<Arc<Plan>> = None;
-    for wave in targets.chunks(opts.jobs.max(1)) {
-        let connecting: Vec<_> = wave
-            .iter()
-            .map(|t| {
-                let progress = Arc::new(Counted::new(opts.progress.target(&t.name)));
-                progress.stage("connecting");
-                let (ssh, connect) = (t.ssh.clone(), opts.connect.clone());
-                (progress, tokio::spawn(async move { session::connect(ssh, connect).await.map(|s| (s, Instant::now())) }))
-            })
-            .collect();
+    for wave in targets.chunks(jobs) {
+        let connecting = first_wave.take().unwrap_or_else(|| start_connects(wave, opts));
         let plan = match &plan {
             Some(p) => Arc::clone(p),
             None => {

@@ -53,7 +53,7 @@ pub use client::{AddToStoreFlags, ClientSettings, DaemonConnection, FromIter, Pa
 pub use copy::{CopyReport, sort_references_first};
 pub use handshake::HandshakeInfo;
 pub use stderr::{LogField, LogMessage};
-pub use transport::{SpawnedDaemon, connect_local, connect_unix, spawn_stdio};
+pub use transport::{LocalStore, SpawnedDaemon, connect_local, connect_unix, open_local_store, spawn_stdio};
 
 /// `magic` the client sends first ("cxin").
 pub const WORKER_MAGIC_1: u64 = 0x6e69_7863;

@@ -3,7 +3,9 @@
 //! For each regular file, in NAR order, the first method that applies wins
 //! (see [`super`]): a reference to identical contents on the target; a zstd
 //! delta against the same relative path in the target's closest previous
-//! version of the package (kept only if it beats plain compression); chunks
+//! version of the package (or, when that path is gone, the one file there
+//! whose path differs only in version numbers, or that has the same name in
+//! another directory), kept only if it beats plain compression; chunks
 //! of such a base for files too large to delta; else raw zstd. A base file is
 //! used only if the deployer's copy has the BLAKE3 the target reported, so a
 //! plan never relies on bytes the target does not have.
@@ -65,36 +67,52 @@ struct Base<'m> {
     path: StorePath,
     /// rel → (BLAKE3, size).
     files: HashMap<&'m RelPath, (FileHash, u64)>,
-    /// [`version_blind`] rel → rel, for names that carry versions
-    /// (`libfoo.so.1.2` → `libfoo.so.1.3`); `None` when ambiguous.
-    blind: HashMap<Vec<u8>, Option<&'m RelPath>>,
+    /// Other keys (see [`base_keys`]) → rel; `None` when ambiguous.
+    keys: HashMap<Vec<u8>, Option<&'m RelPath>>,
+}
+
+/// Keys under which a file may find its old self when its path changed, in
+/// order of preference: the path with version numbers blanked
+/// (`libfoo.so.1.2` → `libfoo.so.1.3`), the file name alone (moved to
+/// another directory), and the file name with versions blanked. Each key is
+/// tagged so they cannot collide.
+fn base_keys(rel: &RelPath) -> [Vec<u8>; 3] {
+    let name = rel.split_last().map_or(&[][..], |(_, n)| n);
+    let tagged = |tag: u8, mut v: Vec<u8>| {
+        v.insert(0, tag);
+        v
+    };
+    [tagged(b'v', version_blind(rel.as_bytes())), tagged(b'n', name.to_vec()), tagged(b'b', version_blind(name))]
 }
 
 impl<'m> Base<'m> {
     fn new(path: StorePath, m: &'m NarManifest) -> Base<'m> {
         let mut files = HashMap::new();
-        let mut blind: HashMap<Vec<u8>, Option<&RelPath>> = HashMap::new();
+        let mut keys: HashMap<Vec<u8>, Option<&RelPath>> = HashMap::new();
         for (rel, _, size, b3) in m.files() {
             files.insert(rel, (b3, size));
-            blind.entry(version_blind(rel)).and_modify(|v| *v = None).or_insert(Some(rel));
+            for k in base_keys(rel) {
+                keys.entry(k).and_modify(|v| *v = None).or_insert(Some(rel));
+            }
         }
-        Base { path, files, blind }
+        Base { path, files, keys }
     }
 
-    /// The base file for `rel`: the same path, else the one that differs only in version numbers.
+    /// The base file for `rel`: the same path, else the only one that
+    /// matches it under one of the [`base_keys`], in their order.
     fn file_for(&self, rel: &RelPath) -> Option<(&'m RelPath, FileHash, u64)> {
         if let Some((&r, &(b3, size))) = self.files.get_key_value(rel) {
             return Some((r, b3, size));
         }
-        let r = (*self.blind.get(&version_blind(rel))?)?;
+        let r = base_keys(rel).iter().find_map(|k| self.keys.get(k).copied().flatten())?;
         self.files.get(r).map(|&(b3, size)| (r, b3, size))
     }
 }
 
-/// `rel` with every run of digits replaced by `#`.
-fn version_blind(rel: &RelPath) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rel.as_bytes().len());
-    for &b in rel.as_bytes() {
+/// `bytes` with every run of digits replaced by `#`.
+fn version_blind(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for &b in bytes {
         if !(b.is_ascii_digit() && out.last() == Some(&b'#')) {
             out.push(if b.is_ascii_digit() { b'#' } else { b });
         }

@@ -236,12 +236,19 @@ fn damaged_plans_never_panic() {
 }
 
 #[test]
-fn renamed_versioned_files_delta_against_their_old_name() {
+fn renamed_and_moved_files_delta_against_their_old_path() {
     let old_path = sp("00000000000000000000000000000000-foo-1.0");
     let new_path = sp("11111111111111111111111111111111-foo-1.1");
     let lib = noise(5, 80_000);
-    let old_tree = dir(vec![("lib", dir(vec![("libfoo.so.1.0", file(&with_hash(&lib, &[100], OLD_DEP))), ("x1", file(&noise(6, 5000))), ("x2", file(&noise(7, 5000)))]))]);
-    let new_tree = dir(vec![("lib", dir(vec![("libfoo.so.1.1", file(&with_hash(&lib, &[100], NEW_DEP))), ("x3", file(&noise(8, 5000)))]))]);
+    let readme = noise(9, 3000);
+    let old_tree = dir(vec![
+        ("lib", dir(vec![("libfoo.so.1.0", file(&with_hash(&lib, &[100], OLD_DEP))), ("x1", file(&noise(6, 5000))), ("x2", file(&noise(7, 5000)))])),
+        ("share", dir(vec![("doc", dir(vec![("README", file(&with_hash(&readme, &[50], OLD_DEP)))]))])),
+    ]);
+    let new_tree = dir(vec![
+        ("doc", dir(vec![("README", file(&with_hash(&readme, &[50], NEW_DEP)))])),
+        ("lib", dir(vec![("libfoo.so.1.1", file(&with_hash(&lib, &[100], NEW_DEP))), ("x3", file(&noise(8, 5000)))])),
+    ]);
     let (old_m, old_files) = manifest_and_files(&nar_of(&old_tree));
     let new_nar = nar_of(&new_tree);
     let (new_m, new_files) = manifest_and_files(&new_nar);
@@ -262,8 +269,10 @@ fn renamed_versioned_files_delta_against_their_old_name() {
             _ => None,
         })
         .collect();
-    // The library finds its old name; x3 matches both x1 and x2, so it has no base.
-    assert!(matches!(methods[0].1, Method::Delta { base_rel: Some(r), len, .. } if r.to_string() == "lib/libfoo.so.1.0" && *len < 500), "{methods:?}");
-    assert!(matches!(methods[1].1, Method::Raw { .. }), "{methods:?}");
+    // The moved README and the renamed library find their old selves; x3
+    // matches both x1 and x2, so it has no base.
+    assert!(matches!(methods[0].1, Method::Delta { base_rel: Some(r), len, .. } if r.to_string() == "share/doc/README" && *len < 500), "{methods:?}");
+    assert!(matches!(methods[1].1, Method::Delta { base_rel: Some(r), len, .. } if r.to_string() == "lib/libfoo.so.1.0" && *len < 500), "{methods:?}");
+    assert!(matches!(methods[2].1, Method::Raw { .. }), "{methods:?}");
     assert_eq!(decode(&e.plan, &e.payload, &MemStore(target), Vec::new()).unwrap().0, new_nar);
 }

@@ -155,6 +155,7 @@ async fn the_agent_binary_imports_verified_paths_into_a_real_store() {
         .arg(format!("local?root={}", target.display()))
         .env("NIX_DAEMON_SOCKET_PATH", &socket)
         .env("NIX_CONFIG", "sandbox = false")
+        .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();

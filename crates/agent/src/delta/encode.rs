@@ -18,6 +18,7 @@ use ndeploy_store::store_path::StorePath;
 use thiserror::Error;
 
 use super::chunks::{self, MIN_CHUNKED_FILE};
+use super::knowledge::version_blind;
 use super::{MAX_DELTA_FILE, Method, NarPlan, PlanEntry, PlanNode, PlanStats, TargetKnowledge, codec};
 use crate::manifest::{FileHash, ManifestError, NarManifest, Node, RelPath};
 
@@ -109,16 +110,6 @@ impl<'m> Base<'m> {
     }
 }
 
-/// `bytes` with every run of digits replaced by `#`.
-fn version_blind(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len());
-    for &b in bytes {
-        if !(b.is_ascii_digit() && out.last() == Some(&b'#')) {
-            out.push(if b.is_ascii_digit() { b'#' } else { b });
-        }
-    }
-    out
-}
 
 /// Plan the NAR of `path` (whose manifest is `manifest`) for a target
 /// described by `knowledge`; `contents` reads a file of `path` by relative path.

@@ -56,6 +56,24 @@ pub fn package_name(name: &str) -> &str {
         .map_or(name, |i| &name[..i])
 }
 
+/// `bytes` with every run of digits replaced by `#`.
+pub(crate) fn version_blind(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for &b in bytes {
+        if !(b.is_ascii_digit() && out.last() == Some(&b'#')) {
+            out.push(if b.is_ascii_digit() { b'#' } else { b });
+        }
+    }
+    out
+}
+
+/// The keys a path is found under as an earlier version: its package name,
+/// and that name with version numbers blanked (tagged apart).
+fn package_keys(name: &str) -> [String; 2] {
+    let pname = package_name(name);
+    [format!("p:{pname}"), format!("b:{}", String::from_utf8_lossy(&version_blind(pname.as_bytes())))]
+}
+
 type BaseReader = dyn Fn(&StorePath, &RelPath) -> Option<Vec<u8>> + Send + Sync;
 
 /// [`TargetKnowledge`] from manifests (see the module doc).
@@ -99,9 +117,11 @@ impl KnowledgeIndex {
                 self.files.entry(b3).or_insert_with(|| (path.clone(), e.path.clone()));
             }
         }
-        let versions = self.by_package.entry(package_name(path.name()).to_owned()).or_default();
-        if !versions.contains(&path) {
-            versions.push(path.clone());
+        for key in package_keys(path.name()) {
+            let versions = self.by_package.entry(key).or_default();
+            if !versions.contains(&path) {
+                versions.push(path.clone());
+            }
         }
         self.manifests.insert(path, manifest);
     }
@@ -118,8 +138,10 @@ impl KnowledgeIndex {
                 }
             }
         }
-        if let Some(v) = self.by_package.get_mut(package_name(path.name())) {
-            v.retain(|p| p != path);
+        for key in package_keys(path.name()) {
+            if let Some(v) = self.by_package.get_mut(&key) {
+                v.retain(|p| p != path);
+            }
         }
     }
 
@@ -147,10 +169,12 @@ impl TargetKnowledge for KnowledgeIndex {
 
     fn previous_versions(&self, path: &StorePath) -> Vec<StorePath> {
         let name = path.name();
-        let mut v: Vec<StorePath> = self
-            .by_package
-            .get(package_name(name))
-            .map(|v| v.iter().filter(|p| *p != path).cloned().collect())
+        // The same package name, else the same name up to version numbers
+        // (`python3.11-foo` for `python3.12-foo`).
+        let mut v: Vec<StorePath> = package_keys(name)
+            .iter()
+            .map(|k| self.by_package.get(k).map(|v| v.iter().filter(|p| *p != path).cloned().collect::<Vec<_>>()).unwrap_or_default())
+            .find(|v| !v.is_empty())
             .unwrap_or_default();
         // Same full name first, then the longest common prefix (leaf-3-1.0 is
         // closer to leaf-3-1.1 than leaf-30-1.0 is), newest knowledge first on ties.
@@ -192,6 +216,9 @@ mod tests {
         }
         let new = p("33333333333333333333333333333333-leaf-3-1.1");
         assert_eq!(k.previous_versions(&new), [p("11111111111111111111111111111111-leaf-3-1.0"), p("00000000000000000000000000000000-leaf-30-1.0")]);
+        // A package whose name embeds another package's version.
+        k.add(p("55555555555555555555555555555555-python3.11-foo-1.0"), NarManifest::default());
+        assert_eq!(k.previous_versions(&p("66666666666666666666666666666666-python3.12-foo-1.0")), [p("55555555555555555555555555555555-python3.11-foo-1.0")]);
         let same = p("44444444444444444444444444444444-leaf-30-1.0");
         assert_eq!(k.previous_versions(&same)[0], p("00000000000000000000000000000000-leaf-30-1.0"));
         k.remove(&p("11111111111111111111111111111111-leaf-3-1.0"));

@@ -71,20 +71,34 @@ pub enum DaemonTarget {
 }
 
 impl DaemonTarget {
-    /// The socket if one is listening, else `nix-daemon --stdio`; with a
-    /// store root always the child, on `local?root=ROOT`.
+    /// The daemon socket if there is one (`DaemonImporter` falls back to a
+    /// child if nothing listens on it), else `nix-daemon --stdio`; with a
+    /// store root always the child, on `local?root=ROOT`. Nothing is
+    /// connected here (a probe would leave an error in the daemon's log).
     pub fn detect(config: &ServerConfig) -> DaemonTarget {
-        let program = std::env::var_os("NDEPLOY_NIX_DAEMON").map_or_else(|| PathBuf::from("nix-daemon"), PathBuf::from);
         if let Some(root) = &config.store_root {
-            return DaemonTarget::Spawn { program, args: vec!["--stdio".into(), "--store".into(), format!("local?root={}", root.display())] };
+            return DaemonTarget::Spawn {
+                program: nix_daemon(),
+                args: vec!["--stdio".into(), "--store".into(), format!("local?root={}", root.display())],
+            };
         }
         let socket = std::env::var_os("NIX_DAEMON_SOCKET_PATH").map_or_else(|| PathBuf::from(daemon::DEFAULT_SOCKET_PATH), PathBuf::from);
-        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        if std::fs::metadata(&socket).is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())) {
             DaemonTarget::Socket(socket)
         } else {
-            DaemonTarget::Spawn { program, args: vec!["--stdio".into()] }
+            DaemonTarget::stdio()
         }
     }
+
+    /// `nix-daemon --stdio` on the default store.
+    pub fn stdio() -> DaemonTarget {
+        DaemonTarget::Spawn { program: nix_daemon(), args: vec!["--stdio".into()] }
+    }
+}
+
+/// The daemon program: `$NDEPLOY_NIX_DAEMON`, else `nix-daemon` from `PATH`.
+fn nix_daemon() -> PathBuf {
+    std::env::var_os("NDEPLOY_NIX_DAEMON").map_or_else(|| PathBuf::from("nix-daemon"), PathBuf::from)
 }
 
 enum Conn {
@@ -112,18 +126,31 @@ impl DaemonImporter {
             self.conn = None;
         }
         if self.conn.is_none() {
-            let c = match &self.target {
-                DaemonTarget::Socket(p) => Conn::Unix(Box::new(daemon::connect_unix(p, self.store_dir.clone()).await.map_err(|e| e.to_string())?)),
-                DaemonTarget::Spawn { program, args } => {
-                    let mut cmd = tokio::process::Command::new(program);
-                    cmd.args(args);
-                    Conn::Child(Box::new(daemon::spawn_stdio(cmd, self.store_dir.clone()).await.map_err(|e| e.to_string())?))
+            let c = match connect(&self.target, &self.store_dir).await {
+                // A socket nobody listens on (a stale file): a daemon of our own.
+                Err(e) if matches!(self.target, DaemonTarget::Socket(_)) => {
+                    tracing::debug!("{e}; starting nix-daemon --stdio");
+                    self.target = DaemonTarget::stdio();
+                    connect(&self.target, &self.store_dir).await?
                 }
+                c => c?,
             };
             self.conn = Some(c);
         }
         self.conn.as_mut().ok_or_else(|| "no daemon connection".to_owned())
     }
+
+}
+
+async fn connect(target: &DaemonTarget, store_dir: &StoreDir) -> Result<Conn, String> {
+    Ok(match target {
+        DaemonTarget::Socket(p) => Conn::Unix(Box::new(daemon::connect_unix(p, store_dir.clone()).await.map_err(|e| e.to_string())?)),
+        DaemonTarget::Spawn { program, args } => {
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(args);
+            Conn::Child(Box::new(daemon::spawn_stdio(cmd, store_dir.clone()).await.map_err(|e| e.to_string())?))
+        }
+    })
 }
 
 async fn valid_on<R, W>(c: &mut DaemonConnection<R, W>, path: &StorePath) -> Result<bool, String>

@@ -287,3 +287,15 @@ async fn a_plan_reusing_files_of_a_path_pushed_just_before_waits_for_its_import(
     client.bye().await.unwrap();
     assert_eq!(server.await.unwrap().unwrap().imported, 3);
 }
+
+#[tokio::test]
+async fn a_stale_daemon_socket_falls_back_to_a_daemon_of_our_own() {
+    use crate::server::{DaemonImporter, DaemonTarget};
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("socket");
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(std::os::unix::net::UnixStream::connect(&socket).is_err(), "nobody listens");
+    let mut importer = DaemonImporter::new(DaemonTarget::Socket(socket), StoreDir::default());
+    // Answered by `nix-daemon --stdio` on this machine's store.
+    assert_eq!(importer.is_valid(&sp("00000000000000000000000000000000-surely-not-there")).await, Ok(false));
+}

@@ -25,7 +25,7 @@ nix_t=$(mean_cpu nix-instantiate --readonly-mode "$tmp/dag.nix")
 cp "$tmp/out" "$tmp/nix.out"
 nd_t=$(mean_cpu "$nd" instantiate "$tmp/dag.nix")
 cmp -s "$tmp/out" "$tmp/nix.out" || { echo "outputs differ!" >&2; exit 1; }
-echo "drv DAG of $n derivations (mean of $runs runs, CPU seconds user+sys):"
+echo "drv DAG of $n derivations (mean of $runs runs, CPU seconds user+sys; load average $(cut -d' ' -f1-3 /proc/loadavg)):"
 echo "  nix-instantiate --readonly-mode  $nix_t"
 echo "  ndeploy instantiate              $nd_t"
 awk -v a="$nd_t" -v b="$nix_t" 'BEGIN { printf "  ratio ndeploy/nix                %.2fx\n", a / b }'

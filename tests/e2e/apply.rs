@@ -436,8 +436,18 @@ fn apply_with_sudo_and_build_on_target() {
     let server = std::thread::spawn(move || {
         use std::io::{Read, Write};
         let mut requests = Vec::new();
+        // Gives up after a while, so a failed apply fails the test instead of hanging it.
+        listener.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
         for status in ["503 Service Unavailable", "200 OK"] {
-            let (mut s, _) = listener.accept().unwrap();
+            let mut s = loop {
+                match listener.accept() {
+                    Ok((s, _)) => break s,
+                    Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(50)),
+                    Err(_) => return requests,
+                }
+            };
+            s.set_nonblocking(false).unwrap();
             let mut buf = [0u8; 2048];
             let n = s.read(&mut buf).unwrap();
             requests.push(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned());
@@ -455,8 +465,8 @@ fn apply_with_sudo_and_build_on_target() {
         ),
     );
     let out = run(&mut nd(&client, &fleet, &["apply", "--json", "--confirm-timeout", "10", "--target-root", TARGET_ROOT]));
-    assert_eq!(server.join().unwrap(), ["GET /health HTTP/1.1", "GET /health HTTP/1.1"]);
     assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(server.join().unwrap(), ["GET /health HTTP/1.1", "GET /health HTTP/1.1"]);
     let r = report(&out);
     let h = host(&r, "s");
     assert_eq!(h["result"], "deployed", "{h}");

@@ -2,11 +2,14 @@
 //! build → push → activate (see `ndeploy_deploy::apply`), plus the fleet
 //! plumbing the other host commands (`build`, `exec`, `keys`, `diff`) share.
 //!
-//! Evaluation writes every `.drv`, text and source manifest into a
-//! temporary drv dir; those are registered in the local store through the
-//! daemon before anything builds. Activation output is printed as
-//! `host> line`; build logs too with `--verbose`. The final per-host report
-//! is a table (or `--json`). Exit status 1 when any host failed or rolled back.
+//! Evaluation runs on its own thread and writes every `.drv`, text and the
+//! source manifest into a temporary drv dir; each host's result streams into
+//! the pipeline as soon as it is done: its derivations are registered in the
+//! local store through the daemon (`apply::register_and_feed`) and it starts
+//! building while other hosts still evaluate. Progress: bars per host on a
+//! terminal, `host> line` lines otherwise (see `apply_progress`). The final
+//! per-host report is a table (or `--json`). Exit status 1 when any host
+//! failed or rolled back.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use ndeploy_deploy::activate::Goal;
-use ndeploy_deploy::apply::{self, ApplyOptions, HostReport, HostSpec, Verdict};
+use ndeploy_deploy::apply::{self, ApplyOptions, Evaluation, HostReport, HostSpec, Verdict};
+use tokio::sync::mpsc;
 use ndeploy_deploy::fleet::{self, HostResult, Selection, Selector, Target};
 use ndeploy_deploy::ssh::{ConnectOptions, SshTarget};
 use ndeploy_eval::eval::{EvalConfig, parse_nix_path};
@@ -75,28 +79,49 @@ pub fn ssh_target(r: &HostResult, deployment: &serde_json::Value) -> anyhow::Res
 }
 
 /// Evaluate the selected hosts (`toplevels`: their toplevels, else only the
-/// deployment settings) on a large-stack thread. With `drv_dir`, every
-/// derivation, text and source manifest is written there.
+/// deployment settings) on a large-stack thread, sorted by host. With
+/// `drv_dir`, every derivation, text and the source manifest is written there.
 pub fn evaluate(
     fa: &FleetArgs,
     extra_selectors: &[String],
     toplevels: bool,
     drv_dir: Option<PathBuf>,
 ) -> anyhow::Result<Vec<Evaluated>> {
+    let store_dir = std::env::var("NIX_STORE_DIR").unwrap_or_else(|_| "/nix/store".into());
+    let mut computing = ComputingStore::new(&store_dir);
+    let with_manifest = drv_dir.is_some();
+    if let Some(d) = drv_dir {
+        computing = computing.with_drv_dir(d);
+    }
+    let computing = Arc::new(computing);
+    let mut out = Vec::new();
+    evaluate_each(fa, extra_selectors, toplevels, Arc::clone(&computing), |e| out.push(e))?;
+    if with_manifest {
+        computing.write_manifest().map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    out.sort_by(|a, b| a.result.host.cmp(&b.result.host));
+    Ok(out)
+}
+
+/// Evaluate the selected hosts with `computing` as the store, on a
+/// large-stack thread, handing each to `on_result` as soon as it is done
+/// (completion order). Blocks until every host is done.
+pub fn evaluate_each(
+    fa: &FleetArgs,
+    extra_selectors: &[String],
+    toplevels: bool,
+    computing: Arc<ComputingStore>,
+    mut on_result: impl FnMut(Evaluated) + Send,
+) -> anyhow::Result<()> {
     let mut sels = Vec::new();
     for on in fa.on.iter().chain(extra_selectors) {
         sels.extend(Selector::parse_list(on)?);
     }
     let sel = if sels.is_empty() { Selection::All } else { Selection::Any(sels) };
     let (flake, file) = (fa.flake.clone(), fa.file.clone());
-    let work = move || -> anyhow::Result<Vec<Evaluated>> {
-        let store_dir = std::env::var("NIX_STORE_DIR").unwrap_or_else(|_| "/nix/store".into());
-        let mut computing = ComputingStore::new(&store_dir);
-        if let Some(d) = drv_dir {
-            computing = computing.with_drv_dir(d);
-        }
-        let computing = Arc::new(computing);
-        let ev = evaluator_over(&store_dir, Arc::clone(&computing));
+    let store_dir = computing.store_dir().as_str().to_owned();
+    let work = move || -> anyhow::Result<()> {
+        let ev = evaluator_over(&store_dir, computing);
         let pool = fleet::thread_pool(0)?;
         let (_, _, fleet) = pool.install(|| open_fleet(&ev, flake.as_deref(), file.as_deref()))?;
         let all = fleet.hosts().to_vec();
@@ -107,46 +132,38 @@ pub fn evaluate(
             Some(Ok(d)) => Ok(d.tags.clone()),
             _ => Err(()),
         })?;
-        let mut results = Vec::new();
+        let deployment = |host: &str| match by_host.get(host) {
+            Some(Ok(d)) => d.json.clone(),
+            _ => serde_json::Value::Null,
+        };
         if toplevels {
-            fleet.evaluate(&pool, &hosts, &Target::Toplevel, false, |r| results.push(r));
+            fleet.evaluate(&pool, &hosts, &Target::Toplevel, false, |result| {
+                let deployment = deployment(&result.host);
+                on_result(Evaluated { result, deployment })
+            });
         } else {
-            results = hosts
-                .iter()
-                .map(|h| {
-                    let mut r = HostResult::new(h);
-                    match by_host.get(h.as_str()) {
-                        Some(Ok(d)) => r.target_host = d.target_host.clone(),
-                        Some(Err(e)) => r.error = Some(e.render(false)),
-                        None => r.error = Some("no such host".into()),
-                    }
-                    r
-                })
-                .collect();
+            for h in &hosts {
+                let mut result = HostResult::new(h);
+                match by_host.get(h.as_str()) {
+                    Some(Ok(d)) => result.target_host = d.target_host.clone(),
+                    Some(Err(e)) => result.error = Some(e.render(false)),
+                    None => result.error = Some("no such host".into()),
+                }
+                on_result(Evaluated { result, deployment: deployment(h) });
+            }
         }
-        computing.write_manifest().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let out = results
-            .into_iter()
-            .map(|result| {
-                let deployment = match by_host.get(result.host.as_str()) {
-                    Some(Ok(d)) => d.json.clone(),
-                    _ => serde_json::Value::Null,
-                };
-                Evaluated { result, deployment }
-            })
-            .collect();
         // The heap is not freed value by value: the process ends soon.
         std::mem::forget(fleet);
         std::mem::forget(ev);
-        Ok(out)
+        Ok(())
     };
-    let handle = std::thread::Builder::new()
-        .stack_size(fleet::evaluate::STACK_SIZE)
-        .spawn(work)
-        .context("cannot start the evaluation thread")?;
-    let mut out = handle.join().map_err(|_| anyhow::anyhow!("evaluation thread panicked"))??;
-    out.sort_by(|a, b| a.result.host.cmp(&b.result.host));
-    Ok(out)
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .stack_size(fleet::evaluate::STACK_SIZE)
+            .spawn_scoped(scope, work)
+            .context("cannot start the evaluation thread")?;
+        handle.join().map_err(|_| anyhow::anyhow!("evaluation thread panicked"))?
+    })
 }
 
 /// An evaluator over the real file system whose store is `computing`.
@@ -161,11 +178,6 @@ fn evaluator_over(store_dir: &str, computing: Arc<ComputingStore>) -> Evaluator 
     let mut ev = Evaluator::new(config, Arc::new(io));
     ev.store = Some(Arc::new(FetchStore::new(computing, fetcher)));
     ev
-}
-
-/// Prints `host> line` lines without interleaving within a line.
-pub fn printer() -> apply::Output {
-    Arc::new(|host: &str, line: &str| eprintln!("{host}> {line}"))
 }
 
 #[derive(Args, Debug)]
@@ -193,6 +205,9 @@ pub struct ApplyArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// No progress bars (prefixed output lines instead).
+    #[arg(long)]
+    no_progress: bool,
     /// Prefix of every path activation touches on the targets
     /// (`NDEPLOY_TARGET_ROOT`; for tests and containers).
     #[arg(long, value_name = "DIR")]
@@ -214,56 +229,108 @@ fn goal_and_selectors(words: &[String]) -> (Goal, Vec<String>) {
 pub struct Prepared {
     pub hosts: Vec<HostSpec>,
     pub failed: Vec<HostReport>,
-    pub eval_time: Duration,
-    pub register_time: Duration,
 }
 
-impl Prepared {
-    /// The failed hosts' reports merged with `reports`, sorted by host.
-    pub fn merge(&self, mut reports: Vec<HostReport>) -> Vec<HostReport> {
-        reports.extend(self.failed.iter().cloned());
-        reports.sort_by(|a, b| a.host.cmp(&b.host));
-        reports
+fn merge(mut reports: Vec<HostReport>, failed: impl IntoIterator<Item = HostReport>) -> Vec<HostReport> {
+    reports.extend(failed);
+    reports.sort_by(|a, b| a.host.cmp(&b.host));
+    reports
+}
+
+/// An evaluated host ready for the pipeline, or why it is not.
+fn host_spec(dir: &StoreDir, e: Evaluated) -> Evaluation {
+    let Evaluated { result: r, deployment } = e;
+    let spec = (|| -> anyhow::Result<HostSpec> {
+        if let Some(e) = &r.error {
+            bail!("evaluation failed: {e}");
+        }
+        let drv = dir.parse(r.drv_path.as_deref().context("no drvPath")?)?;
+        let toplevel = dir.parse(r.out_path.as_deref().context("no outPath")?)?;
+        let ssh = ssh_target(&r, &deployment)?;
+        Ok(HostSpec { name: r.host.clone(), ssh, drv, toplevel, deployment, eval_secs: r.eval_ms as f64 / 1000.0 })
+    })();
+    match spec {
+        Ok(h) => Evaluation::Ready(h),
+        Err(e) => Evaluation::Failed(HostReport {
+            host: r.host.clone(),
+            eval_secs: r.eval_ms as f64 / 1000.0,
+            verdict: Verdict::Failed(format!("{e:#}")),
+            ..Default::default()
+        }),
     }
 }
 
 /// Evaluate with a drv dir and register its paths in the local store. A
 /// host that fails to evaluate is reported, not fatal.
 pub fn evaluate_and_register(fa: &FleetArgs, selectors: &[String]) -> anyhow::Result<Prepared> {
-    let t = Instant::now();
     let drv_dir = tempfile::Builder::new().prefix("ndeploy-drvs-").tempdir().context("cannot create a temporary directory")?;
     let evaluated = evaluate(fa, selectors, true, Some(drv_dir.path().to_path_buf()))?;
-    let eval_time = t.elapsed();
     let dir = StoreDir::from_env();
     let (mut hosts, mut failed) = (Vec::new(), Vec::new());
-    for Evaluated { result: r, deployment } in evaluated {
-        let spec = (|| -> anyhow::Result<HostSpec> {
-            if let Some(e) = &r.error {
-                bail!("evaluation failed: {e}");
-            }
-            let drv = dir.parse(r.drv_path.as_deref().context("no drvPath")?)?;
-            let toplevel = dir.parse(r.out_path.as_deref().context("no outPath")?)?;
-            let ssh = ssh_target(&r, &deployment)?;
-            Ok(HostSpec { name: r.host.clone(), ssh, drv, toplevel, deployment, eval_secs: r.eval_ms as f64 / 1000.0 })
-        })();
-        match spec {
-            Ok(h) => hosts.push(h),
-            Err(e) => failed.push(HostReport {
-                host: r.host.clone(),
-                eval_secs: r.eval_ms as f64 / 1000.0,
-                verdict: Verdict::Failed(format!("{e:#}")),
-                ..Default::default()
-            }),
+    for e in evaluated {
+        match host_spec(&dir, e) {
+            Evaluation::Ready(h) => hosts.push(h),
+            Evaluation::Failed(r) => failed.push(r),
         }
     }
-    let t = Instant::now();
     let rt = runtime()?;
     let added = rt.block_on(async {
         let (mut local, _child) = ndeploy_deploy::build::open_local().await?;
         anyhow::Ok(ndeploy_deploy::build::register(&mut local, drv_dir.path()).await?)
     })?;
     tracing_note(&format!("registered {added} new store paths (derivations and sources)"));
-    Ok(Prepared { hosts, failed, eval_time, register_time: t.elapsed() })
+    Ok(Prepared { hosts, failed })
+}
+
+/// What a pipelined run did: every host's report (sorted by host) and the
+/// run's phase times.
+pub struct Pipelined {
+    pub reports: Vec<HostReport>,
+    pub phases: Vec<(String, Duration)>,
+}
+
+/// Evaluate → register → `opts.goal` (build only when `None`), each host
+/// entering the pipeline as soon as its evaluation is done (module doc).
+pub fn run_pipeline(fa: &FleetArgs, selectors: &[String], opts: &ApplyOptions) -> anyhow::Result<Pipelined> {
+    let started = Instant::now();
+    let drv_dir = tempfile::Builder::new().prefix("ndeploy-drvs-").tempdir().context("cannot create a temporary directory")?;
+    let store_dir = std::env::var("NIX_STORE_DIR").unwrap_or_else(|_| "/nix/store".into());
+    let computing = Arc::new(ComputingStore::new(&store_dir).with_drv_dir(drv_dir.path().to_path_buf()));
+    let snapshot: apply::Snapshot = {
+        let c = Arc::clone(&computing);
+        Arc::new(move || c.write_manifest().map_err(|e| e.to_string()))
+    };
+    let rt = runtime()?;
+    let (eval_tx, eval_rx) = mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+    let feed = rt.spawn(apply::register_and_feed(
+        eval_rx,
+        snapshot,
+        drv_dir.path().to_path_buf(),
+        ready_tx,
+        Arc::clone(&opts.progress),
+    ));
+    let (fa, selectors) = (fa.clone(), selectors.to_vec());
+    let eval = rt.spawn_blocking(move || {
+        let dir = StoreDir::from_env();
+        evaluate_each(&fa, &selectors, true, computing, |e| {
+            let _ = eval_tx.send(host_spec(&dir, e));
+        })
+        .map(|()| started.elapsed())
+    });
+    let (reports, feed, eval) = rt.block_on(async {
+        let reports = apply::apply_stream(ready_rx, opts).await;
+        (reports, feed.await, eval.await)
+    });
+    let eval_time = eval.map_err(|e| anyhow::anyhow!("evaluation task failed: {e}"))??;
+    let feed = feed.map_err(|e| anyhow::anyhow!("registration task failed: {e}"))?;
+    tracing_note(&format!("registered {} new store paths in {} rounds", feed.registered, feed.rounds));
+    let phases = vec![
+        ("evaluate".to_owned(), eval_time),
+        (format!("register ({} rounds)", feed.rounds), Duration::from_secs_f64(feed.register_secs)),
+        ("total".to_owned(), started.elapsed()),
+    ];
+    Ok(Pipelined { reports: merge(reports, feed.failed), phases })
 }
 
 fn tracing_note(s: &str) {
@@ -277,7 +344,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Print the report and phase times; the exit code.
-pub fn finish(reports: &[HostReport], json: bool, phases: &[(&str, Duration)]) -> ExitCode {
+pub fn finish(reports: &[HostReport], json: bool, phases: &[(String, Duration)]) -> ExitCode {
     if json {
         let v: Vec<serde_json::Value> = reports.iter().map(HostReport::to_json).collect();
         println!("{}", serde_json::Value::Array(v));
@@ -291,29 +358,17 @@ pub fn finish(reports: &[HostReport], json: bool, phases: &[(&str, Duration)]) -
 }
 
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
     let (goal, selectors) = goal_and_selectors(&args.words);
-    let prepared = evaluate_and_register(&args.fleet, &selectors)?;
-    let mut opts = ApplyOptions::new(Some(goal), args.fleet.connect_options(), printer());
+    let progress = crate::apply_progress::progress(args.json || args.no_progress);
+    let mut opts = ApplyOptions::new(Some(goal), args.fleet.connect_options(), progress);
     opts.jobs = args.jobs.max(1);
     opts.magic_rollback = !args.no_magic_rollback && goal.rollback_by_default();
     opts.confirm_timeout = Duration::from_secs(args.confirm_timeout.max(1));
     opts.verbose = args.verbose;
     opts.upload_keys = !args.no_keys;
     opts.target_root = target_root(&args.target_root);
-    let t = Instant::now();
-    let reports = prepared.merge(runtime()?.block_on(apply::apply(prepared.hosts.clone(), &opts)));
-    let deploy_time = t.elapsed();
-    Ok(finish(
-        &reports,
-        args.json,
-        &[
-            ("evaluate", prepared.eval_time),
-            ("register", prepared.register_time),
-            ("build+push+activate", deploy_time),
-            ("total", started.elapsed()),
-        ],
-    ))
+    let run = run_pipeline(&args.fleet, &selectors, &opts)?;
+    Ok(finish(&run.reports, args.json, &run.phases))
 }
 
 /// `--target-root`, else `$NDEPLOY_TARGET_ROOT`, else none.

@@ -1,14 +1,16 @@
 //! `ndeploy build [SELECTORS…]`: evaluate, register the derivations in the
-//! local store and build the toplevels through the local daemon; prints each
-//! host's out path (`HOST PATH`). Nothing is sent to any target.
+//! local store and build the toplevels through the local daemon, each host
+//! as soon as it is evaluated (the pipeline of `apply`, stopping after the
+//! build); prints each host's out path (`HOST PATH`). Nothing is sent to any
+//! target.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use clap::Args;
-use ndeploy_deploy::apply::{self, ApplyOptions};
+use ndeploy_deploy::apply::ApplyOptions;
 
-use crate::apply_cmd::{FleetArgs, evaluate_and_register, finish, printer, runtime};
+use crate::apply_cmd::{FleetArgs, Pipelined, finish, run_pipeline};
+use crate::apply_progress::progress;
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
@@ -25,22 +27,16 @@ pub struct BuildArgs {
     /// Print the report as JSON on stdout (instead of `HOST PATH` lines).
     #[arg(long)]
     json: bool,
+    /// No progress bars (prefixed output lines instead).
+    #[arg(long)]
+    no_progress: bool,
 }
 
 pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
-    let prepared = evaluate_and_register(&args.fleet, &args.selectors)?;
-    let mut opts = ApplyOptions::new(None, args.fleet.connect_options(), printer());
+    let mut opts = ApplyOptions::new(None, args.fleet.connect_options(), progress(args.json || args.no_progress));
     opts.jobs = args.jobs.max(1);
     opts.verbose = args.verbose;
-    let t = Instant::now();
-    let reports = prepared.merge(runtime()?.block_on(apply::apply(prepared.hosts.clone(), &opts)));
-    let phases: [(&str, Duration); 4] = [
-        ("evaluate", prepared.eval_time),
-        ("register", prepared.register_time),
-        ("build", t.elapsed()),
-        ("total", started.elapsed()),
-    ];
+    let Pipelined { reports, phases } = run_pipeline(&args.fleet, &args.selectors, &opts)?;
     if args.json {
         return Ok(finish(&reports, true, &phases));
     }

@@ -11,7 +11,7 @@ use ndeploy_deploy::activate::SYSTEM_PROFILE;
 use ndeploy_deploy::apply::{self, ApplyOptions};
 use ndeploy_deploy::diff::{diff_host, render};
 
-use crate::apply_cmd::{FleetArgs, evaluate_and_register, printer, runtime};
+use crate::apply_cmd::{FleetArgs, evaluate_and_register, runtime};
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
@@ -27,7 +27,7 @@ pub struct DiffArgs {
 pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
     let prepared = evaluate_and_register(&args.fleet, &args.selectors)?;
     let hosts = &prepared.hosts;
-    let opts = ApplyOptions::new(None, args.fleet.connect_options(), printer());
+    let opts = ApplyOptions::new(None, args.fleet.connect_options(), crate::apply_progress::progress(true));
     let rt = runtime()?;
     let built = rt.block_on(apply::apply(hosts.clone(), &opts));
     let mut failed = !prepared.failed.is_empty();

@@ -2,6 +2,7 @@
 //! the library crates.
 
 mod apply_cmd;
+mod apply_progress;
 mod bench_cmd;
 mod build_cmd;
 mod diff_cmd;

@@ -94,11 +94,15 @@ fn info_for(dir: &StoreDir, path: &str, nar: &[u8], refs: &[String], ca: Content
 
 /// Everything the evaluation in `drv_dir` added to the store, in reference
 /// order (references first). `skip` says which paths need no registration
-/// (already valid), so their files are not even read.
+/// (already valid), so their files are not even read. With `partial` (a
+/// manifest written while evaluation goes on), a derivation or text whose
+/// file is not written yet is left out: nothing in the manifest refers to it
+/// yet, since a file is written before its path is handed to anything else.
 pub fn registration(
     dir: &StoreDir,
     drv_dir: &Path,
     skip: &dyn Fn(&str) -> bool,
+    partial: bool,
 ) -> Result<Vec<Registration>, BuildError> {
     let mpath = drv_dir.join("manifest.json");
     let bytes = std::fs::read(&mpath).map_err(|source| BuildError::Read { what: "manifest", path: mpath.clone(), source })?;
@@ -111,7 +115,11 @@ pub fn registration(
         }
         let base = path.rsplit('/').next().unwrap_or(path);
         let file = drv_dir.join(base);
-        let contents = std::fs::read(&file).map_err(|source| BuildError::Read { what: "derivation/text", path: file, source })?;
+        let contents = match std::fs::read(&file) {
+            Ok(c) => c,
+            Err(e) if partial && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(BuildError::Read { what: "derivation/text", path: file, source }),
+        };
         let nar = nar_of_bytes(&contents).map_err(|message| BuildError::Path { path: path.clone(), message })?;
         let ca = ContentAddress::Text(Hash::digest(HashAlgo::Sha256, &contents));
         out.push(Registration { info: info_for(dir, path, &nar, refs, ca)?, nar });
@@ -153,15 +161,50 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    let dir = local.store_dir().clone();
-    let all: Vec<StorePath> = manifest_paths(drv_dir)?.iter().filter_map(|p| dir.parse(p).ok()).collect();
-    let valid: BTreeSet<String> = local.query_valid_paths(&all, false).await?.iter().map(|p| dir.display(p)).collect();
-    let regs = registration(&dir, drv_dir, &|p| valid.contains(p))?;
-    let flags = AddToStoreFlags { repair: false, dont_check_sigs: true };
-    for r in &regs {
-        local.add_to_store_nar(&r.info, &mut r.nar.as_slice(), flags).await?;
+    Registrar::default().register(local, drv_dir, false).await
+}
+
+/// Registers successive manifests of one evaluation (written as it goes
+/// on), remembering which paths are known valid so that each round asks the
+/// daemon only about new ones.
+#[derive(Debug, Default)]
+pub struct Registrar {
+    known: BTreeSet<String>,
+}
+
+impl Registrar {
+    /// Register what the manifest in `drv_dir` names and the daemon lacks
+    /// (`partial`: see [`registration`]); returns how many paths were added.
+    pub async fn register<R, W>(
+        &mut self,
+        local: &mut DaemonConnection<R, W>,
+        drv_dir: &Path,
+        partial: bool,
+    ) -> Result<usize, BuildError>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        let dir = local.store_dir().clone();
+        let unknown: Vec<StorePath> = manifest_paths(drv_dir)?
+            .iter()
+            .filter(|p| !self.known.contains(*p))
+            .filter_map(|p| dir.parse(p).ok())
+            .collect();
+        if unknown.is_empty() {
+            return Ok(0);
+        }
+        for p in local.query_valid_paths(&unknown, false).await? {
+            self.known.insert(dir.display(&p));
+        }
+        let regs = registration(&dir, drv_dir, &|p| self.known.contains(p), partial)?;
+        let flags = AddToStoreFlags { repair: false, dont_check_sigs: true };
+        for r in &regs {
+            local.add_to_store_nar(&r.info, &mut r.nar.as_slice(), flags).await?;
+            self.known.insert(dir.display(&r.info.path));
+        }
+        Ok(regs.len())
     }
-    Ok(regs.len())
 }
 
 /// The text of a build log message, if it is one.
@@ -262,14 +305,18 @@ mod tests {
             "sources": { dir.display(&src_path): { "origin": src.display().to_string(), "recursive": true, "filtered": false } },
         });
         std::fs::write(d.path().join("manifest.json"), manifest.to_string()).unwrap();
-        let regs = registration(&dir, d.path(), &|_| false).unwrap();
+        let regs = registration(&dir, d.path(), &|_| false, false).unwrap();
         let order: Vec<&StorePath> = regs.iter().map(|r| &r.info.path).collect();
         assert_eq!(order, [&src_path, &text_path]);
         assert_eq!(regs[0].info.nar_hash, Hash::digest(HashAlgo::Sha256, &nar));
-        assert!(registration(&dir, d.path(), &|p| p == dir.display(&text_path)).unwrap().len() == 1);
+        assert!(registration(&dir, d.path(), &|p| p == dir.display(&text_path), false).unwrap().len() == 1);
+        // While evaluation goes on, a text not written yet is left out, else it is an error.
+        std::fs::remove_file(d.path().join(text_path.to_string())).unwrap();
+        assert_eq!(registration(&dir, d.path(), &|_| false, true).unwrap().len(), 1);
+        assert!(registration(&dir, d.path(), &|_| false, false).is_err());
         // A changed source no longer matches its path.
         std::fs::write(&src, "changed").unwrap();
-        assert!(registration(&dir, d.path(), &|_| false).is_err());
+        assert!(registration(&dir, d.path(), &|_| false, false).is_err());
     }
 
     /// A filtered source is re-created from its exclusions: same NAR as the
@@ -295,11 +342,11 @@ mod tests {
             "sources": { dir.display(&sp): { "origin": tree.display().to_string(), "recursive": true, "filtered": true, "excluded": [skip] } },
         });
         std::fs::write(d.path().join("manifest.json"), manifest.to_string()).unwrap();
-        let regs = registration(&dir, d.path(), &|_| false).unwrap();
+        let regs = registration(&dir, d.path(), &|_| false, false).unwrap();
         assert_eq!(regs.len(), 1);
         assert_eq!(regs[0].nar, nar);
         std::fs::write(tree.join("new"), "n").unwrap();
-        let e = registration(&dir, d.path(), &|_| false).unwrap_err().to_string();
+        let e = registration(&dir, d.path(), &|_| false, false).unwrap_err().to_string();
         assert!(e.contains("not to this path"), "{e}");
     }
 }

@@ -1,0 +1,106 @@
+//! Pushes of `apply`, batched into push's shared fan-out.
+//!
+//! Design: host tasks hand their push (target + roots) to one coordinator
+//! task and await their own result. The coordinator runs at most `slots`
+//! pushes at once. A request that finds a free slot starts at once (with
+//! whatever else is queued at that instant); requests arriving while every
+//! slot is busy queue up and all go together in the next push when a slot
+//! frees — one [`crate::push::push`] call, so each path they need is read
+//! and NAR-serialised once and the same bytes go to every target lacking it.
+//! Hosts whose builds finish together thus share one fan-out, and a lone
+//! host never waits for a timer. Each batch has its own local daemon
+//! connection; a batch that fails as a whole fails each of its hosts.
+
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::progress::ApplyProgress;
+use crate::build;
+use crate::push::{PushOptions, PushProgress, PushTarget, TargetProgress, TargetReport, push};
+use crate::ssh::ConnectOptions;
+
+struct Request {
+    target: PushTarget,
+    reply: oneshot::Sender<Result<TargetReport, String>>,
+}
+
+/// Hands pushes to the coordinator (cheap to clone).
+#[derive(Clone)]
+pub struct PushBatcher {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+/// Push events of each target go to the host's progress.
+struct HostsProgress(Arc<dyn ApplyProgress>);
+
+impl PushProgress for HostsProgress {
+    fn target(&self, name: &str) -> Arc<dyn TargetProgress> {
+        self.0.push_progress(name)
+    }
+}
+
+impl PushBatcher {
+    /// Start the coordinator (on the current tokio runtime); it ends when
+    /// every clone of the batcher is dropped.
+    pub fn start(connect: ConnectOptions, slots: usize, progress: Arc<dyn ApplyProgress>) -> PushBatcher {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(coordinate(rx, connect, slots.max(1), progress));
+        PushBatcher { tx }
+    }
+
+    /// Push `target`'s roots; the target's report, or why the push failed.
+    pub async fn push(&self, target: PushTarget) -> Result<TargetReport, String> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Request { target, reply }).map_err(|_| "the push coordinator has stopped".to_owned())?;
+        answer.await.map_err(|_| "the push coordinator dropped the request".to_owned())?
+    }
+}
+
+async fn coordinate(
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    connect: ConnectOptions,
+    slots: usize,
+    progress: Arc<dyn ApplyProgress>,
+) {
+    let slots = Arc::new(Semaphore::new(slots));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return };
+        // Everything that queued while we waited for the slot goes along.
+        let mut batch = vec![first];
+        while let Ok(r) = rx.try_recv() {
+            batch.push(r);
+        }
+        let (connect, progress) = (connect.clone(), Arc::clone(&progress));
+        tokio::spawn(async move {
+            run_batch(batch, connect, progress).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn run_batch(batch: Vec<Request>, connect: ConnectOptions, progress: Arc<dyn ApplyProgress>) {
+    let (targets, replies): (Vec<PushTarget>, Vec<_>) = batch.into_iter().map(|r| (r.target, r.reply)).unzip();
+    let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+    let mut opts = PushOptions::new(connect, Arc::new(HostsProgress(progress)));
+    opts.jobs = targets.len();
+    let result = async {
+        let (mut local, _child) = build::open_local().await.map_err(|e| format!("local Nix store: {e}"))?;
+        push(&mut local, targets, &opts).await.map_err(|e| e.to_string())
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            let mut by_name: std::collections::HashMap<String, TargetReport> =
+                report.targets.into_iter().map(|t| (t.name.clone(), t)).collect();
+            for (name, reply) in names.iter().zip(replies) {
+                let _ = reply.send(by_name.remove(name).ok_or_else(|| format!("push returned no report for {name}")));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}

@@ -299,19 +299,41 @@ async fn import<I: Importer>(
     Ok((path, methods))
 }
 
-/// Manifests of the paths present under `dir` (`None` for absent or unreadable ones).
+/// Manifests of the paths present under `dir` (`None` for absent or
+/// unreadable ones), in request order, read by a few threads at once (a
+/// first index of a big store is disk-bound).
 fn index(dir: &Path, paths: Vec<String>) -> Vec<PathManifest> {
-    paths
-        .into_iter()
-        .map(|path| {
-            let manifest = StorePath::from_base_name(&path)
-                .ok()
-                .map(|p| dir.join(p.to_string()))
-                .filter(|full| std::fs::symlink_metadata(full).is_ok())
-                .and_then(|full| NarManifest::from_disk(&full).ok());
-            PathManifest { path, manifest }
-        })
-        .collect()
+    let one = |path: &String| {
+        StorePath::from_base_name(path)
+            .ok()
+            .map(|p| dir.join(p.to_string()))
+            .filter(|full| std::fs::symlink_metadata(full).is_ok())
+            .and_then(|full| NarManifest::from_disk(&full).ok())
+    };
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut found: Vec<Option<NarManifest>> = vec![None; paths.len()];
+    let done: Vec<Vec<(usize, Option<NarManifest>)>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads.min(paths.len()))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(path) = paths.get(i) else { return mine };
+                        mine.push((i, one(path)));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or_default()).collect()
+    });
+    for (i, m) in done.into_iter().flatten() {
+        if let Some(slot) = found.get_mut(i) {
+            *slot = m;
+        }
+    }
+    paths.into_iter().zip(found).map(|(path, manifest)| PathManifest { path, manifest }).collect()
 }
 
 /// Rebuild and verify one NAR (see the module doc).

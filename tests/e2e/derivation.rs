@@ -408,8 +408,9 @@ fn malformed_files_are_reported() {
 /// `builtins.readFile` of a store path gives a string whose context is the
 /// path's references, as Nix's `queryPathInfo` reports them: for a `.drv`
 /// file Nix wrote, for a `toFile` text (written by an earlier Nix run, made
-/// again by the expression), for a file inside a store path and for an
-/// added file without references.
+/// again by the expression, or only named: then the store's database is
+/// asked), for a file inside a store path and for an added file without
+/// references.
 #[test]
 fn read_file_of_store_paths_carries_references() {
     let nonce = std::process::id();
@@ -419,6 +420,10 @@ fn read_file_of_store_paths_carries_references() {
     let text = format!(r#"builtins.toFile "rf-text-{nonce}" "uses ${{builtins.toFile "rf-dep" "d"}}""#);
     // Without --readonly-mode Nix writes the texts into the store.
     run_ok(nix("nix-instantiate").args(["--eval", "--read-write-mode", "-E", &text]));
+    // A text this evaluation never makes: only the database knows its references.
+    let other = format!(r#"builtins.toFile "rf-other-{nonce}" "uses ${{builtins.toFile "rf-dep" "d"}}""#);
+    let written = run_str(nix("nix-instantiate").args(["--eval", "--read-write-mode", "-E", &other]));
+    let written = written.trim_matches('"');
     write_file(&dir.path().join("plain"), "plain\n");
     let added = run_str(nix("nix-store").arg("--add").arg(dir.path().join("plain")));
     write_file(&dir.path().join("tree/f"), "in a tree\n");
@@ -427,12 +432,14 @@ fn read_file_of_store_paths_carries_references() {
         r#"let ctx = s: builtins.getContext s; t = {text}; in
            [ (ctx (builtins.readFile {drv})) (builtins.readFile {drv} == builtins.unsafeDiscardStringContext (builtins.readFile {drv}))
              (ctx (builtins.readFile t)) (builtins.readFile t)
-             (ctx (builtins.readFile {added})) (ctx (builtins.readFile {tree}/f)) ]"#
+             (ctx (builtins.readFile {added})) (ctx (builtins.readFile {tree}/f))
+             (ctx (builtins.readFile {written})) ]"#
     );
     let args = ["--eval", "--strict", "-E", expr.as_str()];
     let want = run_str(nix("nix-instantiate").arg("--readonly-mode").args(args));
     assert!(want.contains("-rf-dep.drv\" = { path = true; }"), "{want}");
     assert!(want.contains("-rf-dep\" = { path = true; }"), "{want}");
+    assert!(want.ends_with("-rf-dep\" = { path = true; }; } ]"), "{want}");
     let got = run_str(ndeploy().arg("instantiate").args(args));
     assert_eq!(got, want);
 }

@@ -147,7 +147,9 @@ fn run_inner(args: InstantiateArgs) -> EvalResult<()> {
     let fetcher = Arc::new(ndeploy_eval::fetch::Fetcher::from_env(&store_dir));
     let io = ndeploy_eval::fetch::FetchIO::new(Arc::new(RealIO), fetcher.clone());
     let mut ev = Evaluator::new(config, Arc::new(io));
-    let mut store = ReadOnlyStore::new(&store_dir);
+    // `readFile` of a store path: its references, from the local store's database.
+    let db = ndeploy_eval::store::local_db::LocalStoreDb::from_env();
+    let mut store = ReadOnlyStore::new(&store_dir).with_references_reader(db.into_reader());
     if let Some(d) = &args.drv_dir {
         store = store.with_drv_dir(d.clone());
     }

@@ -24,6 +24,7 @@
 //! store directory itself.
 
 pub mod drv_info;
+pub mod local_db;
 pub mod registry;
 pub mod source;
 

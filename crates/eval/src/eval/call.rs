@@ -66,6 +66,7 @@ impl Evaluator {
     /// `f a1 a2 ...` with the arguments as expressions in `env`: a primop
     /// given all its arguments is called at once, curried lambdas are
     /// entered two arguments at a time (see [`Evaluator::call2`]).
+    #[inline(never)]
     pub(super) fn apply_exprs(&self, mut f: Value, args: &[Arc<Expr>], pos: Pos, env: &Env) -> EvalResult<Value> {
         let mut rest = args;
         while let Some((first, tail)) = rest.split_first() {

@@ -13,34 +13,11 @@ impl Evaluator {
     pub(super) fn eval_inner(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
         match e {
             Expr::Const(v) => Ok(v.clone()),
-            Expr::Local { depth, idx } => env
-                .with_slot(*depth, *idx, |v| match v {
-                    Value::Thunk(t) => match t.get_ref() {
-                        Some(v) => Ok(v.clone()),
-                        None => self.force_thunk(t),
-                    },
-                    v => Ok(v.clone()),
-                })
-                .map_err(|_| released())?,
-            Expr::WithVar { name, withs, pos } => {
-                for d in withs.iter() {
-                    let scope = env.lookup(*d, 0).map_err(|_| released())?;
-                    let attrs = self.force_attrs(&scope).map_err(|e| e.with_pos(*pos))?;
-                    if let Some(v) = attrs.get(*name) {
-                        return self.force(v);
-                    }
-                }
-                Err(EvalError::at(ErrorKind::UndefinedVar(name.to_string()), *pos))
-            }
+            Expr::Local { depth, idx } => self.eval_local(env, *depth, *idx),
+            Expr::WithVar { name, withs, pos } => self.eval_with_var(*name, withs, *pos, env),
             Expr::Interp { parts, pos } => self.interpolate(parts, env).map_err(|e| e.with_pos(*pos)),
             Expr::PathInterp { parts, pos } => self.path_interp(parts, env).map_err(|e| e.with_pos(*pos)),
-            Expr::List(items) => {
-                let mut v = Vec::with_capacity(items.len());
-                for i in items.iter() {
-                    v.push(self.delay(i, env)?);
-                }
-                Ok(Value::list(v))
-            }
+            Expr::List(items) => self.eval_list(items, env),
             Expr::Attrs(a) => self.eval_attrs(a, env),
             Expr::Let(l) => self.eval_let(l, env),
             Expr::Lambda(l) => Ok(Value::Lambda(Arc::new(crate::value::Closure { lambda: l.clone(), env: env.clone() }))),
@@ -49,20 +26,7 @@ impl Evaluator {
                 self.apply_exprs(f, args, *pos, env)
             }
             Expr::Select { expr, path, default, pos } => self.eval_select(expr, path, default.as_deref(), *pos, env),
-            Expr::HasAttr { expr, path } => {
-                let mut v = self.eval(expr, env)?;
-                for (i, name) in path.iter().enumerate() {
-                    let Value::Attrs(a) = v else { return Ok(Value::Bool(false)) };
-                    let name = self.attr_name(name, env)?;
-                    match a.get(name) {
-                        // Only the attributes on the way are forced.
-                        Some(x) if i + 1 < path.len() => v = self.force(x)?,
-                        Some(_) => return Ok(Value::Bool(true)),
-                        None => return Ok(Value::Bool(false)),
-                    }
-                }
-                Ok(Value::Bool(true))
-            }
+            Expr::HasAttr { expr, path } => self.eval_has_attr(expr, path, env),
             Expr::If { cond, then, else_, pos } => {
                 let c = self.eval(cond, env)?;
                 match c {
@@ -93,6 +57,43 @@ impl Evaluator {
         }
     }
 
+    #[inline(never)]
+    fn eval_with_var(&self, name: Symbol, withs: &[u32], pos: Pos, env: &Env) -> EvalResult<Value> {
+        for d in withs.iter() {
+            let scope = env.lookup(*d, 0).map_err(|_| released())?;
+            let attrs = self.force_attrs(&scope).map_err(|e| e.with_pos(pos))?;
+            if let Some(v) = attrs.get(name) {
+                return self.force(v);
+            }
+        }
+        Err(EvalError::at(ErrorKind::UndefinedVar(name.to_string()), pos))
+    }
+
+    #[inline(never)]
+    fn eval_list(&self, items: &[Arc<Expr>], env: &Env) -> EvalResult<Value> {
+        let mut v = Vec::with_capacity(items.len());
+        for i in items.iter() {
+            v.push(self.delay(i, env)?);
+        }
+        Ok(Value::list(v))
+    }
+
+    #[inline(never)]
+    fn eval_has_attr(&self, expr: &Expr, path: &[AttrName], env: &Env) -> EvalResult<Value> {
+        let mut v = self.eval(expr, env)?;
+        for (i, name) in path.iter().enumerate() {
+            let Value::Attrs(a) = v else { return Ok(Value::Bool(false)) };
+            let name = self.attr_name(name, env)?;
+            match a.get(name) {
+                // Only the attributes on the way are forced.
+                Some(x) if i + 1 < path.len() => v = self.force(x)?,
+                Some(_) => return Ok(Value::Bool(true)),
+                None => return Ok(Value::Bool(false)),
+            }
+        }
+        Ok(Value::Bool(true))
+    }
+
     pub(crate) fn attr_name(&self, n: &AttrName, env: &Env) -> EvalResult<Symbol> {
         match n {
             AttrName::Static(s) => Ok(*s),
@@ -104,6 +105,7 @@ impl Evaluator {
         }
     }
 
+    #[inline(never)]
     fn eval_select(
         &self,
         expr: &Expr,
@@ -150,6 +152,7 @@ impl Evaluator {
         }
     }
 
+    #[inline(never)]
     fn eval_attrs(&self, a: &AttrsExpr, env: &Env) -> EvalResult<Value> {
         let (attrs, env) = if a.rec {
             let renv = self.new_rec_env(env, a.attrs.len());
@@ -220,6 +223,7 @@ impl Evaluator {
         Ok(b.finish().entries().to_vec())
     }
 
+    #[inline(never)]
     fn eval_let(&self, l: &LetExpr, env: &Env) -> EvalResult<Value> {
         if !l.rec {
             let mut slots = Vec::with_capacity(l.binds.len());
@@ -237,6 +241,7 @@ impl Evaluator {
         self.eval(&l.body, &renv)
     }
 
+    #[inline(never)]
     fn interpolate(&self, parts: &[Expr], env: &Env) -> EvalResult<Value> {
         let mut out = String::new();
         let mut ctx = crate::value::Context::new();
@@ -257,6 +262,7 @@ impl Evaluator {
         Ok(Value::string_ctx(out, ctx))
     }
 
+    #[inline(never)]
     fn path_interp(&self, parts: &[Expr], env: &Env) -> EvalResult<Value> {
         let mut out = String::new();
         for p in parts {

@@ -265,8 +265,12 @@ impl Evaluator {
             Start::Eval(p, c) => (p, c),
         };
         let r = match &*work {
-            Pending::Expr(e, env) => self.eval(e, env),
-            Pending::Apply(f, a) => self.force(f).and_then(|f| self.call(&f, a.clone(), crate::source::Pos::NONE)),
+            // Checked even for leaves: chains of thunks recurse through here.
+            Pending::Expr(e, env) => stacker::maybe_grow(RED_ZONE, STACK_CHUNK, || self.eval_inner(e, env)),
+            Pending::Apply(f @ Value::Thunk(_), a) => {
+                self.force(f).and_then(|f| self.call(&f, a.clone(), crate::source::Pos::NONE))
+            }
+            Pending::Apply(f, a) => self.call(f, a.clone(), crate::source::Pos::NONE),
             Pending::Native(f) => f(self).and_then(|v| self.force(&v)),
         };
         drop(work);
@@ -274,9 +278,28 @@ impl Evaluator {
     }
 
     /// Evaluate `e` in `env` to weak head normal form.
+    /// Leaves (constants, variables) are evaluated without the stack check:
+    /// they do not recurse, except through forcing a thunk, which checks.
     #[inline]
     pub fn eval(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
-        stacker::maybe_grow(RED_ZONE, STACK_CHUNK, || self.eval_inner(e, env))
+        match e {
+            Expr::Const(v) => Ok(v.clone()),
+            Expr::Local { depth, idx } => self.eval_local(env, *depth, *idx),
+            _ => stacker::maybe_grow(RED_ZONE, STACK_CHUNK, || self.eval_inner(e, env)),
+        }
+    }
+
+    /// A variable's value, forced.
+    #[inline]
+    pub(crate) fn eval_local(&self, env: &Env, depth: u32, idx: u32) -> EvalResult<Value> {
+        env.with_slot(depth, idx, |v| match v {
+            Value::Thunk(t) => match t.get_ref() {
+                Some(v) => Ok(v.clone()),
+                None => self.force_thunk(t),
+            },
+            v => Ok(v.clone()),
+        })
+        .map_err(|_| released())?
     }
 
     /// A value for `e` in `env` without evaluating it: constants and

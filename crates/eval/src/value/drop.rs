@@ -82,10 +82,25 @@ fn defer(g: Garbage) {
 /// A thunk's result and pending work.
 #[inline]
 pub(crate) fn drop_thunk_parts(value: Option<Value>, pending: Option<Pending>) {
-    if value.is_none() && pending.is_none() {
+    if pending.is_none() && value.as_ref().is_none_or(is_scalar) {
         return;
     }
     nested(Garbage::Thunk(value, pending));
+}
+
+/// Dropping `v` cannot drop other values.
+#[inline]
+fn is_scalar(v: &Value) -> bool {
+    matches!(
+        v,
+        Value::Null
+            | Value::Bool(_)
+            | Value::Int(_)
+            | Value::Float(_)
+            | Value::String(_)
+            | Value::Path(_)
+            | Value::PrimOp(_)
+    )
 }
 
 pub(crate) fn defer_values(v: Vec<Value>) {

@@ -12,8 +12,8 @@ use std::io;
 
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter};
 
-/// Largest window a delta frame may use (prefix + file ≤ 128 MiB).
-pub const MAX_WINDOW_LOG: u32 = 27;
+/// Largest window a delta frame may use (prefix + file ≤ 256 MiB).
+pub const MAX_WINDOW_LOG: u32 = 28;
 
 /// Level for raw bytes (fast; real payloads are mostly already dense).
 pub const RAW_LEVEL: i32 = 3;

@@ -98,13 +98,13 @@ impl KnowledgeIndex {
     }
 
     /// An index whose base files are read from `store_dir` on this machine
-    /// (e.g. `/nix/store`), at most [`super::MAX_DELTA_FILE`] bytes each.
+    /// (e.g. `/nix/store`), at most [`super::MAX_BASE_FILE`] bytes each.
     pub fn reading_from(store_dir: impl Into<std::path::PathBuf>) -> KnowledgeIndex {
         let dir: std::path::PathBuf = store_dir.into();
         KnowledgeIndex::new(move |path, rel| {
             let file = rel.under(&dir.join(path.to_string()));
             let meta = std::fs::symlink_metadata(&file).ok()?;
-            (meta.is_file() && meta.len() <= super::MAX_DELTA_FILE).then(|| std::fs::read(&file).ok())?
+            (meta.is_file() && meta.len() <= super::MAX_BASE_FILE).then(|| std::fs::read(&file).ok())?
         })
     }
 
@@ -205,6 +205,22 @@ mod tests {
         assert_eq!(package_name("gtk+-3-dev"), "gtk+");
         assert_eq!(package_name("system-path"), "system-path");
         assert_eq!(package_name("x-"), "x-");
+    }
+
+    #[test]
+    fn base_files_are_read_from_a_store_directory_without_following_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = StorePath::from_base_name("00000000000000000000000000000000-pkg").unwrap();
+        let root = tmp.path().join(path.to_string());
+        std::fs::create_dir_all(root.join("lib")).unwrap();
+        std::fs::write(root.join("lib/a"), b"contents").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("lib/link")).unwrap();
+        let k = KnowledgeIndex::reading_from(tmp.path());
+        let rel = |s: &str| RelPath::new(s).unwrap();
+        assert_eq!(k.read_base(&path, &rel("lib/a")).as_deref(), Some(&b"contents"[..]));
+        assert_eq!(k.read_base(&path, &rel("lib/link")), None);
+        assert_eq!(k.read_base(&path, &rel("lib")), None);
+        assert_eq!(k.read_base(&path, &rel("lib/missing")), None);
     }
 
     #[test]

@@ -50,9 +50,11 @@ pub use decode::{DecodeError, FileSource, ReadSeek, StoreFiles, decode};
 pub use encode::{EncodeError, EncodeOptions, EncodedNar, encode, encode_from_disk, encode_whole};
 pub use knowledge::{KnowledgeIndex, TargetKnowledge, package_name};
 
-/// Files at most this large are delta-encoded with zstd (the base is held in
-/// memory on both sides); larger ones use chunks.
-pub const MAX_DELTA_FILE: u64 = 64 << 20;
+/// Files at most this large are delta-encoded with zstd (base and result
+/// are held in memory on both sides, 256 MiB at most); larger ones use chunks.
+pub const MAX_DELTA_FILE: u64 = 128 << 20;
+/// Largest base file the deployer reads (chunking reads larger files than deltas).
+pub const MAX_BASE_FILE: u64 = 2 << 30;
 
 /// How a regular file's bytes reach the target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -443,3 +443,19 @@ fn read_file_of_store_paths_carries_references() {
     let got = run_str(ndeploy().arg("instantiate").args(args));
     assert_eq!(got, want);
 }
+
+/// `<nix/fetchurl.nix>` (Nix's built-in file, not on any search path): the
+/// same fixed-output derivations as Nix's for each way of giving the hash.
+#[test]
+fn builtin_fetchurl_nix_matches_nix() {
+    let calls = [
+        r#"{ url = "http://example.org/a/file.tar.gz"; sha256 = "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73"; }"#,
+        r#"{ url = "http://example.org/x"; hash = "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="; unpack = true; name = "n"; }"#,
+        r#"{ url = "http://example.org/y"; sha1 = "a9993e364706816aba3e25717850c26c9cd0d89d"; executable = true; }"#,
+        r#"{ url = "http://example.org/z"; md5 = "900150983cd24fb0d6963f7d28e17f72"; }"#,
+    ];
+    let expr = format!("map (import <nix/fetchurl.nix>) [ {} ]", calls.join(" "));
+    let want = run_str(nix("nix-instantiate").args(["--readonly-mode", "-E", &expr]));
+    assert_eq!(want.lines().count(), 4, "{want}");
+    assert_eq!(run_str(ndeploy().args(["instantiate", "-E", &expr])), want);
+}

@@ -14,6 +14,10 @@
 //! Invariant: nothing is registered on the target unless the rebuilt NAR's
 //! sha256 and size equal the path info's; any mismatch is a `Resend` of that
 //! path, which the deployer then sends whole.
+//!
+//! Measuring without SSH: `examples/plan_size.rs` (the bytes a push would
+//! write between two closures of the local store) and `examples/push_local.rs`
+//! (closures pushed through the real binary into a chroot store).
 
 pub mod client;
 pub mod delta;

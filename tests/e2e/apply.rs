@@ -328,6 +328,8 @@ fn build_dry_activate_test_boot_and_exec() {
     let out = run(&mut nd(&client, &fleet, &["apply", "switch", "--no-magic-rollback", "--target-root", TARGET_ROOT]));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("no magic rollback: the new configuration stays"), "{}", text(&out));
+    // `boot` made this toplevel the system profile: nothing is pushed again.
+    assert!(text(&out).contains("d> already the current system: nothing to push"), "{}", text(&out));
     assert_eq!(activations(&t), format!("test {top}\nboot {top}\nswitch {top}\n"));
     assert_eq!(std::fs::read_link(&current).unwrap().display().to_string(), top);
 
@@ -417,6 +419,18 @@ fn timing_20_hosts() {
         for k in ["buildSecs", "pushSecs", "activateSecs", "confirmSecs", "totalSecs"] {
             eprintln!("  {}", stats(k));
         }
+        // Where the pushes' time went before sending, mean seconds per stage.
+        let mut stages: Vec<(String, f64)> = Vec::new();
+        for h in &r {
+            for (k, v) in h["pushStages"].as_object().into_iter().flatten() {
+                match stages.iter_mut().find(|(n, _)| n == k) {
+                    Some((_, sum)) => *sum += v.as_f64().unwrap_or(0.0),
+                    None => stages.push((k.clone(), v.as_f64().unwrap_or(0.0))),
+                }
+            }
+        }
+        let stages: Vec<String> = stages.iter().map(|(n, s)| format!("{n} {:.2}s", s / r.len().max(1) as f64)).collect();
+        eprintln!("  push stages (mean): {}", stages.join(", "));
     }
 }
 

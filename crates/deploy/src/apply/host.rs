@@ -3,8 +3,9 @@
 //!
 //! Waits are overlapped where the steps do not depend on each other: the
 //! SSH session used for keys and activation is opened while the host
-//! builds and pushes, and the NEW connection that confirms is opened while
-//! the health checks run. Every phase change and output line goes to the
+//! builds, and the NEW connection that confirms is opened while the health
+//! checks run. A host whose system profile already is the new toplevel
+//! (a re-apply) is not pushed to: its closure is valid there. Every phase change and output line goes to the
 //! options' [`super::ApplyProgress`]; the report records each phase's time.
 
 use std::sync::Arc;
@@ -41,6 +42,13 @@ async fn connected(c: Connecting) -> Result<SshSession, String> {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(e) => Err(format!("connecting task failed: {e}")),
     }
+}
+
+/// The store path the target's system profile resolves to, if any.
+async fn current_system(session: &SshSession) -> Option<String> {
+    let out = session.exec(&format!("readlink -f {}", activate::SYSTEM_PROFILE)).await.ok()?;
+    let path = out.stdout_str().trim().to_owned();
+    (out.status.success() && !path.is_empty()).then_some(path)
 }
 
 pub(super) async fn run_host(h: HostSpec, opts: &ApplyOptions, shared: &Shared) -> HostReport {
@@ -91,22 +99,29 @@ async fn pipeline(h: &HostSpec, opts: &ApplyOptions, shared: &Shared, r: &mut Ho
         r.verdict = Verdict::Built;
         return Ok(());
     };
-    // Push the toplevel (or, for buildOnTarget, the derivation) closure.
+    // Push the toplevel (or, for buildOnTarget, the derivation) closure,
+    // unless the target's system profile already is this toplevel (then its
+    // closure is valid there: the profile is a GC root).
     opts.progress.phase(&h.name, Phase::Pushing);
     let t = Instant::now();
-    let root = if remote_build { h.drv.clone() } else { h.toplevel.clone() };
-    let target = PushTarget { name: h.name.clone(), ssh: h.ssh.clone(), roots: vec![root] };
-    let tr = shared.pusher.push(target).await?;
-    if let Some(e) = tr.error {
-        return Err(format!("push: {e}"));
-    }
-    r.pushed_paths = tr.sent_paths;
-    r.pushed_bytes = tr.sent_bytes;
-    r.push_secs = Some(t.elapsed().as_secs_f64());
-    let pushed = format!("pushed {} paths, {}", r.pushed_paths, human_bytes(r.pushed_bytes));
-    say(opts, &h.name, &format!("{pushed} ({:.2}s)", t.elapsed().as_secs_f64()));
-
     let session = connected(connecting).await?;
+    if !remote_build && h.ssh.remote_store.is_none() && current_system(&session).await.as_deref() == Some(&r.toplevel) {
+        r.push_secs = Some(t.elapsed().as_secs_f64());
+        say(opts, &h.name, "already the current system: nothing to push");
+    } else {
+        let root = if remote_build { h.drv.clone() } else { h.toplevel.clone() };
+        let target = PushTarget { name: h.name.clone(), ssh: h.ssh.clone(), roots: vec![root] };
+        let tr = shared.pusher.push(target).await?;
+        if let Some(e) = tr.error {
+            return Err(format!("push: {e}"));
+        }
+        r.pushed_paths = tr.sent_paths;
+        r.pushed_bytes = tr.sent_bytes;
+        r.push_stages = tr.stages;
+        r.push_secs = Some(t.elapsed().as_secs_f64());
+        let pushed = format!("pushed {} paths, {}", r.pushed_paths, human_bytes(r.pushed_bytes));
+        say(opts, &h.name, &format!("{pushed} ({:.2}s)", t.elapsed().as_secs_f64()));
+    }
     if remote_build {
         opts.progress.phase(&h.name, Phase::Building);
         let t = Instant::now();

@@ -12,6 +12,7 @@
 //! connection; a batch that fails as a whole fails each of its hosts.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -22,6 +23,7 @@ use crate::ssh::ConnectOptions;
 
 struct Request {
     target: PushTarget,
+    queued: Instant,
     reply: oneshot::Sender<Result<TargetReport, String>>,
 }
 
@@ -49,10 +51,11 @@ impl PushBatcher {
         PushBatcher { tx }
     }
 
-    /// Push `target`'s roots; the target's report, or why the push failed.
+    /// Push `target`'s roots; the target's report (its stages start with
+    /// `slot-wait`, the seconds spent queued), or why the push failed.
     pub async fn push(&self, target: PushTarget) -> Result<TargetReport, String> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Request { target, reply }).map_err(|_| "the push coordinator has stopped".to_owned())?;
+        self.tx.send(Request { target, queued: Instant::now(), reply }).map_err(|_| "the push coordinator has stopped".to_owned())?;
         answer.await.map_err(|_| "the push coordinator dropped the request".to_owned())?
     }
 }
@@ -80,6 +83,7 @@ async fn coordinate(
 }
 
 async fn run_batch(batch: Vec<Request>, connect: ConnectOptions, progress: Arc<dyn ApplyProgress>) {
+    let waited: Vec<f64> = batch.iter().map(|r| r.queued.elapsed().as_secs_f64()).collect();
     let (targets, replies): (Vec<PushTarget>, Vec<_>) = batch.into_iter().map(|r| (r.target, r.reply)).unzip();
     let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
     let mut opts = PushOptions::new(connect, Arc::new(HostsProgress(progress)));
@@ -93,8 +97,12 @@ async fn run_batch(batch: Vec<Request>, connect: ConnectOptions, progress: Arc<d
         Ok(report) => {
             let mut by_name: std::collections::HashMap<String, TargetReport> =
                 report.targets.into_iter().map(|t| (t.name.clone(), t)).collect();
-            for (name, reply) in names.iter().zip(replies) {
-                let _ = reply.send(by_name.remove(name).ok_or_else(|| format!("push returned no report for {name}")));
+            for ((name, reply), waited) in names.iter().zip(replies).zip(waited) {
+                let report = by_name.remove(name).map(|mut t| {
+                    t.stages.insert(0, ("slot-wait".to_owned(), waited));
+                    t
+                });
+                let _ = reply.send(report.ok_or_else(|| format!("push returned no report for {name}")));
             }
         }
         Err(e) => {

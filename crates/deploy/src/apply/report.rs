@@ -32,6 +32,9 @@ pub struct HostReport {
     pub push_secs: Option<f64>,
     pub pushed_paths: usize,
     pub pushed_bytes: u64,
+    /// Where the push's time went before sending (push's connection stages
+    /// and `query`), in seconds, and the seconds waited for a push slot.
+    pub push_stages: Vec<(String, f64)>,
     pub activate_secs: Option<f64>,
     /// Health checks + confirmation.
     pub confirm_secs: Option<f64>,
@@ -71,6 +74,7 @@ impl HostReport {
             "pushedPaths": self.pushed_paths, "pushedBytes": self.pushed_bytes,
             "activateSecs": self.activate_secs, "confirmSecs": self.confirm_secs, "keys": self.keys,
             "totalSecs": self.total_secs,
+            "pushStages": self.push_stages.iter().map(|(n, s)| (n.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
         })
     }
 }

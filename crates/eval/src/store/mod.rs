@@ -215,8 +215,11 @@ impl ComputingStore {
         }
         let err = |e: std::io::Error| StoreError::Other(format!("writing '{}': {e}", file.display()));
         std::fs::create_dir_all(dir).map_err(err)?;
-        // Write then rename, so a reader never sees a partial file.
-        let tmp = dir.join(format!(".{sp}.{}.tmp", std::process::id()));
+        // Write then rename, so a reader never sees a partial file. Threads
+        // writing the same file at once each use their own temporary.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{sp}.{}.{n}.tmp", std::process::id()));
         std::fs::write(&tmp, bytes).map_err(err)?;
         std::fs::rename(&tmp, &file).map_err(err)
     }

@@ -46,20 +46,38 @@ pub fn evaluate_in_chunks(
 ) -> FleetParts {
     let chunks: Vec<&[String]> = if chunk == 0 { vec![hosts] } else { hosts.chunks(chunk).collect() };
     let last = chunks.len().saturating_sub(1);
+    // The previous chunk's garbage, being freed while the next chunk
+    // evaluates; joined before the next collection, so that no thread
+    // touches the heap while the collector looks at it.
+    let mut freeing: Option<std::thread::JoinHandle<()>> = None;
     for (i, part) in chunks.into_iter().enumerate() {
         let fleet = Fleet::attach(ev, parts);
         fleet.evaluate(pool, part, target, show_trace, &mut on_result);
         parts = fleet.detach();
         if chunk != 0 && i < last {
+            if let Some(h) = freeing.take() {
+                let _ = h.join();
+            }
             let start = std::time::Instant::now();
             // SAFETY: see the module invariant: every pool task of the
-            // chunk has finished and no thread uses the heap; `parts` and
-            // the caller merely hold values.
-            let stats = unsafe { ev.collect() };
+            // chunk has finished, the previous garbage is freed, and no
+            // thread uses the heap; `parts` and the caller merely hold
+            // values.
+            let (stats, garbage) = unsafe { ev.collect_deferred() };
             if std::env::var_os("NDEPLOY_COLLECT_STATS").is_some() {
                 eprintln!("collect after {} hosts: {stats:?} in {:?}", (i + 1) * chunk, start.elapsed());
             }
+            // Nothing outside the garbage reaches it: it can be freed
+            // while the next chunk evaluates (in place if no thread).
+            freeing = std::thread::Builder::new()
+                .name("ndeploy-free".into())
+                .stack_size(super::evaluate::STACK_SIZE)
+                .spawn(move || drop(garbage))
+                .ok();
         }
+    }
+    if let Some(h) = freeing {
+        let _ = h.join();
     }
     parts
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{Evaluator, RED_ZONE, STACK_CHUNK};
+use super::Evaluator;
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::ir::{Expr, Lambda, Param};
 use crate::source::Pos;
@@ -30,8 +30,12 @@ fn lambda_desc(l: &Lambda) -> String {
 
 impl Evaluator {
     /// Apply `f` (already forced) to `arg`.
+    ///
+    /// No stack check here: every unbounded recursion also goes through
+    /// evaluating a lambda's body or forcing a thunk, which check.
+    #[inline]
     pub fn call(&self, f: &Value, arg: Value, pos: Pos) -> EvalResult<Value> {
-        stacker::maybe_grow(RED_ZONE, STACK_CHUNK, || self.call_inner(f, arg, pos))
+        self.call_inner(f, arg, pos)
     }
 
     /// Apply `f` to several arguments.
@@ -50,14 +54,11 @@ impl Evaluator {
         if let Value::Lambda(c) = f
             && let Expr::Lambda(inner) = &c.lambda.body
         {
-            return stacker::maybe_grow(RED_ZONE, STACK_CHUNK, || {
-                self.enter_call().map_err(|e| e.with_pos(pos))?;
-                let r = self
-                    .bind_args(&c.lambda, &c.env, a, pos)
-                    .and_then(|env| self.call_lambda_in(inner, &env, b, pos));
-                self.leave_call();
-                r
-            });
+            self.enter_call().map_err(|e| e.with_pos(pos))?;
+            let r =
+                self.bind_args(&c.lambda, &c.env, a, pos).and_then(|env| self.call_lambda_in(inner, &env, b, pos));
+            self.leave_call();
+            return r;
         }
         let g = self.call(f, a, pos)?;
         self.call(&g, b, pos)

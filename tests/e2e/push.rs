@@ -95,11 +95,15 @@ fn push_full_noop_update_and_dry_run() {
     assert!(ok, "{r}");
     assert_eq!(sent(&r, 0), (total, 0), "{r}");
     assert_complete(&t, &gen1);
+    // The TCP connection carried the NARs plus framing (SSH, frames, path infos): a few % more.
+    let (nar, wire) = (r["targets"][0]["sentNarBytes"].as_u64().unwrap(), r["targets"][0]["wireBytesSent"].as_u64().unwrap());
+    assert!(wire > nar && wire < nar + nar / 10 + 100_000, "NAR {nar}, wire {wire}");
 
     // Again: one query, nothing to send.
     let (ok, r) = push(&client, &[&t], &[&gen1], &[]);
     assert!(ok, "{r}");
     assert_eq!(sent(&r, 0), (0, total), "{r}");
+    assert!(r["targets"][0]["wireBytesSent"].as_u64().unwrap() < 50_000, "{r}");
 
     // A new generation with one leaf of 20 changed (5%): only it and the top are new.
     let gen2 = build_closure(&tag, 20, 50_000, |i| if i == 7 { "g2-7".into() } else { format!("g1-{i}") });

@@ -1,6 +1,7 @@
 //! The outcome of a push: one [`TargetReport`] per target, a summary table
-//! for people and a JSON document for programs. Figures come from the path
-//! infos (NAR sizes), not from the wire.
+//! for people and a JSON document for programs. Sizes come from the path
+//! infos (NAR sizes), except the bytes counted on each target's TCP
+//! connection (`wireBytesSent`/`wireBytesReceived`).
 
 use std::fmt::Write as _;
 
@@ -32,6 +33,9 @@ pub struct TargetReport {
     /// Where the connect and query time went: `config`, `tcp`, `kex`,
     /// `auth`, `exec`, `handshake`, `query`, in seconds each.
     pub stages: Vec<(String, f64)>,
+    /// Bytes sent and received on the target's TCP connection (SSH framing
+    /// included), for targets that finished; `None` through a ProxyJump.
+    pub wire_bytes: Option<(u64, u64)>,
     pub seconds: f64,
     pub error: Option<String>,
     /// How the paths travelled and what that cost (agent or plain).
@@ -77,6 +81,8 @@ impl PushReport {
                     "missing": t.missing,
                     "connectSeconds": t.connect_seconds,
                     "querySeconds": t.query_seconds,
+                    "wireBytesSent": t.wire_bytes.map(|w| w.0),
+                    "wireBytesReceived": t.wire_bytes.map(|w| w.1),
                     "stages": t.stages.iter().map(|(n, s)| (n.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
                     "seconds": t.seconds,
                     "error": t.error,
@@ -138,7 +144,11 @@ impl PushReport {
         let mut out = format!("local closure: {:.1} ms\n", self.closure_seconds * 1e3);
         for t in &self.targets {
             let stages: Vec<String> = t.stages.iter().map(|(n, s)| format!("{n} {:.1} ms", s * 1e3)).collect();
-            let _ = writeln!(out, "{}: {}; done at {:.1} ms", t.name, stages.join(", "), t.seconds * 1e3);
+            let wire = match t.wire_bytes {
+                Some((sent, received)) => format!("; on the wire {} sent, {} received", human_bytes(sent), human_bytes(received)),
+                None => String::new(),
+            };
+            let _ = writeln!(out, "{}: {}; done at {:.1} ms{wire}", t.name, stages.join(", "), t.seconds * 1e3);
         }
         out
     }
@@ -164,7 +174,7 @@ mod tests {
     fn table_and_json() {
         let r = PushReport {
             targets: vec![
-                TargetReport { name: "web1".into(), closure_paths: 10, already_valid: 4, missing_paths: 6, missing_bytes: 3 << 20, sent_paths: 6, sent_bytes: 3 << 20, ..Default::default() },
+                TargetReport { name: "web1".into(), closure_paths: 10, already_valid: 4, missing_paths: 6, missing_bytes: 3 << 20, sent_paths: 6, sent_bytes: 3 << 20, wire_bytes: Some((3 << 20 | 4096, 900)), ..Default::default() },
                 TargetReport { name: "db".into(), closure_paths: 10, error: Some("connection refused\nmore".into()), ..Default::default() },
             ],
             closure_paths: 10,
@@ -179,6 +189,9 @@ mod tests {
         assert_eq!(j["ok"], false);
         assert_eq!(j["targets"][0]["sentPaths"], 6);
         assert_eq!(j["targets"][1]["error"], "connection refused\nmore");
+        assert_eq!((j["targets"][0]["wireBytesSent"].as_u64(), j["targets"][0]["wireBytesReceived"].as_u64()), (Some(3 << 20 | 4096), Some(900)));
+        assert!(j["targets"][1]["wireBytesSent"].is_null());
+        assert!(r.timings().contains("web1: ; done at 0.0 ms; on the wire 3.0 MiB sent, 900 B received"), "{}", r.timings());
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
     }

@@ -193,6 +193,7 @@ where
         }
         for mut slot in slots {
             if let Some(s) = slot.session.take() {
+                slot.report.wire_bytes = s.ssh.wire_bytes();
                 if let Err(e) = session::close(s).await {
                     tracing::warn!("{}: {e}", slot.report.name);
                 }

@@ -27,7 +27,7 @@ use russh::keys::{Algorithm, HashAlg, PublicKeyOrCertificate};
 use super::auth::{AuthMethods, authenticate, default_identity_files};
 use super::config::{SshConfig, StrictHostKeyChecking};
 use super::exec_stream::ExecStream;
-use super::tcp::QuickAckStream;
+use super::tcp::{QuickAckStream, WireCounters};
 use super::known_hosts::{HostKeyVerdict, KnownHosts, append_host_key, host_entry_name};
 use super::{HostKeyChanged, Result, SshError, SshTarget, UnknownHostKey, home_dir, shell_quote};
 
@@ -273,6 +273,8 @@ pub struct SshSession {
     _jump: Option<Box<SshSession>>,
     /// How long each connection stage took (see [`SshSession::stages`]).
     stages: Vec<(&'static str, Duration)>,
+    /// Bytes on the TCP connection (`None` through a ProxyJump channel).
+    wire: Option<Arc<WireCounters>>,
 }
 
 impl std::fmt::Debug for SshSession {
@@ -316,6 +318,12 @@ impl SshSession {
     /// check) and `auth`.
     pub fn stages(&self) -> &[(&'static str, Duration)] {
         &self.stages
+    }
+
+    /// Bytes sent and received on the TCP connection so far (SSH framing
+    /// included); `None` for a session tunnelled through a jump host.
+    pub fn wire_bytes(&self) -> Option<(u64, u64)> {
+        self.wire.as_ref().map(|w| (w.sent(), w.received()))
     }
 
     /// `cmd` as root: unchanged for root, else `sudo -n -- CMD` (CMD must be one command).
@@ -518,6 +526,7 @@ async fn establish(r: &Resolved, jump: Option<SshSession>) -> Result<SshSession>
         refusal: Arc::clone(&refusal),
     };
     clock.lap("config");
+    let mut wire = None;
     let connected = match &jump {
         Some(via) => {
             let stream = via.direct_tcpip(&r.host_name, r.port).await.map_err(|e| SshError::Remote {
@@ -533,7 +542,9 @@ async fn establish(r: &Resolved, jump: Option<SshSession>) -> Result<SshSession>
                 .map_err(|source| SshError::Connect { host: r.host_name.clone(), port: r.port, source })?;
             clock.lap("tcp");
             // No Nagle, quick ACKs: ~40 ms saved per stalled pair of messages.
-            client::connect_stream(config, QuickAckStream::new(tcp), handler).await
+            let stream = QuickAckStream::new(tcp);
+            wire = Some(stream.counters());
+            client::connect_stream(config, stream, handler).await
         }
     };
     let mut handle = match connected {
@@ -548,7 +559,7 @@ async fn establish(r: &Resolved, jump: Option<SshSession>) -> Result<SshSession>
     clock.lap("auth");
     let stages = clock.into_stages();
     tracing::debug!("connected to {}: {}", r.alias, describe_stages(&stages));
-    Ok(SshSession { handle, user: r.user.clone(), host: r.alias.clone(), _jump: jump.map(Box::new), stages })
+    Ok(SshSession { handle, user: r.user.clone(), host: r.alias.clone(), _jump: jump.map(Box::new), stages, wire })
 }
 
 /// A stopwatch that records named laps.

@@ -14,18 +14,41 @@
 //!   little (window adjustments).
 //!
 //! Both are best effort: a failure is logged at debug level and ignored.
+//!
+//! The stream also counts the bytes it carries ([`WireCounters`]): what the
+//! connection really cost on the wire above TCP (SSH framing, padding, MACs
+//! and all), next to the NAR bytes a push reports.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// Bytes written to and read from a connection so far (shared, live).
+#[derive(Debug, Default)]
+pub struct WireCounters {
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+impl WireCounters {
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+}
+
 /// A TCP stream that acknowledges received data at once (see the module docs).
 #[derive(Debug)]
 pub struct QuickAckStream {
     inner: TcpStream,
+    counters: Arc<WireCounters>,
 }
 
 impl QuickAckStream {
@@ -34,9 +57,14 @@ impl QuickAckStream {
         if let Err(e) = inner.set_nodelay(true) {
             tracing::debug!("TCP_NODELAY: {e}");
         }
-        let s = QuickAckStream { inner };
+        let s = QuickAckStream { inner, counters: Arc::default() };
         s.quick_ack();
         s
+    }
+
+    /// The byte counters, to read while the stream is in use elsewhere.
+    pub fn counters(&self) -> Arc<WireCounters> {
+        Arc::clone(&self.counters)
     }
 
     #[cfg(target_os = "linux")]
@@ -67,7 +95,9 @@ impl AsyncRead for QuickAckStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+        let got = buf.filled().len().saturating_sub(before);
+        if matches!(r, Poll::Ready(Ok(()))) && got > 0 {
+            self.counters.received.fetch_add(got as u64, Ordering::Relaxed);
             self.quick_ack();
         }
         r
@@ -76,14 +106,22 @@ impl AsyncRead for QuickAckStream {
 
 impl AsyncWrite for QuickAckStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        r
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        r
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -113,11 +151,13 @@ mod tests {
             s.write_all(&buf).await.unwrap();
         });
         let mut c = QuickAckStream::new(TcpStream::connect(addr).await.unwrap());
+        let counters = c.counters();
         assert!(c.inner.nodelay().unwrap());
         c.write_all(b"hello").await.unwrap();
         let mut back = Vec::new();
         c.read_to_end(&mut back).await.unwrap();
         assert_eq!(back, b"hello");
+        assert_eq!((counters.sent(), counters.received()), (5, 5));
         server.await.unwrap();
     }
 }

@@ -12,7 +12,8 @@
 #   4x      generation 1 to 4 empty targets at once (ndeploy: one process;
 #           nix copy: 4 processes in parallel)
 # Bytes on the wire are the `lo` receive counter of /proc/net/dev around
-# each step (other loopback traffic on the machine adds to them).
+# each step (other loopback traffic on the machine adds to them); ndeploy
+# also prints its own count per target connection (`push -v`).
 #
 # Usage: benches/closure/compare.sh [NDEPLOY_BINARY]   (default: target/release/ndeploy)
 # PUSH_BENCH_SETUP_ONLY=SECS: build the closures, start the targets, print
@@ -151,9 +152,11 @@ echo
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs (other work on the machine slows both tools)"
 printf '%-8s %-10s %11s %15s %15s %15s %13s\n' step tool wall throughput NAR-sent on-lo CPU-all
 measure nixcopy nix1 "$gen1";  record full nix-copy "$secs" "$nar1" "$wire"
-measure ndpush "$gen1" nd1;    record full ndeploy "$secs" "$nar1" "$wire"
+# ndeploy's own account (-v): stages and the bytes on each target's TCP connection.
+ndinfo() { sed -n 's/^\(ssh:\/\/.*\)$/         \1/p' "$work/last.err"; }
+measure ndpush "$gen1" nd1;    record full ndeploy "$secs" "$nar1" "$wire"; ndinfo
 measure nixcopy nix1 "$gen2";  record update nix-copy "$secs" "$nar2" "$wire"
-measure ndpush "$gen2" nd1;    record update ndeploy "$secs" "$nar2" "$wire"
+measure ndpush "$gen2" nd1;    record update ndeploy "$secs" "$nar2" "$wire"; ndinfo
 for tool in nix-copy ndeploy; do
   times=()
   for _ in 1 2 3 4 5; do
@@ -166,7 +169,7 @@ for tool in nix-copy ndeploy; do
   results+=("noop $tool $(echo "$sorted" | sed -n 3p)")
 done
 measure nix4 "$gen1";                          record 4x nix-copy "$secs" "$((4 * nar1))" "$wire"
-measure ndpush "$gen1" nd4a nd4b nd4c nd4d;    record 4x ndeploy "$secs" "$((4 * nar1))" "$wire"
+measure ndpush "$gen1" nd4a nd4b nd4c nd4d;    record 4x ndeploy "$secs" "$((4 * nar1))" "$wire"; ndinfo
 
 # Every target must hold a complete, valid closure.
 for t in nix1 nd1; do nix-store --store "local?root=$work/$t/root" --verify --check-contents 2>&1 | grep -v '^reading\|^checking' || true; done

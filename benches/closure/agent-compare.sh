@@ -16,16 +16,18 @@
 #           references it is a new path (nearly the whole closure), its
 #           files identical or differing only in embedded store hashes
 # For each tool, on its own target that holds the previous generation:
-# wall time, bytes on the wire (receive counter of the link's host side in
-# /proc/net/dev: `lo`, or the veth), as a share of the missing NAR bytes, and
-# CPU (user+sys of everything the bench starts, from a cpuacct cgroup when
-# the machine has one). Two links: loopback, and a veth pair into a network
-# namespace limited to 100 Mbit/s each way with tc (the namespace is created
-# and removed by the script; nothing leaves the machine).
+# wall time, bytes on the wire (both directions, from the host side's
+# counters in /proc/net/dev), as a share of the missing NAR bytes, and CPU
+# (user+sys of everything the bench starts, from a cpuacct cgroup when the
+# machine has one). Two links, each a veth pair into a network namespace the
+# script creates and removes (nothing leaves the machine): `fast`, unshaped
+# (loopback speed, but its counters see only the bench's traffic, unlike
+# `lo` on a shared machine), and `slow`, limited to 100 Mbit/s each way
+# with tc.
 #
 # Usage: benches/closure/agent-compare.sh [NDEPLOY_BINARY]   (default: target/release/ndeploy;
 #        the agent binary next to it, or $NDEPLOY_AGENT)
-# AGENT_BENCH_SCALE=1 for closure.nix's full size; AGENT_BENCH_LINKS="lo" to skip the slow link.
+# AGENT_BENCH_SCALE=1 for closure.nix's full size; AGENT_BENCH_LINKS=fast to skip the slow link.
 # Needs root, openssh-server, util-linux (unshare), iproute2 (ip, tc), openssl, Nix 2.8+.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,7 +38,7 @@ agent=${NDEPLOY_AGENT:-$(dirname "$nd")/ndeploy-agent}
 [ -x "$agent" ] || { echo "no agent binary at $agent (cargo build --release -p ndeploy-agent)" >&2; exit 1; }
 export NDEPLOY_AGENT=$agent
 scale=${AGENT_BENCH_SCALE:-0.4}
-links=${AGENT_BENCH_LINKS:-lo slow}
+links=${AGENT_BENCH_LINKS:-fast slow}
 export NIX_CONFIG="sandbox = false
 substituters =
 experimental-features = nix-command"
@@ -48,7 +50,7 @@ cg=""
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  ip link del "$netns-h" 2>/dev/null || true
+  for l in f s; do ip link del "$netns-${l}h" 2>/dev/null || true; done
   ip netns del "$netns" 2>/dev/null || true
   if [ -n "$cg" ]; then echo $$ > /sys/fs/cgroup/cpuacct/cgroup.procs; sleep 0.2; rmdir "$cg" 2>/dev/null || true; fi
   rm -rf "$work"
@@ -134,29 +136,33 @@ printf 'IdentityFile %s\nUserKnownHostsFile %s\nIdentitiesOnly yes\nBatchMode ye
   "$client/.ssh/id_ed25519" "$client/.ssh/known_hosts" > "$client/.ssh/config"
 mkdir -p /run/sshd
 
-# The slow link: veth pair, the target end in a network namespace, 100 Mbit/s each way.
-slow_ip=10.213.$(( $$ % 250 )).2
-if [[ " $links " == *" slow "* ]]; then
-  ip netns add "$netns"
-  ip link add "$netns-h" type veth peer name "$netns-n"
-  ip link set "$netns-n" netns "$netns"
-  ip addr add "10.213.$(( $$ % 250 )).1/24" dev "$netns-h"
-  ip link set "$netns-h" up
-  ip netns exec "$netns" ip addr add "$slow_ip/24" dev "$netns-n"
-  ip netns exec "$netns" ip link set "$netns-n" up
-  ip netns exec "$netns" ip link set lo up
-  tc qdisc add dev "$netns-h" root tbf rate 100mbit burst 128kb latency 50ms
-  ip netns exec "$netns" tc qdisc add dev "$netns-n" root tbf rate 100mbit burst 128kb latency 50ms
-fi
+# The links: a veth pair each, the target ends in one network namespace.
+net() { case $1 in fast) echo 10.213.$(( $$ % 250 )) ;; slow) echo 10.214.$(( $$ % 250 )) ;; esac; }
+dev() { case $1 in fast) echo "$netns-fh" ;; slow) echo "$netns-sh" ;; esac; }
+ip netns add "$netns"
+ip netns exec "$netns" ip link set lo up
+for link in $links; do
+  h=$(dev "$link"); n=${h%h}n
+  ip link add "$h" type veth peer name "$n"
+  ip link set "$n" netns "$netns"
+  ip addr add "$(net "$link").1/24" dev "$h"
+  ip link set "$h" up
+  ip netns exec "$netns" ip addr add "$(net "$link").2/24" dev "$n"
+  ip netns exec "$netns" ip link set "$n" up
+  if [ "$link" = slow ]; then
+    tc qdisc add dev "$h" root tbf rate 100mbit burst 128kb latency 50ms
+    ip netns exec "$netns" tc qdisc add dev "$n" root tbf rate 100mbit burst 128kb latency 50ms
+  fi
+done
 
 start_target() { # NAME LINK
-  local name=$1 link=$2 d=$work/$1 addr=127.0.0.1 port
+  local name=$1 link=$2 d=$work/$1 addr port
   mkdir -p "$d/root/nix/store" "$d/root/nix/var/nix" "$d/home"
   nix-store --store "local?root=$d/root" --init
   ssh-keygen -q -t ed25519 -N '' -f "$d/host_key"
   cp "$client/.ssh/id_ed25519.pub" "$d/authorized_keys"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  [ "$link" = slow ] && addr=$slow_ip
+  addr=$(net "$link").2
   cat > "$d/sshd_config" <<CFG
 Port $port
 ListenAddress $addr
@@ -172,10 +178,8 @@ UseDNS no
 MaxStartups 100
 MaxSessions 100
 CFG
-  local ns=()
-  [ "$link" = slow ] && ns=(ip netns exec "$netns")
   # An empty /root in the namespace too (see compare.sh).
-  "${ns[@]}" unshare -m --propagation private -- sh -c "mount --bind '$d/root/nix' /nix && mount --bind '$d/home' /root && exec /usr/sbin/sshd -D -e -f '$d/sshd_config'" 2>"$d/sshd.log" &
+  ip netns exec "$netns" unshare -m --propagation private -- sh -c "mount --bind '$d/root/nix' /nix && mount --bind '$d/home' /root && exec /usr/sbin/sshd -D -e -f '$d/sshd_config'" 2>"$d/sshd.log" &
   pids+=($!)
   for _ in $(seq 100); do
     if timeout 1 bash -c "exec 3<>/dev/tcp/$addr/$port; head -c 7 <&3" 2>/dev/null | grep -q SSH-2.0; then break; fi
@@ -187,8 +191,8 @@ CFG
 tools="nix-copy plain agent"
 for link in $links; do for tool in $tools; do start_target "$tool-$link" "$link"; done; done
 
-rx_bytes() { # bytes over the link, both directions (lo counts each packet once, as received)
-  if [ "$1" = lo ]; then awk '/^ *lo:/ {print $2}' /proc/net/dev; else awk -v d="$netns-h:" '$1==d {print $2+$10}' /proc/net/dev; fi
+link_bytes() { # bytes over the link, both directions (host side's receive + transmit counters)
+  awk -v d="$(dev "$1"):" '$1==d {print $2+$10}' /proc/net/dev
 }
 now() { date +%s.%N; }
 tck=$(getconf CLK_TCK)
@@ -199,9 +203,9 @@ cpu_ticks() {
 secs=0 wire=0 cpu=0
 measure() { # LINK CMD...: sets secs, wire, cpu
   local link=$1 b0 t0 t1 b1 c0 c1; shift
-  c0=$(cpu_ticks); b0=$(rx_bytes "$link"); t0=$(now)
+  c0=$(cpu_ticks); b0=$(link_bytes "$link"); t0=$(now)
   "$@" > "$work/last.out" 2> "$work/last.err" || { echo "FAILED: $*" >&2; cat "$work/last.err" "$work/last.out" >&2; exit 1; }
-  t1=$(now); b1=$(rx_bytes "$link")
+  t1=$(now); b1=$(link_bytes "$link")
   sleep 0.3
   c1=$(cpu_ticks)
   secs=$(echo "$t1 - $t0" | bc -l); wire=$((b1 - b0)); cpu=$(echo "($c1 - $c0) / $tck" | bc -l)

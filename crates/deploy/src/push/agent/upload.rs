@@ -93,7 +93,9 @@ async fn run(t: &mut TargetSession, job: &AgentJob, stats: &mut TransferStats) -
     let sign_key = sign();
     let (tx, rx) = tokio::sync::mpsc::channel::<PushItem>(QUEUE);
     let (missing, dir, progress) = (job.missing.clone(), job.store_dir.clone(), Arc::clone(&job.progress));
-    let producer = tokio::task::spawn_blocking(move || encode_all(missing, dir, knowledge, sign_key, check_sigs, tx, progress));
+    let records = job.records.clone();
+    let producer =
+        tokio::task::spawn_blocking(move || encode_all(missing, dir, knowledge, &records, sign_key, check_sigs, tx, progress));
     let pushed = running.client.push_from(rx).await;
     // A dead connection stops the producer (its queue is closed).
     let produced = producer.await.map_err(|e| format!("encoder failed: {e}"))?;
@@ -300,11 +302,14 @@ fn local_manifests(records: &Records, dir: &Path, paths: Vec<StorePath>) -> Vec<
         .collect()
 }
 
-/// The producer: encode each path against the knowledge, in order, into `tx`.
+/// The producer: encode each path against the knowledge, in order, into
+/// `tx`; each path's manifest is cached (the next push knows it).
+#[allow(clippy::too_many_arguments)]
 fn encode_all(
     missing: Vec<PathInfo>,
     dir: StoreDir,
     mut knowledge: KnowledgeIndex,
+    records: &Records,
     sign: Option<(SecretKey, StoreDir)>,
     check_sigs: bool,
     tx: tokio::sync::mpsc::Sender<PushItem>,
@@ -318,6 +323,7 @@ fn encode_all(
         if let Some((key, dir)) = &sign {
             info.sign(dir, key).map_err(|e| e.to_string())?;
         }
+        records.save_manifest(&info.path, &manifest);
         knowledge.add(info.path.clone(), manifest);
         let nar_size = info.nar_size;
         if tx.blocking_send(PushItem { info, encoded, check_sigs }).is_err() {

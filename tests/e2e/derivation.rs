@@ -442,6 +442,16 @@ fn read_file_of_store_paths_carries_references() {
     assert!(want.ends_with("-rf-dep\" = { path = true; }; } ]"), "{want}");
     let got = run_str(ndeploy().arg("instantiate").args(args));
     assert_eq!(got, want);
+    // A file holding a NUL cannot be a Nix string: the same error as Nix.
+    write_file(&dir.path().join("nul"), b"a\0b");
+    let expr = format!("builtins.readFile {}", dir.path().join("nul").display());
+    let first_line = |out: std::process::Output| {
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or_default().to_owned()
+    };
+    let want = first_line(run(nix("nix-instantiate").args(["--eval", "-E", &expr])));
+    assert!(want.contains("cannot be represented as a Nix string"), "{want}");
+    assert_eq!(first_line(run(ndeploy().args(["instantiate", "--eval", "-E", &expr]))), want);
 }
 
 /// `<nix/fetchurl.nix>` (Nix's built-in file, not on any search path): the

@@ -8,9 +8,9 @@
 //! delta-coded), and decompression refuses larger windows and never produces
 //! more than the caller's declared size.
 
-use std::io;
+use std::io::{self, Read};
 
-use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter};
+use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter, InBuffer, OutBuffer, zstd_sys::ZSTD_EndDirective};
 
 /// Largest window a delta frame may use (prefix + file ≤ 256 MiB).
 pub const MAX_WINDOW_LOG: u32 = 28;
@@ -85,6 +85,118 @@ pub fn decompress_exact(frame: &[u8], size: u64) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Window of a NAR's raw stream (context across its files; the target
+/// holds this much per path being rebuilt).
+const STREAM_WINDOW_LOG: u32 = 23;
+
+/// The raw files of one NAR as flushed chunks of one zstd stream, so each
+/// file is compressed with the files before it as context (many small
+/// files of one package share a lot); each chunk decodes on its own once
+/// the chunks before it have been decoded.
+pub struct RawStream {
+    cctx: CCtx<'static>,
+    scratch: Vec<u8>,
+}
+
+impl RawStream {
+    pub fn new(level: i32) -> io::Result<RawStream> {
+        let mut cctx = CCtx::try_create().ok_or_else(|| io::Error::other("cannot create a zstd context"))?;
+        cctx.set_parameter(CParameter::CompressionLevel(level)).map_err(|c| zerr("zstd level", c))?;
+        cctx.set_parameter(CParameter::WindowLog(STREAM_WINDOW_LOG)).map_err(|c| zerr("zstd window", c))?;
+        Ok(RawStream { cctx, scratch: vec![0; 128 << 10] })
+    }
+
+    /// `data` as the stream's next chunk, appended to `out`; returns its length.
+    pub fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<usize> {
+        let start = out.len();
+        let mut input = InBuffer::around(data);
+        loop {
+            let mut o = OutBuffer::around(&mut self.scratch[..]);
+            let left = self.cctx.compress_stream2(&mut o, &mut input, ZSTD_EndDirective::ZSTD_e_flush).map_err(|c| zerr("zstd stream", c))?;
+            let n = o.pos();
+            out.extend_from_slice(self.scratch.get(..n).unwrap_or_default());
+            if left == 0 && input.pos() == data.len() {
+                return Ok(out.len() - start);
+            }
+        }
+    }
+}
+
+/// The decoding side of [`RawStream`].
+pub struct RawUnstream {
+    dctx: DCtx<'static>,
+    buf: Vec<u8>,
+}
+
+impl RawUnstream {
+    pub fn new() -> io::Result<RawUnstream> {
+        let mut dctx = DCtx::try_create().ok_or_else(|| io::Error::other("cannot create a zstd context"))?;
+        dctx.set_parameter(DParameter::WindowLogMax(STREAM_WINDOW_LOG)).map_err(|c| zerr("zstd window", c))?;
+        Ok(RawUnstream { dctx, buf: vec![0; 128 << 10] })
+    }
+
+    /// A reader of what `chunk` decodes to.
+    pub fn reader<'a>(&'a mut self, chunk: &'a [u8]) -> ChunkReader<'a> {
+        ChunkReader { stream: self, input: chunk, pos: 0, out: 0, end: 0, drained: false }
+    }
+}
+
+/// Reads one chunk of a [`RawUnstream`]; [`ChunkReader::finished`] tells
+/// whether the chunk was consumed exactly.
+pub struct ChunkReader<'a> {
+    stream: &'a mut RawUnstream,
+    input: &'a [u8],
+    pos: usize,
+    /// Decoded bytes in `stream.buf[out..end]` not handed out yet.
+    out: usize,
+    end: usize,
+    /// The last call consumed all input without filling the buffer: nothing more to come.
+    drained: bool,
+}
+
+impl ChunkReader<'_> {
+    fn fill(&mut self) -> io::Result<()> {
+        let mut o = OutBuffer::around(&mut self.stream.buf[..]);
+        let mut i = InBuffer::around(self.input.get(self.pos..).unwrap_or_default());
+        self.stream.dctx.decompress_stream(&mut o, &mut i).map_err(|c| zerr("zstd stream", c))?;
+        let (n, used) = (o.pos(), i.pos());
+        self.pos += used;
+        self.out = 0;
+        self.end = n;
+        self.drained = self.pos >= self.input.len() && n < self.stream.buf.len();
+        Ok(())
+    }
+
+    /// Whether the chunk has been consumed and decoded completely.
+    pub fn finished(&mut self) -> io::Result<bool> {
+        if self.out < self.end {
+            return Ok(false);
+        }
+        while !self.drained {
+            self.fill()?;
+            if self.end > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Read for ChunkReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.out >= self.end {
+            if self.drained {
+                return Ok(0);
+            }
+            self.fill()?;
+        }
+        let n = buf.len().min(self.end - self.out);
+        buf[..n].copy_from_slice(&self.stream.buf[self.out..self.out + n]);
+        self.out += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +233,33 @@ mod tests {
         let d = compress_delta(&old, &new, DELTA_LEVEL).unwrap();
         assert!(d.len() < 4000, "{}", d.len());
         assert_eq!(decompress_delta(&old, &d, new.len() as u64).unwrap(), new);
+    }
+
+    #[test]
+    fn a_raw_stream_decodes_chunk_by_chunk() {
+        // Files that share most of their (incompressible) bytes with each other.
+        let shared = noise(7, 4000);
+        let files: Vec<Vec<u8>> = (0..20u64).map(|i| [&shared[..], &noise(i + 100, 50)[..]].concat()).collect();
+        let mut z = RawStream::new(RAW_LEVEL).unwrap();
+        let mut payload = Vec::new();
+        let lens: Vec<usize> = files.iter().map(|f| z.chunk(f, &mut payload).unwrap()).collect();
+        // Later files cost little: the earlier ones are their context.
+        assert!(lens[19] * 4 < lens[0], "{lens:?}");
+        let mut u = RawUnstream::new().unwrap();
+        let mut at = 0;
+        for (f, len) in files.iter().zip(&lens) {
+            let mut r = u.reader(&payload[at..at + len]);
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).unwrap();
+            assert_eq!(&got, f);
+            assert!(r.finished().unwrap());
+            at += len;
+        }
+        // A chunk out of order does not decode to its file.
+        let mut u = RawUnstream::new().unwrap();
+        let mut got = Vec::new();
+        let bad = u.reader(&payload[lens[0]..lens[0] + lens[1]]).read_to_end(&mut got);
+        assert!(bad.is_err() || got != files[1]);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use ndeploy_store::store_path::StorePath;
 use thiserror::Error;
 
 use super::chunks::PartsReader;
+use super::codec::RawUnstream;
 use super::{MAX_DELTA_FILE, Method, NarPlan, PlanEntry, PlanNode, PlanStats, codec};
 use crate::manifest::{FileHash, ManifestError, RelPath, Step, walk};
 
@@ -115,6 +116,7 @@ pub fn decode<W: Write>(plan: &NarPlan, payload: &[u8], source: &dyn FileSource,
     let mut enc = NarEncoder::new(out);
     let mut payload = Payload { rest: payload };
     let mut stats = PlanStats::default();
+    let mut raw = None;
     walk(&plan.entries, |step| -> Result<(), DecodeError> {
         match step {
             Step::Entry(name) => enc.entry(name)?,
@@ -122,7 +124,8 @@ pub fn decode<W: Write>(plan: &NarPlan, payload: &[u8], source: &dyn FileSource,
             Step::Node(PlanEntry { node: PlanNode::Directory, .. }) => enc.begin_directory()?,
             Step::Node(PlanEntry { node: PlanNode::Symlink { target }, .. }) => enc.symlink(target.as_bytes())?,
             Step::Node(PlanEntry { path, node: PlanNode::Regular { executable, size, b3, how } }) => {
-                file(&mut enc, &mut payload, source, &mut stats, path, *executable, *size, b3, how)?
+                let mut ctx = FileCtx { payload: &mut payload, source, stats: &mut stats, raw: &mut raw };
+                file(&mut enc, &mut ctx, path, *executable, *size, b3, how)?
             }
         }
         Ok(())
@@ -133,12 +136,18 @@ pub fn decode<W: Write>(plan: &NarPlan, payload: &[u8], source: &dyn FileSource,
     Ok((enc.finish()?, stats))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What rebuilding a file needs besides the file's own entry.
+struct FileCtx<'a, 'p> {
+    payload: &'a mut Payload<'p>,
+    source: &'a dyn FileSource,
+    stats: &'a mut PlanStats,
+    /// The NAR's raw stream, started at its first raw file.
+    raw: &'a mut Option<RawUnstream>,
+}
+
 fn file<W: Write>(
     enc: &mut NarEncoder<W>,
-    payload: &mut Payload<'_>,
-    source: &dyn FileSource,
-    stats: &mut PlanStats,
+    ctx: &mut FileCtx<'_, '_>,
     rel: &RelPath,
     executable: bool,
     size: u64,
@@ -147,6 +156,8 @@ fn file<W: Write>(
 ) -> Result<(), DecodeError> {
     let reused = |from: &str, rel: &RelPath, problem: String| DecodeError::Reused { path: from.to_owned(), rel: rel.to_string(), problem };
     let mismatch = || DecodeError::Mismatch { rel: rel.to_string() };
+    let FileCtx { payload, source, stats, raw } = ctx;
+    let source: &dyn FileSource = *source;
     let before = payload.rest.len() as u64;
     let mut parts_error = None;
     let hashed = match how {
@@ -156,16 +167,23 @@ fn file<W: Write>(
                 enc.regular(executable, 0, &mut io::empty())?;
                 (FileHash::of(&[]), 0)
             } else {
-                let dec = zstd::stream::read::Decoder::with_buffer(frame)
-                    .map_err(|e| DecodeError::Payload { rel: rel.to_string(), problem: e.to_string() })?;
-                let mut r = Hashing { inner: dec.take(size), hasher: blake3::Hasher::new(), n: 0 };
+                let bad = |problem: String| DecodeError::Payload { rel: rel.to_string(), problem };
+                let stream = match raw {
+                    Some(s) => s,
+                    None => raw.insert(RawUnstream::new().map_err(|e| bad(e.to_string()))?),
+                };
+                let mut chunk = stream.reader(frame);
+                let mut r = Hashing { inner: (&mut chunk).take(size), hasher: blake3::Hasher::new(), n: 0 };
                 enc.regular(executable, size, &mut r).map_err(|e| match e {
-                    EncodeError::Read { .. } | EncodeError::ShortContents { .. } => {
-                        DecodeError::Payload { rel: rel.to_string(), problem: format!("compressed contents: {}", error_text(&e)) }
-                    }
+                    EncodeError::Read { .. } | EncodeError::ShortContents { .. } => bad(format!("compressed contents: {}", error_text(&e))),
                     other => DecodeError::Nar(other),
                 })?;
-                (FileHash(*r.hasher.finalize().as_bytes()), r.n)
+                let got = (FileHash(*r.hasher.finalize().as_bytes()), r.n);
+                // The chunk must hold exactly this file (else the stream is out of step).
+                if !chunk.finished().map_err(|e| bad(e.to_string()))? {
+                    return Err(bad("compressed contents are longer than the file".to_owned()));
+                }
+                got
             }
         }
         Method::Ref { from, rel: other } => {

@@ -6,7 +6,9 @@
 //! version of the package (or, when that path is gone, the one file there
 //! whose path differs only in version numbers, or that has the same name in
 //! another directory), kept only if it beats plain compression; chunks
-//! of such a base for files too large to delta; else raw zstd. A base file is
+//! of such a base for files too large to delta; else raw zstd, as the next
+//! chunk of the NAR's raw stream ([`RawStream`]: earlier raw files are the
+//! context of later ones). A base file is
 //! used only if the deployer's copy has the BLAKE3 the target reported, so a
 //! plan never relies on bytes the target does not have.
 
@@ -18,6 +20,7 @@ use ndeploy_store::store_path::StorePath;
 use thiserror::Error;
 
 use super::chunks::{self, MIN_CHUNKED_FILE};
+use super::codec::RawStream;
 use super::knowledge::version_blind;
 use super::{MAX_DELTA_FILE, Method, NarPlan, PlanEntry, PlanNode, PlanStats, TargetKnowledge, codec};
 use crate::manifest::{FileHash, ManifestError, NarManifest, Node, RelPath};
@@ -136,13 +139,14 @@ pub fn encode(
         Vec::new()
     };
     let mut out = EncodedNar::default();
+    let mut raw = None;
     let ctx = |rel: &RelPath| (path.to_string(), rel.to_string());
     for e in &manifest.entries {
         let node = match &e.node {
             Node::Directory => PlanNode::Directory,
             Node::Symlink { target } => PlanNode::Symlink { target: target.clone() },
             Node::Regular { executable, size, b3 } => {
-                let how = plan_file(&e.path, *size, b3, contents, knowledge, &bases, opts, &mut out, &ctx)?;
+                let how = plan_file(&e.path, *size, b3, contents, knowledge, &bases, opts, &mut out, &mut raw, &ctx)?;
                 PlanNode::Regular { executable: *executable, size: *size, b3: *b3, how }
             }
         };
@@ -162,6 +166,7 @@ fn plan_file(
     bases: &[Base<'_>],
     opts: &EncodeOptions,
     out: &mut EncodedNar,
+    raw: &mut Option<RawStream>,
     ctx: &dyn Fn(&RelPath) -> (String, String),
 ) -> Result<Method, EncodeError> {
     if size == 0 {
@@ -198,13 +203,8 @@ fn plan_file(
             if delta {
                 let d = codec::compress_delta(&old, &data, opts.delta_level).map_err(compress_err)?;
                 // A poor delta (new contents): plain compression may do better.
-                if d.len() as u64 > size / 4 {
-                    let raw = codec::compress(&data, opts.raw_level).map_err(compress_err)?;
-                    if raw.len() <= d.len() {
-                        out.payload.extend_from_slice(&raw);
-                        out.stats.raw.add(size, raw.len() as u64);
-                        return Ok(Method::Raw { len: raw.len() as u64 });
-                    }
+                if d.len() as u64 > size / 4 && codec::compress(&data, opts.raw_level).map_err(compress_err)?.len() <= d.len() {
+                    return raw_file(&data, raw, opts, out).map_err(compress_err);
                 }
                 out.payload.extend_from_slice(&d);
                 out.stats.delta.add(size, d.len() as u64);
@@ -215,10 +215,18 @@ fn plan_file(
             return Ok(Method::Chunks { parts });
         }
     }
-    let raw = codec::compress(&data, opts.raw_level).map_err(compress_err)?;
-    out.payload.extend_from_slice(&raw);
-    out.stats.raw.add(size, raw.len() as u64);
-    Ok(Method::Raw { len: raw.len() as u64 })
+    raw_file(&data, raw, opts, out).map_err(compress_err)
+}
+
+/// `data` as the next chunk of the NAR's raw stream.
+fn raw_file(data: &[u8], raw: &mut Option<RawStream>, opts: &EncodeOptions, out: &mut EncodedNar) -> io::Result<Method> {
+    let stream = match raw {
+        Some(s) => s,
+        None => raw.insert(RawStream::new(opts.raw_level)?),
+    };
+    let len = stream.chunk(data, &mut out.payload)? as u64;
+    out.stats.raw.add(data.len() as u64, len);
+    Ok(Method::Raw { len })
 }
 
 /// A plan that uses nothing on the target (every file raw): what a `Resend` gets.

@@ -276,3 +276,26 @@ fn renamed_and_moved_files_delta_against_their_old_path() {
     assert!(matches!(methods[2].1, Method::Raw { .. }), "{methods:?}");
     assert_eq!(decode(&e.plan, &e.payload, &MemStore(target), Vec::new()).unwrap().0, new_nar);
 }
+
+#[test]
+fn raw_files_of_one_nar_compress_with_each_other_as_context() {
+    // Twenty files sharing most of their bytes (like the modules of one package).
+    let shared = noise(11, 6000);
+    let files: Vec<(String, Vec<u8>)> = (0..20u64).map(|i| (format!("m{i:02}.py"), [&shared[..], &noise(i + 50, 100)[..]].concat())).collect();
+    let nar = nar_of(&dir(files.iter().map(|(n, c)| (n.as_str(), file(c))).collect()));
+    let (m, contents) = manifest_and_files(&nar);
+    let e = encode_whole(&sp("00000000000000000000000000000000-mods"), &m, &mut |rel| Ok(contents[rel].clone()), &EncodeOptions::default()).unwrap();
+    let alone: usize = files.iter().map(|(_, c)| codec::compress(c, codec::RAW_LEVEL).unwrap().len()).sum();
+    assert!(e.payload.len() * 5 < alone, "{} bytes in one stream, {alone} compressed one by one", e.payload.len());
+    assert_eq!(decode(&e.plan, &e.payload, &MemStore(Arc::default()), Vec::new()).unwrap().0, nar);
+    // Out of step (one raw chunk dropped): refused, not mis-decoded.
+    let mut skipped = e.clone();
+    let first = match &skipped.plan.entries[1].node {
+        PlanNode::Regular { how: Method::Raw { len }, .. } => *len as usize,
+        other => panic!("{other:?}"),
+    };
+    skipped.payload.drain(..first);
+    skipped.plan.payload_len -= first as u64;
+    skipped.plan.entries.remove(1);
+    assert!(decode(&skipped.plan, &skipped.payload, &MemStore(Arc::default()), Vec::new()).is_err());
+}

@@ -275,8 +275,10 @@ pub fn evaluate_and_register(fa: &FleetArgs, selectors: &[String]) -> anyhow::Re
     }
     let rt = runtime()?;
     let added = rt.block_on(async {
-        let (mut local, _child) = ndeploy_deploy::build::open_local().await?;
-        anyhow::Ok(ndeploy_deploy::build::register(&mut local, drv_dir.path()).await?)
+        let mut local = ndeploy_store::daemon::open_local_store().await?;
+        let added = ndeploy_deploy::build::register(&mut local.conn, drv_dir.path()).await;
+        local.close().await;
+        anyhow::Ok(added?)
     })?;
     tracing_note(&format!("registered {added} new store paths (derivations and sources)"));
     Ok(Prepared { hosts, failed })

@@ -42,8 +42,10 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
         }
         let connect = args.fleet.connect_options();
         let r = rt.block_on(async {
-            let (mut local, _child) = ndeploy_deploy::build::open_local().await.map_err(|e| e.to_string())?;
-            let closure = local.query_closure(std::slice::from_ref(&h.toplevel)).await.map_err(|e| e.to_string())?;
+            let mut local = ndeploy_store::daemon::open_local_store().await.map_err(|e| e.to_string())?;
+            let closure = local.conn.query_closure(std::slice::from_ref(&h.toplevel)).await.map_err(|e| e.to_string());
+            local.close().await;
+            let closure = closure?;
             diff_host(&h.ssh, &connect, SYSTEM_PROFILE, &h.toplevel, &closure).await
         });
         match r {

@@ -19,7 +19,9 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::{ApplyProgress, HostReport, HostSpec, Phase, Verdict};
-use crate::build::{self, LocalStore};
+use ndeploy_store::daemon::{LocalStore, open_local_store};
+
+use crate::build;
 
 /// A host's evaluation: ready for the pipeline, or why not.
 #[derive(Debug)]
@@ -54,7 +56,7 @@ pub async fn register_and_feed(
 ) -> FeedReport {
     let mut report = FeedReport::default();
     let mut registrar = build::Registrar::default();
-    let mut local: Option<(LocalStore, Option<tokio::process::Child>)> = None;
+    let mut local: Option<LocalStore> = None;
     while let Some(first) = evaluated.recv().await {
         let mut hosts = Vec::new();
         let mut next = Some(first);
@@ -100,6 +102,9 @@ pub async fn register_and_feed(
             }
         }
     }
+    if let Some(l) = local {
+        l.close().await;
+    }
     report
 }
 
@@ -109,15 +114,15 @@ fn failed(h: &HostSpec, why: String) -> HostReport {
 
 async fn register_round(
     registrar: &mut build::Registrar,
-    local: &mut Option<(LocalStore, Option<tokio::process::Child>)>,
+    local: &mut Option<LocalStore>,
     snapshot: &Snapshot,
     drv_dir: &std::path::Path,
 ) -> Result<usize, String> {
     let snap = Arc::clone(snapshot);
     tokio::task::spawn_blocking(move || snap()).await.map_err(|e| format!("manifest task failed: {e}"))??;
     let conn = match local {
-        Some((conn, _)) => conn,
-        None => &mut local.insert(build::open_local().await.map_err(|e| format!("local Nix store: {e}"))?).0,
+        Some(store) => &mut store.conn,
+        None => &mut local.insert(open_local_store().await.map_err(|e| format!("local Nix store: {e}"))?).conn,
     };
     registrar.register(conn, drv_dir, true).await.map_err(|e| e.to_string())
 }

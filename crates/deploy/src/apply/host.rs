@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use ndeploy_store::daemon::open_local_store;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
@@ -90,8 +91,10 @@ async fn pipeline(h: &HostSpec, opts: &ApplyOptions, shared: &Shared, r: &mut Ho
     let t = Instant::now();
     if !remote_build {
         opts.progress.phase(&h.name, Phase::Building);
-        let (mut local, _child) = build::open_local().await.map_err(|e| format!("local Nix store: {e}"))?;
-        build::build(&mut local, &h.drv, build_log(h, opts)).await.map_err(|e| e.to_string())?;
+        let mut local = open_local_store().await.map_err(|e| format!("local Nix store: {e}"))?;
+        let built = build::build(&mut local.conn, &h.drv, build_log(h, opts)).await;
+        local.close().await;
+        built.map_err(|e| e.to_string())?;
         r.build_secs = Some(t.elapsed().as_secs_f64());
         say(opts, &h.name, &format!("built {} ({:.2}s)", r.toplevel, t.elapsed().as_secs_f64()));
     }

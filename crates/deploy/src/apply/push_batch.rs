@@ -9,16 +9,18 @@
 //! and NAR-serialised once and the same bytes go to every target lacking it.
 //! Hosts whose builds finish together thus share one fan-out, and a lone
 //! host never waits for a timer. Each batch has its own local daemon
-//! connection; a batch that fails as a whole fails each of its hosts.
+//! connection (opened while its targets connect); a batch that fails as a
+//! whole fails each of its hosts.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use ndeploy_store::daemon::{LocalStore, open_local_store};
+
 use super::progress::ApplyProgress;
-use crate::build;
-use crate::push::{PushOptions, PushProgress, PushTarget, TargetProgress, TargetReport, push};
+use crate::push::{PushError, PushOptions, PushProgress, PushTarget, TargetProgress, TargetReport, push_opening};
 use crate::ssh::ConnectOptions;
 
 struct Request {
@@ -88,11 +90,17 @@ async fn run_batch(batch: Vec<Request>, connect: ConnectOptions, progress: Arc<d
     let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
     let mut opts = PushOptions::new(connect, Arc::new(HostsProgress(progress)));
     opts.jobs = targets.len();
-    let result = async {
-        let (mut local, _child) = build::open_local().await.map_err(|e| format!("local Nix store: {e}"))?;
-        push(&mut local, targets, &opts).await.map_err(|e| e.to_string())
+    // The local store opens while the targets connect.
+    let mut local: Option<LocalStore> = None;
+    let slot = &mut local;
+    let open = async move {
+        let store = open_local_store().await.map_err(PushError::Local)?;
+        Ok(&mut slot.insert(store).conn)
+    };
+    let result = push_opening(open, targets, &opts).await.map_err(|e| e.to_string());
+    if let Some(l) = local {
+        l.close().await;
     }
-    .await;
     match result {
         Ok(report) => {
             let mut by_name: std::collections::HashMap<String, TargetReport> =

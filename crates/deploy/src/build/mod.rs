@@ -11,8 +11,8 @@
 //! lacks, references first, with AddToStoreNar: no `nix` subprocess.
 //! [`build`] then asks a daemon (local, or the target's for
 //! `buildOnTarget`) to realise the toplevel with BuildPaths, handing every
-//! build log line to a callback. [`LocalStore`] is the local daemon's socket,
-//! or a `nix-daemon --stdio` child when none listens (as root).
+//! build log line to a callback. The local store is reached with
+//! [`ndeploy_store::daemon::open_local_store`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -253,31 +253,6 @@ where
         source,
         tail: tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default(),
     })
-}
-
-/// A session with the local store, whichever way it was reached.
-pub type LocalStore = DaemonConnection<Box<dyn AsyncRead + Unpin + Send>, Box<dyn AsyncWrite + Unpin + Send>>;
-
-/// The local daemon's socket, else a `nix-daemon --stdio` child (kept in the
-/// returned handle; it ends when the handle drops).
-pub async fn open_local() -> Result<(LocalStore, Option<tokio::process::Child>), DaemonError> {
-    let dir = StoreDir::from_env();
-    let socket = std::env::var_os("NIX_DAEMON_SOCKET_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(ndeploy_store::daemon::DEFAULT_SOCKET_PATH));
-    if let Ok(stream) = tokio::net::UnixStream::connect(&socket).await {
-        let (r, w) = stream.into_split();
-        let conn = DaemonConnection::handshake(Box::new(r) as Box<dyn AsyncRead + Unpin + Send>, Box::new(w) as _, dir).await?;
-        return Ok((conn, None));
-    }
-    let mut cmd = tokio::process::Command::new("nix-daemon");
-    cmd.arg("--stdio").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|source| DaemonError::Spawn { command: "nix-daemon --stdio".into(), source })?;
-    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err(DaemonError::Spawn { command: "nix-daemon --stdio".into(), source: std::io::Error::other("no stdio pipes") });
-    };
-    let conn = DaemonConnection::handshake(Box::new(stdout) as Box<dyn AsyncRead + Unpin + Send>, Box::new(stdin) as _, dir).await?;
-    Ok((conn, Some(child)))
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@
 //!    files that differ only in embedded store hashes shrink to almost nothing;
 //! 3. [`Method::Chunks`]: for large files, content-defined chunks (FastCDC)
 //!    the target holds in such a base file, the rest compressed;
-//! 4. [`Method::Raw`]: zstd-compressed bytes.
+//! 4. [`Method::Raw`]: zstd-compressed bytes, as the next chunk of one zstd
+//!    stream per NAR (the NAR's earlier raw files are its context).
 //!
 //! The payload is the concatenation of the methods' byte strings in plan
 //! order; each method says how many payload bytes it consumes.
@@ -77,7 +78,8 @@ pub enum Method {
     },
     /// The file as a sequence of parts.
     Chunks { parts: Vec<Part> },
-    /// zstd-compressed contents (`len` payload bytes; 0 for an empty file).
+    /// zstd-compressed contents: the next `len` payload bytes are the next
+    /// flushed chunk of the NAR's raw stream (0 for an empty file).
     Raw { len: u64 },
 }
 

@@ -16,7 +16,7 @@ use ndeploy_store::store_path::StorePath;
 
 use super::Part;
 use super::codec;
-use super::decode::{DecodeError, FileSource, Payload, parse_path};
+use super::decode::{DecodeError, FileSource, Payload, ReadSeek, parse_path};
 use crate::manifest::{FileHash, RelPath};
 
 pub const MIN_CHUNK: u32 = 16 << 10;
@@ -84,15 +84,17 @@ pub struct PartsReader<'a, 'p> {
     rel: &'a RelPath,
     buf: Vec<u8>,
     pos: usize,
+    /// The file the last `Have` part came from (consecutive parts usually share it).
+    open: Option<(&'a str, &'a RelPath, Box<dyn ReadSeek + 'a>)>,
     pub error: Option<DecodeError>,
 }
 
 impl<'a, 'p> PartsReader<'a, 'p> {
     pub fn new(parts: &'a [Part], source: &'a dyn FileSource, payload: &'a mut Payload<'p>, rel: &'a RelPath) -> Self {
-        PartsReader { parts: parts.iter(), source, payload, rel, buf: Vec::new(), pos: 0, error: None }
+        PartsReader { parts: parts.iter(), source, payload, rel, buf: Vec::new(), pos: 0, open: None, error: None }
     }
 
-    fn load(&mut self, part: &Part) -> Result<Vec<u8>, DecodeError> {
+    fn load(&mut self, part: &'a Part) -> Result<Vec<u8>, DecodeError> {
         match part {
             Part::New { size, len } => {
                 if *size > MAX_NEW_PART {
@@ -105,9 +107,15 @@ impl<'a, 'p> PartsReader<'a, 'p> {
                 if *size > u64::from(MAX_CHUNK) {
                     return Err(DecodeError::BadPlan(format!("'{}': chunk of {size} bytes is over the limit", self.rel)));
                 }
-                let path = parse_path(from)?;
                 let reused = |problem: String| DecodeError::Reused { path: from.clone(), rel: rel.to_string(), problem };
-                let (mut file, _) = self.source.open(&path, rel).map_err(|e| reused(e.to_string()))?;
+                let file = match &mut self.open {
+                    Some((f, r, file)) if *f == from.as_str() && *r == rel => file,
+                    _ => {
+                        let path = parse_path(from)?;
+                        let (file, _) = self.source.open(&path, rel).map_err(|e| reused(e.to_string()))?;
+                        &mut self.open.insert((from.as_str(), rel, file)).2
+                    }
+                };
                 file.seek(SeekFrom::Start(*offset)).map_err(|e| reused(e.to_string()))?;
                 let mut bytes = Vec::with_capacity(*size as usize);
                 file.take(*size).read_to_end(&mut bytes).map_err(|e| reused(e.to_string()))?;

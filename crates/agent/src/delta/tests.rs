@@ -299,3 +299,25 @@ fn raw_files_of_one_nar_compress_with_each_other_as_context() {
     skipped.plan.entries.remove(1);
     assert!(decode(&skipped.plan, &skipped.payload, &MemStore(Arc::default()), Vec::new()).is_err());
 }
+
+#[test]
+fn single_file_and_symlink_store_paths_round_trip() {
+    // writeText-style paths: the NAR's root is a file (or a symlink).
+    let old_path = sp("00000000000000000000000000000000-script");
+    let new_path = sp("11111111111111111111111111111111-script");
+    let body = noise(12, 20_000);
+    let (old_m, old_files) = manifest_and_files(&nar_of(&file(&with_hash(&body, &[10], OLD_DEP))));
+    let target: Files = Arc::default();
+    target.lock().unwrap().insert((old_path.clone(), RelPath::root()), old_files[&RelPath::root()].clone());
+    let copy = old_files.clone();
+    let mut k = KnowledgeIndex::new(move |_, rel| copy.get(rel).cloned());
+    k.add(old_path.clone(), old_m);
+    for (tree, expect) in [(exe(&with_hash(&body, &[10], NEW_DEP)), "delta"), (file(&with_hash(&body, &[10], OLD_DEP)), "ref"), (link("/nix/store/x"), "none")] {
+        let nar = nar_of(&tree);
+        let (m, files) = manifest_and_files(&nar);
+        let e = encode(&new_path, &m, &mut |rel| Ok(files[rel].clone()), &k, &EncodeOptions::default()).unwrap();
+        let st = e.stats;
+        assert_eq!((st.delta.files, st.reference.files), match expect { "delta" => (1, 0), "ref" => (0, 1), _ => (0, 0) }, "{expect}: {st:?}");
+        assert_eq!(decode(&e.plan, &e.payload, &MemStore(target.clone()), Vec::new()).unwrap().0, nar, "{expect}");
+    }
+}

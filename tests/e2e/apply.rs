@@ -416,7 +416,7 @@ fn timing_20_hosts() {
         let phases = String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.starts_with("phases:")).collect::<Vec<_>>().join("");
         let bytes: u64 = r.iter().filter_map(|h| h["pushedBytes"].as_u64()).sum();
         eprintln!("apply on 20 hosts, {what}: wall {wall:.2}s, pushed {bytes} bytes; {phases}");
-        for k in ["buildSecs", "pushSecs", "activateSecs", "confirmSecs", "totalSecs"] {
+        for k in ["buildSecs", "pushSecs", "activateSecs", "confirmSecs", "healthSecs", "totalSecs"] {
             eprintln!("  {}", stats(k));
         }
         // Where the pushes' time went before sending, mean seconds per stage.

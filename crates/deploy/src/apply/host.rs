@@ -220,7 +220,9 @@ async fn activate_host(
     }
     // The confirming connection is opened while the checks run.
     let fresh = connect_in_background(h, opts);
-    if let Err(why) = health::run_checks(session, &checks, &aopts.env_prefix()).await {
+    let checked = health::run_checks(session, &checks, &aopts.env_prefix()).await;
+    r.health_secs = Some(t.elapsed().as_secs_f64());
+    if let Err(why) = checked {
         fresh.abort();
         say(opts, &h.name, &why);
         let outcome = activate::abort(session, &run_dir, "health-check-failed", wait_secs).await.map_err(|e| e.to_string())?;

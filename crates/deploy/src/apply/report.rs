@@ -38,6 +38,8 @@ pub struct HostReport {
     pub activate_secs: Option<f64>,
     /// Health checks + confirmation.
     pub confirm_secs: Option<f64>,
+    /// Of that, the health checks.
+    pub health_secs: Option<f64>,
     pub keys: usize,
     pub verdict: Verdict,
     pub total_secs: f64,
@@ -72,7 +74,7 @@ impl HostReport {
             "host": self.host, "toplevel": self.toplevel, "result": result, "reason": reason,
             "evalSecs": self.eval_secs, "buildSecs": self.build_secs, "pushSecs": self.push_secs,
             "pushedPaths": self.pushed_paths, "pushedBytes": self.pushed_bytes,
-            "activateSecs": self.activate_secs, "confirmSecs": self.confirm_secs, "keys": self.keys,
+            "activateSecs": self.activate_secs, "confirmSecs": self.confirm_secs, "healthSecs": self.health_secs, "keys": self.keys,
             "totalSecs": self.total_secs,
             "pushStages": self.push_stages.iter().map(|(n, s)| (n.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
         })

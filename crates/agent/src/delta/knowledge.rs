@@ -126,15 +126,24 @@ impl KnowledgeIndex {
         self.manifests.insert(path, manifest);
     }
 
-    /// Forget `path` (the target no longer holds it).
+    /// Forget `path` (the target no longer holds it). Contents it held are
+    /// then located in another path that has them, if any (one pass over
+    /// the index, whatever the number of files).
     pub fn remove(&mut self, path: &StorePath) {
         let Some(m) = self.manifests.remove(path) else { return };
+        let mut orphans: std::collections::HashSet<FileHash> = std::collections::HashSet::new();
         for (_, _, _, b3) in m.files() {
             if self.files.get(&b3).is_some_and(|(p, _)| p == path) {
                 self.files.remove(&b3);
-                // Another holder, if any, takes its place.
-                if let Some((other, rel)) = self.manifests.iter().find_map(|(p, m)| m.files().find(|f| f.3 == b3).map(|f| (p, f.0))) {
-                    self.files.insert(b3, (other.clone(), rel.clone()));
+                orphans.insert(b3);
+            }
+        }
+        if !orphans.is_empty() {
+            for (p, m) in &self.manifests {
+                for (rel, _, size, b3) in m.files() {
+                    if size > 0 && orphans.contains(&b3) {
+                        self.files.entry(b3).or_insert_with(|| (p.clone(), rel.clone()));
+                    }
                 }
             }
         }
@@ -196,6 +205,28 @@ impl TargetKnowledge for KnowledgeIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removed_paths_hand_their_files_to_other_holders() {
+        let p = |s: &str| StorePath::from_base_name(s).unwrap();
+        let m = |files: &[(&str, &[u8])]| {
+            let mut entries = vec![crate::manifest::Entry { path: RelPath::root(), node: Node::Directory }];
+            for (name, data) in files {
+                let node = Node::Regular { executable: false, size: data.len() as u64, b3: FileHash::of(data) };
+                entries.push(crate::manifest::Entry { path: RelPath::new(*name).unwrap(), node });
+            }
+            NarManifest { entries }
+        };
+        let (a, b) = (p("00000000000000000000000000000000-a"), p("11111111111111111111111111111111-b"));
+        let mut k = KnowledgeIndex::new(|_, _| None);
+        k.add(a.clone(), m(&[("x", b"shared"), ("y", b"only in a")]));
+        k.add(b.clone(), m(&[("z", b"shared")]));
+        assert_eq!(k.locate(&FileHash::of(b"shared")), Some((a.clone(), RelPath::new("x").unwrap())));
+        k.remove(&a);
+        assert_eq!(k.locate(&FileHash::of(b"shared")), Some((b.clone(), RelPath::new("z").unwrap())));
+        assert_eq!(k.locate(&FileHash::of(b"only in a")), None);
+        assert!(!k.contains(&a) && k.contains(&b) && k.len() == 1);
+    }
 
     #[test]
     fn package_names() {

@@ -222,16 +222,15 @@ echo
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
 printf '%-5s %-6s %-9s %9s %12s %12s %9s %9s\n' link step tool wall missing-NAR wire wire/NAR CPU
 for link in $links; do
-  for tool in $tools; do
-    measure "$link" push "$tool" "$tool-$link" "$gen1"   # the first deployment (agent: installs itself)
-  done
-  for step in gen2 gen3; do
-    case $step in gen2) p=$gen2 nar=$nar2 ;; gen3) p=$gen3 nar=$nar3 ;; esac
+  # gen1: the first deployment to empty targets (the agent installs itself; its
+  # cache of manifests starts empty); gen2 and gen3 are the updates compared.
+  for step in gen1 gen2 gen3; do
+    case $step in gen1) p=$gen1 nar=$nar1 ;; gen2) p=$gen2 nar=$nar2 ;; gen3) p=$gen3 nar=$nar3 ;; esac
     for tool in $tools; do
       measure "$link" push "$tool" "$tool-$link" "$p"
       printf '%-5s %-6s %-9s %7.2f s %9.1f MB %9.2f MB %8.2f%% %7.2f s\n' "$link" "$step" "$tool" "$secs" \
         "$(echo "$nar / 1000000" | bc -l)" "$(echo "$wire / 1000000" | bc -l)" "$(echo "100 * $wire / $nar" | bc -l)" "$cpu"
-      [ "$tool" = agent ] && sed 's/^/      /' "$work/last.out"
+      [ "$tool" = agent ] && [ "$step" != gen1 ] && sed 's/^/      /' "$work/last.out"
       results+=("$link $step $tool $secs $wire $nar $cpu")
     done
   done
@@ -248,11 +247,12 @@ done; done
 get() { printf '%s\n' "${results[@]}" | awk -v l="$1" -v s="$2" -v t="$3" -v f="$4" '$1==l && $2==s && $3==t {print $f}'; }
 echo
 for link in $links; do for step in gen2 gen3; do
-  printf '%-4s %s: agent wire %.2f%% of missing NAR (goal %s), plain %.1f%%, nix copy %.1f%%; wall agent %.2f s, plain %.2f s, nix copy %.2f s\n' \
+  printf '%-4s %s: agent wire %.2f%% of missing NAR (goal %s), plain %.1f%%, nix copy %.1f%%; wall agent %.2f s, plain %.2f s, nix copy %.2f s; CPU agent %.2f s, plain %.2f s, nix copy %.2f s\n' \
     "$link" "$step" "$(echo "100 * $(get "$link" $step agent 5) / $(get "$link" $step agent 6)" | bc -l)" \
     "$([ $step = gen2 ] && echo '<= 2%' || echo '<= 10%')" \
     "$(echo "100 * $(get "$link" $step plain 5) / $(get "$link" $step plain 6)" | bc -l)" \
     "$(echo "100 * $(get "$link" $step nix-copy 5) / $(get "$link" $step nix-copy 6)" | bc -l)" \
-    "$(get "$link" $step agent 4)" "$(get "$link" $step plain 4)" "$(get "$link" $step nix-copy 4)"
+    "$(get "$link" $step agent 4)" "$(get "$link" $step plain 4)" "$(get "$link" $step nix-copy 4)" \
+    "$(get "$link" $step agent 7)" "$(get "$link" $step plain 7)" "$(get "$link" $step nix-copy 7)"
 done; done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

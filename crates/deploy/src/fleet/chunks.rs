@@ -63,7 +63,7 @@ pub fn evaluate_in_chunks(
             // chunk has finished, the previous garbage is freed, and no
             // thread uses the heap; `parts` and the caller merely hold
             // values.
-            let (stats, garbage) = unsafe { ev.collect_deferred() };
+            let (stats, garbage) = unsafe { ev.collect_deferred(pool.current_num_threads()) };
             if std::env::var_os("NDEPLOY_COLLECT_STATS").is_some() {
                 eprintln!("collect after {} hosts: {stats:?} in {:?}", (i + 1) * chunk, start.elapsed());
             }

@@ -40,10 +40,6 @@
 //! library through their parents); collect between batches of work, not
 //! after every evaluation.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use crate::eval::Evaluator;
@@ -93,23 +89,24 @@ impl Evaluator {
     /// `&mut self` already rules out evaluation through this evaluator.
     pub unsafe fn collect(&mut self) -> CollectStats {
         // SAFETY: forwarded from the caller.
-        let (stats, garbage) = unsafe { self.collect_deferred() };
+        let (stats, garbage) = unsafe { self.collect_deferred(1) };
         drop(garbage);
         self.rec_frames_mut().0.retain(|w| w.strong_count() > 0);
         stats
     }
 
-    /// [`Evaluator::collect`], handing back the garbage (its cycles
-    /// already broken) instead of freeing it: dropping [`Garbage`] frees
-    /// it, and may happen on another thread while evaluation goes on
-    /// (nothing outside the garbage reaches it).
+    /// [`Evaluator::collect`] with the counting walk on `threads` threads,
+    /// handing back the garbage (its cycles already broken) instead of
+    /// freeing it: dropping [`Garbage`] frees it, and may happen on another
+    /// thread while evaluation goes on (nothing outside the garbage
+    /// reaches it).
     ///
     /// # Safety
     /// As [`Evaluator::collect`].
-    pub unsafe fn collect_deferred(&mut self) -> (CollectStats, Garbage) {
+    pub unsafe fn collect_deferred(&mut self, threads: usize) -> (CollectStats, Garbage) {
         let (weak, held) = self.rec_frames_mut();
         // SAFETY: forwarded from the caller.
-        unsafe { collect_frames(weak, held) }
+        unsafe { collect_frames(weak, held, threads) }
     }
 
     /// How many registered recursive frames are alive.
@@ -207,6 +204,17 @@ impl Child<'_> {
 }
 
 impl Node {
+    fn addr(&self) -> usize {
+        match self {
+            Node::Env(e) => e.addr(),
+            Node::Thunk(t) => t.id(),
+            Node::Attrs(a) => a.ptr_id(),
+            Node::List(l) => Arc::as_ptr(l) as usize,
+            Node::Closure(c) => Arc::as_ptr(c) as usize,
+            Node::App(p) => Arc::as_ptr(p) as usize,
+        }
+    }
+
     /// Call `f` with every reference this node holds.
     fn children(&self, f: &mut dyn FnMut(Child<'_>)) {
         match self {
@@ -278,43 +286,6 @@ fn prefetch_value(v: &Value) {
     }
 }
 
-/// A recorded node's strong count before the walk, the references to it
-/// found inside the walked graph, and whether it is live.
-struct Counts {
-    strong: u32,
-    internal: u32,
-    live: bool,
-}
-
-/// Work of a walk: a recorded node (by index), or an unrecorded one with
-/// the index of its nearest recorded ancestor (its *anchor*: an unrecorded
-/// node has one referrer, so it is live exactly when its anchor is).
-enum Item {
-    Recorded(u32),
-    Unrecorded(Node, u32),
-}
-
-/// A hasher for addresses (SipHash would dominate the walk).
-#[derive(Default)]
-struct AddrHasher(u64);
-
-impl Hasher for AddrHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_usize(&mut self, x: usize) {
-        let p = u128::from(x as u64) * 0x9E37_79B9_7F4A_7C15;
-        self.0 = (p as u64) ^ ((p >> 64) as u64);
-    }
-}
-
-type Index = HashMap<usize, u32, BuildHasherDefault<AddrHasher>>;
-
 /// Trial deletion from the live frames in `weak` and `held` (see the
 /// module documentation); keeps only the live frames in `held`, and hands
 /// back the garbage, cycles broken.
@@ -324,13 +295,10 @@ type Index = HashMap<usize, u32, BuildHasherDefault<AddrHasher>>;
 pub(crate) unsafe fn collect_frames(
     weak: &mut Vec<Weak<EnvInner>>,
     held: &mut Option<Vec<Env>>,
+    threads: usize,
 ) -> (CollectStats, Garbage) {
     let mut stats = CollectStats::default();
-    let mut index = Index::default();
-    index.reserve(RECORDED_HINT.load(Ordering::Relaxed));
-    let mut nodes: Vec<Node> = Vec::new();
-    let mut counts: Vec<Counts> = Vec::new();
-    let mut stack: Vec<Item> = Vec::new();
+    let mut table = walk::Table::new();
 
     // The candidates, recorded before the walk so that references to them
     // found during it are counted. Counts exclude our own handle (the held
@@ -340,97 +308,47 @@ pub(crate) unsafe fn collect_frames(
         Some(h) => std::mem::take(h),
         None => weak.iter().filter_map(Env::upgrade).collect(),
     };
+    let mut roots = Vec::with_capacity(candidates.len());
     for env in candidates {
         let strong = env.strong_count().saturating_sub(1);
         stats.frames += 1;
-        let i = nodes.len() as u32;
-        index.insert(env.addr(), i);
-        nodes.push(Node::Env(env));
-        counts.push(Counts { strong: clamp(strong), internal: 0, live: false });
-        stack.push(Item::Recorded(i));
+        let node = Node::Env(env);
+        let id = table.insert_candidate(&node, strong);
+        roots.push(Item::Recorded(node, id));
     }
-    if nodes.is_empty() {
+    if roots.is_empty() {
         weak.clear();
         return (stats, Garbage::default());
     }
 
     let t0 = std::time::Instant::now();
-    // 1. Count the references from inside the walked graph. Unrecorded
-    // thunks and recursive frames are kept (with their anchors) for step 3.
-    let mut unrecorded_mutable: Vec<(Node, u32)> = Vec::new();
-    let mut fresh: Vec<Node> = Vec::new();
-    while let Some(item) = stack.pop() {
-        stats.visited += 1;
-        let (owned, anchor) = match item {
-            Item::Recorded(i) => (None, i),
-            Item::Unrecorded(n, a) => (Some(n), a),
-        };
-        let base = nodes.len();
-        let node = match &owned {
-            Some(n) => n,
-            None => match nodes.get(anchor as usize) {
-                Some(n) => n,
-                None => continue,
-            },
-        };
-        node.children(&mut |c| {
-            let Some((addr, strong, always)) = c.key() else { return };
-            // One reference (this one): not recorded, no lookup needed
-            // (recorded candidates reached here have at least two).
-            if strong == 1 && !always {
-                stack.extend(c.node().map(|n| Item::Unrecorded(n, anchor)));
-                return;
-            }
-            match index.entry(addr) {
-                Entry::Occupied(e) => {
-                    if let Some(k) = counts.get_mut(*e.get() as usize) {
-                        k.internal = k.internal.saturating_add(1);
-                    }
-                }
-                Entry::Vacant(v) => {
-                    let Some(n) = c.node() else { return };
-                    let i = (base + fresh.len()) as u32;
-                    v.insert(i);
-                    fresh.push(n);
-                    counts.push(Counts { strong: clamp(strong), internal: 1, live: false });
-                    stack.push(Item::Recorded(i));
-                }
-            }
-        });
-        nodes.append(&mut fresh);
-        if let Some(n) = owned
-            && n.is_mutable()
-        {
-            unrecorded_mutable.push((n, anchor));
-        }
-    }
-    stats.recorded = nodes.len();
-    RECORDED_HINT.store(nodes.len(), Ordering::Relaxed);
+    // 1. Count the references from inside the walked graph (in parallel).
+    let (visited, unrecorded_mutable) = walk::count(&table, roots, threads);
+    stats.visited = visited;
+    let mut shards = table.into_shards();
+    stats.recorded = shards.iter().map(|s| s.nodes.len()).sum();
 
     let t1 = std::time::Instant::now();
     // 2. Referenced from outside: live, with everything it reaches.
-    for (i, k) in counts.iter_mut().enumerate() {
-        if k.strong > k.internal {
-            k.live = true;
-            stack.push(Item::Recorded(i as u32));
+    let mut stack: Vec<Item> = Vec::new();
+    for (si, shard) in shards.iter_mut().enumerate() {
+        for (i, (k, n)) in shard.counts.iter_mut().zip(&shard.nodes).enumerate() {
+            if k.strong > k.internal {
+                k.live = true;
+                stack.push(Item::Recorded(n.clone(), walk::id(si, i)));
+            }
         }
     }
     while let Some(item) = stack.pop() {
-        let owned = match item {
-            Item::Recorded(i) => nodes.get(i as usize).cloned(),
-            Item::Unrecorded(n, _) => Some(n),
-        };
-        let Some(node) = owned else { continue };
+        let (Item::Recorded(node, _) | Item::Unrecorded(node, _)) = item;
         node.children(&mut |c| {
             let Some((addr, strong, always)) = c.key() else { return };
-            let recorded = if strong == 1 && !always { None } else { index.get(&addr).copied() };
-            match recorded {
-                Some(i) => {
-                    if let Some(k) = counts.get_mut(i as usize)
-                        && !k.live
-                    {
+            let found = if strong == 1 && !always { None } else { walk::lookup(&mut shards, addr) };
+            match found {
+                Some((k, n, id)) => {
+                    if !k.live {
                         k.live = true;
-                        stack.push(Item::Recorded(i));
+                        stack.push(Item::Recorded(n, id));
                     }
                 }
                 // Unrecorded: its only referrer is `node`.
@@ -440,13 +358,14 @@ pub(crate) unsafe fn collect_frames(
     }
 
     let t2 = std::time::Instant::now();
-    stats.live = counts.iter().filter(|k| k.live).count();
+    stats.live = shards.iter().flat_map(|s| &s.counts).filter(|k| k.live).count();
     // 3. The rest is garbage: take the contents of its frames and thunks
     // out, which breaks every cycle in it.
-    let live = |i: u32| counts.get(i as usize).is_some_and(|k| k.live);
+    let live = |id: u64| walk::counts(&shards, id).is_some_and(|k| k.live);
     let mut values: Vec<Value> = Vec::new();
     let mut envs: Vec<Env> = Vec::new();
-    let garbage_recorded = nodes.iter().zip(&counts).filter(|(_, k)| !k.live).map(|(n, _)| n);
+    let garbage_recorded =
+        shards.iter().flat_map(|s| s.nodes.iter().zip(&s.counts)).filter(|(_, k)| !k.live).map(|(n, _)| n);
     let garbage_unrecorded = unrecorded_mutable.iter().filter(|(_, a)| !live(*a)).map(|(n, _)| n);
     for n in garbage_recorded.chain(garbage_unrecorded) {
         match n {
@@ -470,22 +389,27 @@ pub(crate) unsafe fn collect_frames(
         }
     }
     if let Some(held) = held {
-        held.extend(nodes.iter().zip(&counts).filter(|(_, k)| k.live).filter_map(|(n, _)| match n {
+        let live_frames = shards.iter().flat_map(|s| s.nodes.iter().zip(&s.counts)).filter(|(_, k)| k.live);
+        held.extend(live_frames.filter_map(|(n, _)| match n {
             Node::Env(env) if env.is_rec() => Some(env.clone()),
             _ => None,
         }));
     }
     stats.phases = [t1 - t0, t2 - t1, t2.elapsed()];
-    nodes.extend(unrecorded_mutable.into_iter().map(|(n, _)| n));
+    let mut nodes: Vec<Node> = unrecorded_mutable.into_iter().map(|(n, _)| n).collect();
+    for shard in shards {
+        nodes.extend(shard.nodes);
+    }
     (stats, Garbage { values, envs, nodes })
 }
-
-/// How many nodes the last collection recorded (to size the next index).
-static RECORDED_HINT: AtomicUsize = AtomicUsize::new(0);
 
 fn clamp(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
+
+mod walk;
+
+use walk::Item;
 
 #[cfg(test)]
 mod tests;

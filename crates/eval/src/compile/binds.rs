@@ -20,8 +20,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rnix::ast::{self, HasEntry};
+use rnix::SyntaxKind as K;
+use rnix::ast;
 
+use super::green::{GNode, is_attr};
 use super::{Compiler, Scope, ident_name};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::ir::{AttrDef, AttrName, AttrsExpr, DynAttr, Expr, LetExpr};
@@ -29,9 +31,9 @@ use crate::source::Pos;
 use crate::symbol::Symbol;
 
 #[derive(Clone)]
-pub(crate) struct Binds {
-    statics: Vec<StaticBind>,
-    dynamics: Vec<DynBind>,
+pub(crate) struct Binds<'g> {
+    statics: Vec<StaticBind<'g>>,
+    dynamics: Vec<DynBind<'g>>,
     /// Position of each static name in `statics`, so that building a set of
     /// n attributes is O(n), not O(n²). Valid until `statics` is sorted;
     /// built only once there are more than [`SMALL`] names.
@@ -42,40 +44,44 @@ pub(crate) struct Binds {
 const SMALL: usize = 8;
 
 #[derive(Clone)]
-struct StaticBind {
+struct StaticBind<'g> {
     name: Symbol,
     pos: Pos,
-    bind: Bind,
+    bind: Bind<'g>,
 }
 
 #[derive(Clone)]
-struct DynBind {
-    attr: ast::Attr,
+struct DynBind<'g> {
+    attr: GNode<'g>,
     pos: Pos,
-    bind: Bind,
+    bind: Bind<'g>,
 }
 
 #[derive(Clone)]
-enum Bind {
-    Value(ast::Expr),
+enum Bind<'g> {
+    Value(GNode<'g>),
     Inherit,
-    InheritFrom(ast::Expr),
-    Nested(Binds, bool),
+    InheritFrom(GNode<'g>),
+    Nested(Binds<'g>, bool),
 }
 
 /// The statically known name of an attribute, if any.
-fn static_name(a: &ast::Attr) -> Option<Symbol> {
-    match a {
-        ast::Attr::Ident(id) => Some(ident_name(id)),
-        ast::Attr::Str(s) => literal_str(s),
-        ast::Attr::Dynamic(d) => match d.expr()? {
-            ast::Expr::Str(s) => literal_str(&s),
+fn static_name(a: GNode<'_>) -> Option<Symbol> {
+    match a.kind() {
+        K::NODE_IDENT => Some(ident_name(a)),
+        K::NODE_STRING => literal_str(a),
+        _ => match a.expr(0)? {
+            s if s.kind() == K::NODE_STRING => literal_str(s),
             _ => None,
         },
     }
 }
 
-fn literal_str(s: &ast::Str) -> Option<Symbol> {
+fn literal_str(s: GNode<'_>) -> Option<Symbol> {
+    if let Some(text) = Compiler::plain_string(s) {
+        return Some(Symbol::new(text));
+    }
+    let s = <ast::Str as rowan::ast::AstNode>::cast(s.red())?;
     let mut out = String::new();
     for p in s.normalized_parts() {
         match p {
@@ -86,18 +92,18 @@ fn literal_str(s: &ast::Str) -> Option<Symbol> {
     Some(Symbol::new(&out))
 }
 
-impl Binds {
-    fn new() -> Binds {
+impl<'g> Binds<'g> {
+    fn new() -> Self {
         Binds { statics: Vec::new(), dynamics: Vec::new(), index: HashMap::new() }
     }
-    fn find(&mut self, name: Symbol) -> Option<&mut StaticBind> {
+    fn find(&mut self, name: Symbol) -> Option<&mut StaticBind<'g>> {
         if self.statics.len() <= SMALL {
             return self.statics.iter_mut().find(|b| b.name == name);
         }
         let i = *self.index.get(&name)?;
         self.statics.get_mut(i)
     }
-    fn push_static(&mut self, sb: StaticBind) {
+    fn push_static(&mut self, sb: StaticBind<'g>) {
         self.statics.push(sb);
         // Small sets are searched linearly; the index is built once they grow.
         match self.statics.len() {
@@ -122,7 +128,7 @@ fn dup(name: Symbol, pos: Pos) -> EvalError {
     EvalError::at(ErrorKind::Other(format!("attribute '{name}' already defined{at}")), pos)
 }
 
-fn merge(into: &mut Binds, from: Binds) -> EvalResult<()> {
+fn merge<'g>(into: &mut Binds<'g>, from: Binds<'g>) -> EvalResult<()> {
     for sb in from.statics {
         match into.find(sb.name) {
             None => into.push_static(sb),
@@ -137,54 +143,57 @@ fn merge(into: &mut Binds, from: Binds) -> EvalResult<()> {
 }
 
 impl<'a> Compiler<'a> {
-    pub(super) fn collect_binds(&mut self, node: &impl HasEntry, is_let: bool) -> EvalResult<Binds> {
+    pub(super) fn collect_binds<'g>(&mut self, node: GNode<'g>, is_let: bool) -> EvalResult<Binds<'g>> {
         let mut binds = Binds::new();
-        for entry in Self::entries_of(node) {
-            match entry {
-                ast::Entry::Inherit(inh) => {
-                    let from = inh.from().and_then(|f| f.expr());
-                    if inh.from().is_some() && from.is_none() {
-                        return Err(self.missing(&inh));
+        for entry in node.nodes() {
+            match entry.kind() {
+                K::NODE_INHERIT => {
+                    let inh = entry;
+                    let from_node = inh.child(K::NODE_INHERIT_FROM);
+                    let from = from_node.and_then(|f| f.expr(0));
+                    if from_node.is_some() && from.is_none() {
+                        return Err(self.missing(inh));
                     }
-                    for a in inh.attrs() {
-                        let pos = self.pos(&a);
-                        let Some(name) = static_name(&a) else {
-                            return Err(self.err(&a, "dynamic attributes not allowed in inherit"));
+                    for a in inh.nodes().filter(|a| is_attr(a.kind())) {
+                        let pos = self.pos(a);
+                        let Some(name) = static_name(a) else {
+                            return Err(self.err(a, "dynamic attributes not allowed in inherit"));
                         };
                         if binds.find(name).is_some() {
                             return Err(dup(name, pos));
                         }
-                        let bind = match &from {
-                            Some(f) => Bind::InheritFrom(f.clone()),
+                        let bind = match from {
+                            Some(f) => Bind::InheritFrom(f),
                             None => Bind::Inherit,
                         };
                         binds.push_static(StaticBind { name, pos, bind });
                     }
                 }
-                ast::Entry::AttrpathValue(av) => {
-                    let path = av.attrpath().ok_or_else(|| self.missing(&av))?;
-                    let attrs: Vec<ast::Attr> = path.attrs().collect();
-                    let value = av.value().ok_or_else(|| self.missing(&av))?;
+                K::NODE_ATTRPATH_VALUE => {
+                    let av = entry;
+                    let path = av.child(K::NODE_ATTRPATH).ok_or_else(|| self.missing(av))?;
+                    let attrs: Vec<GNode<'g>> = path.nodes().filter(|a| is_attr(a.kind())).collect();
+                    let value = av.expr(0).ok_or_else(|| self.missing(av))?;
                     self.add_bind(&mut binds, &attrs, value, is_let)?;
                 }
+                _ => {}
             }
         }
         Ok(binds)
     }
 
-    fn value_bind(&mut self, value: ast::Expr) -> EvalResult<Bind> {
-        Ok(match value {
-            ast::Expr::AttrSet(set) => {
-                let rec = set.rec_token().is_some();
-                Bind::Nested(self.collect_binds(&set, false)?, rec)
-            }
-            v => Bind::Value(v),
+    fn value_bind<'g>(&mut self, value: GNode<'g>) -> EvalResult<Bind<'g>> {
+        Ok(if value.kind() == K::NODE_ATTR_SET {
+            let rec = value.token(K::TOKEN_REC).is_some();
+            Bind::Nested(self.collect_binds(value, false)?, rec)
+        } else {
+            Bind::Value(value)
         })
     }
 
-    fn add_bind(&mut self, binds: &mut Binds, path: &[ast::Attr], value: ast::Expr, is_let: bool) -> EvalResult<()> {
-        let Some((first, rest)) = path.split_first() else {
-            return Err(self.missing(&value));
+    fn add_bind<'g>(&mut self, binds: &mut Binds<'g>, path: &[GNode<'g>], value: GNode<'g>, is_let: bool) -> EvalResult<()> {
+        let Some((&first, rest)) = path.split_first() else {
+            return Err(self.missing(value));
         };
         let pos = self.pos(first);
         let name = static_name(first);
@@ -221,25 +230,25 @@ impl<'a> Compiler<'a> {
                     _ => return Err(dup(n, pos)),
                 },
             },
-            None => binds.dynamics.push(DynBind { attr: first.clone(), pos, bind }),
+            None => binds.dynamics.push(DynBind { attr: first, pos, bind }),
         }
         Ok(())
     }
 
-    fn compile_bind(&mut self, name: Symbol, bind: Bind, in_rec: bool, pos: Pos) -> EvalResult<Expr> {
+    fn compile_bind(&mut self, name: Symbol, bind: Bind<'_>, in_rec: bool, pos: Pos) -> EvalResult<Expr> {
         Ok(match bind {
-            Bind::Value(ast::Expr::Lambda(l)) => Expr::Lambda(Arc::new(self.lambda(&l, Some(name))?)),
-            Bind::Value(e) => self.expr(&e)?,
+            Bind::Value(l) if l.kind() == K::NODE_LAMBDA => Expr::Lambda(Arc::new(self.lambda(l, Some(name))?)),
+            Bind::Value(e) => self.expr(e)?,
             Bind::Inherit => self.resolve(name, usize::from(in_rec), pos)?,
             Bind::InheritFrom(from) => {
-                let e = self.expr(&from)?;
+                let e = self.expr(from)?;
                 Expr::Select { expr: Box::new(e), path: vec![AttrName::Static(name)].into_boxed_slice(), default: None, pos }
             }
             Bind::Nested(b, rec) => self.compile_binds(b, rec, pos)?,
         })
     }
 
-    pub(super) fn compile_binds(&mut self, mut binds: Binds, rec: bool, pos: Pos) -> EvalResult<Expr> {
+    pub(super) fn compile_binds(&mut self, mut binds: Binds<'_>, rec: bool, pos: Pos) -> EvalResult<Expr> {
         binds.statics.sort_by_key(|b| b.name);
         if rec {
             let m: HashMap<Symbol, u32> = binds.statics.iter().enumerate().map(|(i, b)| (b.name, i as u32)).collect();
@@ -254,7 +263,7 @@ impl<'a> Compiler<'a> {
             }
             let mut dynamic = Vec::with_capacity(binds.dynamics.len());
             for db in binds.dynamics {
-                let name = match self.attr_name(&db.attr)? {
+                let name = match self.attr_name(db.attr)? {
                     AttrName::Dynamic(e) => e,
                     AttrName::Static(s) => Expr::Const(crate::value::Value::string(s.as_str())),
                 };
@@ -269,7 +278,7 @@ impl<'a> Compiler<'a> {
         r
     }
 
-    pub(super) fn compile_let(&mut self, mut binds: Binds, body: Option<ast::Expr>, node: &ast::LetIn) -> EvalResult<Expr> {
+    pub(super) fn compile_let(&mut self, mut binds: Binds<'_>, body: Option<GNode<'_>>, node: GNode<'_>) -> EvalResult<Expr> {
         if let Some(d) = binds.dynamics.first() {
             return Err(EvalError::at(ErrorKind::Other("dynamic attributes not allowed in let".into()), d.pos));
         }
@@ -300,7 +309,7 @@ impl<'a> Compiler<'a> {
         Ok(Expr::Let(Box::new(LetExpr { binds: defs, body: body?, rec })))
     }
 
-    fn compile_defs(&mut self, binds: Binds, in_rec: bool) -> EvalResult<Vec<AttrDef>> {
+    fn compile_defs(&mut self, binds: Binds<'_>, in_rec: bool) -> EvalResult<Vec<AttrDef>> {
         let mut defs = Vec::with_capacity(binds.statics.len());
         for sb in binds.statics {
             let inherited = matches!(sb.bind, Bind::Inherit);

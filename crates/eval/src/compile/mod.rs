@@ -1,6 +1,7 @@
 //! Compiling rnix syntax trees into the IR of [`crate::ir`].
 //!
-//! Design: one pass over the rnix AST with a stack of compile-time scopes
+//! Design: one pass over rnix's green tree (see [`green`]: no red cursors,
+//! positions tracked as offsets while walking) with a stack of compile-time scopes
 //! mirroring the runtime frames (one scope per `let`/`rec`/lambda/`with`).
 //! A variable is resolved innermost-out among the lexical scopes, then among
 //! the builtins (which are compiled to constants), and only then, if some
@@ -14,12 +15,17 @@
 //! parsing, which bounds the recursion here.
 
 mod binds;
+mod green;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rnix::ast::{self, AstToken, HasEntry};
+use rnix::SyntaxKind as K;
+use rnix::ast;
+use rowan::NodeOrToken;
 use rowan::ast::AstNode;
+
+use green::{GNode, is_attr};
 
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::ir::{AttrName, BinOp, Expr, Formal, Lambda, Param, Pattern};
@@ -57,6 +63,8 @@ enum Scope {
 pub(crate) struct Compiler<'a> {
     env: &'a CompileEnv<'a>,
     src: SourceId,
+    /// The source text (for the text of `assert` conditions).
+    text: &'a str,
     scopes: Vec<Scope>,
     /// Current expression nesting (bounded by [`MAX_NESTING`]).
     depth: usize,
@@ -101,14 +109,16 @@ fn compile_parsed(text: &str, src: SourceId, env: &CompileEnv<'_>) -> EvalResult
     if let Some(err) = parse.errors().first() {
         return Err(parse_error(err, src));
     }
-    let root = parse.tree();
-    let mut c = Compiler { env, src, scopes: Vec::new(), depth: 0, probing: false };
+    let root = parse.syntax();
+    let green = root.green();
+    let root = GNode::new(green, 0);
+    let mut c = Compiler { env, src, text, scopes: Vec::new(), depth: 0, probing: false };
     if let Some(names) = &env.extra_scope {
         let m = names.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
         c.scopes.push(Scope::Static(m, Default::default()));
     }
-    match root.expr() {
-        Some(e) => c.expr(&e),
+    match root.expr(0) {
+        Some(e) => c.expr(e),
         None => Err(EvalError::at(ErrorKind::Parse("unexpected end of file".into()), Pos::new(src, 0))),
     }
 }
@@ -136,25 +146,29 @@ fn parse_error(err: &rnix::ParseError, src: SourceId) -> EvalError {
     EvalError::at(ErrorKind::Parse(msg), Pos::new(src, off))
 }
 
-fn ident_name(id: &ast::Ident) -> Symbol {
-    // The token's text as it is (no `SyntaxText` rendering into a new String).
-    match id.ident_token() {
-        Some(t) => Symbol::new(t.text()),
-        None => Symbol::new(&id.syntax().text().to_string()),
-    }
+/// The name of an identifier node: its one token's text (`TOKEN_IDENT`, or
+/// `TOKEN_OR` for an identifier spelled `or`).
+fn ident_name(id: GNode<'_>) -> Symbol {
+    Symbol::new(id.tokens().next().map_or("", |t| t.text()))
 }
 
 impl<'a> Compiler<'a> {
-    fn pos(&self, node: &impl AstNode) -> Pos {
-        Pos::new(self.src, u32::from(node.syntax().text_range().start()))
+    fn pos(&self, node: GNode<'_>) -> Pos {
+        Pos::new(self.src, node.off)
     }
 
-    fn err(&self, node: &impl AstNode, msg: impl Into<String>) -> EvalError {
+    fn err(&self, node: GNode<'_>, msg: impl Into<String>) -> EvalError {
         EvalError::at(ErrorKind::Other(msg.into()), self.pos(node))
     }
 
-    fn missing(&self, node: &impl AstNode) -> EvalError {
+    fn missing(&self, node: GNode<'_>) -> EvalError {
         EvalError::at(ErrorKind::Parse("unexpected end of expression".into()), self.pos(node))
+    }
+
+    /// The source text of a node.
+    fn node_text(&self, node: GNode<'_>) -> &'a str {
+        let start = node.off as usize;
+        self.text.get(start..start + node.len() as usize).unwrap_or("")
     }
 
     /// Resolve a variable, skipping the `skip` innermost scopes.
@@ -180,18 +194,25 @@ impl<'a> Compiler<'a> {
         Ok(Expr::WithVar { name, withs: withs.into_boxed_slice(), pos })
     }
 
-    fn sub(&mut self, e: Option<ast::Expr>, parent: &impl AstNode) -> EvalResult<Expr> {
+    fn sub(&mut self, e: Option<GNode<'_>>, parent: GNode<'_>) -> EvalResult<Expr> {
         match e {
-            Some(e) => self.expr(&e),
+            Some(e) => self.expr(e),
             None => Err(self.missing(parent)),
         }
     }
 
-    fn sub_arc(&mut self, e: Option<ast::Expr>, parent: &impl AstNode) -> EvalResult<Arc<Expr>> {
+    fn sub_arc(&mut self, e: Option<GNode<'_>>, parent: GNode<'_>) -> EvalResult<Arc<Expr>> {
         self.sub(e, parent).map(Arc::new)
     }
 
-    pub(crate) fn expr(&mut self, e: &ast::Expr) -> EvalResult<Expr> {
+    /// The first two expression children of `node`.
+    fn two(node: GNode<'_>) -> (Option<GNode<'_>>, Option<GNode<'_>>) {
+        let mut it = node.exprs();
+        let a = it.next();
+        (a, it.next())
+    }
+
+    pub(crate) fn expr(&mut self, e: GNode<'_>) -> EvalResult<Expr> {
         if self.depth >= MAX_NESTING {
             return Err(EvalError::at(ErrorKind::Parse("expression nested too deeply".into()), self.pos(e)));
         }
@@ -201,20 +222,18 @@ impl<'a> Compiler<'a> {
         r
     }
 
-    fn expr_inner(&mut self, e: &ast::Expr) -> EvalResult<Expr> {
+    fn expr_inner(&mut self, e: GNode<'_>) -> EvalResult<Expr> {
         let pos = self.pos(e);
-        Ok(match e {
-            ast::Expr::Paren(p) => return self.sub(p.expr(), p),
-            ast::Expr::Root(r) => return self.sub(r.expr(), r),
-            ast::Expr::Error(n) => return Err(EvalError::at(ErrorKind::Parse("unexpected token".into()), self.pos(n))),
-            ast::Expr::Literal(l) => self.literal(l)?,
-            ast::Expr::Ident(id) => self.resolve(ident_name(id), 0, pos)?,
-            ast::Expr::Str(s) => self.string(s)?,
-            ast::Expr::PathAbs(p) => self.path(p.parts(), pos, PathKind::Abs)?,
-            ast::Expr::PathRel(p) => self.path(p.parts(), pos, PathKind::Rel)?,
-            ast::Expr::PathHome(p) => self.path(p.parts(), pos, PathKind::Home)?,
-            ast::Expr::PathSearch(p) => {
-                let text = p.content().map(|c| c.text().to_string()).unwrap_or_default();
+        Ok(match e.kind() {
+            K::NODE_PAREN | K::NODE_ROOT => return self.sub(e.expr(0), e),
+            K::NODE_LITERAL => self.literal(e)?,
+            K::NODE_IDENT => self.resolve(ident_name(e), 0, pos)?,
+            K::NODE_STRING => self.string(e)?,
+            K::NODE_PATH_ABS => self.path(e, PathKind::Abs)?,
+            K::NODE_PATH_REL => self.path(e, PathKind::Rel)?,
+            K::NODE_PATH_HOME => self.path(e, PathKind::Home)?,
+            K::NODE_PATH_SEARCH => {
+                let text = e.tokens().next().map_or("", |t| t.text());
                 let name = text.trim_start_matches('<').trim_end_matches('>').to_string();
                 let find = self.resolve(Symbol::new("__findFile"), 0, pos)?;
                 let path = self.resolve(Symbol::new("__nixPath"), 0, pos)?;
@@ -224,7 +243,7 @@ impl<'a> Compiler<'a> {
                     pos,
                 }
             }
-            ast::Expr::CurPos(_) => {
+            K::NODE_CUR_POS => {
                 let mut b = AttrsBuilder::new();
                 if let Some((src, line, col)) = pos.resolve() {
                     let file = match &src.origin {
@@ -237,94 +256,101 @@ impl<'a> Compiler<'a> {
                 }
                 Expr::Const(Value::Attrs(b.finish()))
             }
-            ast::Expr::List(l) => {
-                let items: EvalResult<Vec<_>> = l.items().map(|i| self.expr(&i).map(Arc::new)).collect();
+            K::NODE_LIST => {
+                let items: EvalResult<Vec<_>> = e.exprs().map(|i| self.expr(i).map(Arc::new)).collect();
                 Expr::List(items?.into_boxed_slice())
             }
-            ast::Expr::AttrSet(a) => self.attr_set(a)?,
-            ast::Expr::LetIn(l) => self.let_in(l)?,
-            ast::Expr::LegacyLet(l) => self.legacy_let(l)?,
-            ast::Expr::Lambda(l) => Expr::Lambda(Arc::new(self.lambda(l, None)?)),
-            ast::Expr::Apply(a) => {
+            K::NODE_ATTR_SET => self.attr_set(e)?,
+            K::NODE_LET_IN => self.let_in(e)?,
+            K::NODE_LEGACY_LET => self.legacy_let(e)?,
+            K::NODE_LAMBDA => Expr::Lambda(Arc::new(self.lambda(e, None)?)),
+            K::NODE_APPLY => {
                 let mut args = Vec::new();
-                let mut cur = ast::Expr::Apply(a.clone());
-                while let ast::Expr::Apply(ap) = &cur {
-                    args.push(self.sub_arc(ap.argument(), ap)?);
-                    let f = ap.lambda().ok_or_else(|| self.missing(ap))?;
-                    cur = f;
+                let mut cur = e;
+                while cur.kind() == K::NODE_APPLY {
+                    let (f, a) = Self::two(cur);
+                    args.push(self.sub_arc(a, cur)?);
+                    cur = f.ok_or_else(|| self.missing(cur))?;
                 }
                 args.reverse();
-                let func = self.expr(&cur)?;
+                let func = self.expr(cur)?;
                 Expr::Apply { func: Box::new(func), args: args.into_boxed_slice(), pos }
             }
-            ast::Expr::Select(s) => {
-                let expr = self.sub(s.expr(), s)?;
-                let path = self.attrpath(s.attrpath(), s)?;
-                let default = match s.default_expr() {
-                    Some(d) => Some(Box::new(self.expr(&d)?)),
+            K::NODE_SELECT => {
+                let (inner, default) = Self::two(e);
+                let expr = self.sub(inner, e)?;
+                let path = self.attrpath(e.child(K::NODE_ATTRPATH), e)?;
+                let default = match default {
+                    Some(d) => Some(Box::new(self.expr(d)?)),
                     None => None,
                 };
                 Expr::Select { expr: Box::new(expr), path, default, pos }
             }
-            ast::Expr::HasAttr(h) => {
-                let expr = self.sub(h.expr(), h)?;
-                let path = self.attrpath(h.attrpath(), h)?;
+            K::NODE_HAS_ATTR => {
+                let expr = self.sub(e.expr(0), e)?;
+                let path = self.attrpath(e.child(K::NODE_ATTRPATH), e)?;
                 Expr::HasAttr { expr: Box::new(expr), path }
             }
-            ast::Expr::IfElse(i) => Expr::If {
-                cond: Box::new(self.sub(i.condition(), i)?),
-                then: Box::new(self.sub(i.body(), i)?),
-                else_: Box::new(self.sub(i.else_body(), i)?),
-                pos: i.condition().map(|c| self.pos(&c)).unwrap_or(pos),
-            },
-            ast::Expr::Assert(a) => {
-                let text = a.condition().map(|c| c.syntax().text().to_string()).unwrap_or_default();
-                Expr::Assert {
-                    cond: Box::new(self.sub(a.condition(), a)?),
-                    body: Box::new(self.sub(a.body(), a)?),
-                    text,
-                    pos,
+            K::NODE_IF_ELSE => {
+                let mut it = e.exprs();
+                let (c, t, f) = (it.next(), it.next(), it.next());
+                Expr::If {
+                    cond: Box::new(self.sub(c, e)?),
+                    then: Box::new(self.sub(t, e)?),
+                    else_: Box::new(self.sub(f, e)?),
+                    pos: c.map(|c| self.pos(c)).unwrap_or(pos),
                 }
             }
-            ast::Expr::With(w) => {
-                let attrs = self.sub_arc(w.namespace(), w)?;
+            K::NODE_ASSERT => {
+                let (c, b) = Self::two(e);
+                let text = c.map(|c| self.node_text(c).to_string()).unwrap_or_default();
+                Expr::Assert { cond: Box::new(self.sub(c, e)?), body: Box::new(self.sub(b, e)?), text, pos }
+            }
+            K::NODE_WITH => {
+                let (ns, body) = Self::two(e);
+                let attrs = self.sub_arc(ns, e)?;
                 self.scopes.push(Scope::With);
-                let body = self.sub(w.body(), w);
+                let body = self.sub(body, e);
                 self.scopes.pop();
                 Expr::With { attrs, body: Box::new(body?) }
             }
-            ast::Expr::UnaryOp(u) => {
-                let inner = self.sub(u.expr(), u)?;
-                match u.operator() {
+            K::NODE_UNARY_OP => {
+                let inner = self.sub(e.expr(0), e)?;
+                match e.tokens().find_map(|t| ast::UnaryOpKind::from_kind(t.kind())) {
                     Some(ast::UnaryOpKind::Invert) => Expr::Not(Box::new(inner), pos),
                     Some(ast::UnaryOpKind::Negate) => Expr::Neg(Box::new(inner), pos),
-                    None => return Err(self.missing(u)),
+                    None => return Err(self.missing(e)),
                 }
             }
-            ast::Expr::BinOp(b) => {
-                let op = match b.operator() {
+            K::NODE_BIN_OP => {
+                let op = match e.tokens().find_map(|t| ast::BinOpKind::from_kind(t.kind())) {
                     Some(k) => binop(k),
-                    None => return Err(self.missing(b)),
+                    None => return Err(self.missing(e)),
                 };
-                let lhs = self.sub(b.lhs(), b)?;
-                let rhs = self.sub(b.rhs(), b)?;
+                let (l, r) = Self::two(e);
+                let lhs = self.sub(l, e)?;
+                let rhs = self.sub(r, e)?;
                 Expr::BinOp { op, lhs: Box::new(lhs), rhs: Box::new(rhs), pos }
             }
+            _ => return Err(EvalError::at(ErrorKind::Parse("unexpected token".into()), pos)),
         })
     }
 
-    fn literal(&self, l: &ast::Literal) -> EvalResult<Expr> {
-        let v = match l.kind() {
-            ast::LiteralKind::Integer(i) => match i.value() {
+    fn literal(&self, l: GNode<'_>) -> EvalResult<Expr> {
+        let Some(tok) = l.tokens().next() else {
+            return Err(self.missing(l));
+        };
+        let text = tok.text();
+        let v = match tok.kind() {
+            K::TOKEN_INTEGER => match text.parse() {
                 Ok(v) => Value::Int(v),
-                Err(_) => return Err(self.err(l, format!("invalid integer '{}'", i.syntax().text()))),
+                Err(_) => return Err(self.err(l, format!("invalid integer '{text}'"))),
             },
-            ast::LiteralKind::Float(f) => match f.value() {
+            K::TOKEN_FLOAT => match text.parse() {
                 Ok(v) => Value::Float(v),
-                Err(_) => return Err(self.err(l, format!("invalid float '{}'", f.syntax().text()))),
+                Err(_) => return Err(self.err(l, format!("invalid float '{text}'"))),
             },
-            ast::LiteralKind::Uri(u) => {
-                let text = u.syntax().text().to_string();
+            _ => {
                 if self.env.lints.url {
                     return Err(self.err(
                         l,
@@ -337,23 +363,47 @@ impl<'a> Compiler<'a> {
         Ok(Expr::Const(v))
     }
 
-    fn string(&mut self, s: &ast::Str) -> EvalResult<Expr> {
+    /// A `"..."` string without interpolation or escapes: its text as it is.
+    fn plain_string<'t>(s: GNode<'t>) -> Option<&'t str> {
+        let mut content = "";
+        for (i, el) in s.elements().enumerate() {
+            let t = el.into_token()?;
+            match t.kind() {
+                K::TOKEN_STRING_START if i == 0 && t.text() == "\"" => {}
+                K::TOKEN_STRING_END => {}
+                K::TOKEN_STRING_CONTENT if i == 1 && !t.text().contains('\\') => content = t.text(),
+                _ => return None,
+            }
+        }
+        Some(content)
+    }
+
+    fn string(&mut self, s: GNode<'_>) -> EvalResult<Expr> {
         let pos = self.pos(s);
+        let nul = || EvalError::at(ErrorKind::Parse("input string contains a NUL byte".into()), pos);
+        if let Some(text) = Self::plain_string(s) {
+            if text.contains('\0') {
+                return Err(nul());
+            }
+            return Ok(Expr::Const(Value::string(text)));
+        }
+        // Escapes, interpolation and indented strings: rnix's normalisation
+        // on a red tree of just this string.
+        let Some(red) = ast::Str::cast(s.red()) else {
+            return Err(self.missing(s));
+        };
         let mut parts = Vec::new();
-        for p in s.normalized_parts() {
+        for p in red.normalized_parts() {
             match p {
                 ast::InterpolPart::Literal(text) => {
                     if text.contains('\0') {
-                        return Err(EvalError::at(
-                            ErrorKind::Parse("input string contains a NUL byte".into()),
-                            pos,
-                        ));
+                        return Err(nul());
                     }
                     if !text.is_empty() {
                         parts.push(Expr::Const(Value::string(text)));
                     }
                 }
-                ast::InterpolPart::Interpolation(i) => parts.push(self.sub(i.expr(), &i)?),
+                ast::InterpolPart::Interpolation(i) => parts.push(self.interpolation(&i, s.off)?),
             }
         }
         Ok(match parts.len() {
@@ -363,13 +413,26 @@ impl<'a> Compiler<'a> {
         })
     }
 
-    fn path(&mut self, parts: Vec<ast::InterpolPart<ast::PathContent>>, pos: Pos, kind: PathKind) -> EvalResult<Expr> {
+    /// The expression of an interpolation found in a red tree rooted at `base`.
+    fn interpolation(&mut self, i: &ast::Interpol, base: u32) -> EvalResult<Expr> {
+        let off = base + u32::from(i.syntax().text_range().start());
+        let green = i.syntax().green();
+        self.interpol(GNode::new(green, off))
+    }
+
+    /// The expression inside a `NODE_INTERPOL`.
+    fn interpol(&mut self, i: GNode<'_>) -> EvalResult<Expr> {
+        self.sub(i.expr(0), i)
+    }
+
+    fn path(&mut self, p: GNode<'_>, kind: PathKind) -> EvalResult<Expr> {
+        let pos = self.pos(p);
         let mut out = Vec::new();
         let mut first = true;
-        for p in parts {
-            match p {
-                ast::InterpolPart::Literal(text) => {
-                    let mut t = text.text().to_string();
+        for el in p.elements() {
+            match el {
+                NodeOrToken::Token(tok) => {
+                    let mut t = tok.text().to_string();
                     if first {
                         self.lint_path(&kind, &t, pos)?;
                         t = match kind {
@@ -388,11 +451,11 @@ impl<'a> Compiler<'a> {
                     }
                     out.push(Expr::Const(Value::string(t)));
                 }
-                ast::InterpolPart::Interpolation(i) => {
+                NodeOrToken::Node(i) => {
                     if first {
                         return Err(EvalError::at(ErrorKind::Parse("path cannot start with interpolation".into()), pos));
                     }
-                    out.push(self.sub(i.expr(), &i)?)
+                    out.push(self.interpol(i)?)
                 }
             }
             first = false;
@@ -424,99 +487,94 @@ impl<'a> Compiler<'a> {
         Err(EvalError::at(ErrorKind::Other(msg), pos))
     }
 
-    fn attr_name(&mut self, a: &ast::Attr) -> EvalResult<AttrName> {
-        Ok(match a {
-            ast::Attr::Ident(id) => AttrName::Static(ident_name(id)),
-            ast::Attr::Str(s) => match self.string(s)? {
-                Expr::Const(Value::String(s)) => AttrName::Static(Symbol::new(s.as_str())),
-                e => AttrName::Dynamic(e),
-            },
-            ast::Attr::Dynamic(d) => match self.sub(d.expr(), d)? {
-                Expr::Const(Value::String(s)) => AttrName::Static(Symbol::new(s.as_str())),
-                e => AttrName::Dynamic(e),
-            },
+    fn attr_name(&mut self, a: GNode<'_>) -> EvalResult<AttrName> {
+        let e = match a.kind() {
+            K::NODE_IDENT => return Ok(AttrName::Static(ident_name(a))),
+            K::NODE_STRING => self.string(a)?,
+            _ => self.sub(a.expr(0), a)?,
+        };
+        Ok(match e {
+            Expr::Const(Value::String(s)) => AttrName::Static(Symbol::new(s.as_str())),
+            e => AttrName::Dynamic(e),
         })
     }
 
-    fn attrpath(&mut self, p: Option<ast::Attrpath>, parent: &impl AstNode) -> EvalResult<Box<[AttrName]>> {
+    fn attrpath(&mut self, p: Option<GNode<'_>>, parent: GNode<'_>) -> EvalResult<Box<[AttrName]>> {
         let p = p.ok_or_else(|| self.missing(parent))?;
-        let names: EvalResult<Vec<_>> = p.attrs().map(|a| self.attr_name(&a)).collect();
+        let names: EvalResult<Vec<_>> = p.nodes().filter(|a| is_attr(a.kind())).map(|a| self.attr_name(a)).collect();
         Ok(names?.into_boxed_slice())
     }
 
-    pub(crate) fn lambda(&mut self, l: &ast::Lambda, name: Option<Symbol>) -> EvalResult<Lambda> {
+    /// The identifier inside a parameter node (`x:`, a formal, `@x`).
+    fn param_ident(&self, n: GNode<'_>) -> EvalResult<Symbol> {
+        let id = n.child(K::NODE_IDENT).ok_or_else(|| self.missing(n))?;
+        Ok(ident_name(id))
+    }
+
+    pub(crate) fn lambda(&mut self, l: GNode<'_>, name: Option<Symbol>) -> EvalResult<Lambda> {
         let pos = self.pos(l);
-        let param = l.param().ok_or_else(|| self.missing(l))?;
-        match param {
-            ast::Param::IdentParam(ip) => {
-                let id = ip.ident().ok_or_else(|| self.missing(&ip))?;
-                let sym = ident_name(&id);
-                self.scopes.push(Scope::Static(HashMap::from([(sym, 0)]), Default::default()));
-                let body = self.sub(l.body(), l);
-                self.scopes.pop();
-                Ok(Lambda { name, param: Param::Ident(sym), body: body?, pos })
+        let param = l.nodes().find(|n| matches!(n.kind(), K::NODE_IDENT_PARAM | K::NODE_PATTERN));
+        let param = param.ok_or_else(|| self.missing(l))?;
+        let body = l.expr(0);
+        if param.kind() == K::NODE_IDENT_PARAM {
+            let sym = self.param_ident(param)?;
+            self.scopes.push(Scope::Static(HashMap::from([(sym, 0)]), Default::default()));
+            let body = self.sub(body, l);
+            self.scopes.pop();
+            return Ok(Lambda { name, param: Param::Ident(sym), body: body?, pos });
+        }
+        let pat = param;
+        let mut entries: Vec<(Symbol, Option<GNode<'_>>, Pos)> = Vec::new();
+        for e in pat.nodes().filter(|n| n.kind() == K::NODE_PAT_ENTRY) {
+            let sym = self.param_ident(e)?;
+            if entries.iter().any(|(s, _, _)| *s == sym) {
+                return Err(self.err(e, format!("duplicate formal function argument '{sym}'")));
             }
-            ast::Param::Pattern(pat) => {
-                let mut entries: Vec<(Symbol, Option<ast::Expr>, Pos)> = Vec::new();
-                for e in pat.pat_entries() {
-                    let id = e.ident().ok_or_else(|| self.missing(&e))?;
-                    let sym = ident_name(&id);
-                    if entries.iter().any(|(s, _, _)| *s == sym) {
-                        return Err(self.err(&e, format!("duplicate formal function argument '{sym}'")));
-                    }
-                    entries.push((sym, e.default(), self.pos(&e)));
+            entries.push((sym, e.expr(1), self.pos(e)));
+        }
+        entries.sort_by_key(|e| e.0);
+        let bind = match pat.child(K::NODE_PAT_BIND) {
+            Some(b) => {
+                let sym = self.param_ident(b)?;
+                if entries.iter().any(|(s, _, _)| *s == sym) {
+                    return Err(self.err(b, format!("duplicate formal function argument '{sym}'")));
                 }
-                entries.sort_by_key(|e| e.0);
-                let bind = match pat.pat_bind() {
-                    Some(b) => {
-                        let id = b.ident().ok_or_else(|| self.missing(&b))?;
-                        let sym = ident_name(&id);
-                        if entries.iter().any(|(s, _, _)| *s == sym) {
-                            return Err(self.err(&b, format!("duplicate formal function argument '{sym}'")));
-                        }
-                        Some(sym)
+                Some(sym)
+            }
+            None => None,
+        };
+        let mut m: HashMap<Symbol, u32> = entries.iter().enumerate().map(|(i, (s, _, _))| (*s, i as u32)).collect();
+        if let Some(b) = bind {
+            m.insert(b, entries.len() as u32);
+        }
+        self.scopes.push(Scope::Static(m, Default::default()));
+        let r = (|| {
+            let mut formals = Vec::with_capacity(entries.len());
+            let mut rec = false;
+            for (sym, def, fpos) in &entries {
+                let default = match def {
+                    Some(d) => {
+                        rec = true;
+                        Some(Arc::new(self.expr(*d)?))
                     }
                     None => None,
                 };
-                let mut m: HashMap<Symbol, u32> =
-                    entries.iter().enumerate().map(|(i, (s, _, _))| (*s, i as u32)).collect();
-                if let Some(b) = bind {
-                    m.insert(b, entries.len() as u32);
-                }
-                self.scopes.push(Scope::Static(m, Default::default()));
-                let r = (|| {
-                    let mut formals = Vec::with_capacity(entries.len());
-                    let mut rec = false;
-                    for (sym, def, fpos) in &entries {
-                        let default = match def {
-                            Some(d) => {
-                                rec = true;
-                                Some(Arc::new(self.expr(d)?))
-                            }
-                            None => None,
-                        };
-                        formals.push(Formal { name: *sym, default, pos: *fpos });
-                    }
-                    let body = self.sub(l.body(), l)?;
-                    Ok(Lambda {
-                        name,
-                        param: Param::Pattern(Box::new(Pattern {
-                            formals,
-                            ellipsis: pat.ellipsis_token().is_some(),
-                            bind,
-                            rec,
-                        })),
-                        body,
-                        pos,
-                    })
-                })();
-                self.scopes.pop();
-                r
+                formals.push(Formal { name: *sym, default, pos: *fpos });
             }
-        }
+            let body = self.sub(body, l)?;
+            let ellipsis = pat.token(K::TOKEN_ELLIPSIS).is_some();
+            Ok(Lambda {
+                name,
+                param: Param::Pattern(Box::new(Pattern { formals, ellipsis, bind, rec })),
+                body,
+                pos,
+            })
+        })();
+        self.scopes.pop();
+        r
     }
 
-    fn legacy_let(&mut self, l: &ast::LegacyLet) -> EvalResult<Expr> {
+    fn legacy_let(&mut self, l: GNode<'_>) -> EvalResult<Expr> {
         // `let { a = 1; body = a; }` is `rec { ... }.body`.
         let pos = self.pos(l);
         let binds = self.collect_binds(l, false)?;
@@ -529,20 +587,16 @@ impl<'a> Compiler<'a> {
         })
     }
 
-    fn let_in(&mut self, l: &ast::LetIn) -> EvalResult<Expr> {
+    fn let_in(&mut self, l: GNode<'_>) -> EvalResult<Expr> {
         let binds = self.collect_binds(l, true)?;
-        self.compile_let(binds, l.body(), l)
+        self.compile_let(binds, l.expr(0), l)
     }
 
-    fn attr_set(&mut self, a: &ast::AttrSet) -> EvalResult<Expr> {
+    fn attr_set(&mut self, a: GNode<'_>) -> EvalResult<Expr> {
         let pos = self.pos(a);
-        let rec = a.rec_token().is_some();
+        let rec = a.token(K::TOKEN_REC).is_some();
         let binds = self.collect_binds(a, false)?;
         self.compile_binds(binds, rec, pos)
-    }
-
-    fn entries_of(node: &impl HasEntry) -> Vec<ast::Entry> {
-        node.entries().collect()
     }
 }
 

@@ -403,7 +403,22 @@ fn timing_20_hosts() {
     // First a new configuration everywhere, then the same again (nothing to build or push).
     for what in ["new configuration", "unchanged re-apply"] {
         let started = std::time::Instant::now();
-        let out = run(&mut nd(&client, &fleet, &["apply", "--json", "-j", "20", "--confirm-timeout", "10", "--target-root", TARGET_ROOT]));
+        // Under /usr/bin/time when there is one: the CPU of ndeploy and its
+        // local children (nix-daemon, builders), on stderr's last line.
+        let mut cmd = nd(&client, &fleet, &["apply", "--json", "-j", "20", "--confirm-timeout", "10", "--target-root", TARGET_ROOT]);
+        if Path::new("/usr/bin/time").exists() {
+            let mut timed = Command::new("/usr/bin/time");
+            timed.args(["-f", "cpu: user %U s, sys %S s"]).arg(cmd.get_program()).args(cmd.get_args());
+            for (k, v) in cmd.get_envs() {
+                match v {
+                    Some(v) => timed.env(k, v),
+                    None => timed.env_remove(k),
+                };
+            }
+            timed.current_dir(repo());
+            cmd = timed;
+        }
+        let out = run(&mut cmd);
         let wall = started.elapsed().as_secs_f64();
         assert!(out.status.success(), "{}", text(&out));
         let r = report(&out);
@@ -415,7 +430,8 @@ fn timing_20_hosts() {
         };
         let phases = String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.starts_with("phases:")).collect::<Vec<_>>().join("");
         let bytes: u64 = r.iter().filter_map(|h| h["pushedBytes"].as_u64()).sum();
-        eprintln!("apply on 20 hosts, {what}: wall {wall:.2}s, pushed {bytes} bytes; {phases}");
+        let cpu = String::from_utf8_lossy(&out.stderr).lines().rfind(|l| l.starts_with("cpu: ")).unwrap_or_default().to_owned();
+        eprintln!("apply on 20 hosts, {what}: wall {wall:.2}s, pushed {bytes} bytes; {phases}; {cpu}");
         for k in ["buildSecs", "pushSecs", "activateSecs", "confirmSecs", "healthSecs", "totalSecs"] {
             eprintln!("  {}", stats(k));
         }

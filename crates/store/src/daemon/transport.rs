@@ -126,9 +126,11 @@ mod tests {
         // A command that exits at once: the handshake sees the pipe close.
         let e = spawn_stdio(Command::new("true"), StoreDir::default()).await.unwrap_err();
         assert!(matches!(e, DaemonError::Disconnected), "{e}");
-        // A command that answers with something else entirely.
-        let mut echo = Command::new("echo");
-        echo.arg("SSH-2.0-OpenSSH_9.2 and then some more text to fill sixteen bytes");
+        // A command that answers with something else entirely (and stays
+        // alive: one that exited at once could close the pipe before our
+        // greeting is written, which is the `true` case above).
+        let mut echo = Command::new("sh");
+        echo.args(["-c", "echo 'SSH-2.0-OpenSSH_9.2 and then some more text to fill sixteen bytes'; sleep 5"]);
         let e = spawn_stdio(echo, StoreDir::default()).await.unwrap_err();
         assert!(e.to_string().contains("not a Nix daemon"), "{e}");
     }

@@ -7,6 +7,9 @@ use ndeploy_store::nar::NarEncoder;
 
 use crate::manifest::{NarManifest, RelPath};
 
+mod noise;
+pub use noise::noise;
+
 pub enum Tree {
     File { executable: bool, contents: Vec<u8> },
     Link(Vec<u8>),
@@ -53,19 +56,6 @@ pub fn nar_of(t: &Tree) -> Vec<u8> {
     encode(&mut enc, t);
     enc.finish().unwrap();
     out
-}
-
-/// Deterministic pseudo-random bytes (xorshift), incompressible enough for codec tests.
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// A NAR's manifest and its files' contents by relative path.

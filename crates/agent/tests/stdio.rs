@@ -24,18 +24,9 @@ fn nix_store(root: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
-/// Deterministic bytes.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+#[path = "../src/test_nar/noise.rs"]
+mod noise;
+use noise::noise;
 
 /// A package directory whose files embed `dep` (a store hash) like RPATHs do.
 fn write_package(dir: &Path, dep: &str, extra: &[u8]) {

@@ -53,7 +53,12 @@ impl Drop for PrimOpApp {
     }
 }
 
+/// `repr(C, u8)`: every payload starts at offset 8, so a value is copied
+/// as whole words (with the default layout a `Bool` sits at offset 1 and
+/// copies are split into odd-sized moves that stall store forwarding). The
+/// tag's unused values still serve as niches (`Option<Value>` is 16 bytes).
 #[derive(Clone)]
+#[repr(C, u8)]
 pub enum Value {
     Null,
     Bool(bool),
@@ -175,6 +180,8 @@ mod tests {
     #[test]
     fn value_is_small_and_shareable() {
         assert_eq!(std::mem::size_of::<Value>(), 16);
+        assert_eq!(std::mem::size_of::<Option<Value>>(), 16);
+        assert_eq!(std::mem::size_of::<crate::error::EvalResult<Value>>(), 16);
         fn is_send_sync<T: Send + Sync>() {}
         is_send_sync::<Value>();
     }

@@ -214,7 +214,7 @@ push() { # TOOL TARGET PATH
   case $1 in
     nix-copy) NIX_SSHOPTS="-F $client/.ssh/config" nix copy --no-check-sigs --to "ssh-ng://$2" "$3" ;;
     plain) HOME=$client "$nd" push --no-progress --no-agent --to "ssh://$2" "$3" ;;
-    agent) HOME=$client XDG_CACHE_HOME=$work/cache "$nd" push --no-progress --agent --stats --to "ssh://$2" "$3" ;;
+    agent) HOME=$client XDG_CACHE_HOME=$work/cache "$nd" push --no-progress --stats --to "ssh://$2" "$3" ;;
   esac
 }
 results=()

@@ -196,9 +196,13 @@ fn corrupted_reused_file_on_the_target_is_detected_and_the_path_sent_whole() {
     let t = SshTarget::start(SshdOptions::default().client(&client));
     let tag = format!("b{}", std::process::id());
     let gen1 = build_closure(&tag, 4, 30_000, |_| "1".into());
+    // A fresh target gets whole NARs (nothing to reuse), unless the agent is required.
     let (ok, r) = push(&client, &t, &gen1, &[]);
     assert!(ok, "{r}");
-    assert_eq!(transfer(&r)["via"], "agent", "{r}");
+    assert_eq!(transfer(&r)["via"], "plain", "{r}");
+    assert!(transfer(&r)["fallback"].as_str().unwrap_or_default().contains("holds none of the closure"), "{r}");
+    // ... and the agent, for the next push.
+    assert_eq!(transfer(&r)["agentInstalled"], true, "{r}");
 
     // Flip a byte of leaf 2's libmain.so on the target: gen2's leaf 2 reuses it.
     let old_leaf = local_closure(&gen1).into_iter().find(|p| p.ends_with(&format!("-{tag}-leaf-2"))).unwrap();
@@ -212,6 +216,7 @@ fn corrupted_reused_file_on_the_target_is_detected_and_the_path_sent_whole() {
     assert!(ok, "{r}");
     let x = transfer(&r);
     assert_eq!(x["via"], "agent", "{r}");
+    assert_eq!(x["agentInstalled"], false, "{r}");
     assert!(u(&x["resentPaths"]) >= 1, "the corruption went unnoticed: {r}");
     assert!(x["fallback"].as_str().unwrap_or_default().contains("sent whole"), "{r}");
     // Every path of gen2 is intact on the target (the old, corrupted one is not ours to fix).
@@ -225,14 +230,14 @@ fn agent_killed_mid_stream_then_rerun_completes() {
     let tag = format!("c{}", std::process::id());
     // Install the agent first (a tiny push), so the cut hits the delta stream.
     let small = build_closure(&format!("{tag}s"), 1, 1000, |_| "1".into());
-    let (ok, r) = push(&client, &t, &small, &[]);
+    let (ok, r) = push(&client, &t, &small, &["--agent"]);
     assert!(ok, "{r}");
     let top = build_closure(&tag, 40, 2_000_000, |_| "1".into());
     let total = local_closure(&top).len() as u64;
     let sshd_pid: u32 = std::fs::read_to_string(t.dir.path().join("sshd.pid")).unwrap().trim().parse().unwrap();
     let before = store_entries(&t);
 
-    let mut child = push_cmd(&client, &t, &top, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = push_cmd(&client, &t, &top, &["--agent"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while store_entries(&t) < before + 4 {
         assert!(Instant::now() < deadline, "the push did not start");
@@ -274,7 +279,7 @@ fn target_where_the_agent_cannot_run_gets_the_plain_push() {
     let fake = dir.path().join("ndeploy-agent");
     write_file(&fake, format!("#!/bin/sh\necho 'cannot execute binary file {tag}' >&2\nexit 126\n"));
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = run(push_cmd(&client, &t, &top, &[]).env("NDEPLOY_AGENT", &fake));
+    let out = run(push_cmd(&client, &t, &top, &["--agent"]).env("NDEPLOY_AGENT", &fake));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(out.status.success(), "{r}\n{}", String::from_utf8_lossy(&out.stderr));
     let x = transfer(&r);

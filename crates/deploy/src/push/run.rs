@@ -324,6 +324,7 @@ async fn send_all(
     for slot in slots.iter_mut().filter(|s| s.report.transfer.via == agent::Via::Plain) {
         slot.report.transfer.wire_bytes = slot.report.sent_bytes;
     }
+    agent::install_deferred(agent, slots.iter_mut().map(|s| (&mut s.report.transfer, &mut s.session))).await;
     let stats: ProduceStats = producer.await.map_err(|e| PushError::Producer(e.to_string()))?;
     report.produced_bytes += stats.bytes + stats.solo_bytes;
     report.detached_targets += stats.detached;

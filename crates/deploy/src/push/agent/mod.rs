@@ -125,8 +125,9 @@ pub fn target_key_of(t: &crate::ssh::SshTarget) -> Result<String, String> {
 }
 
 /// The agent job of a target that lacks something, if it gets one; else
-/// (agent off, unavailable, or not for this target) `None`, with the reason
-/// recorded in the report's transfer figures.
+/// (agent off, unavailable, not for this target, or — unless the agent is
+/// required — a target that holds none of the closure yet) `None`, with the
+/// reason recorded in the report's transfer figures.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn job_for(
     agent: &Prepared,
@@ -155,6 +156,19 @@ pub(crate) fn job_for(
         }
     };
     let target = target?;
+    if opts.agent == AgentMode::Auto && target.already_valid == 0 {
+        // A fresh target: nothing to reuse, so the agent could only compress,
+        // per target; the fan-out serialises each path once for all of them.
+        report.transfer.fallback = Some("the target holds none of the closure yet: whole NARs (the agent is installed for the next push)".to_owned());
+        report.transfer.install_deferred = true;
+        // What it will hold is the knowledge of the next push (a hint, checked then).
+        let records = Records::default_location();
+        let mut held = records.held(&key);
+        held.extend(wanted.iter().filter_map(|&i| plan.get(i)).map(|i| i.path.clone()));
+        held.insert(package.path().clone());
+        records.set_held(&key, &held);
+        return None;
+    }
     let missing: Vec<PathInfo> = target.missing.iter().filter_map(|&i| plan.get(i)).cloned().collect();
     let lacking: std::collections::BTreeSet<&StorePath> = missing.iter().map(|i| &i.path).collect();
     let valid = wanted.iter().filter_map(|&i| plan.get(i)).map(|i| &i.path).filter(|p| !lacking.contains(p)).cloned().collect();
@@ -169,4 +183,40 @@ pub(crate) fn job_for(
         sign_key: opts.sign_key.clone(),
         progress: Arc::clone(progress) as Arc<dyn TargetProgress>,
     })
+}
+
+/// Install the agent on the targets that got whole NARs because they held
+/// nothing yet (`install_deferred`), all at once, after their upload: their
+/// next push finds it there. A failure only means the next push installs it.
+pub(crate) async fn install_deferred<'a>(
+    agent: &Prepared,
+    targets: impl Iterator<Item = (&'a mut TransferStats, &'a mut Option<super::session::TargetSession>)>,
+) {
+    let Prepared::Ready { package, .. } = agent else { return };
+    let mut tasks = Vec::new();
+    for (stats, session) in targets {
+        let Some(mut s) = session.take_if(|_| stats.install_deferred) else { continue };
+        let package = Arc::clone(package);
+        tasks.push((stats, session, tokio::spawn(async move {
+            let r = package.add_to(&mut s.store.conn).await;
+            (s, r)
+        })));
+    }
+    for (stats, session, task) in tasks {
+        match task.await {
+            Ok((s, r)) => {
+                match r {
+                    Ok(installed) => {
+                        stats.agent_installed = installed;
+                        if installed {
+                            stats.wire_bytes += package.info.nar_size;
+                        }
+                    }
+                    Err(e) => tracing::debug!("{}: {e}", s.ssh.host()),
+                }
+                *session = Some(s);
+            }
+            Err(e) => tracing::debug!("installing the agent: {e}"),
+        }
+    }
 }

@@ -53,6 +53,8 @@ pub struct TransferStats {
     pub fallback: Option<String>,
     /// The agent's store path was pushed to the target in this run.
     pub agent_installed: bool,
+    /// Whole NARs now, but the agent is to be installed for the next push.
+    pub install_deferred: bool,
     pub reference: MethodBytes,
     pub delta: MethodBytes,
     pub chunks: MethodBytes,

@@ -17,14 +17,14 @@
 //! register). Nested trial compilations do not retry, which keeps the
 //! compile work at most quadratic in the nesting of such lets.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rnix::SyntaxKind as K;
 use rnix::ast;
 
 use super::green::{GNode, is_attr};
-use super::{Compiler, Scope, ident_name};
+use super::names::WordMap;
+use super::{Compiler, Scope};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::ir::{AttrDef, AttrName, AttrsExpr, DynAttr, Expr, LetExpr};
 use crate::source::Pos;
@@ -37,7 +37,7 @@ pub(crate) struct Binds<'g> {
     /// Position of each static name in `statics`, so that building a set of
     /// n attributes is O(n), not O(n²). Valid until `statics` is sorted;
     /// built only once there are more than [`SMALL`] names.
-    index: HashMap<Symbol, usize>,
+    index: WordMap<Symbol, usize>,
 }
 
 /// Up to this many static names, a linear search beats hashing.
@@ -66,9 +66,9 @@ enum Bind<'g> {
 }
 
 /// The statically known name of an attribute, if any.
-fn static_name(a: GNode<'_>) -> Option<Symbol> {
+fn static_name(c: &mut Compiler<'_>, a: GNode<'_>) -> Option<Symbol> {
     match a.kind() {
-        K::NODE_IDENT => Some(ident_name(a)),
+        K::NODE_IDENT => Some(c.ident(a)),
         K::NODE_STRING => literal_str(a),
         _ => match a.expr(0)? {
             s if s.kind() == K::NODE_STRING => literal_str(s),
@@ -94,7 +94,7 @@ fn literal_str(s: GNode<'_>) -> Option<Symbol> {
 
 impl<'g> Binds<'g> {
     fn new() -> Self {
-        Binds { statics: Vec::new(), dynamics: Vec::new(), index: HashMap::new() }
+        Binds { statics: Vec::new(), dynamics: Vec::new(), index: WordMap::default() }
     }
     fn find(&mut self, name: Symbol) -> Option<&mut StaticBind<'g>> {
         if self.statics.len() <= SMALL {
@@ -156,7 +156,7 @@ impl<'a> Compiler<'a> {
                     }
                     for a in inh.nodes().filter(|a| is_attr(a.kind())) {
                         let pos = self.pos(a);
-                        let Some(name) = static_name(a) else {
+                        let Some(name) = static_name(self, a) else {
                             return Err(self.err(a, "dynamic attributes not allowed in inherit"));
                         };
                         if binds.find(name).is_some() {
@@ -196,7 +196,7 @@ impl<'a> Compiler<'a> {
             return Err(self.missing(value));
         };
         let pos = self.pos(first);
-        let name = static_name(first);
+        let name = static_name(self, first);
         if name.is_none() && is_let {
             return Err(self.err(first, "dynamic attributes not allowed in let"));
         }
@@ -251,7 +251,7 @@ impl<'a> Compiler<'a> {
     pub(super) fn compile_binds(&mut self, mut binds: Binds<'_>, rec: bool, pos: Pos) -> EvalResult<Expr> {
         binds.statics.sort_by_key(|b| b.name);
         if rec {
-            let m: HashMap<Symbol, u32> = binds.statics.iter().enumerate().map(|(i, b)| (b.name, i as u32)).collect();
+            let m: WordMap<Symbol, u32> = binds.statics.iter().enumerate().map(|(i, b)| (b.name, i as u32)).collect();
             self.scopes.push(Scope::Static(m, Default::default()));
         }
         let r = (|| {
@@ -283,7 +283,7 @@ impl<'a> Compiler<'a> {
             return Err(EvalError::at(ErrorKind::Other("dynamic attributes not allowed in let".into()), d.pos));
         }
         binds.statics.sort_by_key(|b| b.name);
-        let m: HashMap<Symbol, u32> = binds.statics.iter().enumerate().map(|(i, b)| (b.name, i as u32)).collect();
+        let m: WordMap<Symbol, u32> = binds.statics.iter().enumerate().map(|(i, b)| (b.name, i as u32)).collect();
         // First compile the bindings inside the new frame; if none of them
         // refers to the frame, recompile them outside it: the frame is then
         // not recursive (no cycle, no lock, not registered).

@@ -16,6 +16,7 @@
 
 mod binds;
 mod green;
+mod names;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use rowan::NodeOrToken;
 use rowan::ast::AstNode;
 
 use green::{GNode, is_attr};
+use names::{Names, WordMap};
 
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::ir::{AttrName, BinOp, Expr, Formal, Lambda, Param, Pattern};
@@ -56,7 +58,7 @@ pub struct Lints {
 
 enum Scope {
     /// Names of a frame, and whether any of them was referred to.
-    Static(HashMap<Symbol, u32>, std::cell::Cell<bool>),
+    Static(WordMap<Symbol, u32>, std::cell::Cell<bool>),
     With,
 }
 
@@ -65,6 +67,8 @@ pub(crate) struct Compiler<'a> {
     src: SourceId,
     /// The source text (for the text of `assert` conditions).
     text: &'a str,
+    /// Identifier tokens already interned.
+    names: Names,
     scopes: Vec<Scope>,
     /// Current expression nesting (bounded by [`MAX_NESTING`]).
     depth: usize,
@@ -112,7 +116,7 @@ fn compile_parsed(text: &str, src: SourceId, env: &CompileEnv<'_>) -> EvalResult
     let root = parse.syntax();
     let green = root.green();
     let root = GNode::new(green, 0);
-    let mut c = Compiler { env, src, text, scopes: Vec::new(), depth: 0, probing: false };
+    let mut c = Compiler { env, src, text, names: Names::default(), scopes: Vec::new(), depth: 0, probing: false };
     if let Some(names) = &env.extra_scope {
         let m = names.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
         c.scopes.push(Scope::Static(m, Default::default()));
@@ -146,13 +150,16 @@ fn parse_error(err: &rnix::ParseError, src: SourceId) -> EvalError {
     EvalError::at(ErrorKind::Parse(msg), Pos::new(src, off))
 }
 
-/// The name of an identifier node: its one token's text (`TOKEN_IDENT`, or
-/// `TOKEN_OR` for an identifier spelled `or`).
-fn ident_name(id: GNode<'_>) -> Symbol {
-    Symbol::new(id.tokens().next().map_or("", |t| t.text()))
-}
-
 impl<'a> Compiler<'a> {
+    /// The name of an identifier node: its one token's text (`TOKEN_IDENT`,
+    /// or `TOKEN_OR` for an identifier spelled `or`).
+    fn ident(&mut self, id: GNode<'_>) -> Symbol {
+        match id.tokens().next() {
+            Some(t) => self.names.get(t.green),
+            None => Symbol::new(""),
+        }
+    }
+
     fn pos(&self, node: GNode<'_>) -> Pos {
         Pos::new(self.src, node.off)
     }
@@ -227,7 +234,10 @@ impl<'a> Compiler<'a> {
         Ok(match e.kind() {
             K::NODE_PAREN | K::NODE_ROOT => return self.sub(e.expr(0), e),
             K::NODE_LITERAL => self.literal(e)?,
-            K::NODE_IDENT => self.resolve(ident_name(e), 0, pos)?,
+            K::NODE_IDENT => {
+                let name = self.ident(e);
+                self.resolve(name, 0, pos)?
+            }
             K::NODE_STRING => self.string(e)?,
             K::NODE_PATH_ABS => self.path(e, PathKind::Abs)?,
             K::NODE_PATH_REL => self.path(e, PathKind::Rel)?,
@@ -489,7 +499,7 @@ impl<'a> Compiler<'a> {
 
     fn attr_name(&mut self, a: GNode<'_>) -> EvalResult<AttrName> {
         let e = match a.kind() {
-            K::NODE_IDENT => return Ok(AttrName::Static(ident_name(a))),
+            K::NODE_IDENT => return Ok(AttrName::Static(self.ident(a))),
             K::NODE_STRING => self.string(a)?,
             _ => self.sub(a.expr(0), a)?,
         };
@@ -506,9 +516,9 @@ impl<'a> Compiler<'a> {
     }
 
     /// The identifier inside a parameter node (`x:`, a formal, `@x`).
-    fn param_ident(&self, n: GNode<'_>) -> EvalResult<Symbol> {
+    fn param_ident(&mut self, n: GNode<'_>) -> EvalResult<Symbol> {
         let id = n.child(K::NODE_IDENT).ok_or_else(|| self.missing(n))?;
-        Ok(ident_name(id))
+        Ok(self.ident(id))
     }
 
     pub(crate) fn lambda(&mut self, l: GNode<'_>, name: Option<Symbol>) -> EvalResult<Lambda> {
@@ -518,7 +528,7 @@ impl<'a> Compiler<'a> {
         let body = l.expr(0);
         if param.kind() == K::NODE_IDENT_PARAM {
             let sym = self.param_ident(param)?;
-            self.scopes.push(Scope::Static(HashMap::from([(sym, 0)]), Default::default()));
+            self.scopes.push(Scope::Static(WordMap::from_iter([(sym, 0)]), Default::default()));
             let body = self.sub(body, l);
             self.scopes.pop();
             return Ok(Lambda { name, param: Param::Ident(sym), body: body?, pos });
@@ -543,7 +553,7 @@ impl<'a> Compiler<'a> {
             }
             None => None,
         };
-        let mut m: HashMap<Symbol, u32> = entries.iter().enumerate().map(|(i, (s, _, _))| (*s, i as u32)).collect();
+        let mut m: WordMap<Symbol, u32> = entries.iter().enumerate().map(|(i, (s, _, _))| (*s, i as u32)).collect();
         if let Some(b) = bind {
             m.insert(b, entries.len() as u32);
         }

@@ -187,9 +187,8 @@ pub struct ApplyArgs {
     words: Vec<String>,
     #[command(flatten)]
     fleet: FleetArgs,
-    /// Hosts handled at once.
-    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 16)]
-    jobs: usize,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
     /// Seconds the target waits for confirmation before rolling back.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     confirm_timeout: u64,
@@ -199,19 +198,39 @@ pub struct ApplyArgs {
     /// Do not upload deployment.keys.
     #[arg(long)]
     no_keys: bool,
+    /// Prefix of every path activation touches on the targets
+    /// (`NDEPLOY_TARGET_ROOT`; for tests and containers).
+    #[arg(long, value_name = "DIR")]
+    target_root: Option<String>,
+}
+
+/// The pipeline's own options, shared by `apply` and `build`.
+#[derive(Args, Debug)]
+pub struct PipelineArgs {
+    /// Hosts handled at once.
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 16)]
+    jobs: usize,
     /// Show build logs.
     #[arg(short, long)]
     verbose: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// No progress bars (prefixed output lines instead).
     #[arg(long)]
     no_progress: bool,
-    /// Prefix of every path activation touches on the targets
-    /// (`NDEPLOY_TARGET_ROOT`; for tests and containers).
-    #[arg(long, value_name = "DIR")]
-    target_root: Option<String>,
+}
+
+impl PipelineArgs {
+    /// Options for `goal` (`None`: build only) with these settings; the
+    /// other fields keep `ApplyOptions::new`'s defaults.
+    pub fn options(&self, goal: Option<Goal>, fleet: &FleetArgs) -> ApplyOptions {
+        let progress = crate::apply_progress::progress(self.json || self.no_progress);
+        let mut opts = ApplyOptions::new(goal, fleet.connect_options(), progress);
+        opts.jobs = self.jobs.max(1);
+        opts.verbose = self.verbose;
+        opts
+    }
 }
 
 /// Split `[GOAL] SELECTORS…`.
@@ -361,16 +380,13 @@ pub fn finish(reports: &[HostReport], json: bool, phases: &[(String, Duration)])
 
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let (goal, selectors) = goal_and_selectors(&args.words);
-    let progress = crate::apply_progress::progress(args.json || args.no_progress);
-    let mut opts = ApplyOptions::new(Some(goal), args.fleet.connect_options(), progress);
-    opts.jobs = args.jobs.max(1);
+    let mut opts = args.pipeline.options(Some(goal), &args.fleet);
     opts.magic_rollback = !args.no_magic_rollback && goal.rollback_by_default();
     opts.confirm_timeout = Duration::from_secs(args.confirm_timeout.max(1));
-    opts.verbose = args.verbose;
     opts.upload_keys = !args.no_keys;
     opts.target_root = target_root(&args.target_root);
     let run = run_pipeline(&args.fleet, &selectors, &opts)?;
-    Ok(finish(&run.reports, args.json, &run.phases))
+    Ok(finish(&run.reports, args.pipeline.json, &run.phases))
 }
 
 /// `--target-root`, else `$NDEPLOY_TARGET_ROOT`, else none.

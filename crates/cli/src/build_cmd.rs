@@ -7,10 +7,8 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use ndeploy_deploy::apply::ApplyOptions;
 
-use crate::apply_cmd::{FleetArgs, Pipelined, finish, run_pipeline};
-use crate::apply_progress::progress;
+use crate::apply_cmd::{FleetArgs, PipelineArgs, Pipelined, finish, run_pipeline};
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
@@ -18,26 +16,15 @@ pub struct BuildArgs {
     selectors: Vec<String>,
     #[command(flatten)]
     fleet: FleetArgs,
-    /// Builds started at once.
-    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 16)]
-    jobs: usize,
-    /// Show build logs.
-    #[arg(short, long)]
-    verbose: bool,
-    /// Print the report as JSON on stdout (instead of `HOST PATH` lines).
-    #[arg(long)]
-    json: bool,
-    /// No progress bars (prefixed output lines instead).
-    #[arg(long)]
-    no_progress: bool,
+    // With `--json` the report is printed as JSON instead of `HOST PATH` lines.
+    #[command(flatten)]
+    pipeline: PipelineArgs,
 }
 
 pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let mut opts = ApplyOptions::new(None, args.fleet.connect_options(), progress(args.json || args.no_progress));
-    opts.jobs = args.jobs.max(1);
-    opts.verbose = args.verbose;
+    let opts = args.pipeline.options(None, &args.fleet);
     let Pipelined { reports, phases } = run_pipeline(&args.fleet, &args.selectors, &opts)?;
-    if args.json {
+    if args.pipeline.json {
         return Ok(finish(&reports, true, &phases));
     }
     for r in &reports {

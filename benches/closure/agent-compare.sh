@@ -39,27 +39,14 @@ agent=${NDEPLOY_AGENT:-$(dirname "$nd")/ndeploy-agent}
 export NDEPLOY_AGENT=$agent
 scale=${AGENT_BENCH_SCALE:-0.4}
 links=${AGENT_BENCH_LINKS:-fast slow}
-export NIX_CONFIG="sandbox = false
-substituters =
-experimental-features = nix-command"
-
-work=$(mktemp -d /tmp/ndeploy-agent-bench.XXXXXX)
 netns=ndab$$
-pids=()
-cg=""
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+# The links' veth pairs and namespace go with the targets (harness.sh's cleanup).
+harness_cleanup_extra() {
   for l in f s; do ip link del "$netns-${l}h" 2>/dev/null || true; done
   ip netns del "$netns" 2>/dev/null || true
-  if [ -n "$cg" ]; then echo $$ > /sys/fs/cgroup/cpuacct/cgroup.procs; sleep 0.2; rmdir "$cg" 2>/dev/null || true; fi
-  rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
-if [ -w /sys/fs/cgroup/cpuacct/cgroup.procs ] && mkdir "/sys/fs/cgroup/cpuacct/ndeploy-agent-bench-$$" 2>/dev/null; then
-  cg=/sys/fs/cgroup/cpuacct/ndeploy-agent-bench-$$
-  echo $$ > "$cg/cgroup.procs"
-fi
+. "$here/harness.sh"
+harness_start ndeploy-agent-bench
 
 # --- the generations ------------------------------------------------------------
 cat > "$work/closure.nix" <<'NIX'
@@ -128,13 +115,7 @@ echo "gen2 (5% of leaves new): $n2 new paths, $((nar2 / 1000000)) MB NAR missing
 echo "gen3 (core library new): $n3 new paths, $((nar3 / 1000000)) MB NAR missing on a gen2 target"
 
 # --- targets -----------------------------------------------------------------------
-client=$work/client
-mkdir -p "$client/.ssh"
-ssh-keygen -q -t ed25519 -N '' -f "$client/.ssh/id_ed25519"
-: > "$client/.ssh/known_hosts"
-printf 'IdentityFile %s\nUserKnownHostsFile %s\nIdentitiesOnly yes\nBatchMode yes\nStrictHostKeyChecking yes\n\n' \
-  "$client/.ssh/id_ed25519" "$client/.ssh/known_hosts" > "$client/.ssh/config"
-mkdir -p /run/sshd
+harness_client
 
 # The links: a veth pair each, the target ends in one network namespace.
 net() { case $1 in fast) echo 10.213.$(( $$ % 250 )) ;; slow) echo 10.214.$(( $$ % 250 )) ;; esac; }
@@ -155,50 +136,11 @@ for link in $links; do
   fi
 done
 
-start_target() { # NAME LINK
-  local name=$1 link=$2 d=$work/$1 addr port
-  mkdir -p "$d/root/nix/store" "$d/root/nix/var/nix" "$d/home"
-  nix-store --store "local?root=$d/root" --init
-  ssh-keygen -q -t ed25519 -N '' -f "$d/host_key"
-  cp "$client/.ssh/id_ed25519.pub" "$d/authorized_keys"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  addr=$(net "$link").2
-  cat > "$d/sshd_config" <<CFG
-Port $port
-ListenAddress $addr
-HostKey $d/host_key
-PidFile $d/sshd.pid
-AuthorizedKeysFile $d/authorized_keys
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-StrictModes no
-UsePAM no
-UseDNS no
-MaxStartups 100
-MaxSessions 100
-CFG
-  # An empty /root in the namespace too (see compare.sh).
-  ip netns exec "$netns" unshare -m --propagation private -- sh -c "mount --bind '$d/root/nix' /nix && mount --bind '$d/home' /root && exec /usr/sbin/sshd -D -e -f '$d/sshd_config'" 2>"$d/sshd.log" &
-  pids+=($!)
-  for _ in $(seq 100); do
-    if timeout 1 bash -c "exec 3<>/dev/tcp/$addr/$port; head -c 7 <&3" 2>/dev/null | grep -q SSH-2.0; then break; fi
-    sleep 0.05
-  done
-  echo "[$addr]:$port $(cut -d' ' -f1,2 "$d/host_key.pub")" >> "$client/.ssh/known_hosts"
-  printf 'Host %s\n  HostName %s\n  Port %s\n  User root\n\n' "$name" "$addr" "$port" >> "$client/.ssh/config"
-}
 tools="nix-copy plain agent"
-for link in $links; do for tool in $tools; do start_target "$tool-$link" "$link"; done; done
+for link in $links; do for tool in $tools; do harness_target "$tool-$link" "$(net "$link").2" ip netns exec "$netns"; done; done
 
 link_bytes() { # bytes over the link, both directions (host side's receive + transmit counters)
   awk -v d="$(dev "$1"):" '$1==d {print $2+$10}' /proc/net/dev
-}
-now() { date +%s.%N; }
-tck=$(getconf CLK_TCK)
-cpu_ticks() {
-  if [ -n "$cg" ]; then echo $(( $(cat "$cg/cpuacct.usage") * tck / 1000000000 )); return; fi
-  awk '{print $14+$15+$16+$17}' "/proc/$$/stat"
 }
 secs=0 wire=0 cpu=0
 measure() { # LINK CMD...: sets secs, wire, cpu

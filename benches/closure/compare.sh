@@ -27,24 +27,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 nd=${1:-$repo/target/release/ndeploy}
 [ -x "$nd" ] || { echo "no ndeploy binary at $nd (cargo build --release -p ndeploy)" >&2; exit 1; }
-export NIX_CONFIG="sandbox = false
-substituters =
-experimental-features = nix-command"
-
-work=$(mktemp -d /tmp/ndeploy-push-bench.XXXXXX)
-pids=()
-cg=""
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -n "$cg" ]; then echo $$ > /sys/fs/cgroup/cpuacct/cgroup.procs; sleep 0.2; rmdir "$cg" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-if [ -w /sys/fs/cgroup/cpuacct/cgroup.procs ] && mkdir "/sys/fs/cgroup/cpuacct/ndeploy-push-bench-$$" 2>/dev/null; then
-  cg=/sys/fs/cgroup/cpuacct/ndeploy-push-bench-$$
-  echo $$ > "$cg/cgroup.procs"
-fi
+. "$here/harness.sh"
+harness_start ndeploy-push-bench
 
 # --- the closures ----------------------------------------------------------
 changed=$(seq 3 20 999 | tr '\n' ' ')   # 50 of 1000 leaves
@@ -59,69 +43,16 @@ nar2=$(echo "$new2" | xargs nix-store -q --size | awk '{s+=$1} END {print s}')
 echo "generation 1: $paths1 paths, $((nar1 / 1000000)) MB NAR; generation 2: $nnew2 new paths, $((nar2 / 1000000)) MB NAR"
 
 # --- targets -----------------------------------------------------------------
-client=$work/client
-mkdir -p "$client/.ssh"
-ssh-keygen -q -t ed25519 -N '' -f "$client/.ssh/id_ed25519"
-: > "$client/.ssh/known_hosts"
-printf 'IdentityFile %s\nUserKnownHostsFile %s\nIdentitiesOnly yes\nBatchMode yes\nStrictHostKeyChecking yes\n\n' \
-  "$client/.ssh/id_ed25519" "$client/.ssh/known_hosts" > "$client/.ssh/config"
-mkdir -p /run/sshd
-
-start_target() {
-  local name=$1 d=$work/$1
-  mkdir -p "$d/root/nix/store" "$d/root/nix/var/nix"
-  nix-store --store "local?root=$d/root" --init
-  ssh-keygen -q -t ed25519 -N '' -f "$d/host_key"
-  cp "$client/.ssh/id_ed25519.pub" "$d/authorized_keys"
-  local port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  cat > "$d/sshd_config" <<CFG
-Port $port
-ListenAddress 127.0.0.1
-HostKey $d/host_key
-PidFile $d/sshd.pid
-AuthorizedKeysFile $d/authorized_keys
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-StrictModes no
-UsePAM no
-UseDNS no
-MaxStartups 100
-MaxSessions 100
-CFG
-  # Inside the namespace, an empty /root too: root's shell rc files on the
-  # bench machine (pyenv init...) would add ~0.2 s to every remote command,
-  # for both tools alike; a deployment target's root has no such setup.
-  mkdir -p "$d/home"
-  unshare -m --propagation private -- sh -c "mount --bind '$d/root/nix' /nix && mount --bind '$d/home' /root && exec /usr/sbin/sshd -D -e -f '$d/sshd_config'" 2>"$d/sshd.log" &
-  pids+=($!)
-  for _ in $(seq 100); do
-    if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; head -c 7 <&3" 2>/dev/null | grep -q SSH-2.0; then break; fi
-    sleep 0.05
-  done
-  echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$d/host_key.pub")" >> "$client/.ssh/known_hosts"
-  printf 'Host %s\n  HostName 127.0.0.1\n  Port %s\n  User root\n\n' "$name" "$port" >> "$client/.ssh/config"
-}
+harness_client
 
 alltargets="nix1 nd1 nix4a nix4b nix4c nix4d nd4a nd4b nd4c nd4d"
-for t in $alltargets; do start_target "$t"; done
+for t in $alltargets; do harness_target "$t" 127.0.0.1; done
 
 lo_bytes() { awk '/^ *lo:/ {print $2}' /proc/net/dev; }
-now() { date +%s.%N; }
 # CPU time (all cores) of everything this script starts: the client tools,
-# their ssh processes, the target sshds with their sessions and nix-daemons.
-# Other load on the machine stretches wall time but not this. Counted by a
-# cgroup-v1 cpuacct group of our own when the machine has one, else from
-# /proc (reaped children only; may miss processes that are killed unreaped).
-tck=$(getconf CLK_TCK)
-cpu_ticks() {
-  if [ -n "$cg" ]; then echo $(( $(cat "$cg/cpuacct.usage") * tck / 1000000000 )); return; fi
-  local sum t
-  sum=$(awk '{print $16+$17}' "/proc/$$/stat")
-  for t in $alltargets; do sum=$((sum + $(awk '{print $14+$15+$16+$17}' "/proc/$(cat "$work/$t/sshd.pid")/stat"))); done
-  echo "$sum"
-}
+# their ssh processes, the target sshds with their sessions and nix-daemons
+# (harness.sh's cpu_ticks). Other load on the machine stretches wall time
+# but not this.
 secs=0 wire=0 cpu=0 ccpu=0
 # `times` in a subshell: user and sys CPU of the client side (the tool and
 # its ssh processes); the rest of `cpu` is the targets' (sshd, nix-daemon).

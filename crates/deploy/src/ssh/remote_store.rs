@@ -14,9 +14,13 @@
 //! daemon decides whether the user is trusted. Untrusted users can only add
 //! paths signed by a key in the target's `trusted-public-keys` (`ndeploy push
 //! --sign-key`). Nix 2.8 (protocol 1.34) does not say in the handshake
-//! whether it trusts us, so callers cannot tell the cases apart up front. The daemon's stderr is logged with the host as prefix and its tail
-//! explains handshake failures (e.g. sudo asking for a password, a missing
-//! `nix-daemon`). This is the transport `ndeploy push` uses.
+//! whether it trusts us, so callers cannot tell the cases apart up front;
+//! [`RemoteStore::as_user`] says which way the command went.
+//!
+//! The daemon's stderr is logged with the host as prefix and its tail
+//! explains handshake failures (e.g. sudo asking for a password, no daemon
+//! socket for a user without sudo, a missing `nix-daemon`). This is the
+//! transport `ndeploy push` uses.
 
 use ndeploy_store::daemon::DaemonConnection;
 use ndeploy_store::store_path::StoreDir;

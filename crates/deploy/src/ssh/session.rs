@@ -8,7 +8,9 @@
 //! known_hosts files are the user's (`UserKnownHostsFile`, default
 //! `~/.ssh/known_hosts` and `known_hosts2`; accept-new records in the first)
 //! followed by the global ones, which are only read. The whole
-//! connect is bounded by [`ConnectOptions::connect_timeout`].
+//! connect is bounded by [`ConnectOptions::connect_timeout`]. The TCP stream
+//! is a [`super::tcp::QuickAckStream`] (no Nagle, quick ACKs, byte counts);
+//! each stage's duration is kept ([`SshSession::stages`]).
 //!
 //! A session is `Send + Sync`; its methods take `&self`, so one session can
 //! run many commands at once and many sessions can run concurrently on tokio.

@@ -10,23 +10,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ndeploy_store::drv_name::parse_drv_name;
 use ndeploy_store::path_info::PathInfo;
 use ndeploy_store::store_path::{StoreDir, StorePath};
 
 use crate::ssh::{ConnectOptions, SshSession, SshTarget, open_remote_store, shell_quote};
 
-/// `(pname, version)` as Nix's `parseDrvName` splits a name.
-pub fn split_name(name: &str) -> (&str, &str) {
-    let bytes = name.as_bytes();
-    for (i, w) in bytes.windows(2).enumerate() {
-        if w[0] == b'-' && !w[1].is_ascii_alphabetic() {
-            return (&name[..i], &name[i + 1..]);
-        }
-    }
-    (name, "")
-}
-
-/// A package whose versions differ between the closures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionChange {
     pub pname: String,
@@ -64,8 +53,8 @@ pub fn compute(dir: &StoreDir, current: Option<&StorePath>, old: &[PathInfo], ne
     let versions = |paths: &[&StorePath]| {
         let mut m: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for p in paths {
-            let (pname, version) = split_name(p.name());
-            m.entry(pname.to_owned()).or_default().insert(version.to_owned());
+            let n = parse_drv_name(p.name());
+            m.entry(n.name.to_owned()).or_default().insert(n.version.to_owned());
         }
         m
     };
@@ -144,15 +133,6 @@ pub async fn diff_host(
 mod tests {
     use super::*;
     use ndeploy_store::hash::{Hash, HashAlgo};
-
-    #[test]
-    fn names_split_like_nix() {
-        assert_eq!(split_name("hello-2.12"), ("hello", "2.12"));
-        assert_eq!(split_name("nginx-1.24.0"), ("nginx", "1.24.0"));
-        assert_eq!(split_name("ndeploy-system-web-1"), ("ndeploy-system-web", "1"));
-        assert_eq!(split_name("etc"), ("etc", ""));
-        assert_eq!(split_name("foo-bar-2-x"), ("foo-bar", "2-x"));
-    }
 
     #[test]
     fn closures_compared() {

@@ -10,6 +10,7 @@ pub mod nixbase32;
 pub mod store_path;
 pub mod content_address;
 pub mod derivation;
+pub mod drv_name;
 pub mod narinfo;
 pub mod path_info;
 pub mod signature;

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use ndeploy_store::drv_name::parse_drv_name;
 use ndeploy_store::store_path::StorePath;
 
 use crate::manifest::{FileHash, NarManifest, Node, RelPath};
@@ -47,15 +48,6 @@ impl TargetKnowledge for () {
     }
 }
 
-/// The package name of a store path name, as Nix's `parseDrvName` splits it:
-/// everything before the first `-` that is followed by a non-letter.
-pub fn package_name(name: &str) -> &str {
-    let b = name.as_bytes();
-    (0..b.len())
-        .find(|&i| b[i] == b'-' && b.get(i + 1).is_some_and(|c| !c.is_ascii_alphabetic()))
-        .map_or(name, |i| &name[..i])
-}
-
 /// `bytes` with every run of digits replaced by `#`.
 pub(crate) fn version_blind(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
@@ -70,7 +62,7 @@ pub(crate) fn version_blind(bytes: &[u8]) -> Vec<u8> {
 /// The keys a path is found under as an earlier version: its package name,
 /// and that name with version numbers blanked (tagged apart).
 fn package_keys(name: &str) -> [String; 2] {
-    let pname = package_name(name);
+    let pname = parse_drv_name(name).name;
     [format!("p:{pname}"), format!("b:{}", String::from_utf8_lossy(&version_blind(pname.as_bytes())))]
 }
 
@@ -226,16 +218,6 @@ mod tests {
         assert_eq!(k.locate(&FileHash::of(b"shared")), Some((b.clone(), RelPath::new("z").unwrap())));
         assert_eq!(k.locate(&FileHash::of(b"only in a")), None);
         assert!(!k.contains(&a) && k.contains(&b) && k.len() == 1);
-    }
-
-    #[test]
-    fn package_names() {
-        assert_eq!(package_name("hello-2.12"), "hello");
-        assert_eq!(package_name("bench-leaf-3"), "bench-leaf");
-        assert_eq!(package_name("nix-0.12pre12876"), "nix");
-        assert_eq!(package_name("gtk+-3-dev"), "gtk+");
-        assert_eq!(package_name("system-path"), "system-path");
-        assert_eq!(package_name("x-"), "x-");
     }
 
     #[test]

@@ -49,7 +49,7 @@ use crate::manifest::{FileHash, LinkTarget, RelPath, TreeEntry};
 pub use codec::decompress_exact;
 pub use decode::{DecodeError, FileSource, ReadSeek, StoreFiles, decode};
 pub use encode::{EncodeError, EncodeOptions, EncodedNar, encode, encode_from_disk, encode_whole};
-pub use knowledge::{KnowledgeIndex, TargetKnowledge, package_name};
+pub use knowledge::{KnowledgeIndex, TargetKnowledge};
 
 /// Files at most this large are delta-encoded with zstd (base and result
 /// are held in memory on both sides, 256 MiB at most); larger ones use chunks.

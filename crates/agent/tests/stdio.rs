@@ -12,6 +12,7 @@ use ndeploy_agent::delta::{EncodeOptions, KnowledgeIndex, encode_from_disk};
 use ndeploy_store::hash::{Hash, HashAlgo, HashEncoding};
 use ndeploy_store::path_info::PathInfo;
 use ndeploy_store::store_path::{StoreDir, StorePath};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 
 fn nix_store(root: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new("nix-store")
@@ -46,6 +47,22 @@ fn write_package(dir: &Path, dep: &str, extra: &[u8]) {
     std::os::unix::fs::symlink("run", dir.join("bin/alias")).unwrap();
 }
 
+/// The agent binary on stdio for the chroot store at `target` (importing
+/// through the daemon on `socket`, else through its own `nix-daemon
+/// --stdio`), and a client that has done the handshake.
+async fn start_agent(target: &Path, socket: Option<&Path>) -> (Child, AgentClient<ChildStdout, ChildStdin>) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ndeploy-agent"));
+    cmd.arg("--stdio").arg("--store-root").arg(target);
+    if let Some(socket) = socket {
+        cmd.arg("--daemon-socket").arg(socket);
+    }
+    let mut child =
+        cmd.env("NIX_CONFIG", "sandbox = false").stdin(Stdio::piped()).stdout(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
+    let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    let client = AgentClient::handshake(stdout, stdin, StoreDir::default()).await.unwrap();
+    (child, client)
+}
+
 /// Add `dir` to the chroot store at `root` (as `nix-store --add`); returns the store path.
 fn add(root: &Path, dir: &Path) -> StorePath {
     let (ok, out) = nix_store(root, &["--add", dir.to_str().unwrap()]);
@@ -77,18 +94,7 @@ async fn the_agent_binary_imports_verified_paths_into_a_real_store() {
     let third = add(&deployer, &v3);
     assert_ne!(old, new);
 
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ndeploy-agent"))
-        .arg("--stdio")
-        .arg("--store-root")
-        .arg(&target)
-        .env("NIX_CONFIG", "sandbox = false")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
-    let mut client = AgentClient::handshake(stdout, stdin, StoreDir::default()).await.unwrap();
+    let (mut child, mut client) = start_agent(&target, None).await;
 
     let manifests = client.manifests(&[old.clone(), new.clone()]).await.unwrap();
     assert!(manifests[1].is_none(), "the target does not have the new path yet");
@@ -156,18 +162,7 @@ async fn the_agent_binary_imports_verified_paths_into_a_real_store() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ndeploy-agent"))
-        .args(["--stdio", "--store-root"])
-        .arg(&target)
-        .arg("--daemon-socket")
-        .arg(&socket)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
-    let mut client = AgentClient::handshake(stdout, stdin, StoreDir::default()).await.unwrap();
+    let (mut child, mut client) = start_agent(&target, Some(&socket)).await;
     let v4 = src.join("v4/pkg");
     write_package(&v4, &"d".repeat(32), b"fourth");
     let fourth = add(&deployer, &v4);

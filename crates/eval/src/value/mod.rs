@@ -53,12 +53,13 @@ impl Drop for PrimOpApp {
     }
 }
 
-/// `repr(C, u8)`: every payload starts at offset 8, so a value is copied
-/// as whole words (with the default layout a `Bool` sits at offset 1 and
-/// copies are split into odd-sized moves that stall store forwarding). The
-/// tag's unused values still serve as niches (`Option<Value>` is 16 bytes).
+/// `repr(C, u64)`: a word of tag and a word of payload, no padding, so a
+/// value is copied as two whole words (with the default layout a `Bool`
+/// sits at offset 1 and copies are split into odd-sized moves that stall
+/// store forwarding). The tag's unused values still serve as niches
+/// (`Option<Value>` and `EvalResult<Value>` are 16 bytes).
 #[derive(Clone)]
-#[repr(C, u8)]
+#[repr(C, u64)]
 pub enum Value {
     Null,
     Bool(bool),

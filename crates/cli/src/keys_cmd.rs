@@ -47,7 +47,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
                 let (connect, root) = (connect.clone(), root.clone());
                 (name, tokio::spawn(async move {
                     let s = SshSession::connect(&target, &connect).await.map_err(|e| e.to_string())?;
-                    let n = keys::upload(&s, &k, &root, None).await;
+                    let n = keys::upload(&s, &k, &root, None).await.map_err(|e| e.to_string());
                     let _ = s.disconnect().await;
                     n
                 }))

@@ -21,9 +21,36 @@
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value as Json;
+use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 
-use crate::ssh::{SshSession, shell_quote};
+use crate::ssh::{ExitStatus, SshError, SshSession, shell_quote};
+
+/// Why a key could not be declared, read, uploaded or restored. Variants
+/// carry names, paths and remote messages only, never a key's contents.
+#[derive(Debug, Error)]
+pub enum KeyError {
+    #[error("key {attr} needs exactly one of text / keyFile")]
+    Source { attr: String },
+    #[error("key {attr}: invalid file name '{name}'")]
+    Name { attr: String, name: String },
+    #[error("key {attr}: invalid user or group")]
+    Owner { attr: String },
+    #[error("key {attr}: permissions '{permissions}' are not octal")]
+    Permissions { attr: String, permissions: String },
+    #[error("key {attr}: destDir '{dest_dir}' is not absolute")]
+    DestDir { attr: String, dest_dir: String },
+    #[error("key {name}: cannot read {file}: {source}")]
+    ReadFile { name: String, file: String, source: std::io::Error },
+    #[error("key {name}: {source}")]
+    Ssh { name: String, source: SshError },
+    #[error("key {name}: sending failed: {source}")]
+    Send { name: String, source: std::io::Error },
+    #[error("key {name} ({path}): remote install failed ({status}): {stderr}")]
+    Install { name: String, path: String, status: ExitStatus, stderr: String },
+    #[error("restoring the previous keys failed: {0}")]
+    Restore(String),
+}
 
 /// One key as declared (contents not loaded yet).
 #[derive(Clone, PartialEq, Eq)]
@@ -57,10 +84,12 @@ impl Key {
     }
 
     /// The key's bytes.
-    pub fn contents(&self) -> Result<Vec<u8>, String> {
+    pub fn contents(&self) -> Result<Vec<u8>, KeyError> {
         match &self.source {
             KeySource::Text(t) => Ok(t.as_bytes().to_vec()),
-            KeySource::File(f) => std::fs::read(f).map_err(|e| format!("key {}: cannot read {f}: {e}", self.name)),
+            KeySource::File(f) => {
+                std::fs::read(f).map_err(|source| KeyError::ReadFile { name: self.name.clone(), file: f.clone(), source })
+            }
         }
     }
 }
@@ -71,7 +100,7 @@ fn valid_word(s: &str) -> bool {
 
 /// The keys of a deployment's JSON, validated (names, owners and modes end
 /// up in shell commands; everything is also quoted).
-pub fn parse(deployment: &Json) -> Result<Vec<Key>, String> {
+pub fn parse(deployment: &Json) -> Result<Vec<Key>, KeyError> {
     let Some(keys) = deployment.get("keys").and_then(Json::as_object) else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for (attr, k) in keys {
@@ -80,7 +109,7 @@ pub fn parse(deployment: &Json) -> Result<Vec<Key>, String> {
         let source = match (s("text"), s("keyFile")) {
             (Some(t), None) => KeySource::Text(t),
             (None, Some(f)) => KeySource::File(f),
-            _ => return Err(format!("key {attr} needs exactly one of text / keyFile")),
+            _ => return Err(KeyError::Source { attr: attr.clone() }),
         };
         let key = Key {
             name,
@@ -92,16 +121,16 @@ pub fn parse(deployment: &Json) -> Result<Vec<Key>, String> {
             upload_at: s("uploadAt").unwrap_or_else(|| "pre-activation".into()),
         };
         if !valid_word(&key.name) || key.name == "." || key.name == ".." {
-            return Err(format!("key {attr}: invalid file name '{}'", key.name));
+            return Err(KeyError::Name { attr: attr.clone(), name: key.name });
         }
         if !valid_word(&key.user) || !valid_word(&key.group) {
-            return Err(format!("key {attr}: invalid user or group"));
+            return Err(KeyError::Owner { attr: attr.clone() });
         }
         if !(3..=4).contains(&key.permissions.len()) || !key.permissions.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-            return Err(format!("key {attr}: permissions '{}' are not octal", key.permissions));
+            return Err(KeyError::Permissions { attr: attr.clone(), permissions: key.permissions });
         }
         if !key.dest_dir.starts_with('/') {
-            return Err(format!("key {attr}: destDir '{}' is not absolute", key.dest_dir));
+            return Err(KeyError::DestDir { attr: attr.clone(), dest_dir: key.dest_dir });
         }
         out.push(key);
     }
@@ -174,7 +203,7 @@ pub async fn upload(
     keys: &[Key],
     target_root: &str,
     undo_run_dir: Option<&str>,
-) -> Result<usize, String> {
+) -> Result<usize, KeyError> {
     for (index, key) in keys.iter().enumerate() {
         let contents = key.contents()?;
         let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -188,7 +217,7 @@ pub async fn upload(
                 }
             })
             .await
-            .map_err(|e| format!("key {}: {e}", key.name))?;
+            .map_err(|source| KeyError::Ssh { name: key.name.clone(), source })?;
         let (_reader, mut writer, mut exit) = stream.into_split();
         let sent = async {
             writer.write_all(&contents).await?;
@@ -197,24 +226,20 @@ pub async fn upload(
         .await;
         let status = exit.wait().await;
         let err = String::from_utf8_lossy(&stderr.lock().map(|s| s.clone()).unwrap_or_default()).trim().to_owned();
-        if let Err(e) = sent {
-            return Err(format!("key {}: sending failed: {e}", key.name));
+        if let Err(source) = sent {
+            return Err(KeyError::Send { name: key.name.clone(), source });
         }
         if !status.success() {
-            return Err(format!("key {} ({}): remote install failed ({status}): {err}", key.name, key.path()));
+            return Err(KeyError::Install { name: key.name.clone(), path: key.path(), status, stderr: err });
         }
     }
     Ok(keys.len())
 }
 
 /// Undo the uploads recorded in `run_dir` over `session`.
-pub async fn restore(session: &SshSession, run_dir: &str) -> Result<(), String> {
-    let out = session.exec(&session.root_script(&restore_script(run_dir))).await.map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("restoring the previous keys failed: {}", out.stderr_str().trim()))
-    }
+pub async fn restore(session: &SshSession, run_dir: &str) -> Result<(), KeyError> {
+    let out = session.exec(&session.root_script(&restore_script(run_dir))).await.map_err(|e| KeyError::Restore(e.to_string()))?;
+    if out.status.success() { Ok(()) } else { Err(KeyError::Restore(out.stderr_str().trim().to_owned())) }
 }
 
 #[cfg(test)]
@@ -235,8 +260,15 @@ mod tests {
         for (field, bad) in [("name", "../x"), ("permissions", "rw"), ("user", "a b"), ("destDir", "rel")] {
             let mut d2 = d.clone();
             d2["keys"]["api"][field] = bad.into();
-            assert!(parse(&d2).is_err(), "{field}={bad}");
+            let e = parse(&d2).unwrap_err();
+            assert!(!format!("{e} {e:?}").contains("s3cret"), "{field}={bad}: {e}");
         }
+        let mut d3 = d.clone();
+        d3["keys"]["api"]["keyFile"] = "/nonexistent/key".into();
+        assert!(matches!(parse(&d3), Err(KeyError::Source { .. })));
+        d3["keys"]["api"]["text"] = serde_json::Value::Null;
+        let e = parse(&d3).unwrap()[0].contents().unwrap_err();
+        assert!(matches!(&e, KeyError::ReadFile { file, .. } if file == "/nonexistent/key"), "{e}");
     }
 
     /// The install script itself, run locally: mode, atomic replace, no temp left.

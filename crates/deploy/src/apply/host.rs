@@ -135,7 +135,7 @@ async fn pipeline(h: &HostSpec, opts: &ApplyOptions, shared: &Shared, r: &mut Ho
         r.build_secs = Some(t.elapsed().as_secs_f64());
         say(opts, &h.name, &format!("built {} ({:.2}s)", r.toplevel, t.elapsed().as_secs_f64()));
     }
-    let keys = keys::parse(&h.deployment)?;
+    let keys = keys::parse(&h.deployment).map_err(|e| e.to_string())?;
     let (pre, post): (Vec<_>, Vec<_>) = keys.into_iter().partition(|k| k.upload_at != "post-activation");
     if opts.upload_keys && goal != Goal::DryActivate && !pre.is_empty() {
         opts.progress.phase(&h.name, Phase::Keys);
@@ -146,7 +146,7 @@ async fn pipeline(h: &HostSpec, opts: &ApplyOptions, shared: &Shared, r: &mut Ho
             Err(e) => {
                 let restored = match keys::restore(&session, &run_dir).await {
                     Ok(()) => "the previous keys are restored".to_owned(),
-                    Err(why) => why,
+                    Err(why) => why.to_string(),
                 };
                 return Err(format!("{e} ({restored})"));
             }
@@ -155,7 +155,7 @@ async fn pipeline(h: &HostSpec, opts: &ApplyOptions, shared: &Shared, r: &mut Ho
     let result = activate_host(h, opts, goal, &session, r).await;
     if result.is_ok() && opts.upload_keys && r.verdict == Verdict::Deployed && !post.is_empty() {
         opts.progress.phase(&h.name, Phase::Keys);
-        r.keys += keys::upload(&session, &post, &opts.target_root, None).await?;
+        r.keys += keys::upload(&session, &post, &opts.target_root, None).await.map_err(|e| e.to_string())?;
     }
     let _ = session.disconnect().await;
     result

@@ -53,24 +53,29 @@ struct Walk<'a> {
     ev: &'a Evaluator,
     auto: &'a AutoCall<'a>,
     done: HashSet<usize>,
-    found: Vec<(String, Attrs)>,
+    /// Attribute path, name and attributes of each derivation found.
+    found: Vec<(String, String, Attrs)>,
 }
 
 impl Walk<'_> {
-    /// Nix's `getDerivation`: true when `v` is not a derivation.
+    /// Nix's `getDerivation`: true when `v` is not a derivation. The name
+    /// is evaluated as soon as a derivation is found, as Nix does (and
+    /// while its attributes are still in the cache).
     fn derivation(&mut self, v: &Value, path: &str) -> EvalResult<bool> {
         let Value::Attrs(a) = self.ev.force(v)? else { return Ok(true) };
         if !is_derivation(self.ev, &a)? {
             return Ok(true);
         }
         if self.done.insert(a.ptr_id()) {
-            self.found.push((path.to_owned(), a));
+            let name = string_attr(self.ev, &a, "name")?.ok_or_else(|| EvalError::other("derivation name missing"))?;
+            self.found.push((path.to_owned(), name, a));
         }
         Ok(false)
     }
 
     fn walk(&mut self, v: Value, path: &str) -> EvalResult<()> {
         let v = (self.auto)(self.ev, v)?;
+        let v = self.ev.force(&v)?;
         if !self.derivation(&v, path)? {
             return Ok(());
         }
@@ -117,13 +122,8 @@ fn string_attr(ev: &Evaluator, a: &Attrs, name: &str) -> EvalResult<Option<Strin
 pub fn get_derivations(ev: &Evaluator, v: Value, auto: &AutoCall<'_>) -> EvalResult<Vec<DrvInfo>> {
     let mut w = Walk { ev, auto, done: HashSet::new(), found: Vec::new() };
     w.walk(v, "")?;
-    let mut names = Vec::with_capacity(w.found.len());
-    for (path, a) in &w.found {
-        let name = string_attr(ev, a, "name")?.ok_or_else(|| EvalError::other("derivation name missing"))?;
-        names.push((path.clone(), name, a.clone()));
-    }
-    let mut out = Vec::with_capacity(names.len());
-    for (attr_path, name, a) in names {
+    let mut out = Vec::with_capacity(w.found.len());
+    for (attr_path, name, a) in w.found {
         let drv = a
             .get_str("drvPath")
             .ok_or_else(|| EvalError::other("derivation does not contain a 'drvPath' attribute"))?;
@@ -193,7 +193,49 @@ impl ComputingStore {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_attr_name;
+    use std::sync::Arc;
+
+    use super::{get_derivations, valid_attr_name};
+    use crate::{EvalConfig, Evaluator};
+
+    fn evaluator() -> Evaluator {
+        let mut ev = Evaluator::new(EvalConfig::default(), Arc::new(crate::io::MemIO::new()));
+        ev.store = Some(Arc::new(super::ComputingStore::new("/nix/store")));
+        ev
+    }
+
+    fn first_error(expr: &str) -> String {
+        let ev = evaluator();
+        let v = ev.eval_str(expr).unwrap();
+        let err = get_derivations(&ev, v, &|_, v| Ok(v)).unwrap_err();
+        err.to_string()
+    }
+
+    #[test]
+    fn a_name_is_evaluated_when_its_derivation_is_found() {
+        // nix-instantiate 2.8 reports `name-A`: getDerivation queries the
+        // name before the walk moves on to the next element.
+        let err = first_error(r#"[ { type = "derivation"; name = throw "name-A"; } (throw "elem-B") ]"#);
+        assert!(err.contains("name-A"), "{err}");
+    }
+
+    #[test]
+    fn duplicates_are_listed_once_and_sets_descend_only_when_asked() {
+        let ev = evaluator();
+        let v = ev
+            .eval_str(
+                r#"let d = derivation { name = "x"; system = "s"; builder = "/bin/sh"; }; in
+                   rec { a = d; b = a; c = { e = d; }; f = { recurseForDerivations = true; g = d // { name = "y"; }; }; }"#,
+            )
+            .unwrap();
+        let drvs = get_derivations(&ev, v, &|_, v| Ok(v)).unwrap();
+        let got: Vec<(&str, &str)> = drvs.iter().map(|d| (d.attr_path.as_str(), d.name.as_str())).collect();
+        // As nix-instantiate: `b` is `a` (listed once), `c` is not searched,
+        // `f` is; `g`'s name differs but its drvPath is `d`'s.
+        assert_eq!(got, [("a", "x"), ("f.g", "y")]);
+        assert_eq!(drvs[0].drv_path, drvs[1].drv_path);
+        assert_eq!(drvs[0].drv_path, "/nix/store/jkscfziazyzcw4yc7ldhirnsb6rck4ys-x.drv");
+    }
 
     #[test]
     fn attr_names_as_nix_accepts_them() {

@@ -128,7 +128,7 @@ pub async fn apply(hosts: Vec<HostSpec>, opts: &ApplyOptions) -> Vec<HostReport>
 /// arrival order once the channel is closed and every host is done.
 pub async fn apply_stream(mut hosts: mpsc::UnboundedReceiver<HostSpec>, opts: &ApplyOptions) -> Vec<HostReport> {
     let shared = Arc::new(host::Shared {
-        slots: Semaphore::new(opts.jobs.max(1)),
+        slots: Semaphore::new(opts.jobs.clamp(1, Semaphore::MAX_PERMITS)),
         pusher: PushBatcher::start(opts.connect.clone(), opts.push_slots, Arc::clone(&opts.progress)),
     });
     let mut tasks = Vec::new();
@@ -146,4 +146,17 @@ pub async fn apply_stream(mut hosts: mpsc::UnboundedReceiver<HostSpec>, opts: &A
         }));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Any `-j` is taken (tokio's semaphore panics above its maximum).
+    #[tokio::test]
+    async fn any_job_count_is_accepted() {
+        let mut opts = ApplyOptions::new(None, ConnectOptions::default(), Arc::new(Silent));
+        (opts.jobs, opts.push_slots) = (usize::MAX, usize::MAX);
+        assert!(apply(Vec::new(), &opts).await.is_empty());
+    }
 }

@@ -68,7 +68,7 @@ async fn coordinate(
     slots: usize,
     progress: Arc<dyn ApplyProgress>,
 ) {
-    let slots = Arc::new(Semaphore::new(slots));
+    let slots = Arc::new(Semaphore::new(slots.clamp(1, Semaphore::MAX_PERMITS)));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return };
         // Everything that queued while we waited for the slot goes along.

@@ -59,7 +59,7 @@ pub struct EvalArgs {
     #[arg(long)]
     show_trace: bool,
     /// Collect the heap's reference cycles after every N hosts (0: never;
-    /// default: 8 per thread, at least 16). Bounds memory on large fleets;
+    /// default: 2 per thread, at least 4). Bounds memory on large fleets;
     /// see `fleet::chunks`.
     #[arg(long, value_name = "N")]
     collect_every: Option<usize>,

@@ -89,6 +89,12 @@ impl Goal {
     }
 }
 
+/// Waits (confirmation timeout, waiting for a result) are capped at this
+/// many seconds (136 years): the scripts count tenths of a second in the
+/// shell's 64-bit arithmetic, which a larger value would overflow (a
+/// negative count: no wait at all).
+pub const MAX_WAIT_SECS: u64 = 1 << 32;
+
 /// Settings of one activation.
 #[derive(Debug, Clone)]
 pub struct ActivateOptions {
@@ -141,7 +147,7 @@ pub fn start_script(opts: &ActivateOptions, toplevel: &str) -> String {
         shell_quote(toplevel),
         shell_quote(&opts.profile),
         run.clone(),
-        opts.confirm_timeout.as_secs().max(1).to_string(),
+        opts.confirm_timeout.as_secs().clamp(1, MAX_WAIT_SECS).to_string(),
         if opts.magic_rollback { "1" } else { "0" }.to_owned(),
     ]
     .join(" ");
@@ -170,7 +176,7 @@ pub fn result_script(run_dir: &str, secs: u64) -> String {
     format!(
         "n={n}; while [ ! -e {run}/result ] && [ $n -gt 0 ]; do sleep 0.1; n=$((n - 1)); done; \
          cat {run}/result 2>/dev/null || echo pending",
-        n = secs * 10
+        n = secs.min(MAX_WAIT_SECS) * 10
     )
 }
 
@@ -384,6 +390,31 @@ esac
         assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "0");
         let result = std::process::Command::new("sh").args(["-c", &result_script(&o.run_dir(), 5)]).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&result.stdout).trim(), "done");
+    }
+
+    /// The longest confirmation timeout still waits for confirmation (a
+    /// larger one overflowed the agent's count of tenths of a second and
+    /// rolled back at once), and waiting that long does not overflow here.
+    #[test]
+    fn longest_confirmation_timeout_waits() {
+        let mut o = ActivateOptions::new(Goal::Switch, "r");
+        o.confirm_timeout = Duration::MAX;
+        assert!(start_script(&o, "/top").contains(&format!(" {MAX_WAIT_SECS} 1 <")));
+        assert!(result_script("/run", u64::MAX).starts_with(&format!("n={};", MAX_WAIT_SECS * 10)));
+        let (d, path, mk_top) = fixture();
+        let top = mk_top("t", 0);
+        let profile = d.path().join("profiles/system").display().to_string();
+        let run_dir = d.path().join("agent/1");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        std::fs::write(run_dir.join("confirm"), "ok").unwrap();
+        let timeout = MAX_WAIT_SECS.to_string();
+        let st = std::process::Command::new("sh")
+            .args(["-c", AGENT_SCRIPT, "agent", "switch", &top, &profile, &run_dir.display().to_string(), &timeout, "1"])
+            .env("PATH", &path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(std::fs::read_to_string(run_dir.join("result")).unwrap().trim(), "confirmed");
     }
 
     /// The agent run locally: activation failure rolls back to the previous

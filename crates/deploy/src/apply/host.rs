@@ -244,7 +244,7 @@ async fn activate_host(
         Err(why) => {
             say(opts, &h.name, &format!("{why}; waiting for the target to roll back"));
             // The old connection may still work: watch the agent decide.
-            let secs = opts.confirm_timeout.as_secs() + 15;
+            let secs = opts.confirm_timeout.as_secs().saturating_add(15);
             match activate::wait_result(session, &run_dir, secs).await {
                 Ok(Outcome::RolledBack(reason)) => Verdict::RolledBack(format!("{why} ({reason})")),
                 Ok(other) => verdict(other, &why),

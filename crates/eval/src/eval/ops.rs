@@ -11,24 +11,6 @@ use crate::ir::{BinOp, Expr};
 use crate::source::Pos;
 use crate::value::{Env, Value};
 
-/// The common integer cases of a strict operator; `None` for the rest
-/// (overflow, division, other operators), which take the general path.
-#[inline]
-fn int_binop(op: BinOp, a: i64, b: i64) -> Option<Value> {
-    Some(match op {
-        BinOp::Add => Value::Int(a.checked_add(b)?),
-        BinOp::Sub => Value::Int(a.checked_sub(b)?),
-        BinOp::Mul => Value::Int(a.checked_mul(b)?),
-        BinOp::Eq => Value::Bool(a == b),
-        BinOp::NotEq => Value::Bool(a != b),
-        BinOp::Less => Value::Bool(a < b),
-        BinOp::LessEq => Value::Bool(a <= b),
-        BinOp::More => Value::Bool(a > b),
-        BinOp::MoreEq => Value::Bool(a >= b),
-        _ => return None,
-    })
-}
-
 fn bool_of(v: Value, pos: Pos) -> EvalResult<bool> {
     match v {
         Value::Bool(b) => Ok(b),
@@ -66,10 +48,35 @@ impl Evaluator {
             _ => {
                 let l = self.eval(lhs, env)?;
                 let r = self.eval(rhs, env)?;
-                if let (Value::Int(a), Value::Int(b)) = (&l, &r)
-                    && let Some(v) = int_binop(op, *a, *b)
-                {
-                    return Ok(v);
+                if let (Value::Int(a), Value::Int(b)) = (&l, &r) {
+                    // Each case returns directly (no intermediate
+                    // `Option<Value>` to copy out of).
+                    let (a, b) = (*a, *b);
+                    match op {
+                        BinOp::Eq => return Ok(Value::Bool(a == b)),
+                        BinOp::NotEq => return Ok(Value::Bool(a != b)),
+                        BinOp::Less => return Ok(Value::Bool(a < b)),
+                        BinOp::LessEq => return Ok(Value::Bool(a <= b)),
+                        BinOp::More => return Ok(Value::Bool(a > b)),
+                        BinOp::MoreEq => return Ok(Value::Bool(a >= b)),
+                        BinOp::Add => {
+                            if let Some(x) = a.checked_add(b) {
+                                return Ok(Value::Int(x));
+                            }
+                        }
+                        BinOp::Sub => {
+                            if let Some(x) = a.checked_sub(b) {
+                                return Ok(Value::Int(x));
+                            }
+                        }
+                        BinOp::Mul => {
+                            if let Some(x) = a.checked_mul(b) {
+                                return Ok(Value::Int(x));
+                            }
+                        }
+                        // Overflow, division, other operators: general path.
+                        _ => {}
+                    }
                 }
                 self.binop_values(op, l, r).map_err(|e| e.with_pos(pos))
             }

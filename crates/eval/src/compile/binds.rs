@@ -30,7 +30,6 @@ use crate::ir::{AttrDef, AttrName, AttrsExpr, DynAttr, Expr, LetExpr};
 use crate::source::Pos;
 use crate::symbol::Symbol;
 
-#[derive(Clone)]
 pub(crate) struct Binds<'g> {
     statics: Vec<StaticBind<'g>>,
     dynamics: Vec<DynBind<'g>>,
@@ -43,26 +42,24 @@ pub(crate) struct Binds<'g> {
 /// Up to this many static names, a linear search beats hashing.
 const SMALL: usize = 8;
 
-#[derive(Clone)]
 struct StaticBind<'g> {
     name: Symbol,
     pos: Pos,
     bind: Bind<'g>,
 }
 
-#[derive(Clone)]
 struct DynBind<'g> {
     attr: GNode<'g>,
     pos: Pos,
     bind: Bind<'g>,
 }
 
-#[derive(Clone)]
 enum Bind<'g> {
     Value(GNode<'g>),
     Inherit,
     InheritFrom(GNode<'g>),
-    Nested(Binds<'g>, bool),
+    /// Boxed: keeps a binding (and a set of thousands of them) small.
+    Nested(Box<Binds<'g>>, bool),
 }
 
 /// The statically known name of an attribute, if any.
@@ -133,7 +130,7 @@ fn merge<'g>(into: &mut Binds<'g>, from: Binds<'g>) -> EvalResult<()> {
         match into.find(sb.name) {
             None => into.push_static(sb),
             Some(existing) => match (&mut existing.bind, sb.bind) {
-                (Bind::Nested(a, _), Bind::Nested(b, _)) => merge(a, b)?,
+                (Bind::Nested(a, _), Bind::Nested(b, _)) => merge(a, *b)?,
                 _ => return Err(dup(sb.name, sb.pos)),
             },
         }
@@ -145,6 +142,7 @@ fn merge<'g>(into: &mut Binds<'g>, from: Binds<'g>) -> EvalResult<()> {
 impl<'a> Compiler<'a> {
     pub(super) fn collect_binds<'g>(&mut self, node: GNode<'g>, is_let: bool) -> EvalResult<Binds<'g>> {
         let mut binds = Binds::new();
+        binds.statics.reserve(node.nodes().count());
         for entry in node.nodes() {
             match entry.kind() {
                 K::NODE_INHERIT => {
@@ -185,7 +183,7 @@ impl<'a> Compiler<'a> {
     fn value_bind<'g>(&mut self, value: GNode<'g>) -> EvalResult<Bind<'g>> {
         Ok(if value.kind() == K::NODE_ATTR_SET {
             let rec = value.token(K::TOKEN_REC).is_some();
-            Bind::Nested(self.collect_binds(value, false)?, rec)
+            Bind::Nested(Box::new(self.collect_binds(value, false)?), rec)
         } else {
             Bind::Value(value)
         })
@@ -209,10 +207,10 @@ impl<'a> Compiler<'a> {
             {
                 return match &mut existing.bind {
                     Bind::Nested(b, _) => {
-                        let mut b = std::mem::replace(b, Binds::new());
+                        let mut b = std::mem::replace(&mut **b, Binds::new());
                         let r = self.add_bind(&mut b, rest, value, false);
                         if let Some(StaticBind { bind: Bind::Nested(slot, _), .. }) = binds.find(n) {
-                            *slot = b;
+                            **slot = b;
                         }
                         r
                     }
@@ -220,13 +218,13 @@ impl<'a> Compiler<'a> {
                 };
             }
             self.add_bind(&mut inner, rest, value, false)?;
-            Bind::Nested(inner, false)
+            Bind::Nested(Box::new(inner), false)
         };
         match name {
             Some(n) => match binds.find(n) {
                 None => binds.push_static(StaticBind { name: n, pos, bind }),
                 Some(existing) => match (&mut existing.bind, bind) {
-                    (Bind::Nested(a, _), Bind::Nested(b, _)) => merge(a, b)?,
+                    (Bind::Nested(a, _), Bind::Nested(b, _)) => merge(a, *b)?,
                     _ => return Err(dup(n, pos)),
                 },
             },
@@ -235,20 +233,22 @@ impl<'a> Compiler<'a> {
         Ok(())
     }
 
-    fn compile_bind(&mut self, name: Symbol, bind: Bind<'_>, in_rec: bool, pos: Pos) -> EvalResult<Expr> {
+    /// Compile one binding. Bindings are borrowed (mutably: nested sets are
+    /// sorted in place), so that a `let` can be compiled twice without a copy.
+    fn compile_bind(&mut self, name: Symbol, bind: &mut Bind<'_>, in_rec: bool, pos: Pos) -> EvalResult<Expr> {
         Ok(match bind {
-            Bind::Value(l) if l.kind() == K::NODE_LAMBDA => Expr::Lambda(Arc::new(self.lambda(l, Some(name))?)),
-            Bind::Value(e) => self.expr(e)?,
+            Bind::Value(l) if l.kind() == K::NODE_LAMBDA => Expr::Lambda(Arc::new(self.lambda(*l, Some(name))?)),
+            Bind::Value(e) => self.expr(*e)?,
             Bind::Inherit => self.resolve(name, usize::from(in_rec), pos)?,
             Bind::InheritFrom(from) => {
-                let e = self.expr(from)?;
+                let e = self.expr(*from)?;
                 Expr::Select { expr: Box::new(e), path: vec![AttrName::Static(name)].into_boxed_slice(), default: None, pos }
             }
-            Bind::Nested(b, rec) => self.compile_binds(b, rec, pos)?,
+            Bind::Nested(b, rec) => self.compile_binds(b, *rec, pos)?,
         })
     }
 
-    pub(super) fn compile_binds(&mut self, mut binds: Binds<'_>, rec: bool, pos: Pos) -> EvalResult<Expr> {
+    pub(super) fn compile_binds(&mut self, binds: &mut Binds<'_>, rec: bool, pos: Pos) -> EvalResult<Expr> {
         binds.statics.sort_by_key(|b| b.name);
         if rec {
             let m: WordMap<Symbol, u32> = binds.statics.iter().enumerate().map(|(i, b)| (b.name, i as u32)).collect();
@@ -256,18 +256,18 @@ impl<'a> Compiler<'a> {
         }
         let r = (|| {
             let mut attrs = Vec::with_capacity(binds.statics.len());
-            for sb in binds.statics {
+            for sb in binds.statics.iter_mut() {
                 let inherited = matches!(sb.bind, Bind::Inherit);
-                let value = Arc::new(self.compile_bind(sb.name, sb.bind, rec, sb.pos)?);
+                let value = Arc::new(self.compile_bind(sb.name, &mut sb.bind, rec, sb.pos)?);
                 attrs.push(AttrDef { name: sb.name, value, inherited, pos: sb.pos });
             }
             let mut dynamic = Vec::with_capacity(binds.dynamics.len());
-            for db in binds.dynamics {
+            for db in binds.dynamics.iter_mut() {
                 let name = match self.attr_name(db.attr)? {
                     AttrName::Dynamic(e) => e,
                     AttrName::Static(s) => Expr::Const(crate::value::Value::string(s.as_str())),
                 };
-                let value = Arc::new(self.compile_bind(Symbol::new("<dynamic>"), db.bind, rec, db.pos)?);
+                let value = Arc::new(self.compile_bind(Symbol::new("<dynamic>"), &mut db.bind, rec, db.pos)?);
                 dynamic.push(DynAttr { name, value, pos: db.pos });
             }
             Ok(Expr::Attrs(Box::new(AttrsExpr { rec, attrs, dynamic, pos })))
@@ -289,19 +289,18 @@ impl<'a> Compiler<'a> {
         // not recursive (no cycle, no lock, not registered).
         // Lets nested in a first attempt are compiled recursive directly, so
         // the work stays quadratic in the nesting at worst.
-        self.scopes.push(Scope::Static(m.clone(), Default::default()));
+        self.scopes.push(Scope::Static(m, Default::default()));
         let probing = std::mem::replace(&mut self.probing, true);
-        let (first, rest) = if probing {
-            (self.compile_defs(binds, true), None)
-        } else {
-            (self.compile_defs(binds.clone(), true), Some(binds))
-        };
+        let first = self.compile_defs(&mut binds, true);
         self.probing = probing;
-        let used = matches!(self.scopes.last(), Some(Scope::Static(_, u)) if u.get());
-        self.scopes.pop();
-        let (defs, rec) = match rest {
-            Some(binds) if !used && first.is_ok() => (self.compile_defs(binds, false)?, false),
-            _ => (first?, true),
+        let (m, used) = match self.scopes.pop() {
+            Some(Scope::Static(m, u)) => (m, u.get()),
+            _ => (binds.statics.iter().enumerate().map(|(i, b)| (b.name, i as u32)).collect(), true),
+        };
+        let (defs, rec) = if !probing && !used && first.is_ok() {
+            (self.compile_defs(&mut binds, false)?, false)
+        } else {
+            (first?, true)
         };
         self.scopes.push(Scope::Static(m, Default::default()));
         let body = self.sub(body, node);
@@ -309,11 +308,11 @@ impl<'a> Compiler<'a> {
         Ok(Expr::Let(Box::new(LetExpr { binds: defs, body: body?, rec })))
     }
 
-    fn compile_defs(&mut self, binds: Binds<'_>, in_rec: bool) -> EvalResult<Vec<AttrDef>> {
+    fn compile_defs(&mut self, binds: &mut Binds<'_>, in_rec: bool) -> EvalResult<Vec<AttrDef>> {
         let mut defs = Vec::with_capacity(binds.statics.len());
-        for sb in binds.statics {
+        for sb in binds.statics.iter_mut() {
             let inherited = matches!(sb.bind, Bind::Inherit);
-            let value = Arc::new(self.compile_bind(sb.name, sb.bind, in_rec, sb.pos)?);
+            let value = Arc::new(self.compile_bind(sb.name, &mut sb.bind, in_rec, sb.pos)?);
             defs.push(AttrDef { name: sb.name, value, inherited, pos: sb.pos });
         }
         Ok(defs)

@@ -587,8 +587,8 @@ impl<'a> Compiler<'a> {
     fn legacy_let(&mut self, l: GNode<'_>) -> EvalResult<Expr> {
         // `let { a = 1; body = a; }` is `rec { ... }.body`.
         let pos = self.pos(l);
-        let binds = self.collect_binds(l, false)?;
-        let attrs = self.compile_binds(binds, true, pos)?;
+        let mut binds = self.collect_binds(l, false)?;
+        let attrs = self.compile_binds(&mut binds, true, pos)?;
         Ok(Expr::Select {
             expr: Box::new(attrs),
             path: vec![AttrName::Static(Symbol::new("body"))].into_boxed_slice(),
@@ -605,8 +605,8 @@ impl<'a> Compiler<'a> {
     fn attr_set(&mut self, a: GNode<'_>) -> EvalResult<Expr> {
         let pos = self.pos(a);
         let rec = a.token(K::TOKEN_REC).is_some();
-        let binds = self.collect_binds(a, false)?;
-        self.compile_binds(binds, rec, pos)
+        let mut binds = self.collect_binds(a, false)?;
+        self.compile_binds(&mut binds, rec, pos)
     }
 }
 

@@ -38,7 +38,8 @@ fn agent_binary() -> &'static Path {
     })
 }
 
-/// Leaves `0..leaves`, leaf `i` at `versions(i)`, a shared lib, and a top.
+/// Leaves `0..leaves`, leaf `i` at `versions(i)`, a shared lib at
+/// `versions(usize::MAX)`, and a top.
 fn build_closure(tag: &str, leaves: usize, size: usize, versions: impl Fn(usize) -> String) -> String {
     let dir = tempfile::tempdir().unwrap();
     let list: Vec<String> = (0..leaves).map(|i| format!("\"{}\"", versions(i))).collect();
@@ -63,12 +64,13 @@ let
       for d in $deps; do ln -sfn $d $out/share/dep-$(basename $d | cut -c34-); done
     '' ];
   }};
-  lib = mk "agent-test-{tag}-lib" [] "1";
+  lib = mk "agent-test-{tag}-lib" [] "{lib}";
   versions = [ {list} ];
   leaves = builtins.genList (i: mk "agent-test-{tag}-leaf-${{toString i}}" [ lib ] (builtins.elemAt versions i)) {leaves};
 in mk "agent-test-{tag}-top" leaves "1"
 "#,
         half = size / 2,
+        lib = versions(usize::MAX),
         list = list.join(" ")
     );
     write_file(&dir.path().join("closure.nix"), expr);
@@ -188,6 +190,19 @@ fn agent_installs_itself_then_sends_references_and_deltas() {
     let text = String::from_utf8(run_ok(&mut c)).unwrap();
     assert!(text.contains("via agent") && text.contains("  reference ") && text.contains("  delta "), "{text}");
     assert_complete(&t, &gen3);
+
+    // A new core library: every path is new, none valid, but the target holds
+    // the previous generation: the agent, with deltas for the embedded paths.
+    let gen4 = build_closure(&tag, 12, 60_000, |i| if i == usize::MAX { "2".into() } else { "1".into() });
+    let (ok, r) = push(&client, &t, &gen4, &[]);
+    assert!(ok, "{r}");
+    assert_eq!(u(&r["targets"][0]["alreadyValid"]), 0, "{r}");
+    let x = transfer(&r);
+    assert_eq!(x["via"], "agent", "{r}");
+    let missing = u(&r["targets"][0]["missingNarBytes"]);
+    assert!(u(&x["wireBytes"]) * 10 < missing, "sent {} of {missing} NAR bytes: {r}", x["wireBytes"]);
+    assert_complete(&t, &gen4);
+    assert_store_intact(&t);
 }
 
 #[test]

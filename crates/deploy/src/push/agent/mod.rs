@@ -126,8 +126,9 @@ pub fn target_key_of(t: &crate::ssh::SshTarget) -> Result<String, String> {
 
 /// The agent job of a target that lacks something, if it gets one; else
 /// (agent off, unavailable, not for this target, or — unless the agent is
-/// required — a target that holds none of the closure yet) `None`, with the
-/// reason recorded in the report's transfer figures.
+/// required — a fresh target: none of the closure valid and nothing recorded
+/// as pushed there) `None`, with the reason recorded in the report's
+/// transfer figures.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn job_for(
     agent: &Prepared,
@@ -156,14 +157,15 @@ pub(crate) fn job_for(
         }
     };
     let target = target?;
-    if opts.agent == AgentMode::Auto && target.already_valid == 0 {
-        // A fresh target: nothing to reuse, so the agent could only compress,
-        // per target; the fan-out serialises each path once for all of them.
+    let records = Records::default_location();
+    let mut held = records.held(&key);
+    if opts.agent == AgentMode::Auto && target.already_valid == 0 && held.is_empty() {
+        // A fresh target (none of the closure, nothing pushed before): nothing
+        // to reuse, so the agent could only compress, per target; the fan-out
+        // serialises each path once for all of them.
         report.transfer.fallback = Some("the target holds none of the closure yet: whole NARs (the agent is installed for the next push)".to_owned());
         report.transfer.install_deferred = true;
         // What it will hold is the knowledge of the next push (a hint, checked then).
-        let records = Records::default_location();
-        let mut held = records.held(&key);
         held.extend(wanted.iter().filter_map(|&i| plan.get(i)).map(|i| i.path.clone()));
         held.insert(package.path().clone());
         records.set_held(&key, &held);

@@ -123,7 +123,9 @@ fn apply_switch_rollbacks_and_unreachable() {
         s.push_str("}\n");
         write_file(&fleet, s);
     };
-    let apply = || run(&mut nd(&client, &fleet, &["apply", "switch", "--json", "--confirm-timeout", "3", "--target-root", TARGET_ROOT]));
+    // Long enough for six hosts' health checks and confirmations on a loaded
+    // machine (3 s rolled healthy hosts back at load 13 on 2 cores).
+    let apply = || run(&mut nd(&client, &fleet, &["apply", "switch", "--json", "--confirm-timeout", "8", "--target-root", TARGET_ROOT]));
 
     write_fleet(1);
     let out = apply();

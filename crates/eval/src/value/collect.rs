@@ -8,13 +8,18 @@
 //! is built from children that already exist, so it cannot close a cycle.
 //!
 //! Algorithm: synchronous trial deletion (Bacon and Rajan), started from
-//! the registered recursive frames that are still alive (the candidates).
+//! the recursive frames (the candidates). With [`Evaluator::enable_collection`]
+//! every frame is held until a collection proves it garbage: a frame that
+//! died by reference counting could leave behind a thunk cycle that no
+//! remaining frame leads to.
 //! 1. Walk everything reachable from the candidates (frame parents and
 //!    slots, thunks' results and pending work, closures' frames, sets,
 //!    lists, partial applications) and count, for every node, the
-//!    references to it from inside the walked graph. Only nodes that more
-//!    than one reference points to (plus the candidates) are recorded: a
-//!    node with one reference has exactly one referrer and goes with it.
+//!    references to it from inside the walked graph (on several threads,
+//!    see `walk.rs`). Only nodes with more than one reference (plus the
+//!    candidates) are recorded: a node with one reference has exactly one
+//!    referrer and is live exactly when its nearest recorded ancestor (its
+//!    anchor) is. Thunks forced to values without children are leaves.
 //! 2. A recorded node whose `Arc` strong count (seen before the walk held
 //!    it) exceeds its inside count is referenced from outside the graph:
 //!    from the evaluator (file cache, builtins), a caller's value, another
@@ -24,7 +29,8 @@
 //!    live.
 //! 3. The rest is garbage: its frames' slots and its thunks' results and
 //!    pending work are taken out, which breaks every cycle in it; dropping
-//!    those and the collector's own handles frees it all.
+//!    those and the collector's own handles ([`Garbage`]) frees it all, on
+//!    any thread, even while evaluation goes on (nothing outside reaches it).
 //!
 //! Invariant (why it is sound): counts and edges are only meaningful if the
 //! graph does not change while the collector looks at it. Hence
@@ -32,13 +38,16 @@
 //! evaluator can run) and is `unsafe`: its caller promises that no other
 //! thread uses (forces, clones, drops) values of this heap meanwhile.
 //! Holding values is fine: a held value counts as an outside reference and
-//! keeps what it reaches alive. The fleet driver calls it between chunks of
-//! hosts, after its worker threads finished the chunk.
+//! keeps what it reaches alive. Every mistake the walk could make on
+//! unexpected input (an opaque reference, a lingering pending work) errs
+//! towards "live". The fleet driver calls it between chunks of hosts, after
+//! its worker threads finished the chunk.
 //!
-//! Cost: time and transient memory are proportional to what is reachable
-//! from the candidates (about the whole heap, since frames reach the shared
-//! library through their parents); collect between batches of work, not
-//! after every evaluation.
+//! Cost: time proportional to the nodes reachable from the candidates,
+//! i.e. mostly the garbage (in a module-system evaluation nearly everything
+//! a host leaves behind is cyclic); collect between batches of work, not
+//! after every evaluation. Known leak: a multi-output derivation's frame is
+//! held by its unforced outputs' native thunks (opaque), so stays live.
 
 use std::sync::{Arc, Weak};
 

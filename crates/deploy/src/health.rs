@@ -11,8 +11,20 @@
 use std::time::Duration;
 
 use serde_json::Value as Json;
+use thiserror::Error;
 
 use crate::ssh::{SshSession, shell_quote};
+
+/// A declaration that is not a check, or a check that stayed unhealthy.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum HealthError {
+    #[error("deployment.healthChecks is not a list")]
+    NotAList,
+    #[error("health check {index} needs exactly one of cmd / http")]
+    Kind { index: usize },
+    #[error("health check {check} failed after {attempts} attempts: {last}")]
+    Unhealthy { check: String, attempts: u64, last: String },
+}
 
 /// One check as declared in the deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,9 +51,9 @@ impl HealthCheck {
 }
 
 /// The checks of a deployment's JSON (`healthChecks = [ { cmd; http; timeout; retries; } ]`).
-pub fn parse(deployment: &Json) -> Result<Vec<HealthCheck>, String> {
+pub fn parse(deployment: &Json) -> Result<Vec<HealthCheck>, HealthError> {
     let Some(list) = deployment.get("healthChecks") else { return Ok(Vec::new()) };
-    let Some(list) = list.as_array() else { return Err("deployment.healthChecks is not a list".into()) };
+    let Some(list) = list.as_array() else { return Err(HealthError::NotAList) };
     list.iter()
         .enumerate()
         .map(|(i, c)| {
@@ -49,7 +61,7 @@ pub fn parse(deployment: &Json) -> Result<Vec<HealthCheck>, String> {
             let kind = match (s("cmd"), s("http")) {
                 (Some(cmd), None) => CheckKind::Cmd(cmd),
                 (None, Some(url)) => CheckKind::Http(url),
-                _ => return Err(format!("health check {i} needs exactly one of cmd / http")),
+                _ => return Err(HealthError::Kind { index: i }),
             };
             let timeout_secs = c.get("timeout").and_then(Json::as_u64).unwrap_or(10).max(1);
             let retries = c.get("retries").and_then(Json::as_u64).unwrap_or(3).min(100);
@@ -75,7 +87,7 @@ pub fn http_get(url: &str, timeout: Duration) -> Result<(), String> {
 }
 
 /// Run `checks` for one host; `Err` names the first failing check.
-pub async fn run_checks(session: &SshSession, checks: &[HealthCheck], env_prefix: &str) -> Result<(), String> {
+pub async fn run_checks(session: &SshSession, checks: &[HealthCheck], env_prefix: &str) -> Result<(), HealthError> {
     for check in checks {
         let mut last = String::new();
         let mut healthy = false;
@@ -108,7 +120,7 @@ pub async fn run_checks(session: &SshSession, checks: &[HealthCheck], env_prefix
             }
         }
         if !healthy {
-            return Err(format!("health check {} failed after {} attempts: {last}", check.describe(), check.retries + 1));
+            return Err(HealthError::Unhealthy { check: check.describe(), attempts: check.retries + 1, last });
         }
     }
     Ok(())
@@ -127,7 +139,8 @@ mod tests {
         let c = parse(&d).unwrap();
         assert_eq!(c[0], HealthCheck { kind: CheckKind::Cmd("true".into()), timeout_secs: 2, retries: 0 });
         assert_eq!(c[1].kind, CheckKind::Http("http://x/".into()));
-        assert!(parse(&serde_json::json!({ "healthChecks": [ { "cmd": "a", "http": "b" } ] })).is_err());
+        assert_eq!(parse(&serde_json::json!({ "healthChecks": [ { "cmd": "a", "http": "b" } ] })), Err(HealthError::Kind { index: 0 }));
+        assert_eq!(parse(&serde_json::json!({ "healthChecks": "true" })), Err(HealthError::NotAList));
         assert!(parse(&serde_json::json!({})).unwrap().is_empty());
     }
 

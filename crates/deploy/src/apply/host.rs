@@ -204,7 +204,7 @@ async fn activate_host(
         r.confirm_secs = Some(t.elapsed().as_secs_f64());
         return Ok(());
     }
-    let checks = health::parse(&h.deployment)?;
+    let checks = health::parse(&h.deployment).map_err(|e| e.to_string())?;
     if !aopts.magic_rollback {
         let outcome = activate::wait_result(session, &run_dir, wait_secs).await.map_err(|e| e.to_string())?;
         r.verdict = verdict(outcome, "");
@@ -222,7 +222,7 @@ async fn activate_host(
     let fresh = connect_in_background(h, opts);
     let checked = health::run_checks(session, &checks, &aopts.env_prefix()).await;
     r.health_secs = Some(t.elapsed().as_secs_f64());
-    if let Err(why) = checked {
+    if let Err(why) = checked.map_err(|e| e.to_string()) {
         fresh.abort();
         say(opts, &h.name, &why);
         let outcome = activate::abort(session, &run_dir, "health-check-failed", wait_secs).await.map_err(|e| e.to_string())?;

@@ -106,7 +106,9 @@ impl<'g> Binds<'g> {
         match self.statics.len() {
             n if n <= SMALL => {}
             n if n == SMALL + 1 => {
-                self.index = self.statics.iter().enumerate().map(|(i, b)| (b.name, i)).collect();
+                // Sized for all the entries (`statics` was reserved for them).
+                self.index = WordMap::with_capacity_and_hasher(self.statics.capacity(), Default::default());
+                self.index.extend(self.statics.iter().enumerate().map(|(i, b)| (b.name, i)));
             }
             n => {
                 if let Some(b) = self.statics.last() {

@@ -46,7 +46,7 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
             let closure = local.conn.query_closure(std::slice::from_ref(&h.toplevel)).await.map_err(|e| e.to_string());
             local.close().await;
             let closure = closure?;
-            diff_host(&h.ssh, &connect, SYSTEM_PROFILE, &h.toplevel, &closure).await
+            diff_host(&h.ssh, &connect, SYSTEM_PROFILE, &h.toplevel, &closure).await.map_err(|e| e.to_string())
         });
         match r {
             Ok(d) if args.json => println!(

@@ -10,11 +10,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ndeploy_store::daemon::DaemonError;
 use ndeploy_store::drv_name::parse_drv_name;
 use ndeploy_store::path_info::PathInfo;
 use ndeploy_store::store_path::{StoreDir, StorePath};
 
-use crate::ssh::{ConnectOptions, SshSession, SshTarget, open_remote_store, shell_quote};
+use crate::ssh::{ConnectOptions, SshError, SshSession, SshTarget, open_remote_store, shell_quote};
+
+/// Why a host's diff could not be made: reaching it, or its store.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionChange {
@@ -112,18 +122,18 @@ pub async fn diff_host(
     profile: &str,
     new_top: &StorePath,
     new_closure: &[PathInfo],
-) -> Result<Diff, String> {
-    let session = SshSession::connect(target, connect).await.map_err(|e| e.to_string())?;
-    let out = session.exec(&format!("readlink -f {} || true", shell_quote(profile))).await.map_err(|e| e.to_string())?;
-    let mut store = open_remote_store(&session, target.remote_store.as_deref()).await.map_err(|e| e.to_string())?;
+) -> Result<Diff, DiffError> {
+    let session = SshSession::connect(target, connect).await?;
+    let out = session.exec(&format!("readlink -f {} || true", shell_quote(profile))).await?;
+    let mut store = open_remote_store(&session, target.remote_store.as_deref()).await?;
     let dir = store.conn.store_dir().clone();
     let current = dir.parse(out.stdout_str().trim()).ok();
     let old = match &current {
-        Some(c) => store.conn.query_closure(std::slice::from_ref(c)).await.map_err(|e| e.to_string())?,
+        Some(c) => store.conn.query_closure(std::slice::from_ref(c)).await?,
         None => Vec::new(),
     };
     let paths: Vec<StorePath> = new_closure.iter().map(|p| p.path.clone()).collect();
-    let valid = store.conn.query_valid_paths(&paths, false).await.map_err(|e| e.to_string())?;
+    let valid = store.conn.query_valid_paths(&paths, false).await?;
     let _ = store.close().await;
     let _ = session.disconnect().await;
     Ok(compute(&dir, current.as_ref(), &old, new_top, new_closure, &valid))

@@ -12,6 +12,12 @@ use serde_json::Value;
 use crate::sshd::{ClientHome, SshTarget, SshdOptions};
 use crate::support::{ndeploy, run, write_file};
 
+/// Confirmation timeout for applies where no host should time out: generous,
+/// because on a loaded 2-core machine a healthy host's health checks and new
+/// SSH connection took over 8 s (a shorter timeout rolled healthy hosts back).
+/// Hosts whose confirmation is blocked on purpose wait this long.
+const CONFIRM_TIMEOUT: &str = "20";
+
 const TARGET_ROOT: &str = "/nix/var/ndeploy-root";
 
 fn repo() -> PathBuf {
@@ -123,9 +129,7 @@ fn apply_switch_rollbacks_and_unreachable() {
         s.push_str("}\n");
         write_file(&fleet, s);
     };
-    // Long enough for six hosts' health checks and confirmations on a loaded
-    // machine (3 s rolled healthy hosts back at load 13 on 2 cores).
-    let apply = || run(&mut nd(&client, &fleet, &["apply", "switch", "--json", "--confirm-timeout", "8", "--target-root", TARGET_ROOT]));
+    let apply = || run(&mut nd(&client, &fleet, &["apply", "switch", "--json", "--confirm-timeout", CONFIRM_TIMEOUT, "--target-root", TARGET_ROOT]));
 
     write_fleet(1);
     let out = apply();
@@ -214,7 +218,7 @@ fn keys_upload_modes_and_secrecy() {
             t.alias
         ),
     );
-    let out = run(&mut nd(&client, &fleet, &["apply", "--json", "--confirm-timeout", "5", "--target-root", TARGET_ROOT]));
+    let out = run(&mut nd(&client, &fleet, &["apply", "--json", "--confirm-timeout", CONFIRM_TIMEOUT, "--target-root", TARGET_ROOT]));
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     assert_eq!(host(&report(&out), "k")["keys"], 2);
@@ -255,7 +259,7 @@ fn keys_restored_when_activation_rolls_back() {
     let write = |keys: &str, extra: &str| {
         write_file(&fleet, format!("{{ k = {{ deployment.targetHost = \"{}\"; {keys} {extra} }}; }}\n", t.alias))
     };
-    let apply = || run(&mut nd(&client, &fleet, &["apply", "--json", "--confirm-timeout", "5", "--target-root", TARGET_ROOT]));
+    let apply = || run(&mut nd(&client, &fleet, &["apply", "--json", "--confirm-timeout", CONFIRM_TIMEOUT, "--target-root", TARGET_ROOT]));
     write(r#"deployment.keys.api = { text = "v1"; permissions = "0640"; };"#, "");
     let out = apply();
     assert!(out.status.success(), "{}", text(&out));
@@ -308,7 +312,7 @@ fn build_dry_activate_test_boot_and_exec() {
     assert!(!outside(&t, &format!("{TARGET_ROOT}/run/current-system")).exists());
 
     // `test` activates without a profile generation; `boot` only sets the profile.
-    let out = run(&mut nd(&client, &fleet, &["apply", "test", "--confirm-timeout", "5", "--target-root", TARGET_ROOT]));
+    let out = run(&mut nd(&client, &fleet, &["apply", "test", "--confirm-timeout", CONFIRM_TIMEOUT, "--target-root", TARGET_ROOT]));
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(activations(&t), format!("test {top}\n"));
     assert_eq!(profile(&t), None);
@@ -364,7 +368,7 @@ fn diff_before_applying() {
         )
     };
     write("1.0");
-    let out = run(&mut nd(&client, &fleet, &["apply", "--confirm-timeout", "5", "--target-root", TARGET_ROOT]));
+    let out = run(&mut nd(&client, &fleet, &["apply", "--confirm-timeout", CONFIRM_TIMEOUT, "--target-root", TARGET_ROOT]));
     assert!(out.status.success(), "{}", text(&out));
     let before = profile(&t).unwrap();
     write("2.0");
@@ -407,7 +411,7 @@ fn timing_20_hosts() {
         let started = std::time::Instant::now();
         // Under /usr/bin/time when there is one: the CPU of ndeploy and its
         // local children (nix-daemon, builders), on stderr's last line.
-        let mut cmd = nd(&client, &fleet, &["apply", "--json", "-j", "20", "--confirm-timeout", "10", "--target-root", TARGET_ROOT]);
+        let mut cmd = nd(&client, &fleet, &["apply", "--json", "-j", "20", "--confirm-timeout", CONFIRM_TIMEOUT, "--target-root", TARGET_ROOT]);
         if Path::new("/usr/bin/time").exists() {
             let mut timed = Command::new("/usr/bin/time");
             timed.args(["-f", "cpu: user %U s, sys %S s"]).arg(cmd.get_program()).args(cmd.get_args());
@@ -496,7 +500,7 @@ fn apply_with_sudo_and_build_on_target() {
             t.alias
         ),
     );
-    let out = run(&mut nd(&client, &fleet, &["apply", "--json", "--confirm-timeout", "10", "--target-root", TARGET_ROOT]));
+    let out = run(&mut nd(&client, &fleet, &["apply", "--json", "--confirm-timeout", CONFIRM_TIMEOUT, "--target-root", TARGET_ROOT]));
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(server.join().unwrap(), ["GET /health HTTP/1.1", "GET /health HTTP/1.1"]);
     let r = report(&out);
@@ -548,7 +552,7 @@ fn apply_with_filtered_sources_not_in_the_store() {
             t.alias, exprs[0], exprs[1]
         ),
     );
-    let out = run(&mut nd(&client, &fleet, &["apply", "--json", "--confirm-timeout", "5", "--target-root", TARGET_ROOT]));
+    let out = run(&mut nd(&client, &fleet, &["apply", "--json", "--confirm-timeout", CONFIRM_TIMEOUT, "--target-root", TARGET_ROOT]));
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains(&format!("f> kept {nonce}")), "{}", text(&out));
     let (by_path, by_filter) = (Path::new(&expected[0]), Path::new(&expected[1]));

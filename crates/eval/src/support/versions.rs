@@ -111,35 +111,9 @@ pub fn split_version(v: &str) -> Vec<&str> {
     out
 }
 
-/// The result of `builtins.parseDrvName`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DrvName<'a> {
-    /// Everything before the first `-` that is not followed by an ASCII
-    /// letter (the whole string if there is none).
-    pub name: &'a str,
-    /// Everything after that dash; empty if there is none.
-    pub version: &'a str,
-}
-
-/// `builtins.parseDrvName`: `"nix-0.12pre12876"` → name `nix`, version
-/// `0.12pre12876`. The split is at the first dash followed by a byte that
-/// is not an ASCII letter; a trailing dash does not split.
-pub fn parse_drv_name(s: &str) -> DrvName<'_> {
-    let bytes = s.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'-'
-            && let Some(next) = bytes.get(i + 1)
-            && !next.is_ascii_alphabetic()
-            && let (Some(name), Some(version)) = (s.get(..i), s.get(i + 1..))
-        {
-            return DrvName { name, version };
-        }
-    }
-    DrvName {
-        name: s,
-        version: "",
-    }
-}
+/// `builtins.parseDrvName` is the store crate's split (deploy's diff and
+/// the agent use the same one).
+pub use ndeploy_store::drv_name::{DrvName, parse_drv_name};
 
 #[cfg(test)]
 mod tests {

@@ -140,14 +140,6 @@ impl Garbage {
     }
 }
 
-/// A value that holds no other node.
-fn is_leaf_value(v: &Value) -> bool {
-    matches!(
-        v,
-        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::String(_) | Value::Path(_) | Value::PrimOp(_)
-    )
-}
-
 /// A reference-counted node of the heap.
 #[derive(Clone)]
 enum Node {
@@ -191,7 +183,7 @@ impl Child<'_> {
                 // Forced to a value without children: no cycle goes
                 // through it and nothing needs clearing, so it is a leaf
                 // (its memory is on the line the count is read from).
-                Value::Thunk(t) if t.get_ref().is_some_and(is_leaf_value) => return None,
+                Value::Thunk(t) if t.get_ref().is_some_and(super::drop::is_scalar) => return None,
                 Value::Thunk(t) => (t.id(), t.strong_count(), false),
                 Value::Attrs(a) => (a.ptr_id(), a.strong_count(), false),
                 Value::List(l) => (Arc::as_ptr(l) as usize, Arc::strong_count(l), false),

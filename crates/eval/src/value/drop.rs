@@ -88,9 +88,10 @@ pub(crate) fn drop_thunk_parts(value: Option<Value>, pending: Option<Pending>) {
     nested(Garbage::Thunk(value, pending));
 }
 
-/// Dropping `v` cannot drop other values.
+/// Dropping `v` cannot drop other values (it holds no other node: the
+/// cycle collector treats it as a leaf too).
 #[inline]
-fn is_scalar(v: &Value) -> bool {
+pub(crate) fn is_scalar(v: &Value) -> bool {
     matches!(
         v,
         Value::Null

@@ -26,7 +26,10 @@ fn agent_binary() -> &'static Path {
         let dir = Path::new(env!("CARGO_BIN_EXE_ndeploy")).parent().unwrap().to_path_buf();
         let cargo = option_env!("CARGO").unwrap_or("cargo");
         let mut c = Command::new(cargo);
-        c.args(["build", "-q", "-p", "ndeploy-agent", "--bin", "ndeploy-agent"]);
+        // The same command as scripts/test runs before the tests (so this is a
+        // no-op there): `-p ndeploy-agent` alone would resolve dependency
+        // features differently and rebuild them into a second copy.
+        c.args(["build", "-q", "--workspace", "--bins", "--locked"]);
         if dir.file_name().is_some_and(|n| n == "release") {
             c.arg("--release");
         }

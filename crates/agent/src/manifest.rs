@@ -17,9 +17,10 @@
 //!   increasing within a directory), which is what lets a NAR be rebuilt from
 //!   it byte for byte; [`walk`] is that check, driving a caller's tree builder.
 //!
-//! Manifests are computed from a NAR stream ([`NarManifest::from_nar`]) or
-//! from a path on disk ([`NarManifest::from_disk`], which reuses the store's
-//! NAR dump walk so both agree by construction).
+//! Manifests are computed from a NAR stream ([`NarManifest::from_nar`], or
+//! [`ManifestWriter`] for NAR bytes written by a serialiser) or from a path
+//! on disk ([`NarManifest::from_disk`], which reuses the store's NAR dump
+//! walk through a [`ManifestWriter`], so all agree by construction).
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -360,13 +361,47 @@ impl NarManifest {
 
     /// The manifest of the file system object at `path` (as its NAR would have it).
     pub fn from_disk(path: &Path) -> Result<NarManifest, ManifestError> {
-        let mut sink = DecodingSink { decoder: NarDecoder::new(), visitor: ManifestVisitor::new(None), error: None };
+        let mut sink = ManifestWriter::new();
         match nar::dump_path(path, &mut sink) {
-            Ok(_) => {}
-            Err(e) => return Err(sink.error.take().map(ManifestError::Nar).unwrap_or(ManifestError::Dump(e))),
+            Ok(_) => sink.finish(),
+            Err(e) => Err(sink.0.error.take().map(ManifestError::Nar).unwrap_or(ManifestError::Dump(e))),
         }
-        sink.decoder.finish()?;
-        Ok(sink.visitor.finish())
+    }
+}
+
+/// A [`Write`] that computes the manifest of the one NAR written into it,
+/// for code that serialises NARs anyway (push's fan-out): the manifest comes
+/// from the same bytes, without reading the files again. Write errors mean
+/// the bytes are not a NAR (the writer is then unusable).
+pub struct ManifestWriter(DecodingSink<'static>);
+
+impl Default for ManifestWriter {
+    fn default() -> Self {
+        ManifestWriter::new()
+    }
+}
+
+impl ManifestWriter {
+    pub fn new() -> ManifestWriter {
+        ManifestWriter(DecodingSink { decoder: NarDecoder::new(), visitor: ManifestVisitor::new(None), error: None })
+    }
+
+    /// The manifest, if exactly one complete NAR was written.
+    pub fn finish(mut self) -> Result<NarManifest, ManifestError> {
+        if let Some(e) = self.0.error.take() {
+            return Err(e.into());
+        }
+        self.0.decoder.finish()?;
+        Ok(self.0.visitor.finish())
+    }
+}
+
+impl Write for ManifestWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -485,6 +520,30 @@ mod tests {
         // JSON round trip.
         let json = serde_json::to_string(&m).unwrap();
         assert_eq!(serde_json::from_str::<NarManifest>(&json).unwrap(), m);
+    }
+
+    /// NAR bytes written in pieces of any size give the stream's manifest;
+    /// a truncated or damaged NAR is an error, never a manifest.
+    #[test]
+    fn manifest_writer_agrees_with_from_nar() {
+        let tree = dir(vec![("bin", dir(vec![("a", exe(&[7u8; 5000])), ("l", link("a"))])), ("z", file(b"zz"))]);
+        let nar = nar_of(&tree);
+        let want = NarManifest::from_nar(&nar[..]).unwrap();
+        for piece in [1, 7, 64, 4096, nar.len()] {
+            let mut w = ManifestWriter::new();
+            for c in nar.chunks(piece) {
+                w.write_all(c).unwrap();
+            }
+            assert_eq!(w.finish().unwrap(), want, "pieces of {piece}");
+        }
+        let mut w = ManifestWriter::new();
+        w.write_all(&nar[..nar.len() - 8]).unwrap();
+        assert!(w.finish().is_err());
+        let mut bad = nar.clone();
+        bad[20] ^= 0xff;
+        let mut w = ManifestWriter::new();
+        let _ = w.write_all(&bad);
+        assert!(w.finish().is_err());
     }
 
     #[test]

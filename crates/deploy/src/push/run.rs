@@ -289,8 +289,15 @@ async fn send_all(
     let feed = plan.feed(&plans);
     let order = Arc::clone(plan);
     let dump = Arc::clone(dumper);
+    // With the agent at hand, the manifests of what the plain push sends are
+    // recorded from the same NAR bytes: the target's next push goes through
+    // the agent and starts from them.
+    let records = matches!(agent, Prepared::Ready { .. }).then(agent::Records::default_location);
     let producer = tokio::task::spawn_blocking(move || {
-        produce(order.order(), &feed, senders, &FeedConfig::default(), &|info: &PathInfo, w: &mut dyn Write| dump(info, w))
+        produce(order.order(), &feed, senders, &FeedConfig::default(), &|info: &PathInfo, w: &mut dyn Write| match &records {
+            Some(r) => r.dump_recording(info, w, |i, w| dump(i, w)),
+            None => dump(info, w),
+        })
     });
     for (n, task) in uploads {
         let Some(slot) = slots.get_mut(n) else { continue };

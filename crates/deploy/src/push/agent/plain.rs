@@ -16,13 +16,16 @@ use ndeploy_store::store_path::StoreDir;
 use super::super::progress::TargetProgress;
 use super::super::run::Dumper;
 use super::super::session::TargetSession;
+use super::record::Records;
 
-/// Send `infos` (references first; none valid on the target) whole.
+/// Send `infos` (references first; none valid on the target) whole,
+/// recording their manifests in `records` as they are serialised.
 /// Returns the NAR bytes sent.
 pub async fn upload(
     t: &mut TargetSession,
     infos: Vec<PathInfo>,
     dumper: Dumper,
+    records: Records,
     sign: Option<(SecretKey, StoreDir)>,
     progress: Arc<dyn TargetProgress>,
 ) -> Result<u64, String> {
@@ -36,7 +39,7 @@ pub async fn upload(
         let mut total = 0;
         for mut info in infos {
             let mut nar = Vec::with_capacity(usize::try_from(info.nar_size).unwrap_or(0));
-            dumper(&info, &mut nar).map_err(|e| format!("cannot serialise {}: {e}", info.path))?;
+            records.dump_recording(&info, &mut nar, |i, w| dumper(i, w)).map_err(|e| format!("cannot serialise {}: {e}", info.path))?;
             if let Some((key, dir)) = &sign {
                 info.sign(dir, key).map_err(|e| e.to_string())?;
             }

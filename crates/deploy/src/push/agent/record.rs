@@ -10,6 +10,9 @@
 //!   Store paths are immutable, so a manifest, once computed (locally from
 //!   the deployer's store or by a target's agent), is valid forever and is
 //!   shared by all targets. A damaged cache file is ignored and recomputed.
+//!   The plain push records them as it serialises NARs
+//!   ([`Records::dump_recording`]), so a target's first push through the
+//!   agent finds the manifests of what it already holds.
 //!
 //! Writes go to a temporary file renamed into place, so concurrent pushes
 //! never read a half-written file. Failing to write the cache is not an
@@ -19,7 +22,8 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ndeploy_agent::manifest::NarManifest;
+use ndeploy_agent::manifest::{ManifestWriter, NarManifest};
+use ndeploy_store::path_info::PathInfo;
 use ndeploy_store::store_path::StorePath;
 
 /// The cache directory for one target and the shared manifest cache.
@@ -93,6 +97,58 @@ impl Records {
             write_atomic(&self.manifest_file(path), &json);
         }
     }
+
+    /// Whether a manifest of `path` is cached (not whether it is readable).
+    pub fn has_manifest(&self, path: &StorePath) -> bool {
+        self.manifest_file(path).is_file()
+    }
+
+    /// Serialise `info` into `w` with `dump` and, unless its manifest is
+    /// cached already, cache the manifest computed from the same NAR bytes
+    /// on their way to `w` (no second read of the files: the plain push
+    /// records what the next agent push needs). Recording is best effort: a
+    /// failed dump caches nothing, and nothing about the manifest fails the dump.
+    pub fn dump_recording(
+        &self,
+        info: &PathInfo,
+        w: &mut dyn Write,
+        dump: impl FnOnce(&PathInfo, &mut dyn Write) -> Result<u64, String>,
+    ) -> Result<u64, String> {
+        if self.has_manifest(&info.path) {
+            return dump(info, w);
+        }
+        let mut tee = Tee { out: w, manifest: Some(ManifestWriter::new()) };
+        let n = dump(info, &mut tee)?;
+        match tee.manifest.map(ManifestWriter::finish) {
+            Some(Ok(m)) => self.save_manifest(&info.path, &m),
+            Some(Err(e)) => tracing::debug!("no manifest of {}: {e}", info.path),
+            None => tracing::debug!("no manifest of {}: its NAR did not parse", info.path),
+        }
+        Ok(n)
+    }
+}
+
+/// Writes to `out` and hands what `out` took to the manifest builder.
+struct Tee<'a> {
+    out: &'a mut dyn Write,
+    /// `None` once the bytes failed to parse as a NAR.
+    manifest: Option<ManifestWriter>,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        if let Some(m) = &mut self.manifest
+            && m.write_all(buf.get(..n).unwrap_or(buf)).is_err()
+        {
+            self.manifest = None;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 fn write_atomic(file: &Path, data: &[u8]) {
@@ -135,6 +191,36 @@ mod tests {
         assert_eq!(r.held("t"), BTreeSet::from([a.clone(), b]));
         std::fs::write(dir.path().join("targets/t/held"), format!("garbage\n{a}\n../x\n")).unwrap();
         assert_eq!(r.held("t"), BTreeSet::from([a]));
+    }
+
+    /// The manifest recorded while dumping equals the one computed from the
+    /// files; the NAR bytes pass through unchanged; a failed dump records nothing.
+    #[test]
+    fn dumps_record_manifests() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tree.path().join("bin")).unwrap();
+        std::fs::write(tree.path().join("bin/x"), vec![3u8; 300_000]).unwrap();
+        std::os::unix::fs::symlink("x", tree.path().join("bin/y")).unwrap();
+        let r = Records::new(dir.path().to_path_buf());
+        let p = StorePath::from_base_name("7rjj86a15146cq1d3qy068lml7n8ykzm-hello-2.12").unwrap();
+        let info = PathInfo::new(p.clone(), ndeploy_store::hash::Hash::digest(ndeploy_store::hash::HashAlgo::Sha256, b""), 0);
+        let dump = |_: &PathInfo, w: &mut dyn Write| ndeploy_store::nar::dump_path(tree.path(), w).map_err(|e| e.to_string());
+        let mut nar = Vec::new();
+        let n = r.dump_recording(&info, &mut nar, dump).unwrap();
+        assert_eq!(n, nar.len() as u64);
+        let mut direct = Vec::new();
+        ndeploy_store::nar::dump_path(tree.path(), &mut direct).unwrap();
+        assert_eq!(nar, direct);
+        assert_eq!(r.manifest(&p), Some(NarManifest::from_disk(tree.path()).unwrap()));
+        let q = StorePath::from_base_name("0rjj86a15146cq1d3qy068lml7n8ykzm-hello-2.13").unwrap();
+        let failing = |_: &PathInfo, w: &mut dyn Write| {
+            w.write_all(&direct[..100]).map_err(|e| e.to_string())?;
+            Err("disk error".to_owned())
+        };
+        let info_q = PathInfo::new(q.clone(), ndeploy_store::hash::Hash::digest(ndeploy_store::hash::HashAlgo::Sha256, b""), 0);
+        assert!(r.dump_recording(&info_q, &mut Vec::new(), failing).is_err());
+        assert!(!r.has_manifest(&q));
     }
 
     #[test]

@@ -79,7 +79,7 @@ async fn run(t: &mut TargetSession, job: &AgentJob, stats: &mut TransferStats) -
         Err(e) => {
             tracing::info!("{host}: the agent cannot run ({e}); sending whole NARs");
             stats.fallback = Some(e.to_string());
-            let nar = plain::upload(t, job.missing.clone(), Arc::clone(&job.dumper), sign(), Arc::clone(&job.progress)).await?;
+            let nar = plain::upload(t, job.missing.clone(), Arc::clone(&job.dumper), job.records.clone(), sign(), Arc::clone(&job.progress)).await?;
             stats.wire_bytes += nar;
             remember(job, held, job.missing.iter().map(|i| i.path.clone()));
             return Ok(());
@@ -138,7 +138,7 @@ async fn run(t: &mut TargetSession, job: &AgentJob, stats: &mut TransferStats) -
         stats.resent_nar_bytes = resend.iter().map(|i| i.nar_size).sum();
         stats.fallback = Some(format!("{} path(s) the agent could not rebuild were sent whole", resend.len()));
         let paths: Vec<StorePath> = resend.iter().map(|i| i.path.clone()).collect();
-        let nar = plain::upload(t, resend, Arc::clone(&job.dumper), sign(), Arc::clone(&job.progress)).await?;
+        let nar = plain::upload(t, resend, Arc::clone(&job.dumper), job.records.clone(), sign(), Arc::clone(&job.progress)).await?;
         stats.wire_bytes += nar;
         remember(job, held, imported.into_iter().chain(paths));
     }

@@ -1,6 +1,7 @@
 //! Thunks: lazily evaluated, shared, thread-safe.
 //!
-//! Design: one atomic state word, one cell that holds first the pending
+//! Design: one 32-bit atomic state word (and a 32-bit word that only the
+//! cycle collector uses), one cell that holds first the pending
 //! work ([`Pending`]) and then the result (a union: a thunk is 64 bytes with
 //! its reference counts), and a rarely used box for a result that arrives
 //! while the cell is still borrowed. The state word holds flag bits (`DONE`,
@@ -42,7 +43,7 @@
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::error::EvalError;
 use crate::eval::Evaluator;
@@ -59,11 +60,11 @@ pub enum Pending {
     Native(Arc<NativeThunk>),
 }
 
-const DONE: u64 = 1 << 63;
-const LOCK: u64 = 1 << 62;
-const BOXED: u64 = 1 << 61;
-const PENDING: u64 = 1 << 60;
-const OWNER: u64 = PENDING - 1;
+const DONE: u32 = 1 << 31;
+const LOCK: u32 = 1 << 30;
+const BOXED: u32 = 1 << 29;
+const PENDING: u32 = 1 << 28;
+const OWNER: u32 = PENDING - 1;
 
 /// The pending work, the result or nothing, as the state word says.
 union Content {
@@ -72,7 +73,10 @@ union Content {
 }
 
 pub struct ThunkInner {
-    state: AtomicU64,
+    state: AtomicU32,
+    /// The cycle collector's word (`value/collect.rs`): 0 outside a
+    /// collection; evaluation never reads or writes it.
+    gc: AtomicU32,
     cell: UnsafeCell<Content>,
     boxed: UnsafeCell<Option<Box<Value>>>,
 }
@@ -142,15 +146,16 @@ pub enum Start<'a> {
     Eval(Work<'a>, Claim),
 }
 
-fn thread_id() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    thread_local! { static ID: Cell<u64> = const { Cell::new(0) }; }
+/// This thread's owner id: 1..=OWNER (ids are reused after 2^28 threads).
+fn thread_id() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    thread_local! { static ID: Cell<u32> = const { Cell::new(0) }; }
     ID.with(|id| {
         let v = id.get();
         if v != 0 {
             return v;
         }
-        let v = NEXT.fetch_add(1, Ordering::Relaxed) & OWNER;
+        let v = (NEXT.fetch_add(1, Ordering::Relaxed) % u64::from(OWNER)) as u32 + 1;
         id.set(v);
         v
     })
@@ -162,7 +167,7 @@ thread_local! {
 
 impl ThunkInner {
     /// Set the lock bit; returns the state before (without the lock bit).
-    fn lock(&self) -> u64 {
+    fn lock(&self) -> u32 {
         let mut spins = 0u32;
         loop {
             let s = self.state.load(Ordering::Relaxed);
@@ -181,7 +186,7 @@ impl ThunkInner {
     }
 
     /// Clear the lock bit, publishing `new` (which must not have it).
-    fn unlock(&self, new: u64) {
+    fn unlock(&self, new: u32) {
         self.state.store(new, Ordering::Release);
     }
 
@@ -189,7 +194,7 @@ impl ThunkInner {
     /// `s` read under the lock; returns it and `s` without `PENDING`.
     /// Caller holds the lock and no borrow of the pending work is alive
     /// (it owns the thunk, or no owner is registered).
-    fn take_pending(&self, s: u64) -> (Option<Pending>, u64) {
+    fn take_pending(&self, s: u32) -> (Option<Pending>, u32) {
         if s & PENDING == 0 {
             return (None, s);
         }
@@ -201,7 +206,7 @@ impl ThunkInner {
     }
 
     /// Clone the pending work; caller holds the lock.
-    fn clone_pending(&self, s: u64) -> Option<Pending> {
+    fn clone_pending(&self, s: u32) -> Option<Pending> {
         if s & PENDING == 0 {
             return None;
         }
@@ -213,7 +218,7 @@ impl ThunkInner {
     /// Publish `v` as the result, in the cell (whose pending work the
     /// caller has taken, state `s` without `PENDING`). Caller holds the lock;
     /// unlocks.
-    fn publish_in_cell(&self, s: u64, v: Value) {
+    fn publish_in_cell(&self, s: u32, v: Value) {
         // SAFETY: the cell is empty (the pending work was taken) and no
         // result was published, so nobody reads the cell.
         unsafe { (*self.cell.get()).value = ManuallyDrop::new(v) };
@@ -223,7 +228,7 @@ impl ThunkInner {
     /// The published result given the state `s` (with `DONE`) read with
     /// `Acquire`.
     #[inline]
-    fn result(&self, s: u64) -> &Value {
+    fn result(&self, s: u32) -> &Value {
         // SAFETY: `DONE` was observed with Acquire: the result was written
         // before it was published, where `BOXED` says, and is never moved
         // or written again while the thunk is borrowed.
@@ -251,7 +256,8 @@ static NULL: Value = Value::Null;
 impl Thunk {
     pub fn new(p: Pending) -> Thunk {
         Thunk(Arc::new(ThunkInner {
-            state: AtomicU64::new(PENDING),
+            state: AtomicU32::new(PENDING),
+            gc: AtomicU32::new(0),
             cell: UnsafeCell::new(Content { pending: ManuallyDrop::new(p) }),
             boxed: UnsafeCell::new(None),
         }))
@@ -404,6 +410,12 @@ impl Thunk {
 impl Thunk {
     pub(crate) fn strong_count(&self) -> usize {
         Arc::strong_count(&self.0)
+    }
+
+    /// The collector's word (0 outside a collection).
+    #[inline]
+    pub(crate) fn gc_word(&self) -> &AtomicU32 {
+        &self.0.gc
     }
 
     /// Call `f` with the result (if forced) and the pending work (if any),

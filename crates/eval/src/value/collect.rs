@@ -20,6 +20,9 @@
 //!    candidates) are recorded: a node with one reference has exactly one
 //!    referrer and is live exactly when its nearest recorded ancestor (its
 //!    anchor) is. Thunks forced to values without children are leaves.
+//!    A recorded thunk keeps its count in its own collector word (no
+//!    lookup: the walk reads that cache line anyway); other nodes are
+//!    counted in a table by address. Words are reset before the end.
 //! 2. A recorded node whose `Arc` strong count (seen before the walk held
 //!    it) exceeds its inside count is referenced from outside the graph:
 //!    from the evaluator (file cache, builtins), a caller's value, another
@@ -49,6 +52,7 @@
 //! after every evaluation. Known leak: a multi-output derivation's frame is
 //! held by its unforced outputs' native thunks (opaque), so stays live.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 
 use crate::eval::Evaluator;
@@ -158,7 +162,18 @@ enum Child<'a> {
     Value(&'a Value),
 }
 
-impl Child<'_> {
+/// How the walk treats a referenced node.
+enum Kind<'a> {
+    /// No node, or one without children (no cycle goes through it).
+    Leaf,
+    /// A node with its own collector word, and its strong count.
+    Word(&'a AtomicU32, usize),
+    /// A node counted in the table: address, strong count, and whether
+    /// it is always recorded (recursive frames).
+    Keyed(usize, usize, bool),
+}
+
+impl<'a> Child<'a> {
     /// The referenced node's address, without touching it.
     fn addr_only(self) -> Option<usize> {
         Some(match self {
@@ -174,33 +189,32 @@ impl Child<'_> {
         })
     }
 
-    /// The referenced node's address and strong count, and whether it is
-    /// always recorded (recursive frames); `None` for leaves.
-    fn key(self) -> Option<(usize, usize, bool)> {
-        Some(match self {
-            Child::Env(e) => (e.addr(), e.strong_count(), e.is_rec()),
+    #[inline]
+    fn kind(self) -> Kind<'a> {
+        match self {
+            Child::Env(e) => Kind::Keyed(e.addr(), e.strong_count(), e.is_rec()),
             Child::Value(v) => match v {
                 // Forced to a value without children: no cycle goes
                 // through it and nothing needs clearing, so it is a leaf
                 // (its memory is on the line the count is read from).
-                Value::Thunk(t) if t.get_ref().is_some_and(super::drop::is_scalar) => return None,
-                Value::Thunk(t) => (t.id(), t.strong_count(), false),
-                Value::Attrs(a) => (a.ptr_id(), a.strong_count(), false),
-                Value::List(l) => (Arc::as_ptr(l) as usize, Arc::strong_count(l), false),
-                Value::Lambda(c) => (Arc::as_ptr(c) as usize, Arc::strong_count(c), false),
-                Value::PrimOpApp(p) => (Arc::as_ptr(p) as usize, Arc::strong_count(p), false),
+                Value::Thunk(t) if t.get_ref().is_some_and(super::drop::is_scalar) => Kind::Leaf,
+                Value::Thunk(t) => Kind::Word(t.gc_word(), t.strong_count()),
+                Value::Attrs(a) => Kind::Keyed(a.ptr_id(), a.strong_count(), false),
+                Value::List(l) => Kind::Keyed(Arc::as_ptr(l) as usize, Arc::strong_count(l), false),
+                Value::Lambda(c) => Kind::Keyed(Arc::as_ptr(c) as usize, Arc::strong_count(c), false),
+                Value::PrimOpApp(p) => Kind::Keyed(Arc::as_ptr(p) as usize, Arc::strong_count(p), false),
                 Value::Null
                 | Value::Bool(_)
                 | Value::Int(_)
                 | Value::Float(_)
                 | Value::String(_)
                 | Value::Path(_)
-                | Value::PrimOp(_) => return None,
+                | Value::PrimOp(_) => Kind::Leaf,
             },
-        })
+        }
     }
 
-    /// A handle to the referenced node (call only when `key` is `Some`).
+    /// A handle to the referenced node (`None` for leaves).
     fn node(self) -> Option<Node> {
         Some(match self {
             Child::Env(e) => Node::Env(e.clone()),
@@ -269,6 +283,14 @@ impl Node {
         }
     }
 
+    /// The node's collector word, if its kind has one.
+    fn word(&self) -> Option<&AtomicU32> {
+        match self {
+            Node::Thunk(t) => Some(t.gc_word()),
+            _ => None,
+        }
+    }
+
     fn is_mutable(&self) -> bool {
         match self {
             Node::Env(e) => e.is_rec(),
@@ -300,8 +322,8 @@ fn prefetch_value(v: &Value) {
 }
 
 /// Trial deletion from the live frames in `weak` and `held` (see the
-/// module documentation); keeps only the live frames in `held`, and hands
-/// back the garbage, cycles broken.
+/// module documentation), counting on `threads` threads; keeps only the
+/// live frames in `held`, and hands back the garbage, cycles broken.
 ///
 /// # Safety
 /// As [`Evaluator::collect`]: nothing else uses the heap meanwhile.
@@ -312,6 +334,8 @@ pub(crate) unsafe fn collect_frames(
 ) -> (CollectStats, Garbage) {
     let mut stats = CollectStats::default();
     let mut table = walk::Table::new();
+    let walkers = threads.clamp(1, 16);
+    let mut lists: Vec<walk::Recorded> = (0..walkers).map(|_| Vec::new()).collect();
 
     // The candidates, recorded before the walk so that references to them
     // found during it are counted. Counts exclude our own handle (the held
@@ -322,12 +346,32 @@ pub(crate) unsafe fn collect_frames(
         None => weak.iter().filter_map(Env::upgrade).collect(),
     };
     let mut roots = Vec::with_capacity(candidates.len());
+    let mut extra = Vec::new();
     for env in candidates {
         let strong = env.strong_count().saturating_sub(1);
         stats.frames += 1;
         let node = Node::Env(env);
-        let id = table.insert_candidate(&node, strong);
-        roots.push(Item::Recorded(node, id));
+        match node.word() {
+            // Listed in the list of the walker that starts from it.
+            Some(w) => {
+                if w.load(Ordering::Relaxed) != 0 {
+                    // Held twice: the second handle counts as outside
+                    // (conservative); it goes back with the live frames.
+                    extra.push(node);
+                    continue;
+                }
+                w.store(1, Ordering::Relaxed);
+                let k = roots.len() % walkers;
+                let Some(list) = lists.get_mut(k) else { continue };
+                let id = walk::listed_id(k, list.len());
+                list.push((node.clone(), clamp(strong)));
+                roots.push(Item::Recorded(node, id));
+            }
+            None => {
+                let id = table.insert_candidate(&node, strong);
+                roots.push(Item::Recorded(node, id));
+            }
+        }
     }
     if roots.is_empty() {
         weak.clear();
@@ -336,84 +380,133 @@ pub(crate) unsafe fn collect_frames(
 
     let t0 = std::time::Instant::now();
     // 1. Count the references from inside the walked graph (in parallel).
-    let (visited, unrecorded_mutable) = walk::count(&table, roots, threads);
-    stats.visited = visited;
+    let found = walk::count(&table, roots, lists, walkers > 1);
+    let mut lists = Vec::with_capacity(found.len());
+    let mut unrecorded_mutable = Vec::new();
+    for f in found {
+        stats.visited += f.visited;
+        lists.push(f.recorded);
+        unrecorded_mutable.extend(f.unrecorded_mutable);
+    }
     let mut shards = table.into_shards();
-    stats.recorded = shards.iter().map(|s| s.nodes.len()).sum();
+    stats.recorded = shards.iter().map(|s| s.nodes.len()).sum::<usize>() + lists.iter().map(Vec::len).sum::<usize>();
 
     let t1 = std::time::Instant::now();
     // 2. Referenced from outside: live, with everything it reaches.
-    let mut stack: Vec<Item> = Vec::new();
-    for (si, shard) in shards.iter_mut().enumerate() {
-        for (i, (k, n)) in shard.counts.iter_mut().zip(&shard.nodes).enumerate() {
-            if k.strong > k.internal {
-                k.live = true;
-                stack.push(Item::Recorded(n.clone(), walk::id(si, i)));
+    let mut stack: Vec<Node> = Vec::new();
+    for (n, strong) in lists.iter().flatten() {
+        if let Some(w) = n.word() {
+            let x = w.load(Ordering::Relaxed);
+            if *strong > walk::word::internal(x) {
+                w.store(x | walk::word::LIVE, Ordering::Relaxed);
+                stack.push(n.clone());
             }
         }
     }
-    while let Some(item) = stack.pop() {
-        let (Item::Recorded(node, _) | Item::Unrecorded(node, _)) = item;
-        node.children(&mut |c| {
-            let Some((addr, strong, always)) = c.key() else { return };
-            let found = if strong == 1 && !always { None } else { walk::lookup(&mut shards, addr) };
-            match found {
-                Some((k, n, id)) => {
-                    if !k.live {
-                        k.live = true;
-                        stack.push(Item::Recorded(n, id));
+    for shard in shards.iter_mut() {
+        for (k, n) in shard.counts.iter_mut().zip(&shard.nodes) {
+            if k.strong > k.internal {
+                k.live = true;
+                stack.push(n.clone());
+            }
+        }
+    }
+    while let Some(node) = stack.pop() {
+        node.children(&mut |c| match c.kind() {
+            Kind::Leaf => {}
+            Kind::Word(w, _) => {
+                let x = w.load(Ordering::Relaxed);
+                // Unrecorded (0): its only referrer is `node`.
+                if x == 0 || x & walk::word::LIVE == 0 {
+                    if x != 0 {
+                        w.store(x | walk::word::LIVE, Ordering::Relaxed);
                     }
+                    stack.extend(c.node());
                 }
-                // Unrecorded: its only referrer is `node`.
-                None => stack.extend(c.node().map(|n| Item::Unrecorded(n, 0))),
+            }
+            Kind::Keyed(addr, strong, always) => {
+                let found = if strong == 1 && !always { None } else { walk::lookup(&mut shards, addr) };
+                match found {
+                    Some((k, n, _)) => {
+                        if !k.live {
+                            k.live = true;
+                            stack.push(n);
+                        }
+                    }
+                    // Unrecorded: its only referrer is `node`.
+                    None => stack.extend(c.node()),
+                }
             }
         });
     }
 
     let t2 = std::time::Instant::now();
-    stats.live = shards.iter().flat_map(|s| &s.counts).filter(|k| k.live).count();
+    let listed_live = |n: &Node| n.word().is_some_and(|w| w.load(Ordering::Relaxed) & walk::word::LIVE != 0);
+    stats.live = shards.iter().flat_map(|s| &s.counts).filter(|k| k.live).count()
+        + lists.iter().flatten().filter(|(n, _)| listed_live(n)).count();
     // 3. The rest is garbage: take the contents of its frames and thunks
-    // out, which breaks every cycle in it.
-    let live = |id: u64| walk::counts(&shards, id).is_some_and(|k| k.live);
+    // out, which breaks every cycle in it. (Anchors are read before the
+    // words are reset.)
     let mut values: Vec<Value> = Vec::new();
     let mut envs: Vec<Env> = Vec::new();
-    let garbage_recorded =
-        shards.iter().flat_map(|s| s.nodes.iter().zip(&s.counts)).filter(|(_, k)| !k.live).map(|(n, _)| n);
-    let garbage_unrecorded = unrecorded_mutable.iter().filter(|(_, a)| !live(*a)).map(|(n, _)| n);
-    for n in garbage_recorded.chain(garbage_unrecorded) {
-        match n {
-            Node::Env(e) if e.is_rec() => {
-                stats.freed_frames += 1;
-                values.extend(e.take_rec_slots());
-            }
-            Node::Thunk(t) => {
-                stats.freed_thunks += 1;
-                // SAFETY: `t` is unreachable from outside the garbage, and
-                // by the caller's promise no other thread uses the heap.
-                let (value, pending) = unsafe { t.clear() };
-                values.extend(value);
-                match pending {
-                    Some(Pending::Expr(_, env)) => envs.push(env),
-                    Some(Pending::Apply(g, x)) => values.extend([g, x]),
-                    Some(Pending::Native(_)) | None => {}
-                }
-            }
-            _ => {}
+    for (n, a) in &unrecorded_mutable {
+        if !walk::is_live(&shards, &lists, *a) {
+            clear(n, &mut stats, &mut values, &mut envs);
+        }
+    }
+    for (n, _) in lists.iter().flatten() {
+        if !listed_live(n) {
+            clear(n, &mut stats, &mut values, &mut envs);
+        }
+    }
+    for (n, k) in shards.iter().flat_map(|s| s.nodes.iter().zip(&s.counts)) {
+        if !k.live {
+            clear(n, &mut stats, &mut values, &mut envs);
         }
     }
     if let Some(held) = held {
-        let live_frames = shards.iter().flat_map(|s| s.nodes.iter().zip(&s.counts)).filter(|(_, k)| k.live);
-        held.extend(live_frames.filter_map(|(n, _)| match n {
+        let live_listed = lists.iter().flatten().filter(|(n, _)| listed_live(n)).map(|(n, _)| n);
+        let live_table = shards.iter().flat_map(|s| s.nodes.iter().zip(&s.counts)).filter(|(_, k)| k.live).map(|(n, _)| n);
+        held.extend(live_listed.chain(live_table).chain(&extra).filter_map(|n| match n {
             Node::Env(env) if env.is_rec() => Some(env.clone()),
             _ => None,
         }));
     }
+    walk::reset_words(&lists);
     stats.phases = [t1 - t0, t2 - t1, t2.elapsed()];
     let mut nodes: Vec<Node> = unrecorded_mutable.into_iter().map(|(n, _)| n).collect();
+    nodes.extend(extra);
+    for list in lists {
+        nodes.extend(list.into_iter().map(|(n, _)| n));
+    }
     for shard in shards {
         nodes.extend(shard.nodes);
     }
     (stats, Garbage { values, envs, nodes })
+}
+
+/// Take the contents of a garbage frame or thunk out (into `values` and
+/// `envs`).
+fn clear(n: &Node, stats: &mut CollectStats, values: &mut Vec<Value>, envs: &mut Vec<Env>) {
+    match n {
+        Node::Env(e) if e.is_rec() => {
+            stats.freed_frames += 1;
+            values.extend(e.take_rec_slots());
+        }
+        Node::Thunk(t) => {
+            stats.freed_thunks += 1;
+            // SAFETY: `t` is unreachable from outside the garbage, and by
+            // the caller's promise no other thread uses the heap.
+            let (value, pending) = unsafe { t.clear() };
+            values.extend(value);
+            match pending {
+                Some(Pending::Expr(_, env)) => envs.push(env),
+                Some(Pending::Apply(g, x)) => values.extend([g, x]),
+                Some(Pending::Native(_)) | None => {}
+            }
+        }
+        _ => {}
+    }
 }
 
 fn clamp(n: usize) -> u32 {

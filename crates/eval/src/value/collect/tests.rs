@@ -74,6 +74,9 @@ fn values_still_referenced_stay_intact() {
     let stats = collect(&mut ev);
     assert_eq!(stats.freed_frames, 0, "{stats:?}");
     assert!(l.upgrade().is_some());
+    // The collector's words are reset once it is done.
+    let Value::Thunk(t) = &x else { panic!("not a thunk: {x:?}") };
+    assert_eq!(t.gc_word().load(std::sync::atomic::Ordering::Relaxed), 0);
     assert_eq!(int(&ev, &x), 1);
     assert_eq!(int(&ev, &attr(&ev, &r, "a")), 1);
     drop((x, r));

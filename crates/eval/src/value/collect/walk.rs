@@ -1,12 +1,20 @@
 //! The counting walk of the collector (step 1), on several threads.
 //!
-//! Recorded nodes live in a [`Table`] sharded by address: each shard is a
+//! A node with more than one reference (or a candidate) is *recorded*: it
+//! gets a count of the references to it found inside the walked graph.
+//! Thunks keep that count in their own collector word (see [`word`]): the
+//! first walker to reach one stamps it with a compare-and-swap and lists it
+//! in its own [`Recorded`] list, later ones add one — a few instructions on
+//! a cache line the walk reads anyway. Other recorded nodes (frames, sets,
+//! lists, closures) live in a [`Table`] sharded by address: each shard is a
 //! map address → local index plus the nodes and their [`Counts`], behind
-//! its own lock, so walkers rarely meet. A node is walked by exactly one
-//! thread: a recorded node by the thread that recorded it (first sight,
-//! under the shard lock), an unrecorded one (a single reference) by the
-//! thread that walks its only referrer. So every edge inside the walked
-//! graph is counted exactly once, whatever the interleaving.
+//! its own lock.
+//!
+//! A node is walked by exactly one thread: a recorded node by the thread
+//! that recorded it (first sight, under the shard lock or by winning the
+//! stamp), an unrecorded one (a single reference) by the thread that walks
+//! its only referrer. So every edge inside the walked graph is counted
+//! exactly once, whatever the interleaving.
 //!
 //! Strong counts are read before the walk holds a node, and nothing else
 //! changes counts meanwhile (the collector's contract), so the recorded
@@ -19,7 +27,22 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Node, clamp};
+use super::{Child, Kind, Node, clamp};
+
+/// The collector word of a node that has one: 0 when not recorded;
+/// recorded: `1 + internal references`, with [`word::LIVE`] once found
+/// live. Every stamped word is reset to 0 before the collection ends (all
+/// of them are listed). The count cannot reach the live bit: that would
+/// take 2^31 references to one node (32 GB of values).
+pub(super) mod word {
+    /// Set on a recorded node found live (step 2).
+    pub(crate) const LIVE: u32 = 1 << 31;
+
+    /// The internal references counted in a recorded word.
+    pub(crate) fn internal(w: u32) -> u32 {
+        (w & !LIVE).saturating_sub(1)
+    }
+}
 
 /// A recorded node's strong count before the walk, the references to it
 /// found inside the walked graph, and whether it is live.
@@ -29,12 +52,33 @@ pub(super) struct Counts {
     pub(super) live: bool,
 }
 
+/// A recorded node, as an id: in a walker's [`Recorded`] list (top bit
+/// set: `1 << 63 | walker << 32 | index`) or in the table (`shard << 32 |
+/// index`).
+pub(super) type Id = u64;
+
+const LISTED: u64 = 1 << 63;
+
 /// Work of a walk: a recorded node with its id, or an unrecorded one with
 /// the id of its nearest recorded ancestor (its *anchor*: an unrecorded
 /// node has one referrer, so it is live exactly when its anchor is).
 pub(super) enum Item {
-    Recorded(Node, u64),
-    Unrecorded(Node, u64),
+    Recorded(Node, Id),
+    Unrecorded(Node, Id),
+}
+
+/// Nodes recorded through their own word by one walker, with their strong
+/// counts before the walk.
+pub(super) type Recorded = Vec<(Node, u32)>;
+
+/// What one walker found.
+#[derive(Default)]
+pub(super) struct Found {
+    pub(super) visited: usize,
+    /// Recorded through their word, by this walker.
+    pub(super) recorded: Recorded,
+    /// Unrecorded thunks and recursive frames with their anchors.
+    pub(super) unrecorded_mutable: Vec<(Node, Id)>,
 }
 
 /// A hasher for addresses (SipHash would dominate the walk).
@@ -69,12 +113,13 @@ pub(super) struct Shard {
     pub(super) counts: Vec<Counts>,
 }
 
-/// Recorded nodes by address, sharded.
+/// Recorded nodes without a word, by address, sharded.
 pub(super) struct Table {
     shards: Vec<Mutex<Shard>>,
 }
 
-/// How many nodes the last collection recorded (to size the next table).
+/// How many nodes the last collection recorded in the table (to size the
+/// next one).
 static RECORDED_HINT: AtomicUsize = AtomicUsize::new(0);
 
 fn shard_of(addr: usize) -> usize {
@@ -82,12 +127,17 @@ fn shard_of(addr: usize) -> usize {
 }
 
 /// The id of local index `i` in shard `s`.
-pub(super) fn id(s: usize, i: usize) -> u64 {
+pub(super) fn id(s: usize, i: usize) -> Id {
     ((s as u64) << 32) | (i as u64 & 0xffff_ffff)
 }
 
-fn split(id: u64) -> (usize, usize) {
-    ((id >> 32) as usize, (id & 0xffff_ffff) as usize)
+/// The id of entry `i` of walker `w`'s list.
+pub(super) fn listed_id(w: usize, i: usize) -> Id {
+    LISTED | id(w, i)
+}
+
+fn split(id: Id) -> (usize, usize) {
+    (((id & !LISTED) >> 32) as usize, (id & 0xffff_ffff) as usize)
 }
 
 impl Table {
@@ -103,8 +153,8 @@ impl Table {
         Table { shards }
     }
 
-    /// Record a candidate (before the walk starts).
-    pub(super) fn insert_candidate(&mut self, node: &Node, strong: usize) -> u64 {
+    /// Record a candidate without a word (before the walk starts).
+    pub(super) fn insert_candidate(&mut self, node: &Node, strong: usize) -> Id {
         let addr = node.addr();
         let si = shard_of(addr);
         let Some(shard) = self.shards.get_mut(si) else { return u64::MAX };
@@ -126,8 +176,8 @@ impl Table {
     }
 }
 
-/// A recorded node's counts, node handle and id, by address.
-pub(super) fn lookup(shards: &mut [Shard], addr: usize) -> Option<(&mut Counts, Node, u64)> {
+/// A recorded node's counts, node handle and id, by address (table only).
+pub(super) fn lookup(shards: &mut [Shard], addr: usize) -> Option<(&mut Counts, Node, Id)> {
     let si = shard_of(addr);
     let shard = shards.get_mut(si)?;
     let i = *shard.index.get(&addr)? as usize;
@@ -135,83 +185,122 @@ pub(super) fn lookup(shards: &mut [Shard], addr: usize) -> Option<(&mut Counts, 
     Some((shard.counts.get_mut(i)?, node, id(si, i)))
 }
 
-/// A recorded node's counts, by id.
-pub(super) fn counts(shards: &[Shard], id: u64) -> Option<&Counts> {
+/// Whether the recorded node `id` was found live.
+pub(super) fn is_live(shards: &[Shard], lists: &[Recorded], id: Id) -> bool {
     let (s, i) = split(id);
-    shards.get(s)?.counts.get(i)
+    if id & LISTED != 0 {
+        let w = lists.get(s).and_then(|l| l.get(i)).and_then(|(n, _)| n.word());
+        w.is_some_and(|w| w.load(Ordering::Relaxed) & word::LIVE != 0)
+    } else {
+        shards.get(s).and_then(|s| s.counts.get(i)).is_some_and(|k| k.live)
+    }
 }
 
-/// Step 1 from `roots` on `threads` threads: counts the references inside
-/// the walked graph into `table`; returns how many nodes were visited and
-/// the unrecorded thunks and recursive frames with their anchors.
-pub(super) fn count(table: &Table, roots: Vec<Item>, threads: usize) -> (usize, Vec<(Node, u64)>) {
-    let threads = threads.clamp(1, 16);
-    if threads == 1 {
-        return walker(table, roots);
-    }
-    let mut parts: Vec<Vec<Item>> = (0..threads).map(|_| Vec::new()).collect();
+/// Step 1 from `roots` on one walker per list of `lists` (walker `w`
+/// starts from the roots with index `w` modulo the walkers, and appends
+/// what it records to `lists[w]`), on threads if `parallel`: counts the
+/// references inside the walked graph into the words and `table`.
+pub(super) fn count(table: &Table, roots: Vec<Item>, lists: Vec<Recorded>, parallel: bool) -> Vec<Found> {
+    let mut parts: Vec<(Vec<Item>, Found)> =
+        lists.into_iter().map(|recorded| (Vec::new(), Found { recorded, ..Found::default() })).collect();
+    let n = parts.len().max(1);
     for (k, item) in roots.into_iter().enumerate() {
-        if let Some(p) = parts.get_mut(k % threads) {
-            p.push(item);
+        if let Some(p) = parts.get_mut(k % n) {
+            p.0.push(item);
         }
+    }
+    if !parallel || parts.len() <= 1 {
+        return parts.into_iter().enumerate().map(|(w, (stack, found))| walker(table, w, stack, found)).collect();
     }
     std::thread::scope(|s| {
-        let handles: Vec<_> = parts.into_iter().map(|p| s.spawn(move || walker(table, p))).collect();
-        let mut visited = 0;
-        let mut mutable = Vec::new();
-        for h in handles {
-            // A walker does not panic (no indexing, no unwrap); if one
-            // did, its part of the graph would stay uncounted, which only
-            // makes more nodes look externally referenced (live).
-            if let Ok((v, m)) = h.join() {
-                visited += v;
-                mutable.extend(m);
-            }
-        }
-        (visited, mutable)
+        let handles: Vec<_> = parts
+            .into_iter()
+            .enumerate()
+            .map(|(w, (stack, found))| s.spawn(move || walker(table, w, stack, found)))
+            .collect();
+        // A walker does not panic (no indexing, no unwrap); if one did, the
+        // words it stamped could not be reset, so the panic goes on.
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     })
 }
 
-fn walker(table: &Table, mut stack: Vec<Item>) -> (usize, Vec<(Node, u64)>) {
-    let mut visited = 0;
-    let mut unrecorded_mutable = Vec::new();
+fn walker(table: &Table, w: usize, mut stack: Vec<Item>, mut found: Found) -> Found {
     while let Some(item) = stack.pop() {
-        visited += 1;
+        found.visited += 1;
         let (node, anchor, recorded) = match item {
             Item::Recorded(n, id) => (n, id, true),
             Item::Unrecorded(n, a) => (n, a, false),
         };
-        node.children(&mut |c| {
-            let Some((addr, strong, always)) = c.key() else { return };
-            // One reference (this one): not recorded, no lookup needed
-            // (recorded candidates reached here have at least two).
-            if strong == 1 && !always {
+        node.children(&mut |c| visit(table, w, &mut stack, &mut found.recorded, anchor, c));
+        if !recorded && node.is_mutable() {
+            found.unrecorded_mutable.push((node, anchor));
+        }
+    }
+    found
+}
+
+/// Count one edge to `c`, from a node whose anchor is `anchor`.
+#[inline]
+fn visit(table: &Table, w: usize, stack: &mut Vec<Item>, recorded: &mut Recorded, anchor: Id, c: Child<'_>) {
+    let (addr, strong, always) = match c.kind() {
+        Kind::Leaf => return,
+        Kind::Word(word, strong) => {
+            // Recorded already (by any walker): one more internal reference.
+            if word.load(Ordering::Relaxed) != 0 {
+                word.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            // One reference (this one): not recorded.
+            if strong == 1 {
                 stack.extend(c.node().map(|n| Item::Unrecorded(n, anchor)));
                 return;
             }
-            let si = shard_of(addr);
-            let Some(shard) = table.shards.get(si) else { return };
-            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let shard = &mut *shard;
-            match shard.index.entry(addr) {
-                Entry::Occupied(e) => {
-                    if let Some(k) = shard.counts.get_mut(*e.get() as usize) {
-                        k.internal = k.internal.saturating_add(1);
-                    }
-                }
-                Entry::Vacant(v) => {
-                    let Some(n) = c.node() else { return };
-                    let i = shard.nodes.len();
-                    v.insert(i as u32);
-                    shard.nodes.push(n.clone());
-                    shard.counts.push(Counts { strong: clamp(strong), internal: 1, live: false });
-                    stack.push(Item::Recorded(n, id(si, i)));
-                }
+            // Stamp it: `1 + this reference`. Only the winner lists it.
+            if word.compare_exchange(0, 2, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+                word.fetch_add(1, Ordering::Relaxed);
+                return;
             }
-        });
-        if !recorded && node.is_mutable() {
-            unrecorded_mutable.push((node, anchor));
+            if let Some(n) = c.node() {
+                let id = listed_id(w, recorded.len());
+                recorded.push((n.clone(), clamp(strong)));
+                stack.push(Item::Recorded(n, id));
+            }
+            return;
+        }
+        Kind::Keyed(addr, strong, always) => (addr, strong, always),
+    };
+    // One reference (this one): not recorded, no lookup needed
+    // (recorded candidates reached here have at least two).
+    if strong == 1 && !always {
+        stack.extend(c.node().map(|n| Item::Unrecorded(n, anchor)));
+        return;
+    }
+    let si = shard_of(addr);
+    let Some(shard) = table.shards.get(si) else { return };
+    let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+    let shard = &mut *shard;
+    match shard.index.entry(addr) {
+        Entry::Occupied(e) => {
+            if let Some(k) = shard.counts.get_mut(*e.get() as usize) {
+                k.internal = k.internal.saturating_add(1);
+            }
+        }
+        Entry::Vacant(v) => {
+            let Some(n) = c.node() else { return };
+            let i = shard.nodes.len();
+            v.insert(i as u32);
+            shard.nodes.push(n.clone());
+            shard.counts.push(Counts { strong: clamp(strong), internal: 1, live: false });
+            stack.push(Item::Recorded(n, id(si, i)));
         }
     }
-    (visited, unrecorded_mutable)
+}
+
+/// Reset the words of every listed node (the end of a collection).
+pub(super) fn reset_words(lists: &[Recorded]) {
+    for (n, _) in lists.iter().flatten() {
+        if let Some(w) = n.word() {
+            w.store(0, Ordering::Relaxed);
+        }
+    }
 }

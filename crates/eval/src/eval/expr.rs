@@ -219,7 +219,13 @@ impl Evaluator {
         for a in &attrs {
             b.insert_pos(a.name, a.value.clone(), a.pos);
         }
-        renv.fill(slots);
+        // SAFETY: this thread made `renv` in `eval_attrs` and has not
+        // returned it; forcing `__overrides` is over, so no reference into
+        // its slots is alive, and nothing evaluated here can hand the frame
+        // to another thread (a thunk is only shared once it is reachable
+        // from a value another thread holds, and no such value was given
+        // the frame's thunks).
+        unsafe { renv.refill(slots) };
         Ok(b.finish().entries().to_vec())
     }
 

@@ -7,13 +7,30 @@
 //!
 //! Recursive frames (`let`, `rec { }`, lambdas whose defaults refer to the
 //! frame) hold thunks that capture the frame itself: an `Arc` cycle. Such a
-//! frame is `Rec`: its slots sit behind a mutex, are written once right after
-//! creation, and can be cleared. The evaluator registers every `Rec` frame
-//! (weakly) and clears the survivors when it is dropped, which breaks every
-//! cycle (all cycles go through a `Rec` frame: nothing else is mutable after
-//! construction). Reading a cleared frame gives [`EnvCleared`], never UB.
+//! frame is `Rec`: its slots are written once right after creation (before
+//! any other thread can reach the frame), read without locking (one
+//! `Acquire` load of its state, a plain load on x86), and can be cleared.
+//! The evaluator registers every `Rec` frame (weakly) and clears the
+//! survivors when it is dropped, which breaks every cycle (all cycles go
+//! through a `Rec` frame: nothing else is mutable after construction).
+//! Reading a frame that was never filled or was cleared gives
+//! [`EnvCleared`].
+//!
+//! Invariants of `Rec` slots (what makes their `unsafe` sound):
+//! - They are written only by [`Env::fill`] (once: unfilled -> filled, by the
+//!   thread that created the frame, before it hands the frame to anyone),
+//!   by [`Env::refill`] (`__overrides`: the creating thread, while no
+//!   reference into the slots is alive) and by the clearing functions.
+//! - Clearing ([`Env::clear_weak`], [`Env::take_rec_slots`]) happens only
+//!   where nothing evaluates on the heap: the evaluator's drop (`&mut`: no
+//!   evaluation through it is running; values are only evaluated through
+//!   the evaluator that made them) and the collector's stop-the-world point.
+//!   So a reference into the slots, taken while filled, stays valid for as
+//!   long as the frame is borrowed by an evaluation.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Weak};
 
 use crate::value::Value;
 
@@ -29,7 +46,50 @@ enum Slots {
     /// One slot inline (lambda arguments, `with`): one allocation per frame.
     One(Value),
     Fixed(Box<[Value]>),
-    Rec(Mutex<Box<[Value]>>),
+    Rec(RecSlots),
+}
+
+/// The slots of a recursive frame: filled once, read without a lock (see
+/// the module invariants).
+struct RecSlots {
+    state: AtomicU8,
+    cell: UnsafeCell<Box<[Value]>>,
+}
+
+const UNFILLED: u8 = 0;
+const FILLING: u8 = 1;
+const FILLED: u8 = 2;
+const CLEARED: u8 = 3;
+
+// SAFETY: the cell is written only as the module invariants say (before the
+// frame is shared, or where nothing reads it), and read only after `FILLED`
+// was observed with `Acquire`; `Value` is `Send + Sync`.
+unsafe impl Sync for RecSlots {}
+
+impl RecSlots {
+    /// The slots, if filled (and not cleared).
+    #[inline]
+    fn get(&self) -> Option<&[Value]> {
+        if self.state.load(Ordering::Acquire) == FILLED {
+            // SAFETY: filled: the cell is not written again while the frame
+            // is borrowed by an evaluation (module invariants).
+            Some(unsafe { &*self.cell.get() })
+        } else {
+            None
+        }
+    }
+
+    /// Move the slots out (clearing the frame). Caller: nothing reads or
+    /// writes the slots concurrently (module invariants).
+    fn take(&self) -> Box<[Value]> {
+        let s = self.state.swap(CLEARED, Ordering::AcqRel);
+        if s != FILLED {
+            return Box::new([]);
+        }
+        // SAFETY: per the caller contract nobody holds a reference into the
+        // cell; the state no longer says `FILLED`, so nobody takes one.
+        std::mem::take(unsafe { &mut *self.cell.get() })
+    }
 }
 
 impl Drop for EnvInner {
@@ -39,9 +99,7 @@ impl Drop for EnvInner {
         match &mut self.slots {
             Slots::One(v) => nested(Garbage::EnvOne(parent, std::mem::replace(v, Value::Null))),
             Slots::Fixed(s) => nested(Garbage::Env(parent, std::mem::take(s).into_vec())),
-            Slots::Rec(m) => {
-                nested(Garbage::Env(parent, std::mem::take(m.get_mut().unwrap_or_else(|e| e.into_inner())).into_vec()))
-            }
+            Slots::Rec(r) => nested(Garbage::Env(parent, std::mem::take(r.cell.get_mut()).into_vec())),
         }
     }
 }
@@ -63,16 +121,40 @@ impl Env {
         Env(Arc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::One(v) }))
     }
 
-    /// A recursive frame of `n` slots (all `null` until [`Env::fill`]).
-    pub fn new_rec(parent: &Env, n: usize) -> Env {
-        let slots = vec![Value::Null; n].into_boxed_slice();
-        Env(Arc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::Rec(Mutex::new(slots)) }))
+    /// A recursive frame of `n` slots (unreadable until [`Env::fill`]).
+    pub fn new_rec(parent: &Env, _n: usize) -> Env {
+        let slots = RecSlots { state: AtomicU8::new(UNFILLED), cell: UnsafeCell::new(Box::new([])) };
+        Env(Arc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::Rec(slots) }))
     }
 
-    /// Set the slots of a recursive frame.
+    /// Set the slots of a recursive frame. Only the first call has an
+    /// effect: call it right after creating the frame, before the frame can
+    /// be reached from another thread.
     pub fn fill(&self, values: Vec<Value>) {
-        if let Slots::Rec(m) = &self.0.slots {
-            *m.lock().unwrap_or_else(|e| e.into_inner()) = values.into_boxed_slice();
+        if let Slots::Rec(r) = &self.0.slots
+            && r.state.compare_exchange(UNFILLED, FILLING, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        {
+            // SAFETY: we moved the state from unfilled to filling: nobody
+            // reads the cell (readers wait for `FILLED`) or writes it.
+            unsafe { *r.cell.get() = values.into_boxed_slice() };
+            r.state.store(FILLED, Ordering::Release);
+        }
+    }
+
+    /// Replace the slots of a filled recursive frame (`__overrides`).
+    ///
+    /// # Safety
+    /// Only the thread that created the frame, before the frame (or any
+    /// thunk or closure that captures it) is reachable from another thread,
+    /// and while no reference into the slots (from an evaluation in this
+    /// frame) is alive.
+    pub(crate) unsafe fn refill(&self, values: Vec<Value>) {
+        if let Slots::Rec(r) = &self.0.slots
+            && r.state.load(Ordering::Acquire) == FILLED
+        {
+            // SAFETY: per the contract nobody else reads or writes the cell.
+            let old = std::mem::replace(unsafe { &mut *r.cell.get() }, values.into_boxed_slice());
+            drop(old);
         }
     }
 
@@ -89,7 +171,7 @@ impl Env {
             Slots::One(v) if idx == 0 => Ok(v.clone()),
             Slots::One(_) => Err(EnvCleared),
             Slots::Fixed(s) => s.get(idx as usize).cloned().ok_or(EnvCleared),
-            Slots::Rec(m) => m.lock().unwrap_or_else(|e| e.into_inner()).get(idx as usize).cloned().ok_or(EnvCleared),
+            Slots::Rec(r) => r.get().and_then(|s| s.get(idx as usize)).cloned().ok_or(EnvCleared),
         }
     }
 
@@ -109,13 +191,12 @@ impl Env {
             Slots::One(v) if idx == 0 => Ok(shallow(v)),
             Slots::One(_) => Err(EnvCleared),
             Slots::Fixed(s) => s.get(idx as usize).map(shallow).ok_or(EnvCleared),
-            Slots::Rec(m) => m.lock().unwrap_or_else(|e| e.into_inner()).get(idx as usize).map(shallow).ok_or(EnvCleared),
+            Slots::Rec(r) => r.get().and_then(|s| s.get(idx as usize)).map(shallow).ok_or(EnvCleared),
         }
     }
 
-    /// Force-free access to a slot: a reference into an immutable frame,
-    /// a copy out of a recursive one (its lock is never held while the
-    /// caller evaluates).
+    /// Force-free access to a slot: a reference into the frame (recursive
+    /// frames' slots are not written again while the frame is borrowed).
     #[inline]
     pub(crate) fn with_slot<R>(&self, depth: u32, idx: u32, f: impl FnOnce(&Value) -> R) -> Result<R, EnvCleared> {
         let mut e = &self.0;
@@ -126,10 +207,7 @@ impl Env {
             Slots::One(v) if idx == 0 => Ok(f(v)),
             Slots::One(_) => Err(EnvCleared),
             Slots::Fixed(s) => s.get(idx as usize).map(f).ok_or(EnvCleared),
-            Slots::Rec(m) => {
-                let v = m.lock().unwrap_or_else(|e| e.into_inner()).get(idx as usize).cloned().ok_or(EnvCleared)?;
-                Ok(f(&v))
-            }
+            Slots::Rec(r) => r.get().and_then(|s| s.get(idx as usize)).map(f).ok_or(EnvCleared),
         }
     }
 
@@ -138,12 +216,12 @@ impl Env {
     }
 
     /// Drop the slots of a recursive frame (breaking reference cycles).
-    pub fn clear_weak(w: &Weak<EnvInner>) {
+    /// Only where nothing evaluates on the heap (the evaluator's drop).
+    pub(crate) fn clear_weak(w: &Weak<EnvInner>) {
         if let Some(e) = w.upgrade()
-            && let Slots::Rec(m) = &e.slots
+            && let Slots::Rec(r) = &e.slots
         {
-            let old = std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()));
-            drop(old);
+            drop(r.take());
         }
     }
 }
@@ -166,19 +244,20 @@ impl Env {
         self.0.parent.as_ref()
     }
 
-    /// Call `f` with every slot (under the frame's lock if recursive).
+    /// Call `f` with every slot.
     pub(crate) fn for_each_slot(&self, f: impl FnMut(&Value)) {
         match &self.0.slots {
             Slots::One(v) => std::iter::once(v).for_each(f),
             Slots::Fixed(s) => s.iter().for_each(f),
-            Slots::Rec(m) => m.lock().unwrap_or_else(|e| e.into_inner()).iter().for_each(f),
+            Slots::Rec(r) => r.get().unwrap_or(&[]).iter().for_each(f),
         }
     }
 
     /// Take the slots of a recursive frame out (empty for other frames).
+    /// Only at the collector's stop-the-world point (module invariants).
     pub(crate) fn take_rec_slots(&self) -> Box<[Value]> {
         match &self.0.slots {
-            Slots::Rec(m) => std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner())),
+            Slots::Rec(r) => r.take(),
             _ => Box::new([]),
         }
     }

@@ -13,9 +13,19 @@ use std::path::PathBuf;
 use ndeploy_store::daemon::{self, AddToStoreFlags, DaemonConnection, FromIter, SpawnedDaemon};
 use ndeploy_store::path_info::PathInfo;
 use ndeploy_store::store_path::{StoreDir, StorePath};
+use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{SPOOL_IN_MEMORY, ServerConfig};
+
+/// Why the target's daemon could not answer or import.
+#[derive(Debug, Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Daemon(#[from] daemon::DaemonError),
+    #[error("reading the spooled NAR: {0}")]
+    Spool(#[from] io::Error),
+}
 
 /// A rebuilt NAR waiting to be imported.
 pub enum Spool {
@@ -57,8 +67,8 @@ impl Spool {
 
 /// Imports verified NARs into the target's store.
 pub trait Importer: Send {
-    fn is_valid(&mut self, path: &StorePath) -> impl Future<Output = Result<bool, String>> + Send;
-    fn import(&mut self, info: PathInfo, nar: Spool, check_sigs: bool) -> impl Future<Output = Result<(), String>> + Send;
+    fn is_valid(&mut self, path: &StorePath) -> impl Future<Output = Result<bool, ImportError>> + Send;
+    fn import(&mut self, info: PathInfo, nar: Spool, check_sigs: bool) -> impl Future<Output = Result<(), ImportError>> + Send;
 }
 
 /// How [`DaemonImporter`] reaches the daemon.
@@ -118,15 +128,16 @@ impl DaemonImporter {
         DaemonImporter { target, store_dir, conn: None }
     }
 
-    async fn conn(&mut self) -> Result<&mut Conn, String> {
+    async fn conn(&mut self) -> Result<&mut Conn, ImportError> {
         if self.conn.as_ref().is_some_and(|c| match c {
             Conn::Unix(c) => c.is_broken(),
             Conn::Child(c) => c.conn.is_broken(),
         }) {
             self.conn = None;
         }
-        if self.conn.is_none() {
-            let c = match connect(&self.target, &self.store_dir).await {
+        let conn = match self.conn.take() {
+            Some(c) => c,
+            None => match connect(&self.target, &self.store_dir).await {
                 // A socket nobody listens on (a stale file): a daemon of our own.
                 Err(e) if matches!(self.target, DaemonTarget::Socket(_)) => {
                     tracing::debug!("{e}; starting nix-daemon --stdio");
@@ -134,52 +145,50 @@ impl DaemonImporter {
                     connect(&self.target, &self.store_dir).await?
                 }
                 c => c?,
-            };
-            self.conn = Some(c);
-        }
-        self.conn.as_mut().ok_or_else(|| "no daemon connection".to_owned())
+            },
+        };
+        Ok(self.conn.insert(conn))
     }
-
 }
 
-async fn connect(target: &DaemonTarget, store_dir: &StoreDir) -> Result<Conn, String> {
+async fn connect(target: &DaemonTarget, store_dir: &StoreDir) -> Result<Conn, ImportError> {
     Ok(match target {
-        DaemonTarget::Socket(p) => Conn::Unix(Box::new(daemon::connect_unix(p, store_dir.clone()).await.map_err(|e| e.to_string())?)),
+        DaemonTarget::Socket(p) => Conn::Unix(Box::new(daemon::connect_unix(p, store_dir.clone()).await?)),
         DaemonTarget::Spawn { program, args } => {
             let mut cmd = tokio::process::Command::new(program);
             cmd.args(args);
-            Conn::Child(Box::new(daemon::spawn_stdio(cmd, store_dir.clone()).await.map_err(|e| e.to_string())?))
+            Conn::Child(Box::new(daemon::spawn_stdio(cmd, store_dir.clone()).await?))
         }
     })
 }
 
-async fn valid_on<R, W>(c: &mut DaemonConnection<R, W>, path: &StorePath) -> Result<bool, String>
+async fn valid_on<R, W>(c: &mut DaemonConnection<R, W>, path: &StorePath) -> Result<bool, ImportError>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    c.is_valid_path(path).await.map_err(|e| e.to_string())
+    Ok(c.is_valid_path(path).await?)
 }
 
-async fn import_on<R, W>(c: &mut DaemonConnection<R, W>, info: PathInfo, nar: Spool, check_sigs: bool) -> Result<(), String>
+async fn import_on<R, W>(c: &mut DaemonConnection<R, W>, info: PathInfo, nar: Spool, check_sigs: bool) -> Result<(), ImportError>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    let reader = nar.into_reader().map_err(|e| e.to_string())?;
+    let reader = nar.into_reader()?;
     let flags = AddToStoreFlags { repair: false, dont_check_sigs: !check_sigs };
-    c.add_multiple_to_store(1, FromIter(std::iter::once((info, reader))), flags).await.map_err(|e| e.to_string())
+    Ok(c.add_multiple_to_store(1, FromIter(std::iter::once((info, reader))), flags).await?)
 }
 
 impl Importer for DaemonImporter {
-    async fn is_valid(&mut self, path: &StorePath) -> Result<bool, String> {
+    async fn is_valid(&mut self, path: &StorePath) -> Result<bool, ImportError> {
         match self.conn().await? {
             Conn::Unix(c) => valid_on(c, path).await,
             Conn::Child(c) => valid_on(&mut c.conn, path).await,
         }
     }
 
-    async fn import(&mut self, info: PathInfo, nar: Spool, check_sigs: bool) -> Result<(), String> {
+    async fn import(&mut self, info: PathInfo, nar: Spool, check_sigs: bool) -> Result<(), ImportError> {
         match self.conn().await? {
             Conn::Unix(c) => import_on(c, info, nar, check_sigs).await,
             Conn::Child(c) => import_on(&mut c.conn, info, nar, check_sigs).await,

@@ -13,8 +13,10 @@
 //! already valid, `Resend` if a reference failed earlier in the session or
 //! the rebuilt NAR's hash or size differ from the path info's, else it
 //! imports and answers `Imported`. Every failure of a single path (bad base file,
-//! hash mismatch, daemon refusal) is a `Resend` with the reason, and the
-//! session goes on; only a broken stream or an undecodable message ends it
+//! hash mismatch, daemon refusal) is a `Resend` with the reason (a
+//! [`ResendReason`]), and the session goes on; the session's set of failed
+//! paths only holds paths still invalid (a referenced one is asked about
+//! again before a path is refused for it, and leaves the set once valid); only a broken stream or an undecodable message ends it
 //! (after an `Error` message when possible).
 //!
 //! The daemon is reached through the [`Importer`] trait so the loop tests
@@ -30,10 +32,11 @@ use ndeploy_store::hash::Hash;
 use ndeploy_store::nar::HashingWriter;
 use ndeploy_store::path_info::PathInfo;
 use ndeploy_store::store_path::{StoreDir, StorePath};
+use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use crate::delta::{NarPlan, PlanStats, StoreFiles, decode};
+use crate::delta::{DecodeError, NarPlan, PlanStats, StoreFiles, decode};
 use crate::manifest::NarManifest;
 use crate::protocol::{FrameReader, FrameWriter, Message, PathManifest, ProtocolError};
 
@@ -41,7 +44,31 @@ mod daemon;
 #[cfg(test)]
 mod tests;
 
-pub use daemon::{DaemonImporter, DaemonTarget, Importer, Spool};
+pub use daemon::{DaemonImporter, DaemonTarget, ImportError, Importer, Spool};
+
+/// Why the agent answers `Resend` for a path (the deployer gets the text and
+/// sends that path whole); the session goes on.
+#[derive(Debug, Error)]
+pub enum ResendReason {
+    #[error("payload of {len} bytes is over the agent's limit of {MAX_PAYLOAD}")]
+    PayloadTooLarge { len: u64 },
+    #[error(transparent)]
+    Info(ProtocolError),
+    #[error("spooling the NAR: {0}")]
+    Spool(#[source] io::Error),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("rebuilt NAR has {got} bytes, the path info says {want}")]
+    Size { got: u64, want: u64 },
+    #[error("rebuilt NAR hash {got} differs from the path info's {want}")]
+    Hash { got: String, want: String },
+    #[error("asking the daemon: {0}")]
+    Query(#[source] ImportError),
+    #[error("its reference '{0}' was not imported")]
+    Reference(StorePath),
+    #[error("importing: {0}")]
+    Import(#[source] ImportError),
+}
 
 /// Largest payload accepted for one path.
 pub const MAX_PAYLOAD: u64 = 1 << 30;
@@ -105,7 +132,7 @@ where
 #[allow(clippy::large_enum_variant)]
 enum Incoming {
     Index(Vec<String>),
-    Push { info: Result<PathInfo, ProtocolError>, name: String, plan: NarPlan, payload: Result<Vec<u8>, String>, check_sigs: bool, permit: Option<OwnedSemaphorePermit> },
+    Push { info: Result<PathInfo, ProtocolError>, name: String, plan: NarPlan, payload: Result<Vec<u8>, ResendReason>, check_sigs: bool, permit: Option<OwnedSemaphorePermit> },
     Bye,
 }
 
@@ -113,7 +140,8 @@ enum Incoming {
 #[allow(clippy::large_enum_variant)]
 enum Ready {
     Reply(Message),
-    Push { info: Result<PathInfo, String>, name: String, rebuilt: Result<(Spool, PlanStats), String>, check_sigs: bool },
+    /// The path info (or why it is unusable) and, with it, the rebuilt NAR (or why it could not be rebuilt).
+    Push { name: String, rebuilt: Result<(PathInfo, Rebuilt), ResendReason>, check_sigs: bool },
     Bye,
 }
 
@@ -159,7 +187,7 @@ async fn read_stage<R: AsyncRead + Unpin + Send>(r: &mut FrameReader<R>, tx: mps
             Ok(Message::Push { info, plan, check_sigs }) => {
                 let (payload, permit) = if plan.payload_len > MAX_PAYLOAD {
                     r.skip_payload().await?;
-                    (Err(format!("payload of {} bytes is over the agent's limit of {MAX_PAYLOAD}", plan.payload_len)), None)
+                    (Err(ResendReason::PayloadTooLarge { len: plan.payload_len }), None)
                 } else {
                     let kib = u32::try_from((plan.payload_len >> 10).min(READ_AHEAD >> 10)).unwrap_or(u32::MAX);
                     let permit = Arc::clone(&budget).acquire_many_owned(kib).await.map_err(|e| ProtocolError::Io(io::Error::other(e.to_string())))?;
@@ -211,17 +239,17 @@ async fn rebuild_stage(
                     let _ = done.wait_for(|d| *d > last).await;
                 }
                 pushed.insert(name.clone(), item);
-                let info = info.map_err(|e| e.to_string());
-                let rebuilt = match (&info, payload) {
+                let rebuilt = match (info, payload) {
                     (Ok(i), Ok(payload)) => {
                         let (source, hash, size) = (StoreFiles { dir: files.to_owned() }, i.nar_hash, i.nar_size);
-                        tokio::task::spawn_blocking(move || rebuild(&plan, &payload, &source, &hash, size)).await.map_err(join_error)?
+                        let r = tokio::task::spawn_blocking(move || rebuild(&plan, &payload, &source, &hash, size)).await.map_err(join_error)?;
+                        Ok((i, r))
                     }
-                    (Err(e), _) => Err(e.clone()),
-                    (_, Err(e)) => Err(e),
+                    (Ok(i), Err(e)) => Ok((i, Err(e))),
+                    (Err(e), _) => Err(ResendReason::Info(e)),
                 };
                 drop(permit);
-                Ready::Push { info, name, rebuilt, check_sigs }
+                Ready::Push { name, rebuilt, check_sigs }
             }
             Incoming::Bye => Ready::Bye,
         };
@@ -244,6 +272,8 @@ where
     W: AsyncWrite + Unpin + Send,
     I: Importer,
 {
+    // Paths of this session answered `Resend` and not valid since: a plan
+    // referencing one is refused unless the daemon now has it.
     let mut failed: HashSet<StorePath> = HashSet::new();
     while let Some(ready) = rx.recv().await {
         let reply = match ready {
@@ -253,10 +283,11 @@ where
                 w.flush().await?;
                 return Ok(());
             }
-            Ready::Push { info, name, rebuilt, check_sigs } => match import(importer, &failed, info, rebuilt, check_sigs).await {
+            Ready::Push { name, rebuilt, check_sigs } => match import(importer, &mut failed, rebuilt, check_sigs).await {
                 Ok((path, methods)) => {
                     stats.imported += 1;
                     stats.methods.merge(&methods);
+                    failed.remove(&path);
                     Message::Imported { path: path.to_string() }
                 }
                 Err(reason) => {
@@ -264,7 +295,7 @@ where
                     if let Ok(p) = StorePath::from_base_name(&name) {
                         failed.insert(p);
                     }
-                    Message::Resend { path: name, reason }
+                    Message::Resend { path: name, reason: reason.to_string() }
                 }
             },
         };
@@ -278,24 +309,33 @@ where
     Ok(())
 }
 
-/// Import one rebuilt path, or say why it must be resent.
+/// A rebuilt and verified NAR, or why there is none.
+type Rebuilt = Result<(Spool, PlanStats), ResendReason>;
+
+/// Import one rebuilt path, or say why it must be resent. A reference that
+/// failed earlier in the session is asked about again (it may have become
+/// valid since, e.g. through another deployment): only one still invalid
+/// refuses the path, and one found valid leaves `failed`.
 async fn import<I: Importer>(
     importer: &mut I,
-    failed: &HashSet<StorePath>,
-    info: Result<PathInfo, String>,
-    rebuilt: Result<(Spool, PlanStats), String>,
+    failed: &mut HashSet<StorePath>,
+    rebuilt: Result<(PathInfo, Rebuilt), ResendReason>,
     check_sigs: bool,
-) -> Result<(StorePath, PlanStats), String> {
-    let info = info?;
+) -> Result<(StorePath, PlanStats), ResendReason> {
+    let (info, rebuilt) = rebuilt?;
     let path = info.path.clone();
-    if importer.is_valid(&path).await.map_err(|e| format!("asking the daemon: {e}"))? {
+    if importer.is_valid(&path).await.map_err(ResendReason::Query)? {
         return Ok((path, PlanStats::default()));
     }
-    if let Some(r) = info.references.iter().find(|r| failed.contains(*r)) {
-        return Err(format!("its reference '{r}' was not imported"));
+    let earlier: Vec<StorePath> = info.references.iter().filter(|r| failed.contains(*r)).cloned().collect();
+    for r in earlier {
+        if !importer.is_valid(&r).await.map_err(ResendReason::Query)? {
+            return Err(ResendReason::Reference(r));
+        }
+        failed.remove(&r);
     }
     let (spool, methods) = rebuilt?;
-    importer.import(info, spool, check_sigs).await.map_err(|e| format!("importing: {e}"))?;
+    importer.import(info, spool, check_sigs).await.map_err(ResendReason::Import)?;
     Ok((path, methods))
 }
 
@@ -337,16 +377,16 @@ fn index(dir: &Path, paths: Vec<String>) -> Vec<PathManifest> {
 }
 
 /// Rebuild and verify one NAR (see the module doc).
-fn rebuild(plan: &NarPlan, payload: &[u8], source: &StoreFiles, nar_hash: &Hash, nar_size: u64) -> Result<(Spool, PlanStats), String> {
-    let spool = Spool::new(nar_size).map_err(|e| format!("spooling the NAR: {e}"))?;
+fn rebuild(plan: &NarPlan, payload: &[u8], source: &StoreFiles, nar_hash: &Hash, nar_size: u64) -> Rebuilt {
+    let spool = Spool::new(nar_size).map_err(ResendReason::Spool)?;
     let hashing = HashingWriter::new(nar_hash.algo(), Bounded { inner: spool, left: nar_size });
-    let (hashing, stats) = decode(plan, payload, source, hashing).map_err(|e| e.to_string())?;
+    let (hashing, stats) = decode(plan, payload, source, hashing)?;
     let (got, size, Bounded { inner: spool, .. }) = hashing.finish();
     if size != nar_size {
-        return Err(format!("rebuilt NAR has {size} bytes, the path info says {nar_size}"));
+        return Err(ResendReason::Size { got: size, want: nar_size });
     }
     if got != *nar_hash {
-        return Err(format!("rebuilt NAR hash {} differs from the path info's {}", got.to_sri(), nar_hash.to_sri()));
+        return Err(ResendReason::Hash { got: got.to_sri(), want: nar_hash.to_sri() });
     }
     Ok((spool, stats))
 }

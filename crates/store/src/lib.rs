@@ -15,3 +15,5 @@ pub mod narinfo;
 pub mod path_info;
 pub mod signature;
 pub mod daemon;
+#[cfg(test)]
+mod test_rng;

@@ -15,22 +15,7 @@ use super::ProtocolVersion;
 use crate::hash::{Hash, HashAlgo};
 use crate::path_info::PathInfo;
 use crate::store_path::StoreDir;
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use crate::test_rng::Rng;
 
 /// Variants of `valid`: bytes overwritten (often with length-like values),
 /// truncations, and pure noise.

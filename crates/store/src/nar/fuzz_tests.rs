@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::test_util::{nar, nar_dir, nar_regular, nar_symlink, node_dir, node_regular, node_symlink, s, strs};
 use super::{NarDecoder, NarReadError, NarStats, NarVisitor, restore, validate};
+use crate::test_rng::Rng;
 
 /// A NAR with every kind of object, including symlinks pointing outside.
 fn sample() -> Vec<u8> {
@@ -108,20 +109,6 @@ fn every_byte_flip_is_handled() {
     }
     // Only flips inside file contents and harmless name/target bytes survive.
     assert!(accepted > 0 && accepted < full.len(), "{accepted}");
-}
-
-/// A small deterministic PRNG (xorshift64*), so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 #[test]

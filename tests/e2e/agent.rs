@@ -20,7 +20,7 @@ use crate::sshd::{ClientHome, SshTarget, SshdOptions, TargetUser};
 use crate::support::{ndeploy, nix, run, run_ok, run_str, write_file};
 
 /// `target/<profile>/ndeploy-agent`, built once per test run.
-fn agent_binary() -> &'static Path {
+pub(crate) fn agent_binary() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let dir = Path::new(env!("CARGO_BIN_EXE_ndeploy")).parent().unwrap().to_path_buf();

@@ -566,3 +566,74 @@ fn apply_with_filtered_sources_not_in_the_store() {
     }
 }
 
+
+/// `apply` pushes through the ndeploy agent as `push` does: the first
+/// generation to an empty target travels as whole NARs (the agent is
+/// installed for the next push), the second through the agent, which sends
+/// the toplevel's big `/etc` file as a delta against the first generation's;
+/// the report says how (`pushTransfer`, `--stats`), and Nix on the target
+/// verifies every path's contents.
+#[test]
+fn apply_updates_through_the_agent() {
+    let client = ClientHome::new();
+    let t = start(&client);
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet.nix");
+    let nonce = nonce();
+    let write = |v: u32| {
+        // ~180 KB of /etc text, changed in its middle by each generation.
+        let blob = format!(
+            "builtins.concatStringsSep \"\\n\" (builtins.genList (i: \"line ${{toString i}} ${{toString (i * i * 7919)}}\" + (if i == 4000 then \" {nonce}-{v}\" else \"\")) 8000)"
+        );
+        write_file(&fleet, format!("{{ web = {{ deployment.targetHost = \"{}\"; environment.etc.blob.text = {blob}; }}; }}\n", t.alias));
+    };
+    let apply = |extra: &[&str]| {
+        let mut args = vec!["apply", "switch", "--confirm-timeout", CONFIRM_TIMEOUT, "--target-root", TARGET_ROOT];
+        args.extend_from_slice(extra);
+        let mut c = nd(&client, &fleet, &args);
+        c.env("NDEPLOY_AGENT", crate::agent::agent_binary());
+        run(&mut c)
+    };
+    let verify = || {
+        let out = run(t.nix_store().args(["--verify", "--check-contents"]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !err.contains("error") && !err.contains("modified"), "verify: {err}");
+    };
+
+    write(1);
+    let out = apply(&["--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let h = host(&report(&out), "web").clone();
+    assert_eq!(h["result"], "deployed", "{h}");
+    assert_eq!(h["pushTransfer"]["via"], "plain", "{h}");
+    assert!(h["pushTransfer"]["fallback"].as_str().unwrap().contains("holds none of the closure"), "{h}");
+    assert_eq!(h["pushTransfer"]["agentInstalled"], true, "{h}");
+    verify();
+
+    write(2);
+    let out = apply(&["--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let h = host(&report(&out), "web").clone();
+    assert_eq!(h["result"], "deployed", "{h}");
+    let top = h["toplevel"].as_str().unwrap();
+    assert_eq!(profile(&t).as_deref(), Some(top));
+    let transfer = &h["pushTransfer"];
+    assert_eq!(transfer["via"], "agent", "{h}");
+    assert!(transfer["fallback"].is_null(), "{h}");
+    assert_eq!(transfer["resentPaths"], 0, "{h}");
+    assert!(transfer["delta"]["files"].as_u64().unwrap() >= 1, "the /etc file is a delta: {h}");
+    let (wire, nar) = (transfer["wireBytes"].as_u64().unwrap(), h["pushedBytes"].as_u64().unwrap());
+    assert!(nar > 100_000 && wire * 4 < nar, "{wire} bytes on the wire for {nar} of NAR: {h}");
+    verify();
+
+    // The table and --stats say the same in text.
+    write(3);
+    let out = apply(&["--agent", "--stats"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("paths, agent "), "{}", text(&out));
+    assert!(stdout.lines().any(|l| l.starts_with("web: ") && l.ends_with("via agent")), "{}", text(&out));
+    assert!(stdout.contains("  delta "), "{}", text(&out));
+    assert!(text(&out).contains("web> pushed ") && text(&out).contains("(via agent, "), "{}", text(&out));
+    verify();
+}

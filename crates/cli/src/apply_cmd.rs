@@ -202,6 +202,10 @@ pub struct ApplyArgs {
     /// (`NDEPLOY_TARGET_ROOT`; for tests and containers).
     #[arg(long, value_name = "DIR")]
     target_root: Option<String>,
+    /// Pushes through the ndeploy agent, as `ndeploy push` (`--stats`: per
+    /// host, the bytes sent by method; always in `--json`'s `pushTransfer`).
+    #[command(flatten)]
+    agent: crate::push_cmd::AgentArgs,
 }
 
 /// The pipeline's own options, shared by `apply` and `build`.
@@ -385,8 +389,13 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     opts.confirm_timeout = Duration::from_secs(args.confirm_timeout.max(1));
     opts.upload_keys = !args.no_keys;
     opts.target_root = target_root(&args.target_root);
+    opts.agent = args.agent.mode();
     let run = run_pipeline(&args.fleet, &selectors, &opts)?;
-    Ok(finish(&run.reports, args.pipeline.json, &run.phases))
+    let code = finish(&run.reports, args.pipeline.json, &run.phases);
+    if args.agent.stats && !args.pipeline.json {
+        print!("{}", run.reports.iter().filter_map(HostReport::push_stats).collect::<String>());
+    }
+    Ok(code)
 }
 
 /// `--target-root`, else `$NDEPLOY_TARGET_ROOT`, else none.

@@ -66,6 +66,13 @@ pub struct PushArgs {
     /// NAR bytes buffered per target (MiB).
     #[arg(long, value_name = "MIB", default_value_t = 32)]
     queue_mib: usize,
+    #[command(flatten)]
+    agent: AgentArgs,
+}
+
+/// How pushes use the ndeploy agent (`push` and `apply`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct AgentArgs {
     /// Send through the ndeploy agent: only the bytes each target lacks (the
     /// default when the agent binary is found; with --agent, a missing binary is an error).
     #[arg(long, conflicts_with = "no_agent")]
@@ -75,7 +82,17 @@ pub struct PushArgs {
     no_agent: bool,
     /// Print per target: NAR bytes missing, bytes sent by method, time.
     #[arg(long)]
-    stats: bool,
+    pub stats: bool,
+}
+
+impl AgentArgs {
+    pub fn mode(&self) -> AgentMode {
+        match (self.agent, self.no_agent) {
+            (_, true) => AgentMode::Off,
+            (true, _) => AgentMode::Required,
+            _ => AgentMode::Auto,
+        }
+    }
 }
 
 pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
@@ -109,11 +126,7 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
     opts.dry_run = args.dry_run;
     opts.sign_key = sign_key;
     opts.queue_bytes = args.queue_mib.max(1) << 20;
-    opts.agent = match (args.agent, args.no_agent) {
-        (_, true) => AgentMode::Off,
-        (true, _) => AgentMode::Required,
-        _ => AgentMode::Auto,
-    };
+    opts.agent = args.agent.mode();
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let report = rt.block_on(async {
@@ -140,7 +153,7 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
             print_dry_run(&report);
         }
         print!("{}", report.table());
-        if args.stats {
+        if args.agent.stats {
             print!("{}", stats_table(&report));
         }
     }

@@ -122,7 +122,13 @@ async fn pipeline(h: &HostSpec, opts: &ApplyOptions, shared: &Shared, r: &mut Ho
         r.pushed_bytes = tr.sent_bytes;
         r.push_stages = tr.stages;
         r.push_secs = Some(t.elapsed().as_secs_f64());
-        let pushed = format!("pushed {} paths, {}", r.pushed_paths, human_bytes(r.pushed_bytes));
+        if tr.missing_paths > 0 {
+            r.push_transfer = Some(tr.transfer);
+        }
+        let pushed = match r.push_via() {
+            Some(via) => format!("pushed {} paths, {} ({via})", r.pushed_paths, human_bytes(r.pushed_bytes)),
+            None => format!("pushed {} paths, {}", r.pushed_paths, human_bytes(r.pushed_bytes)),
+        };
         say(opts, &h.name, &format!("{pushed} ({:.2}s)", t.elapsed().as_secs_f64()));
     }
     if remote_build {

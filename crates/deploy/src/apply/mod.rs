@@ -9,7 +9,8 @@
 //! pushed as soon as it is built, and activated as soon as its own push is
 //! done. Pushes go through [`push_batch`]: hosts whose builds finish while
 //! the push slots are busy share one fan-out (each path serialised once),
-//! a lone host starts at once. Activation goes through the magic-rollback
+//! a lone host starts at once; the pushes go through the ndeploy agent
+//! under `push`'s rules ([`ApplyOptions::agent`]). Activation goes through the magic-rollback
 //! agent ([`crate::activate`]); confirmation is sent over a NEW SSH
 //! connection, so a configuration that breaks SSH is rolled back by the
 //! target itself. A failing host is reported and never stops the others.
@@ -29,6 +30,7 @@ use serde_json::Value as Json;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::activate::{ActivateOptions, Goal};
+use crate::push::agent::AgentMode;
 use crate::ssh::{ConnectOptions, SshTarget};
 pub use feed::{Evaluation, FeedReport, Snapshot, register_and_feed};
 pub use progress::{ApplyProgress, Lines, Phase, Silent};
@@ -80,6 +82,10 @@ pub struct ApplyOptions {
     pub upload_keys: bool,
     /// Names this run's directory on targets.
     pub run_id: String,
+    /// Pushes go through the ndeploy agent as `ndeploy push`'s do (default:
+    /// `Auto`, where the agent binary is found; a target holding none of the
+    /// closure yet gets whole NARs and the agent for its next push).
+    pub agent: AgentMode,
     pub progress: Arc<dyn ApplyProgress>,
 }
 
@@ -101,6 +107,7 @@ impl ApplyOptions {
             verbose: false,
             upload_keys: true,
             run_id,
+            agent: AgentMode::Auto,
             progress,
         }
     }
@@ -129,7 +136,7 @@ pub async fn apply(hosts: Vec<HostSpec>, opts: &ApplyOptions) -> Vec<HostReport>
 pub async fn apply_stream(mut hosts: mpsc::UnboundedReceiver<HostSpec>, opts: &ApplyOptions) -> Vec<HostReport> {
     let shared = Arc::new(host::Shared {
         slots: Semaphore::new(opts.jobs.clamp(1, Semaphore::MAX_PERMITS)),
-        pusher: PushBatcher::start(opts.connect.clone(), opts.push_slots, Arc::clone(&opts.progress)),
+        pusher: PushBatcher::start(opts.connect.clone(), opts.push_slots, opts.agent, Arc::clone(&opts.progress)),
     });
     let mut tasks = Vec::new();
     while let Some(h) = hosts.recv().await {

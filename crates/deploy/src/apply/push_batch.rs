@@ -10,7 +10,8 @@
 //! Hosts whose builds finish together thus share one fan-out, and a lone
 //! host never waits for a timer. Each batch has its own local daemon
 //! connection (opened while its targets connect); a batch that fails as a
-//! whole fails each of its hosts.
+//! whole fails each of its hosts. Targets go through the ndeploy agent
+//! or the plain push by push's own rules (the batch's [`AgentMode`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +21,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use ndeploy_store::daemon::{LocalStore, open_local_store};
 
 use super::progress::ApplyProgress;
+use crate::push::agent::AgentMode;
 use crate::push::{PushError, PushOptions, PushProgress, PushTarget, TargetProgress, TargetReport, push_opening};
 use crate::ssh::ConnectOptions;
 
@@ -47,9 +49,9 @@ impl PushProgress for HostsProgress {
 impl PushBatcher {
     /// Start the coordinator (on the current tokio runtime); it ends when
     /// every clone of the batcher is dropped.
-    pub fn start(connect: ConnectOptions, slots: usize, progress: Arc<dyn ApplyProgress>) -> PushBatcher {
+    pub fn start(connect: ConnectOptions, slots: usize, agent: AgentMode, progress: Arc<dyn ApplyProgress>) -> PushBatcher {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(coordinate(rx, connect, slots.max(1), progress));
+        tokio::spawn(coordinate(rx, connect, slots.max(1), agent, progress));
         PushBatcher { tx }
     }
 
@@ -66,6 +68,7 @@ async fn coordinate(
     mut rx: mpsc::UnboundedReceiver<Request>,
     connect: ConnectOptions,
     slots: usize,
+    agent: AgentMode,
     progress: Arc<dyn ApplyProgress>,
 ) {
     let slots = Arc::new(Semaphore::new(slots.clamp(1, Semaphore::MAX_PERMITS)));
@@ -78,18 +81,19 @@ async fn coordinate(
         }
         let (connect, progress) = (connect.clone(), Arc::clone(&progress));
         tokio::spawn(async move {
-            run_batch(batch, connect, progress).await;
+            run_batch(batch, connect, agent, progress).await;
             drop(permit);
         });
     }
 }
 
-async fn run_batch(batch: Vec<Request>, connect: ConnectOptions, progress: Arc<dyn ApplyProgress>) {
+async fn run_batch(batch: Vec<Request>, connect: ConnectOptions, agent: AgentMode, progress: Arc<dyn ApplyProgress>) {
     let waited: Vec<f64> = batch.iter().map(|r| r.queued.elapsed().as_secs_f64()).collect();
     let (targets, replies): (Vec<PushTarget>, Vec<_>) = batch.into_iter().map(|r| (r.target, r.reply)).unzip();
     let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
     let mut opts = PushOptions::new(connect, Arc::new(HostsProgress(progress)));
     opts.jobs = targets.len();
+    opts.agent = agent;
     // The local store opens while the targets connect.
     let mut local: Option<LocalStore> = None;
     let slot = &mut local;

@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use crate::push::agent::{TransferStats, Via, target_stats};
 use crate::push::report::human_bytes;
 
 /// How a host's deployment ended.
@@ -35,6 +36,8 @@ pub struct HostReport {
     /// Where the push's time went before sending (push's connection stages
     /// and `query`), in seconds, and the seconds waited for a push slot.
     pub push_stages: Vec<(String, f64)>,
+    /// How the push's bytes travelled (agent or plain, by method), when it pushed.
+    pub push_transfer: Option<TransferStats>,
     pub activate_secs: Option<f64>,
     /// Health checks + confirmation.
     pub confirm_secs: Option<f64>,
@@ -77,7 +80,22 @@ impl HostReport {
             "activateSecs": self.activate_secs, "confirmSecs": self.confirm_secs, "healthSecs": self.health_secs, "keys": self.keys,
             "totalSecs": self.total_secs,
             "pushStages": self.push_stages.iter().map(|(n, s)| (n.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
+            "pushTransfer": self.push_transfer.as_ref().map(TransferStats::to_json),
         })
+    }
+
+    /// What the push sent, agent or plain: `via agent, 12 KiB on the wire`.
+    pub fn push_via(&self) -> Option<String> {
+        let t = self.push_transfer.as_ref()?;
+        Some(match t.via {
+            Via::Agent => format!("via agent, {} on the wire", human_bytes(t.wire_bytes)),
+            Via::Plain => "whole NARs".to_owned(),
+        })
+    }
+
+    /// `--stats` lines of the host's push (push's format), if it pushed.
+    pub fn push_stats(&self) -> Option<String> {
+        self.push_transfer.as_ref().map(|t| target_stats(&self.host, self.pushed_paths, self.pushed_bytes, t))
     }
 }
 
@@ -99,7 +117,10 @@ pub fn table(reports: &[HostReport]) -> String {
     ]];
     for r in reports {
         let push = match r.push_secs {
-            Some(s) => format!("{s:.2}s {} ({} paths)", human_bytes(r.pushed_bytes), r.pushed_paths),
+            Some(s) => match r.push_transfer.as_ref().filter(|t| t.via == Via::Agent) {
+                Some(t) => format!("{s:.2}s {} ({} paths, agent {})", human_bytes(r.pushed_bytes), r.pushed_paths, human_bytes(t.wire_bytes)),
+                None => format!("{s:.2}s {} ({} paths)", human_bytes(r.pushed_bytes), r.pushed_paths),
+            },
             None => "-".into(),
         };
         rows.push([
@@ -162,6 +183,20 @@ mod tests {
         assert!(t.contains("deployed") && t.contains("ROLLED BACK: health check failed"), "{t}");
         assert!(t.ends_with("2 host(s), 1 ok, 1 failed or rolled back\n"), "{t}");
         assert_eq!(b.to_json()["result"], "rolled-back");
+        assert!(b.to_json()["pushTransfer"].is_null() && b.push_stats().is_none());
+        let c = HostReport {
+            host: "c".into(),
+            push_secs: Some(0.5),
+            pushed_paths: 3,
+            pushed_bytes: 4 << 20,
+            push_transfer: Some(TransferStats { via: Via::Agent, wire_bytes: 40 << 10, ..Default::default() }),
+            ..Default::default()
+        };
+        let t = table(std::slice::from_ref(&c));
+        assert!(t.contains("0.50s 4.0 MiB (3 paths, agent 40.0 KiB)"), "{t}");
+        assert_eq!(c.to_json()["pushTransfer"]["via"], "agent");
+        assert_eq!(c.push_via().as_deref(), Some("via agent, 40.0 KiB on the wire"));
+        assert!(c.push_stats().unwrap().starts_with("c: 3 paths, 4.0 MiB NAR missing; 40.0 KiB on the wire (0.98%)"), "{:?}", c.push_stats());
         assert!(a.ok() && !b.ok());
         assert_eq!(phase_summary(&[a, b]), "push: 1 hosts, mean 1.00s, max 1.00s\nhost total: 2 hosts, mean 0.00s, max 0.00s\n");
     }

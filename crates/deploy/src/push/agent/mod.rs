@@ -49,7 +49,7 @@ use super::run::{Dumper, PushOptions};
 
 pub use install::AgentPackage;
 pub use record::{Records, target_key};
-pub use stats::{MethodBytes, TransferStats, Via, stats_table};
+pub use stats::{MethodBytes, TransferStats, Via, stats_table, target_stats};
 pub use upload::{AgentJob, upload};
 
 /// Whether push uses the agent.

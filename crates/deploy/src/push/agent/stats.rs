@@ -96,39 +96,39 @@ impl TransferStats {
 
 /// `--stats`: per target, NAR bytes missing, bytes sent by method, time.
 pub fn stats_table(report: &PushReport) -> String {
+    report.targets.iter().map(|t| target_stats(&t.name, t.missing_paths, t.missing_bytes, &t.transfer)).collect()
+}
+
+/// One target's `--stats` lines (push's and apply's).
+pub fn target_stats(name: &str, missing_paths: usize, missing_bytes: u64, s: &TransferStats) -> String {
     let mut out = String::new();
-    for t in &report.targets {
-        let s = &t.transfer;
-        let via = match (s.via, &s.fallback) {
-            (Via::Agent, None) => "agent".to_owned(),
-            (Via::Agent, Some(why)) => format!("agent, partly plain: {why}"),
-            (Via::Plain, None) => "plain".to_owned(),
-            (Via::Plain, Some(why)) => format!("plain: {why}"),
-        };
-        let share = |n: u64| if t.missing_bytes == 0 { 0.0 } else { 100.0 * n as f64 / t.missing_bytes as f64 };
-        let _ = writeln!(
-            out,
-            "{}: {} paths, {} NAR missing; {} on the wire ({:.2}%), {:.2}s, via {via}",
-            t.name,
-            t.missing_paths,
-            human_bytes(t.missing_bytes),
-            human_bytes(s.wire_bytes),
-            share(s.wire_bytes),
-            s.seconds
-        );
-        if s.via == Via::Agent {
-            for (name, m) in [("reference", s.reference), ("delta", s.delta), ("chunks", s.chunks), ("raw", s.raw)] {
-                let _ = writeln!(
-                    out,
-                    "  {name:<9} {:>7} files {:>10} of contents, {:>10} sent",
-                    m.files,
-                    human_bytes(m.nar_bytes),
-                    human_bytes(m.sent_bytes)
-                );
-            }
-            if s.resent_paths > 0 {
-                let _ = writeln!(out, "  resent whole: {} paths, {} NAR", s.resent_paths, human_bytes(s.resent_nar_bytes));
-            }
+    let via = match (s.via, &s.fallback) {
+        (Via::Agent, None) => "agent".to_owned(),
+        (Via::Agent, Some(why)) => format!("agent, partly plain: {why}"),
+        (Via::Plain, None) => "plain".to_owned(),
+        (Via::Plain, Some(why)) => format!("plain: {why}"),
+    };
+    let share = |n: u64| if missing_bytes == 0 { 0.0 } else { 100.0 * n as f64 / missing_bytes as f64 };
+    let _ = writeln!(
+        out,
+        "{name}: {missing_paths} paths, {} NAR missing; {} on the wire ({:.2}%), {:.2}s, via {via}",
+        human_bytes(missing_bytes),
+        human_bytes(s.wire_bytes),
+        share(s.wire_bytes),
+        s.seconds
+    );
+    if s.via == Via::Agent {
+        for (name, m) in [("reference", s.reference), ("delta", s.delta), ("chunks", s.chunks), ("raw", s.raw)] {
+            let _ = writeln!(
+                out,
+                "  {name:<9} {:>7} files {:>10} of contents, {:>10} sent",
+                m.files,
+                human_bytes(m.nar_bytes),
+                human_bytes(m.sent_bytes)
+            );
+        }
+        if s.resent_paths > 0 {
+            let _ = writeln!(out, "  resent whole: {} paths, {} NAR", s.resent_paths, human_bytes(s.resent_nar_bytes));
         }
     }
     out

@@ -30,7 +30,7 @@ use crate::eval::{CoerceOpts, Evaluator};
 use crate::source::Pos;
 use crate::store::StoreError;
 use crate::symbol::Symbol;
-use crate::value::{Attr, Attrs, AttrsBuilder, Context, Env, Thunk, Value};
+use crate::value::{Attr, Attrs, AttrsBuilder, Context, Env, NixString, Thunk, Value};
 
 pub(super) const PRIMOPS: &[PrimOp] =
     &[PrimOp::new("derivationStrict", &[S], derivation_strict), PrimOp::new("derivation", &[S], derivation)];
@@ -68,7 +68,7 @@ fn derivation(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
         let arg = Value::Attrs(drv_attrs.clone());
         Thunk::native(move |ev: &Evaluator| derivation_strict(ev, std::slice::from_ref(&arg), pos))
     };
-    let symbols = names.iter().map(|n| Symbol::new(n)).collect();
+    let symbols = names.iter().map(|n| output_symbol(n)).collect();
     let shared = Arc::new(OutputsShared { drv_attrs, names, symbols, strict });
     let frame = ev.new_rec_env(ev.root_env(), shared.names.len());
     let slots: Vec<Value> = (0..shared.names.len())
@@ -99,6 +99,15 @@ struct Names {
     all: Symbol,
     drv_attrs: Symbol,
     name: Symbol,
+    to_string: Symbol,
+    out: Symbol,
+    /// `type = "derivation"`, shared by every derivation.
+    derivation: Value,
+}
+
+/// The attribute name of output `o` ("out" without interning).
+fn output_symbol(o: &str) -> Symbol {
+    if o == "out" { names().out } else { Symbol::new(o) }
 }
 
 fn names() -> &'static Names {
@@ -111,6 +120,9 @@ fn names() -> &'static Names {
         all: Symbol::new("all"),
         drv_attrs: Symbol::new("drvAttrs"),
         name: Symbol::new("name"),
+        to_string: Symbol::new("__toString"),
+        out: Symbol::new("out"),
+        derivation: Value::string("derivation"),
     })
 }
 
@@ -138,7 +150,7 @@ fn output_attrs(shared: &OutputsShared, frame: &Env, i: usize) -> Value {
             s.get_str("drvPath").cloned().ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("drvPath".into())))
         }),
     );
-    b.insert(syms.type_, Value::string("derivation"));
+    b.insert(syms.type_, syms.derivation.clone());
     b.insert(syms.output_name, Value::string(name));
     b.insert(syms.all, Value::list(slots.clone()));
     b.insert(syms.drv_attrs, Value::Attrs(shared.drv_attrs.clone()));
@@ -294,7 +306,7 @@ fn derivation_strict(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value>
         let path = done.drv.env.get(o).cloned().unwrap_or_default();
         let mut c = Context::new();
         c.insert(format!("!{o}!{drv_path}"));
-        b.insert(Symbol::new(o), Value::string_ctx(path, c));
+        b.insert(output_symbol(o), Value::string_ctx(path, c));
     }
     Ok(Value::Attrs(b.finish()))
 }
@@ -368,7 +380,7 @@ fn process_attr(
         "__impure" => flags.1 = ev.force_bool(&attr.value)?,
         "args" => {
             for x in ev.force_list(&attr.value)?.iter() {
-                let s = ev.coerce_to_string(x, coerce)?;
+                let s = ev.coerce_to_shared_string(x, coerce)?;
                 ctx.add(s.context(), drv)?;
                 drv.args.push(s.as_str().to_owned());
             }
@@ -404,19 +416,9 @@ fn process_attr(
                     _ => {}
                 }
             } else {
-                // Strings as they are (no copy); anything else coerced.
                 let v = ev.force(&attr.value).map_err(|e| e.with_pos(attr.pos))?;
-                let coerced;
-                let s = match &v {
-                    Value::String(s) => &**s,
-                    _ => {
-                        coerced = ev.coerce_to_string(&v, coerce).map_err(|e| e.with_pos(attr.pos))?;
-                        &coerced
-                    }
-                };
-                ctx.add(s.context(), drv)?;
-                let s = s.as_str();
-                drv.env.entry(key.to_owned()).or_insert_with(|| s.to_owned());
+                let text = coerce_attr(ev, &v, ctx, drv).map_err(|e| e.with_pos(attr.pos))?;
+                let s = text.as_str();
                 match key {
                     "builder" => drv.builder = s.to_owned(),
                     "system" => drv.system = s.to_owned(),
@@ -429,10 +431,70 @@ fn process_attr(
                     }
                     _ => {}
                 }
+                if !drv.env.contains_key(key) {
+                    drv.env.insert(key.to_owned(), text.into_string());
+                }
             }
         }
     }
     Ok(())
+}
+
+/// An attribute's value as an environment variable, its context added to
+/// the inputs.
+enum AttrText {
+    Shared(Arc<NixString>),
+    Owned(String),
+}
+
+impl AttrText {
+    fn as_str(&self) -> &str {
+        match self {
+            AttrText::Shared(s) => s.as_str(),
+            AttrText::Owned(s) => s,
+        }
+    }
+
+    fn into_string(self) -> String {
+        match self {
+            AttrText::Shared(s) => s.as_str().to_owned(),
+            AttrText::Owned(s) => s,
+        }
+    }
+}
+
+/// Nix's `coerceToString(v, coerceMore, copyToStore)` of a (forced)
+/// derivation attribute, without copying strings with their contexts: a
+/// string is used as it is; a list (`deps = [ a b.dev ]`) is joined here,
+/// its elements' contexts going straight into `ctx`, derivations through
+/// their `outPath`. Anything else, and any element that is neither a string
+/// nor a set with `outPath` (and no `__toString`), is the evaluator's
+/// coercion, so results and errors are exactly its.
+fn coerce_attr(ev: &Evaluator, v: &Value, ctx: &mut Inputs<'_>, drv: &mut Derivation) -> EvalResult<AttrText> {
+    let opts = CoerceOpts { coerce_more: true, copy_to_store: true };
+    let Value::List(l) = v else {
+        let s = ev.coerce_to_shared_string(v, opts)?;
+        ctx.add(s.context(), drv)?;
+        return Ok(AttrText::Shared(s));
+    };
+    let mut out = String::new();
+    for (i, x) in l.iter().enumerate() {
+        let x = ev.force(x)?;
+        let s = match &x {
+            Value::Attrs(a) if a.get_attr(names().to_string).is_none() => match a.get_attr(names().out_path) {
+                Some(o) => ev.coerce_to_shared_string(&o.value, opts)?,
+                None => ev.coerce_to_shared_string(&x, opts)?,
+            },
+            _ => ev.coerce_to_shared_string(&x, opts)?,
+        };
+        out.push_str(s.as_str());
+        ctx.add(s.context(), drv)?;
+        let empty_list = matches!(&x, Value::List(l) if l.is_empty());
+        if i + 1 < l.len() && !empty_list {
+            out.push(' ');
+        }
+    }
+    Ok(AttrText::Owned(out))
 }
 
 /// The inputs named by string contexts, added to the derivation as each

@@ -170,6 +170,20 @@ pub fn write(
     Ok(())
 }
 
+/// [`write`] with the input derivations list already printed (`inputs`).
+pub(crate) fn write_with_printed_inputs(
+    drv: &Derivation,
+    store_dir: &StoreDir,
+    mask: bool,
+    inputs: &[u8],
+    out: &mut impl Sink,
+) -> Result<(), DerivationError> {
+    write_outputs(drv, store_dir, mask, out)?;
+    out.put(inputs);
+    write_rest(drv, store_dir, mask, out);
+    Ok(())
+}
+
 /// The unmasked ATerm into `out`, returning where its input derivations
 /// list starts and ends, so that the modulo ATerm (the same bytes with that
 /// list replaced, see [`write_replaced_inputs`]) can be hashed without

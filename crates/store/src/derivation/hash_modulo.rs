@@ -58,25 +58,46 @@ impl Derivation {
         &self,
         store_dir: &StoreDir,
         mask: bool,
-        mut lookup: impl FnMut(&StorePath) -> Result<H, E>,
+        lookup: impl FnMut(&StorePath) -> Result<H, E>,
     ) -> Result<DrvHash, E> {
         let kind = self.kind()?;
         match kind {
             DerivationKind::Fixed => Ok(DrvHash { hash: self.fixed_hash(store_dir)?, deferred: false }),
             DerivationKind::Impure => Ok(DrvHash { hash: Hash::digest(HashAlgo::Sha256, b"impure"), deferred: true }),
             DerivationKind::InputAddressed { .. } | DerivationKind::Floating => {
-                let mut deferred = kind == DerivationKind::Floating;
-                let mut replaced: ReplacedInputs<'_> = BTreeMap::new();
-                for (path, outputs) in &self.input_drvs {
-                    let h: DrvHash = lookup(path)?.into();
-                    deferred |= h.deferred;
-                    replaced.entry(h.hash.to_base16()).or_default().extend(outputs.iter().map(String::as_str));
-                }
-                let mut hasher = BufferedHasher::new(HashAlgo::Sha256);
-                aterm::write(self, store_dir, mask, Some(&replaced), &mut hasher)?;
-                Ok(DrvHash { hash: hasher.finish(), deferred })
+                let (inputs, deferred) = self.replaced_inputs(lookup)?;
+                let hash = self.hash_with_replaced(store_dir, mask, &inputs)?;
+                Ok(DrvHash { hash, deferred: deferred || kind == DerivationKind::Floating })
             }
         }
+    }
+
+    /// The printed ATerm list of the input derivations replaced by their
+    /// modulo hashes (see [`aterm::write_replaced_inputs`]), and whether any
+    /// input is deferred. Masked or not, a derivation's modulo ATerms share
+    /// this list, so it is printed once.
+    fn replaced_inputs<E: From<DerivationError>, H: Into<DrvHash>>(
+        &self,
+        mut lookup: impl FnMut(&StorePath) -> Result<H, E>,
+    ) -> Result<(Vec<u8>, bool), E> {
+        let mut deferred = false;
+        let mut replaced: ReplacedInputs<'_> = BTreeMap::new();
+        for (path, outputs) in &self.input_drvs {
+            let h: DrvHash = lookup(path)?.into();
+            deferred |= h.deferred;
+            replaced.entry(h.hash.to_base16()).or_default().extend(outputs.iter().map(String::as_str));
+        }
+        let mut out = Vec::with_capacity(2 + replaced.len() * 80);
+        aterm::write_replaced_inputs(&replaced, &mut out);
+        Ok((out, deferred))
+    }
+
+    /// The sha256 of the ATerm with the input derivations list `inputs`
+    /// (printed by [`Derivation::replaced_inputs`]), masked or not.
+    fn hash_with_replaced(&self, store_dir: &StoreDir, mask: bool, inputs: &[u8]) -> Result<Hash, DerivationError> {
+        let mut hasher = BufferedHasher::new(HashAlgo::Sha256);
+        aterm::write_with_printed_inputs(self, store_dir, mask, inputs, &mut hasher)?;
+        Ok(hasher.finish())
     }
 
     /// The modulo hash of a fixed-output derivation (its single output "out").
@@ -164,33 +185,38 @@ impl ModuloHashCache {
     /// writes `aterm` to the store (a text file referencing the inputs).
     pub fn instantiate(&mut self, store_dir: &StoreDir, drv: &mut Derivation) -> Result<Instantiated, DerivationError> {
         self.check_inputs(drv)?;
-        drv.compute_output_paths(store_dir, |p| self.lookup(p))?;
+        let kind = drv.kind()?;
+        // The inputs list of the modulo ATerms, masked (for the output
+        // paths) and not (the memoised hash), printed once for both.
+        let replaced = match kind {
+            DerivationKind::InputAddressed { .. } | DerivationKind::Floating if !drv.input_drvs.is_empty() => {
+                Some(drv.replaced_inputs(|p| self.lookup(p))?)
+            }
+            _ => None,
+        };
+        if let (DerivationKind::InputAddressed { .. }, Some((inputs, deferred))) = (kind, &replaced) {
+            let hash = drv.hash_with_replaced(store_dir, true, inputs)?;
+            drv.set_input_addressed_paths(store_dir, DrvHash { hash, deferred: *deferred })?;
+        } else {
+            drv.compute_output_paths(store_dir, |p| self.lookup(p))?;
+        }
         let mut aterm = Vec::with_capacity(2048);
         let (start, end) = aterm::write_with_inputs_span(drv, store_dir, &mut aterm)?;
         let aterm_hash = Hash::digest(HashAlgo::Sha256, &aterm);
         let drv_path = drv.drv_path_of_hash(store_dir, &aterm_hash)?;
-        let kind = drv.kind()?;
-        let modulo_hash = match kind {
-            // Without input derivations the modulo ATerm is the ATerm itself.
-            DerivationKind::InputAddressed { .. } | DerivationKind::Floating if drv.input_drvs.is_empty() => {
-                DrvHash { hash: aterm_hash, deferred: kind == DerivationKind::Floating }
-            }
+        let floating = kind == DerivationKind::Floating;
+        let modulo_hash = match (kind, replaced) {
             // Else it is the ATerm with the input derivations list replaced.
-            DerivationKind::InputAddressed { .. } | DerivationKind::Floating => {
-                let mut deferred = kind == DerivationKind::Floating;
-                let mut replaced: ReplacedInputs<'_> = BTreeMap::new();
-                for (path, outputs) in &drv.input_drvs {
-                    let h = self.lookup(path)?;
-                    deferred |= h.deferred;
-                    replaced.entry(h.hash.to_base16()).or_default().extend(outputs.iter().map(String::as_str));
-                }
-                let mut inputs = Vec::with_capacity(end.saturating_sub(start));
-                aterm::write_replaced_inputs(&replaced, &mut inputs);
+            (_, Some((inputs, deferred))) => {
                 let mut hasher = Hasher::new(HashAlgo::Sha256);
                 hasher.update(aterm.get(..start).unwrap_or_default());
                 hasher.update(&inputs);
                 hasher.update(aterm.get(end..).unwrap_or_default());
-                DrvHash { hash: hasher.finish(), deferred }
+                DrvHash { hash: hasher.finish(), deferred: deferred || floating }
+            }
+            // Without input derivations the modulo ATerm is the ATerm itself.
+            (DerivationKind::InputAddressed { .. } | DerivationKind::Floating, None) => {
+                DrvHash { hash: aterm_hash, deferred: floating }
             }
             _ => drv.drv_hash(store_dir, false, |p| self.lookup(p))?,
         };

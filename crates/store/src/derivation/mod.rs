@@ -195,6 +195,31 @@ impl DerivationOutput {
 }
 
 impl Derivation {
+    /// The output paths (and output env vars) of an input-addressed
+    /// derivation from its masked modulo hash `h` (deferred: all empty).
+    fn set_input_addressed_paths(&mut self, store_dir: &StoreDir, h: DrvHash) -> Result<(), DerivationError> {
+        let Derivation { name, outputs, env, .. } = self;
+        for (output, o) in outputs.iter_mut() {
+            let value = if h.deferred {
+                // Depends on a floating or impure derivation: paths unknown.
+                *o = DerivationOutput::Deferred;
+                String::new()
+            } else {
+                let path = store_dir.make_output_path(output, &h.hash, name)?;
+                let value = store_dir.display(&path);
+                *o = DerivationOutput::InputAddressed { path };
+                value
+            };
+            match env.get_mut(output) {
+                Some(v) => *v = value,
+                None => {
+                    env.insert(output.clone(), value);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Parse an ATerm `.drv` file. `name` is the derivation name; when `None`
     /// it is taken from the `name` environment variable.
     pub fn parse(store_dir: &StoreDir, aterm: &[u8], name: Option<&str>) -> Result<Derivation, ParseError> {
@@ -304,25 +329,7 @@ impl Derivation {
             }
             DerivationKind::InputAddressed { .. } => {
                 let h = self.drv_hash(store_dir, true, lookup)?;
-                let Derivation { name, outputs, env, .. } = self;
-                for (output, o) in outputs.iter_mut() {
-                    let value = if h.deferred {
-                        // Depends on a floating or impure derivation: paths unknown.
-                        *o = DerivationOutput::Deferred;
-                        String::new()
-                    } else {
-                        let path = store_dir.make_output_path(output, &h.hash, name).map_err(DerivationError::from)?;
-                        let value = store_dir.display(&path);
-                        *o = DerivationOutput::InputAddressed { path };
-                        value
-                    };
-                    match env.get_mut(output) {
-                        Some(v) => *v = value,
-                        None => {
-                            env.insert(output.clone(), value);
-                        }
-                    }
-                }
+                self.set_input_addressed_paths(store_dir, h)?;
             }
             DerivationKind::Floating | DerivationKind::Impure => {
                 for output in self.outputs.keys() {

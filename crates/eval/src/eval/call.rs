@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::Evaluator;
+use super::borrow::VRef;
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::ir::{Expr, Lambda, Param};
 use crate::source::Pos;
@@ -68,34 +69,36 @@ impl Evaluator {
     /// given all its arguments is called at once, curried lambdas are
     /// entered two arguments at a time (see [`Evaluator::call2`]).
     #[inline(never)]
-    pub(super) fn apply_exprs(&self, mut f: Value, args: &[Arc<Expr>], pos: Pos, env: &Env) -> EvalResult<Value> {
+    /// The function is borrowed (see `borrow.rs`): calling a shared function
+    /// does not touch its reference count.
+    pub(super) fn apply_exprs(&self, mut f: VRef<'_>, args: &[Arc<Expr>], pos: Pos, env: &Env) -> EvalResult<Value> {
         let mut rest = args;
         while let Some((first, tail)) = rest.split_first() {
-            match &f {
+            match &*f {
                 Value::PrimOp(op) if op.arity() > 1 && op.arity() <= rest.len() => {
                     let (now, later) = rest.split_at(op.arity());
                     let mut v = Vec::with_capacity(now.len());
                     for a in now {
                         v.push(self.delay(a, env)?);
                     }
-                    f = self.call_primop(op, v, pos)?;
+                    f = VRef::Own(self.call_primop(op, v, pos)?);
                     rest = later;
                 }
                 Value::Lambda(c) if matches!(c.lambda.body, Expr::Lambda(_)) && !tail.is_empty() => {
                     let a = self.delay(first, env)?;
                     let (second, later) = tail.split_first().ok_or_else(|| EvalError::other("internal error"))?;
                     let b = self.delay(second, env)?;
-                    f = self.call2(&f, a, b, pos)?;
+                    f = VRef::Own(self.call2(&f, a, b, pos)?);
                     rest = later;
                 }
                 _ => {
                     let a = self.delay(first, env)?;
-                    f = self.call(&f, a, pos)?;
+                    f = VRef::Own(self.call(&f, a, pos)?);
                     rest = tail;
                 }
             }
         }
-        Ok(f)
+        Ok(f.into_owned())
     }
 
     fn call_inner(&self, f: &Value, arg: Value, pos: Pos) -> EvalResult<Value> {

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{Evaluator, released};
+use super::Evaluator;
+use super::borrow::VRef;
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::ir::{AttrName, AttrsExpr, BinOp, Expr, LetExpr};
-use crate::source::Pos;
 use crate::symbol::Symbol;
 use crate::value::{Attr, Attrs, AttrsBuilder, Env, Thunk, Value};
 
@@ -14,7 +14,7 @@ impl Evaluator {
         match e {
             Expr::Const(v) => Ok(v.clone()),
             Expr::Local { depth, idx } => self.eval_local(env, *depth, *idx),
-            Expr::WithVar { name, withs, pos } => self.eval_with_var(*name, withs, *pos, env),
+            Expr::WithVar { .. } => self.eval_ref(e, env).map(super::borrow::VRef::into_owned),
             Expr::Interp { parts, pos } => self.interpolate(parts, env).map_err(|e| e.with_pos(*pos)),
             Expr::PathInterp { parts, pos } => self.path_interp(parts, env).map_err(|e| e.with_pos(*pos)),
             Expr::List(items) => self.eval_list(items, env),
@@ -22,10 +22,12 @@ impl Evaluator {
             Expr::Let(l) => self.eval_let(l, env),
             Expr::Lambda(l) => Ok(Value::Lambda(Arc::new(crate::value::Closure { lambda: l.clone(), env: env.clone() }))),
             Expr::Apply { func, args, pos } => {
-                let f = self.eval(func, env)?;
+                let f = self.eval_ref(func, env)?;
                 self.apply_exprs(f, args, *pos, env)
             }
-            Expr::Select { expr, path, default, pos } => self.eval_select(expr, path, default.as_deref(), *pos, env),
+            Expr::Select { expr, path, default, pos } => {
+                self.select_ref(expr, path, default.as_deref(), *pos, env).map(super::borrow::VRef::into_owned)
+            }
             Expr::HasAttr { expr, path } => self.eval_has_attr(expr, path, env),
             Expr::If { cond, then, else_, pos } => {
                 let c = self.eval(cond, env)?;
@@ -58,18 +60,6 @@ impl Evaluator {
     }
 
     #[inline(never)]
-    fn eval_with_var(&self, name: Symbol, withs: &[u32], pos: Pos, env: &Env) -> EvalResult<Value> {
-        for d in withs.iter() {
-            let scope = env.lookup(*d, 0).map_err(|_| released())?;
-            let attrs = self.force_attrs(&scope).map_err(|e| e.with_pos(pos))?;
-            if let Some(v) = attrs.get(name) {
-                return self.force(v);
-            }
-        }
-        Err(EvalError::at(ErrorKind::UndefinedVar(name.to_string()), pos))
-    }
-
-    #[inline(never)]
     fn eval_list(&self, items: &[Arc<Expr>], env: &Env) -> EvalResult<Value> {
         let mut v = Vec::with_capacity(items.len());
         for i in items.iter() {
@@ -80,13 +70,18 @@ impl Evaluator {
 
     #[inline(never)]
     fn eval_has_attr(&self, expr: &Expr, path: &[AttrName], env: &Env) -> EvalResult<Value> {
-        let mut v = self.eval(expr, env)?;
+        let mut v = self.eval_ref(expr, env)?;
         for (i, name) in path.iter().enumerate() {
-            let Value::Attrs(a) = v else { return Ok(Value::Bool(false)) };
             let name = self.attr_name(name, env)?;
-            match a.get(name) {
+            let found = match &v {
+                VRef::Ref(Value::Attrs(a)) => a.get(name).map(VRef::Ref),
+                VRef::Own(Value::Attrs(a)) => a.get(name).map(|x| VRef::Own(x.clone())),
+                _ => return Ok(Value::Bool(false)),
+            };
+            match found {
                 // Only the attributes on the way are forced.
-                Some(x) if i + 1 < path.len() => v = self.force(x)?,
+                Some(VRef::Ref(x)) if i + 1 < path.len() => v = self.force_ref(x)?,
+                Some(VRef::Own(x)) if i + 1 < path.len() => v = VRef::Own(self.force(&x)?),
                 Some(_) => return Ok(Value::Bool(true)),
                 None => return Ok(Value::Bool(false)),
             }
@@ -103,44 +98,6 @@ impl Evaluator {
                 Ok(Symbol::new(s.as_str()))
             }
         }
-    }
-
-    #[inline(never)]
-    fn eval_select(
-        &self,
-        expr: &Expr,
-        path: &[AttrName],
-        default: Option<&Expr>,
-        pos: Pos,
-        env: &Env,
-    ) -> EvalResult<Value> {
-        let mut v = self.eval(expr, env)?;
-        for name in path {
-            let sym = self.attr_name(name, env)?;
-            let found = match &v {
-                Value::Attrs(a) => a.get_attr(sym).map(|a| (a.value.clone(), a.pos)),
-                other => {
-                    if let Some(d) = default {
-                        return self.eval(d, env);
-                    }
-                    return Err(EvalError::at(ErrorKind::Type { got: other.type_desc(), expected: "a set" }, pos));
-                }
-            };
-            match found {
-                Some((x, apos)) => {
-                    v = self.force(&x).map_err(|e| {
-                        e.add_frame(apos, format!("while evaluating the attribute '{sym}'"))
-                    })?
-                }
-                None => {
-                    if let Some(d) = default {
-                        return self.eval(d, env);
-                    }
-                    return Err(EvalError::at(ErrorKind::MissingAttr(sym.to_string()), pos));
-                }
-            }
-        }
-        Ok(v)
     }
 
     /// A value for a binding of a recursive frame: variables of the frame

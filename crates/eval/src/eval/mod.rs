@@ -12,6 +12,7 @@
 //! against `max_call_depth` (per thread), so deep recursion ends in an
 //! error, never a crash. Arithmetic is checked (`ops.rs`).
 
+mod borrow;
 mod call;
 mod coerce;
 mod expr;
@@ -292,14 +293,13 @@ impl Evaluator {
     /// A variable's value, forced.
     #[inline]
     pub(crate) fn eval_local(&self, env: &Env, depth: u32, idx: u32) -> EvalResult<Value> {
-        env.with_slot(depth, idx, |v| match v {
+        match env.slot(depth, idx).map_err(|_| released())? {
             Value::Thunk(t) => match t.get_ref() {
                 Some(v) => Ok(v.clone()),
                 None => self.force_thunk(t),
             },
             v => Ok(v.clone()),
-        })
-        .map_err(|_| released())?
+        }
     }
 
     /// A value for `e` in `env` without evaluating it: constants and

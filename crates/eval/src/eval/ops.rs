@@ -46,9 +46,11 @@ impl Evaluator {
                 self.call(&f, x, pos)
             }
             _ => {
-                let l = self.eval(lhs, env)?;
-                let r = self.eval(rhs, env)?;
-                if let (Value::Int(a), Value::Int(b)) = (&l, &r) {
+                // Operands borrowed (see `borrow.rs`): comparing or
+                // selecting from shared values clones nothing.
+                let l = self.eval_ref(lhs, env)?;
+                let r = self.eval_ref(rhs, env)?;
+                if let (Value::Int(a), Value::Int(b)) = (&*l, &*r) {
                     // Each case returns directly (no intermediate
                     // `Option<Value>` to copy out of).
                     let (a, b) = (*a, *b);
@@ -78,7 +80,12 @@ impl Evaluator {
                         _ => {}
                     }
                 }
-                self.binop_values(op, l, r).map_err(|e| e.with_pos(pos))
+                let r = match op {
+                    BinOp::Eq => self.equal(&l, &r).map(Value::Bool),
+                    BinOp::NotEq => self.equal(&l, &r).map(|b| Value::Bool(!b)),
+                    _ => self.binop_values(op, l.into_owned(), r.into_owned()),
+                };
+                r.map_err(|e| e.with_pos(pos))
             }
         }
     }

@@ -163,51 +163,32 @@ impl Env {
     }
 
     pub fn lookup(&self, depth: u32, idx: u32) -> Result<Value, EnvCleared> {
-        let mut e = &self.0;
-        for _ in 0..depth {
-            e = &e.parent.as_ref().ok_or(EnvCleared)?.0;
-        }
-        match &e.slots {
-            Slots::One(v) if idx == 0 => Ok(v.clone()),
-            Slots::One(_) => Err(EnvCleared),
-            Slots::Fixed(s) => s.get(idx as usize).cloned().ok_or(EnvCleared),
-            Slots::Rec(r) => r.get().and_then(|s| s.get(idx as usize)).cloned().ok_or(EnvCleared),
-        }
+        self.slot(depth, idx).cloned()
     }
 
     /// Like [`Env::lookup`], but looks through a forced thunk without
     /// cloning the thunk itself (the hot path of variable access).
     #[inline]
     pub fn lookup_shallow(&self, depth: u32, idx: u32) -> Result<Value, EnvCleared> {
-        let mut e = &self.0;
-        for _ in 0..depth {
-            e = &e.parent.as_ref().ok_or(EnvCleared)?.0;
-        }
-        let shallow = |v: &Value| match v {
+        self.slot(depth, idx).map(|v| match v {
             Value::Thunk(t) => t.get().unwrap_or_else(|| v.clone()),
             v => v.clone(),
-        };
-        match &e.slots {
-            Slots::One(v) if idx == 0 => Ok(shallow(v)),
-            Slots::One(_) => Err(EnvCleared),
-            Slots::Fixed(s) => s.get(idx as usize).map(shallow).ok_or(EnvCleared),
-            Slots::Rec(r) => r.get().and_then(|s| s.get(idx as usize)).map(shallow).ok_or(EnvCleared),
-        }
+        })
     }
 
-    /// Force-free access to a slot: a reference into the frame (recursive
-    /// frames' slots are not written again while the frame is borrowed).
+    /// A reference to a slot (valid while the frame is borrowed: see the
+    /// module invariants).
     #[inline]
-    pub(crate) fn with_slot<R>(&self, depth: u32, idx: u32, f: impl FnOnce(&Value) -> R) -> Result<R, EnvCleared> {
+    pub(crate) fn slot(&self, depth: u32, idx: u32) -> Result<&Value, EnvCleared> {
         let mut e = &self.0;
         for _ in 0..depth {
             e = &e.parent.as_ref().ok_or(EnvCleared)?.0;
         }
         match &e.slots {
-            Slots::One(v) if idx == 0 => Ok(f(v)),
+            Slots::One(v) if idx == 0 => Ok(v),
             Slots::One(_) => Err(EnvCleared),
-            Slots::Fixed(s) => s.get(idx as usize).map(f).ok_or(EnvCleared),
-            Slots::Rec(r) => r.get().and_then(|s| s.get(idx as usize)).map(f).ok_or(EnvCleared),
+            Slots::Fixed(s) => s.get(idx as usize).ok_or(EnvCleared),
+            Slots::Rec(r) => r.get().and_then(|s| s.get(idx as usize)).ok_or(EnvCleared),
         }
     }
 

@@ -323,7 +323,7 @@ pub fn run_pipeline(fa: &FleetArgs, selectors: &[String], opts: &ApplyOptions) -
     let computing = Arc::new(ComputingStore::new(&store_dir).with_drv_dir(drv_dir.path().to_path_buf()));
     let snapshot: apply::Snapshot = {
         let c = Arc::clone(&computing);
-        Arc::new(move || c.write_manifest().map_err(|e| e.to_string()))
+        Arc::new(move || c.write_manifest().map_err(Into::into))
     };
     let rt = runtime()?;
     let (eval_tx, eval_rx) = mpsc::unbounded_channel();

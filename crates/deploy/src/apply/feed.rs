@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use super::error::FeedError;
 use super::{ApplyProgress, HostReport, HostSpec, Phase, Verdict};
 use ndeploy_store::daemon::{LocalStore, open_local_store};
 
@@ -31,7 +32,7 @@ pub enum Evaluation {
 }
 
 /// Writes the evaluation's manifest as it is now.
-pub type Snapshot = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+pub type Snapshot = Arc<dyn Fn() -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send + Sync>;
 
 /// What the feed did.
 #[derive(Debug, Default)]
@@ -117,14 +118,14 @@ async fn register_round(
     local: &mut Option<LocalStore>,
     snapshot: &Snapshot,
     drv_dir: &std::path::Path,
-) -> Result<usize, String> {
+) -> Result<usize, FeedError> {
     let snap = Arc::clone(snapshot);
-    tokio::task::spawn_blocking(move || snap()).await.map_err(|e| format!("manifest task failed: {e}"))??;
+    tokio::task::spawn_blocking(move || snap()).await.map_err(FeedError::Task)?.map_err(FeedError::Snapshot)?;
     let conn = match local {
         Some(store) => &mut store.conn,
-        None => &mut local.insert(open_local_store().await.map_err(|e| format!("local Nix store: {e}"))?).conn,
+        None => &mut local.insert(open_local_store().await.map_err(FeedError::Local)?).conn,
     };
-    registrar.register(conn, drv_dir, true).await.map_err(|e| e.to_string())
+    Ok(registrar.register(conn, drv_dir, true).await?)
 }
 
 #[cfg(test)]

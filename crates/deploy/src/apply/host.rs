@@ -15,6 +15,7 @@ use ndeploy_store::daemon::open_local_store;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use super::error::HostError;
 use super::push_batch::PushBatcher;
 use super::{ApplyOptions, HostReport, HostSpec, Phase, Verdict};
 use crate::activate::{self, Goal, Outcome};
@@ -38,10 +39,10 @@ fn connect_in_background(h: &HostSpec, opts: &ApplyOptions) -> Connecting {
     tokio::spawn(async move { SshSession::connect(&ssh, &connect).await })
 }
 
-async fn connected(c: Connecting) -> Result<SshSession, String> {
+async fn connected(c: Connecting) -> Result<SshSession, HostError> {
     match c.await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(e) => Err(format!("connecting task failed: {e}")),
+        Ok(r) => Ok(r?),
+        Err(e) => Err(HostError::ConnectTask(e)),
     }
 }
 
@@ -60,7 +61,7 @@ pub(super) async fn run_host(h: HostSpec, opts: &ApplyOptions, shared: &Shared) 
     let dir = ndeploy_store::store_path::StoreDir::from_env();
     r.toplevel = dir.display(&h.toplevel);
     if let Err(e) = pipeline(&h, opts, shared, &mut r).await {
-        r.verdict = Verdict::Failed(e);
+        r.verdict = Verdict::Failed(e.to_string());
     }
     r.total_secs = started.elapsed().as_secs_f64();
     if r.verdict != Verdict::Built {
@@ -84,17 +85,17 @@ fn build_log(h: &HostSpec, opts: &ApplyOptions) -> impl Fn(&str) + Send + Sync +
     }
 }
 
-async fn pipeline(h: &HostSpec, opts: &ApplyOptions, shared: &Shared, r: &mut HostReport) -> Result<(), String> {
+async fn pipeline(h: &HostSpec, opts: &ApplyOptions, shared: &Shared, r: &mut HostReport) -> Result<(), HostError> {
     let remote_build = h.build_on_target() && opts.goal.is_some();
     // The session for keys and activation connects while we build and push.
     let connecting = opts.goal.map(|_| connect_in_background(h, opts));
     let t = Instant::now();
     if !remote_build {
         opts.progress.phase(&h.name, Phase::Building);
-        let mut local = open_local_store().await.map_err(|e| format!("local Nix store: {e}"))?;
+        let mut local = open_local_store().await.map_err(HostError::Local)?;
         let built = build::build(&mut local.conn, &h.drv, build_log(h, opts)).await;
         local.close().await;
-        built.map_err(|e| e.to_string())?;
+        built.map_err(HostError::Build)?;
         r.build_secs = Some(t.elapsed().as_secs_f64());
         say(opts, &h.name, &format!("built {} ({:.2}s)", r.toplevel, t.elapsed().as_secs_f64()));
     }
@@ -116,7 +117,7 @@ async fn pipeline(h: &HostSpec, opts: &ApplyOptions, shared: &Shared, r: &mut Ho
         let target = PushTarget { name: h.name.clone(), ssh: h.ssh.clone(), roots: vec![root] };
         let tr = shared.pusher.push(target).await?;
         if let Some(e) = tr.error {
-            return Err(format!("push: {e}"));
+            return Err(HostError::Push(e));
         }
         r.pushed_paths = tr.sent_paths;
         r.pushed_bytes = tr.sent_bytes;
@@ -134,14 +135,14 @@ async fn pipeline(h: &HostSpec, opts: &ApplyOptions, shared: &Shared, r: &mut Ho
     if remote_build {
         opts.progress.phase(&h.name, Phase::Building);
         let t = Instant::now();
-        let mut store = open_remote_store(&session, h.ssh.remote_store.as_deref()).await.map_err(|e| e.to_string())?;
+        let mut store = open_remote_store(&session, h.ssh.remote_store.as_deref()).await?;
         let built = build::build(&mut store.conn, &h.drv, build_log(h, opts)).await;
         let _ = store.close().await;
-        built.map_err(|e| format!("on the target: {e}"))?;
+        built.map_err(HostError::RemoteBuild)?;
         r.build_secs = Some(t.elapsed().as_secs_f64());
         say(opts, &h.name, &format!("built {} ({:.2}s)", r.toplevel, t.elapsed().as_secs_f64()));
     }
-    let keys = keys::parse(&h.deployment).map_err(|e| e.to_string())?;
+    let keys = keys::parse(&h.deployment)?;
     let (pre, post): (Vec<_>, Vec<_>) = keys.into_iter().partition(|k| k.upload_at != "post-activation");
     if opts.upload_keys && goal != Goal::DryActivate && !pre.is_empty() {
         opts.progress.phase(&h.name, Phase::Keys);
@@ -154,14 +155,14 @@ async fn pipeline(h: &HostSpec, opts: &ApplyOptions, shared: &Shared, r: &mut Ho
                     Ok(()) => "the previous keys are restored".to_owned(),
                     Err(why) => why.to_string(),
                 };
-                return Err(format!("{e} ({restored})"));
+                return Err(HostError::KeysRestored { error: e, restored });
             }
         }
     }
     let result = activate_host(h, opts, goal, &session, r).await;
     if result.is_ok() && opts.upload_keys && r.verdict == Verdict::Deployed && !post.is_empty() {
         opts.progress.phase(&h.name, Phase::Keys);
-        r.keys += keys::upload(&session, &post, &opts.target_root, None).await.map_err(|e| e.to_string())?;
+        r.keys += keys::upload(&session, &post, &opts.target_root, None).await?;
     }
     let _ = session.disconnect().await;
     result
@@ -173,14 +174,14 @@ async fn activate_host(
     goal: Goal,
     session: &SshSession,
     r: &mut HostReport,
-) -> Result<(), String> {
+) -> Result<(), HostError> {
     opts.progress.phase(&h.name, Phase::Activating);
     let aopts = opts.activate_options(goal);
     let top = &r.toplevel.clone();
     let printer = |line: &str| say(opts, &h.name, line);
     let t = Instant::now();
     if goal == Goal::DryActivate {
-        let ok = activate::dry_activate(session, &aopts, top, printer).await.map_err(|e| e.to_string())?;
+        let ok = activate::dry_activate(session, &aopts, top, printer).await?;
         r.activate_secs = Some(t.elapsed().as_secs_f64());
         r.verdict = if ok { Verdict::DryActivated } else { Verdict::Failed("dry-activate failed".into()) };
         return Ok(());
@@ -196,8 +197,8 @@ async fn activate_host(
             say(opts, &h.name, &format!("lost the activation's connection ({e}); reconnecting"));
             reconnected = SshSession::connect(&h.ssh, &opts.connect)
                 .await
-                .map_err(|e2| format!("lost the connection during activation ({e}) and cannot reconnect ({e2}); the target rolls back by itself"))?;
-            let s = activate::wait_status(&reconnected, &run_dir, wait_secs).await.map_err(|e| e.to_string())?;
+                .map_err(|reconnect| HostError::LostActivation { lost: e, reconnect })?;
+            let s = activate::wait_status(&reconnected, &run_dir, wait_secs).await?;
             (&reconnected, s)
         }
     };
@@ -205,14 +206,14 @@ async fn activate_host(
     opts.progress.phase(&h.name, Phase::Confirming);
     let t = Instant::now();
     if !started.succeeded() {
-        let outcome = activate::wait_result(session, &run_dir, wait_secs).await.map_err(|e| e.to_string())?;
+        let outcome = activate::wait_result(session, &run_dir, wait_secs).await?;
         r.verdict = verdict(outcome, &format!("activation failed (status {})", started.status));
         r.confirm_secs = Some(t.elapsed().as_secs_f64());
         return Ok(());
     }
-    let checks = health::parse(&h.deployment).map_err(|e| e.to_string())?;
+    let checks = health::parse(&h.deployment)?;
     if !aopts.magic_rollback {
-        let outcome = activate::wait_result(session, &run_dir, wait_secs).await.map_err(|e| e.to_string())?;
+        let outcome = activate::wait_result(session, &run_dir, wait_secs).await?;
         r.verdict = verdict(outcome, "");
         // Without magic rollback a failing check is reported, nothing is undone.
         if r.verdict == Verdict::Deployed
@@ -231,7 +232,7 @@ async fn activate_host(
     if let Err(why) = checked.map_err(|e| e.to_string()) {
         fresh.abort();
         say(opts, &h.name, &why);
-        let outcome = activate::abort(session, &run_dir, "health-check-failed", wait_secs).await.map_err(|e| e.to_string())?;
+        let outcome = activate::abort(session, &run_dir, "health-check-failed", wait_secs).await?;
         r.verdict = verdict(outcome, &why);
         r.confirm_secs = Some(t.elapsed().as_secs_f64());
         return Ok(());
@@ -239,13 +240,13 @@ async fn activate_host(
     // Confirm over a NEW connection: proves the new configuration still lets us in.
     let confirmed = match connected(fresh).await {
         Ok(fresh) => {
-            let o = activate::confirm(&fresh, &run_dir).await.map_err(|e| e.to_string());
+            let o = activate::confirm(&fresh, &run_dir).await.map_err(HostError::from);
             let _ = fresh.disconnect().await;
             o
         }
-        Err(e) => Err(format!("cannot reconnect to confirm: {e}")),
+        Err(e) => Err(HostError::Reconnect(Box::new(e))),
     };
-    r.verdict = match confirmed {
+    r.verdict = match confirmed.map_err(|e| e.to_string()) {
         Ok(outcome) => verdict(outcome, "confirmation"),
         Err(why) => {
             say(opts, &h.name, &format!("{why}; waiting for the target to roll back"));

@@ -16,6 +16,7 @@
 //! target itself. A failing host is reported and never stops the others.
 //! Nothing here prints: everything goes to [`ApplyOptions::progress`].
 
+pub mod error;
 pub mod feed;
 mod host;
 pub mod progress;
@@ -32,6 +33,7 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::activate::{ActivateOptions, Goal};
 use crate::push::agent::AgentMode;
 use crate::ssh::{ConnectOptions, SshTarget};
+pub use error::{BatchError, FeedError, HostError};
 pub use feed::{Evaluation, FeedReport, Snapshot, register_and_feed};
 pub use progress::{ApplyProgress, Lines, Phase, Silent};
 pub use push_batch::PushBatcher;

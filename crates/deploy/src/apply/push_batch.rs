@@ -20,6 +20,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use ndeploy_store::daemon::{LocalStore, open_local_store};
 
+use super::error::BatchError;
 use super::progress::ApplyProgress;
 use crate::push::agent::AgentMode;
 use crate::push::{PushError, PushOptions, PushProgress, PushTarget, TargetProgress, TargetReport, push_opening};
@@ -28,7 +29,7 @@ use crate::ssh::ConnectOptions;
 struct Request {
     target: PushTarget,
     queued: Instant,
-    reply: oneshot::Sender<Result<TargetReport, String>>,
+    reply: oneshot::Sender<Result<TargetReport, BatchError>>,
 }
 
 /// Hands pushes to the coordinator (cheap to clone).
@@ -57,10 +58,10 @@ impl PushBatcher {
 
     /// Push `target`'s roots; the target's report (its stages start with
     /// `slot-wait`, the seconds spent queued), or why the push failed.
-    pub async fn push(&self, target: PushTarget) -> Result<TargetReport, String> {
+    pub async fn push(&self, target: PushTarget) -> Result<TargetReport, BatchError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Request { target, queued: Instant::now(), reply }).map_err(|_| "the push coordinator has stopped".to_owned())?;
-        answer.await.map_err(|_| "the push coordinator dropped the request".to_owned())?
+        self.tx.send(Request { target, queued: Instant::now(), reply }).map_err(|_| BatchError::Stopped)?;
+        answer.await.map_err(|_| BatchError::Dropped)?
     }
 }
 
@@ -101,7 +102,7 @@ async fn run_batch(batch: Vec<Request>, connect: ConnectOptions, agent: AgentMod
         let store = open_local_store().await.map_err(PushError::Local)?;
         Ok(&mut slot.insert(store).conn)
     };
-    let result = push_opening(open, targets, &opts).await.map_err(|e| e.to_string());
+    let result = push_opening(open, targets, &opts).await.map_err(Arc::new);
     if let Some(l) = local {
         l.close().await;
     }
@@ -114,12 +115,12 @@ async fn run_batch(batch: Vec<Request>, connect: ConnectOptions, agent: AgentMod
                     t.stages.insert(0, ("slot-wait".to_owned(), waited));
                     t
                 });
-                let _ = reply.send(report.ok_or_else(|| format!("push returned no report for {name}")));
+                let _ = reply.send(report.ok_or_else(|| BatchError::NoReport(name.clone())));
             }
         }
         Err(e) => {
             for reply in replies {
-                let _ = reply.send(Err(e.clone()));
+                let _ = reply.send(Err(BatchError::Push(Arc::clone(&e))));
             }
         }
     }

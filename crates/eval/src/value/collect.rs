@@ -132,15 +132,48 @@ impl Evaluator {
 /// frees them (on any thread).
 #[derive(Default)]
 pub struct Garbage {
-    values: Vec<Value>,
-    envs: Vec<Env>,
-    nodes: Vec<Node>,
+    values: Vec<Vec<Value>>,
+    envs: Vec<Vec<Env>>,
+    nodes: Vec<Vec<Node>>,
+}
+
+impl Drop for Garbage {
+    /// Frees the garbage: the values taken out of its frames and thunks
+    /// first (the references between garbage nodes), then the handles (the
+    /// last references). Freeing is bound by memory latency, so each
+    /// value's node is prefetched a few values ahead.
+    fn drop(&mut self) {
+        const AHEAD: usize = 8;
+        fn drain<T>(v: Vec<T>, addr: impl Fn(&T) -> Option<usize>) {
+            let mut it = v.into_iter();
+            for x in it.as_slice().iter().take(AHEAD) {
+                if let Some(a) = addr(x) {
+                    prefetch(a);
+                }
+            }
+            while let Some(x) = it.next() {
+                if let Some(a) = it.as_slice().get(AHEAD).and_then(&addr) {
+                    prefetch(a);
+                }
+                drop(x);
+            }
+        }
+        for v in std::mem::take(&mut self.values) {
+            drain(v, |x| Child::Value(x).addr_only());
+        }
+        for v in std::mem::take(&mut self.envs) {
+            drain(v, |e| Some(e.addr()));
+        }
+        for v in std::mem::take(&mut self.nodes) {
+            drain(v, |n| Some(n.addr()));
+        }
+    }
 }
 
 impl Garbage {
     /// Nothing to free.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty() && self.envs.is_empty() && self.nodes.is_empty()
+        self.values.iter().all(Vec::is_empty) && self.envs.iter().all(Vec::is_empty) && self.nodes.iter().all(Vec::is_empty)
     }
 }
 
@@ -382,11 +415,11 @@ pub(crate) unsafe fn collect_frames(
     // 1. Count the references from inside the walked graph (in parallel).
     let found = walk::count(&table, roots, lists, walkers > 1);
     let mut lists = Vec::with_capacity(found.len());
-    let mut unrecorded_mutable = Vec::new();
+    let mut unrecorded_mutable = Vec::with_capacity(found.len());
     for f in found {
         stats.visited += f.visited;
         lists.push(f.recorded);
-        unrecorded_mutable.extend(f.unrecorded_mutable);
+        unrecorded_mutable.push(f.unrecorded_mutable);
     }
     let mut shards = table.into_shards();
     stats.recorded = shards.iter().map(|s| s.nodes.len()).sum::<usize>() + lists.iter().map(Vec::len).sum::<usize>();
@@ -445,67 +478,114 @@ pub(crate) unsafe fn collect_frames(
     stats.live = shards.iter().flat_map(|s| &s.counts).filter(|k| k.live).count()
         + lists.iter().flatten().filter(|(n, _)| listed_live(n)).count();
     // 3. The rest is garbage: take the contents of its frames and thunks
-    // out, which breaks every cycle in it. (Anchors are read before the
-    // words are reset.)
-    let mut values: Vec<Value> = Vec::new();
-    let mut envs: Vec<Env> = Vec::new();
-    for (n, a) in &unrecorded_mutable {
-        if !walk::is_live(&shards, &lists, *a) {
-            clear(n, &mut stats, &mut values, &mut envs);
+    // out, which breaks every cycle in it; one part per walker, in
+    // parallel. Anchors are read before any word is reset.
+    let barrier = std::sync::Barrier::new(lists.len());
+    let clear_part = |w: usize, unrecorded: &[(Node, walk::Id)]| {
+        let mut part = Cleared::default();
+        for (n, a) in unrecorded {
+            if !walk::is_live(&shards, &lists, *a) {
+                part.clear(n);
+            }
         }
-    }
-    for (n, _) in lists.iter().flatten() {
-        if !listed_live(n) {
-            clear(n, &mut stats, &mut values, &mut envs);
+        barrier.wait();
+        for (n, _) in lists.get(w).into_iter().flatten() {
+            if !listed_live(n) {
+                part.clear(n);
+            } else if let Node::Env(env) = n
+                && env.is_rec()
+            {
+                part.live_frames.push(env.clone());
+            }
+            if let Some(word) = n.word() {
+                word.store(0, Ordering::Relaxed);
+            }
         }
-    }
-    for (n, k) in shards.iter().flat_map(|s| s.nodes.iter().zip(&s.counts)) {
-        if !k.live {
-            clear(n, &mut stats, &mut values, &mut envs);
+        for (n, k) in shards.iter().skip(w).step_by(lists.len()).flat_map(|s| s.nodes.iter().zip(&s.counts)) {
+            if !k.live {
+                part.clear(n);
+            }
         }
-    }
-    if let Some(held) = held {
-        let live_listed = lists.iter().flatten().filter(|(n, _)| listed_live(n)).map(|(n, _)| n);
+        part
+    };
+    let parts: Vec<Cleared> = if lists.len() <= 1 {
+        unrecorded_mutable.iter().enumerate().map(|(w, u)| clear_part(w, u)).collect()
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = unrecorded_mutable
+                .iter()
+                .enumerate()
+                .map(|(w, u)| {
+                    let clear_part = &clear_part;
+                    s.spawn(move || clear_part(w, u))
+                })
+                .collect();
+            // Clearing does not panic; if it did, a word could stay stamped.
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        })
+    };
+    stats.phases = [t1 - t0, t2 - t1, t2.elapsed()];
+    let mut garbage = Garbage::default();
+    if let Some(held) = held.as_mut() {
         let live_table = shards.iter().flat_map(|s| s.nodes.iter().zip(&s.counts)).filter(|(_, k)| k.live).map(|(n, _)| n);
-        held.extend(live_listed.chain(live_table).chain(&extra).filter_map(|n| match n {
+        held.extend(live_table.chain(&extra).filter_map(|n| match n {
             Node::Env(env) if env.is_rec() => Some(env.clone()),
             _ => None,
         }));
     }
-    walk::reset_words(&lists);
-    stats.phases = [t1 - t0, t2 - t1, t2.elapsed()];
-    let mut nodes: Vec<Node> = unrecorded_mutable.into_iter().map(|(n, _)| n).collect();
-    nodes.extend(extra);
-    for list in lists {
-        nodes.extend(list.into_iter().map(|(n, _)| n));
+    for mut part in parts {
+        if let Some(held) = held.as_mut() {
+            held.append(&mut part.live_frames);
+        }
+        stats.freed_frames += part.frames;
+        stats.freed_thunks += part.thunks;
+        garbage.values.push(part.values);
+        garbage.envs.push(part.envs);
+    }
+    garbage.nodes.push(extra);
+    for (u, list) in unrecorded_mutable.into_iter().zip(lists) {
+        garbage.nodes.push(u.into_iter().map(|(n, _)| n).collect());
+        garbage.nodes.push(list.into_iter().map(|(n, _)| n).collect());
     }
     for shard in shards {
-        nodes.extend(shard.nodes);
+        garbage.nodes.push(shard.nodes);
     }
-    (stats, Garbage { values, envs, nodes })
+    (stats, garbage)
 }
 
-/// Take the contents of a garbage frame or thunk out (into `values` and
-/// `envs`).
-fn clear(n: &Node, stats: &mut CollectStats, values: &mut Vec<Value>, envs: &mut Vec<Env>) {
-    match n {
-        Node::Env(e) if e.is_rec() => {
-            stats.freed_frames += 1;
-            values.extend(e.take_rec_slots());
-        }
-        Node::Thunk(t) => {
-            stats.freed_thunks += 1;
-            // SAFETY: `t` is unreachable from outside the garbage, and by
-            // the caller's promise no other thread uses the heap.
-            let (value, pending) = unsafe { t.clear() };
-            values.extend(value);
-            match pending {
-                Some(Pending::Expr(_, env)) => envs.push(env),
-                Some(Pending::Apply(g, x)) => values.extend([g, x]),
-                Some(Pending::Native(_)) | None => {}
+/// What one part of step 3 took out of the garbage.
+#[derive(Default)]
+struct Cleared {
+    /// Live recursive frames of the part (held again).
+    live_frames: Vec<Env>,
+    frames: usize,
+    thunks: usize,
+    values: Vec<Value>,
+    envs: Vec<Env>,
+}
+
+impl Cleared {
+    /// Take the contents of a garbage frame or thunk out.
+    fn clear(&mut self, n: &Node) {
+        match n {
+            Node::Env(e) if e.is_rec() => {
+                self.frames += 1;
+                self.values.extend(e.take_rec_slots());
             }
+            Node::Thunk(t) => {
+                self.thunks += 1;
+                // SAFETY: `t` is unreachable from outside the garbage, and
+                // by the caller's promise no other thread uses the heap.
+                let (value, pending) = unsafe { t.clear() };
+                self.values.extend(value);
+                match pending {
+                    Some(Pending::Expr(_, env)) => self.envs.push(env),
+                    Some(Pending::Apply(g, x)) => self.values.extend([g, x]),
+                    Some(Pending::Native(_)) | None => {}
+                }
+            }
+            _ => {}
         }
-        _ => {}
     }
 }
 

@@ -295,12 +295,3 @@ fn visit(table: &Table, w: usize, stack: &mut Vec<Item>, recorded: &mut Recorded
         }
     }
 }
-
-/// Reset the words of every listed node (the end of a collection).
-pub(super) fn reset_words(lists: &[Recorded]) {
-    for (n, _) in lists.iter().flatten() {
-        if let Some(w) = n.word() {
-            w.store(0, Ordering::Relaxed);
-        }
-    }
-}

@@ -20,9 +20,10 @@
 //!    candidates) are recorded: a node with one reference has exactly one
 //!    referrer and is live exactly when its nearest recorded ancestor (its
 //!    anchor) is. Thunks forced to values without children are leaves.
-//!    A recorded thunk keeps its count in its own collector word (no
-//!    lookup: the walk reads that cache line anyway); other nodes are
-//!    counted in a table by address. Words are reset before the end.
+//!    A recorded thunk or recursive frame keeps its count in its own
+//!    collector word (no lookup: the walk reads that cache line anyway);
+//!    other nodes are counted in a table by address. Words are reset
+//!    before the collection ends.
 //! 2. A recorded node whose `Arc` strong count (seen before the walk held
 //!    it) exceeds its inside count is referenced from outside the graph:
 //!    from the evaluator (file cache, builtins), a caller's value, another
@@ -225,7 +226,10 @@ impl<'a> Child<'a> {
     #[inline]
     fn kind(self) -> Kind<'a> {
         match self {
-            Child::Env(e) => Kind::Keyed(e.addr(), e.strong_count(), e.is_rec()),
+            Child::Env(e) => match e.gc_word() {
+                Some(w) => Kind::Word(w, e.strong_count()),
+                None => Kind::Keyed(e.addr(), e.strong_count(), e.is_rec()),
+            },
             Child::Value(v) => match v {
                 // Forced to a value without children: no cycle goes
                 // through it and nothing needs clearing, so it is a leaf
@@ -320,6 +324,7 @@ impl Node {
     fn word(&self) -> Option<&AtomicU32> {
         match self {
             Node::Thunk(t) => Some(t.gc_word()),
+            Node::Env(e) => e.gc_word(),
             _ => None,
         }
     }

@@ -29,7 +29,7 @@
 //!   long as the frame is borrowed by an evaluation.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 
 use crate::value::Value;
@@ -53,6 +53,10 @@ enum Slots {
 /// the module invariants).
 struct RecSlots {
     state: AtomicU8,
+    /// The cycle collector's word (`value/collect.rs`): 0 outside a
+    /// collection; evaluation never reads or writes it. (In the padding
+    /// after `state`: no size cost.)
+    gc: AtomicU32,
     cell: UnsafeCell<Box<[Value]>>,
 }
 
@@ -123,7 +127,7 @@ impl Env {
 
     /// A recursive frame of `n` slots (unreadable until [`Env::fill`]).
     pub fn new_rec(parent: &Env, _n: usize) -> Env {
-        let slots = RecSlots { state: AtomicU8::new(UNFILLED), cell: UnsafeCell::new(Box::new([])) };
+        let slots = RecSlots { state: AtomicU8::new(UNFILLED), gc: AtomicU32::new(0), cell: UnsafeCell::new(Box::new([])) };
         Env(Arc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::Rec(slots) }))
     }
 
@@ -215,6 +219,15 @@ impl Env {
 
     pub(crate) fn strong_count(&self) -> usize {
         Arc::strong_count(&self.0)
+    }
+
+    /// A recursive frame's collector word (0 outside a collection).
+    #[inline]
+    pub(crate) fn gc_word(&self) -> Option<&AtomicU32> {
+        match &self.0.slots {
+            Slots::Rec(r) => Some(&r.gc),
+            _ => None,
+        }
     }
 
     pub(crate) fn upgrade(w: &Weak<EnvInner>) -> Option<Env> {

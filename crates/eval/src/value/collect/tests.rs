@@ -77,6 +77,9 @@ fn values_still_referenced_stay_intact() {
     // The collector's words are reset once it is done.
     let Value::Thunk(t) = &x else { panic!("not a thunk: {x:?}") };
     assert_eq!(t.gc_word().load(std::sync::atomic::Ordering::Relaxed), 0);
+    let held = ev.rec_frames_mut().1.as_ref().unwrap();
+    assert!(!held.is_empty());
+    assert!(held.iter().all(|e| e.gc_word().unwrap().load(std::sync::atomic::Ordering::Relaxed) == 0));
     assert_eq!(int(&ev, &x), 1);
     assert_eq!(int(&ev, &attr(&ev, &r, "a")), 1);
     drop((x, r));
@@ -240,4 +243,12 @@ fn parallel_walk_agrees_with_one_thread() {
     let one = run(1);
     assert!(one.1 > 0 && one.3 > one.4, "{one:?}");
     assert_eq!(run(4), one);
+}
+
+/// The collector's words take no space: thunks are 64 bytes with their
+/// counts, frames as before.
+#[test]
+fn collector_words_cost_no_space() {
+    assert_eq!(std::mem::size_of::<crate::value::env::EnvInner>(), 40);
+    assert_eq!(std::mem::size_of::<crate::value::thunk::ThunkInner>(), 48);
 }

@@ -2,11 +2,12 @@
 //!
 //! A node with more than one reference (or a candidate) is *recorded*: it
 //! gets a count of the references to it found inside the walked graph.
-//! Thunks keep that count in their own collector word (see [`word`]): the
+//! Thunks and recursive frames keep that count in their own collector word
+//! (see [`word`]): the
 //! first walker to reach one stamps it with a compare-and-swap and lists it
 //! in its own [`Recorded`] list, later ones add one — a few instructions on
-//! a cache line the walk reads anyway. Other recorded nodes (frames, sets,
-//! lists, closures) live in a [`Table`] sharded by address: each shard is a
+//! a cache line the walk reads anyway. Other recorded nodes (other frames,
+//! sets, lists, closures) live in a [`Table`] sharded by address: each shard is a
 //! map address → local index plus the nodes and their [`Counts`], behind
 //! its own lock.
 //!

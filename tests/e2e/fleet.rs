@@ -3,8 +3,9 @@
 //! `nix-instantiate` computes for the same expression (`nix/fleet.nix`'s
 //! `hostsJSON`); a failing host is reported with its message while the
 //! others succeed; selectors pick the right hosts; `--json` is valid JSON
-//! lines; results do not depend on `-j` or `--collect-every` (cycle collections between
-//! chunks of hosts on one heap); 200 hosts on 8 threads, 5 times,
+//! lines; results do not depend on `-j`, `--collect-every` or
+//! `--collect-frames` (cycle collections between rounds of hosts on one
+//! heap); 200 hosts on 8 threads, 5 times,
 //! without a difference or a hang.
 
 use std::collections::BTreeMap;
@@ -289,13 +290,17 @@ fn results_do_not_depend_on_threads() {
     let eight = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "-j", "8", "--file"]).arg(&file))));
     assert_eq!(one.len(), 40);
     assert_eq!(one, eight);
-    // Nor on cycle collections between chunks of hosts (none, or every
+    // Nor on cycle collections between rounds of hosts (none, or every
     // 3 hosts on 2 threads, so shared values survive many collections).
     let never = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "--collect-every", "0", "--file"]).arg(&file))));
     let often =
         by_host(json_lines(&run_ok(eval_cmd().args(["--json", "-j", "2", "--collect-every", "3", "--file"]).arg(&file))));
+    // Or by young heap: a collection whenever one host per thread is done.
+    let young =
+        by_host(json_lines(&run_ok(eval_cmd().args(["--json", "-j", "3", "--collect-frames", "1", "--file"]).arg(&file))));
     assert_eq!(one, never);
     assert_eq!(one, often);
+    assert_eq!(one, young);
     // The table (sorted by host) is byte-identical too.
     let t1 = run_ok(eval_cmd().args(["-j", "1", "--file"]).arg(&file));
     let t8 = run_ok(eval_cmd().args(["-j", "8", "--file"]).arg(&file));

@@ -5,8 +5,8 @@
 //! nothing given means all), and evaluates each host's toplevel `drvPath`
 //! and `outPath` (or `--attr PATH` under its configuration) on `-j N`
 //! threads over one evaluator (one heap: what hosts share is evaluated
-//! once), in chunks of `--collect-every` hosts with a cycle collection
-//! between chunks, which bounds memory (see `fleet::chunks`). Results
+//! once), in rounds of hosts with a cycle collection between rounds
+//! (`--collect-frames`, `--collect-every`), which bounds memory (see `fleet::chunks`). Results
 //! stream: JSON lines on stdout with
 //! `--json` as hosts complete, else a progress bar on stderr and a table
 //! sorted by host at the end. `-E '{ nodes, lib, pkgs, ... }: EXPR'` evaluates an
@@ -58,11 +58,15 @@ pub struct EvalArgs {
     /// Show full error traces.
     #[arg(long)]
     show_trace: bool,
-    /// Collect the heap's reference cycles after every N hosts (0: never;
-    /// default: 2 per thread, at least 4). Bounds memory on large fleets;
-    /// see `fleet::chunks`.
-    #[arg(long, value_name = "N")]
+    /// Collect the heap's reference cycles after every N hosts (0: never).
+    /// Bounds memory on large fleets; see `fleet::chunks`.
+    #[arg(long, value_name = "N", conflicts_with = "collect_frames")]
     collect_every: Option<usize>,
+    /// Collect the heap's reference cycles once the hosts finished since
+    /// the last collection made N recursive frames (the default schedule:
+    /// 50000 per thread, for at least 2 threads).
+    #[arg(long, value_name = "N")]
+    collect_frames: Option<usize>,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -229,11 +233,17 @@ fn run_inner(args: EvalArgs) -> anyhow::Result<ExitCode> {
         results.push(r);
     };
     // The fleet lets go of the evaluator (its values stay alive), so that
-    // the cycle collector can run between chunks of hosts.
+    // the cycle collector can run between rounds of hosts.
     let parts = fleet.detach();
-    let chunk = args.collect_every.unwrap_or_else(|| fleet::chunks::default_chunk(pool.current_num_threads()));
+    use fleet::chunks::Schedule;
+    let schedule = match (args.collect_every, args.collect_frames) {
+        (Some(0), _) => Schedule::Never,
+        (Some(n), _) => Schedule::Hosts(n),
+        (None, Some(n)) => Schedule::YoungFrames(n),
+        (None, None) => fleet::chunks::default_schedule(pool.current_num_threads()),
+    };
     let parts =
-        fleet::chunks::evaluate_in_chunks(&mut ev, parts, &pool, &hosts, &target, args.show_trace, chunk, &mut on_result);
+        fleet::chunks::evaluate_in_rounds(&mut ev, parts, &pool, &hosts, &target, args.show_trace, schedule, &mut on_result);
     std::mem::forget(parts);
     // The process exits next: freeing the heap value by value would only
     // cost time.

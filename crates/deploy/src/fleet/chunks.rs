@@ -1,83 +1,122 @@
-//! Large fleets on one heap: hosts evaluated in chunks, with a cycle
-//! collection between chunks.
+//! Large fleets on one heap: hosts evaluated in rounds, with a cycle
+//! collection between rounds.
 //!
 //! Why: everything acyclic a host leaves behind is freed by reference
 //! counting as soon as the host is done, but its module-system evaluation
 //! is full of reference cycles (recursive frames, fixpoints) that only the
 //! evaluator's cycle collector frees ([`Evaluator::collect`]). The
 //! collector needs a stop-the-world point, where no thread evaluates: the
-//! end of a chunk. So [`evaluate_in_chunks`] evaluates `chunk` hosts in
-//! parallel, waits for them, collects, and goes on; peak memory is the
-//! shared part (imported files, the module library, the package set, all
-//! evaluated once for the whole fleet) plus about one chunk of hosts.
+//! end of a round. So [`evaluate_in_rounds`] lets the pool's threads take
+//! hosts one after the other until the round's budget is spent, waits for
+//! the hosts in flight, collects, and goes on; peak memory is the shared
+//! part (imported files, the module library, the package set, all
+//! evaluated once for the whole fleet) plus about two rounds of garbage
+//! (one being made, the previous one being freed).
 //!
-//! Invariant: between chunks no value of the heap is used by any thread:
-//! the pool's work for the chunk has returned (`Fleet::evaluate` returns
-//! only when every host's task has finished), the chunk's [`Fleet`] is
-//! dropped, and results handed to the caller are plain data
-//! ([`HostResult`]). That is what makes the `unsafe` collection sound.
+//! The budget ([`Schedule`]) is by default the young heap: the recursive
+//! frames made by the round's finished hosts (a collection's cost is about
+//! the garbage it walks, so rounds of equal garbage make equal pauses, and
+//! small hosts share a round). A thread only waits at the end of a round,
+//! for the hosts still in flight on the others.
+//!
+//! Invariant: between rounds no value of the heap is used by any thread:
+//! the pool's work for the round has returned ([`Fleet::evaluate_round`]
+//! returns only when every host it started has finished), the round's
+//! [`Fleet`] is dropped, the previous garbage is freed, and results handed
+//! to the caller are plain data ([`HostResult`]). That is what makes the
+//! `unsafe` collection sound.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ndeploy_eval::Evaluator;
 
+use super::evaluate::Round;
 use super::report::HostResult;
 use super::{Fleet, FleetParts, Target};
 
-/// Default hosts per chunk for `jobs` threads. A collection costs about
-/// the garbage it frees (plus a little for what stays alive), so the chunk
-/// size hardly changes the total time, only the memory: peak memory is the
-/// shared part plus about two chunks of hosts (one evaluating, the previous
-/// one being freed). Two hosts per thread keep the threads busy.
-pub fn default_chunk(jobs: usize) -> usize {
-    (jobs.max(1) * 2).max(4)
+/// When to collect cycles between hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// Never (one round: fastest, memory grows with the fleet).
+    Never,
+    /// After every N hosts.
+    Hosts(usize),
+    /// Once the hosts finished since the last collection made N recursive
+    /// frames (hosts in flight then finish first).
+    YoungFrames(usize),
+}
+
+/// Default young-heap budget per evaluation thread, in recursive frames:
+/// about two hosts of the 200-module benchmark fleet (see
+/// `benches/fleet/README.md` for the memory and time it gives).
+pub const YOUNG_FRAMES_PER_THREAD: usize = 50_000;
+
+/// The default schedule for `jobs` threads.
+pub fn default_schedule(jobs: usize) -> Schedule {
+    Schedule::YoungFrames(YOUNG_FRAMES_PER_THREAD * jobs.max(2))
 }
 
 /// Evaluate `hosts` of the fleet `parts` (see [`Fleet::detach`]) on `ev`
-/// in chunks of `chunk` (0: one chunk, never collect), collecting cycles
-/// after each chunk; results go to `on_result` as they complete. Returns
-/// the parts (still alive: they hold what hosts share).
+/// in rounds as `schedule` says, collecting cycles after each round;
+/// results go to `on_result` as they complete. Returns the parts (still
+/// alive: they hold what hosts share).
 #[allow(clippy::too_many_arguments)]
-pub fn evaluate_in_chunks(
+pub fn evaluate_in_rounds(
     ev: &mut Evaluator,
     mut parts: FleetParts,
     pool: &rayon::ThreadPool,
     hosts: &[String],
     target: &Target,
     show_trace: bool,
-    chunk: usize,
+    schedule: Schedule,
     mut on_result: impl FnMut(HostResult),
 ) -> FleetParts {
-    let chunks: Vec<&[String]> = if chunk == 0 { vec![hosts] } else { hosts.chunks(chunk).collect() };
-    let last = chunks.len().saturating_sub(1);
-    // The previous chunk's garbage, being freed while the next chunk
+    let next = AtomicUsize::new(0);
+    // The previous round's garbage, being freed while the next round
     // evaluates; joined before the next collection, so that no thread
     // touches the heap while the collector looks at it.
     let mut freeing: Option<std::thread::JoinHandle<()>> = None;
-    for (i, part) in chunks.into_iter().enumerate() {
-        let fleet = Fleet::attach(ev, parts);
-        fleet.evaluate(pool, part, target, show_trace, &mut on_result);
-        parts = fleet.detach();
-        if chunk != 0 && i < last {
-            if let Some(h) = freeing.take() {
-                let _ = h.join();
-            }
-            let start = std::time::Instant::now();
-            // SAFETY: see the module invariant: every pool task of the
-            // chunk has finished, the previous garbage is freed, and no
-            // thread uses the heap; `parts` and the caller merely hold
-            // values.
-            let (stats, garbage) = unsafe { ev.collect_deferred(pool.current_num_threads()) };
-            if std::env::var_os("NDEPLOY_COLLECT_STATS").is_some() {
-                eprintln!("collect after {} hosts: {stats:?} in {:?}", (i + 1) * chunk, start.elapsed());
-            }
-            // Nothing outside the garbage reaches it: it can be freed
-            // while the next chunk evaluates (in place if no thread).
-            freeing = std::thread::Builder::new()
-                .name("ndeploy-free".into())
-                .stack_size(super::evaluate::STACK_SIZE)
-                .spawn(move || drop(garbage))
-                .ok();
+    let mut done = 0;
+    loop {
+        let start = next.load(Ordering::Relaxed);
+        if start >= hosts.len() {
+            break;
         }
+        let (end, young_limit) = match schedule {
+            Schedule::Never => (hosts.len(), usize::MAX),
+            Schedule::Hosts(n) => (start.saturating_add(n.max(1)).min(hosts.len()), usize::MAX),
+            Schedule::YoungFrames(n) => (hosts.len(), n),
+        };
+        let young = AtomicUsize::new(0);
+        let round = Round { next: &next, end, young: &young, young_limit };
+        let fleet = Fleet::attach(ev, parts);
+        fleet.evaluate_round(pool, hosts, &round, target, show_trace, &mut on_result);
+        parts = fleet.detach();
+        done = next.load(Ordering::Relaxed).min(hosts.len());
+        if schedule == Schedule::Never || done >= hosts.len() {
+            continue;
+        }
+        if let Some(h) = freeing.take() {
+            let _ = h.join();
+        }
+        let started = std::time::Instant::now();
+        // SAFETY: see the module invariant: every pool task of the round
+        // has finished, the previous garbage is freed, and no thread uses
+        // the heap; `parts` and the caller merely hold values.
+        let (stats, garbage) = unsafe { ev.collect_deferred(pool.current_num_threads()) };
+        if std::env::var_os("NDEPLOY_COLLECT_STATS").is_some() {
+            let frames = young.load(Ordering::Relaxed);
+            eprintln!("collect after {done} hosts ({frames} young frames): {stats:?} in {:?}", started.elapsed());
+        }
+        // Nothing outside the garbage reaches it: it can be freed while
+        // the next round evaluates.
+        freeing = std::thread::Builder::new()
+            .name("ndeploy-free".into())
+            .stack_size(super::evaluate::STACK_SIZE)
+            .spawn(move || drop(garbage))
+            .ok();
     }
+    debug_assert!(done >= hosts.len() || hosts.is_empty());
     if let Some(h) = freeing {
         let _ = h.join();
     }
@@ -98,7 +137,7 @@ mod tests {
         FleetSource::File(file)
     }
 
-    fn run(source: &FleetSource, chunk: usize, jobs: usize) -> (Vec<HostResult>, Evaluator) {
+    fn run(source: &FleetSource, schedule: Schedule, jobs: usize) -> (Vec<HostResult>, Evaluator) {
         let library = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../nix");
         let mut ev = Evaluator::real();
         ev.store = Some(std::sync::Arc::new(ndeploy_eval::store::ComputingStore::new("/nix/store")));
@@ -111,7 +150,7 @@ mod tests {
         let hosts = fleet.hosts().to_vec();
         let parts = fleet.detach();
         let mut out = Vec::new();
-        evaluate_in_chunks(&mut ev, parts, &pool, &hosts, &Target::Toplevel, false, chunk, |r| out.push(r));
+        evaluate_in_rounds(&mut ev, parts, &pool, &hosts, &Target::Toplevel, false, schedule, |r| out.push(r));
         out.sort_by(|a, b| a.host.cmp(&b.host));
         (out, ev)
     }
@@ -120,19 +159,24 @@ mod tests {
         rs.iter().map(|r| (r.host.clone(), r.drv_path.clone(), r.error.clone())).collect()
     }
 
-    /// Chunked evaluation with collections gives the results of one chunk,
-    /// and what stays alive after a collection does not grow with hosts.
+    /// Evaluation in rounds with collections (by host count or young heap)
+    /// gives the results of one round, and what stays alive after a
+    /// collection does not grow with hosts.
     #[test]
     fn chunks_agree_and_memory_does_not_accumulate() {
         let dir = tempfile::tempdir().unwrap();
         let few = synthetic(dir.path(), 3);
         let many = synthetic(dir.path(), 9);
-        let (whole, _) = run(&many, 0, 2);
+        let (whole, _) = run(&many, Schedule::Never, 2);
         assert_eq!(whole.len(), 9);
         assert!(whole.iter().all(|r| r.error.is_none() && r.drv_path.is_some()), "{:?}", drvs(&whole));
-        let (chunked, mut ev_many) = run(&many, 2, 2);
+        let (chunked, mut ev_many) = run(&many, Schedule::Hosts(2), 2);
         assert_eq!(drvs(&chunked), drvs(&whole));
-        let (_, mut ev_few) = run(&few, 2, 2);
+        // The smallest young budget: a collection after every round of
+        // one host per thread.
+        let (young, _) = run(&many, Schedule::YoungFrames(1), 2);
+        assert_eq!(drvs(&young), drvs(&whole));
+        let (_, mut ev_few) = run(&few, Schedule::Hosts(2), 2);
         // SAFETY: no other thread uses these heaps.
         unsafe {
             ev_many.collect();

@@ -17,10 +17,11 @@
 //! Result contents do not depend on `jobs` or on completion order.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use ndeploy_eval::value::Thunk;
+use ndeploy_eval::value::{Env, Thunk};
 use ndeploy_eval::{ErrorKind, EvalError, EvalResult, Evaluator, Value};
 use rayon::prelude::*;
 
@@ -342,6 +343,73 @@ impl<'e> Fleet<'e> {
                         let _ = tx.send(self.evaluate_host(h, target, show_trace));
                     })
                 })
+            });
+            for r in rx {
+                on_result(r);
+            }
+        });
+    }
+}
+
+/// One round of hosts between two collections ([`Fleet::evaluate_round`]):
+/// threads take hosts in order from `next` until `end`, and start no host
+/// once the hosts finished in the round made `young_limit` recursive frames
+/// (the young heap the next collection walks).
+pub struct Round<'a> {
+    /// Index of the next host to start (shared across rounds).
+    pub next: &'a AtomicUsize,
+    /// No host at or after this index starts in this round.
+    pub end: usize,
+    /// Recursive frames made by the hosts finished in this round.
+    pub young: &'a AtomicUsize,
+    /// No host starts once `young` reached this (the first always does).
+    pub young_limit: usize,
+}
+
+impl Round<'_> {
+    /// Claim the next host index, if the round goes on.
+    fn claim(&self) -> Option<usize> {
+        let mut i = self.next.load(Ordering::Relaxed);
+        loop {
+            if i >= self.end || self.young.load(Ordering::Relaxed) >= self.young_limit.max(1) {
+                return None;
+            }
+            match self.next.compare_exchange_weak(i, i + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(i),
+                Err(now) => i = now,
+            }
+        }
+    }
+}
+
+impl Fleet<'_> {
+    /// Evaluate the hosts of a [`Round`] on every thread of `pool` (each
+    /// takes the next host as soon as it is done with one, so no thread
+    /// waits for another before the round ends), calling `on_result` on
+    /// this thread with each result as soon as it is complete. Returns when
+    /// every host started in the round has finished.
+    pub fn evaluate_round(
+        &self,
+        pool: &rayon::ThreadPool,
+        hosts: &[String],
+        round: &Round<'_>,
+        target: &Target,
+        show_trace: bool,
+        mut on_result: impl FnMut(HostResult),
+    ) {
+        let (tx, rx) = mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                pool.broadcast(|_| {
+                    let tx = tx.clone();
+                    while let Some(i) = round.claim() {
+                        let Some(h) = hosts.get(i) else { break };
+                        let before = Env::rec_frames_made();
+                        let r = self.evaluate_host(h, target, show_trace);
+                        round.young.fetch_add(Env::rec_frames_made().wrapping_sub(before), Ordering::Relaxed);
+                        let _ = tx.send(r);
+                    }
+                });
             });
             for r in rx {
                 on_result(r);

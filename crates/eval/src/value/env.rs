@@ -28,7 +28,7 @@
 //!   So a reference into the slots, taken while filled, stays valid for as
 //!   long as the frame is borrowed by an evaluation.
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -108,6 +108,11 @@ impl Drop for EnvInner {
     }
 }
 
+thread_local! {
+    /// Recursive frames this thread made ([`Env::rec_frames_made`]).
+    static REC_MADE: Cell<usize> = const { Cell::new(0) };
+}
+
 /// A recursive frame was read after its evaluator released it.
 #[derive(Debug, Clone, Copy)]
 pub struct EnvCleared;
@@ -127,6 +132,7 @@ impl Env {
 
     /// A recursive frame of `n` slots (unreadable until [`Env::fill`]).
     pub fn new_rec(parent: &Env, _n: usize) -> Env {
+        REC_MADE.with(|c| c.set(c.get().wrapping_add(1)));
         let slots = RecSlots { state: AtomicU8::new(UNFILLED), gc: AtomicU32::new(0), cell: UnsafeCell::new(Box::new([])) };
         Env(Arc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::Rec(slots) }))
     }
@@ -213,6 +219,13 @@ impl Env {
 
 // Access for the cycle collector (`value/collect.rs`).
 impl Env {
+    /// How many recursive frames the calling thread has made (wrapping):
+    /// the growth of the collector's young heap, read around units of work
+    /// to schedule collections.
+    pub fn rec_frames_made() -> usize {
+        REC_MADE.with(Cell::get)
+    }
+
     pub(crate) fn addr(&self) -> usize {
         Arc::as_ptr(&self.0) as usize
     }

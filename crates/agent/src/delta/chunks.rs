@@ -5,8 +5,11 @@
 //! whose BLAKE3 matches a chunk of the base becomes a [`Part::Have`] (offset
 //! and size in the base file, which the target reads and verifies), runs of
 //! other chunks become one [`Part::New`] each (zstd, at most
-//! [`MAX_NEW_PART`] bytes). Decoding is [`PartsReader`]: a reader that
-//! produces the file part by part, holding at most one part in memory.
+//! [`MAX_NEW_PART`] bytes). A file without a base is cut the same way and
+//! its chunks looked up store-wide ([`encode_parts_by`] with the knowledge's
+//! chunk index: any large file the target holds may lend chunks). Decoding
+//! is [`PartsReader`]: a reader that produces the file part by part, holding
+//! at most one part in memory.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -27,6 +30,24 @@ pub const MIN_CHUNKED_FILE: u64 = 1 << 20;
 /// Largest run of new bytes compressed as one part.
 pub const MAX_NEW_PART: u64 = 16 << 20;
 
+/// One content-defined chunk of a file: offset, size, BLAKE3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    pub offset: u64,
+    pub size: u64,
+    pub b3: FileHash,
+}
+
+/// The content-defined chunks of `data`, in order (they cover it exactly).
+pub fn chunk_list(data: &[u8]) -> Vec<Chunk> {
+    FastCDC::new(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+        .filter_map(|c| {
+            let bytes = data.get(c.offset..c.offset + c.length)?;
+            Some(Chunk { offset: c.offset as u64, size: c.length as u64, b3: FileHash::of(bytes) })
+        })
+        .collect()
+}
+
 /// Parts for `data` against `base` (file `base_rel` of `base_path`); the
 /// compressed new runs are appended to `payload`.
 pub fn encode_parts(
@@ -38,11 +59,26 @@ pub fn encode_parts(
     payload: &mut Vec<u8>,
 ) -> io::Result<Vec<Part>> {
     let mut have: HashMap<FileHash, (u64, u64)> = HashMap::new();
-    for c in FastCDC::new(base, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
-        if let Some(bytes) = base.get(c.offset..c.offset + c.length) {
-            have.entry(FileHash::of(bytes)).or_insert((c.offset as u64, c.length as u64));
-        }
+    for c in chunk_list(base) {
+        have.entry(c.b3).or_insert((c.offset, c.size));
     }
+    let from = base_path.to_string();
+    let have = |b3: &FileHash| {
+        have.get(b3).map(|&(offset, size)| Part::Have { from: from.clone(), rel: base_rel.clone(), offset, size, b3: *b3 })
+    };
+    encode_parts_by(data, &chunk_list(data), &have, level, payload)
+}
+
+/// Parts for `data`, cut into `chunks` ([`chunk_list`]): a chunk `have`
+/// finds on the target (a [`Part::Have`] of the same BLAKE3) is reused, runs
+/// of the others are compressed and appended to `payload`.
+pub fn encode_parts_by(
+    data: &[u8],
+    chunks: &[Chunk],
+    have: &dyn Fn(&FileHash) -> Option<Part>,
+    level: i32,
+    payload: &mut Vec<u8>,
+) -> io::Result<Vec<Part>> {
     let mut parts = Vec::new();
     let mut run: Option<(usize, usize)> = None;
     let flush = |run: &mut Option<(usize, usize)>, parts: &mut Vec<Part>, payload: &mut Vec<u8>| -> io::Result<()> {
@@ -53,21 +89,20 @@ pub fn encode_parts(
         }
         Ok(())
     };
-    for c in FastCDC::new(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
-        let bytes = data.get(c.offset..c.offset + c.length).unwrap_or_default();
-        let b3 = FileHash::of(bytes);
-        if let Some(&(offset, size)) = have.get(&b3) {
+    for c in chunks {
+        let (start, end) = (usize::try_from(c.offset).unwrap_or(usize::MAX), usize::try_from(c.offset + c.size).unwrap_or(usize::MAX));
+        if let Some(part) = have(&c.b3).filter(|p| matches!(p, Part::Have { size, .. } if *size == c.size)) {
             flush(&mut run, &mut parts, payload)?;
-            parts.push(Part::Have { from: base_path.to_string(), rel: base_rel.clone(), offset, size, b3 });
+            parts.push(part);
         } else {
             run = match run {
-                Some((s, _)) if (c.offset + c.length - s) as u64 <= MAX_NEW_PART => Some((s, c.offset + c.length)),
+                Some((s, _)) if (end - s) as u64 <= MAX_NEW_PART => Some((s, end)),
                 Some(r) => {
                     let mut r = Some(r);
                     flush(&mut r, &mut parts, payload)?;
-                    Some((c.offset, c.offset + c.length))
+                    Some((start, end))
                 }
-                None => Some((c.offset, c.offset + c.length)),
+                None => Some((start, end)),
             };
         }
     }

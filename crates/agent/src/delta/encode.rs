@@ -6,7 +6,9 @@
 //! version of the package (or, when that path is gone, the one file there
 //! whose path differs only in version numbers, or that has the same name in
 //! another directory), kept only if it beats plain compression; chunks
-//! of such a base for files too large to delta; else raw zstd, as the next
+//! of such a base for files too large to delta; for a large file without a
+//! base, the chunks any large file on the target has (the knowledge's
+//! store-wide chunk index), if it has any; else raw zstd, as the next
 //! chunk of the NAR's raw stream ([`RawStream`]: earlier raw files are the
 //! context of later ones). A base file is
 //! used only if the deployer's copy has the BLAKE3 the target reported, so a
@@ -22,7 +24,7 @@ use thiserror::Error;
 use super::chunks::{self, MIN_CHUNKED_FILE};
 use super::codec::RawStream;
 use super::knowledge::version_blind;
-use super::{MAX_DELTA_FILE, Method, NarPlan, PlanEntry, PlanNode, PlanStats, TargetKnowledge, codec};
+use super::{MAX_DELTA_FILE, Method, NarPlan, Part, PlanEntry, PlanNode, PlanStats, TargetKnowledge, codec};
 use crate::manifest::{FileHash, ManifestError, NarManifest, Node, RelPath};
 
 #[derive(Debug, Error)]
@@ -211,6 +213,19 @@ fn plan_file(
                 return Ok(Method::Delta { base: base_path.to_string(), base_rel: other_rel, base_b3, len: d.len() as u64 });
             }
             let parts = chunks::encode_parts(base_path, base_rel, &old, &data, opts.raw_level, &mut out.payload).map_err(compress_err)?;
+            out.stats.chunks.add(size, (out.payload.len() - start) as u64);
+            return Ok(Method::Chunks { parts });
+        }
+    }
+    // A large file without a usable base: chunks of any large file the target holds.
+    if opts.chunks && size >= MIN_CHUNKED_FILE {
+        let cut = chunks::chunk_list(&data);
+        let have = |b3: &FileHash| {
+            let (from, rel, offset, size) = knowledge.locate_chunk(b3)?;
+            Some(Part::Have { from: from.to_string(), rel, offset, size, b3: *b3 })
+        };
+        if cut.iter().any(|c| have(&c.b3).is_some()) {
+            let parts = chunks::encode_parts_by(&data, &cut, &have, opts.raw_level, &mut out.payload).map_err(compress_err)?;
             out.stats.chunks.add(size, (out.payload.len() - start) as u64);
             return Ok(Method::Chunks { parts });
         }

@@ -12,7 +12,7 @@
 //! byte, so stale or wrong knowledge costs a resend, never a bad import.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ndeploy_store::drv_name::parse_drv_name;
 use ndeploy_store::store_path::StorePath;
@@ -30,6 +30,11 @@ pub trait TargetKnowledge: Send + Sync {
     /// The bytes of file `rel` of `path` (a path the target holds), read on
     /// the deployer; `None` when the deployer cannot read it.
     fn read_base(&self, path: &StorePath, rel: &RelPath) -> Option<Vec<u8>>;
+    /// A content-defined chunk with this BLAKE3 in any large file the target
+    /// holds: `(path, rel, offset, size)` (none by default).
+    fn locate_chunk(&self, _b3: &FileHash) -> Option<(StorePath, RelPath, u64, u64)> {
+        None
+    }
 }
 
 /// No knowledge at all: everything is sent raw.
@@ -68,13 +73,22 @@ fn package_keys(name: &str) -> [String; 2] {
 
 type BaseReader = dyn Fn(&StorePath, &RelPath) -> Option<Vec<u8>> + Send + Sync;
 
+/// Where each content-defined chunk of the target's large files is.
+type ChunkIndex = HashMap<FileHash, (StorePath, RelPath, u64, u64)>;
+
 /// [`TargetKnowledge`] from manifests (see the module doc).
+///
+/// The store-wide chunk index (method 3 across packages) is built on first
+/// use only (the first large file without a base: reading every large file
+/// the target holds costs), from the base reader, and then kept up to date
+/// by [`Self::add`] and [`Self::remove`].
 #[derive(Clone)]
 pub struct KnowledgeIndex {
     manifests: HashMap<StorePath, NarManifest>,
     files: HashMap<FileHash, (StorePath, RelPath)>,
     by_package: HashMap<String, Vec<StorePath>>,
     reader: Arc<BaseReader>,
+    chunks: OnceLock<ChunkIndex>,
 }
 
 impl std::fmt::Debug for KnowledgeIndex {
@@ -86,7 +100,27 @@ impl std::fmt::Debug for KnowledgeIndex {
 impl KnowledgeIndex {
     /// An empty index; `reader` reads base files on the deployer.
     pub fn new(reader: impl Fn(&StorePath, &RelPath) -> Option<Vec<u8>> + Send + Sync + 'static) -> KnowledgeIndex {
-        KnowledgeIndex { manifests: HashMap::new(), files: HashMap::new(), by_package: HashMap::new(), reader: Arc::new(reader) }
+        KnowledgeIndex {
+            manifests: HashMap::new(),
+            files: HashMap::new(),
+            by_package: HashMap::new(),
+            reader: Arc::new(reader),
+            chunks: OnceLock::new(),
+        }
+    }
+
+    /// Add the chunks of `path`'s large files (those the reader can read
+    /// with the manifest's contents) to `index`.
+    fn index_chunks(index: &mut ChunkIndex, reader: &BaseReader, path: &StorePath, manifest: &NarManifest) {
+        for (rel, _, size, b3) in manifest.files() {
+            if !(super::chunks::MIN_CHUNKED_FILE..=super::MAX_BASE_FILE).contains(&size) {
+                continue;
+            }
+            let Some(data) = reader(path, rel).filter(|d| FileHash::of(d) == b3) else { continue };
+            for c in super::chunks::chunk_list(&data) {
+                index.entry(c.b3).or_insert_with(|| (path.clone(), rel.clone(), c.offset, c.size));
+            }
+        }
     }
 
     /// An index whose base files are read from `store_dir` on this machine
@@ -115,6 +149,9 @@ impl KnowledgeIndex {
                 versions.push(path.clone());
             }
         }
+        if let Some(index) = self.chunks.get_mut() {
+            Self::index_chunks(index, &*self.reader, &path, &manifest);
+        }
         self.manifests.insert(path, manifest);
     }
 
@@ -123,6 +160,10 @@ impl KnowledgeIndex {
     /// the index, whatever the number of files).
     pub fn remove(&mut self, path: &StorePath) {
         let Some(m) = self.manifests.remove(path) else { return };
+        if let Some(index) = self.chunks.get_mut() {
+            // Chunks only it held are gone (another holder's are not re-indexed: a hint lost, not a wrong one).
+            index.retain(|_, (p, ..)| p != path);
+        }
         let mut orphans: std::collections::HashSet<FileHash> = std::collections::HashSet::new();
         for (_, _, _, b3) in m.files() {
             if self.files.get(&b3).is_some_and(|(p, _)| p == path) {
@@ -191,6 +232,17 @@ impl TargetKnowledge for KnowledgeIndex {
 
     fn read_base(&self, path: &StorePath, rel: &RelPath) -> Option<Vec<u8>> {
         (self.reader)(path, rel)
+    }
+
+    fn locate_chunk(&self, b3: &FileHash) -> Option<(StorePath, RelPath, u64, u64)> {
+        let index = self.chunks.get_or_init(|| {
+            let mut index = ChunkIndex::new();
+            for (path, m) in &self.manifests {
+                Self::index_chunks(&mut index, &*self.reader, path, m);
+            }
+            index
+        });
+        index.get(b3).cloned()
     }
 }
 

@@ -321,3 +321,35 @@ fn single_file_and_symlink_store_paths_round_trip() {
         assert_eq!(decode(&e.plan, &e.payload, &MemStore(target.clone()), Vec::new()).unwrap().0, nar, "{expect}");
     }
 }
+
+/// A large file of a package the target has no version of (no base) that
+/// shares content with a large file of another package: its chunks come
+/// from there (the store-wide chunk index); a changed byte in such a chunk
+/// on the target is caught.
+#[test]
+fn chunks_of_any_large_file_on_the_target_are_reused() {
+    let s = setup();
+    let old_big = s.target.lock().unwrap().iter().find(|((_, rel), _)| rel.to_string() == "share/big").map(|(k, v)| (k.clone(), v.clone())).unwrap();
+    let mut image = old_big.1[..1_500_000].to_vec();
+    image.extend_from_slice(&noise(7, 300_000));
+    image.extend_from_slice(&old_big.1[2_000_000..]);
+    let path = sp("22222222222222222222222222222222-disk-image");
+    let nar = nar_of(&dir(vec![("image.img", file(&image))]));
+    let (manifest, files) = manifest_and_files(&nar);
+    let e = encode(&path, &manifest, &mut |rel| Ok(files[rel].clone()), &s.knowledge, &EncodeOptions::default()).unwrap();
+    assert_eq!((e.stats.chunks.files, e.stats.raw.files), (1, 0), "{:?}", e.stats);
+    assert!(e.payload.len() < 600_000, "{} payload bytes for {} of file", e.payload.len(), image.len());
+    let rebuilt = decode(&e.plan, &e.payload, &MemStore(s.target.clone()), Vec::new()).unwrap().0;
+    assert!(rebuilt == nar, "rebuilt NAR differs");
+    // Without chunks allowed, or with nothing large on the target: raw.
+    let raw = encode(&path, &manifest, &mut |rel| Ok(files[rel].clone()), &s.knowledge, &EncodeOptions { chunks: false, ..EncodeOptions::default() }).unwrap();
+    assert_eq!(raw.stats.raw.files, 1);
+    let nothing = encode(&path, &manifest, &mut |rel| Ok(files[rel].clone()), &(), &EncodeOptions::default()).unwrap();
+    assert_eq!(nothing.stats.raw.files, 1);
+    // The reused chunk's bytes changed on the target: refused.
+    let mut bad = old_big.1.clone();
+    bad[700_000] ^= 1;
+    s.target.lock().unwrap().insert(old_big.0, bad);
+    let err = decode(&e.plan, &e.payload, &MemStore(s.target.clone()), Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("does not have the expected contents"), "{err}");
+}

@@ -76,12 +76,17 @@ type BaseReader = dyn Fn(&StorePath, &RelPath) -> Option<Vec<u8>> + Send + Sync;
 /// Where each content-defined chunk of the target's large files is.
 type ChunkIndex = HashMap<FileHash, (StorePath, RelPath, u64, u64)>;
 
+/// File bytes read at most to build the store-wide chunk index (about a
+/// second of reading and hashing; a target holding more large files gets
+/// an index of some of them).
+pub const CHUNK_INDEX_BUDGET: u64 = 512 << 20;
+
 /// [`TargetKnowledge`] from manifests (see the module doc).
 ///
 /// The store-wide chunk index (method 3 across packages) is built on first
-/// use only (the first large file without a base: reading every large file
-/// the target holds costs), from the base reader, and then kept up to date
-/// by [`Self::add`] and [`Self::remove`].
+/// use only (the first large file without a base: reading the large files
+/// the target holds costs, up to [`CHUNK_INDEX_BUDGET`] bytes), from the
+/// base reader, and then kept up to date by [`Self::add`] and [`Self::remove`].
 #[derive(Clone)]
 pub struct KnowledgeIndex {
     manifests: HashMap<StorePath, NarManifest>,
@@ -110,12 +115,14 @@ impl KnowledgeIndex {
     }
 
     /// Add the chunks of `path`'s large files (those the reader can read
-    /// with the manifest's contents) to `index`.
-    fn index_chunks(index: &mut ChunkIndex, reader: &BaseReader, path: &StorePath, manifest: &NarManifest) {
+    /// with the manifest's contents) to `index`, reading at most `budget`
+    /// bytes (decreased by what was read).
+    fn index_chunks(index: &mut ChunkIndex, reader: &BaseReader, path: &StorePath, manifest: &NarManifest, budget: &mut u64) {
         for (rel, _, size, b3) in manifest.files() {
-            if !(super::chunks::MIN_CHUNKED_FILE..=super::MAX_BASE_FILE).contains(&size) {
+            if !(super::chunks::MIN_CHUNKED_FILE..=super::MAX_BASE_FILE).contains(&size) || size > *budget {
                 continue;
             }
+            *budget -= size;
             let Some(data) = reader(path, rel).filter(|d| FileHash::of(d) == b3) else { continue };
             for c in super::chunks::chunk_list(&data) {
                 index.entry(c.b3).or_insert_with(|| (path.clone(), rel.clone(), c.offset, c.size));
@@ -150,7 +157,9 @@ impl KnowledgeIndex {
             }
         }
         if let Some(index) = self.chunks.get_mut() {
-            Self::index_chunks(index, &*self.reader, &path, &manifest);
+            // What this push sent: indexed whatever its size (the files were just read).
+            let mut unlimited = u64::MAX;
+            Self::index_chunks(index, &*self.reader, &path, &manifest, &mut unlimited);
         }
         self.manifests.insert(path, manifest);
     }
@@ -237,8 +246,9 @@ impl TargetKnowledge for KnowledgeIndex {
     fn locate_chunk(&self, b3: &FileHash) -> Option<(StorePath, RelPath, u64, u64)> {
         let index = self.chunks.get_or_init(|| {
             let mut index = ChunkIndex::new();
+            let mut budget = CHUNK_INDEX_BUDGET;
             for (path, m) in &self.manifests {
-                Self::index_chunks(&mut index, &*self.reader, path, m);
+                Self::index_chunks(&mut index, &*self.reader, path, m, &mut budget);
             }
             index
         });

@@ -46,10 +46,21 @@ pub enum StorePathError {
 /// the string `<hash>-<name>`): nix32 prints the digest most significant group
 /// of the *last* byte first, with an alphabet in ASCII order, so comparing the
 /// digest bytes from last to first equals comparing the printed hash parts.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct StorePath {
     digest: [u8; HASH_LEN],
     name: String,
+}
+
+/// Hashes the first 8 bytes of the digest only: a truncated sha256, spread
+/// uniformly. Equal paths have equal digests, so this agrees with `Eq`
+/// (paths that differ only in name merely share a bucket); hash map
+/// lookups and rehashes never read the name.
+impl std::hash::Hash for StorePath {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let [a, b, c, d, e, f, g, h, ..] = self.digest;
+        state.write_u64(u64::from_le_bytes([a, b, c, d, e, f, g, h]));
+    }
 }
 
 /// Check a store path name against Nix's rules; `path` is used in the error.
@@ -337,9 +348,16 @@ pub fn output_path_name(drv_name: &str, output: &str) -> String {
 #[derive(Default, Clone, Copy)]
 pub struct StorePathHasher(u64);
 
+/// FxHash's multiplier.
+const FX_K: u64 = 0x517c_c1b7_2722_0a95;
+
 impl std::hash::Hasher for StorePathHasher {
+    fn write_u64(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(FX_K);
+    }
+
     fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
+        const K: u64 = FX_K;
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
             let mut w = [0u8; 8];

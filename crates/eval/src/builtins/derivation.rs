@@ -299,13 +299,14 @@ fn derivation_strict(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value>
     let drv_path = dir.display(&done.drv_path);
     let mut b = AttrsBuilder::with_capacity(1 + done.drv.outputs.len());
     let mut c = Context::new();
-    c.insert(format!("={drv_path}"));
+    c.insert(["=", &drv_path].concat());
     b.insert(names().drv_path, Value::string_ctx(drv_path.clone(), c));
-    for o in done.drv.outputs.keys() {
+    let mut drv = done.drv;
+    for o in drv.outputs.keys() {
         // The output's env var holds its printed path (empty when not known).
-        let path = done.drv.env.get(o).cloned().unwrap_or_default();
+        let path = drv.env.remove(o).unwrap_or_default();
         let mut c = Context::new();
-        c.insert(format!("!{o}!{drv_path}"));
+        c.insert(["!", o, "!", &drv_path].concat());
         b.insert(output_symbol(o), Value::string_ctx(path, c));
     }
     Ok(Value::Attrs(b.finish()))

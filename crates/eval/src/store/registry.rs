@@ -75,30 +75,30 @@ impl Registry {
     /// hashing: deferred with empty env vars, or one fixed output.
     pub fn instantiate(&self, mut drv: Derivation) -> Result<Registered, StoreError> {
         let mut inner = self.lock();
-        // Inputs from outside this evaluation: hash them from the store.
-        for input in drv.input_drvs.keys() {
-            if inner.cache.get(input).is_none() {
-                let read = |p: &StorePath| (self.read)(&self.dir, p);
-                inner.cache.hash_path(&self.dir, input, read)?;
-            }
-        }
-        self.check_outputs_exist(&inner, &drv)?;
+        self.check_inputs(&mut inner, &drv)?;
         let done = inner.cache.instantiate(&self.dir, &mut drv)?;
         let aterm: Arc<[u8]> = done.aterm.into();
-        if !inner.drvs.contains_key(&done.drv_path) {
+        if let std::collections::hash_map::Entry::Vacant(e) = inner.drvs.entry(done.drv_path.clone()) {
             let outputs = drv.outputs.keys().map(|o| o.as_str().into()).collect();
-            inner.drvs.insert(done.drv_path.clone(), Kept { aterm: aterm.clone(), outputs });
+            e.insert(Kept { aterm: aterm.clone(), outputs });
             inner.order.push(done.drv_path.clone());
         }
         Ok(Registered { drv_path: done.drv_path, drv, aterm })
     }
 
-    /// Nix's "no hash for output": every output named in `inputDrvs` must exist.
-    fn check_outputs_exist(&self, inner: &Inner, drv: &Derivation) -> Result<(), StoreError> {
+    /// Every input derivation is known (those from outside this evaluation
+    /// are read from the store and hashed) and has the outputs used (Nix's
+    /// "no hash for output").
+    fn check_inputs(&self, inner: &mut Inner, drv: &Derivation) -> Result<(), StoreError> {
         for (input, outputs) in &drv.input_drvs {
+            // Ours: in the modulo hash cache since it was instantiated.
             let missing = match inner.drvs.get(input) {
                 Some(k) => outputs.iter().find(|o| !k.outputs.iter().any(|x| **x == ***o)),
                 None => {
+                    if inner.cache.get(input).is_none() {
+                        let read = |p: &StorePath| (self.read)(&self.dir, p);
+                        inner.cache.hash_path(&self.dir, input, read)?;
+                    }
                     let read = (self.read)(&self.dir, input)?;
                     outputs.iter().find(|o| !read.outputs.contains_key(*o))
                 }

@@ -16,7 +16,7 @@
 //! of derivations read on demand with an explicit stack (no recursion, so deep
 //! chains cannot overflow the stack), each derivation read and hashed once.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::aterm::{self, BufferedHasher, ReplacedInputs};
 use super::{Derivation, DerivationError, DerivationKind, DerivationOutput, method_prefix};
@@ -65,7 +65,8 @@ impl Derivation {
             DerivationKind::Fixed => Ok(DrvHash { hash: self.fixed_hash(store_dir)?, deferred: false }),
             DerivationKind::Impure => Ok(DrvHash { hash: Hash::digest(HashAlgo::Sha256, b"impure"), deferred: true }),
             DerivationKind::InputAddressed { .. } | DerivationKind::Floating => {
-                let (inputs, deferred) = self.replaced_inputs(lookup)?;
+                let mut lookup = lookup;
+                let (inputs, deferred) = self.replaced_inputs(|p, _| lookup(p).map(Into::into))?;
                 let hash = self.hash_with_replaced(store_dir, mask, &inputs)?;
                 Ok(DrvHash { hash, deferred: deferred || kind == DerivationKind::Floating })
             }
@@ -76,14 +77,15 @@ impl Derivation {
     /// modulo hashes (see [`aterm::write_replaced_inputs`]), and whether any
     /// input is deferred. Masked or not, a derivation's modulo ATerms share
     /// this list, so it is printed once.
-    fn replaced_inputs<E: From<DerivationError>, H: Into<DrvHash>>(
+    /// `lookup` gets each input with the outputs used.
+    fn replaced_inputs<E>(
         &self,
-        mut lookup: impl FnMut(&StorePath) -> Result<H, E>,
+        mut lookup: impl FnMut(&StorePath, &BTreeSet<String>) -> Result<DrvHash, E>,
     ) -> Result<(Vec<u8>, bool), E> {
         let mut deferred = false;
         let mut replaced: ReplacedInputs<'_> = BTreeMap::new();
         for (path, outputs) in &self.input_drvs {
-            let h: DrvHash = lookup(path)?.into();
+            let h = lookup(path, outputs)?;
             deferred |= h.deferred;
             replaced.entry(h.hash.to_base16()).or_default().extend(outputs.iter().map(String::as_str));
         }
@@ -184,15 +186,18 @@ impl ModuloHashCache {
     /// ATerm, compute its `.drv` path and memoise its modulo hash. The caller
     /// writes `aterm` to the store (a text file referencing the inputs).
     pub fn instantiate(&mut self, store_dir: &StoreDir, drv: &mut Derivation) -> Result<Instantiated, DerivationError> {
-        self.check_inputs(drv)?;
         let kind = drv.kind()?;
         // The inputs list of the modulo ATerms, masked (for the output
-        // paths) and not (the memoised hash), printed once for both.
+        // paths) and not (the memoised hash), printed once for both; the
+        // inputs are checked as they are looked up.
         let replaced = match kind {
             DerivationKind::InputAddressed { .. } | DerivationKind::Floating if !drv.input_drvs.is_empty() => {
-                Some(drv.replaced_inputs(|p| self.lookup(p))?)
+                Some(drv.replaced_inputs(|p, outputs| self.checked_input(&drv.name, p, outputs))?)
             }
-            _ => None,
+            _ => {
+                self.check_inputs(drv)?;
+                None
+            }
         };
         if let (DerivationKind::InputAddressed { .. }, Some((inputs, deferred))) = (kind, &replaced) {
             let hash = drv.hash_with_replaced(store_dir, true, inputs)?;
@@ -242,16 +247,23 @@ impl ModuloHashCache {
     /// "out" output of fixed-output inputs (Nix: "no hash for output").
     pub fn check_inputs(&self, drv: &Derivation) -> Result<(), DerivationError> {
         for (input, outputs) in &drv.input_drvs {
-            let entry = self.entries.get(input).ok_or_else(|| DerivationError::UnknownInput(input.to_string()))?;
-            if let Some(output) = outputs.iter().find(|o| entry.fixed && *o != "out") {
-                return Err(DerivationError::NoSuchOutput {
-                    drv: drv.name.clone(),
-                    input: input.to_string(),
-                    output: output.clone(),
-                });
-            }
+            self.checked_input(&drv.name, input, outputs)?;
         }
         Ok(())
+    }
+
+    /// The memoised hash of input `input` of derivation `drv_name`, which
+    /// uses its `outputs` (only "out" of a fixed-output derivation).
+    fn checked_input(&self, drv_name: &str, input: &StorePath, outputs: &BTreeSet<String>) -> Result<DrvHash, DerivationError> {
+        let entry = self.entries.get(input).ok_or_else(|| DerivationError::UnknownInput(input.to_string()))?;
+        if let Some(output) = outputs.iter().find(|o| entry.fixed && *o != "out") {
+            return Err(DerivationError::NoSuchOutput {
+                drv: drv_name.to_owned(),
+                input: input.to_string(),
+                output: output.clone(),
+            });
+        }
+        Ok(entry.hash)
     }
 
     /// `drv.hash_modulo(mask)`, first computing (and memoising) the hashes of

@@ -1,7 +1,8 @@
 //! Interned attribute and variable names.
 //!
 //! Design: a [`Symbol`] is a `&'static str` that went through the global,
-//! thread-safe interner, so two symbols are equal iff their pointers are equal
+//! thread-safe interner (fronted by a per-thread cache: a hit takes no
+//! lock), so two symbols are equal iff their pointers are equal
 //! (an integer compare) while ordering still follows the byte order of the
 //! names, which is the order Nix uses for attribute sets.
 //!
@@ -10,23 +11,80 @@
 //! Only identifiers of parsed code and dynamically created attribute names
 //! are interned, so the table grows with the program, not with evaluation.
 
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::{Mutex, OnceLock};
 
 #[derive(Clone, Copy)]
 pub struct Symbol(&'static str);
 
-fn table() -> &'static Mutex<HashSet<&'static str>> {
-    static TABLE: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    TABLE.get_or_init(|| Mutex::new(HashSet::new()))
+/// The Fx hash (rustc's): a multiply and a rotate per word. Names are
+/// short and not attacker-chosen in a way that matters (a slow table is
+/// the worst case), so SipHash's cost buys nothing here.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let mut w = [0u8; 8];
+        let rest = chunks.remainder();
+        w[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(w));
+    }
+    #[inline]
+    fn write_u8(&mut self, b: u8) {
+        self.add(u64::from(b));
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type FxSet = HashSet<&'static str, BuildHasherDefault<FxHasher>>;
+
+fn table() -> &'static Mutex<FxSet> {
+    static TABLE: OnceLock<Mutex<FxSet>> = OnceLock::new();
+    TABLE.get_or_init(|| Mutex::new(FxSet::default()))
+}
+
+thread_local! {
+    /// The symbols this thread has interned or looked up: hits take no
+    /// lock (evaluation threads intern the same names over and over:
+    /// dynamic attribute names, `listToAttrs`, builtins' result sets).
+    static CACHE: RefCell<FxSet> = RefCell::new(FxSet::default());
 }
 
 impl Symbol {
     /// Intern `name`.
     pub fn new(name: &str) -> Symbol {
+        let hit = CACHE.try_with(|c| c.try_borrow().ok().and_then(|c| c.get(name).copied()));
+        if let Ok(Some(s)) = hit {
+            return Symbol(s);
+        }
+        let s = Symbol::intern(name);
+        let _ = CACHE.try_with(|c| c.try_borrow_mut().map(|mut c| c.insert(s.0)));
+        s
+    }
+
+    fn intern(name: &str) -> Symbol {
         let mut t = table().lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = t.get(name) {
             return Symbol(s);
@@ -38,6 +96,18 @@ impl Symbol {
 
     pub fn as_str(self) -> &'static str {
         self.0
+    }
+
+    /// `__overrides` (looked up in every `rec { }`), interned once.
+    pub(crate) fn overrides() -> Symbol {
+        static S: OnceLock<Symbol> = OnceLock::new();
+        *S.get_or_init(|| Symbol::new("__overrides"))
+    }
+
+    /// `__functor` (looked up in every call of a set), interned once.
+    pub(crate) fn functor() -> Symbol {
+        static S: OnceLock<Symbol> = OnceLock::new();
+        *S.get_or_init(|| Symbol::new("__functor"))
     }
 }
 
@@ -87,5 +157,16 @@ mod tests {
         assert_eq!(a, b);
         assert!(Symbol::new("a") < Symbol::new("b"));
         assert_ne!(Symbol::new("a"), Symbol::new("ab"));
+    }
+
+    #[test]
+    fn threads_share_symbols() {
+        let here = Symbol::new("shared-between-threads");
+        let there = std::thread::spawn(|| (Symbol::new("shared-between-threads"), Symbol::new("made-there")))
+            .join()
+            .unwrap();
+        assert_eq!(here, there.0);
+        assert_eq!(Symbol::new("made-there"), there.1);
+        assert_ne!(Symbol::new("made-there"), Symbol::new("made-ther"));
     }
 }

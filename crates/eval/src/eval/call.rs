@@ -127,7 +127,7 @@ impl Evaluator {
                 }
             }
             Value::Attrs(a) => {
-                let Some(functor) = a.get(Symbol::new("__functor")) else {
+                let Some(functor) = a.get(Symbol::functor()) else {
                     return Err(EvalError::at(
                         ErrorKind::Other("attempt to call something which is not a function but a set".into()),
                         pos,

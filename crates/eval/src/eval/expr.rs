@@ -124,7 +124,7 @@ impl Evaluator {
                 .zip(slots)
                 .map(|(d, value)| Attr { name: d.name, value, pos: d.pos })
                 .collect();
-            let overrides = Symbol::new("__overrides");
+            let overrides = Symbol::overrides();
             if let Ok(i) = attrs.binary_search_by(|x| x.name.cmp(&overrides)) {
                 attrs = self.apply_overrides(attrs, i, &renv)?;
             }

@@ -5,7 +5,10 @@
 //! cache of imported files (path → the file's value, a shared thunk, so each
 //! file is parsed, compiled and evaluated once per evaluator) and the
 //! registry of recursive frames that is cleared on drop (see
-//! [`crate::value::Env`]), which frees every reference cycle.
+//! [`crate::value::Env`]), which frees every reference cycle. New frames
+//! wait in per-thread shards and are registered in batches (no lock shared
+//! between threads per frame); drop and the collector register the waiting
+//! ones first.
 //!
 //! Evaluation is by recursive descent over the IR (`expr.rs`); `eval` and
 //! `call` grow the stack on demand with `stacker`, and lambda calls count
@@ -74,6 +77,18 @@ pub fn parse_nix_path(s: &str) -> Vec<(String, String)> {
     out
 }
 
+/// New recursive frames, per thread (by thread id), registered in batches
+/// of [`REC_BATCH`]: the registry's lock is taken once per batch, and
+/// threads creating frames at once do not share a lock (one cache line
+/// each). A frame is held strongly while it waits, so none can die before
+/// the registry decides (at registration) whether the collector holds it.
+#[repr(align(128))]
+#[derive(Default)]
+struct RecShard(Mutex<Vec<Env>>);
+
+const REC_SHARDS: usize = 8;
+const REC_BATCH: usize = 32;
+
 struct RecRegistry {
     envs: Vec<Weak<crate::value::env::EnvInner>>,
     prune_at: usize,
@@ -97,6 +112,7 @@ pub struct Evaluator {
     /// their values, so one compile serves every call with those names.
     scoped: ScopedImports,
     rec_envs: Mutex<RecRegistry>,
+    rec_new: [RecShard; REC_SHARDS],
     root: Env,
 }
 
@@ -119,6 +135,7 @@ impl Evaluator {
             files: Mutex::new(HashMap::new()),
             scoped: Mutex::new(HashMap::new()),
             rec_envs: Mutex::new(RecRegistry { envs: Vec::new(), prune_at: 1024, held: None }),
+            rec_new: Default::default(),
             root: Env::root(),
         }
     }
@@ -234,16 +251,47 @@ impl Evaluator {
     /// A recursive frame, registered so that it is cleared on drop.
     pub(crate) fn new_rec_env(&self, parent: &Env, n: usize) -> Env {
         let env = Env::new_rec(parent, n);
-        let mut reg = self.rec_envs.lock().unwrap_or_else(|e| e.into_inner());
-        reg.envs.push(env.downgrade());
-        if let Some(held) = &mut reg.held {
-            held.push(env.clone());
-        }
-        if reg.envs.len() >= reg.prune_at {
-            reg.envs.retain(|w| w.strong_count() > 0);
-            reg.prune_at = (reg.envs.len() * 2).max(1024);
+        let shard = &self.rec_new[crate::value::thunk::thread_id() as usize % REC_SHARDS];
+        let mut q = shard.0.lock().unwrap_or_else(|e| e.into_inner());
+        q.push(env.clone());
+        if q.len() >= REC_BATCH {
+            let batch = std::mem::take(&mut *q);
+            drop(q);
+            self.register_rec(batch);
         }
         env
+    }
+
+    /// Register waiting frames: weakly, and strongly too when the collector
+    /// holds frames. Frames nobody else holds are dropped after unlocking.
+    fn register_rec(&self, batch: Vec<Env>) {
+        let mut unheld = Vec::new();
+        {
+            let mut reg = self.rec_envs.lock().unwrap_or_else(|e| e.into_inner());
+            for env in batch {
+                reg.envs.push(env.downgrade());
+                match &mut reg.held {
+                    Some(held) => held.push(env),
+                    None => unheld.push(env),
+                }
+            }
+            if reg.envs.len() >= reg.prune_at {
+                reg.envs.retain(|w| w.strong_count() > 0);
+                reg.prune_at = (reg.envs.len() * 2).max(1024);
+            }
+        }
+        drop(unheld);
+    }
+
+    /// Register every waiting frame (exclusive access: drop, collector).
+    fn flush_rec(&mut self) {
+        let mut all = Vec::new();
+        for shard in &mut self.rec_new {
+            all.append(shard.0.get_mut().unwrap_or_else(|e| e.into_inner()));
+        }
+        if !all.is_empty() {
+            self.register_rec(all);
+        }
     }
 
     /// Force a value to weak head normal form.
@@ -369,6 +417,7 @@ impl Evaluator {
 
 impl Drop for Evaluator {
     fn drop(&mut self) {
+        self.flush_rec();
         let envs = std::mem::take(&mut self.rec_envs.get_mut().unwrap_or_else(|e| e.into_inner()).envs);
         for w in &envs {
             Env::clear_weak(w);
@@ -394,6 +443,7 @@ impl Evaluator {
     /// The registered recursive frames (weak; dead ones are pruned lazily)
     /// and, when the collector holds them, the held ones.
     pub(crate) fn rec_frames_mut(&mut self) -> (&mut Vec<Weak<crate::value::env::EnvInner>>, &mut Option<Vec<Env>>) {
+        self.flush_rec();
         let reg = self.rec_envs.get_mut().unwrap_or_else(|e| e.into_inner());
         (&mut reg.envs, &mut reg.held)
     }

@@ -147,7 +147,7 @@ pub enum Start<'a> {
 }
 
 /// This thread's owner id: 1..=OWNER (ids are reused after 2^28 threads).
-fn thread_id() -> u32 {
+pub(crate) fn thread_id() -> u32 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     thread_local! { static ID: Cell<u32> = const { Cell::new(0) }; }
     ID.with(|id| {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ndeploy_agent::client::{AgentClient, PushItem, PushOutcome};
-use ndeploy_agent::delta::{EncodeOptions, KnowledgeIndex, PlanStats, encode_from_disk};
+use ndeploy_agent::delta::{EncodeOptions, KnowledgeIndex, PlanStats, encode};
 use ndeploy_agent::manifest::NarManifest;
 use ndeploy_store::path_info::PathInfo;
 use ndeploy_store::signature::SecretKey;
@@ -302,8 +302,15 @@ fn local_manifests(records: &Records, dir: &Path, paths: Vec<StorePath>) -> Vec<
         .collect()
 }
 
+/// Paths whose manifests are computed at once (in parallel) ahead of the encoder.
+const MANIFEST_BATCH: usize = 16;
+
 /// The producer: encode each path against the knowledge, in order, into
-/// `tx`; each path's manifest is cached (the next push knows it).
+/// `tx`; each path's manifest is cached (the next push knows it). The
+/// manifests (every file's BLAKE3: most of the work when the files are
+/// references) come from the cache or are computed a batch at a time on all
+/// cores; the encoding itself stays in order, since each path encoded joins
+/// the knowledge that later paths are planned against.
 #[allow(clippy::too_many_arguments)]
 fn encode_all(
     missing: Vec<PathInfo>,
@@ -315,23 +322,47 @@ fn encode_all(
     tx: tokio::sync::mpsc::Sender<PushItem>,
     progress: Arc<dyn TargetProgress>,
 ) -> Result<(), String> {
+    use rayon::prelude::*;
     let opts = EncodeOptions::default();
-    for mut info in missing {
-        let on_disk = PathBuf::from(dir.display(&info.path));
-        let (manifest, encoded) = encode_from_disk(&info.path, &on_disk, &knowledge, &opts)
-            .map_err(|e| format!("cannot encode {}: {e}", info.path))?;
-        if let Some((key, dir)) = &sign {
-            info.sign(dir, key).map_err(|e| e.to_string())?;
+    let mut missing = missing.into_iter().peekable();
+    while missing.peek().is_some() {
+        let batch: Vec<PathInfo> = missing.by_ref().take(MANIFEST_BATCH).collect();
+        let manifests: Vec<_> = batch
+            .par_iter()
+            .map(|info| match records.manifest(&info.path) {
+                Some(m) => Ok((m, true)),
+                None => NarManifest::from_disk(Path::new(&dir.display(&info.path))).map(|m| (m, false)),
+            })
+            .collect();
+        for (mut info, manifest) in batch.into_iter().zip(manifests) {
+            let (manifest, cached) = manifest.map_err(|e| format!("cannot encode {}: {e}", info.path))?;
+            let on_disk = PathBuf::from(dir.display(&info.path));
+            let encode_with = |m: &NarManifest| encode(&info.path, m, &mut |rel| std::fs::read(rel.under(&on_disk)), &knowledge, &opts);
+            // A cached manifest that no longer fits the files (a damaged cache): computed again.
+            let (manifest, encoded, save) = match encode_with(&manifest) {
+                Ok(e) => (manifest, e, !cached),
+                Err(_) if cached => {
+                    let m = NarManifest::from_disk(&on_disk).map_err(|e| format!("cannot encode {}: {e}", info.path))?;
+                    let e = encode_with(&m).map_err(|e| format!("cannot encode {}: {e}", info.path))?;
+                    (m, e, true)
+                }
+                Err(e) => return Err(format!("cannot encode {}: {e}", info.path)),
+            };
+            if let Some((key, dir)) = &sign {
+                info.sign(dir, key).map_err(|e| e.to_string())?;
+            }
+            if save {
+                records.save_manifest(&info.path, &manifest);
+            }
+            knowledge.add(info.path.clone(), manifest);
+            let nar_size = info.nar_size;
+            if tx.blocking_send(PushItem { info, encoded, check_sigs }).is_err() {
+                // The connection is gone; its error is reported by the sender side.
+                return Ok(());
+            }
+            progress.bytes(nar_size);
+            progress.path_done();
         }
-        records.save_manifest(&info.path, &manifest);
-        knowledge.add(info.path.clone(), manifest);
-        let nar_size = info.nar_size;
-        if tx.blocking_send(PushItem { info, encoded, check_sigs }).is_err() {
-            // The connection is gone; its error is reported by the sender side.
-            return Ok(());
-        }
-        progress.bytes(nar_size);
-        progress.path_done();
     }
     Ok(())
 }

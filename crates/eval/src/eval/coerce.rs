@@ -31,7 +31,7 @@ impl CoerceOpts {
 
 impl Evaluator {
     pub fn coerce_to_string(&self, v: &Value, opts: CoerceOpts) -> EvalResult<NixString> {
-        stacker::maybe_grow(super::RED_ZONE, super::STACK_CHUNK, || self.coerce_inner(v, opts))
+        super::stack::guard(|| self.coerce_inner(v, opts))
     }
 
     /// Like [`Evaluator::coerce_to_string`], but a string is returned as

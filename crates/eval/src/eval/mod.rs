@@ -11,7 +11,8 @@
 //! ones first.
 //!
 //! Evaluation is by recursive descent over the IR (`expr.rs`); `eval` and
-//! `call` grow the stack on demand with `stacker`, and lambda calls count
+//! `force` grow the stack on demand (`stack.rs`: an inline check, then
+//! `stacker`), and lambda calls count
 //! against `max_call_depth` (per thread), so deep recursion ends in an
 //! error, never a crash. Arithmetic is checked (`ops.rs`).
 
@@ -20,6 +21,7 @@ mod call;
 mod coerce;
 mod expr;
 mod ops;
+mod stack;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -120,8 +122,6 @@ thread_local! {
     static CALL_DEPTH: Cell<usize> = const { Cell::new(0) };
 }
 
-const RED_ZONE: usize = 128 * 1024;
-const STACK_CHUNK: usize = 4 * 1024 * 1024;
 
 impl Evaluator {
     pub fn new(config: EvalConfig, io: Arc<dyn EvalIO>) -> Evaluator {
@@ -315,7 +315,7 @@ impl Evaluator {
         };
         let r = match &*work {
             // Checked even for leaves: chains of thunks recurse through here.
-            Pending::Expr(e, env) => stacker::maybe_grow(RED_ZONE, STACK_CHUNK, || self.eval_inner(e, env)),
+            Pending::Expr(e, env) => stack::guard(|| self.eval_inner(e, env)),
             Pending::Apply(f @ Value::Thunk(_), a) => {
                 self.force(f).and_then(|f| self.call(&f, a.clone(), crate::source::Pos::NONE))
             }
@@ -334,7 +334,7 @@ impl Evaluator {
         match e {
             Expr::Const(v) => Ok(v.clone()),
             Expr::Local { depth, idx } => self.eval_local(env, *depth, *idx),
-            _ => stacker::maybe_grow(RED_ZONE, STACK_CHUNK, || self.eval_inner(e, env)),
+            _ => stack::guard(|| self.eval_inner(e, env)),
         }
     }
 
@@ -370,7 +370,7 @@ impl Evaluator {
     }
 
     fn force_deep_inner(&self, v: &Value, seen: &mut std::collections::HashSet<usize>) -> EvalResult<()> {
-        stacker::maybe_grow(RED_ZONE, STACK_CHUNK, || match v {
+        stack::guard(|| match v {
             Value::Attrs(a) => {
                 if !seen.insert(a.ptr_id()) {
                     return Ok(());

@@ -229,7 +229,7 @@ impl Evaluator {
                     if same_ref(p, q) {
                         continue;
                     }
-                    if !stacker::maybe_grow(super::RED_ZONE, super::STACK_CHUNK, || self.equal(p, q))? {
+                    if !super::stack::guard(|| self.equal(p, q))? {
                         return Ok(false);
                     }
                 }
@@ -255,7 +255,7 @@ impl Evaluator {
                     if same_ref(&p.value, &q.value) {
                         continue;
                     }
-                    if !stacker::maybe_grow(super::RED_ZONE, super::STACK_CHUNK, || self.equal(&p.value, &q.value))? {
+                    if !super::stack::guard(|| self.equal(&p.value, &q.value))? {
                         return Ok(false);
                     }
                 }

@@ -320,6 +320,30 @@ impl Node {
         }
     }
 
+    /// Ask for the first cache line of the node's out-of-line storage (a
+    /// frame's slots, a set's or list's elements), which [`Node::children`]
+    /// reads next; the node's own line must be at hand (it only reads the
+    /// storage's address from it).
+    fn prefetch_storage(&self) {
+        let first = match self {
+            Node::Env(e) => {
+                let mut first = None;
+                e.for_each_slot(|v| {
+                    first.get_or_insert(v as *const Value as usize);
+                });
+                first
+            }
+            Node::Attrs(a) => a.entries().first().map(|x| x as *const _ as usize),
+            Node::List(l) => l.first().map(|x| x as *const Value as usize),
+            Node::Closure(c) => Some(c.env.addr()),
+            Node::App(p) => p.args.first().map(|x| x as *const Value as usize),
+            Node::Thunk(_) => None,
+        };
+        if let Some(a) = first {
+            prefetch(a);
+        }
+    }
+
     /// The node's collector word, if its kind has one.
     fn word(&self) -> Option<&AtomicU32> {
         match self {

@@ -22,7 +22,7 @@
 //! count is the node's references from the heap: from inside the walked
 //! graph (counted) and from outside (the difference).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
@@ -225,16 +225,59 @@ pub(super) fn count(table: &Table, roots: Vec<Item>, lists: Vec<Recorded>, paral
     })
 }
 
+/// Edges between reading a node's references and looking at the nodes
+/// they lead to: each target's cache line is prefetched when the edge is
+/// found, and looked at (strong count, word) this many edges later, so
+/// that the misses of the walk overlap instead of following one another.
+const EDGES_IN_FLIGHT: usize = 16;
+
+/// Nodes between being taken off the stack (their storage prefetched) and
+/// being walked.
+const NODES_IN_FLIGHT: usize = 8;
+
 fn walker(table: &Table, w: usize, mut stack: Vec<Item>, mut found: Found) -> Found {
-    while let Some(item) = stack.pop() {
-        found.visited += 1;
-        let (node, anchor, recorded) = match item {
-            Item::Recorded(n, id) => (n, id, true),
-            Item::Unrecorded(n, a) => (n, a, false),
-        };
-        node.children(&mut |c| visit(table, w, &mut stack, &mut found.recorded, anchor, c));
-        if !recorded && node.is_mutable() {
-            found.unrecorded_mutable.push((node, anchor));
+    let mut edges: VecDeque<(Child<'static>, Id)> = VecDeque::with_capacity(EDGES_IN_FLIGHT + 1);
+    let mut staged: VecDeque<Item> = VecDeque::with_capacity(NODES_IN_FLIGHT + 1);
+    loop {
+        loop {
+            if staged.len() < NODES_IN_FLIGHT
+                && let Some(item) = stack.pop()
+            {
+                let (Item::Recorded(n, _) | Item::Unrecorded(n, _)) = &item;
+                n.prefetch_storage();
+                staged.push_back(item);
+                continue;
+            }
+            let Some(item) = staged.pop_front() else { break };
+            found.visited += 1;
+            let (node, anchor, recorded) = match item {
+                Item::Recorded(n, id) => (n, id, true),
+                Item::Unrecorded(n, a) => (n, a, false),
+            };
+            node.children(&mut |c| {
+                // SAFETY: `c` borrows from the storage of a node of the
+                // heap (a frame's slots, a set's or list's elements, a
+                // thunk's cell). By the collector's contract nothing
+                // changes the heap during the walk, and nothing is freed
+                // (the walk's own handles only add to counts, every node
+                // stays held by its referrers), so that storage stays in
+                // place and valid until the walk is over, which is as long
+                // as `edges` lives.
+                let c = unsafe { std::mem::transmute::<Child<'_>, Child<'static>>(c) };
+                if edges.len() >= EDGES_IN_FLIGHT
+                    && let Some((c0, a0)) = edges.pop_front()
+                {
+                    visit(table, w, &mut stack, &mut found.recorded, a0, c0);
+                }
+                edges.push_back((c, anchor));
+            });
+            if !recorded && node.is_mutable() {
+                found.unrecorded_mutable.push((node, anchor));
+            }
+        }
+        match edges.pop_front() {
+            Some((c, a)) => visit(table, w, &mut stack, &mut found.recorded, a, c),
+            None => break,
         }
     }
     found

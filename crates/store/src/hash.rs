@@ -254,13 +254,19 @@ impl Hasher {
     }
 
     pub fn finish(self) -> Hash {
-        let (algo, digest): (HashAlgo, Vec<u8>) = match self {
-            Hasher::Md5(h) => (HashAlgo::Md5, h.finalize().to_vec()),
-            Hasher::Sha1(h) => (HashAlgo::Sha1, h.finalize().to_vec()),
-            Hasher::Sha256(h) => (HashAlgo::Sha256, h.finalize().to_vec()),
-            Hasher::Sha512(h) => (HashAlgo::Sha512, h.finalize().to_vec()),
+        // Each digest is exactly its algorithm's size (at most 64 bytes).
+        let mut bytes = [0u8; 64];
+        let mut put = |d: &[u8], algo: HashAlgo| {
+            bytes.iter_mut().zip(d).for_each(|(b, d)| *b = *d);
+            algo
         };
-        Hash::from_digest(algo, &digest).expect("digest size matches its algorithm")
+        let algo = match self {
+            Hasher::Md5(h) => put(&h.finalize(), HashAlgo::Md5),
+            Hasher::Sha1(h) => put(&h.finalize(), HashAlgo::Sha1),
+            Hasher::Sha256(h) => put(&h.finalize(), HashAlgo::Sha256),
+            Hasher::Sha512(h) => put(&h.finalize(), HashAlgo::Sha512),
+        };
+        Hash { algo, bytes }
     }
 }
 

@@ -20,7 +20,7 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
-use crate::hash::{Hash, HashAlgo};
+use crate::hash::{Hash, HashAlgo, Hasher};
 use crate::nixbase32;
 
 pub const HASH_LEN: usize = 20;
@@ -70,6 +70,10 @@ pub fn validate_name(name: &str, path: &str) -> Result<(), StorePathError> {
     }
     if name.len() > MAX_NAME_LEN {
         return Err(StorePathError::NameTooLong(path.to_owned()));
+    }
+    let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b'_' | b'?' | b'=');
+    if name.bytes().all(valid) {
+        return Ok(());
     }
     if let Some(c) = name.chars().find(|&c| !(c.is_ascii_alphanumeric() || "+-._?=".contains(c))) {
         return Err(StorePathError::IllegalChar { path: path.to_owned(), c });
@@ -247,26 +251,27 @@ impl StoreDir {
 
     /// Nix's `makeStorePath`.
     pub fn make_store_path(&self, path_type: &str, inner: &Hash, name: &str) -> Result<StorePath, StorePathError> {
-        let mut fingerprint = String::with_capacity(path_type.len() + 150 + self.0.len() + name.len());
-        fingerprint.push_str(path_type);
-        self.finish_store_path(fingerprint, inner, name)
+        self.finish_store_path(&[path_type], inner, name)
     }
 
-    /// [`StoreDir::make_store_path`] for a fingerprint holding the path type.
-    fn finish_store_path(&self, mut fingerprint: String, inner: &Hash, name: &str) -> Result<StorePath, StorePathError> {
+    /// [`StoreDir::make_store_path`] for a path type given in pieces: the
+    /// fingerprint is hashed as it is printed, never built as a string.
+    fn finish_store_path(&self, path_type: &[&str], inner: &Hash, name: &str) -> Result<StorePath, StorePathError> {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        fingerprint.push(':');
-        fingerprint.push_str(inner.algo().name());
-        fingerprint.push(':');
-        for &b in inner.as_bytes() {
-            fingerprint.push(char::from(DIGITS[usize::from(b >> 4)]));
-            fingerprint.push(char::from(DIGITS[usize::from(b & 0xf)]));
+        let mut hex = [0u8; 2 * 64];
+        for (pair, &b) in hex.chunks_exact_mut(2).zip(inner.as_bytes()) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
         }
-        fingerprint.push(':');
-        fingerprint.push_str(&self.0);
-        fingerprint.push(':');
-        fingerprint.push_str(name);
-        let h = Hash::digest(HashAlgo::Sha256, fingerprint.as_bytes());
+        let hex = hex.get(..2 * inner.as_bytes().len()).unwrap_or_default();
+        let mut hasher = Hasher::new(HashAlgo::Sha256);
+        for piece in path_type {
+            hasher.update(piece.as_bytes());
+        }
+        for piece in [b":", inner.algo().name().as_bytes(), b":", hex, b":", self.0.as_bytes(), b":", name.as_bytes()] {
+            hasher.update(piece);
+        }
+        let h = hasher.finish();
         // Nix's `compressHash(h, 20)`: XOR-fold the sha256 into 20 bytes.
         let mut digest = [0u8; HASH_LEN];
         for (i, b) in h.as_bytes().iter().enumerate() {
@@ -305,7 +310,7 @@ impl StoreDir {
         content_hash: &Hash,
         refs: impl IntoIterator<Item = &'a StorePath>,
     ) -> Result<StorePath, StorePathError> {
-        self.finish_store_path(self.make_type("text", refs, false), content_hash, name)
+        self.finish_store_path(&[&self.make_type("text", refs, false)], content_hash, name)
     }
 
     /// The path of a store object added by content (`nix-store --add`,
@@ -319,7 +324,7 @@ impl StoreDir {
         self_ref: bool,
     ) -> Result<StorePath, StorePathError> {
         if method == FileIngestionMethod::Recursive && hash.algo() == HashAlgo::Sha256 {
-            return self.finish_store_path(self.make_type("source", refs, self_ref), hash, name);
+            return self.finish_store_path(&[&self.make_type("source", refs, self_ref)], hash, name);
         }
         let prefix = if method == FileIngestionMethod::Recursive { "r:" } else { "" };
         let inner = Hash::digest(HashAlgo::Sha256, format!("fixed:out:{prefix}{}:{}:", hash.algo(), hash.to_base16()));
@@ -329,10 +334,7 @@ impl StoreDir {
     /// The path of output `output` of a derivation whose modulo hash is `drv_hash`.
     pub fn make_output_path(&self, output: &str, drv_hash: &Hash, drv_name: &str) -> Result<StorePath, StorePathError> {
         let name = output_path_name(drv_name, output);
-        let mut fingerprint = String::with_capacity(170 + output.len() + self.0.len() + name.len());
-        fingerprint.push_str("output:");
-        fingerprint.push_str(output);
-        self.finish_store_path(fingerprint, drv_hash, &name)
+        self.finish_store_path(&["output:", output], drv_hash, &name)
     }
 }
 

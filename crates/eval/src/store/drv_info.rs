@@ -45,8 +45,8 @@ fn valid_attr_name(n: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+'))
 }
 
-fn join(prefix: &str, s: &str) -> String {
-    if prefix.is_empty() { s.to_owned() } else { format!("{prefix}.{s}") }
+fn join(prefix: &str, s: impl std::fmt::Display) -> String {
+    if prefix.is_empty() { s.to_string() } else { format!("{prefix}.{s}") }
 }
 
 struct Walk<'a> {
@@ -99,7 +99,7 @@ impl Walk<'_> {
             }
             Value::List(l) => {
                 for (i, x) in l.iter().enumerate() {
-                    let p = join(path, &i.to_string());
+                    let p = join(path, i);
                     if self.derivation(x, &p)? {
                         self.walk(x.clone(), &p)?;
                     }
@@ -127,8 +127,10 @@ pub fn get_derivations(ev: &Evaluator, v: Value, auto: &AutoCall<'_>) -> EvalRes
         let drv = a
             .get_str("drvPath")
             .ok_or_else(|| EvalError::other("derivation does not contain a 'drvPath' attribute"))?;
-        let drv_path =
-            ev.coerce_to_string(drv, CoerceOpts { coerce_more: false, copy_to_store: false })?.as_str().to_owned();
+        let drv_path = ev
+            .coerce_to_shared_string(drv, CoerceOpts { coerce_more: false, copy_to_store: false })?
+            .as_str()
+            .to_owned();
         let output_name = string_attr(ev, &a, "outputName")?.unwrap_or_default();
         if output_name.is_empty() {
             return Err(EvalError::other(format!("derivation '{drv_path}' lacks an 'outputName' attribute")));

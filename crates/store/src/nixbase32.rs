@@ -53,50 +53,37 @@ pub fn encode(bytes: &[u8]) -> String {
 
 /// [`encode`] of a 20-byte store path digest into 32 characters, without
 /// allocating (this is on the path of every store path printed).
+///
+/// The digest is a 160-bit little-endian number whose character k (from
+/// the end) holds bits 5k..5k+5: each 5-byte group is 40 bits, 8 whole
+/// characters, so four `u64` groups are encoded independently.
 pub fn encode_20(bytes: &[u8; 20]) -> [u8; 32] {
-    // The digest as a 160-bit little-endian number: character k (from the
-    // end) holds bits 5k..5k+5.
-    let mut lo = [0u8; 16];
-    let mut hi = [0u8; 8];
-    lo.copy_from_slice(&bytes[..16]);
-    hi[..4].copy_from_slice(&bytes[16..]);
-    let (lo, hi) = (u128::from_le_bytes(lo), u64::from_le_bytes(hi));
     let mut out = [0u8; 32];
-    for (k, c) in out.iter_mut().rev().enumerate() {
-        let shift = 5 * k;
-        let d = if shift + 5 <= 128 {
-            (lo >> shift) as u32
-        } else if shift >= 128 {
-            (hi >> (shift - 128)) as u32
-        } else {
-            ((lo >> shift) as u32) | ((hi as u32) << (128 - shift))
-        };
-        *c = ALPHABET[(d & 0x1f) as usize];
+    for (group, chars) in bytes.chunks_exact(5).zip(out.rchunks_exact_mut(8)) {
+        let mut w = [0u8; 8];
+        w[..5].copy_from_slice(group);
+        let w = u64::from_le_bytes(w);
+        for (i, c) in chars.iter_mut().rev().enumerate() {
+            *c = ALPHABET[((w >> (5 * i)) & 0x1f) as usize];
+        }
     }
     out
 }
 
 /// [`decode`] of a 32-character store path hash into its 20-byte digest,
-/// without allocating.
+/// without allocating (the groups of [`encode_20`] read back).
 pub fn decode_20(s: &[u8]) -> Result<[u8; 20], Nix32Error> {
     let s: &[u8; 32] = s.try_into().map_err(|_| Nix32Error::InvalidLength(s.len()))?;
-    let (mut lo, mut hi) = (0u128, 0u64);
-    for (k, &c) in s.iter().rev().enumerate() {
-        let d = digit(c).ok_or(Nix32Error::InvalidChar(c as char))?;
-        let shift = 5 * k;
-        if shift + 5 <= 128 {
-            lo |= u128::from(d) << shift;
-        } else if shift >= 128 {
-            hi |= u64::from(d) << (shift - 128);
-        } else {
-            lo |= u128::from(d) << shift;
-            hi |= u64::from(d) >> (128 - shift);
-        }
-    }
     // 32 characters are exactly 160 bits: there are no padding bits.
     let mut out = [0u8; 20];
-    out[..16].copy_from_slice(&lo.to_le_bytes());
-    out[16..].copy_from_slice(&hi.to_le_bytes()[..4]);
+    for (group, chars) in out.chunks_exact_mut(5).zip(s.rchunks_exact(8)) {
+        let mut w = 0u64;
+        for (i, &c) in chars.iter().rev().enumerate() {
+            let d = digit(c).ok_or(Nix32Error::InvalidChar(c as char))?;
+            w |= u64::from(d) << (5 * i);
+        }
+        group.copy_from_slice(&w.to_le_bytes()[..5]);
+    }
     Ok(out)
 }
 

@@ -124,7 +124,12 @@ impl StorePath {
 
 impl Ord for StorePath {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.digest.iter().rev().cmp(other.digest.iter().rev()).then_with(|| self.name.cmp(&other.name))
+        // Bytes from last to first: the digest as a little-endian number.
+        let key = |d: &[u8; HASH_LEN]| {
+            let [l @ .., h0, h1, h2, h3] = *d;
+            (u32::from_le_bytes([h0, h1, h2, h3]), u128::from_le_bytes(l))
+        };
+        key(&self.digest).cmp(&key(&other.digest)).then_with(|| self.name.cmp(&other.name))
     }
 }
 

@@ -260,6 +260,12 @@ fn printed_order_matches_string_order() {
         if i % 7 == 0 {
             digest[0] = 0; // share high bytes to exercise ties on the low end
         }
+        if i % 5 == 0 {
+            digest[16..].copy_from_slice(&[7, 7, 7, 7]); // ties on the most significant (last) bytes
+        }
+        if i % 11 == 0 {
+            digest[..19].fill(3); // ties on everything but the last byte
+        }
         paths.push(StorePath::new(digest, &format!("n{}", i % 3)).unwrap());
     }
     let mut by_string = paths.clone();

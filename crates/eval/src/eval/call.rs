@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::Evaluator;
 use super::borrow::VRef;
 use crate::error::{ErrorKind, EvalError, EvalResult};
-use crate::ir::{Expr, Lambda, Param};
+use crate::ir::{BinOp, Expr, Lambda, Param};
 use crate::source::Pos;
 use crate::symbol::Symbol;
 use crate::value::{Env, PrimOpApp, Thunk, Value};
@@ -79,26 +79,43 @@ impl Evaluator {
                     let (now, later) = rest.split_at(op.arity());
                     let mut v = Vec::with_capacity(now.len());
                     for a in now {
-                        v.push(self.delay(a, env)?);
+                        v.push(self.delay_arg(a, env)?);
                     }
                     f = VRef::Own(self.call_primop(op, v, pos)?);
                     rest = later;
                 }
                 Value::Lambda(c) if matches!(c.lambda.body, Expr::Lambda(_)) && !tail.is_empty() => {
-                    let a = self.delay(first, env)?;
+                    let a = self.delay_arg(first, env)?;
                     let (second, later) = tail.split_first().ok_or_else(|| EvalError::other("internal error"))?;
-                    let b = self.delay(second, env)?;
+                    let b = self.delay_arg(second, env)?;
                     f = VRef::Own(self.call2(&f, a, b, pos)?);
                     rest = later;
                 }
                 _ => {
-                    let a = self.delay(first, env)?;
+                    let a = self.delay_arg(first, env)?;
                     f = VRef::Own(self.call(&f, a, pos)?);
                     rest = tail;
                 }
             }
         }
         Ok(f.into_owned())
+    }
+
+    /// An argument of a call: like [`Evaluator::delay`], except that
+    /// integer arithmetic and comparisons whose operands are integers
+    /// already (constants, forced variables) are computed at once (`n - 1`
+    /// in `f (n - 1)`). Such an expression cannot fail (overflow falls back
+    /// to a thunk), diverge or have effects, so computing it early only
+    /// saves the thunk; the one visible trace is that lazy printing shows
+    /// the number where Nix would show `<CODE>`.
+    #[inline]
+    fn delay_arg(&self, e: &Arc<Expr>, env: &Env) -> EvalResult<Value> {
+        if let Expr::BinOp { op, lhs, rhs, .. } = &**e
+            && let Some(v) = eager_int(*op, lhs, rhs, env)
+        {
+            return Ok(v);
+        }
+        self.delay(e, env)
     }
 
     fn call_inner(&self, f: &Value, arg: Value, pos: Pos) -> EvalResult<Value> {
@@ -238,5 +255,74 @@ impl Evaluator {
                 }
             }
         })
+    }
+}
+
+/// `e`'s integer value if it is one already (no evaluation).
+#[inline]
+fn known_int(e: &Expr, env: &Env) -> Option<i64> {
+    match e {
+        Expr::Const(Value::Int(i)) => Some(*i),
+        Expr::Local { depth, idx } => match env.slot(*depth, *idx).ok()? {
+            Value::Int(i) => Some(*i),
+            Value::Thunk(t) => match t.get_ref()? {
+                Value::Int(i) => Some(*i),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `lhs op rhs` on integers that are values already, when it cannot fail.
+#[inline]
+fn eager_int(op: BinOp, lhs: &Expr, rhs: &Expr, env: &Env) -> Option<Value> {
+    if !matches!(
+        op,
+        BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Eq | BinOp::NotEq | BinOp::Less | BinOp::LessEq | BinOp::More | BinOp::MoreEq
+    ) {
+        return None;
+    }
+    let (a, b) = (known_int(lhs, env)?, known_int(rhs, env)?);
+    Some(match op {
+        BinOp::Add => Value::Int(a.checked_add(b)?),
+        BinOp::Sub => Value::Int(a.checked_sub(b)?),
+        BinOp::Mul => Value::Int(a.checked_mul(b)?),
+        BinOp::Eq => Value::Bool(a == b),
+        BinOp::NotEq => Value::Bool(a != b),
+        BinOp::Less => Value::Bool(a < b),
+        BinOp::LessEq => Value::Bool(a <= b),
+        BinOp::More => Value::Bool(a > b),
+        BinOp::MoreEq => Value::Bool(a >= b),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::eval::{EvalConfig, Evaluator};
+    use crate::io::MemIO;
+
+    fn eval(src: &str) -> String {
+        let ev = Evaluator::new(EvalConfig::default(), Arc::new(MemIO::new()));
+        match ev.eval_str(src).and_then(|v| ev.force_deep(&v)) {
+            Ok(v) => crate::print::print_value(&ev, &v, true).unwrap(),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    /// Arguments computed at once behave as the lazy ones: same values,
+    /// overflow still an error only when used, unused ones never fail.
+    #[test]
+    fn eager_integer_arguments_are_invisible() {
+        assert_eq!(eval("let fib = n: if n < 2 then n else fib (n - 1) + fib (n - 2); in fib 20"), "6765");
+        assert_eq!(eval("let f = a: b: [ a b ]; n = 3; in f (n * 2) (n == 3)"), "[ 6 true ]");
+        assert_eq!(eval("let n = 9223372036854775807; in (x: 1) (n + 1)"), "1");
+        assert!(eval("let n = 9223372036854775807; in (x: x) (n + 1)").contains("overflow"));
+        assert_eq!(eval("let s = \"a\"; in (x: 2) (s - 1)"), "2");
+        assert_eq!(eval("builtins.elemAt [ 5 6 7 ] (let i = 1; in i + 1)"), "7");
     }
 }

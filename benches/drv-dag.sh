@@ -3,6 +3,10 @@
 # --readonly-mode` printing the .drv paths of the generated DAG
 # (benches/gen-drv-dag.sh), mean of RUNS runs each; checks the outputs agree.
 #   benches/drv-dag.sh [N=3000] [RUNS=10] [NDEPLOY=target/release/ndeploy]
+# The ratio depends on N: nix-instantiate spends ~16 ms CPU starting up
+# (ndeploy ~2.5 ms), a sixth of its time at 3000 derivations but 2% at
+# 20000, and both grow a little faster than N (a larger heap, more cache
+# misses per derivation). Under load, compare runs made at the same time.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 n=${1:-3000}

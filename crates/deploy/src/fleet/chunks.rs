@@ -77,6 +77,11 @@ pub fn evaluate_in_rounds(
     // touches the heap while the collector looks at it.
     let mut freeing: Option<std::thread::JoinHandle<()>> = None;
     let mut done = 0;
+    let report = std::env::var_os("NDEPLOY_COLLECT_STATS").is_some();
+    // Where the time goes (reported with NDEPLOY_COLLECT_STATS): rounds'
+    // wall time, hosts' wall time summed, collections' wall time.
+    let (mut rounds_wall, mut hosts_ms, mut collect_wall) = (0.0f64, 0u64, 0.0f64);
+    let threads = pool.current_num_threads();
     loop {
         let start = next.load(Ordering::Relaxed);
         if start >= hosts.len() {
@@ -90,7 +95,12 @@ pub fn evaluate_in_rounds(
         let young = AtomicUsize::new(0);
         let round = Round { next: &next, end, young: &young, young_limit };
         let fleet = Fleet::attach(ev, parts);
-        fleet.evaluate_round(pool, hosts, &round, target, show_trace, &mut on_result);
+        let round_start = std::time::Instant::now();
+        fleet.evaluate_round(pool, hosts, &round, target, show_trace, |r| {
+            hosts_ms += r.eval_ms;
+            on_result(r)
+        });
+        rounds_wall += round_start.elapsed().as_secs_f64();
         parts = fleet.detach();
         done = next.load(Ordering::Relaxed).min(hosts.len());
         if schedule == Schedule::Never || done >= hosts.len() {
@@ -104,7 +114,8 @@ pub fn evaluate_in_rounds(
         // has finished, the previous garbage is freed, and no thread uses
         // the heap; `parts` and the caller merely hold values.
         let (stats, garbage) = unsafe { ev.collect_deferred(pool.current_num_threads()) };
-        if std::env::var_os("NDEPLOY_COLLECT_STATS").is_some() {
+        collect_wall += started.elapsed().as_secs_f64();
+        if report {
             let frames = young.load(Ordering::Relaxed);
             eprintln!("collect after {done} hosts ({frames} young frames): {stats:?} in {:?}", started.elapsed());
         }
@@ -119,6 +130,16 @@ pub fn evaluate_in_rounds(
     debug_assert!(done >= hosts.len() || hosts.is_empty());
     if let Some(h) = freeing {
         let _ = h.join();
+    }
+    if report {
+        // A thread waits at a round's end for the hosts still in flight
+        // on the others, and during collections (their walk and clearing
+        // run on as many threads, but outside the pool).
+        let waiting = threads as f64 * rounds_wall - hosts_ms as f64 / 1000.0;
+        eprintln!(
+            "rounds {rounds_wall:.2} s wall on {threads} threads, hosts {:.2} s, threads waiting at round ends {waiting:.2} s, collections {collect_wall:.2} s wall",
+            hosts_ms as f64 / 1000.0
+        );
     }
     parts
 }

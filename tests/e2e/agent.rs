@@ -315,3 +315,44 @@ fn target_where_the_agent_cannot_run_gets_the_plain_push() {
     assert!(transfer(&r)["fallback"].is_null(), "{r}");
     assert_complete(&t, &top2);
 }
+
+/// A fresh target gets whole NARs through the fan-out, which records the
+/// manifests of what it sends (from the same NAR bytes); the next push goes
+/// through the agent and finds every manifest it needs cached: none is
+/// computed from the local store again, none asked from the agent.
+#[test]
+fn plain_push_records_the_manifests_the_next_agent_push_uses() {
+    let client = ClientHome::new();
+    let t = SshTarget::start(SshdOptions::default().client(&client));
+    let tag = format!("e{}", std::process::id());
+    let gen1 = build_closure(&tag, 6, 30_000, |_| "1".into());
+    let (ok, r) = push(&client, &t, &gen1, &[]);
+    assert!(ok, "{r}");
+    let x = transfer(&r);
+    assert_eq!(x["via"], "plain", "{r}");
+    assert_eq!(x["agentInstalled"], true, "{r}");
+    let cache = client.path().join("cache/ndeploy/manifests");
+    for p in local_closure(&gen1) {
+        let base = p.trim_start_matches("/nix/store/");
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(cache.join(format!("{base}.json"))).unwrap()).unwrap();
+        let entries = m["entries"].as_array().unwrap();
+        // The recorded manifest is the path's own: its files and sizes as on disk.
+        for e in entries.iter().filter(|e| e["t"] == "regular") {
+            let rel = e["path"].as_str().unwrap();
+            assert_eq!(std::fs::metadata(Path::new(&p).join(rel)).unwrap().len(), u(&e["size"]), "{p}/{rel}");
+        }
+        assert!(!entries.is_empty(), "{p}");
+    }
+    assert_complete(&t, &gen1);
+
+    let gen2 = build_closure(&tag, 6, 30_000, |i| if i == 2 { "2".into() } else { "1".into() });
+    let (ok, r) = push(&client, &t, &gen2, &[]);
+    assert!(ok, "{r}");
+    let x = transfer(&r);
+    assert_eq!(x["via"], "agent", "{r}");
+    assert_eq!((u(&x["manifests"]["local"]), u(&x["manifests"]["remote"])), (0, 0), "{r}");
+    assert!(u(&x["manifests"]["cached"]) > local_closure(&gen1).len() as u64 / 2, "{r}");
+    assert!(u(&x["delta"]["files"]) >= 1, "{r}");
+    assert_complete(&t, &gen2);
+    assert_store_intact(&t);
+}

@@ -113,6 +113,13 @@ where
         (Err(e), _) => return Ok(Prepared::Unavailable(e.to_string())),
     };
     package.add_to(local).await?;
+    // Targets will hold it: its manifest joins the cache like those of pushed paths.
+    let records = Records::default_location();
+    if !records.has_manifest(package.path())
+        && let Ok(m) = ndeploy_agent::NarManifest::from_nar(&package.nar[..])
+    {
+        records.save_manifest(package.path(), &m);
+    }
     Ok(Prepared::Ready { package: Arc::new(package), store_dir: local.store_dir().clone() })
 }
 

@@ -123,14 +123,20 @@ impl Hash {
     }
 
     pub fn to_base16(&self) -> String {
-        // By hand: `hex::encode` collects chars one by one, and this is on the
-        // path of every store path and derivation hash computed.
+        self.base16().as_str().to_owned()
+    }
+
+    /// The base16 digits on the stack (hashes of store paths and
+    /// derivations are printed in base16 inside other hashed strings).
+    pub fn base16(&self) -> Base16 {
+        // By hand: `hex::encode` collects chars one by one.
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut out = Vec::with_capacity(2 * self.algo.size());
-        for &b in self.as_bytes() {
-            out.extend([DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]);
+        let mut digits = [0u8; 128];
+        for (pair, &b) in digits.chunks_exact_mut(2).zip(self.as_bytes()) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
         }
-        String::from_utf8(out).unwrap_or_default()
+        Base16 { digits, len: 2 * self.as_bytes().len() }
     }
 
     pub fn to_nix32(&self) -> String {
@@ -222,6 +228,24 @@ impl fmt::Debug for Hash {
 impl fmt::Display for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.algo, self.to_nix32())
+    }
+}
+
+/// A hash in base16 ([`Hash::base16`]).
+#[derive(Clone, Copy)]
+pub struct Base16 {
+    digits: [u8; 128],
+    len: usize,
+}
+
+impl Base16 {
+    pub fn as_bytes(&self) -> &[u8] {
+        self.digits.get(..self.len).unwrap_or_default()
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Hex digits are ASCII.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 }
 

@@ -262,13 +262,8 @@ impl StoreDir {
     /// [`StoreDir::make_store_path`] for a path type given in pieces: the
     /// fingerprint is hashed as it is printed, never built as a string.
     fn finish_store_path(&self, path_type: &[&str], inner: &Hash, name: &str) -> Result<StorePath, StorePathError> {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = [0u8; 2 * 64];
-        for (pair, &b) in hex.chunks_exact_mut(2).zip(inner.as_bytes()) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 0xf)];
-        }
-        let hex = hex.get(..2 * inner.as_bytes().len()).unwrap_or_default();
+        let hex = inner.base16();
+        let hex = hex.as_bytes();
         let mut hasher = Hasher::new(HashAlgo::Sha256);
         for piece in path_type {
             hasher.update(piece.as_bytes());

@@ -257,13 +257,17 @@ fn write_input_drvs(drv: &Derivation, store_dir: &StoreDir, out: &mut impl Sink)
 
 /// The input derivations list with each replaced by its modulo hash.
 pub(crate) fn write_replaced_inputs(map: &ReplacedInputs<'_>, out: &mut impl Sink) {
-    put_list(out, map, |out, (hash, outputs)| {
-        out.put(b"(");
-        put_raw(out, hash);
-        out.put(b",");
-        put_list(out, outputs, |out, o| put_raw(out, o));
-        out.put(b")");
-    });
+    put_list(out, map, |out, (hash, outputs)| write_replaced_input(hash, outputs.iter().copied(), out));
+}
+
+/// One element of the replaced input derivations list:
+/// `("<base16 hash>",["out",...])`.
+pub(crate) fn write_replaced_input<'a>(hash: &str, outputs: impl IntoIterator<Item = &'a str>, out: &mut impl Sink) {
+    out.put(b"(");
+    put_raw(out, hash);
+    out.put(b",");
+    put_list(out, outputs, put_raw);
+    out.put(b")");
 }
 
 /// `,[input sources...],"system","builder",[args...],[env...])`

@@ -16,11 +16,11 @@
 //! of derivations read on demand with an explicit stack (no recursion, so deep
 //! chains cannot overflow the stack), each derivation read and hashed once.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
-use super::aterm::{self, BufferedHasher, ReplacedInputs};
+use super::aterm::{self, BufferedHasher, Sink};
 use super::{Derivation, DerivationError, DerivationKind, DerivationOutput, method_prefix};
-use crate::hash::{Hash, HashAlgo, Hasher};
+use crate::hash::{Base16, Hash, HashAlgo, Hasher};
 use crate::store_path::{StoreDir, StorePath, StorePathMap};
 
 /// Nix's `DrvHash`: a modulo hash, and whether the output paths of
@@ -83,14 +83,33 @@ impl Derivation {
         mut lookup: impl FnMut(&StorePath, &BTreeSet<String>) -> Result<DrvHash, E>,
     ) -> Result<(Vec<u8>, bool), E> {
         let mut deferred = false;
-        let mut replaced: ReplacedInputs<'_> = BTreeMap::new();
+        let mut replaced: Vec<(Base16, &BTreeSet<String>)> = Vec::with_capacity(self.input_drvs.len());
         for (path, outputs) in &self.input_drvs {
             let h = lookup(path, outputs)?;
             deferred |= h.deferred;
-            replaced.entry(h.hash.to_base16()).or_default().extend(outputs.iter().map(String::as_str));
+            replaced.push((h.hash.base16(), outputs));
         }
+        // Nix's map from hash to outputs: by hash, equal hashes (inputs
+        // that differ only in how they fetch) merge their outputs.
+        replaced.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let mut out = Vec::with_capacity(2 + replaced.len() * 80);
-        aterm::write_replaced_inputs(&replaced, &mut out);
+        out.put(b"[");
+        let mut rest = replaced.as_slice();
+        while let Some((hash, outputs)) = rest.first() {
+            let same = rest.iter().take_while(|(h, _)| h.as_bytes() == hash.as_bytes()).count();
+            if rest.len() < replaced.len() {
+                out.put(b",");
+            }
+            let (group, tail) = rest.split_at(same);
+            if same == 1 {
+                aterm::write_replaced_input(hash.as_str(), outputs.iter().map(String::as_str), &mut out);
+            } else {
+                let merged: BTreeSet<&str> = group.iter().flat_map(|(_, o)| o.iter().map(String::as_str)).collect();
+                aterm::write_replaced_input(hash.as_str(), merged, &mut out);
+            }
+            rest = tail;
+        }
+        out.put(b"]");
         Ok((out, deferred))
     }
 

@@ -50,7 +50,9 @@ impl Write for Spool {
 
 impl Spool {
     pub(super) fn new(size: u64) -> io::Result<Spool> {
-        Ok(if size <= SPOOL_IN_MEMORY { Spool::Memory(Vec::with_capacity(size.min(16 << 20) as usize)) } else { Spool::File(tempfile::tempfile()?) })
+        // The whole declared size at once (at most SPOOL_IN_MEMORY; the rebuild
+        // never writes more): no copies as the NAR grows, pages touched as written.
+        Ok(if size <= SPOOL_IN_MEMORY { Spool::Memory(Vec::with_capacity(size as usize)) } else { Spool::File(tempfile::tempfile()?) })
     }
 
     /// The spooled bytes as an async reader from the start.

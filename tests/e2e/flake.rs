@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::{ndeploy, nix, run, run_ok, run_str, write_file};
+use crate::support::{descendants, ndeploy, nix, run, run_ok, run_str, write_file};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
@@ -570,4 +570,110 @@ fn nested_git_input_with_dir_matches_nix_eval() {
     let theirs: serde_json::Value = serde_json::from_slice(&theirs).unwrap();
     assert_eq!(ours, theirs);
     assert_eq!(ours["inner"]["revCount"], 1);
+}
+
+/// `git daemon` serving `base` on a free loopback port; killed on drop,
+/// with its children (`git daemon` runs `git-daemon` as a child process,
+/// which outlived a kill of the parent alone).
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &Path) -> GitDaemon {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("git")
+            .arg("daemon")
+            .arg(format!("--base-path={}", base.display()))
+            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(base)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "git daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        GitDaemon { child, port }
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let children: Vec<String> = descendants(self.child.id()).into_iter().map(|(pid, _)| pid.to_string()).collect();
+        let _ = self.child.kill();
+        let _ = Command::new("kill").arg("-KILL").args(&children).status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn remote_git_input_matches_nix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let work = tmp.path().join("work");
+    write_file(&work.join("a.txt"), format!("remote {}\n", nonce()));
+    let git = |dir: &Path, args: &[&str]| {
+        run_str(Command::new("git").arg("-C").arg(dir).args(["-c", "user.name=t", "-c", "user.email=t@e"]).args(args))
+    };
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "one"]);
+    let first = git(&work, &["rev-parse", "HEAD"]);
+    write_file(&work.join("b.txt"), "two\n");
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "two"]);
+    let srv = tmp.path().join("srv");
+    std::fs::create_dir_all(&srv).unwrap();
+    run_ok(Command::new("git").args(["clone", "-q", "--bare"]).arg(&work).arg(srv.join("r.git")));
+    let daemon = GitDaemon::start(&srv);
+    let url = format!("git://127.0.0.1:{}/r.git", daemon.port);
+    let expr = format!(
+        r#"let
+          plain = x: builtins.removeAttrs x [ "outPath" ] // {{ path = x.outPath; }};
+        in {{
+          one = plain (builtins.fetchGit {{ url = "{url}"; rev = "{first}"; ref = "main"; }});
+          main = plain (builtins.fetchGit {{ url = "{url}"; ref = "main"; }});
+        }}"#
+    );
+    let ours = eval_ours(&cache, &expr);
+    assert!(ours.status.success(), "{}", String::from_utf8_lossy(&ours.stderr));
+    let theirs = eval_nix(&expr);
+    let ours: serde_json::Value = serde_json::from_slice(&ours.stdout).unwrap();
+    assert_eq!(ours, serde_json::from_str::<serde_json::Value>(&theirs).unwrap());
+    assert_eq!((ours["one"]["revCount"].as_i64(), ours["main"]["revCount"].as_i64()), (Some(1), Some(2)));
+
+    // The same repository as a flake input, locked by Nix 2.8. The source
+    // leaves the store and ndeploy starts from an empty cache: it fetches
+    // from the server itself.
+    let main = tmp.path().join("main");
+    write_file(
+        &main.join("flake.nix"),
+        format!(
+            r#"{{ inputs.r = {{ url = "git://127.0.0.1:{}/r.git?ref=main"; flake = false; }};
+                outputs = {{ self, r }}: {{ info = builtins.removeAttrs r [ "outPath" ] // {{ files = builtins.attrNames (builtins.readDir r); }}; }}; }}"#,
+            daemon.port
+        ),
+    );
+    run_ok(nix_flakes("nix").args(["flake", "lock"]).arg(format!("path:{}", main.display())));
+    let flake = format!("path:{}#info", main.display());
+    forget_store_path(ours["main"]["path"].as_str().unwrap());
+    let flake_cache = tmp.path().join("flake-cache");
+    let ours_flake = run(nd(&flake_cache).args(["instantiate", "--eval", "--strict", "--json"]).arg(&flake));
+    assert!(ours_flake.status.success(), "{}", String::from_utf8_lossy(&ours_flake.stderr));
+    let theirs_flake = run_ok(nix_flakes("nix").args(["eval", "--json"]).arg(&flake));
+    let ours_flake: serde_json::Value = serde_json::from_slice(&ours_flake.stdout).unwrap();
+    assert_eq!(ours_flake, serde_json::from_slice::<serde_json::Value>(&theirs_flake).unwrap());
+    assert_eq!((ours_flake["revCount"].as_i64(), &ours_flake["files"]), (Some(2), &serde_json::json!(["a.txt", "b.txt"])));
+
+    // The locked commit is in ndeploy's cache repository: offline works.
+    drop(daemon);
+    let one = format!(r#"(builtins.fetchGit {{ url = "{url}"; rev = "{first}"; ref = "main"; }}).narHash"#);
+    let again = run(nd(&cache).env("NDEPLOY_OFFLINE", "1").args(["instantiate", "--eval", "-E", &one]));
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), format!("{}", ours["one"]["narHash"]));
 }

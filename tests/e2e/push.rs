@@ -12,11 +12,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::sshd::{ClientHome, SshTarget, SshdOptions, TargetUser};
-use crate::support::{ndeploy, nix, run, run_ok, run_str, write_file};
+use crate::support::{ChildGuard, LocalPaths, descendants, ndeploy, nix, run, run_ok, run_str, write_file};
 
 /// Build a closure: `lib`, `leaves` leaves of `size` random bytes each
-/// (leaf `i` has seed `seeds(i)`), and a top. Returns the top's path.
-fn build_closure(tag: &str, leaves: usize, size: usize, seeds: impl Fn(usize) -> String) -> String {
+/// (leaf `i` has seed `seeds(i)`), and a top. Returns the top's path; the
+/// closure (and its derivations) leave the local store when `built` drops.
+fn build_closure(built: &mut LocalPaths, tag: &str, leaves: usize, size: usize, seeds: impl Fn(usize) -> String) -> String {
     let dir = tempfile::tempdir().unwrap();
     let seed_list: Vec<String> = (0..leaves).map(|i| format!("\"{}\"", seeds(i))).collect();
     let expr = format!(
@@ -37,7 +38,13 @@ in mk "push-test-{tag}-top" leaves "top"
         seeds = seed_list.join(" ")
     );
     write_file(&dir.path().join("closure.nix"), expr);
-    run_str(nix("nix-build").args(["--no-out-link", "--option", "sandbox", "false", "--option", "substituters", ""]).arg(dir.path().join("closure.nix")))
+    let top = run_str(
+        nix("nix-build")
+            .args(["--no-out-link", "--option", "sandbox", "false", "--option", "substituters", ""])
+            .arg(dir.path().join("closure.nix")),
+    );
+    built.add_closure(&top);
+    top
 }
 
 fn local_closure(top: &str) -> BTreeSet<String> {
@@ -85,10 +92,11 @@ fn target(client: &ClientHome) -> SshTarget {
 
 #[test]
 fn push_full_noop_update_and_dry_run() {
+    let mut built = LocalPaths::new();
     let client = ClientHome::new();
     let t = target(&client);
     let tag = format!("a{}", std::process::id());
-    let gen1 = build_closure(&tag, 20, 50_000, |i| format!("g1-{i}"));
+    let gen1 = build_closure(&mut built, &tag, 20, 50_000, |i| format!("g1-{i}"));
     let total = local_closure(&gen1).len() as u64;
 
     let (ok, r) = push(&client, &[&t], &[&gen1], &[]);
@@ -106,7 +114,7 @@ fn push_full_noop_update_and_dry_run() {
     assert!(r["targets"][0]["wireBytesSent"].as_u64().unwrap() < 50_000, "{r}");
 
     // A new generation with one leaf of 20 changed (5%): only it and the top are new.
-    let gen2 = build_closure(&tag, 20, 50_000, |i| if i == 7 { "g2-7".into() } else { format!("g1-{i}") });
+    let gen2 = build_closure(&mut built, &tag, 20, 50_000, |i| if i == 7 { "g2-7".into() } else { format!("g1-{i}") });
     let new: BTreeSet<String> = local_closure(&gen2).difference(&local_closure(&gen1)).cloned().collect();
     assert_eq!(new.len(), 2);
     let (ok, r) = push(&client, &[&t], &[&gen2], &["--dry-run"]);
@@ -129,9 +137,10 @@ fn push_full_noop_update_and_dry_run() {
 
 #[test]
 fn push_to_four_targets_at_once() {
+    let mut built = LocalPaths::new();
     let client = ClientHome::new();
     let targets: Vec<SshTarget> = (0..4).map(|_| target(&client)).collect();
-    let top = build_closure(&format!("b{}", std::process::id()), 10, 100_000, |i| format!("s{i}"));
+    let top = build_closure(&mut built, &format!("b{}", std::process::id()), 10, 100_000, |i| format!("s{i}"));
     let total = local_closure(&top).len() as u64;
     // One target has part of it already.
     let lib = local_closure(&top).into_iter().find(|p| p.ends_with("-lib")).unwrap();
@@ -152,28 +161,7 @@ fn push_to_four_targets_at_once() {
 
 /// Descendant processes of `pid` whose command is `name`.
 pub(crate) fn descendants_named(pid: u32, name: &str) -> Vec<u32> {
-    let mut parents: Vec<(u32, u32, String)> = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
-        let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
-        let comm = head.split_once(" (").map(|x| x.1).unwrap_or_default().to_owned();
-        let ppid = rest.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
-        parents.push((p, ppid, comm));
-    }
-    let mut set = BTreeSet::from([pid]);
-    loop {
-        let before = set.len();
-        for (p, pp, _) in &parents {
-            if set.contains(pp) {
-                set.insert(*p);
-            }
-        }
-        if set.len() == before {
-            break;
-        }
-    }
-    parents.iter().filter(|(p, _, c)| set.contains(p) && c == name).map(|(p, _, _)| *p).collect()
+    descendants(pid).into_iter().filter(|(_, comm)| comm == name).map(|(p, _)| p).collect()
 }
 
 pub(crate) fn store_entries(t: &SshTarget) -> usize {
@@ -181,28 +169,90 @@ pub(crate) fn store_entries(t: &SshTarget) -> usize {
     std::fs::read_dir(store).map(|d| d.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count()).unwrap_or(0)
 }
 
+/// Makes the target's next `nix-daemon --stdio` session receive only the
+/// first `bytes` bytes of its input: then its stdin stays open but silent, so
+/// the daemon waits mid-stream however loaded the machine is (a cut found by
+/// polling raced the transfer: on a starved machine the push could end, or
+/// every path arrive, before the test thread looked). Done with a
+/// `command="..."` wrapper in the target's authorized_keys; later sessions run
+/// their commands unchanged. `reached` appears once the bytes have passed.
+struct InputCut {
+    reached: std::path::PathBuf,
+    /// Every session's command, a line each.
+    log: std::path::PathBuf,
+}
+
+impl InputCut {
+    fn arm(t: &SshTarget, bytes: u64) -> InputCut {
+        let d = t.dir.path();
+        let (armed, reached, script, log) = (d.join("cut-armed"), d.join("cut-reached"), d.join("cut.sh"), d.join("commands"));
+        write_file(&armed, "");
+        let script_text = format!(
+            r#"#!/bin/sh
+printf '%s\n' "$SSH_ORIGINAL_COMMAND" >> '{log}'
+if [ "$SSH_ORIGINAL_COMMAND" = 'nix-daemon --stdio' ] && rm '{armed}' 2>/dev/null; then
+  {{ dd bs=64K count={bytes} iflag=count_bytes status=none; : > '{reached}'; exec sleep 3600; }} | nix-daemon --stdio
+else
+  exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"
+fi
+"#,
+            armed = armed.display(),
+            reached = reached.display(),
+            log = log.display()
+        );
+        write_file(&script, script_text);
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        write_file(&d.join("authorized_keys"), format!("command=\"{}\" {}\n", script.display(), t.client.public_key()));
+        InputCut { reached, log }
+    }
+}
+
+/// The store paths of `paths` that are valid on the target.
+fn valid_on(t: &SshTarget, paths: &BTreeSet<String>) -> usize {
+    let out = run(t.nix_store().args(["--check-validity", "--print-invalid"]).args(paths));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    paths.len() - String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
 #[test]
 fn daemon_killed_mid_transfer_then_rerun_sends_the_rest() {
+    let mut built = LocalPaths::new();
     let client = ClientHome::new();
     let t = target(&client);
-    let top = build_closure(&format!("c{}", std::process::id()), 40, 3_000_000, |i| format!("k{i}"));
-    let total = local_closure(&top).len() as u64;
+    let top = build_closure(&mut built, &format!("c{}", std::process::id()), 12, 100_000, |i| format!("k{i}"));
+    let closure = local_closure(&top);
+    let total = closure.len() as u64;
+    let nar_bytes: u64 = run_str(nix("nix-store").args(["--query", "--size"]).args(&closure))
+        .lines()
+        .map(|l| l.parse::<u64>().unwrap())
+        .sum();
     let sshd_pid: u32 = std::fs::read_to_string(t.dir.path().join("sshd.pid")).unwrap().trim().parse().unwrap();
 
-    let mut child = push_cmd(&client, &[&t], &[&top], &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    // Wait until a few paths have arrived, then kill the target's daemon.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while store_entries(&t) < 4 {
-        assert!(Instant::now() < deadline, "the push did not start");
-        assert!(child.try_wait().unwrap().is_none(), "the push finished before the cut; make the closure bigger");
-        std::thread::sleep(Duration::from_millis(5));
+    // The daemon gets half the NAR bytes: the shared lib and some leaves whole
+    // (paths go references first), never the top.
+    let cut = InputCut::arm(&t, nar_bytes / 2);
+    let mut child = ChildGuard::spawn(push_cmd(&client, &[&t], &[&top], &[]).stdout(Stdio::piped()).stderr(Stdio::piped()));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !cut.reached.exists() || valid_on(&t, &closure) == 0 {
+        if let Some(status) = child.try_wait() {
+            let out = child.wait_with_output();
+            panic!("the push ended ({status}) before the cut: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no path arrived before the cut (cut reached: {}; session commands: {:?})",
+            cut.reached.exists(),
+            std::fs::read_to_string(&cut.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
+    // The daemon waits for input that never comes: kill it (and the stalled input).
     let daemons = descendants_named(sshd_pid, "nix-daemon");
     assert!(!daemons.is_empty(), "no nix-daemon under sshd {sshd_pid}");
-    for d in daemons {
-        let _ = Command::new("kill").args(["-KILL", &d.to_string()]).status();
+    for p in daemons.into_iter().chain(descendants_named(sshd_pid, "sleep")) {
+        let _ = Command::new("kill").args(["-KILL", &p.to_string()]).status();
     }
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait_with_output();
     assert!(!out.status.success(), "the cut push succeeded");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(r["targets"][0]["error"].is_string(), "{r}");
@@ -214,6 +264,7 @@ fn daemon_killed_mid_transfer_then_rerun_sends_the_rest() {
     assert!(ok, "{r}");
     let (_, valid) = sent(&r, 0);
     assert!(valid > 0 && valid < total, "valid after the cut: {valid} of {total}");
+    assert_eq!(valid, valid_on(&t, &closure) as u64);
 
     // The rerun sends exactly the rest.
     let (ok, r) = push(&client, &[&t], &[&top], &[]);
@@ -224,10 +275,11 @@ fn daemon_killed_mid_transfer_then_rerun_sends_the_rest() {
 
 #[test]
 fn unknown_host_key_is_refused_and_other_targets_go_on() {
+    let mut built = LocalPaths::new();
     let client = ClientHome::new();
     let unknown = SshTarget::start(SshdOptions { register_host_key: false, ..SshdOptions::default().client(&client) });
     let good = target(&client);
-    let top = build_closure(&format!("d{}", std::process::id()), 2, 1000, |i| format!("u{i}"));
+    let top = build_closure(&mut built, &format!("d{}", std::process::id()), 2, 1000, |i| format!("u{i}"));
     let (ok, r) = push(&client, &[&unknown, &good], &[&top], &[]);
     assert!(!ok, "{r}");
     let e = r["targets"][0]["error"].as_str().unwrap();
@@ -238,12 +290,13 @@ fn unknown_host_key_is_refused_and_other_targets_go_on() {
 
 #[test]
 fn non_root_user_with_signing_key() {
+    let mut built = LocalPaths::new();
     let client = ClientHome::new();
     let t = SshTarget::start(SshdOptions { user: TargetUser::Sudo, ..SshdOptions::default().client(&client) });
     let keys = tempfile::tempdir().unwrap();
     let (sk, pk) = (keys.path().join("sk"), keys.path().join("pk"));
     run_ok(nix("nix-store").arg("--generate-binary-cache-key").arg("push-test-1").arg(&sk).arg(&pk));
-    let top = build_closure(&format!("e{}", std::process::id()), 3, 1000, |i| format!("n{i}"));
+    let top = build_closure(&mut built, &format!("e{}", std::process::id()), 3, 1000, |i| format!("n{i}"));
     let (ok, r) = push(&client, &[&t], &[&top], &["--sign-key", sk.to_str().unwrap()]);
     assert!(ok, "{r}");
     assert_complete(&t, &top);
@@ -302,6 +355,7 @@ impl Drop for TargetDaemon {
 /// are refused with a message saying what to do; signed ones are accepted.
 #[test]
 fn untrusted_user_needs_a_trusted_signing_key() {
+    let mut built = LocalPaths::new();
     let client = ClientHome::new();
     let t = SshTarget::start(SshdOptions { user: TargetUser::NoSudo, ..SshdOptions::default().client(&client) });
     let keys = tempfile::tempdir().unwrap();
@@ -312,7 +366,7 @@ fn untrusted_user_needs_a_trusted_signing_key() {
         &t,
         &format!("trusted-users = root\nallowed-users = *\nrequire-sigs = true\ntrusted-public-keys = {}\nsandbox = false\n", pk_text.trim()),
     );
-    let top = build_closure(&format!("f{}", std::process::id()), 3, 1000, |i| format!("t{i}"));
+    let top = build_closure(&mut built, &format!("f{}", std::process::id()), 3, 1000, |i| format!("t{i}"));
     let total = local_closure(&top).len() as u64;
 
     // Unsigned: refused, nothing registered, and the error says what to do.

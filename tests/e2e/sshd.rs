@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use ndeploy_deploy::ssh::ConnectOptions;
 
-use crate::support::{nix, run_ok};
+use crate::support::{descendants, nix, run_ok};
 
 /// Serialises user creation and sudoers edits across test threads.
 static SYSTEM_LOCK: Mutex<()> = Mutex::new(());
@@ -397,8 +397,11 @@ fn wait_for_banner(port: u16, child: &mut Child) -> bool {
 
 impl Drop for SshTarget {
     fn drop(&mut self) {
-        // The whole process group: sshd and every session it spawned.
-        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.child.id())]).status();
+        // sshd, its process group, and every session it spawned: sessions
+        // call setsid, so they are outside the group and, once sshd is gone,
+        // no longer its descendants. Found first, then all killed.
+        let sessions: Vec<String> = descendants(self.child.id()).into_iter().map(|(pid, _)| pid.to_string()).collect();
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).args(&sessions).status();
         let _ = self.child.wait();
     }
 }

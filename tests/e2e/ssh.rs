@@ -386,7 +386,7 @@ async fn upload_a_path_over_ssh() {
     let t = SshTarget::start(SshdOptions::default());
     let src = t.dir.path().join("payload");
     let mut x: u32 = t.port.into();
-    let payload: Vec<u8> = (0..6 << 20)
+    let payload: Vec<u8> = (0..1 << 20)
         .map(|_| {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
             (x >> 16) as u8
@@ -394,6 +394,8 @@ async fn upload_a_path_over_ssh() {
         .collect();
     std::fs::write(&src, &payload).unwrap();
     let printed = run_str(crate::support::nix("nix-store").arg("--add").arg(&src));
+    let mut local = crate::support::LocalPaths::new();
+    local.add_closure(&printed);
     let path = StoreDir::default().parse(&printed).unwrap();
     let q = |what: &str| run_str(crate::support::nix("nix-store").args(["-q", what, &printed]));
     let nar_hash = Hash::parse(&q("--hash"), Some(HashAlgo::Sha256)).unwrap();

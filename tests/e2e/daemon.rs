@@ -21,7 +21,7 @@ use ndeploy_store::path_info::PathInfo;
 use ndeploy_store::store_path::{StoreDir, StorePath};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::support::{nix, run, run_ok, run_str, write_file};
+use crate::support::{nix, run, run_ok, run_str, without_gc_reserve, write_file};
 
 fn nix_cmd(tool: &str) -> std::process::Command {
     let mut c = nix(tool);
@@ -85,6 +85,13 @@ fn topo_sort(mut infos: Vec<PathInfo>) -> Vec<PathInfo> {
         out.push(infos.remove(i));
     }
     out
+}
+
+/// A temp dir for a chroot store (see [`without_gc_reserve`]).
+fn store_root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    without_gc_reserve(root.path());
+    root
 }
 
 fn nar_of(p: &StorePath) -> Vec<u8> {
@@ -151,7 +158,7 @@ fn absent_path(tag: &str) -> StorePath {
 
 #[tokio::test]
 async fn handshake_and_queries() {
-    let root = tempfile::tempdir().unwrap();
+    let root = store_root();
     // One path already in the chroot store, added by Nix itself.
     let file = root.path().join("present.txt");
     write_file(&file, "present\n");
@@ -204,7 +211,7 @@ async fn handshake_and_queries() {
 #[tokio::test]
 async fn add_multiple_to_store_streams_a_closure() {
     let closure = make_closure("multi");
-    let root = tempfile::tempdir().unwrap();
+    let root = store_root();
     let SpawnedDaemon { mut conn, mut child } = stdio_daemon(root.path()).await;
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = log.clone();
@@ -245,7 +252,7 @@ async fn add_multiple_to_store_streams_a_closure() {
 #[tokio::test]
 async fn add_to_store_nar_one_by_one() {
     let closure = make_closure("single");
-    let root = tempfile::tempdir().unwrap();
+    let root = store_root();
     let SpawnedDaemon { mut conn, mut child } = stdio_daemon(root.path()).await;
     for info in &closure {
         let nar = nar_of(&info.path);
@@ -274,7 +281,7 @@ fn expect_remote(e: DaemonError, needle: &str) -> String {
 async fn daemon_errors_leave_connection_and_store_clean() {
     let closure = make_closure("errors");
     let (a, d) = (&closure[0], &closure[1]);
-    let root = tempfile::tempdir().unwrap();
+    let root = store_root();
     let SpawnedDaemon { mut conn, mut child } = stdio_daemon(root.path()).await;
 
     // AddToStoreNar with a wrong NAR hash: Nix's own message, nothing registered.
@@ -320,7 +327,7 @@ async fn daemon_errors_leave_connection_and_store_clean() {
 async fn killed_daemon_mid_upload_keeps_completed_paths_only() {
     let closure = make_closure("killed");
     let (a, d) = (closure[0].clone(), closure[1].clone());
-    let root = tempfile::tempdir().unwrap();
+    let root = store_root();
     let SpawnedDaemon { mut conn, mut child } = stdio_daemon(root.path()).await;
     let (tx, rx) = tokio::sync::mpsc::channel::<(PathInfo, Box<dyn AsyncRead + Unpin + Send>)>(1);
     let upload = conn.add_multiple_to_store(2, rx, AddToStoreFlags::default());
@@ -403,7 +410,7 @@ impl Drop for SocketDaemon {
 #[tokio::test]
 async fn socket_daemon() {
     let closure = make_closure("socket");
-    let root = tempfile::tempdir().unwrap();
+    let root = store_root();
     let (daemon, mut conn) = SocketDaemon::start(root.path(), "sandbox = false").await;
     assert!(conn.info().version >= MINIMUM_PROTOCOL_VERSION);
     let entries: Vec<_> = closure.iter().map(|i| (i.clone(), Cursor::new(nar_of(&i.path)))).collect();
@@ -422,7 +429,7 @@ async fn socket_daemon() {
 #[tokio::test]
 async fn untrusted_client_needs_signatures_or_content_addresses() {
     let closure = make_closure("untrusted");
-    let root = tempfile::tempdir().unwrap();
+    let root = store_root();
     let (daemon, mut conn) = SocketDaemon::start(root.path(), "sandbox = false\ntrusted-users = nobody").await;
     assert_ne!(conn.info().trusted, Some(true));
 
@@ -445,7 +452,7 @@ async fn untrusted_client_needs_signatures_or_content_addresses() {
 #[tokio::test]
 async fn copy_missing_sends_only_what_is_missing() {
     let closure = make_closure("copy");
-    let root = tempfile::tempdir().unwrap();
+    let root = store_root();
     let SpawnedDaemon { mut conn, mut child } = stdio_daemon(root.path()).await;
     // The daemon already has the directory path.
     let d = &closure[1];
@@ -477,7 +484,7 @@ async fn copy_missing_sends_only_what_is_missing() {
 
 #[tokio::test]
 async fn query_missing_and_build_paths() {
-    let root = tempfile::tempdir().unwrap();
+    let root = store_root();
     // Chroot-store builds run sandboxed: give the builder a shell from the host.
     let config = "sandbox = false\nextra-sandbox-paths = /bin /lib /lib64 /usr";
     let instantiate = |script: &str| {

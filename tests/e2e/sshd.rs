@@ -13,7 +13,8 @@
 //! path (`/nix/store`, `/nix/var/nix`). From outside, the same store is the
 //! chroot store `local?root=ROOT` ([`SshTarget::store_uri`],
 //! [`SshTarget::nix_store`]). The store is initialised (`nix-store --init`)
-//! before sshd starts. With `own_store: false` sshd shares the host's `/nix`.
+//! before sshd starts, without Nix's 8 MiB gc-reserved-space file
+//! ([`crate::support::without_gc_reserve`]). With `own_store: false` sshd shares the host's `/nix`.
 //!
 //! Client side: a [`ClientHome`] is a throwaway `$HOME` with `.ssh/id_ed25519`,
 //! `.ssh/config` and `.ssh/known_hosts`. Each target started for it is
@@ -39,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use ndeploy_deploy::ssh::ConnectOptions;
 
-use crate::support::{descendants, nix, run_ok};
+use crate::support::{descendants, nix, run_ok, without_gc_reserve};
 
 /// Serialises user creation and sudoers edits across test threads.
 static SYSTEM_LOCK: Mutex<()> = Mutex::new(());
@@ -258,7 +259,7 @@ impl SshTarget {
         let store_root = opts.own_store.then(|| {
             let root = d.join("root");
             std::fs::create_dir_all(root.join("nix/store")).unwrap();
-            std::fs::create_dir_all(root.join("nix/var/nix")).unwrap();
+            without_gc_reserve(&root);
             run_ok(nix("nix-store").args(["--store", &format!("local?root={}", root.display()), "--init"]));
             root
         });

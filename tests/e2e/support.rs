@@ -150,3 +150,12 @@ pub fn descendants(pid: u32) -> Vec<(u32, String)> {
     }
     procs.into_iter().filter(|(p, _, _)| *p != pid && set.contains(p)).map(|(p, _, c)| (p, c)).collect()
 }
+
+/// Keeps Nix from giving the chroot store at `root` (`local?root=ROOT`) its
+/// `gc-reserved-space` file (`nix/var/nix/db/reserved`, 8 MiB of nothing
+/// that every process opening the store re-creates at its configured size,
+/// whoever it runs as): a directory stands in its place, which Nix cannot
+/// open for writing and ignores. Call before the store is first opened.
+pub fn without_gc_reserve(root: &Path) {
+    std::fs::create_dir_all(root.join("nix/var/nix/db/reserved")).unwrap();
+}

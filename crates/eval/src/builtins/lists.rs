@@ -1,11 +1,22 @@
 //! List builtins.
+//!
+//! `genList` and `foldl'` compute a call at once, without a thunk or a frame,
+//! when the function is a lambda of plain identifier parameters whose body
+//! is a constant, a parameter or integer arithmetic/comparisons on the
+//! (integer) arguments, integer constants and forced integers of the
+//! closure (`i: i * 2`, `a: b: a + b`; see [`direct_call`]). Such a body
+//! cannot fail (overflow yields `None` and the ordinary call, which reports
+//! it), diverge or have effects, so the only visible trace is that lazy
+//! printing shows `genList`'s numbers where Nix shows `<CODE>` (as for
+//! integer call arguments, `eval/call.rs`).
 
 use super::{L, PrimOp, S};
 use crate::error::{EvalError, EvalResult};
-use crate::eval::Evaluator;
+use crate::eval::{Evaluator, int_binop};
+use crate::ir::{BinOp, Expr, Param};
 use crate::source::Pos;
 use crate::symbol::Symbol;
-use crate::value::{AttrsBuilder, List, Thunk, Value};
+use crate::value::{AttrsBuilder, Env, List, Pending, Thunk, Value};
 
 pub(super) const PRIMOPS: &[PrimOp] = &[
     PrimOp::new("length", &[S], |_, a, _| Ok(Value::Int(list_arg(&a[0])?.len() as i64))),
@@ -88,8 +99,16 @@ fn filter(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
 
 fn foldl(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
     let f = ev.force_function(&a[0])?;
+    let direct = curried_body(&f, 2);
     let mut acc = a[1].clone();
     for x in list_arg(&a[2])?.iter() {
+        if let Some((body, cenv)) = direct
+            && let (Some(p), Some(q)) = (known_int(&acc), known_int(x))
+            && let Some(v) = direct_call(body, &[p, q], cenv)
+        {
+            acc = v;
+            continue;
+        }
         acc = ev.call2(&f, acc, x.clone(), pos)?;
     }
     ev.force(&acc)
@@ -118,11 +137,99 @@ fn gen_list(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     if n < 0 {
         return Err(EvalError::other(format!("cannot create list of size {n}")));
     }
+    // The function stays lazy (as in Nix), except that a lambda written in
+    // place is evaluated (that cannot fail) to look at its body.
+    let f = match &a[0] {
+        Value::Thunk(t) if n > 0 && t.get_ref().is_none() => {
+            let literal = t.with_contents(|_, p| matches!(p, Some(Pending::Expr(e, _)) if matches!(**e, Expr::Lambda(_))));
+            if literal { Some(ev.force(&a[0])?) } else { None }
+        }
+        v => Some(v.shallow()),
+    };
+    let mut direct = f.as_ref().and_then(|f| curried_body(f, 1));
     let mut out = Vec::with_capacity(n as usize);
     for i in 0..n {
+        if let Some((body, cenv)) = direct {
+            match direct_call(body, &[i], cenv) {
+                Some(v) => {
+                    out.push(v);
+                    continue;
+                }
+                // Not that kind of body (or an overflow): stop trying.
+                None => direct = None,
+            }
+        }
         out.push(Thunk::apply(a[0].clone(), Value::Int(i)));
     }
     Ok(Value::list(out))
+}
+
+/// The body of `f` if it is a lambda taking `n` arguments one plain
+/// identifier at a time (`a: b: body` for 2), with the closure's frame.
+fn curried_body(f: &Value, n: usize) -> Option<(&Expr, &Env)> {
+    let Value::Lambda(c) = f else { return None };
+    let mut l = &*c.lambda;
+    for i in 1..=n {
+        if !matches!(l.param, Param::Ident(_)) {
+            return None;
+        }
+        if i < n {
+            match &l.body {
+                Expr::Lambda(inner) => l = inner,
+                _ => return None,
+            }
+        }
+    }
+    Some((&l.body, &c.env))
+}
+
+/// The value of `body` (a [`curried_body`]) applied to the integers `args`,
+/// if the body is a constant, a parameter or integer arithmetic/comparisons
+/// that succeed, without evaluating anything; `None` otherwise.
+fn direct_call(body: &Expr, args: &[i64], cenv: &Env) -> Option<Value> {
+    match body {
+        Expr::Const(v) => Some(v.clone()),
+        Expr::BinOp { op, lhs, rhs, .. } => {
+            int_binop(*op, direct_int(lhs, args, cenv, 4)?, direct_int(rhs, args, cenv, 4)?)
+        }
+        e => direct_int(e, args, cenv, 0).map(Value::Int),
+    }
+}
+
+/// `e`'s integer value in a call of [`direct_call`]: the frames of `args`
+/// (the last one innermost) above `cenv`. Nested `+ - *` up to `depth` levels.
+fn direct_int(e: &Expr, args: &[i64], cenv: &Env, depth: u32) -> Option<i64> {
+    match e {
+        Expr::Const(Value::Int(i)) => Some(*i),
+        Expr::Local { depth: d, idx } => {
+            let d = *d as usize;
+            match d.checked_sub(args.len()) {
+                None if *idx == 0 => args.get(args.len() - 1 - d).copied(),
+                None => None,
+                Some(up) => known_int(cenv.slot(u32::try_from(up).ok()?, *idx).ok()?),
+            }
+        }
+        Expr::BinOp { op: op @ (BinOp::Add | BinOp::Sub | BinOp::Mul), lhs, rhs, .. } if depth > 0 => {
+            let l = direct_int(lhs, args, cenv, depth - 1)?;
+            match int_binop(*op, l, direct_int(rhs, args, cenv, depth - 1)?)? {
+                Value::Int(i) => Some(i),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `v`'s integer value if it is one already (no evaluation).
+fn known_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        Value::Thunk(t) => match t.get_ref()? {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn sort(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
@@ -212,4 +319,31 @@ fn any_all(ev: &Evaluator, a: &[Value], pos: Pos, any: bool) -> EvalResult<Value
         }
     }
     Ok(Value::Bool(!any))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::eval::{EvalConfig, Evaluator};
+    use crate::io::MemIO;
+
+    fn eval(src: &str) -> Result<String, String> {
+        let ev = Evaluator::new(EvalConfig::default(), Arc::new(MemIO::new()));
+        let v = ev.eval_str(src).and_then(|v| ev.force_deep(&v)).map_err(|e| e.to_string())?;
+        crate::print::print_value(&ev, &v, true).map_err(|e| e.to_string())
+    }
+
+    /// Where computing a call at once would overflow, the element is an
+    /// ordinary thunk again: the error comes only when (and where) it is used.
+    /// (The values and laziness against Nix: `tests/cases/builtins-lists-direct.nix`.)
+    #[test]
+    fn direct_calls_leave_overflow_to_the_ordinary_call() {
+        let l = "let l = builtins.genList (x: x * 4611686018427387904) 3; in";
+        assert_eq!(eval(&format!("{l} [ (builtins.length l) (builtins.elemAt l 1) ]")).unwrap(), "[ 3 4611686018427387904 ]");
+        assert!(eval(&format!("{l} builtins.elemAt l 2")).unwrap_err().contains("overflow in multiplication"));
+        let e = eval("builtins.foldl' (a: b: a + b) 9223372036854775806 [ 1 1 ]").unwrap_err();
+        assert!(e.contains("overflow in addition"), "{e}");
+        assert_eq!(eval("builtins.foldl' (a: b: a - b) 9223372036854775806 [ 1 1 ]").unwrap(), "9223372036854775804");
+    }
 }

@@ -284,7 +284,13 @@ fn eager_int(op: BinOp, lhs: &Expr, rhs: &Expr, env: &Env) -> Option<Value> {
     ) {
         return None;
     }
-    let (a, b) = (known_int(lhs, env)?, known_int(rhs, env)?);
+    int_binop(op, known_int(lhs, env)?, known_int(rhs, env)?)
+}
+
+/// `a op b` for integer arithmetic and comparisons, or `None` where it
+/// would fail (overflow) or is not one of those operators.
+#[inline]
+pub(crate) fn int_binop(op: BinOp, a: i64, b: i64) -> Option<Value> {
     Some(match op {
         BinOp::Add => Value::Int(a.checked_add(b)?),
         BinOp::Sub => Value::Int(a.checked_sub(b)?),

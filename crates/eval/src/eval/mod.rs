@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 pub use coerce::CoerceOpts;
+pub(crate) use call::int_binop;
 
 use crate::compile::{CompileEnv, compile};
 use crate::error::{ErrorKind, EvalError, EvalResult};

@@ -2,13 +2,14 @@
 //!
 //! `genList` and `foldl'` compute a call at once, without a thunk or a frame,
 //! when the function is a lambda of plain identifier parameters whose body
-//! is a constant, a parameter or integer arithmetic/comparisons on the
+//! is a constant, a parameter, integer arithmetic/comparisons on the
 //! (integer) arguments, integer constants and forced integers of the
-//! closure (`i: i * 2`, `a: b: a + b`; see [`direct_call`]). Such a body
-//! cannot fail (overflow yields `None` and the ordinary call, which reports
-//! it), diverge or have effects, so the only visible trace is that lazy
-//! printing shows `genList`'s numbers where Nix shows `<CODE>` (as for
-//! integer call arguments, `eval/call.rs`).
+//! closure, or `toString` of such an integer (`i: i * 2`, `a: b: a + b`,
+//! `i: toString i`; see [`direct_call`]). Such a body cannot fail (overflow
+//! yields `None` and the ordinary call, which reports it), diverge or have
+//! effects, so the only visible trace is that lazy printing shows
+//! `genList`'s values where Nix shows `<CODE>` (as for integer call
+//! arguments, `eval/call.rs`).
 
 use super::{L, PrimOp, S};
 use crate::error::{EvalError, EvalResult};
@@ -104,7 +105,7 @@ fn foldl(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
     for x in list_arg(&a[2])?.iter() {
         if let Some((body, cenv)) = direct
             && let (Some(p), Some(q)) = (known_int(&acc), known_int(x))
-            && let Some(v) = direct_call(body, &[p, q], cenv)
+            && let Some(v) = direct_call(ev, body, &[p, q], cenv)
         {
             acc = v;
             continue;
@@ -150,7 +151,7 @@ fn gen_list(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let mut out = Vec::with_capacity(n as usize);
     for i in 0..n {
         if let Some((body, cenv)) = direct {
-            match direct_call(body, &[i], cenv) {
+            match direct_call(ev, body, &[i], cenv) {
                 Some(v) => {
                     out.push(v);
                     continue;
@@ -183,15 +184,25 @@ fn curried_body(f: &Value, n: usize) -> Option<(&Expr, &Env)> {
     Some((&l.body, &c.env))
 }
 
+/// Builtins that cannot fail, diverge or have effects on an integer.
+const TOTAL_ON_INTS: &[&str] = &["toString"];
+
 /// The value of `body` (a [`curried_body`]) applied to the integers `args`,
-/// if the body is a constant, a parameter or integer arithmetic/comparisons
-/// that succeed, without evaluating anything; `None` otherwise.
-fn direct_call(body: &Expr, args: &[i64], cenv: &Env) -> Option<Value> {
+/// if the body is a constant, a parameter, integer arithmetic/comparisons
+/// that succeed or a [`TOTAL_ON_INTS`] builtin applied to such an integer,
+/// without evaluating anything else; `None` otherwise.
+fn direct_call(ev: &Evaluator, body: &Expr, args: &[i64], cenv: &Env) -> Option<Value> {
     match body {
         Expr::Const(v) => Some(v.clone()),
         Expr::BinOp { op, lhs, rhs, .. } => {
             int_binop(*op, direct_int(lhs, args, cenv, 4)?, direct_int(rhs, args, cenv, 4)?)
         }
+        Expr::Apply { func, args: a, pos } => match (&**func, &**a) {
+            (Expr::Const(Value::PrimOp(op)), [arg]) if op.arity() == 1 && TOTAL_ON_INTS.contains(&op.name) => {
+                (op.func)(ev, &[Value::Int(direct_int(arg, args, cenv, 4)?)], *pos).ok()
+            }
+            _ => None,
+        },
         e => direct_int(e, args, cenv, 0).map(Value::Int),
     }
 }

@@ -81,7 +81,7 @@ impl Evaluator {
                     for a in now {
                         v.push(self.delay_arg(a, env)?);
                     }
-                    f = VRef::Own(self.call_primop(op, v, pos)?);
+                    f = VRef::Own(self.call_primop(op, &mut v, pos)?);
                     rest = later;
                 }
                 Value::Lambda(c) if matches!(c.lambda.body, Expr::Lambda(_)) && !tail.is_empty() => {
@@ -128,7 +128,7 @@ impl Evaluator {
             }
             Value::PrimOp(op) => {
                 if op.arity() == 1 {
-                    self.call_primop(op, vec![arg], pos)
+                    self.call_primop(op, &mut [arg], pos)
                 } else {
                     Ok(Value::PrimOpApp(Arc::new(PrimOpApp { op, args: vec![arg] })))
                 }
@@ -138,7 +138,7 @@ impl Evaluator {
                 args.extend(app.args.iter().cloned());
                 args.push(arg);
                 if args.len() >= app.op.arity() {
-                    self.call_primop(app.op, args, pos)
+                    self.call_primop(app.op, &mut args, pos)
                 } else {
                     Ok(Value::PrimOpApp(Arc::new(PrimOpApp { op: app.op, args })))
                 }
@@ -165,13 +165,14 @@ impl Evaluator {
         }
     }
 
-    fn call_primop(&self, op: &'static crate::builtins::PrimOp, mut args: Vec<Value>, pos: Pos) -> EvalResult<Value> {
+    /// `args` are all the arguments (no `Vec` for a single one).
+    fn call_primop(&self, op: &'static crate::builtins::PrimOp, args: &mut [Value], pos: Pos) -> EvalResult<Value> {
         for (i, a) in args.iter_mut().enumerate() {
             if op.is_strict(i) {
                 *a = self.force(a).map_err(|e| e.with_pos(pos))?;
             }
         }
-        (op.func)(self, &args, pos).map_err(|e| e.with_pos(pos))
+        (op.func)(self, args, pos).map_err(|e| e.with_pos(pos))
     }
 
     /// Call the lambda `l` closed over `cenv` (the caller counts the call).

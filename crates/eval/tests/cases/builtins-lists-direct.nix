@@ -25,4 +25,8 @@ in {
   strings = builtins.foldl' (a: b: a + b) "x" [ "y" "z" ];
   lazyElems = builtins.foldl' (a: b: a + b) 0 (map (x: x * 2) [ 1 2 3 ]);
   outer = builtins.foldl' (a: b: a * n + b) 0 [ 1 2 ];
+  strings2 = builtins.genList (i: toString (i * 2 - 1)) 3;
+  joined = builtins.concatStringsSep "," (builtins.genList (i: toString i) 4);
+  shadowed = let toString = x: x + 1; in builtins.genList (i: toString i) 2;
+  typeOf = builtins.genList (i: builtins.typeOf i) 1;
 }

@@ -148,7 +148,11 @@ fn gen_list(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
         v => Some(v.shallow()),
     };
     let mut direct = f.as_ref().and_then(|f| curried_body(f, 1));
-    let mut out = Vec::with_capacity(n as usize);
+    let mut out = Vec::new();
+    usize::try_from(n)
+        .ok()
+        .and_then(|len| out.try_reserve_exact(len).ok())
+        .ok_or_else(|| EvalError::other(format!("cannot create list of size {n}: out of memory")))?;
     for i in 0..n {
         if let Some((body, cenv)) = direct {
             match direct_call(ev, body, &[i], cenv) {
@@ -356,5 +360,12 @@ mod tests {
         let e = eval("builtins.foldl' (a: b: a + b) 9223372036854775806 [ 1 1 ]").unwrap_err();
         assert!(e.contains("overflow in addition"), "{e}");
         assert_eq!(eval("builtins.foldl' (a: b: a - b) 9223372036854775806 [ 1 1 ]").unwrap(), "9223372036854775804");
+    }
+
+    #[test]
+    fn gen_list_of_an_impossible_size_is_an_error() {
+        let e = eval("builtins.length (builtins.genList (x: x) 9223372036854775807)").unwrap_err();
+        assert!(e.contains("cannot create list of size 9223372036854775807"), "{e}");
+        assert!(eval("builtins.genList (x: x) (-1)").unwrap_err().contains("cannot create list of size -1"));
     }
 }

@@ -67,9 +67,16 @@ fn concat_strings_sep(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> 
         if i > 0 {
             out.push_str(sep.as_str());
         }
-        let s = ev.coerce_to_shared_string(x, CoerceOpts::interpolation())?;
-        out.push_str(s.as_str());
-        ctx.extend(s.context());
+        // Strings (most elements) are read in place, not cloned.
+        let v = ev.force_ref(x)?;
+        if let Value::String(s) = &*v {
+            out.push_str(s.as_str());
+            ctx.extend(s.context());
+        } else {
+            let s = ev.coerce_to_shared_string(&v, CoerceOpts::interpolation())?;
+            out.push_str(s.as_str());
+            ctx.extend(s.context());
+        }
     }
     Ok(Value::string_ctx(out, ctx))
 }

@@ -260,9 +260,16 @@ impl Fetcher {
         let out = child.wait_with_output().map_err(|e| FetchError::Git(format!("waiting for git: {e}")))?;
         if !out.status.success() {
             super::remove_any(dest);
+            // git dies of SIGPIPE when the unpacking stopped reading: then
+            // the unpacking's error is the cause, and git's stderr is empty.
+            let cause = match &r {
+                Err(e) => format!(" (unpacking: {e})"),
+                Ok(()) => String::new(),
+            };
             return Err(FetchError::Git(format!(
-                "cannot export revision {rev} of '{}': {}",
+                "cannot export revision {rev} of '{}': git archive {}: {}{cause}",
                 repo.display(),
+                out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }

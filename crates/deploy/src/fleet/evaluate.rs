@@ -333,21 +333,18 @@ impl<'e> Fleet<'e> {
         hosts: &[String],
         target: &Target,
         show_trace: bool,
-        mut on_result: impl FnMut(HostResult),
+        on_result: impl FnMut(HostResult),
     ) {
-        let (tx, rx) = mpsc::channel();
-        std::thread::scope(|s| {
-            s.spawn(move || {
+        stream_results(
+            |tx| {
                 pool.install(|| {
                     hosts.par_iter().with_max_len(1).for_each_with(tx, |tx, h| {
                         let _ = tx.send(self.evaluate_host(h, target, show_trace));
                     })
                 })
-            });
-            for r in rx {
-                on_result(r);
-            }
-        });
+            },
+            on_result,
+        );
     }
 }
 
@@ -395,11 +392,10 @@ impl Fleet<'_> {
         round: &Round<'_>,
         target: &Target,
         show_trace: bool,
-        mut on_result: impl FnMut(HostResult),
+        on_result: impl FnMut(HostResult),
     ) {
-        let (tx, rx) = mpsc::channel();
-        std::thread::scope(|s| {
-            s.spawn(move || {
+        stream_results(
+            |tx| {
                 pool.broadcast(|_| {
                     let tx = tx.clone();
                     while let Some(i) = round.claim() {
@@ -410,12 +406,23 @@ impl Fleet<'_> {
                         let _ = tx.send(r);
                     }
                 });
-            });
-            for r in rx {
-                on_result(r);
-            }
-        });
+            },
+            on_result,
+        );
     }
+}
+
+/// Run `produce` on a helper thread, handing each result it sends to
+/// `on_result` on this thread as it arrives; returns when `produce` has
+/// returned and every result was handed over.
+fn stream_results(produce: impl FnOnce(mpsc::Sender<HostResult>) + Send, mut on_result: impl FnMut(HostResult)) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(move || produce(tx));
+        for r in rx {
+            on_result(r);
+        }
+    });
 }
 
 /// A rayon pool for evaluation: `jobs` threads (0 = one per CPU) with

@@ -104,7 +104,7 @@ fn foldl(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
     let mut acc = a[1].clone();
     for x in list_arg(&a[2])?.iter() {
         if let Some((body, cenv)) = direct
-            && let (Some(p), Some(q)) = (known_int(&acc), known_int(x))
+            && let (Some(p), Some(q)) = (acc.known_int(), x.known_int())
             && let Some(v) = direct_call(ev, body, &[p, q], cenv)
         {
             acc = v;
@@ -221,7 +221,7 @@ fn direct_int(e: &Expr, args: &[i64], cenv: &Env, depth: u32) -> Option<i64> {
             match d.checked_sub(args.len()) {
                 None if *idx == 0 => args.get(args.len() - 1 - d).copied(),
                 None => None,
-                Some(up) => known_int(cenv.slot(u32::try_from(up).ok()?, *idx).ok()?),
+                Some(up) => cenv.slot(u32::try_from(up).ok()?, *idx).ok()?.known_int(),
             }
         }
         Expr::BinOp { op: op @ (BinOp::Add | BinOp::Sub | BinOp::Mul), lhs, rhs, .. } if depth > 0 => {
@@ -231,18 +231,6 @@ fn direct_int(e: &Expr, args: &[i64], cenv: &Env, depth: u32) -> Option<i64> {
                 _ => None,
             }
         }
-        _ => None,
-    }
-}
-
-/// `v`'s integer value if it is one already (no evaluation).
-fn known_int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Int(i) => Some(*i),
-        Value::Thunk(t) => match t.get_ref()? {
-            Value::Int(i) => Some(*i),
-            _ => None,
-        },
         _ => None,
     }
 }

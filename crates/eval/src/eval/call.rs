@@ -264,14 +264,7 @@ impl Evaluator {
 fn known_int(e: &Expr, env: &Env) -> Option<i64> {
     match e {
         Expr::Const(Value::Int(i)) => Some(*i),
-        Expr::Local { depth, idx } => match env.slot(*depth, *idx).ok()? {
-            Value::Int(i) => Some(*i),
-            Value::Thunk(t) => match t.get_ref()? {
-                Value::Int(i) => Some(*i),
-                _ => None,
-            },
-            _ => None,
-        },
+        Expr::Local { depth, idx } => env.slot(*depth, *idx).ok()?.known_int(),
         _ => None,
     }
 }

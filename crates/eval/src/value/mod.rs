@@ -129,6 +129,20 @@ impl Value {
         matches!(self, Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_))
     }
 
+    /// The integer this is already (itself or a forced thunk's value),
+    /// without evaluating anything.
+    #[inline]
+    pub fn known_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Thunk(t) => match t.get_ref()? {
+                Value::Int(i) => Some(*i),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The already-known value, looking through forced thunks.
     pub fn shallow(&self) -> Value {
         match self {

@@ -20,17 +20,29 @@
 //! (postgresql with databases) or workers, enable a few extra shared modules
 //! and set per-host settings, so every host's toplevel differs.
 //!
-//! The output is a pure function of (hosts, modules): the same arguments
-//! always give byte-identical files, so fleets can be reproduced.
+//! With `packages` P > 0 the fleet also has a generated package set shared
+//! by all hosts the way nixpkgs is ([`packages`]: `pkgs/default.nix` as the
+//! hive's `meta.nixpkgs`, `modules/packages.nix` for every host's base
+//! system, `roles/<role>.nix` for each role's packages); P = 0 gives the
+//! fleet without it (ndeploy's own handful of packages), as before.
+//!
+//! The output is a pure function of (hosts, modules, packages): the same
+//! arguments always give byte-identical files, so fleets can be reproduced.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
+#[path = "packages.rs"]
+pub mod packages;
+
 /// The files of the fleet: (path relative to the fleet directory, contents).
-pub fn generate(hosts: usize, modules: usize) -> Vec<(String, String)> {
-    let mut files = Vec::with_capacity(hosts + modules + 2);
-    files.push(("fleet.nix".to_string(), fleet_file(hosts, modules)));
+pub fn generate(hosts: usize, modules: usize, packages: usize) -> Vec<(String, String)> {
+    let mut files = Vec::with_capacity(hosts + modules + 7);
+    files.push(("fleet.nix".to_string(), fleet_file(hosts, modules, packages)));
     let mut imports = String::from("# Every shared module (generated).\n{\n  imports = [\n");
+    if packages > 0 {
+        imports.push_str("    ./packages.nix\n");
+    }
     for i in 0..modules {
         let _ = writeln!(imports, "    ./m{i}.nix");
     }
@@ -40,14 +52,17 @@ pub fn generate(hosts: usize, modules: usize) -> Vec<(String, String)> {
         files.push((format!("modules/m{i}.nix"), module_file(i, modules)));
     }
     for h in 0..hosts {
-        files.push((format!("hosts/host-{h}.nix"), host_file(h, modules)));
+        files.push((format!("hosts/host-{h}.nix"), host_file(h, modules, packages > 0)));
+    }
+    if packages > 0 {
+        files.extend(packages::files(packages));
     }
     files
 }
 
 /// Write the fleet into `dir` (created if needed).
-pub fn write(dir: &Path, hosts: usize, modules: usize) -> std::io::Result<()> {
-    for (rel, contents) in generate(hosts, modules) {
+pub fn write(dir: &Path, hosts: usize, modules: usize, packages: usize) -> std::io::Result<()> {
+    for (rel, contents) in generate(hosts, modules, packages) {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -64,10 +79,17 @@ pub fn host_names(hosts: usize) -> Vec<String> {
     names
 }
 
-fn fleet_file(hosts: usize, modules: usize) -> String {
-    let mut s = format!(
-        "# A generated fleet: {hosts} hosts sharing {modules} modules (ndeploy bench gen-fleet).\n{{\n  meta.system = \"x86_64-linux\";\n  defaults = ./modules;\n"
-    );
+fn fleet_file(hosts: usize, modules: usize, packages: usize) -> String {
+    let mut s = if packages == 0 {
+        format!(
+            "# A generated fleet: {hosts} hosts sharing {modules} modules (ndeploy bench gen-fleet).\n{{\n  meta.system = \"x86_64-linux\";\n  defaults = ./modules;\n"
+        )
+    } else {
+        let n = packages.max(packages::MIN_PACKAGES);
+        format!(
+            "# A generated fleet: {hosts} hosts sharing {modules} modules and a package set of\n# {n} packages (ndeploy bench gen-fleet).\n{{\n  meta.system = \"x86_64-linux\";\n  # One package set for the whole fleet, given to every host as `pkgs`.\n  meta.nixpkgs = import ./pkgs {{ system = \"x86_64-linux\"; }};\n  defaults = ./modules;\n"
+        )
+    };
     for h in 0..hosts {
         let _ = writeln!(s, "  host-{h} = ./hosts/host-{h}.nix;");
     }
@@ -145,7 +167,7 @@ in
     s
 }
 
-fn host_file(h: usize, modules: usize) -> String {
+fn host_file(h: usize, modules: usize, role_packages: bool) -> String {
     let role = ["web", "db", "worker"][h % 3];
     // Another enabled module (never m1, which every host sets itself).
     let extra = match (h * 7 + 2) % modules.max(1) {
@@ -194,7 +216,7 @@ fn host_file(h: usize, modules: usize) -> String {
       # Host-specific module: its role.
       {service}
       services.node-exporter.enable = {exporter};
-    }}
+    }}{role_module}
   ];
   bench.m1.enable = {m1};
   {extra}
@@ -207,6 +229,7 @@ fn host_file(h: usize, modules: usize) -> String {
         parity = if h.is_multiple_of(2) { "even" } else { "odd" },
         exporter = !h.is_multiple_of(4),
         m1 = h.is_multiple_of(5),
+        role_module = if role_packages { format!("\n    ../roles/{role}.nix") } else { String::new() },
     )
 }
 
@@ -216,11 +239,21 @@ mod tests {
 
     #[test]
     fn deterministic_and_complete() {
-        let a = generate(3, 5);
-        assert_eq!(a, generate(3, 5));
+        let a = generate(3, 5, 0);
+        assert_eq!(a, generate(3, 5, 0));
         let names: Vec<&str> = a.iter().map(|(p, _)| p.as_str()).collect();
         assert!(names.contains(&"fleet.nix") && names.contains(&"modules/m4.nix") && names.contains(&"hosts/host-2.nix"));
         assert_eq!(names.len(), 2 + 5 + 3);
         assert_eq!(host_names(12)[..4], ["host-0", "host-1", "host-10", "host-11"]);
+        // With a package set: the same fleet plus the set, its base module
+        // and the role modules, which hosts import.
+        let b = generate(3, 5, 20);
+        assert_eq!(b, generate(3, 5, 20));
+        assert_eq!(b.len(), a.len() + 5);
+        let file = |files: &[(String, String)], name: &str| files.iter().find(|(p, _)| p == name).map(|(_, c)| c.clone()).unwrap();
+        assert!(file(&b, "fleet.nix").contains("meta.nixpkgs = import ./pkgs"));
+        assert!(file(&b, "hosts/host-1.nix").contains("../roles/db.nix"));
+        assert!(file(&b, "modules/default.nix").contains("./packages.nix"));
+        assert!(!file(&a, "modules/default.nix").contains("./packages.nix"));
     }
 }

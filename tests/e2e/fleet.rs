@@ -102,9 +102,14 @@ fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
     Output { stdout: reader.join().unwrap(), ..out }
 }
 
-fn generated_fleet(hosts: usize, modules: usize) -> tempfile::TempDir {
+/// A generated fleet (benches/fleet/generate.rs); `packages` = 0: without
+/// a package set of its own.
+fn generated_fleet(hosts: usize, modules: usize, packages: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    run_ok(ndeploy().args(["bench", "gen-fleet", "--hosts", &hosts.to_string(), "--modules", &modules.to_string()]).arg(dir.path()));
+    run_ok(ndeploy().args(["bench", "gen-fleet", "--hosts", &hosts.to_string(), "--modules", &modules.to_string()]).args([
+        "--packages",
+        &packages.to_string(),
+    ]).arg(dir.path()));
     dir
 }
 
@@ -173,7 +178,7 @@ fn fresh_machine_without_nix() {
 
 #[test]
 fn generated_50_host_fleet_matches_nix() {
-    let dir = generated_fleet(50, 20);
+    let dir = generated_fleet(50, 20, 0);
     let ours = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "-j", "2", "--file"]).arg(dir.path().join("fleet.nix")))));
     let theirs = nix_hosts(&format!("import {}/fleet.nix", dir.path().display()));
     assert_eq!(ours.len(), 50);
@@ -182,6 +187,38 @@ fn generated_50_host_fleet_matches_nix() {
     drvs.sort_by_key(|v| v.to_string());
     drvs.dedup();
     assert_eq!(drvs.len(), 50, "every host's toplevel differs");
+}
+
+/// A generated fleet with its own package set (hosts share it as `pkgs`,
+/// each toplevel depends on a base and a role closure of it): the same
+/// drvPaths as Nix, also with collections between rounds of two hosts
+/// (the package set's values are shared and must survive them).
+#[test]
+fn generated_fleet_with_a_package_set_matches_nix() {
+    let dir = generated_fleet(12, 6, 60);
+    let file = dir.path().join("fleet.nix");
+    let theirs = nix_hosts(&format!("import {}", file.display()));
+    for args in [&["-j", "2"][..], &["-j", "2", "--collect-every", "2"][..]] {
+        let ours = by_host(json_lines(&run_ok(eval_cmd().arg("--json").args(args).arg("--file").arg(&file))));
+        assert_eq!(ours.len(), 12);
+        assert_same_as_nix(&ours, &theirs);
+    }
+    // The package set really is in the toplevels' closures: host-0 (a
+    // web host) depends on the web role's first package and on most of
+    // the set (60 packages, 120 derivations with their sources).
+    let text = std::fs::read_to_string(dir.path().join("roles/web.nix")).unwrap();
+    let attr = text.lines().find_map(|l| l.trim().strip_prefix("pkgs.")).unwrap().to_string();
+    let expr = format!("(import {}/pkgs {{ }}).{attr}.drvPath", dir.path().display());
+    let web: String = serde_json::from_slice(&run_ok(nix("nix-instantiate").args(["--eval", "--json", "-E", &expr]))).unwrap();
+    // (nix-instantiate writes the .drv files `--eval` only computes.)
+    let expr = format!("((import {}/nix/fleet.nix).toplevels (import {})).host-0", repo().display(), file.display());
+    let drv = String::from_utf8(run_ok(nix("nix-instantiate").args(["-E", &expr]))).unwrap();
+    let drv = drv.trim();
+    assert_eq!(drv, theirs["host-0"]["drvPath"]);
+    let closure = String::from_utf8(run_ok(nix("nix-store").args(["--query", "--requisites", drv]))).unwrap();
+    assert!(closure.lines().any(|l| l == web), "{web} not in host-0's closure");
+    let from_set = closure.lines().filter(|l| l.ends_with(".tar.gz.drv")).count();
+    assert!(from_set > 30, "{from_set} sources in host-0's closure");
 }
 
 const BROKEN_FLEET: &str = r#"{
@@ -284,7 +321,9 @@ fn attr_and_expr_over_the_fleet() {
 
 #[test]
 fn results_do_not_depend_on_threads() {
-    let dir = generated_fleet(40, 10);
+    // A small package set: its derivations are shared thunks that
+    // threads force at the same time.
+    let dir = generated_fleet(40, 10, 30);
     let file = dir.path().join("fleet.nix");
     let one = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "-j", "1", "--file"]).arg(&file))));
     let eight = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "-j", "8", "--file"]).arg(&file))));
@@ -309,7 +348,7 @@ fn results_do_not_depend_on_threads() {
 
 #[test]
 fn stress_200_hosts_8_threads_5_times() {
-    let dir = generated_fleet(200, 4);
+    let dir = generated_fleet(200, 4, 24);
     let file = dir.path().join("fleet.nix");
     let mut first: Option<BTreeMap<String, Value>> = None;
     for round in 0..5 {

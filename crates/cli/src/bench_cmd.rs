@@ -1,7 +1,8 @@
 //! `ndeploy bench`: reproducible evaluation benchmarks.
 //!
-//! `bench gen-fleet --hosts N --modules M DIR` writes a synthetic fleet
-//! (generator: `benches/fleet/generate.rs`). `bench eval` generates one,
+//! `bench gen-fleet --hosts N --modules M --packages P DIR` writes a
+//! synthetic fleet (generator: `benches/fleet/generate.rs`; P packages in
+//! a package set shared by all hosts, 0 for none). `bench eval` generates one,
 //! evaluates every host's toplevel with `ndeploy eval` (as a child process,
 //! with `-j T` and with `-j 1`), and, when `nix-instantiate` is on PATH,
 //! with C++ Nix both ways users run it today: all hosts in one process
@@ -37,6 +38,10 @@ pub struct GenFleetArgs {
     hosts: usize,
     #[arg(long, default_value_t = 200)]
     modules: usize,
+    /// Packages in the fleet's shared package set (2 derivations each: the
+    /// package and its source); 0: no package set (ndeploy's own handful).
+    #[arg(long, default_value_t = generate::packages::DEFAULT_PACKAGES)]
+    packages: usize,
     /// Output directory.
     dir: PathBuf,
 }
@@ -47,6 +52,10 @@ pub struct BenchEvalArgs {
     hosts: usize,
     #[arg(long, default_value_t = 200)]
     modules: usize,
+    /// Packages in the fleet's shared package set (2 derivations each: the
+    /// package and its source); 0: no package set (ndeploy's own handful).
+    #[arg(long, default_value_t = generate::packages::DEFAULT_PACKAGES)]
+    packages: usize,
     /// Evaluation threads (and concurrent per-host Nix processes); default: CPUs.
     #[arg(long)]
     threads: Option<usize>,
@@ -67,7 +76,7 @@ pub struct BenchEvalArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::GenFleet(a) => {
-            generate::write(&a.dir, a.hosts, a.modules)
+            generate::write(&a.dir, a.hosts, a.modules, a.packages)
                 .with_context(|| format!("cannot write the fleet into '{}'", a.dir.display()))?;
             println!("{}", a.dir.join("fleet.nix").display());
             Ok(ExitCode::SUCCESS)
@@ -141,12 +150,19 @@ fn bench_eval(a: BenchEvalArgs) -> anyhow::Result<ExitCode> {
     let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let tmp = tempfile::tempdir()?;
     let dir = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
-    generate::write(&dir, a.hosts, a.modules).with_context(|| format!("cannot write the fleet into '{}'", dir.display()))?;
+    generate::write(&dir, a.hosts, a.modules, a.packages).with_context(|| format!("cannot write the fleet into '{}'", dir.display()))?;
     let dir = dir.canonicalize()?;
     let fleet_file = dir.join("fleet.nix");
     let library = fleet::library::locate()?;
     let exe = std::env::current_exe()?;
     println!("fleet: {} hosts x {} shared modules in {} ({} threads)", a.hosts, a.modules, dir.display(), threads);
+    if a.packages > 0 {
+        let (set, [web, db, worker]) = generate::packages::closures(a.packages);
+        println!(
+            "package set: {} packages, {set} derivations with sources; host closures (web / db / worker): {web} / {db} / {worker} derivations",
+            set / 2
+        );
+    }
     println!("{:<44} {:>11} {:>10} {:>10}", "run", "wall", "cpu", "peak RSS");
 
     let ours = |jobs: usize| {

@@ -11,6 +11,11 @@ use crate::source::Pos;
 use crate::symbol::Symbol;
 use crate::value::Value;
 
+/// Sets up to this size are searched by a linear scan comparing symbol
+/// pointers (most sets are small: module records, option declarations,
+/// call arguments); larger ones by binary search on the names.
+const LINEAR_LOOKUP: usize = 8;
+
 #[derive(Clone)]
 pub struct Attr {
     pub name: Symbol,
@@ -58,9 +63,15 @@ impl Attrs {
         self.0.is_empty()
     }
 
+    #[inline]
     pub fn get_attr(&self, name: Symbol) -> Option<&Attr> {
-        let i = self.0.binary_search_by(|a| a.name.cmp(&name)).ok()?;
-        self.0.get(i)
+        let v = self.entries();
+        if v.len() <= LINEAR_LOOKUP {
+            // Symbols are equal iff their pointers are: no string bytes read.
+            return v.iter().find(|a| a.name == name);
+        }
+        let i = v.binary_search_by(|a| a.name.cmp(&name)).ok()?;
+        v.get(i)
     }
 
     pub fn get(&self, name: Symbol) -> Option<&Value> {

@@ -16,7 +16,7 @@
 
 mod binds;
 mod green;
-mod names;
+pub(crate) mod names;
 
 use std::collections::HashMap;
 use std::sync::Arc;

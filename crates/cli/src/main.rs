@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 // The evaluator allocates many small, short-lived objects from several
 // threads; mimalloc is much faster at that than the system allocator.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: ndeploy_eval::eval::alloc::EvalAlloc = ndeploy_eval::eval::alloc::EvalAlloc;
 
 #[derive(Parser)]
 #[command(name = "ndeploy", version, about = "NixOS fleet deployment: in-process evaluation, fast store transfer")]

@@ -12,7 +12,7 @@ use ndeploy_eval::io::{ReadOnlyStore, RealIO};
 use ndeploy_eval::{EvalConfig, Evaluator};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: ndeploy_eval::eval::alloc::EvalAlloc = ndeploy_eval::eval::alloc::EvalAlloc;
 
 fn main() -> ExitCode {
     // `compare.sh` calls `BIN instantiate --eval --strict FILE` (or `-E EXPR`):

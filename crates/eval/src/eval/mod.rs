@@ -16,6 +16,7 @@
 //! against `max_call_depth` (per thread), so deep recursion ends in an
 //! error, never a crash. Arithmetic is checked (`ops.rs`).
 
+pub mod alloc;
 mod borrow;
 mod call;
 mod coerce;
@@ -202,9 +203,12 @@ impl Evaluator {
             return Ok(v.clone());
         }
         let p2 = path.clone();
-        let v = Thunk::native(move |ev: &Evaluator| {
-            let e = ev.compile_file(&p2, None)?;
-            ev.eval(&e, &ev.root)
+        // Cached for every later import: made in the shared epoch.
+        let v = crate::value::collect::epoch::shared(|| {
+            Thunk::native(move |ev: &Evaluator| {
+                let e = ev.compile_file(&p2, None)?;
+                ev.eval(&e, &ev.root)
+            })
         });
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         Ok(files.entry(path).or_insert(v).clone())
@@ -314,6 +318,8 @@ impl Evaluator {
             Start::Recursion => return Err(EvalError::new(ErrorKind::InfiniteRecursion)),
             Start::Eval(p, c) => (p, c),
         };
+        // A shared thunk forced in a host epoch runs in the shared epoch.
+        let epoch = crate::value::collect::epoch::enter_thunk(t.gc_word().load(std::sync::atomic::Ordering::Relaxed));
         let r = match &*work {
             // Checked even for leaves: chains of thunks recurse through here.
             Pending::Expr(e, env) => stack::guard(|| self.eval_inner(e, env)),
@@ -324,6 +330,7 @@ impl Evaluator {
             Pending::Native(f) => f(self).and_then(|v| self.force(&v)),
         };
         drop(work);
+        drop(epoch);
         t.end(claim, r)
     }
 

@@ -242,9 +242,25 @@ fn run_inner(args: EvalArgs) -> anyhow::Result<ExitCode> {
         (None, Some(n)) => Schedule::YoungFrames(n),
         (None, None) => fleet::chunks::default_schedule(pool.current_num_threads()),
     };
-    let parts =
-        fleet::chunks::evaluate_in_rounds(&mut ev, parts, &pool, &hosts, &target, args.show_trace, schedule, &mut on_result);
+    let collector = fleet::chunks::Collector::from_env();
+    let (parts, rounds) = fleet::chunks::evaluate_in_rounds(
+        &mut ev,
+        parts,
+        &pool,
+        &hosts,
+        &target,
+        args.show_trace,
+        schedule,
+        collector,
+        &mut on_result,
+    );
     std::mem::forget(parts);
+    if collector == fleet::chunks::Collector::Checked {
+        eprintln!(
+            "epoch check: {} host frames live at round ends, {} violations ({} collections)",
+            rounds.host_frames_live, rounds.violations, rounds.trial_collections
+        );
+    }
     // The process exits next: freeing the heap value by value would only
     // cost time.
     std::mem::forget(ev);

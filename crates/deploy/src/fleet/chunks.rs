@@ -19,6 +19,24 @@
 //! small hosts share a round). A thread only waits at the end of a round,
 //! for the hosts still in flight on the others.
 //!
+//! How a round's garbage is collected ([`Collector`]): by default with
+//! epochs (`ndeploy_eval::value::collect::epoch`): each host is evaluated
+//! in a host epoch, in which every thunk and recursive frame it makes is
+//! marked (and its thunks listed), while what hosts share (imported files,
+//! the package set, the library) is evaluated in the shared epoch
+//! whichever host forces it first; nothing shared refers to a host's node,
+//! so at a round's end all of the round's host nodes are garbage, and one
+//! pass taking the contents out of the host frames and thunks frees every
+//! cycle the round's hosts made ([`Evaluator::clear_host_epochs`]) — no
+//! counting walk over the garbage. The trial-deletion collector still runs
+//! when the shared frames held grew (cycles made in the shared epoch), and
+//! for good once a host node was forced in the shared epoch (a breach of
+//! the epoch argument, which would make clearing unsound).
+//! [`Collector::Trial`] is the trial-deletion collector every round;
+//! [`Collector::Checked`] (tests, `NDEPLOY_EPOCH_CHECK=1`) runs it every
+//! round and counts the host frames and thunks it leaves alive, which the
+//! epoch argument says are none.
+//!
 //! Invariant: between rounds no value of the heap is used by any thread:
 //! the pool's work for the round has returned ([`Fleet::evaluate_round`]
 //! returns only when every host it started has finished), the round's
@@ -29,6 +47,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ndeploy_eval::Evaluator;
+use ndeploy_eval::value::collect::{Garbage, epoch};
 
 use super::evaluate::Round;
 use super::report::HostResult;
@@ -46,6 +65,44 @@ pub enum Schedule {
     YoungFrames(usize),
 }
 
+/// How the garbage of a round is collected (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Collector {
+    /// Clear the host epochs' frames (trial deletion when needed).
+    #[default]
+    Epochs,
+    /// Trial deletion every round.
+    Trial,
+    /// Trial deletion every round, counting host frames found live.
+    Checked,
+}
+
+impl Collector {
+    /// The default, or [`Collector::Checked`] when `NDEPLOY_EPOCH_CHECK`
+    /// is set (test aid).
+    pub fn from_env() -> Collector {
+        if std::env::var_os("NDEPLOY_EPOCH_CHECK").is_some_and(|v| !v.is_empty() && v != "0") {
+            Collector::Checked
+        } else {
+            Collector::Epochs
+        }
+    }
+}
+
+/// What the collections of [`evaluate_in_rounds`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoundsReport {
+    /// Collections by clearing host frames.
+    pub region_clears: usize,
+    /// Collections by trial deletion.
+    pub trial_collections: usize,
+    /// Host frames and thunks the trial-deletion collector left alive at
+    /// a round's end ([`Collector::Checked`]; must be 0).
+    pub host_frames_live: usize,
+    /// Host nodes forced in the shared epoch during the rounds (must be 0).
+    pub violations: usize,
+}
+
 /// Default young-heap budget per evaluation thread, in recursive frames:
 /// about two hosts of the 200-module benchmark fleet (see
 /// `benches/fleet/README.md` for the memory and time it gives).
@@ -57,9 +114,10 @@ pub fn default_schedule(jobs: usize) -> Schedule {
 }
 
 /// Evaluate `hosts` of the fleet `parts` (see [`Fleet::detach`]) on `ev`
-/// in rounds as `schedule` says, collecting cycles after each round;
-/// results go to `on_result` as they complete. Returns the parts (still
-/// alive: they hold what hosts share).
+/// in rounds as `schedule` says, collecting cycles after each round as
+/// `collector` says; results go to `on_result` as they complete. Returns
+/// the parts (still alive: they hold what hosts share) and what the
+/// collections did.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_in_rounds(
     ev: &mut Evaluator,
@@ -69,8 +127,15 @@ pub fn evaluate_in_rounds(
     target: &Target,
     show_trace: bool,
     schedule: Schedule,
+    collector: Collector,
     mut on_result: impl FnMut(HostResult),
-) -> FleetParts {
+) -> (FleetParts, RoundsReport) {
+    let mut report_out = RoundsReport::default();
+    let violations_at_start = epoch::violations();
+    // Shared frames held after the last trial deletion: when clearing
+    // leaves many more, the shared epoch made cycles worth collecting.
+    let mut shared_after_trial = 0usize;
+    let mut trial_next = collector != Collector::Epochs;
     let next = AtomicUsize::new(0);
     // The previous round's garbage, being freed while the next round
     // evaluates; joined before the next collection, so that no thread
@@ -93,7 +158,8 @@ pub fn evaluate_in_rounds(
             Schedule::YoungFrames(n) => (hosts.len(), n),
         };
         let young = AtomicUsize::new(0);
-        let round = Round { next: &next, end, young: &young, young_limit };
+        let epochs = std::sync::Mutex::new(Vec::new());
+        let round = Round { next: &next, end, young: &young, young_limit, epochs: &epochs };
         let fleet = Fleet::attach(ev, parts);
         let round_start = std::time::Instant::now();
         fleet.evaluate_round(pool, hosts, &round, target, show_trace, |r| {
@@ -110,15 +176,50 @@ pub fn evaluate_in_rounds(
             let _ = h.join();
         }
         let started = std::time::Instant::now();
-        // SAFETY: see the module invariant: every pool task of the round
-        // has finished, the previous garbage is freed, and no thread uses
-        // the heap; `parts` and the caller merely hold values.
-        let (stats, garbage) = unsafe { ev.collect_deferred(pool.current_num_threads()) };
-        collect_wall += started.elapsed().as_secs_f64();
-        if report {
-            let frames = young.load(Ordering::Relaxed);
-            eprintln!("collect after {done} hosts ({frames} young frames): {stats:?} in {:?}", started.elapsed());
+        // A breach of the epoch argument: clearing would be unsound from
+        // now on (a host frame may be reachable from shared values).
+        if epoch::violations() != violations_at_start {
+            trial_next = true;
         }
+        let frames = young.load(Ordering::Relaxed);
+        let epochs = epochs.into_inner().unwrap_or_else(|e| e.into_inner());
+        let garbage = if trial_next {
+            // SAFETY: see the module invariant: every pool task of the
+            // round has finished, the previous garbage is freed, and no
+            // thread uses the heap; `parts` and the caller merely hold
+            // values.
+            let (stats, garbage) = unsafe { ev.collect_deferred(pool.current_num_threads()) };
+            let (live, garbage) = if collector == Collector::Checked {
+                // Freed at once, then whatever is left of the round's
+                // host epochs counted (a second trial deletion).
+                drop(garbage);
+                // SAFETY: as above.
+                let (live, _) = unsafe { ev.host_nodes_live_after_collect(pool.current_num_threads(), &epochs) };
+                (live, Garbage::default())
+            } else {
+                (0, garbage)
+            };
+            report_out.trial_collections += 1;
+            report_out.host_frames_live += live;
+            shared_after_trial = stats.frames.saturating_sub(stats.freed_frames);
+            trial_next = collector != Collector::Epochs || epoch::violations() != violations_at_start;
+            if report {
+                eprintln!("collect after {done} hosts ({frames} young frames): {stats:?}, host frames live {live}, in {:?}", started.elapsed());
+            }
+            garbage
+        } else {
+            // SAFETY: as above, and every host of the round has finished
+            // (its epoch ended with its evaluation).
+            let (stats, garbage) = unsafe { ev.clear_host_epochs(epochs) };
+            report_out.region_clears += 1;
+            let shared = stats.frames - stats.cleared_frames;
+            trial_next = shared > 2 * shared_after_trial + SHARED_FRAMES_SLACK;
+            if report {
+                eprintln!("clear after {done} hosts ({frames} young frames): {stats:?}");
+            }
+            garbage
+        };
+        collect_wall += started.elapsed().as_secs_f64();
         // Nothing outside the garbage reaches it: it can be freed while
         // the next round evaluates.
         freeing = std::thread::Builder::new()
@@ -128,6 +229,7 @@ pub fn evaluate_in_rounds(
             .ok();
     }
     debug_assert!(done >= hosts.len() || hosts.is_empty());
+    report_out.violations = epoch::violations() - violations_at_start;
     if let Some(h) = freeing {
         let _ = h.join();
     }
@@ -141,8 +243,12 @@ pub fn evaluate_in_rounds(
             hosts_ms as f64 / 1000.0
         );
     }
-    parts
+    (parts, report_out)
 }
+
+/// Shared frames held beyond twice those after the last trial deletion
+/// that make the next round's collection a trial deletion.
+const SHARED_FRAMES_SLACK: usize = 20_000;
 
 #[cfg(test)]
 mod tests {
@@ -159,6 +265,10 @@ mod tests {
     }
 
     fn run(source: &FleetSource, schedule: Schedule, jobs: usize) -> (Vec<HostResult>, Evaluator) {
+        run_with(source, schedule, Collector::Epochs, jobs)
+    }
+
+    fn run_with(source: &FleetSource, schedule: Schedule, collector: Collector, jobs: usize) -> (Vec<HostResult>, Evaluator) {
         let library = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../nix");
         let mut ev = Evaluator::real();
         ev.store = Some(std::sync::Arc::new(ndeploy_eval::store::ComputingStore::new("/nix/store")));
@@ -171,7 +281,10 @@ mod tests {
         let hosts = fleet.hosts().to_vec();
         let parts = fleet.detach();
         let mut out = Vec::new();
-        evaluate_in_rounds(&mut ev, parts, &pool, &hosts, &Target::Toplevel, false, schedule, |r| out.push(r));
+        let (_, report) =
+            evaluate_in_rounds(&mut ev, parts, &pool, &hosts, &Target::Toplevel, false, schedule, collector, |r| out.push(r));
+        assert_eq!(report.host_frames_live, 0, "{report:?}");
+        assert_eq!(report.violations, 0, "{report:?}");
         out.sort_by(|a, b| a.host.cmp(&b.host));
         (out, ev)
     }
@@ -205,5 +318,25 @@ mod tests {
         }
         let (f, m) = (ev_few.live_frames(), ev_many.live_frames());
         assert!(m <= f + f / 10, "{m} frames live after 9 hosts, {f} after 3");
+    }
+
+    /// The epoch argument on a real fleet, on 4 threads: at every round's
+    /// end the trial-deletion collector finds every frame made in a host
+    /// epoch garbage (`run_with` asserts it, and that no host node was
+    /// forced in the shared epoch); the results equal those of clearing
+    /// host frames and of the trial-deletion collector alone.
+    #[test]
+    fn host_frames_are_garbage_at_round_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let many = synthetic(dir.path(), 9);
+        let (checked, _) = run_with(&many, Schedule::Hosts(3), Collector::Checked, 4);
+        let (trial, _) = run_with(&many, Schedule::Hosts(3), Collector::Trial, 4);
+        let (epochs, mut ev) = run_with(&many, Schedule::Hosts(3), Collector::Epochs, 4);
+        assert_eq!(drvs(&checked), drvs(&trial));
+        assert_eq!(drvs(&epochs), drvs(&trial));
+        // After clearing, a trial deletion finds no host frame left.
+        // SAFETY: no other thread uses the heap.
+        let (live, _) = unsafe { ev.host_nodes_live_after_collect(1, &[]) };
+        assert_eq!(live, 0);
     }
 }

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
+use ndeploy_eval::value::collect::epoch::HostThunks;
 use ndeploy_eval::value::{Env, Thunk};
 use ndeploy_eval::{ErrorKind, EvalError, EvalResult, Evaluator, Value};
 use rayon::prelude::*;
@@ -361,6 +362,8 @@ pub struct Round<'a> {
     pub young: &'a AtomicUsize,
     /// No host starts once `young` reached this (the first always does).
     pub young_limit: usize,
+    /// The thunks each host of the round made (its host epoch's).
+    pub epochs: &'a std::sync::Mutex<Vec<HostThunks>>,
 }
 
 impl Round<'_> {
@@ -382,9 +385,9 @@ impl Round<'_> {
 impl Fleet<'_> {
     /// Evaluate the hosts of a [`Round`] on every thread of `pool` (each
     /// takes the next host as soon as it is done with one, so no thread
-    /// waits for another before the round ends), calling `on_result` on
-    /// this thread with each result as soon as it is complete. Returns when
-    /// every host started in the round has finished.
+    /// waits for another before the round ends), each in a host epoch,
+    /// calling `on_result` on this thread with each result as soon as it is
+    /// complete. Returns when every host started in the round has finished.
     pub fn evaluate_round(
         &self,
         pool: &rayon::ThreadPool,
@@ -401,7 +404,12 @@ impl Fleet<'_> {
                     while let Some(i) = round.claim() {
                         let Some(h) = hosts.get(i) else { break };
                         let before = Env::rec_frames_made();
+                        // What the host makes is its own (see chunks.rs):
+                        // garbage once it is done.
+                        let epoch = ndeploy_eval::value::collect::epoch::enter_host();
                         let r = self.evaluate_host(h, target, show_trace);
+                        let made = epoch.finish();
+                        round.epochs.lock().unwrap_or_else(|e| e.into_inner()).push(made);
                         round.young.fetch_add(Env::rec_frames_made().wrapping_sub(before), Ordering::Relaxed);
                         let _ = tx.send(r);
                     }

@@ -315,6 +315,9 @@ impl Evaluator {
         use crate::value::thunk::Start;
         let (work, claim) = match t.start() {
             Start::Done(v) => return Ok(v),
+            Start::Recursion if crate::value::collect::epoch::is_cleared(t.gc_word().load(std::sync::atomic::Ordering::Relaxed)) => {
+                return Err(EvalError::other("internal error: thunk released by the cycle collector"));
+            }
             Start::Recursion => return Err(EvalError::new(ErrorKind::InfiniteRecursion)),
             Start::Eval(p, c) => (p, c),
         };

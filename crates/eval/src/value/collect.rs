@@ -429,13 +429,13 @@ pub(crate) unsafe fn collect_frames(
         match node.word() {
             // Listed in the list of the walker that starts from it.
             Some(w) => {
-                if w.load(Ordering::Relaxed) != 0 {
+                if walk::word::bits(w.load(Ordering::Relaxed)) != 0 {
                     // Held twice: the second handle counts as outside
                     // (conservative); it goes back with the live frames.
                     extra.push(node);
                     continue;
                 }
-                w.store(1, Ordering::Relaxed);
+                w.fetch_add(1, Ordering::Relaxed);
                 let k = roots.len() % walkers;
                 let Some(list) = lists.get_mut(k) else { continue };
                 let id = walk::listed_id(k, list.len());
@@ -492,8 +492,9 @@ pub(crate) unsafe fn collect_frames(
             Kind::Word(w, _) => {
                 let x = w.load(Ordering::Relaxed);
                 // Unrecorded (0): its only referrer is `node`.
-                if x == 0 || x & walk::word::LIVE == 0 {
-                    if x != 0 {
+                let recorded = walk::word::bits(x) != 0;
+                if !recorded || x & walk::word::LIVE == 0 {
+                    if recorded {
                         w.store(x | walk::word::LIVE, Ordering::Relaxed);
                     }
                     stack.extend(c.node());
@@ -540,7 +541,7 @@ pub(crate) unsafe fn collect_frames(
                 part.live_frames.push(env.clone());
             }
             if let Some(word) = n.word() {
-                word.store(0, Ordering::Relaxed);
+                word.fetch_and(epoch::KEPT, Ordering::Relaxed);
             }
         }
         for (n, k) in shards.iter().skip(w).step_by(lists.len()).flat_map(|s| s.nodes.iter().zip(&s.counts)) {
@@ -616,6 +617,7 @@ impl Cleared {
             }
             Node::Thunk(t) => {
                 self.thunks += 1;
+                t.gc_word().fetch_or(epoch::CLEARED, Ordering::Relaxed);
                 // SAFETY: `t` is unreachable from outside the garbage, and
                 // by the caller's promise no other thread uses the heap.
                 let (value, pending) = unsafe { t.clear() };
@@ -635,6 +637,7 @@ fn clamp(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+pub mod epoch;
 mod walk;
 
 use walk::Item;

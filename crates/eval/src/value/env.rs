@@ -53,9 +53,9 @@ enum Slots {
 /// the module invariants).
 struct RecSlots {
     state: AtomicU8,
-    /// The cycle collector's word (`value/collect.rs`): 0 outside a
-    /// collection; evaluation never reads or writes it. (In the padding
-    /// after `state`: no size cost.)
+    /// The cycle collector's word (`value/collect.rs`): outside a
+    /// collection only the epoch bit (`collect/epoch.rs`, set when made).
+    /// (In the padding after `state`: no size cost.)
     gc: AtomicU32,
     cell: UnsafeCell<Box<[Value]>>,
 }
@@ -133,7 +133,7 @@ impl Env {
     /// A recursive frame of `n` slots (unreadable until [`Env::fill`]).
     pub fn new_rec(parent: &Env, _n: usize) -> Env {
         REC_MADE.with(|c| c.set(c.get().wrapping_add(1)));
-        let slots = RecSlots { state: AtomicU8::new(UNFILLED), gc: AtomicU32::new(0), cell: UnsafeCell::new(Box::new([])) };
+        let slots = RecSlots { state: AtomicU8::new(UNFILLED), gc: AtomicU32::new(crate::value::collect::epoch::word_init()), cell: UnsafeCell::new(Box::new([])) };
         Env(Arc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::Rec(slots) }))
     }
 
@@ -234,7 +234,8 @@ impl Env {
         Arc::strong_count(&self.0)
     }
 
-    /// A recursive frame's collector word (0 outside a collection).
+    /// A recursive frame's collector word (only the epoch bit outside a
+    /// collection).
     #[inline]
     pub(crate) fn gc_word(&self) -> Option<&AtomicU32> {
         match &self.0.slots {

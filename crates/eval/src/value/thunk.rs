@@ -74,8 +74,9 @@ union Content {
 
 pub struct ThunkInner {
     state: AtomicU32,
-    /// The cycle collector's word (`value/collect.rs`): 0 outside a
-    /// collection; evaluation never reads or writes it.
+    /// The cycle collector's word (`value/collect.rs`): outside a
+    /// collection only the epoch bit (`collect/epoch.rs`, set when made,
+    /// read when forced).
     gc: AtomicU32,
     cell: UnsafeCell<Content>,
     boxed: UnsafeCell<Option<Box<Value>>>,
@@ -255,12 +256,18 @@ static NULL: Value = Value::Null;
 
 impl Thunk {
     pub fn new(p: Pending) -> Thunk {
-        Thunk(Arc::new(ThunkInner {
+        let gc = crate::value::collect::epoch::word_init();
+        let t = Thunk(Arc::new(ThunkInner {
             state: AtomicU32::new(PENDING),
-            gc: AtomicU32::new(0),
+            gc: AtomicU32::new(gc),
             cell: UnsafeCell::new(Content { pending: ManuallyDrop::new(p) }),
             boxed: UnsafeCell::new(None),
-        }))
+        }));
+        if gc != 0 {
+            // Made in a host epoch: listed for clearing when it ends.
+            crate::value::collect::epoch::made_host_thunk(Arc::downgrade(&t.0));
+        }
+        t
     }
 
     pub fn expr(e: Arc<Expr>, env: Env) -> Value {
@@ -412,7 +419,11 @@ impl Thunk {
         Arc::strong_count(&self.0)
     }
 
-    /// The collector's word (0 outside a collection).
+    pub(crate) fn upgrade(w: &std::sync::Weak<ThunkInner>) -> Option<Thunk> {
+        w.upgrade().map(Thunk)
+    }
+
+    /// The collector's word (only the epoch bit outside a collection).
     #[inline]
     pub(crate) fn gc_word(&self) -> &AtomicU32 {
         &self.0.gc

@@ -30,18 +30,29 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Child, Kind, Node, clamp};
 
-/// The collector word of a node that has one: 0 when not recorded;
+/// The collector word of a node that has one: besides the bits kept
+/// across collections ([`super::epoch::KEPT`]: the epoch bit, set when
+/// the node is made, and the cleared mark), 0 when not recorded;
 /// recorded: `1 + internal references`, with [`word::LIVE`] once found
-/// live. Every stamped word is reset to 0 before the collection ends (all
-/// of them are listed). The count cannot reach the live bit: that would
-/// take 2^31 references to one node (32 GB of values).
+/// live. Every stamped word is reset (to its kept bits) before the
+/// collection ends (all of them are listed). The count cannot reach the
+/// kept bits: that would take 2^29 references to one node (8 GB of
+/// values).
 pub(super) mod word {
+    use super::super::epoch::KEPT;
+
     /// Set on a recorded node found live (step 2).
     pub(crate) const LIVE: u32 = 1 << 31;
 
+    /// The word without the epoch bit: 0 when not recorded.
+    #[inline]
+    pub(crate) fn bits(w: u32) -> u32 {
+        w & !KEPT
+    }
+
     /// The internal references counted in a recorded word.
     pub(crate) fn internal(w: u32) -> u32 {
-        (w & !LIVE).saturating_sub(1)
+        (w & !(LIVE | KEPT)).saturating_sub(1)
     }
 }
 
@@ -290,7 +301,8 @@ fn visit(table: &Table, w: usize, stack: &mut Vec<Item>, recorded: &mut Recorded
         Kind::Leaf => return,
         Kind::Word(word, strong) => {
             // Recorded already (by any walker): one more internal reference.
-            if word.load(Ordering::Relaxed) != 0 {
+            let x = word.load(Ordering::Relaxed);
+            if word::bits(x) != 0 {
                 word.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -300,7 +312,7 @@ fn visit(table: &Table, w: usize, stack: &mut Vec<Item>, recorded: &mut Recorded
                 return;
             }
             // Stamp it: `1 + this reference`. Only the winner lists it.
-            if word.compare_exchange(0, 2, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            if word.compare_exchange(x, x + 2, Ordering::Relaxed, Ordering::Relaxed).is_err() {
                 word.fetch_add(1, Ordering::Relaxed);
                 return;
             }

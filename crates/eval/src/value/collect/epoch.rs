@@ -1,0 +1,279 @@
+//! Epochs: what a fleet host's evaluation made, told apart from what hosts
+//! share, so that a finished host's cycles are freed without a walk.
+//!
+//! Every evaluation thread is in one of two epochs: *shared* (the default,
+//! and everything outside a fleet driver) or *host* (the fleet driver puts
+//! a thread in it for the duration of one host: [`enter_host`]). Thunks and
+//! recursive frames record the epoch they were made in, as the
+//! [`HOST`] bit of their collector word (the collector's counts use the
+//! other bits and preserve it). Forcing a shared thunk from a host epoch
+//! runs it in the shared epoch ([`enter_thunk`]), so by induction nothing
+//! shared ever refers to a host node:
+//! - a shared node's children exist when it is made, except a thunk's
+//!   result and a recursive frame's slots (filled at once by its maker, in
+//!   its maker's epoch);
+//! - a shared thunk is evaluated in the shared epoch, from its pending work
+//!   (shared, by induction), so its result is built from shared nodes and
+//!   nodes made in the shared epoch;
+//! - the evaluator's caches that hold values are shared: the value of an
+//!   imported file is a thunk made in the shared epoch ([`shared`]), and
+//!   every other cache (store paths, fetches, derivation hashes, compiled
+//!   code, regexes, symbols) holds no values.
+//!
+//! So once the hosts of a round are done (nothing runs: the collector's
+//! stop-the-world point), every thunk and recursive frame made in a host
+//! epoch is garbage, and taking their contents out (a frame's slots, a
+//! thunk's result and pending work) breaks every cycle among host nodes
+//! (every cycle goes through a mutable edge: a frame's slot or a thunk's
+//! result; clearing the frames alone is not enough, as in `let w = { a = [
+//! (id w) ]; }`, whose cycle runs through two attribute thunks' results).
+//! Recursive frames are found among the evaluator's held frames by their
+//! bit; thunks are listed (weakly) per thread when made in a host epoch
+//! and handed over when the host ends ([`HostEpoch::finish`]). That is
+//! [`crate::Evaluator::clear_host_epochs`]: one pass over those lists, no
+//! counting walk, no live marking; reference counting frees the rest.
+//!
+//! A breach of the induction is detected where it would start: a host
+//! thunk forced in the shared epoch counts as a [`violations`]; the fleet
+//! driver then collects that round with the trial-deletion collector
+//! instead, which is always sound. (A cleared frame or thunk that were
+//! reached anyway would give an internal error ("variable frame released",
+//! "thunk released": [`CLEARED`]), never undefined behaviour: clearing
+//! happens only while nothing evaluates.)
+//! Tests check the argument on real fleets: the trial-deletion collector,
+//! run at a round's end, must find every host frame garbage
+//! ([`crate::Evaluator::host_frames_live_after_collect`]).
+
+use std::cell::{Cell, RefCell};
+use std::sync::Weak;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::value::Thunk;
+use crate::value::thunk::ThunkInner;
+
+/// The bit of a thunk's or recursive frame's collector word that says it
+/// was made in a host epoch. Set when the node is made, never changed; the
+/// collector's counts and live bit leave it alone.
+pub(crate) const HOST: u32 = 1 << 30;
+
+/// The bit of a thunk's collector word that says a collector took its
+/// contents out: forcing it is an internal error.
+pub(crate) const CLEARED: u32 = 1 << 29;
+
+/// The bits of a collector word that collections keep.
+pub(crate) const KEPT: u32 = HOST | CLEARED;
+
+/// Whether a collector took the contents of the thunk with this word out.
+#[inline]
+pub(crate) fn is_cleared(word: u32) -> bool {
+    word & CLEARED != 0
+}
+
+thread_local! {
+    static IN_HOST: Cell<bool> = const { Cell::new(false) };
+    /// Thunks made in this thread's current host epoch.
+    static HOST_THUNKS: RefCell<Vec<Weak<ThunkInner>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A thunk was made in a host epoch (called by [`Thunk::new`]).
+#[inline]
+pub(crate) fn made_host_thunk(w: Weak<ThunkInner>) {
+    HOST_THUNKS.with(|l| l.borrow_mut().push(w));
+}
+
+static VIOLATIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// The initial collector word of a thunk or recursive frame made now.
+#[inline]
+pub(crate) fn word_init() -> u32 {
+    if IN_HOST.with(Cell::get) { HOST } else { 0 }
+}
+
+/// Whether this thread is in a host epoch.
+pub fn in_host() -> bool {
+    IN_HOST.with(Cell::get)
+}
+
+/// How many times a host node was forced in the shared epoch (a breach of
+/// the induction in the module documentation) since the process started.
+pub fn violations() -> usize {
+    VIOLATIONS.load(Ordering::Relaxed)
+}
+
+/// Puts the thread back in the epoch it was in when dropped.
+#[must_use]
+pub struct EpochGuard {
+    prev: bool,
+}
+
+impl Drop for EpochGuard {
+    fn drop(&mut self) {
+        IN_HOST.with(|c| c.set(self.prev));
+    }
+}
+
+/// One host's epoch on this thread ([`enter_host`]).
+#[must_use]
+pub struct HostEpoch {
+    _guard: EpochGuard,
+}
+
+/// The thunks a host epoch made (weakly), for
+/// [`crate::Evaluator::clear_host_epochs`].
+#[derive(Default)]
+pub struct HostThunks(Vec<Weak<ThunkInner>>);
+
+impl HostThunks {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl HostEpoch {
+    /// End the epoch; the thunks it made.
+    pub fn finish(self) -> HostThunks {
+        HostThunks(HOST_THUNKS.with(|l| std::mem::take(&mut *l.borrow_mut())))
+    }
+}
+
+impl Drop for HostEpoch {
+    fn drop(&mut self) {
+        // Not finished (a panic): forget the list (its cycles leak; never
+        // clear what a caller did not hand over).
+        let _ = HOST_THUNKS.try_with(|l| l.borrow_mut().clear());
+    }
+}
+
+/// Put this thread in a host epoch (the fleet driver, around one host's
+/// evaluation) until [`HostEpoch::finish`], which hands over the thunks it
+/// made. Host epochs do not nest.
+pub fn enter_host() -> HostEpoch {
+    HOST_THUNKS.with(|l| l.borrow_mut().clear());
+    HostEpoch { _guard: EpochGuard { prev: IN_HOST.with(|c| c.replace(true)) } }
+}
+
+/// The epoch hook of forcing a thunk whose collector word is `word`: a
+/// shared thunk forced from a host epoch runs in the shared epoch (until
+/// the guard is dropped); a host thunk forced in the shared epoch is
+/// counted as a violation.
+#[inline]
+pub(crate) fn enter_thunk(word: u32) -> Option<EpochGuard> {
+    let in_host = IN_HOST.with(Cell::get);
+    let host_thunk = word & HOST != 0;
+    if in_host == host_thunk {
+        return None;
+    }
+    if host_thunk {
+        VIOLATIONS.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    IN_HOST.with(|c| c.set(false));
+    Some(EpochGuard { prev: true })
+}
+
+/// Run `f` in the shared epoch (what it makes is shared: caches).
+pub(crate) fn shared<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = EpochGuard { prev: IN_HOST.with(|c| c.replace(false)) };
+    f()
+}
+
+/// What [`crate::Evaluator::clear_host_epochs`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RegionStats {
+    /// Recursive frames held before (host and shared).
+    pub frames: usize,
+    /// Host frames cleared (their slots taken out).
+    pub cleared_frames: usize,
+    /// Host thunks listed, and those still alive and cleared.
+    pub thunks: usize,
+    pub cleared_thunks: usize,
+    /// Time of the pass.
+    pub time: std::time::Duration,
+}
+
+fn is_host_frame(env: &crate::value::Env) -> bool {
+    env.gc_word().is_some_and(|w| w.load(Ordering::Relaxed) & HOST != 0)
+}
+
+/// Calls `f` with each element of `v` in order, prefetching the node at
+/// `addr` of the element a few places ahead (the passes are bound by
+/// memory latency: one miss per node).
+fn each_prefetched<T>(v: &[T], addr: impl Fn(&T) -> Option<usize>, mut f: impl FnMut(&T)) {
+    const AHEAD: usize = 8;
+    for (i, x) in v.iter().enumerate() {
+        if let Some(a) = v.get(i + AHEAD).and_then(&addr) {
+            super::prefetch(a);
+        }
+        f(x);
+    }
+}
+
+impl crate::Evaluator {
+    /// Free every cycle made in the host epochs that `thunks` come from
+    /// (see the module documentation): take the slots out of every held
+    /// recursive frame of a host epoch and the results and pending work
+    /// out of every listed thunk still alive, and hand them back, with the
+    /// handles, as garbage (whose drop frees them, on any thread). Shared
+    /// frames stay held for the trial-deletion collector
+    /// ([`crate::Evaluator::collect_deferred`]). Needs
+    /// [`crate::Evaluator::enable_collection`] (else no frame is held).
+    ///
+    /// # Safety
+    /// As [`crate::Evaluator::collect`] (no other thread uses values of
+    /// this heap meanwhile), and every host epoch of this evaluator has
+    /// finished, its thunks in `thunks`.
+    pub unsafe fn clear_host_epochs(&mut self, thunks: Vec<HostThunks>) -> (RegionStats, super::Garbage) {
+        let start = std::time::Instant::now();
+        let mut stats = RegionStats::default();
+        let mut cleared = super::Cleared::default();
+        let mut handles = Vec::new();
+        let (_, held) = self.rec_frames_mut();
+        if let Some(held) = held.as_mut() {
+            let all = std::mem::take(held);
+            stats.frames = all.len();
+            each_prefetched(&all, |e| Some(e.addr()), |env| {
+                if is_host_frame(env) {
+                    cleared.clear(&super::Node::Env(env.clone()));
+                    cleared.envs.push(env.clone());
+                } else {
+                    held.push(env.clone());
+                }
+            });
+        }
+        stats.cleared_frames = cleared.frames;
+        for list in thunks {
+            stats.thunks += list.0.len();
+            each_prefetched(&list.0, |w| Some(w.as_ptr() as usize), |w| {
+                if let Some(t) = Thunk::upgrade(w) {
+                    cleared.clear(&super::Node::Thunk(t.clone()));
+                    handles.push(super::Node::Thunk(t));
+                }
+            });
+        }
+        stats.cleared_thunks = cleared.thunks;
+        stats.time = start.elapsed();
+        let garbage = super::Garbage { values: vec![cleared.values], envs: vec![cleared.envs], nodes: vec![handles] };
+        (stats, garbage)
+    }
+
+    /// Test aid for the epoch argument: run the trial-deletion collector
+    /// (on `threads` threads), free its garbage, and count what survived of
+    /// the host epochs: host frames still held (found live) and thunks of
+    /// `thunks` still alive. Both must be 0 once every host has finished.
+    ///
+    /// # Safety
+    /// As [`crate::Evaluator::collect`].
+    pub unsafe fn host_nodes_live_after_collect(&mut self, threads: usize, thunks: &[HostThunks]) -> (usize, super::CollectStats) {
+        // SAFETY: forwarded from the caller.
+        let (stats, garbage) = unsafe { self.collect_deferred(threads) };
+        drop(garbage);
+        let (_, held) = self.rec_frames_mut();
+        let frames = held.as_ref().map_or(0, |h| h.iter().filter(|e| is_host_frame(e)).count());
+        let thunks = thunks.iter().flat_map(|l| &l.0).filter(|w| w.strong_count() > 0).count();
+        (frames + thunks, stats)
+    }
+}

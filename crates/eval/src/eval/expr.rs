@@ -20,7 +20,7 @@ impl Evaluator {
             Expr::List(items) => self.eval_list(items, env),
             Expr::Attrs(a) => self.eval_attrs(a, env),
             Expr::Let(l) => self.eval_let(l, env),
-            Expr::Lambda(l) => Ok(Value::Lambda(Arc::new(crate::value::Closure { lambda: l.clone(), env: env.clone() }))),
+            Expr::Lambda(l) => Ok(super::closure(l, env)),
             Expr::Apply { func, args, pos } => {
                 let f = self.eval_ref(func, env)?;
                 self.apply_exprs(f, args, *pos, env)

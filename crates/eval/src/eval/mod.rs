@@ -362,12 +362,17 @@ impl Evaluator {
     }
 
     /// A value for `e` in `env` without evaluating it: constants and
-    /// variables directly, anything else as a thunk.
+    /// variables directly, lambdas as their closure (evaluating a lambda
+    /// cannot fail or loop and allocates the closure either way: one
+    /// allocation instead of a thunk now and the closure when forced; only
+    /// lazy printing shows `<LAMBDA>` where Nix shows `<CODE>`), anything
+    /// else as a thunk.
     #[inline]
     pub(crate) fn delay(&self, e: &Arc<Expr>, env: &Env) -> EvalResult<Value> {
         match &**e {
             Expr::Const(v) => Ok(v.clone()),
             Expr::Local { depth, idx } => env.lookup_shallow(*depth, *idx).map_err(|_| released()),
+            Expr::Lambda(l) => Ok(closure(l, env)),
             _ => Ok(Thunk::expr(e.clone(), env.clone())),
         }
     }
@@ -435,6 +440,12 @@ impl Drop for Evaluator {
         }
         self.files.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
     }
+}
+
+/// The closure of the lambda `l` in `env`.
+#[inline]
+pub(crate) fn closure(l: &Arc<crate::ir::Lambda>, env: &Env) -> Value {
+    Value::Lambda(Arc::new(crate::value::Closure { lambda: l.clone(), env: env.clone() }))
 }
 
 pub(crate) fn released() -> EvalError {

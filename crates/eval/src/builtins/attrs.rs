@@ -1,8 +1,24 @@
 //! Attribute-set builtins.
+//!
+//! Design: sets are sorted by name (`value/attrs.rs`), so the builtins that
+//! combine sets (`removeAttrs`, `intersectAttrs`) walk sorted sequences
+//! instead of searching one per element, and results are built already
+//! sorted ([`Attrs::from_sorted`]) wherever the input order allows it.
+//! Arguments are read in place ([`Evaluator::force_ref`]: no reference-count
+//! round trip for a set or list that is only looked at), and attribute
+//! names given to Nix code as strings (`attrNames`, `mapAttrs`,
+//! `zipAttrsWith`) come from [`name_value`], a per-thread cache, rather than
+//! a new string each time.
+//!
+//! Invariant: strictness, evaluation order and error messages are those of
+//! Nix 2.8 (elements are forced in list order; a missing `name`/`value` or a
+//! non-set element fails at the first such element).
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
 
+use super::lists::list_arg;
 use super::{L, PrimOp, S};
+use crate::compile::names::WordMap;
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::Evaluator;
 use crate::source::{Origin, Pos};
@@ -34,9 +50,39 @@ fn name_arg(ev: &Evaluator, v: &Value) -> EvalResult<Symbol> {
     Ok(Symbol::new(ev.force_string(v)?.as_str()))
 }
 
+/// Slots of the per-thread cache of [`name_value`] (a power of two).
+const NAME_SLOTS: usize = 4096;
+
+thread_local! {
+    /// Direct-mapped: slot = hash of the symbol's address; each slot holds
+    /// the address (0: empty) and the string value made for it.
+    static NAMES: RefCell<Vec<(usize, Value)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `name` as a Nix string value. Made once per thread and name (as long as
+/// it stays in the cache) and shared afterwards: the names of big sets are
+/// handed out again and again (`attrNames`, `mapAttrs`, `zipAttrsWith`).
+pub(crate) fn name_value(name: Symbol) -> Value {
+    // A symbol's address identifies it: symbols are interned and never freed.
+    let key = name.as_str().as_ptr() as usize;
+    let slot = ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize & (NAME_SLOTS - 1);
+    let cached = NAMES.try_with(|c| {
+        let mut c = c.try_borrow_mut().ok()?;
+        if c.is_empty() {
+            c.resize(NAME_SLOTS, (0, Value::Null));
+        }
+        let e = c.get_mut(slot)?;
+        if e.0 != key {
+            *e = (key, Value::string(name.as_str()));
+        }
+        Some(e.1.clone())
+    });
+    cached.ok().flatten().unwrap_or_else(|| Value::string(name.as_str()))
+}
+
 fn attr_names(_: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let s = attrs_arg(&a[0])?;
-    Ok(Value::list(s.iter().map(|a| Value::string(a.name.as_str())).collect()))
+    Ok(Value::list(s.iter().map(|a| name_value(a.name)).collect()))
 }
 
 fn attr_values(_: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
@@ -59,12 +105,23 @@ fn has_attr(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 
 fn remove_attrs(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let s = attrs_arg(&a[0])?;
-    let names = ev.force_list(&a[1])?;
+    let names = list_arg(&a[1])?;
     let mut remove = Vec::with_capacity(names.len());
     for n in names.iter() {
         remove.push(name_arg(ev, n)?);
     }
-    let kept: Vec<Attr> = s.iter().filter(|a| !remove.contains(&a.name)).cloned().collect();
+    // Both sorted: one walk, not a search of the list per attribute.
+    remove.sort_unstable();
+    let mut kept = Vec::with_capacity(s.len());
+    let mut r = remove.iter().peekable();
+    for at in s.iter() {
+        while r.next_if(|n| **n < at.name).is_some() {}
+        if r.peek() != Some(&&at.name) {
+            kept.push(at.clone());
+        }
+    }
+    // Always a new set, even when nothing was removed: printing shows a set
+    // met twice as «repeated», and Nix's removeAttrs makes a new one.
     Ok(Value::Attrs(Attrs::from_sorted(kept)))
 }
 
@@ -84,29 +141,52 @@ fn list_to_attrs(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 fn intersect_attrs(_: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let x = attrs_arg(&a[0])?;
     let y = attrs_arg(&a[1])?;
-    let kept: Vec<Attr> = y.iter().filter(|a| x.get(a.name).is_some()).cloned().collect();
+    // The attributes of `y` whose names are in `x`, found from the smaller
+    // side: searched when one side is much smaller, else one merge walk.
+    let mut kept: Vec<Attr> = Vec::with_capacity(x.len().min(y.len()));
+    if x.len() * 8 < y.len() {
+        kept.extend(x.iter().filter_map(|at| y.get_attr(at.name)).cloned());
+    } else if y.len() * 8 < x.len() {
+        kept.extend(y.iter().filter(|at| x.get_attr(at.name).is_some()).cloned());
+    } else {
+        let mut xs = x.iter().peekable();
+        for at in y.iter() {
+            while xs.next_if(|b| b.name < at.name).is_some() {}
+            if xs.peek().is_some_and(|b| b.name == at.name) {
+                kept.push(at.clone());
+            }
+        }
+    }
     Ok(Value::Attrs(Attrs::from_sorted(kept)))
 }
 
 fn cat_attrs(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let n = name_arg(ev, &a[0])?;
-    let l = ev.force_list(&a[1])?;
+    let l = list_arg(&a[1])?;
     let mut out = Vec::new();
     for item in l.iter() {
-        if let Some(v) = ev.force_attrs(item)?.get(n) {
-            out.push(v.clone());
+        if let Some(v) = with_attrs(ev, item, |s| s.get(n).cloned())? {
+            out.push(v);
         }
     }
     Ok(Value::list(out))
 }
 
+/// `f` of the set `v` forced in place (no reference-count round trip).
+fn with_attrs<R>(ev: &Evaluator, v: &Value, f: impl FnOnce(&Attrs) -> R) -> EvalResult<R> {
+    match &*ev.force_ref(v)? {
+        Value::Attrs(s) => Ok(f(s)),
+        v => Err(EvalError::type_error(v.type_desc(), "a set")),
+    }
+}
+
 fn map_attrs(_: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let s = attrs_arg(&a[1])?;
-    let f = a[0].clone();
+    let f = &a[0];
     let out: Vec<Attr> = s
         .iter()
         .map(|at| {
-            let g = Thunk::apply(f.clone(), Value::string(at.name.as_str()));
+            let g = Thunk::apply(f.clone(), name_value(at.name));
             Attr { name: at.name, value: Thunk::apply(g, at.value.clone()), pos: at.pos }
         })
         .collect();
@@ -114,18 +194,30 @@ fn map_attrs(_: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 }
 
 fn zip_attrs_with(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
-    let l = ev.force_list(&a[1])?;
-    let mut groups: BTreeMap<Symbol, Vec<Value>> = BTreeMap::new();
+    let l = list_arg(&a[1])?;
+    // Grouped by symbol address (a hash, not a search by name), in list
+    // order within each group; the groups sorted by name once at the end.
+    let mut index: WordMap<Symbol, usize> = WordMap::default();
+    let mut groups: Vec<(Symbol, Vec<Value>)> = Vec::new();
     for item in l.iter() {
-        for at in ev.force_attrs(item)?.iter() {
-            groups.entry(at.name).or_default().push(at.value.clone());
-        }
+        with_attrs(ev, item, |set| {
+            for at in set.iter() {
+                let i = *index.entry(at.name).or_insert_with(|| {
+                    groups.push((at.name, Vec::new()));
+                    groups.len() - 1
+                });
+                if let Some((_, g)) = groups.get_mut(i) {
+                    g.push(at.value.clone());
+                }
+            }
+        })?;
     }
-    let f = a[0].clone();
+    groups.sort_unstable_by_key(|(name, _)| *name);
+    let f = &a[0];
     let out: Vec<Attr> = groups
         .into_iter()
         .map(|(name, vals)| {
-            let g = Thunk::apply(f.clone(), Value::string(name.as_str()));
+            let g = Thunk::apply(f.clone(), name_value(name));
             Attr { name, value: Thunk::apply(g, Value::list(vals)), pos: Pos::NONE }
         })
         .collect();

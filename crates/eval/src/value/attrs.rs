@@ -74,6 +74,7 @@ impl Attrs {
         v.get(i)
     }
 
+    #[inline]
     pub fn get(&self, name: Symbol) -> Option<&Value> {
         self.get_attr(name).map(|a| &a.value)
     }

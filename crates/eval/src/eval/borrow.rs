@@ -79,7 +79,7 @@ impl Evaluator {
         match v {
             Value::Thunk(t) => match t.get_ref() {
                 Some(v) => Ok(VRef::Ref(v)),
-                None => self.force_thunk(t).map(VRef::Own),
+                None => self.force_thunk_ref(t).map(VRef::Ref),
             },
             v => Ok(VRef::Ref(v)),
         }

@@ -187,75 +187,79 @@ impl Evaluator {
         })
     }
 
-    /// The frame of a call of `l` (closed over `cenv`) with `arg`.
+    /// The frame of a call of `l` (closed over `cenv`) with `arg`. The
+    /// argument set is read borrowed (no reference-count round trip on it).
     fn bind_args(&self, l: &Lambda, cenv: &Env, arg: Value, pos: Pos) -> EvalResult<Env> {
-        Ok(match &l.param {
-            Param::Ident(_) => Env::new_one(cenv, arg),
-            Param::Pattern(p) => {
-                let attrs = self.force_attrs(&arg).map_err(|e| e.with_pos(pos))?;
-                let mut slots = Vec::with_capacity(p.slots());
-                let mut need_rec = false;
-                let mut used = 0usize;
-                for f in &p.formals {
-                    match attrs.get(f.name) {
-                        Some(v) => {
-                            used += 1;
-                            slots.push(v.clone())
-                        }
-                        None => match &f.default {
-                            Some(_) => {
-                                need_rec = true;
-                                slots.push(Value::Null)
-                            }
-                            None => {
-                                return Err(EvalError::at(
-                                    ErrorKind::Other(format!(
-                                        "{} called without required argument '{}'",
-                                        lambda_desc(l),
-                                        f.name
-                                    )),
-                                    pos,
-                                ));
-                            }
-                        },
-                    }
+        let p = match &l.param {
+            Param::Ident(_) => return Ok(Env::new_one(cenv, arg)),
+            Param::Pattern(p) => p,
+        };
+        let forced = self.force_ref(&arg).map_err(|e| e.with_pos(pos))?;
+        let attrs = match &*forced {
+            Value::Attrs(a) => a,
+            v => return Err(EvalError::type_error(v.type_desc(), "a set").with_pos(pos)),
+        };
+        let mut slots = Vec::with_capacity(p.slots());
+        let mut need_rec = false;
+        let mut used = 0usize;
+        for f in &p.formals {
+            match attrs.get(f.name) {
+                Some(v) => {
+                    used += 1;
+                    slots.push(v.clone())
                 }
-                if !p.ellipsis && used < attrs.len() {
-                    for a in attrs.iter() {
-                        if p.formals.binary_search_by(|f| f.name.cmp(&a.name)).is_err() {
-                            return Err(EvalError::at(
-                                ErrorKind::Other(format!(
-                                    "{} called with unexpected argument '{}'",
-                                    lambda_desc(l),
-                                    a.name
-                                )),
-                                pos,
-                            ));
-                        }
+                None => match &f.default {
+                    Some(_) => {
+                        need_rec = true;
+                        slots.push(Value::Null)
                     }
-                }
-                if p.bind.is_some() {
-                    slots.push(arg);
-                }
-                if need_rec {
-                    let env = self.new_rec_env(cenv, slots.len());
-                    for (slot, f) in slots.iter_mut().zip(&p.formals) {
-                        if let Some(d) = &f.default
-                            && attrs.get(f.name).is_none()
-                        {
-                            *slot = match &**d {
-                                crate::ir::Expr::Const(v) => v.clone(),
-                                _ => Thunk::expr(d.clone(), env.clone()),
-                            };
-                        }
+                    None => {
+                        return Err(EvalError::at(
+                            ErrorKind::Other(format!(
+                                "{} called without required argument '{}'",
+                                lambda_desc(l),
+                                f.name
+                            )),
+                            pos,
+                        ));
                     }
-                    env.fill(slots);
-                    env
-                } else {
-                    Env::new(cenv, slots)
+                },
+            }
+        }
+        if !p.ellipsis && used < attrs.len() {
+            for a in attrs.iter() {
+                if p.formals.binary_search_by(|f| f.name.cmp(&a.name)).is_err() {
+                    return Err(EvalError::at(
+                        ErrorKind::Other(format!("{} called with unexpected argument '{}'", lambda_desc(l), a.name)),
+                        pos,
+                    ));
                 }
             }
-        })
+        }
+        if !need_rec {
+            drop(forced);
+            if p.bind.is_some() {
+                slots.push(arg);
+            }
+            return Ok(Env::new(cenv, slots));
+        }
+        let env = self.new_rec_env(cenv, slots.len() + usize::from(p.bind.is_some()));
+        for (slot, f) in slots.iter_mut().zip(&p.formals) {
+            if let Some(d) = &f.default
+                && attrs.get(f.name).is_none()
+            {
+                *slot = match &**d {
+                    crate::ir::Expr::Const(v) => v.clone(),
+                    _ => Thunk::expr(d.clone(), env.clone()),
+                };
+            }
+        }
+        drop(forced);
+        if p.bind.is_some() {
+            slots.push(arg);
+        }
+        env.fill(slots);
+        Ok(env)
     }
 }
 

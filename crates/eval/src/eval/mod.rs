@@ -312,6 +312,12 @@ impl Evaluator {
     }
 
     pub(crate) fn force_thunk(&self, t: &Thunk) -> EvalResult<Value> {
+        self.force_thunk_ref(t).cloned()
+    }
+
+    /// Force `t`; its result borrowed (results are never moved once
+    /// published, see `value/thunk.rs`).
+    pub(crate) fn force_thunk_ref<'a>(&self, t: &'a Thunk) -> EvalResult<&'a Value> {
         use crate::value::thunk::Start;
         let (work, claim) = match t.start() {
             Start::Done(v) => return Ok(v),

@@ -140,7 +140,7 @@ impl std::ops::Deref for Work<'_> {
 /// What forcing should do next.
 pub enum Start<'a> {
     /// Already forced (by another thread meanwhile).
-    Done(Value),
+    Done(&'a Value),
     /// This thread is already forcing it: infinite recursion.
     Recursion,
     /// Evaluate this, then call [`Thunk::end`].
@@ -311,9 +311,9 @@ impl Thunk {
         }
         let s = inner.lock();
         if s & DONE != 0 {
-            let v = inner.result(s).clone();
             inner.unlock(s);
-            return Start::Done(v);
+            // The result is never moved once published (module invariants).
+            return Start::Done(inner.result(s));
         }
         let owner = s & OWNER;
         if owner == me {
@@ -358,8 +358,10 @@ impl Thunk {
 
     /// Finish forcing: store a result (first one wins, the pending work and
     /// its captured frame are dropped) or release the claim on error. The
-    /// borrowed [`Work`] of this force must not be used any more.
-    pub fn end(&self, claim: Claim, r: Result<Value, EvalError>) -> Result<Value, EvalError> {
+    /// borrowed [`Work`] of this force must not be used any more. The stored
+    /// result is returned borrowed (it is never moved once published): a
+    /// caller that only looks at it clones nothing.
+    pub fn end(&self, claim: Claim, r: Result<Value, EvalError>) -> Result<&Value, EvalError> {
         let owned = matches!(claim, Claim::Owned);
         if !owned {
             let id = self.id();
@@ -378,25 +380,24 @@ impl Thunk {
                     // Another thread won; if we owned the thunk, it left the
                     // pending work to us.
                     let (old, s) = if owned { inner.take_pending(s) } else { (None, s) };
-                    let stored = inner.result(s).clone();
                     inner.unlock(if owned { s & !OWNER } else { s });
                     drop(old);
                     drop(v);
-                    return Ok(stored);
+                    return Ok(inner.result(s));
                 }
                 if !owned && s & OWNER != 0 {
                     // The owner may be reading the pending work in place:
                     // publish in the box and leave the cell to it.
                     // SAFETY: we hold the lock and no result is published,
                     // so nobody reads the box.
-                    unsafe { *inner.boxed.get() = Some(Box::new(v.clone())) };
+                    unsafe { *inner.boxed.get() = Some(Box::new(v)) };
                     inner.unlock(s | DONE | BOXED);
-                    return Ok(v);
+                    return Ok(inner.result(s | DONE | BOXED));
                 }
                 let (old, s) = inner.take_pending(s);
-                inner.publish_in_cell(s, v.clone());
+                inner.publish_in_cell(s, v);
                 drop(old);
-                Ok(v)
+                Ok(inner.result(DONE))
             }
             Err(e) => {
                 if owned {

@@ -7,17 +7,18 @@
 //! the middle), and every package embeds its dependencies' store paths in a
 //! `lib/libmain.so` and its own path in `bin/run`. So the agent's references
 //! and deltas both have work to do. The agent binary is built with cargo
-//! into the same target directory as `ndeploy` (where push finds it).
+//! into the same target directory as `ndeploy` (where push finds it); it
+//! is static, and the test of its first install runs the copy pushed to the
+//! target in a root holding nothing else.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-use crate::push::{descendants_named, store_entries};
+use crate::push::valid_on;
 use crate::sshd::{ClientHome, SshTarget, SshdOptions, TargetUser};
-use crate::support::{ndeploy, nix, run, run_ok, run_str, write_file};
+use crate::support::{ChildGuard, InputCut, LocalPaths, ndeploy, nix, run, run_ok, run_str, write_file};
 
 /// `target/<profile>/ndeploy-agent`, built once per test run.
 pub(crate) fn agent_binary() -> &'static Path {
@@ -43,7 +44,7 @@ pub(crate) fn agent_binary() -> &'static Path {
 
 /// Leaves `0..leaves`, leaf `i` at `versions(i)`, a shared lib at
 /// `versions(usize::MAX)`, and a top.
-fn build_closure(tag: &str, leaves: usize, size: usize, versions: impl Fn(usize) -> String) -> String {
+fn build_closure(built: &mut LocalPaths, tag: &str, leaves: usize, size: usize, versions: impl Fn(usize) -> String) -> String {
     let dir = tempfile::tempdir().unwrap();
     let list: Vec<String> = (0..leaves).map(|i| format!("\"{}\"", versions(i))).collect();
     let expr = format!(
@@ -77,11 +78,13 @@ in mk "agent-test-{tag}-top" leaves "1"
         list = list.join(" ")
     );
     write_file(&dir.path().join("closure.nix"), expr);
-    run_str(
+    let top = run_str(
         nix("nix-build")
             .args(["--no-out-link", "--option", "sandbox", "false", "--option", "substituters", ""])
             .arg(dir.path().join("closure.nix")),
-    )
+    );
+    built.add_closure(&top);
+    top
 }
 
 fn local_closure(top: &str) -> BTreeSet<String> {
@@ -143,12 +146,60 @@ fn nix_agent_path() -> String {
     run_str(nix("nix-store").args(["--add-fixed", "--recursive", "sha256"]).arg(&pkg))
 }
 
+/// The agent as pushed to `t` runs in a root that holds nothing but its own
+/// store path (no program interpreter, no libc, no Nix), as on a NixOS
+/// target, whose `/lib64` has no glibc loader: it is statically linked.
+/// `--version` prints, and a `--stdio` session reports the agent path's own
+/// manifest (read from the store) with the binary's size.
+fn assert_runs_alone(t: &SshTarget, agent_path: &str) {
+    let jail = tempfile::tempdir().unwrap();
+    let rel = format!("{}/bin/ndeploy-agent", agent_path.trim_start_matches('/'));
+    let (pushed, alone) = (t.store_root.as_ref().unwrap().join(&rel), jail.path().join(&rel));
+    std::fs::create_dir_all(alone.parent().unwrap()).unwrap();
+    if std::fs::hard_link(&pushed, &alone).is_err() {
+        std::fs::copy(&pushed, &alone).unwrap();
+    }
+    let bin = format!("{agent_path}/bin/ndeploy-agent");
+    let out = run(Command::new("chroot").arg(jail.path()).args([&bin, "--version"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.starts_with("ndeploy-agent "),
+        "{bin} does not run alone ({}): {stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut child = tokio::process::Command::new("chroot")
+            .arg(jail.path())
+            .args([&bin, "--stdio"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+        let dir = ndeploy_store::store_path::StoreDir::default();
+        let mut client = ndeploy_agent::AgentClient::handshake(stdout, stdin, dir.clone()).await.unwrap();
+        let manifests = client.manifests(&[dir.parse(agent_path).unwrap()]).await.unwrap();
+        let manifest = manifests.into_iter().next().flatten().expect("the agent's manifest of its own path");
+        let files: Vec<(String, bool, u64)> =
+            manifest.files().map(|(p, exec, size, _)| (String::from_utf8_lossy(p.as_bytes()).into_owned(), exec, size)).collect();
+        let size = std::fs::metadata(&alone).unwrap().len();
+        assert_eq!(files, [("bin/ndeploy-agent".to_owned(), true, size)]);
+        client.bye().await.unwrap();
+        assert!(child.wait().await.unwrap().success());
+    });
+}
+
 #[test]
 fn agent_installs_itself_then_sends_references_and_deltas() {
+    let mut built = LocalPaths::new();
     let client = ClientHome::new();
     let t = SshTarget::start(SshdOptions { user: TargetUser::Sudo, ..SshdOptions::default().client(&client) });
     let tag = format!("a{}", std::process::id());
-    let gen1 = build_closure(&tag, 12, 60_000, |_| "1".into());
+    let gen1 = build_closure(&mut built, &tag, 12, 60_000, |_| "1".into());
     let total = local_closure(&gen1).len() as u64;
 
     // First contact: the agent is installed (content-addressed, the path Nix computes) and used.
@@ -162,10 +213,11 @@ fn agent_installs_itself_then_sends_references_and_deltas() {
     let agent_path = nix_agent_path();
     assert!(run(t.nix_store().args(["--check-validity", &agent_path])).status.success(), "{agent_path} not on the target");
     assert_store_intact(&t);
+    assert_runs_alone(&t, &agent_path);
 
     // One leaf of 12 gets a new version: its unchanged files are references,
     // its edited file and the files embedding store paths are deltas.
-    let gen2 = build_closure(&tag, 12, 60_000, |i| if i == 5 { "2".into() } else { "1".into() });
+    let gen2 = build_closure(&mut built, &tag, 12, 60_000, |i| if i == 5 { "2".into() } else { "1".into() });
     let (ok, r) = push(&client, &t, &gen2, &["--stats"]);
     assert!(ok, "{r}");
     let x = transfer(&r);
@@ -186,7 +238,7 @@ fn agent_installs_itself_then_sends_references_and_deltas() {
     assert_eq!(u(&r["targets"][0]["sentPaths"]), 0, "{r}");
 
     // The --stats table (without --json): bytes by method.
-    let gen3 = build_closure(&tag, 12, 60_000, |i| if i == 5 || i == 6 { "2".into() } else { "1".into() });
+    let gen3 = build_closure(&mut built, &tag, 12, 60_000, |i| if i == 5 || i == 6 { "2".into() } else { "1".into() });
     let mut c = ndeploy();
     c.env("HOME", client.path()).env("XDG_CACHE_HOME", client.path().join("cache")).env("NDEPLOY_AGENT", agent_binary());
     c.env_remove("SSH_AUTH_SOCK").args(["push", "--no-progress", "--stats", "--to", &t.url(), &gen3]);
@@ -196,7 +248,7 @@ fn agent_installs_itself_then_sends_references_and_deltas() {
 
     // A new core library: every path is new, none valid, but the target holds
     // the previous generation: the agent, with deltas for the embedded paths.
-    let gen4 = build_closure(&tag, 12, 60_000, |i| if i == usize::MAX { "2".into() } else { "1".into() });
+    let gen4 = build_closure(&mut built, &tag, 12, 60_000, |i| if i == usize::MAX { "2".into() } else { "1".into() });
     let (ok, r) = push(&client, &t, &gen4, &[]);
     assert!(ok, "{r}");
     assert_eq!(u(&r["targets"][0]["alreadyValid"]), 0, "{r}");
@@ -210,10 +262,11 @@ fn agent_installs_itself_then_sends_references_and_deltas() {
 
 #[test]
 fn corrupted_reused_file_on_the_target_is_detected_and_the_path_sent_whole() {
+    let mut built = LocalPaths::new();
     let client = ClientHome::new();
     let t = SshTarget::start(SshdOptions::default().client(&client));
     let tag = format!("b{}", std::process::id());
-    let gen1 = build_closure(&tag, 4, 30_000, |_| "1".into());
+    let gen1 = build_closure(&mut built, &tag, 4, 30_000, |_| "1".into());
     // A fresh target gets whole NARs (nothing to reuse), unless the agent is required.
     let (ok, r) = push(&client, &t, &gen1, &[]);
     assert!(ok, "{r}");
@@ -229,7 +282,7 @@ fn corrupted_reused_file_on_the_target_is_detected_and_the_path_sent_whole() {
     bytes[1000] ^= 0x55;
     std::fs::write(&file, bytes).unwrap();
 
-    let gen2 = build_closure(&tag, 4, 30_000, |i| if i == 2 { "2".into() } else { "1".into() });
+    let gen2 = build_closure(&mut built, &tag, 4, 30_000, |i| if i == 2 { "2".into() } else { "1".into() });
     let (ok, r) = push(&client, &t, &gen2, &[]);
     assert!(ok, "{r}");
     let x = transfer(&r);
@@ -241,33 +294,33 @@ fn corrupted_reused_file_on_the_target_is_detected_and_the_path_sent_whole() {
     assert_complete(&t, &gen2);
 }
 
+/// The agent's input is cut at half the NAR bytes (raw data: the stream is
+/// about as long as the NARs), then the agent is killed: the push fails,
+/// what was imported is intact, and the rerun sends exactly the rest.
 #[test]
 fn agent_killed_mid_stream_then_rerun_completes() {
+    let mut built = LocalPaths::new();
     let client = ClientHome::new();
     let t = SshTarget::start(SshdOptions::default().client(&client));
     let tag = format!("c{}", std::process::id());
     // Install the agent first (a tiny push), so the cut hits the delta stream.
-    let small = build_closure(&format!("{tag}s"), 1, 1000, |_| "1".into());
+    let small = build_closure(&mut built, &format!("{tag}s"), 1, 1000, |_| "1".into());
     let (ok, r) = push(&client, &t, &small, &["--agent"]);
     assert!(ok, "{r}");
-    let top = build_closure(&tag, 40, 2_000_000, |_| "1".into());
-    let total = local_closure(&top).len() as u64;
-    let sshd_pid: u32 = std::fs::read_to_string(t.dir.path().join("sshd.pid")).unwrap().trim().parse().unwrap();
-    let before = store_entries(&t);
+    let top = build_closure(&mut built, &tag, 12, 100_000, |_| "1".into());
+    let closure = local_closure(&top);
+    let total = closure.len() as u64;
+    let nar_bytes: u64 =
+        run_str(nix("nix-store").args(["--query", "--size"]).args(&closure)).lines().map(|l| l.parse::<u64>().unwrap()).sum();
 
-    let mut child = push_cmd(&client, &t, &top, &["--agent"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while store_entries(&t) < before + 4 {
-        assert!(Instant::now() < deadline, "the push did not start");
-        assert!(child.try_wait().unwrap().is_none(), "the push finished before the cut; make the closure bigger");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let agents = descendants_named(sshd_pid, "ndeploy-agent");
-    assert!(!agents.is_empty(), "no ndeploy-agent under sshd {sshd_pid}");
-    for a in agents {
-        let _ = Command::new("kill").args(["-KILL", &a.to_string()]).status();
-    }
-    let out = child.wait_with_output().unwrap();
+    // Random contents without a base: raw bytes, so half the NAR bytes is
+    // about half the stream; the shared lib and some leaves are imported.
+    let cut = InputCut::arm(&t, "*/bin/ndeploy-agent --stdio", nar_bytes / 2);
+    let mut child = ChildGuard::spawn(push_cmd(&client, &t, &top, &["--agent"]).stdout(Stdio::piped()).stderr(Stdio::piped()));
+    cut.wait(&mut child, || valid_on(&t, &closure) > 0);
+    // The agent waits for input that never comes: kill it (and the stalled input).
+    cut.kill("ndeploy-agent");
+    let out = child.wait_with_output();
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(!out.status.success(), "the cut push succeeded: {r}");
     assert!(r["targets"][0]["error"].as_str().unwrap_or_default().contains("agent"), "{r}");
@@ -278,6 +331,7 @@ fn agent_killed_mid_stream_then_rerun_completes() {
     assert!(ok, "{r}");
     let valid = u(&r["targets"][0]["alreadyValid"]);
     assert!(valid > 0 && valid < total, "valid after the cut: {valid} of {total}");
+    assert_eq!(valid, valid_on(&t, &closure) as u64);
     let (ok, r) = push(&client, &t, &top, &[]);
     assert!(ok, "{r}");
     assert_eq!(u(&r["targets"][0]["sentPaths"]), total - valid, "{r}");
@@ -288,10 +342,11 @@ fn agent_killed_mid_stream_then_rerun_completes() {
 
 #[test]
 fn target_where_the_agent_cannot_run_gets_the_plain_push() {
+    let mut built = LocalPaths::new();
     let client = ClientHome::new();
     let t = SshTarget::start(SshdOptions::default().client(&client));
     let tag = format!("d{}", std::process::id());
-    let top = build_closure(&tag, 3, 5000, |_| "1".into());
+    let top = build_closure(&mut built, &tag, 3, 5000, |_| "1".into());
     // An "agent" that cannot run there (as a binary for another system would not).
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("ndeploy-agent");
@@ -308,7 +363,7 @@ fn target_where_the_agent_cannot_run_gets_the_plain_push() {
     assert_store_intact(&t);
 
     // --no-agent: the plain push, no agent involved.
-    let top2 = build_closure(&tag, 5, 5000, |_| "1".into());
+    let top2 = build_closure(&mut built, &tag, 5, 5000, |_| "1".into());
     let (ok, r) = push(&client, &t, &top2, &["--no-agent"]);
     assert!(ok, "{r}");
     assert_eq!(transfer(&r)["via"], "plain", "{r}");
@@ -322,10 +377,11 @@ fn target_where_the_agent_cannot_run_gets_the_plain_push() {
 /// computed from the local store again, none asked from the agent.
 #[test]
 fn plain_push_records_the_manifests_the_next_agent_push_uses() {
+    let mut built = LocalPaths::new();
     let client = ClientHome::new();
     let t = SshTarget::start(SshdOptions::default().client(&client));
     let tag = format!("e{}", std::process::id());
-    let gen1 = build_closure(&tag, 6, 30_000, |_| "1".into());
+    let gen1 = build_closure(&mut built, &tag, 6, 30_000, |_| "1".into());
     let (ok, r) = push(&client, &t, &gen1, &[]);
     assert!(ok, "{r}");
     let x = transfer(&r);
@@ -345,7 +401,7 @@ fn plain_push_records_the_manifests_the_next_agent_push_uses() {
     }
     assert_complete(&t, &gen1);
 
-    let gen2 = build_closure(&tag, 6, 30_000, |i| if i == 2 { "2".into() } else { "1".into() });
+    let gen2 = build_closure(&mut built, &tag, 6, 30_000, |i| if i == 2 { "2".into() } else { "1".into() });
     let (ok, r) = push(&client, &t, &gen2, &[]);
     assert!(ok, "{r}");
     let x = transfer(&r);
@@ -354,5 +410,65 @@ fn plain_push_records_the_manifests_the_next_agent_push_uses() {
     assert!(u(&x["manifests"]["cached"]) > local_closure(&gen1).len() as u64 / 2, "{r}");
     assert!(u(&x["delta"]["files"]) >= 1, "{r}");
     assert_complete(&t, &gen2);
+    assert_store_intact(&t);
+}
+
+/// Issue 8's third method across packages: a large file without a previous
+/// version (a package of a new name) travels as the content-defined chunks
+/// of another package's file the target holds, plus the rest; Nix on the
+/// target verifies the result.
+#[test]
+fn a_large_file_without_a_previous_version_reuses_chunks_of_another_package() {
+    let mut built = LocalPaths::new();
+    let client = ClientHome::new();
+    let t = SshTarget::start(SshdOptions::default().client(&client));
+    let tag = format!("f{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    // `image` shares the first 1.2 MB of `disk`'s 1.5 MB file.
+    let expr = format!(
+        r#"
+let
+  rnd = "rnd() {{ openssl enc -aes-128-ctr -nosalt -pbkdf2 -iter 1 -pass \"pass:$1\" < /dev/zero 2>/dev/null | head -c \"$2\"; }}";
+  mk = name: script: derivation {{
+    inherit name;
+    system = builtins.currentSystem;
+    PATH = "/usr/bin:/bin";
+    builder = "/bin/sh";
+    args = [ "-c" "set -e; ${{rnd}}; mkdir -p $out/share; ${{script}}" ];
+  }};
+in {{
+  disk = mk "agent-test-{tag}-disk" "rnd {tag}-disk 1500000 > $out/share/disk.img";
+  image = mk "agent-test-{tag}-image" "{{ rnd {tag}-disk 1200000; rnd {tag}-image 400000; }} > $out/share/image.raw";
+}}
+"#
+    );
+    write_file(&dir.path().join("files.nix"), expr);
+    let mut build = |attr: &str| {
+        let out = run_str(
+            nix("nix-build")
+                .args(["--no-out-link", "--option", "sandbox", "false", "--option", "substituters", "", "-A", attr])
+                .arg(dir.path().join("files.nix")),
+        );
+        built.add_closure(&out);
+        out
+    };
+    let disk = build("disk");
+    let image = build("image");
+    // The target holds `disk` (a fresh target: a plain push, manifests recorded).
+    let (ok, r) = push(&client, &t, &disk, &[]);
+    assert!(ok, "{r}");
+    assert_eq!(transfer(&r)["via"], "plain", "{r}");
+
+    let (ok, r) = push(&client, &t, &image, &[]);
+    assert!(ok, "{r}");
+    let x = transfer(&r);
+    assert_eq!(x["via"], "agent", "{r}");
+    assert_eq!(u(&x["chunks"]["files"]), 1, "{r}");
+    assert_eq!(u(&x["resentPaths"]), 0, "{r}");
+    // The new 400 KB travel (random bytes), the shared 1.2 MB mostly not.
+    let sent = u(&x["chunks"]["sentBytes"]);
+    assert!(sent > 0 && sent < 800_000, "chunks sent {sent} bytes of 1.6 MB: {r}");
+    assert!(u(&x["wireBytes"]) < 900_000, "{r}");
+    assert_complete(&t, &image);
     assert_store_intact(&t);
 }

@@ -36,6 +36,9 @@ fn nd(client: &ClientHome, fleet: &Path, args: &[&str]) -> Command {
     let split = if args.first() == Some(&"keys") { 2 } else { 1 };
     c.args(&args[..split]).arg("--file").arg(fleet).args(&args[split..]);
     c.env("HOME", client.path()).env_remove("SSH_AUTH_SOCK").env("NIX_CONFIG", "sandbox = false");
+    // Plain pushes: installing the agent (megabytes) on every target of every
+    // test proves nothing here; apply_updates_through_the_agent names the real one.
+    c.env("NDEPLOY_AGENT", "/nonexistent/ndeploy-agent");
     c.current_dir(repo());
     c
 }

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::sshd::{ClientHome, SshTarget, SshdOptions, TargetUser};
-use crate::support::{ChildGuard, LocalPaths, descendants, ndeploy, nix, run, run_ok, run_str, write_file};
+use crate::support::{ChildGuard, InputCut, LocalPaths, ndeploy, nix, run, run_ok, run_str, write_file};
 
 /// Build a closure: `lib`, `leaves` leaves of `size` random bytes each
 /// (leaf `i` has seed `seeds(i)`), and a top. Returns the top's path; the
@@ -159,56 +159,13 @@ fn push_to_four_targets_at_once() {
     assert_eq!(r["producedNarBytes"].as_u64().unwrap(), nar_total, "{r}");
 }
 
-/// Descendant processes of `pid` whose command is `name`.
-pub(crate) fn descendants_named(pid: u32, name: &str) -> Vec<u32> {
-    descendants(pid).into_iter().filter(|(_, comm)| comm == name).map(|(p, _)| p).collect()
-}
-
 pub(crate) fn store_entries(t: &SshTarget) -> usize {
     let store = t.store_root.as_ref().unwrap().join("nix/store");
     std::fs::read_dir(store).map(|d| d.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count()).unwrap_or(0)
 }
 
-/// Makes the target's next `nix-daemon --stdio` session receive only the
-/// first `bytes` bytes of its input: then its stdin stays open but silent, so
-/// the daemon waits mid-stream however loaded the machine is (a cut found by
-/// polling raced the transfer: on a starved machine the push could end, or
-/// every path arrive, before the test thread looked). Done with a
-/// `command="..."` wrapper in the target's authorized_keys; later sessions run
-/// their commands unchanged. `reached` appears once the bytes have passed.
-struct InputCut {
-    reached: std::path::PathBuf,
-    /// Every session's command, a line each.
-    log: std::path::PathBuf,
-}
-
-impl InputCut {
-    fn arm(t: &SshTarget, bytes: u64) -> InputCut {
-        let d = t.dir.path();
-        let (armed, reached, script, log) = (d.join("cut-armed"), d.join("cut-reached"), d.join("cut.sh"), d.join("commands"));
-        write_file(&armed, "");
-        let script_text = format!(
-            r#"#!/bin/sh
-printf '%s\n' "$SSH_ORIGINAL_COMMAND" >> '{log}'
-if [ "$SSH_ORIGINAL_COMMAND" = 'nix-daemon --stdio' ] && rm '{armed}' 2>/dev/null; then
-  {{ dd bs=64K count={bytes} iflag=count_bytes status=none; : > '{reached}'; exec sleep 3600; }} | nix-daemon --stdio
-else
-  exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"
-fi
-"#,
-            armed = armed.display(),
-            reached = reached.display(),
-            log = log.display()
-        );
-        write_file(&script, script_text);
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        write_file(&d.join("authorized_keys"), format!("command=\"{}\" {}\n", script.display(), t.client.public_key()));
-        InputCut { reached, log }
-    }
-}
-
 /// The store paths of `paths` that are valid on the target.
-fn valid_on(t: &SshTarget, paths: &BTreeSet<String>) -> usize {
+pub(crate) fn valid_on(t: &SshTarget, paths: &BTreeSet<String>) -> usize {
     let out = run(t.nix_store().args(["--check-validity", "--print-invalid"]).args(paths));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     paths.len() - String::from_utf8_lossy(&out.stdout).lines().count()
@@ -226,32 +183,14 @@ fn daemon_killed_mid_transfer_then_rerun_sends_the_rest() {
         .lines()
         .map(|l| l.parse::<u64>().unwrap())
         .sum();
-    let sshd_pid: u32 = std::fs::read_to_string(t.dir.path().join("sshd.pid")).unwrap().trim().parse().unwrap();
 
     // The daemon gets half the NAR bytes: the shared lib and some leaves whole
     // (paths go references first), never the top.
-    let cut = InputCut::arm(&t, nar_bytes / 2);
+    let cut = InputCut::arm(&t, "nix-daemon --stdio", nar_bytes / 2);
     let mut child = ChildGuard::spawn(push_cmd(&client, &[&t], &[&top], &[]).stdout(Stdio::piped()).stderr(Stdio::piped()));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !cut.reached.exists() || valid_on(&t, &closure) == 0 {
-        if let Some(status) = child.try_wait() {
-            let out = child.wait_with_output();
-            panic!("the push ended ({status}) before the cut: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no path arrived before the cut (cut reached: {}; session commands: {:?})",
-            cut.reached.exists(),
-            std::fs::read_to_string(&cut.log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cut.wait(&mut child, || valid_on(&t, &closure) > 0);
     // The daemon waits for input that never comes: kill it (and the stalled input).
-    let daemons = descendants_named(sshd_pid, "nix-daemon");
-    assert!(!daemons.is_empty(), "no nix-daemon under sshd {sshd_pid}");
-    for p in daemons.into_iter().chain(descendants_named(sshd_pid, "sleep")) {
-        let _ = Command::new("kill").args(["-KILL", &p.to_string()]).status();
-    }
+    cut.kill("nix-daemon");
     let out = child.wait_with_output();
     assert!(!out.status.success(), "the cut push succeeded");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -159,3 +159,79 @@ pub fn descendants(pid: u32) -> Vec<(u32, String)> {
 pub fn without_gc_reserve(root: &Path) {
     std::fs::create_dir_all(root.join("nix/var/nix/db/reserved")).unwrap();
 }
+
+/// Makes the target's next SSH session whose command matches `pattern` (a
+/// shell `case` pattern whose spaces match spaces, e.g. `nix-daemon --stdio`
+/// or `*/bin/ndeploy-agent --stdio`) receive only the first
+/// `bytes` bytes of its input: then its stdin stays open but silent, so the
+/// command waits mid-stream however loaded the machine is (a cut found by
+/// polling raced the transfer: on a starved machine the push could end, or
+/// every path arrive, before the test thread looked). Done with a
+/// `command="..."` wrapper in the target's authorized_keys; later sessions run
+/// their commands unchanged. `reached` appears once the bytes have passed.
+pub struct InputCut {
+    reached: std::path::PathBuf,
+    /// Every session's command, a line each.
+    log: std::path::PathBuf,
+    /// The target's sshd pid file.
+    sshd: std::path::PathBuf,
+}
+
+impl InputCut {
+    pub fn arm(t: &crate::sshd::SshTarget, pattern: &str, bytes: u64) -> InputCut {
+        let d = t.dir.path();
+        let (armed, reached, script, log) = (d.join("cut-armed"), d.join("cut-reached"), d.join("cut.sh"), d.join("commands"));
+        write_file(&armed, "");
+        let script_text = format!(
+            r#"#!/bin/sh
+printf '%s\n' "$SSH_ORIGINAL_COMMAND" >> '{log}'
+case "$SSH_ORIGINAL_COMMAND" in
+  {pattern})
+    if rm '{armed}' 2>/dev/null; then
+      {{ dd bs=64K count={bytes} iflag=count_bytes status=none; : > '{reached}'; exec sleep 3600; }} | /bin/sh -c "$SSH_ORIGINAL_COMMAND"
+      exit
+    fi;;
+esac
+exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"
+"#,
+            armed = armed.display(),
+            reached = reached.display(),
+            log = log.display(),
+            pattern = pattern.replace(' ', "\\ ")
+        );
+        write_file(&script, script_text);
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        write_file(&d.join("authorized_keys"), format!("command=\"{}\" {}\n", script.display(), t.client.public_key()));
+        InputCut { reached, log, sshd: t.dir.path().join("sshd.pid") }
+    }
+
+    /// Wait until the cut is reached and `arrived()` (e.g. some path is
+    /// valid on the target); fails if `push` ends first, or after two minutes.
+    pub fn wait(&self, push: &mut ChildGuard, arrived: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !self.reached.exists() || !arrived() {
+            if let Some(status) = push.try_wait() {
+                let out = push.0.take().map(|c| c.wait_with_output().unwrap()).expect("not waited for yet");
+                panic!("the push ended ({status}) before the cut: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing arrived before the cut (cut reached: {}; session commands: {:?})",
+                self.reached.exists(),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Kill the stalled command (the processes named `name` under the
+    /// target's sshd) and its silent input.
+    pub fn kill(&self, name: &str) {
+        let sshd: u32 = std::fs::read_to_string(&self.sshd).unwrap().trim().parse().unwrap();
+        let found = descendants(sshd);
+        assert!(found.iter().any(|(_, comm)| comm == name), "no {name} under sshd {sshd}: {found:?}");
+        for (p, _) in found.iter().filter(|(_, comm)| comm == name || comm == "sleep") {
+            let _ = Command::new("kill").args(["-KILL", &p.to_string()]).status();
+        }
+    }
+}

@@ -3,10 +3,13 @@
 //! `nix-daemon --stdio` child, optionally on a chroot store), connected on
 //! first use and reconnected if an operation left the connection broken.
 //!
-//! Invariant: only [`super`] calls `import`, and only with a NAR whose hash
-//! and size it has checked against the path info; a path that is already
-//! valid is never sent (Nix 2.8 would lose its place in the stream).
+//! Invariant: only [`super`] calls `import`, and only with NARs whose hash
+//! and size it has checked against their path infos; a path that is already
+//! valid is never sent (Nix 2.8 would lose its place in the stream). A batch
+//! is one `AddMultipleToStore`: the daemon registers its paths one by one, in
+//! order, and an error stops it at the failing path (those before it stay).
 
+use std::collections::BTreeSet;
 use std::io::{self, Seek, Write};
 use std::path::PathBuf;
 
@@ -69,8 +72,11 @@ impl Spool {
 
 /// Imports verified NARs into the target's store.
 pub trait Importer: Send {
-    fn is_valid(&mut self, path: &StorePath) -> impl Future<Output = Result<bool, ImportError>> + Send;
-    fn import(&mut self, info: PathInfo, nar: Spool, check_sigs: bool) -> impl Future<Output = Result<(), ImportError>> + Send;
+    /// Which of `paths` are valid (one round trip).
+    fn valid_among(&mut self, paths: &[StorePath]) -> impl Future<Output = Result<BTreeSet<StorePath>, ImportError>> + Send;
+    /// Import `nars` in order, in one operation (references first: each
+    /// path's references are valid or earlier in the batch).
+    fn import(&mut self, nars: Vec<(PathInfo, Spool)>, check_sigs: bool) -> impl Future<Output = Result<(), ImportError>> + Send;
 }
 
 /// How [`DaemonImporter`] reaches the daemon.
@@ -164,36 +170,37 @@ async fn connect(target: &DaemonTarget, store_dir: &StoreDir) -> Result<Conn, Im
     })
 }
 
-async fn valid_on<R, W>(c: &mut DaemonConnection<R, W>, path: &StorePath) -> Result<bool, ImportError>
+async fn valid_on<R, W>(c: &mut DaemonConnection<R, W>, paths: &[StorePath]) -> Result<BTreeSet<StorePath>, ImportError>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    Ok(c.is_valid_path(path).await?)
+    Ok(c.query_valid_paths(paths, false).await?)
 }
 
-async fn import_on<R, W>(c: &mut DaemonConnection<R, W>, info: PathInfo, nar: Spool, check_sigs: bool) -> Result<(), ImportError>
+async fn import_on<R, W>(c: &mut DaemonConnection<R, W>, nars: Vec<(PathInfo, Spool)>, check_sigs: bool) -> Result<(), ImportError>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    let reader = nar.into_reader()?;
+    let count = nars.len() as u64;
+    let readers = nars.into_iter().map(|(info, nar)| Ok((info, nar.into_reader()?))).collect::<io::Result<Vec<_>>>()?;
     let flags = AddToStoreFlags { repair: false, dont_check_sigs: !check_sigs };
-    Ok(c.add_multiple_to_store(1, FromIter(std::iter::once((info, reader))), flags).await?)
+    Ok(c.add_multiple_to_store(count, FromIter(readers.into_iter()), flags).await?)
 }
 
 impl Importer for DaemonImporter {
-    async fn is_valid(&mut self, path: &StorePath) -> Result<bool, ImportError> {
+    async fn valid_among(&mut self, paths: &[StorePath]) -> Result<BTreeSet<StorePath>, ImportError> {
         match self.conn().await? {
-            Conn::Unix(c) => valid_on(c, path).await,
-            Conn::Child(c) => valid_on(&mut c.conn, path).await,
+            Conn::Unix(c) => valid_on(c, paths).await,
+            Conn::Child(c) => valid_on(&mut c.conn, paths).await,
         }
     }
 
-    async fn import(&mut self, info: PathInfo, nar: Spool, check_sigs: bool) -> Result<(), ImportError> {
+    async fn import(&mut self, nars: Vec<(PathInfo, Spool)>, check_sigs: bool) -> Result<(), ImportError> {
         match self.conn().await? {
-            Conn::Unix(c) => import_on(c, info, nar, check_sigs).await,
-            Conn::Child(c) => import_on(&mut c.conn, info, nar, check_sigs).await,
+            Conn::Unix(c) => import_on(c, nars, check_sigs).await,
+            Conn::Child(c) => import_on(&mut c.conn, nars, check_sigs).await,
         }
     }
 }

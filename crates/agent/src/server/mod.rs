@@ -8,11 +8,15 @@
 //! [`READ_AHEAD`] payload bytes buffered; a payload over [`MAX_PAYLOAD`] is
 //! skipped and answered `Resend`); the *rebuilder* rebuilds each NAR on a
 //! blocking thread into a spool (memory, or a temporary file above
-//! [`SPOOL_IN_MEMORY`]) while hashing it, and answers `Index` requests from
-//! disk; the *importer* answers in order: `Imported` at once if the path is
-//! already valid, `Resend` if a reference failed earlier in the session or
-//! the rebuilt NAR's hash or size differ from the path info's, else it
-//! imports and answers `Imported`. Every failure of a single path (bad base file,
+//! [`SPOOL_IN_MEMORY`]; at most [`SPOOL_BUDGET`] bytes of spools in memory
+//! wait for the importer) while hashing it, and answers `Index` requests from
+//! disk; the *importer* ([`import`]) takes the rebuilt paths waiting for it
+//! as one batch (up to [`IMPORT_BATCH`]) and answers in order: `Imported` at
+//! once if the path is already valid, `Resend` if a reference failed earlier
+//! in the session or the rebuilt NAR's hash or size differ from the path
+//! info's, else it imports the batch's other paths with one
+//! `AddMultipleToStore` (the daemon streams on without a round trip per path)
+//! and answers `Imported`. Every failure of a single path (bad base file,
 //! hash mismatch, daemon refusal) is a `Resend` with the reason (a
 //! [`ResendReason`]), and the session goes on; the session's set of failed
 //! paths only holds paths still invalid (a referenced one is asked about
@@ -23,7 +27,7 @@
 //! without one; [`DaemonImporter`] is the real one: the local socket, or
 //! `nix-daemon --stdio` (optionally on a chroot store) when there is none.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,6 +45,7 @@ use crate::manifest::NarManifest;
 use crate::protocol::{FrameReader, FrameWriter, Message, PathManifest, ProtocolError};
 
 mod daemon;
+mod import;
 #[cfg(test)]
 mod tests;
 
@@ -63,11 +68,12 @@ pub enum ResendReason {
     #[error("rebuilt NAR hash {got} differs from the path info's {want}")]
     Hash { got: String, want: String },
     #[error("asking the daemon: {0}")]
-    Query(#[source] ImportError),
+    Query(#[source] Arc<ImportError>),
     #[error("its reference '{0}' was not imported")]
     Reference(StorePath),
+    /// The import of its batch failed (at this path or one before it).
     #[error("importing: {0}")]
-    Import(#[source] ImportError),
+    Import(#[source] Arc<ImportError>),
 }
 
 /// Largest payload accepted for one path.
@@ -96,6 +102,10 @@ impl ServerConfig {
 
 /// Payload bytes the reader may hold ahead of the rebuilder.
 pub const READ_AHEAD: u64 = 256 << 20;
+/// Bytes of rebuilt NARs in memory that may wait for the importer.
+pub const SPOOL_BUDGET: u64 = 256 << 20;
+/// Paths imported with one `AddMultipleToStore` at most.
+pub const IMPORT_BATCH: usize = 64;
 
 /// What a session did.
 #[derive(Debug, Clone, Default)]
@@ -136,13 +146,23 @@ enum Incoming {
     Bye,
 }
 
-/// A request ready to answer (second stage).
+/// A request ready to answer (second stage). Variants are moved through a
+/// queue, not stored, so their size difference does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Ready {
     Reply(Message),
-    /// The path info (or why it is unusable) and, with it, the rebuilt NAR (or why it could not be rebuilt).
-    Push { name: String, rebuilt: Result<(PathInfo, Rebuilt), ResendReason>, check_sigs: bool },
+    Push(RebuiltPush),
     Bye,
+}
+
+/// A pushed path after the rebuild stage.
+struct RebuiltPush {
+    name: String,
+    /// The path info (or why it is unusable) and, with it, the rebuilt NAR (or why it could not be rebuilt).
+    rebuilt: Result<(PathInfo, Rebuilt), ResendReason>,
+    check_sigs: bool,
+    /// Its share of [`SPOOL_BUDGET`], returned once it is imported.
+    _spool: Option<OwnedSemaphorePermit>,
 }
 
 fn join_error(e: tokio::task::JoinError) -> ProtocolError {
@@ -162,7 +182,7 @@ where
     checked?;
     let files = config.files_dir();
     let (in_tx, in_rx) = mpsc::channel::<Incoming>(16);
-    let (ready_tx, ready_rx) = mpsc::channel::<Ready>(2);
+    let (ready_tx, ready_rx) = mpsc::channel::<Ready>(IMPORT_BATCH);
     // A read error ends the reader only: what was received before it is
     // still rebuilt and imported, then the error ends the session.
     let read = async { Ok::<_, ProtocolError>(read_stage(r, in_tx).await.err()) };
@@ -170,7 +190,7 @@ where
     let (read_error, indexed, ()) = tokio::try_join!(
         read,
         rebuild_stage(&files, in_rx, ready_tx, done_rx),
-        import_stage(w, importer, ready_rx, done_tx, stats)
+        import::import_stage(w, importer, ready_rx, done_tx, stats)
     )?;
     stats.indexed = indexed;
     read_error.map_or(Ok(()), Err)
@@ -219,6 +239,7 @@ async fn rebuild_stage(
     mut done: watch::Receiver<u64>,
 ) -> Result<u64, ProtocolError> {
     let mut indexed = 0;
+    let spools = Arc::new(Semaphore::new((SPOOL_BUDGET >> 10) as usize));
     // Item number of each path pushed in this session.
     let mut pushed: HashMap<String, u64> = HashMap::new();
     let mut seq = 0u64;
@@ -239,8 +260,14 @@ async fn rebuild_stage(
                     let _ = done.wait_for(|d| *d > last).await;
                 }
                 pushed.insert(name.clone(), item);
+                let mut spool = None;
                 let rebuilt = match (info, payload) {
                     (Ok(i), Ok(payload)) => {
+                        // Spools in memory wait within the budget (a spool file does not count).
+                        if i.nar_size <= SPOOL_IN_MEMORY {
+                            let kib = u32::try_from((i.nar_size >> 10).min(SPOOL_BUDGET >> 10)).unwrap_or(u32::MAX);
+                            spool = Some(Arc::clone(&spools).acquire_many_owned(kib).await.map_err(|e| ProtocolError::Io(io::Error::other(e.to_string())))?);
+                        }
                         let (source, hash, size) = (StoreFiles { dir: files.to_owned() }, i.nar_hash, i.nar_size);
                         let r = tokio::task::spawn_blocking(move || rebuild(&plan, &payload, &source, &hash, size)).await.map_err(join_error)?;
                         Ok((i, r))
@@ -249,7 +276,7 @@ async fn rebuild_stage(
                     (Err(e), _) => Err(ResendReason::Info(e)),
                 };
                 drop(permit);
-                Ready::Push { name, rebuilt, check_sigs }
+                Ready::Push(RebuiltPush { name, rebuilt, check_sigs, _spool: spool })
             }
             Incoming::Bye => Ready::Bye,
         };
@@ -260,84 +287,8 @@ async fn rebuild_stage(
     Ok(indexed)
 }
 
-/// Stage 3: import in order and answer.
-async fn import_stage<W, I>(
-    w: &mut FrameWriter<W>,
-    importer: &mut I,
-    mut rx: mpsc::Receiver<Ready>,
-    done: watch::Sender<u64>,
-    stats: &mut ServeStats,
-) -> Result<(), ProtocolError>
-where
-    W: AsyncWrite + Unpin + Send,
-    I: Importer,
-{
-    // Paths of this session answered `Resend` and not valid since: a plan
-    // referencing one is refused unless the daemon now has it.
-    let mut failed: HashSet<StorePath> = HashSet::new();
-    while let Some(ready) = rx.recv().await {
-        let reply = match ready {
-            Ready::Reply(m) => m,
-            Ready::Bye => {
-                w.message(&Message::Bye).await?;
-                w.flush().await?;
-                return Ok(());
-            }
-            Ready::Push { name, rebuilt, check_sigs } => match import(importer, &mut failed, rebuilt, check_sigs).await {
-                Ok((path, methods)) => {
-                    stats.imported += 1;
-                    stats.methods.merge(&methods);
-                    failed.remove(&path);
-                    Message::Imported { path: path.to_string() }
-                }
-                Err(reason) => {
-                    stats.resent += 1;
-                    if let Ok(p) = StorePath::from_base_name(&name) {
-                        failed.insert(p);
-                    }
-                    Message::Resend { path: name, reason: reason.to_string() }
-                }
-            },
-        };
-        done.send_modify(|d| *d += 1);
-        w.message(&reply).await?;
-        if rx.is_empty() {
-            w.flush().await?;
-        }
-    }
-    w.flush().await?;
-    Ok(())
-}
-
 /// A rebuilt and verified NAR, or why there is none.
 type Rebuilt = Result<(Spool, PlanStats), ResendReason>;
-
-/// Import one rebuilt path, or say why it must be resent. A reference that
-/// failed earlier in the session is asked about again (it may have become
-/// valid since, e.g. through another deployment): only one still invalid
-/// refuses the path, and one found valid leaves `failed`.
-async fn import<I: Importer>(
-    importer: &mut I,
-    failed: &mut HashSet<StorePath>,
-    rebuilt: Result<(PathInfo, Rebuilt), ResendReason>,
-    check_sigs: bool,
-) -> Result<(StorePath, PlanStats), ResendReason> {
-    let (info, rebuilt) = rebuilt?;
-    let path = info.path.clone();
-    if importer.is_valid(&path).await.map_err(ResendReason::Query)? {
-        return Ok((path, PlanStats::default()));
-    }
-    let earlier: Vec<StorePath> = info.references.iter().filter(|r| failed.contains(*r)).cloned().collect();
-    for r in earlier {
-        if !importer.is_valid(&r).await.map_err(ResendReason::Query)? {
-            return Err(ResendReason::Reference(r));
-        }
-        failed.remove(&r);
-    }
-    let (spool, methods) = rebuilt?;
-    importer.import(info, spool, check_sigs).await.map_err(ResendReason::Import)?;
-    Ok((path, methods))
-}
 
 /// Manifests of the paths present under `dir` (`None` for absent or
 /// unreadable ones), in request order, read by a few threads at once (a

@@ -27,13 +27,32 @@ struct FakeDaemon {
     /// Like a real daemon: write imported paths here (after a delay, so a
     /// rebuild that runs ahead of the import would find nothing).
     store: Option<std::path::PathBuf>,
+    /// The size of each import batch.
+    batches: Arc<Mutex<Vec<usize>>>,
+    /// Refuse this path (as a daemon refuses a bad signature): the batch stops there.
+    refuse: Option<StorePath>,
 }
 
 impl Importer for FakeDaemon {
-    async fn is_valid(&mut self, path: &StorePath) -> Result<bool, ImportError> {
-        Ok(self.valid.lock().unwrap().contains(path))
+    async fn valid_among(&mut self, paths: &[StorePath]) -> Result<std::collections::BTreeSet<StorePath>, ImportError> {
+        let valid = self.valid.lock().unwrap();
+        Ok(paths.iter().filter(|p| valid.contains(*p)).cloned().collect())
     }
-    async fn import(&mut self, info: PathInfo, nar: Spool, _check_sigs: bool) -> Result<(), ImportError> {
+    async fn import(&mut self, nars: Vec<(PathInfo, Spool)>, check_sigs: bool) -> Result<(), ImportError> {
+        self.batches.lock().unwrap().push(nars.len());
+        for (info, nar) in nars {
+            self.import_one(info, nar, check_sigs).await?;
+        }
+        Ok(())
+    }
+}
+
+impl FakeDaemon {
+    async fn import_one(&mut self, info: PathInfo, nar: Spool, _check_sigs: bool) -> Result<(), ImportError> {
+        if self.refuse.as_ref() == Some(&info.path) {
+            let message = format!("cannot add path '{}' because it lacks a signature by a trusted key", info.path);
+            return Err(ImportError::Daemon(ndeploy_store::daemon::DaemonError::Remote { message, level: 0, traces: Vec::new() }));
+        }
         let bytes = match nar {
             Spool::Memory(v) => v,
             Spool::File(mut f) => {
@@ -306,5 +325,66 @@ async fn a_stale_daemon_socket_falls_back_to_a_daemon_of_our_own() {
     assert!(std::os::unix::net::UnixStream::connect(&socket).is_err(), "nobody listens");
     let mut importer = DaemonImporter::new(DaemonTarget::Socket(socket), StoreDir::default());
     // Answered by `nix-daemon --stdio` on this machine's store.
-    assert!(matches!(importer.is_valid(&sp("00000000000000000000000000000000-surely-not-there")).await, Ok(false)));
+    let absent = sp("00000000000000000000000000000000-surely-not-there");
+    assert!(importer.valid_among(&[absent]).await.unwrap().is_empty());
+}
+
+/// One batch, every fate in it: answered in order, the rebuilt paths before
+/// the daemon's refusal imported with one `AddMultipleToStore`, the refused
+/// one and those after it resent with the daemon's reason, a failed rebuild
+/// and a path referring to it resent without reaching the daemon, an
+/// already valid path `Imported` without import.
+#[tokio::test]
+async fn a_batch_imports_in_one_operation_and_resends_from_a_refusal_on() {
+    use crate::server::import::import_batch;
+    use crate::server::{RebuiltPush, ResendReason};
+    let path = |i: usize| sp(&format!("{}-p-{i}", i.to_string().repeat(32)));
+    let held = sp("99999999999999999999999999999999-held");
+    let mut daemon = FakeDaemon { refuse: Some(path(5)), ..Default::default() };
+    daemon.valid.lock().unwrap().insert(held.clone());
+    let rebuilt = |p: &StorePath, refs: &[&StorePath]| {
+        let nar = pkg(1, &p.to_string());
+        let mut info = info_of(p, &nar);
+        info.references.extend(refs.iter().map(|r| (*r).clone()));
+        RebuiltPush { name: p.to_string(), rebuilt: Ok((info, Ok((Spool::Memory(nar), Default::default())))), check_sigs: false, _spool: None }
+    };
+    let mut failed_rebuild = rebuilt(&path(2), &[]);
+    if let Ok((_, r)) = &mut failed_rebuild.rebuilt {
+        *r = Err(ResendReason::Size { got: 1, want: 2 });
+    }
+    let batch = vec![
+        rebuilt(&path(1), &[&held]),
+        failed_rebuild,
+        rebuilt(&path(3), &[&path(2)]),
+        rebuilt(&held, &[]),
+        rebuilt(&path(4), &[&path(1)]),
+        rebuilt(&path(5), &[]),
+        rebuilt(&path(6), &[&path(4)]),
+    ];
+    let mut failed = HashSet::new();
+    let mut stats = crate::server::ServeStats::default();
+    let answers = import_batch(&mut daemon, &mut failed, batch, &mut stats).await;
+    let got: Vec<(String, String)> = answers
+        .iter()
+        .map(|m| match m {
+            Message::Imported { path } => (path.clone(), "imported".to_owned()),
+            Message::Resend { path, reason } => (path.clone(), reason.clone()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let names: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
+    let order = [path(1), path(2), path(3), held.clone(), path(4), path(5), path(6)].map(|p| p.to_string());
+    assert_eq!(names, order.iter().map(String::as_str).collect::<Vec<_>>());
+    let fate: Vec<&str> = got.iter().map(|(_, f)| f.as_str()).collect();
+    assert_eq!(fate[..2], ["imported", "rebuilt NAR has 1 bytes, the path info says 2"]);
+    assert!(fate[2].contains("reference") && fate[2].contains(&path(2).to_string()), "{fate:?}");
+    assert_eq!(fate[3..5], ["imported", "imported"]);
+    assert!(fate[5].contains("lacks a signature") && fate[6].contains("lacks a signature"), "{fate:?}");
+    // One operation for the four paths the daemon got; it stopped at the refusal.
+    assert_eq!(*daemon.batches.lock().unwrap(), [4]);
+    let imported: Vec<StorePath> = daemon.imported.lock().unwrap().iter().map(|(i, _)| i.path.clone()).collect();
+    assert_eq!(imported, [path(1), path(4)]);
+    assert_eq!((stats.imported, stats.resent), (3, 4));
+    // The resent paths are remembered as failed (what refers to them later is refused).
+    assert_eq!(failed, [path(2), path(3), path(5), path(6)].into_iter().collect());
 }

@@ -78,13 +78,17 @@ pub enum Collector {
 }
 
 impl Collector {
-    /// The default, or [`Collector::Checked`] when `NDEPLOY_EPOCH_CHECK`
-    /// is set (test aid).
+    /// The default, [`Collector::Checked`] when `NDEPLOY_EPOCH_CHECK` is
+    /// set (test aid), or `NDEPLOY_COLLECTOR` = `epochs` / `trial` /
+    /// `checked` (benchmarks).
     pub fn from_env() -> Collector {
         if std::env::var_os("NDEPLOY_EPOCH_CHECK").is_some_and(|v| !v.is_empty() && v != "0") {
-            Collector::Checked
-        } else {
-            Collector::Epochs
+            return Collector::Checked;
+        }
+        match std::env::var("NDEPLOY_COLLECTOR").as_deref() {
+            Ok("trial") => Collector::Trial,
+            Ok("checked") => Collector::Checked,
+            _ => Collector::Epochs,
         }
     }
 }
@@ -158,7 +162,7 @@ pub fn evaluate_in_rounds(
             Schedule::YoungFrames(n) => (hosts.len(), n),
         };
         let young = AtomicUsize::new(0);
-        let epochs = std::sync::Mutex::new(Vec::new());
+        let epochs: std::sync::Mutex<Vec<(usize, epoch::HostThunks)>> = std::sync::Mutex::new(Vec::new());
         let round = Round { next: &next, end, young: &young, young_limit, epochs: &epochs };
         let fleet = Fleet::attach(ev, parts);
         let round_start = std::time::Instant::now();
@@ -194,7 +198,8 @@ pub fn evaluate_in_rounds(
                 // host epochs counted (a second trial deletion).
                 drop(garbage);
                 // SAFETY: as above.
-                let (live, _) = unsafe { ev.host_nodes_live_after_collect(pool.current_num_threads(), &epochs) };
+                let lists: Vec<epoch::HostThunks> = epochs.into_iter().map(|(_, l)| l).collect();
+                let (live, _) = unsafe { ev.host_nodes_live_after_collect(pool.current_num_threads(), &lists) };
                 (live, Garbage::default())
             } else {
                 (0, garbage)
@@ -210,7 +215,34 @@ pub fn evaluate_in_rounds(
         } else {
             // SAFETY: as above, and every host of the round has finished
             // (its epoch ended with its evaluation).
-            let (stats, garbage) = unsafe { ev.clear_host_epochs(epochs) };
+            let (mut stats, garbage) = unsafe { ev.clear_host_frames() };
+            // Each pool thread clears and frees the thunks it made (its
+            // allocator frees them locally, cheaper than from another
+            // thread), while nothing evaluates.
+            let threads = pool.current_num_threads();
+            let mut per_thread: Vec<Vec<epoch::HostThunks>> = (0..threads).map(|_| Vec::new()).collect();
+            for (i, list) in epochs {
+                stats.thunks += list.len();
+                if let Some(p) = per_thread.get_mut(i % threads.max(1)) {
+                    p.push(list);
+                }
+            }
+            let per_thread: Vec<std::sync::Mutex<Vec<epoch::HostThunks>>> =
+                per_thread.into_iter().map(std::sync::Mutex::new).collect();
+            let cleared: Vec<usize> = pool.broadcast(|ctx| {
+                let lists = per_thread.get(ctx.index()).map(|m| std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner())));
+                let mut n = 0;
+                for list in lists.into_iter().flatten() {
+                    // SAFETY: as above; clearing other lists and freeing
+                    // their garbage at the same time only take out and drop
+                    // garbage nodes' own contents.
+                    let (k, g) = unsafe { epoch::clear_host_thunks(list) };
+                    n += k;
+                    drop(g);
+                }
+                n
+            });
+            stats.cleared_thunks = cleared.iter().sum();
             report_out.region_clears += 1;
             let shared = stats.frames - stats.cleared_frames;
             trial_next = shared > 2 * shared_after_trial + SHARED_FRAMES_SLACK;

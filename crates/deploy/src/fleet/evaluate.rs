@@ -362,8 +362,9 @@ pub struct Round<'a> {
     pub young: &'a AtomicUsize,
     /// No host starts once `young` reached this (the first always does).
     pub young_limit: usize,
-    /// The thunks each host of the round made (its host epoch's).
-    pub epochs: &'a std::sync::Mutex<Vec<HostThunks>>,
+    /// The thunks each host of the round made (its host epoch's), with
+    /// the index of the pool thread that made them.
+    pub epochs: &'a std::sync::Mutex<Vec<(usize, HostThunks)>>,
 }
 
 impl Round<'_> {
@@ -399,7 +400,7 @@ impl Fleet<'_> {
     ) {
         stream_results(
             |tx| {
-                pool.broadcast(|_| {
+                pool.broadcast(|ctx| {
                     let tx = tx.clone();
                     while let Some(i) = round.claim() {
                         let Some(h) = hosts.get(i) else { break };
@@ -409,7 +410,7 @@ impl Fleet<'_> {
                         let epoch = ndeploy_eval::value::collect::epoch::enter_host();
                         let r = self.evaluate_host(h, target, show_trace);
                         let made = epoch.finish();
-                        round.epochs.lock().unwrap_or_else(|e| e.into_inner()).push(made);
+                        round.epochs.lock().unwrap_or_else(|e| e.into_inner()).push((ctx.index(), made));
                         round.young.fetch_add(Env::rec_frames_made().wrapping_sub(before), Ordering::Relaxed);
                         let _ = tx.send(r);
                     }

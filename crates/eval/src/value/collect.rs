@@ -185,6 +185,13 @@ impl Drop for Garbage {
 }
 
 impl Garbage {
+    /// Add `other`'s values and handles to this garbage.
+    pub fn absorb(&mut self, mut other: Garbage) {
+        self.values.append(&mut other.values);
+        self.envs.append(&mut other.envs);
+        self.nodes.append(&mut other.nodes);
+    }
+
     /// Nothing to free.
     pub fn is_empty(&self) -> bool {
         self.values.iter().all(Vec::is_empty) && self.envs.iter().all(Vec::is_empty) && self.nodes.iter().all(Vec::is_empty)

@@ -212,11 +212,36 @@ fn each_prefetched<T>(v: &[T], addr: impl Fn(&T) -> Option<usize>, mut f: impl F
     }
 }
 
+/// Take the result and pending work out of every thunk of `list` still
+/// alive (see [`crate::Evaluator::clear_host_epochs`]); returns how many,
+/// and the garbage (freed when dropped: best on the thread that made the
+/// thunks, whose memory allocator then frees locally).
+///
+/// # Safety
+/// As [`crate::Evaluator::clear_host_epochs`] for the epoch `list` comes
+/// from: nothing evaluates on its heap meanwhile, and the epoch finished.
+/// (Other lists and the frames may be cleared at the same time on other
+/// threads: clearing only takes a node's own contents out.)
+pub unsafe fn clear_host_thunks(list: HostThunks) -> (usize, super::Garbage) {
+    let mut cleared = super::Cleared::default();
+    let mut handles = Vec::with_capacity(list.0.len());
+    each_prefetched(&list.0, |w| Some(w.as_ptr() as usize), |w| {
+        if let Some(t) = Thunk::upgrade(w) {
+            cleared.clear(&super::Node::Thunk(t.clone()));
+            handles.push(super::Node::Thunk(t));
+        }
+    });
+    drop(list);
+    let n = cleared.thunks;
+    (n, super::Garbage { values: vec![cleared.values], envs: vec![cleared.envs], nodes: vec![handles] })
+}
+
 impl crate::Evaluator {
     /// Free every cycle made in the host epochs that `thunks` come from
     /// (see the module documentation): take the slots out of every held
-    /// recursive frame of a host epoch and the results and pending work
-    /// out of every listed thunk still alive, and hand them back, with the
+    /// recursive frame of a host epoch ([`crate::Evaluator::clear_host_frames`])
+    /// and the results and pending work out of every listed thunk still
+    /// alive ([`clear_host_thunks`]), and hand them back, with the
     /// handles, as garbage (whose drop frees them, on any thread). Shared
     /// frames stay held for the trial-deletion collector
     /// ([`crate::Evaluator::collect_deferred`]). Needs
@@ -227,10 +252,29 @@ impl crate::Evaluator {
     /// this heap meanwhile), and every host epoch of this evaluator has
     /// finished, its thunks in `thunks`.
     pub unsafe fn clear_host_epochs(&mut self, thunks: Vec<HostThunks>) -> (RegionStats, super::Garbage) {
+        // SAFETY: forwarded from the caller.
+        let (mut stats, mut garbage) = unsafe { self.clear_host_frames() };
+        let start = std::time::Instant::now();
+        for list in thunks {
+            stats.thunks += list.len();
+            // SAFETY: forwarded from the caller.
+            let (n, g) = unsafe { clear_host_thunks(list) };
+            stats.cleared_thunks += n;
+            garbage.absorb(g);
+        }
+        stats.time += start.elapsed();
+        (stats, garbage)
+    }
+
+    /// The frames part of [`crate::Evaluator::clear_host_epochs`]: take
+    /// the slots out of every held recursive frame made in a host epoch.
+    ///
+    /// # Safety
+    /// As [`crate::Evaluator::clear_host_epochs`].
+    pub unsafe fn clear_host_frames(&mut self) -> (RegionStats, super::Garbage) {
         let start = std::time::Instant::now();
         let mut stats = RegionStats::default();
         let mut cleared = super::Cleared::default();
-        let mut handles = Vec::new();
         let (_, held) = self.rec_frames_mut();
         if let Some(held) = held.as_mut() {
             let all = std::mem::take(held);
@@ -245,19 +289,8 @@ impl crate::Evaluator {
             });
         }
         stats.cleared_frames = cleared.frames;
-        for list in thunks {
-            stats.thunks += list.0.len();
-            each_prefetched(&list.0, |w| Some(w.as_ptr() as usize), |w| {
-                if let Some(t) = Thunk::upgrade(w) {
-                    cleared.clear(&super::Node::Thunk(t.clone()));
-                    handles.push(super::Node::Thunk(t));
-                }
-            });
-        }
-        stats.cleared_thunks = cleared.thunks;
         stats.time = start.elapsed();
-        let garbage = super::Garbage { values: vec![cleared.values], envs: vec![cleared.envs], nodes: vec![handles] };
-        (stats, garbage)
+        (stats, super::Garbage { values: vec![cleared.values], envs: vec![cleared.envs], nodes: Vec::new() })
     }
 
     /// Test aid for the epoch argument: run the trial-deletion collector

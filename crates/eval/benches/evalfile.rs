@@ -35,7 +35,16 @@ fn main() -> ExitCode {
             }
         }
     };
-    let r = root.and_then(|v| ev.force_deep(&v)).and_then(|v| ndeploy_eval::print::print_value(&ev, &v, true));
+    // As `instantiate`: the printed value is not freed (the process ends).
+    let r = root.and_then(|v| {
+        let r = ev.force_deep(&v).and_then(|v| {
+            let s = ndeploy_eval::print::print_value(&ev, &v, true);
+            std::mem::forget(v);
+            s
+        });
+        std::mem::forget(v);
+        r
+    });
     let code = match r {
         Ok(s) => {
             println!("{s}");

@@ -346,6 +346,32 @@ fn results_do_not_depend_on_threads() {
     assert_eq!(String::from_utf8(t1).unwrap(), String::from_utf8(t8).unwrap());
 }
 
+/// Collection by epochs (the default) is sound on a real fleet with a
+/// package set, on 8 threads with a collection every 2 hosts: at every
+/// round's end the trial-deletion collector leaves no thunk or frame of a
+/// finished host alive and no host node was forced in the shared epoch
+/// (NDEPLOY_EPOCH_CHECK=1); and epochs, trial deletion and no collection
+/// give the same results.
+#[test]
+fn epoch_collection_is_checked_on_a_generated_fleet() {
+    let dir = generated_fleet(30, 8, 40);
+    let file = dir.path().join("fleet.nix");
+    let args = ["--json", "-j", "8", "--collect-every", "2", "--file"];
+    let out = run(eval_cmd().args(args).arg(&file).env("NDEPLOY_EPOCH_CHECK", "1"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("epoch check: 0 host nodes alive after round ends, 0 violations"), "{err}");
+    assert!(!err.contains("(0 collections)"), "{err}");
+    let checked = by_host(json_lines(&out.stdout));
+    let epochs = by_host(json_lines(&run_ok(eval_cmd().args(args).arg(&file))));
+    let trial = by_host(json_lines(&run_ok(eval_cmd().args(args).arg(&file).env("NDEPLOY_COLLECTOR", "trial"))));
+    let never = by_host(json_lines(&run_ok(eval_cmd().args(["--json", "--collect-every", "0", "--file"]).arg(&file))));
+    assert_eq!(checked.len(), 30);
+    assert_eq!(checked, never);
+    assert_eq!(epochs, never);
+    assert_eq!(trial, never);
+}
+
 #[test]
 fn stress_200_hosts_8_threads_5_times() {
     let dir = generated_fleet(200, 4, 24);

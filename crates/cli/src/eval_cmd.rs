@@ -257,7 +257,7 @@ fn run_inner(args: EvalArgs) -> anyhow::Result<ExitCode> {
     std::mem::forget(parts);
     if collector == fleet::chunks::Collector::Checked {
         eprintln!(
-            "epoch check: {} host frames live at round ends, {} violations ({} collections)",
+            "epoch check: {} host nodes alive after round ends, {} violations ({} collections)",
             rounds.host_frames_live, rounds.violations, rounds.trial_collections
         );
     }

@@ -252,3 +252,74 @@ fn collector_words_cost_no_space() {
     assert_eq!(std::mem::size_of::<crate::value::env::EnvInner>(), 40);
     assert_eq!(std::mem::size_of::<crate::value::thunk::ThunkInner>(), 48);
 }
+
+/// Epochs (collect/epoch.rs): what a host epoch makes is marked and its
+/// thunks listed; a shared thunk forced from it (here: an imported file,
+/// and a value made before the epoch) runs in the shared epoch, so what
+/// it makes stays usable after the host's nodes are cleared; clearing
+/// frees the host's cycles (including one that only runs through thunks'
+/// results); a cleared thunk is an internal error when forced.
+#[test]
+fn host_epochs_are_cleared_and_shared_values_survive() {
+    use super::epoch;
+    let mut ev = collecting();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shared.nix");
+    std::fs::write(&file, "let lib = { twice = x: x * 2; names = [ \"a\" \"b\" ]; }; in lib").unwrap();
+    let shared = ev.eval_str("let s = { v = builtins.genList (i: { n = i; }) 3; }; in s").unwrap();
+    let f = ev.eval_str("s: file: h: let lib = import file; w = { a = [ (builtins.head [ w ]) ]; }; in { r = lib.twice h + builtins.length s.v; w = w; self = w.a; }").unwrap();
+    let host = epoch::enter_host();
+    let app = crate::value::Thunk::apply(
+        crate::value::Thunk::apply(crate::value::Thunk::apply(f, shared.clone()), Value::Path(file.display().to_string().into())),
+        Value::Int(5),
+    );
+    assert!(epoch::in_host());
+    assert_eq!(int(&ev, &attr(&ev, &app, "r")), 13);
+    let self_list = list_weak(&ev, &attr(&ev, &app, "self"));
+    // Its element's result is `w`, which holds the list: a cycle through
+    // two thunks' results.
+    let Value::List(sl) = ev.force(&attr(&ev, &app, "self")).unwrap() else { panic!("not a list") };
+    assert!(matches!(ev.force(&sl[0]).unwrap(), Value::Attrs(_)));
+    drop(sl);
+    let Value::Thunk(t) = attr(&ev, &app, "self") else { panic!("not a thunk") };
+    let thunks = host.finish();
+    assert!(!epoch::in_host());
+    assert!(thunks.len() >= 3, "{}", thunks.len());
+    drop(app);
+    // The shared values were forced in the shared epoch: not listed.
+    assert!(self_list.upgrade().is_some(), "held by the host's cycle");
+    // SAFETY: no other thread uses the heap.
+    let (stats, garbage) = unsafe { ev.clear_host_epochs(vec![thunks]) };
+    assert!(stats.cleared_frames >= 1 && stats.cleared_thunks >= 1, "{stats:?}");
+    drop(garbage);
+    assert!(self_list.upgrade().is_none(), "the host's cycle was not freed");
+    let err = ev.force(&Value::Thunk(t)).unwrap_err().to_string();
+    assert!(err.contains("thunk released by the cycle collector"), "{err}");
+    // Shared values and the imported file are intact.
+    let again = ev.eval_str(&format!("(import {}).twice 4", file.display())).unwrap();
+    assert_eq!(int(&ev, &again), 8);
+    assert_eq!(int(&ev, &ev.eval_str("1").unwrap()), 1);
+    let v = attr(&ev, &shared, "v");
+    let Value::List(l) = ev.force(&v).unwrap() else { panic!("not a list") };
+    assert_eq!(int(&ev, &attr(&ev, &l[2], "n")), 2);
+    // A trial deletion afterwards finds nothing of the host alive.
+    // SAFETY: as above.
+    let (live, _) = unsafe { ev.host_nodes_live_after_collect(1, &[]) };
+    assert_eq!(live, 0);
+}
+
+/// A host node forced in the shared epoch (a breach of the epoch
+/// argument) is counted.
+#[test]
+fn host_node_forced_in_shared_epoch_is_a_violation() {
+    use super::epoch;
+    let ev = collecting();
+    let host = epoch::enter_host();
+    let v = ev.eval_str("let x = { a = 1 + 1; }; in x").unwrap();
+    let a = attr(&ev, &v, "a");
+    let thunks = host.finish();
+    let before = epoch::violations();
+    assert_eq!(int(&ev, &a), 2);
+    assert!(epoch::violations() > before);
+    drop(thunks);
+}

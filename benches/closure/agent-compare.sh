@@ -140,7 +140,7 @@ tools="nix-copy plain agent"
 for link in $links; do for tool in $tools; do harness_target "$tool-$link" "$(net "$link").2" ip netns exec "$netns"; done; done
 
 link_bytes() { # bytes over the link, both directions (host side's receive + transmit counters)
-  awk -v d="$(dev "$1"):" '$1==d {print $2+$10}' /proc/net/dev
+  awk -v d="$(dev "$1"):" '$1==d {printf "%.0f\n", $2+$10}' /proc/net/dev
 }
 secs=0 wire=0 cpu=0
 measure() { # LINK CMD...: sets secs, wire, cpu

@@ -302,14 +302,17 @@ fn local_manifests(records: &Records, dir: &Path, paths: Vec<StorePath>) -> Vec<
         .collect()
 }
 
-/// Paths whose manifests are computed at once (in parallel) ahead of the encoder.
+/// Paths whose manifests are computed at once (in parallel) ahead of the
+/// encoder; the first batches are smaller (1, 2, 4, ...) so that the first
+/// path goes out as soon as its own manifest is known.
 const MANIFEST_BATCH: usize = 16;
 
 /// The producer: encode each path against the knowledge, in order, into
 /// `tx`; each path's manifest is cached (the next push knows it). The
 /// manifests (every file's BLAKE3: most of the work when the files are
-/// references) come from the cache or are computed a batch at a time on all
-/// cores; the encoding itself stays in order, since each path encoded joins
+/// references) come from the cache or are computed by a thread of their own,
+/// a batch at a time on all cores, while the encoder works on the paths
+/// before; the encoding itself stays in order, since each path encoded joins
 /// the knowledge that later paths are planned against.
 #[allow(clippy::too_many_arguments)]
 fn encode_all(
@@ -324,17 +327,33 @@ fn encode_all(
 ) -> Result<(), String> {
     use rayon::prelude::*;
     let opts = EncodeOptions::default();
-    let mut missing = missing.into_iter().peekable();
-    while missing.peek().is_some() {
-        let batch: Vec<PathInfo> = missing.by_ref().take(MANIFEST_BATCH).collect();
-        let manifests: Vec<_> = batch
-            .par_iter()
-            .map(|info| match records.manifest(&info.path) {
-                Some(m) => Ok((m, true)),
-                None => NarManifest::from_disk(Path::new(&dir.display(&info.path))).map(|m| (m, false)),
-            })
-            .collect();
-        for (mut info, manifest) in batch.into_iter().zip(manifests) {
+    let (manifest_tx, manifest_rx) = std::sync::mpsc::sync_channel(MANIFEST_BATCH);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let (mut at, mut size) = (0, 1);
+            while let Some(batch) = missing.get(at..(at + size).min(missing.len())).filter(|b| !b.is_empty()) {
+                let manifests: Vec<_> = batch
+                    .par_iter()
+                    .map(|info| match records.manifest(&info.path) {
+                        Some(m) => Ok((m, true)),
+                        None => NarManifest::from_disk(Path::new(&dir.display(&info.path))).map(|m| (m, false)),
+                    })
+                    .collect();
+                for m in manifests {
+                    // The encoder stopped (its receiver is gone).
+                    if manifest_tx.send(m).is_err() {
+                        return;
+                    }
+                }
+                at += size;
+                size = (size * 2).min(MANIFEST_BATCH);
+            }
+        });
+        // Owns the receiver: when the encoder stops early, the manifest thread's next send fails.
+        let manifests = manifest_rx;
+        for info in &missing {
+            let mut info = info.clone();
+            let manifest = manifests.recv().map_err(|_| format!("cannot encode {}: its manifest was not computed", info.path))?;
             let (manifest, cached) = manifest.map_err(|e| format!("cannot encode {}: {e}", info.path))?;
             let on_disk = PathBuf::from(dir.display(&info.path));
             let encode_with = |m: &NarManifest| encode(&info.path, m, &mut |rel| std::fs::read(rel.under(&on_disk)), &knowledge, &opts);
@@ -363,8 +382,8 @@ fn encode_all(
             progress.bytes(nar_size);
             progress.path_done();
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn add_methods(stats: &mut TransferStats, p: &PlanStats) {

@@ -89,15 +89,21 @@ impl Evaluator {
         Ok(Value::Bool(true))
     }
 
+    /// The name of a selection or has-attr step: static names inline (the
+    /// common case, on every `a.b`), dynamic ones evaluated out of line.
+    #[inline]
     pub(crate) fn attr_name(&self, n: &AttrName, env: &Env) -> EvalResult<Symbol> {
         match n {
             AttrName::Static(s) => Ok(*s),
-            AttrName::Dynamic(e) => {
-                let v = self.eval(e, env)?;
-                let s = self.coerce_to_string(&v, super::CoerceOpts::interpolation())?;
-                Ok(Symbol::new(s.as_str()))
-            }
+            AttrName::Dynamic(e) => self.dynamic_attr_name(e, env),
         }
+    }
+
+    #[inline(never)]
+    fn dynamic_attr_name(&self, e: &Expr, env: &Env) -> EvalResult<Symbol> {
+        let v = self.eval(e, env)?;
+        let s = self.coerce_to_string(&v, super::CoerceOpts::interpolation())?;
+        Ok(Symbol::new(s.as_str()))
     }
 
     /// A value for a binding of a recursive frame: variables of the frame

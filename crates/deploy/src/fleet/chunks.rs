@@ -227,12 +227,17 @@ pub fn evaluate_in_rounds(
                     p.push(list);
                 }
             }
-            let per_thread: Vec<std::sync::Mutex<Vec<epoch::HostThunks>>> =
-                per_thread.into_iter().map(std::sync::Mutex::new).collect();
+            // The frames' garbage is freed there too, a part per thread.
+            let per_thread: Vec<std::sync::Mutex<(Vec<epoch::HostThunks>, Garbage)>> =
+                per_thread.into_iter().zip(garbage.split(threads)).map(std::sync::Mutex::new).collect();
             let cleared: Vec<usize> = pool.broadcast(|ctx| {
-                let lists = per_thread.get(ctx.index()).map(|m| std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner())));
+                let (lists, frames_garbage) = per_thread
+                    .get(ctx.index())
+                    .map(|m| std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner())))
+                    .unwrap_or_default();
+                drop(frames_garbage);
                 let mut n = 0;
-                for list in lists.into_iter().flatten() {
+                for list in lists {
                     // SAFETY: as above; clearing other lists and freeing
                     // their garbage at the same time only take out and drop
                     // garbage nodes' own contents.
@@ -249,9 +254,12 @@ pub fn evaluate_in_rounds(
             if report {
                 eprintln!("clear after {done} hosts ({frames} young frames): {stats:?}");
             }
-            garbage
+            Garbage::default()
         };
         collect_wall += started.elapsed().as_secs_f64();
+        if garbage.is_empty() {
+            continue;
+        }
         // Nothing outside the garbage reaches it: it can be freed while
         // the next round evaluates.
         freeing = std::thread::Builder::new()

@@ -192,6 +192,27 @@ impl Garbage {
         self.nodes.append(&mut other.nodes);
     }
 
+    /// Split into `n` parts of about equal size (to be freed on `n`
+    /// threads).
+    pub fn split(mut self, n: usize) -> Vec<Garbage> {
+        let n = n.max(1);
+        let mut parts: Vec<Garbage> = (0..n).map(|_| Garbage::default()).collect();
+        fn deal<T>(from: Vec<Vec<T>>, parts: &mut [Garbage], field: impl Fn(&mut Garbage) -> &mut Vec<Vec<T>>) {
+            let n = parts.len().max(1);
+            for v in from {
+                let chunk = v.len().div_ceil(n).max(1);
+                let mut it = v.into_iter();
+                for p in parts.iter_mut() {
+                    field(p).push(it.by_ref().take(chunk).collect());
+                }
+            }
+        }
+        deal(std::mem::take(&mut self.values), &mut parts, |g| &mut g.values);
+        deal(std::mem::take(&mut self.envs), &mut parts, |g| &mut g.envs);
+        deal(std::mem::take(&mut self.nodes), &mut parts, |g| &mut g.nodes);
+        parts
+    }
+
     /// Nothing to free.
     pub fn is_empty(&self) -> bool {
         self.values.iter().all(Vec::is_empty) && self.envs.iter().all(Vec::is_empty) && self.nodes.iter().all(Vec::is_empty)

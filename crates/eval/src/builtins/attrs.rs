@@ -50,12 +50,14 @@ fn name_arg(ev: &Evaluator, v: &Value) -> EvalResult<Symbol> {
     Ok(Symbol::new(ev.force_string(v)?.as_str()))
 }
 
-/// Slots of the per-thread cache of [`name_value`] (a power of two).
-const NAME_SLOTS: usize = 4096;
+/// Slots of the per-thread cache of [`name_value`] (a power of two), in
+/// buckets of two.
+const NAME_SLOTS: usize = 8192;
 
 thread_local! {
-    /// Direct-mapped: slot = hash of the symbol's address; each slot holds
-    /// the address (0: empty) and the string value made for it.
+    /// Two-way set associative: a symbol's bucket is a hash of its address;
+    /// each slot holds the address (0: empty) and the string value made for
+    /// it, the most recently made first.
     static NAMES: RefCell<Vec<(usize, Value)>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -65,17 +67,22 @@ thread_local! {
 pub(crate) fn name_value(name: Symbol) -> Value {
     // A symbol's address identifies it: symbols are interned and never freed.
     let key = name.as_str().as_ptr() as usize;
-    let slot = ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize & (NAME_SLOTS - 1);
+    let slot = ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & (NAME_SLOTS - 2);
     let cached = NAMES.try_with(|c| {
         let mut c = c.try_borrow_mut().ok()?;
         if c.is_empty() {
             c.resize(NAME_SLOTS, (0, Value::Null));
         }
-        let e = c.get_mut(slot)?;
-        if e.0 != key {
-            *e = (key, Value::string(name.as_str()));
+        let bucket = c.get_mut(slot..slot + 2)?;
+        if let Some(hit) = bucket.iter().find(|e| e.0 == key) {
+            return Some(hit.1.clone());
         }
-        Some(e.1.clone())
+        let v = Value::string(name.as_str());
+        bucket.rotate_right(1);
+        if let Some(first) = bucket.first_mut() {
+            *first = (key, v.clone());
+        }
+        Some(v)
     });
     cached.ok().flatten().unwrap_or_else(|| Value::string(name.as_str()))
 }

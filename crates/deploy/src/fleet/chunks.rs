@@ -28,7 +28,12 @@
 //! so at a round's end all of the round's host nodes are garbage, and one
 //! pass taking the contents out of the host frames and thunks frees every
 //! cycle the round's hosts made ([`Evaluator::clear_host_epochs`]) — no
-//! counting walk over the garbage. The trial-deletion collector still runs
+//! counting walk over the garbage. The driver clears the frames; each pool
+//! thread then clears the thunks its own hosts made and frees them with a
+//! part of the frames' garbage, while nothing evaluates (memory freed by
+//! the thread that allocated it is freed locally by the allocator, which
+//! is cheaper than a background thread's frees, whose blocks the owner
+//! must collect again). The trial-deletion collector still runs
 //! when the shared frames held grew (cycles made in the shared epoch), and
 //! for good once a host node was forced in the shared epoch (a breach of
 //! the epoch argument, which would make clearing unsound).

@@ -65,6 +65,11 @@
 //!
 //! Known leak: a multi-output derivation's frame is held by its unforced
 //! outputs' native thunks (opaque), so stays live.
+//!
+//! Fleets need no walk for most of their garbage: with epochs
+//! (`epoch.rs`) what a finished host made is known to be garbage and is
+//! cleared in one pass; trial deletion then only runs for what the shared
+//! epoch made, or when the epoch argument was breached.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};

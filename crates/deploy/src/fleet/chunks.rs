@@ -168,7 +168,12 @@ pub fn evaluate_in_rounds(
         };
         let young = AtomicUsize::new(0);
         let epochs: std::sync::Mutex<Vec<(usize, epoch::HostThunks)>> = std::sync::Mutex::new(Vec::new());
-        let round = Round { next: &next, end, young: &young, young_limit, epochs: &epochs };
+        // Host epochs cost a list entry per thunk: only when a collection
+        // uses them.
+        let breached = epoch::violations() != violations_at_start;
+        let use_epochs = schedule != Schedule::Never
+            && (collector == Collector::Checked || (collector == Collector::Epochs && !breached));
+        let round = Round { next: &next, end, young: &young, young_limit, epochs: use_epochs.then_some(&epochs) };
         let fleet = Fleet::attach(ev, parts);
         let round_start = std::time::Instant::now();
         fleet.evaluate_round(pool, hosts, &round, target, show_trace, |r| {

@@ -362,9 +362,10 @@ pub struct Round<'a> {
     pub young: &'a AtomicUsize,
     /// No host starts once `young` reached this (the first always does).
     pub young_limit: usize,
-    /// The thunks each host of the round made (its host epoch's), with
-    /// the index of the pool thread that made them.
-    pub epochs: &'a std::sync::Mutex<Vec<(usize, HostThunks)>>,
+    /// With `Some`, each host is evaluated in a host epoch, and the
+    /// thunks it made are pushed here with the index of the pool thread
+    /// that made them (for collection by epochs).
+    pub epochs: Option<&'a std::sync::Mutex<Vec<(usize, HostThunks)>>>,
 }
 
 impl Round<'_> {
@@ -386,8 +387,8 @@ impl Round<'_> {
 impl Fleet<'_> {
     /// Evaluate the hosts of a [`Round`] on every thread of `pool` (each
     /// takes the next host as soon as it is done with one, so no thread
-    /// waits for another before the round ends), each in a host epoch,
-    /// calling `on_result` on this thread with each result as soon as it is
+    /// waits for another before the round ends), each in a host epoch if
+    /// the round collects them, calling `on_result` on this thread with each result as soon as it is
     /// complete. Returns when every host started in the round has finished.
     pub fn evaluate_round(
         &self,
@@ -407,10 +408,16 @@ impl Fleet<'_> {
                         let before = Env::rec_frames_made();
                         // What the host makes is its own (see chunks.rs):
                         // garbage once it is done.
-                        let epoch = ndeploy_eval::value::collect::epoch::enter_host();
-                        let r = self.evaluate_host(h, target, show_trace);
-                        let made = epoch.finish();
-                        round.epochs.lock().unwrap_or_else(|e| e.into_inner()).push((ctx.index(), made));
+                        let r = match round.epochs {
+                            Some(epochs) => {
+                                let epoch = ndeploy_eval::value::collect::epoch::enter_host();
+                                let r = self.evaluate_host(h, target, show_trace);
+                                let made = epoch.finish();
+                                epochs.lock().unwrap_or_else(|e| e.into_inner()).push((ctx.index(), made));
+                                r
+                            }
+                            None => self.evaluate_host(h, target, show_trace),
+                        };
                         round.young.fetch_add(Env::rec_frames_made().wrapping_sub(before), Ordering::Relaxed);
                         let _ = tx.send(r);
                     }

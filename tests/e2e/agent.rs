@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::push::valid_on;
+use crate::push::{TargetDaemon, valid_on};
 use crate::sshd::{ClientHome, SshTarget, SshdOptions, TargetUser};
 use crate::support::{ChildGuard, InputCut, LocalPaths, ndeploy, nix, run, run_ok, run_str, write_file};
 
@@ -471,4 +471,44 @@ in {{
     assert!(u(&x["wireBytes"]) < 900_000, "{r}");
     assert_complete(&t, &image);
     assert_store_intact(&t);
+}
+
+/// A non-root user without sudo, not trusted by the target's daemon, which
+/// requires signatures by our key: the agent runs as that user and imports
+/// through the daemon's socket, which checks the signatures; with
+/// `--sign-key` every path, sent as deltas and references too, is signed,
+/// accepted and verified by Nix.
+#[test]
+fn untrusted_user_pushes_signed_paths_through_the_agent() {
+    let mut built = LocalPaths::new();
+    let client = ClientHome::new();
+    let t = SshTarget::start(SshdOptions { user: TargetUser::NoSudo, ..SshdOptions::default().client(&client) });
+    let keys = tempfile::tempdir().unwrap();
+    let (sk, pk) = (keys.path().join("sk"), keys.path().join("pk"));
+    run_ok(nix("nix-store").arg("--generate-binary-cache-key").arg("agent-untrusted-1").arg(&sk).arg(&pk));
+    let pk_text = std::fs::read_to_string(&pk).unwrap();
+    let _daemon = TargetDaemon::start(
+        &t,
+        &format!("trusted-users = root\nallowed-users = *\nrequire-sigs = true\ntrusted-public-keys = {}\nsandbox = false\n", pk_text.trim()),
+    );
+    let tag = format!("g{}", std::process::id());
+    let sign = ["--sign-key", sk.to_str().unwrap()];
+    let gen1 = build_closure(&mut built, &tag, 4, 30_000, |_| "1".into());
+    let (ok, r) = push(&client, &t, &gen1, &[&sign[..], &["--agent"]].concat());
+    assert!(ok, "{r}");
+    assert_eq!(transfer(&r)["via"], "agent", "{r}");
+    assert_eq!(u(&transfer(&r)["resentPaths"]), 0, "{r}");
+
+    let gen2 = build_closure(&mut built, &tag, 4, 30_000, |i| if i == 1 { "2".into() } else { "1".into() });
+    let (ok, r) = push(&client, &t, &gen2, &sign);
+    assert!(ok, "{r}");
+    let x = transfer(&r);
+    assert_eq!(x["via"], "agent", "{r}");
+    assert!(u(&x["delta"]["files"]) >= 1 && u(&x["reference"]["files"]) >= 1, "{r}");
+    assert_eq!(u(&x["resentPaths"]), 0, "{r}");
+    assert_complete(&t, &gen2);
+    let out = run(nix("nix")
+        .args(["--extra-experimental-features", "nix-command", "--option", "trusted-public-keys", pk_text.trim()])
+        .args(["store", "verify", "--store", &t.store_uri(), "-r", &gen2]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -253,13 +253,13 @@ fn non_root_user_with_signing_key() {
 /// A `nix-daemon` serving a target's own store, inside the mount namespace
 /// of its sshd (so on the target's `/nix/var/nix/daemon-socket/socket`),
 /// with its own nix.conf. Stopped on drop.
-struct TargetDaemon {
+pub(crate) struct TargetDaemon {
     child: std::process::Child,
     _conf: tempfile::TempDir,
 }
 
 impl TargetDaemon {
-    fn start(t: &SshTarget, nix_conf: &str) -> TargetDaemon {
+    pub(crate) fn start(t: &SshTarget, nix_conf: &str) -> TargetDaemon {
         let conf = tempfile::tempdir().unwrap();
         write_file(&conf.path().join("nix.conf"), nix_conf);
         let sshd_pid = std::fs::read_to_string(t.dir.path().join("sshd.pid")).unwrap();

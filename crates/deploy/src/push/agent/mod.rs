@@ -7,7 +7,9 @@
 //!    `nix-daemon --stdio` session push already holds, to the target (tier 0,
 //!    the plain worker protocol) when the target lacks it.
 //! 2. [`upload`]: `<agent path>/bin/ndeploy-agent --stdio` runs over SSH
-//!    (through `sudo -n` for non-root users); the deployer gathers what the
+//!    (through `sudo -n` for non-root users, or as the user itself when it
+//!    has no sudo and reaches the daemon socket as itself, as push does);
+//!    the deployer gathers what the
 //!    target holds ([`record`]: what it pushed before, checked against the
 //!    target's QueryValidPaths, plus the already-valid part of the wanted
 //!    closure), with each held path's manifest from the cache, computed from

@@ -179,7 +179,8 @@ fn remember(job: &AgentJob, mut held: BTreeSet<StorePath>, more: impl IntoIterat
     job.records.set_held(&job.key, &held);
 }
 
-/// Install the agent (tier 0) if the target lacks it, and start it.
+/// Install the agent (tier 0) if the target lacks it, and start it (as the
+/// store session runs: as root, or as a user without sudo).
 async fn start(t: &mut TargetSession, job: &AgentJob, stats: &mut TransferStats) -> Result<Running, AgentError> {
     if t.store.conn.store_dir() != &job.store_dir {
         return Err(AgentError::Start(format!("the target's store is {}, ours {}", t.store.conn.store_dir().as_str(), job.store_dir.as_str())));
@@ -190,7 +191,11 @@ async fn start(t: &mut TargetSession, job: &AgentJob, stats: &mut TransferStats)
         stats.wire_bytes += job.package.info.nar_size;
     }
     let host = t.ssh.host().to_owned();
-    let cmd = t.ssh.root_command(&job.package.command(&job.store_dir));
+    // As root (through `sudo -n` for other users), or, when the store session
+    // runs as the user itself (no sudo), as that user too: the agent then
+    // imports through the daemon's socket, which checks signatures.
+    let agent = job.package.command(&job.store_dir);
+    let cmd = if t.store.as_user { agent } else { t.ssh.root_command(&agent) };
     let stream = t
         .ssh
         .exec_stream(&cmd, move |data| {

@@ -70,8 +70,22 @@ fn elem_at(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 }
 
 fn elem(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
-    for x in list_arg(&a[1])?.iter() {
-        if ev.equal(&a[0], x)? {
+    let l = list_arg(&a[1])?;
+    if l.is_empty() {
+        // Nix compares nothing, so the element is not forced.
+        return Ok(Value::Bool(false));
+    }
+    // Both sides read in place: strings and integers compared without a
+    // reference-count round trip per element.
+    let x = ev.force_ref(&a[0])?;
+    for y in l.iter() {
+        let y = ev.force_ref(y)?;
+        let same = match (&*x, &*y) {
+            (Value::String(p), Value::String(q)) => p.as_str() == q.as_str(),
+            (Value::Int(p), Value::Int(q)) => p == q,
+            (p, q) => ev.equal(p, q)?,
+        };
+        if same {
             return Ok(Value::Bool(true));
         }
     }
@@ -237,47 +251,62 @@ fn direct_int(e: &Expr, args: &[i64], cenv: &Env, depth: u32) -> Option<i64> {
 
 fn sort(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
     let f = ev.force_function(&a[0])?;
-    let items: Vec<Value> = list_arg(&a[1])?.iter().cloned().collect();
+    // Every element is forced first, in order, as Nix does (even when no
+    // comparison needs it: a one-element list with a failing element fails).
+    let mut items = Vec::with_capacity(list_arg(&a[1])?.len());
+    for x in list_arg(&a[1])?.iter() {
+        items.push(ev.force(x)?);
+    }
+    // `lessThan` itself is not called but compared with directly (as Nix
+    // does); other comparators are called. Sorted as references (no
+    // reference-count traffic per move), cloned once into the result.
+    let less_than = matches!(&f, Value::PrimOp(op) if op.name == "lessThan");
     let mut lt = |p: &Value, q: &Value| -> EvalResult<bool> {
+        if less_than {
+            return Ok(ev.compare(p, q).map_err(|e| e.with_pos(pos))? == std::cmp::Ordering::Less);
+        }
         ev.force_bool(&ev.call2(&f, p.clone(), q.clone(), pos)?)
     };
-    Ok(Value::list(merge_sort(items, &mut lt)?))
+    let sorted = merge_sort(items.iter().collect(), &mut lt)?;
+    Ok(Value::list(sorted.into_iter().cloned().collect()))
 }
 
 /// A stable merge sort with a fallible "less than" that need not be a
 /// consistent order (no panics, unlike `slice::sort_by` on bad orders).
-fn merge_sort(
-    v: Vec<Value>,
+fn merge_sort<'a>(
+    v: Vec<&'a Value>,
     lt: &mut dyn FnMut(&Value, &Value) -> EvalResult<bool>,
-) -> EvalResult<Vec<Value>> {
+) -> EvalResult<Vec<&'a Value>> {
     let n = v.len();
     if n <= 1 {
         return Ok(v);
     }
     let mut src = v;
+    let mut dst = Vec::with_capacity(n);
     let mut width = 1;
     while width < n {
-        let mut dst = Vec::with_capacity(n);
+        dst.clear();
         let mut start = 0;
         while start < n {
             let mid = (start + width).min(n);
             let end = (start + 2 * width).min(n);
-            let (mut i, mut j) = (start, mid);
-            while i < mid && j < end {
+            let (left, right) = (src.get(start..mid).unwrap_or_default(), src.get(mid..end).unwrap_or_default());
+            let (mut i, mut j) = (0, 0);
+            while let (Some(&p), Some(&q)) = (left.get(i), right.get(j)) {
                 // Take from the right only if strictly less (stability).
-                if lt(&src[j], &src[i])? {
-                    dst.push(src[j].clone());
+                if lt(q, p)? {
+                    dst.push(q);
                     j += 1;
                 } else {
-                    dst.push(src[i].clone());
+                    dst.push(p);
                     i += 1;
                 }
             }
-            dst.extend_from_slice(&src[i..mid]);
-            dst.extend_from_slice(&src[j..end]);
+            dst.extend_from_slice(left.get(i..).unwrap_or_default());
+            dst.extend_from_slice(right.get(j..).unwrap_or_default());
             start = end;
         }
-        src = dst;
+        std::mem::swap(&mut src, &mut dst);
         width *= 2;
     }
     Ok(src)

@@ -77,11 +77,22 @@ impl Evaluator {
             match &*f {
                 Value::PrimOp(op) if op.arity() > 1 && op.arity() <= rest.len() => {
                     let (now, later) = rest.split_at(op.arity());
-                    let mut v = Vec::with_capacity(now.len());
-                    for a in now {
-                        v.push(self.delay_arg(a, env)?);
-                    }
-                    f = VRef::Own(self.call_primop(op, &mut v, pos)?);
+                    // Two and three arguments (most primops) on the stack:
+                    // no vector allocated and freed per call.
+                    f = VRef::Own(match now {
+                        [a, b] => self.call_primop(op, &mut [self.delay_arg(a, env)?, self.delay_arg(b, env)?], pos)?,
+                        [a, b, c] => {
+                            let mut v = [self.delay_arg(a, env)?, self.delay_arg(b, env)?, self.delay_arg(c, env)?];
+                            self.call_primop(op, &mut v, pos)?
+                        }
+                        _ => {
+                            let mut v = Vec::with_capacity(now.len());
+                            for a in now {
+                                v.push(self.delay_arg(a, env)?);
+                            }
+                            self.call_primop(op, &mut v, pos)?
+                        }
+                    });
                     rest = later;
                 }
                 Value::Lambda(c) if matches!(c.lambda.body, Expr::Lambda(_)) && !tail.is_empty() => {

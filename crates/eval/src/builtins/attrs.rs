@@ -133,14 +133,16 @@ fn remove_attrs(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 }
 
 fn list_to_attrs(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
-    let l = ev.force_list(&a[0])?;
+    let l = list_arg(&a[0])?;
     let mut b = AttrsBuilder::with_capacity(l.len());
+    let (name, value) = (sym!("name"), sym!("value"));
     for item in l.iter() {
-        let item = ev.force_attrs(item)?;
-        let n = item.get_str("name").ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("name".into())))?;
-        let n = name_arg(ev, n)?;
-        let v = item.get_str("value").ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("value".into())))?;
-        b.insert(n, v.clone());
+        let (n, v) = with_attrs(ev, item, |s| (s.get(name).cloned(), s.get(value).cloned()))?;
+        let missing = |a: &str| EvalError::other(format!("attribute '{a}' missing for call to 'listToAttrs'"));
+        let n = n.ok_or_else(|| missing("name"))?;
+        let n = name_arg(ev, &n)?;
+        let v = v.ok_or_else(|| missing("value"))?;
+        b.insert(n, v);
     }
     Ok(Value::Attrs(b.finish()))
 }

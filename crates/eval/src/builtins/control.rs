@@ -2,6 +2,8 @@
 //! `addErrorContext`, `trace`, `warn`, `functionArgs`, `genericClosure`.
 
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use super::{L, PrimOp, S};
 use crate::error::{ErrorKind, EvalError, EvalResult};
@@ -9,7 +11,7 @@ use crate::eval::{CoerceOpts, Evaluator};
 use crate::ir::Param;
 use crate::source::Pos;
 use crate::symbol::Symbol;
-use crate::value::{AttrsBuilder, Value};
+use crate::value::{AttrsBuilder, NixString, Value};
 
 pub(super) const PRIMOPS: &[PrimOp] = &[
     PrimOp::new("throw", &[S], throw),
@@ -100,19 +102,42 @@ fn function_args(_: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     Ok(Value::Attrs(b.finish()))
 }
 
-/// A hashable stand-in for simple keys; other keys fall back to `==`.
-#[derive(Hash, PartialEq, Eq)]
+/// A hashable stand-in for simple keys (the key's own string, shared, not
+/// copied); other keys fall back to `==`.
 enum Key {
     Int(i64),
-    Str(String),
-    Path(String),
+    Str(Arc<NixString>),
+    Path(Arc<String>),
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        match (self, other) {
+            (Key::Int(a), Key::Int(b)) => a == b,
+            (Key::Str(a), Key::Str(b)) => a.as_str() == b.as_str(),
+            (Key::Path(a), Key::Path(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        match self {
+            Key::Int(i) => (0u8, i).hash(h),
+            Key::Str(s) => (1u8, s.as_str()).hash(h),
+            Key::Path(p) => (2u8, p.as_str()).hash(h),
+        }
+    }
 }
 
 fn generic_closure(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let args = &a[0];
     let Value::Attrs(args) = args else { return Err(EvalError::type_error(args.type_desc(), "a set")) };
-    let start = args.get_str("startSet").ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("startSet".into())))?;
-    let op = args.get_str("operator").ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("operator".into())))?;
+    let start = args.get(sym!("startSet")).ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("startSet".into())))?;
+    let op = args.get(sym!("operator")).ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("operator".into())))?;
     let op = ev.force(op)?;
     let mut work: std::collections::VecDeque<Value> = ev.force_list(start)?.iter().cloned().collect();
     let mut seen: HashSet<Key> = HashSet::new();
@@ -121,7 +146,7 @@ fn generic_closure(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let mut key_kind: Option<(&str, &str)> = None;
     while let Some(item) = work.pop_front() {
         let attrs = ev.force_attrs(&item)?;
-        let key = attrs.get_str("key").ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("key".into())))?;
+        let key = attrs.get(sym!("key")).ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("key".into())))?;
         let key = ev.force(key)?;
         let kind = match &key {
             Value::Int(_) | Value::Float(_) => "number",
@@ -141,8 +166,8 @@ fn generic_closure(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
         }
         let fresh = match &key {
             Value::Int(i) => seen.insert(Key::Int(*i)),
-            Value::String(s) => seen.insert(Key::Str(s.as_str().to_string())),
-            Value::Path(p) => seen.insert(Key::Path(p.to_string())),
+            Value::String(s) => seen.insert(Key::Str(s.clone())),
+            Value::Path(p) => seen.insert(Key::Path(p.clone())),
             _ => {
                 let mut found = false;
                 for k in &other_keys {

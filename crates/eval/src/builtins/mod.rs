@@ -11,6 +11,15 @@
 //! Invariant: a primop receives exactly `arity` arguments; strict ones are
 //! never thunks. Errors carry no position: the call site adds it.
 
+/// A name known when compiling ndeploy, interned once per process (no
+/// string hash per use).
+macro_rules! sym {
+    ($s:literal) => {{
+        static S: std::sync::OnceLock<crate::symbol::Symbol> = std::sync::OnceLock::new();
+        *S.get_or_init(|| crate::symbol::Symbol::new($s))
+    }};
+}
+
 mod attrs;
 mod context;
 mod control;

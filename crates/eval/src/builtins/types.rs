@@ -4,6 +4,7 @@ use super::{PrimOp, S};
 use crate::error::EvalResult;
 use crate::eval::Evaluator;
 use crate::source::Pos;
+use crate::symbol::Symbol;
 use crate::value::Value;
 
 pub(super) const PRIMOPS: &[PrimOp] = &[
@@ -20,5 +21,18 @@ pub(super) const PRIMOPS: &[PrimOp] = &[
 ];
 
 fn type_of(_: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
-    Ok(Value::string(a[0].type_name()))
+    // The names as shared strings (no allocation per call).
+    let name = match &a[0] {
+        Value::Null => sym!("null"),
+        Value::Bool(_) => sym!("bool"),
+        Value::Int(_) => sym!("int"),
+        Value::Float(_) => sym!("float"),
+        Value::String(_) => sym!("string"),
+        Value::Path(_) => sym!("path"),
+        Value::Attrs(_) => sym!("set"),
+        Value::List(_) => sym!("list"),
+        Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => sym!("lambda"),
+        v => Symbol::new(v.type_name()),
+    };
+    Ok(super::attrs::name_value(name))
 }

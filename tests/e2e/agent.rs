@@ -512,3 +512,46 @@ fn untrusted_user_pushes_signed_paths_through_the_agent() {
         .args(["store", "verify", "--store", &t.store_uri(), "-r", &gen2]));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Two targets in one push: the first generation goes to both as whole NARs
+/// (fresh targets), the second to both through their own agents at once,
+/// each planned against what that target holds (one of them also got a
+/// third leaf version in between, so their plans differ).
+#[test]
+fn two_targets_at_once_each_through_its_agent() {
+    let mut built = LocalPaths::new();
+    let client = ClientHome::new();
+    let (a, b) = (SshTarget::start(SshdOptions::default().client(&client)), SshTarget::start(SshdOptions::default().client(&client)));
+    let tag = format!("h{}", std::process::id());
+    let push_both = |path: &str| {
+        let mut c = ndeploy();
+        c.env("HOME", client.path()).env("XDG_CACHE_HOME", client.path().join("cache")).env("NDEPLOY_AGENT", agent_binary());
+        c.env_remove("SSH_AUTH_SOCK").args(["push", "--json", "--to", &a.url(), "--to", &b.url(), path]);
+        let out = run(&mut c);
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(out.status.success(), "{r}\n{}", String::from_utf8_lossy(&out.stderr));
+        r
+    };
+    let gen1 = build_closure(&mut built, &tag, 6, 30_000, |_| "1".into());
+    let r = push_both(&gen1);
+    for n in 0..2 {
+        assert_eq!(r["targets"][n]["transfer"]["via"], "plain", "{r}");
+    }
+    // Only `b` gets leaf 0's version 2 first.
+    let mid = build_closure(&mut built, &tag, 6, 30_000, |i| if i == 0 { "2".into() } else { "1".into() });
+    let (ok, r) = push(&client, &b, &mid, &[]);
+    assert!(ok, "{r}");
+    let gen2 = build_closure(&mut built, &tag, 6, 30_000, |i| if i <= 1 { "2".into() } else { "1".into() });
+    let r = push_both(&gen2);
+    let missing: Vec<u64> = (0..2).map(|n| u(&r["targets"][n]["missingPaths"])).collect();
+    assert_eq!(missing, [3, 2], "a lacks both new leaves and the top, b one leaf and the top: {r}");
+    for (n, t) in [(0, &a), (1, &b)] {
+        let x = &r["targets"][n]["transfer"];
+        assert_eq!(x["via"], "agent", "{r}");
+        assert_eq!(u(&x["resentPaths"]), 0, "{r}");
+        assert!(u(&x["delta"]["files"]) >= 1, "{r}");
+        assert!(u(&x["wireBytes"]) * 10 < u(&r["targets"][n]["missingNarBytes"]), "{r}");
+        assert_complete(t, &gen2);
+        assert_store_intact(t);
+    }
+}

@@ -231,7 +231,8 @@ exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"
         let found = descendants(sshd);
         assert!(found.iter().any(|(_, comm)| comm == name), "no {name} under sshd {sshd}: {found:?}");
         for (p, _) in found.iter().filter(|(_, comm)| comm == name || comm == "sleep") {
-            let _ = Command::new("kill").args(["-KILL", &p.to_string()]).status();
+            // One may be gone already (the input's `sleep` when its reader died).
+            let _ = Command::new("kill").args(["-KILL", &p.to_string()]).stderr(std::process::Stdio::null()).status();
         }
     }
 }

@@ -9,7 +9,7 @@
 //! later paths of the same push can reference its files (the agent imports in
 //! order, and refuses a plan whose references it cannot verify).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,6 +73,14 @@ async fn run(t: &mut TargetSession, job: &AgentJob, stats: &mut TransferStats) -
     let host = t.ssh.host().to_owned();
     let signer = job.sign_key.clone().filter(|_| t.trusted() != Some(true)).map(|k| (k, job.store_dir.clone()));
     let sign = || signer.clone();
+    // The cached manifests of what the target most likely holds load while
+    // the target is asked what it holds and the agent starts.
+    let preload = {
+        let records = job.records.clone();
+        let mut likely: BTreeSet<StorePath> = job.valid.iter().cloned().collect();
+        likely.extend(job.records.held(&job.key));
+        tokio::task::spawn_blocking(move || cached_manifests(&records, likely.into_iter().collect()))
+    };
     let held = held_paths(t, job).await;
     let mut running = match start(t, job, stats).await {
         Ok(r) => r,
@@ -87,7 +95,8 @@ async fn run(t: &mut TargetSession, job: &AgentJob, stats: &mut TransferStats) -
     };
     stats.via = Via::Agent;
     job.progress.stage("indexing");
-    let knowledge = knowledge(&mut running.client, job, &held, stats).await.map_err(|e| format!("agent on {host}: {e}"))?;
+    let preloaded = preload.await.unwrap_or_default();
+    let knowledge = knowledge(&mut running.client, job, &held, preloaded, stats).await.map_err(|e| format!("agent on {host}: {e}"))?;
     job.progress.stage("sending");
     let check_sigs = t.trusted() == Some(false);
     let sign_key = sign();
@@ -236,22 +245,31 @@ async fn finish(r: Running) -> String {
     }
 }
 
-/// The knowledge index of `held`: manifests from the cache, from the local
-/// store, or from the agent; base files are read from the local store.
+/// The knowledge index of `held`: manifests from the cache (`preloaded`
+/// holds some already), from the local store, or from the agent; base files
+/// are read from the local store. Paths join the index in `held`'s order.
 async fn knowledge(
     client: &mut AgentClient<ChannelReader, ChannelWriter>,
     job: &AgentJob,
     held: &BTreeSet<StorePath>,
+    mut preloaded: HashMap<StorePath, NarManifest>,
     stats: &mut TransferStats,
 ) -> Result<KnowledgeIndex, ndeploy_agent::ProtocolError> {
     let (records, dir) = (job.records.clone(), PathBuf::from(job.store_dir.as_str()));
-    let list: Vec<StorePath> = held.iter().cloned().collect();
-    let local = tokio::task::spawn_blocking(move || local_manifests(&records, &dir, list))
+    let rest: Vec<StorePath> = held.iter().filter(|p| !preloaded.contains_key(*p)).cloned().collect();
+    let mut local: HashMap<StorePath, Found> = tokio::task::spawn_blocking(move || local_manifests(&records, &dir, rest))
         .await
-        .map_err(|e| ndeploy_agent::ProtocolError::Io(std::io::Error::other(e.to_string())))?;
+        .map_err(|e| ndeploy_agent::ProtocolError::Io(std::io::Error::other(e.to_string())))?
+        .into_iter()
+        .collect();
     let mut index = KnowledgeIndex::reading_from(job.store_dir.as_str());
     let mut ask = Vec::new();
-    for (path, found) in local {
+    for path in held {
+        let found = match preloaded.remove(path) {
+            Some(m) => Found::Cached(m),
+            None => local.remove(path).unwrap_or(Found::Missing),
+        };
+        let path = path.clone();
         match found {
             Found::Cached(m) => {
                 stats.manifests_cached += 1;
@@ -283,6 +301,12 @@ enum Found {
     Cached(NarManifest),
     Local(NarManifest),
     Missing,
+}
+
+/// The manifests the cache holds for `paths` (read in parallel).
+fn cached_manifests(records: &Records, paths: Vec<StorePath>) -> HashMap<StorePath, NarManifest> {
+    use rayon::prelude::*;
+    paths.into_par_iter().filter_map(|p| records.manifest(&p).map(|m| (p, m))).collect()
 }
 
 /// Manifests from the cache, else computed from the local store (in

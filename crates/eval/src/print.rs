@@ -1,7 +1,7 @@
 //! Printing values as `nix-instantiate --eval` does (Nix 2.8).
 //!
 //! `{ a = 1; b = [ 2 3 ]; }`; strings quoted with Nix escapes; sets and lists
-//! already printed once in this output become `«repeated»`; unevaluated
+//! already printed once in this output become `«repeated»` (never empty ones); unevaluated
 //! thunks print as `<CODE>`, functions as `<LAMBDA>`, `<PRIMOP>`,
 //! `<PRIMOP-APP>`. Printing never forces anything (callers deep-force first
 //! for `--strict`), so it cannot fail on a value; the `Result` is kept for
@@ -37,7 +37,8 @@ fn write(v: &Value, out: &mut String, seen: &mut HashSet<usize>) {
         Value::String(s) => escape::write_escaped_string(out, s.as_str()),
         Value::Path(p) => out.push_str(&p),
         Value::Attrs(a) => {
-            if !seen.insert(a.ptr_id()) {
+            // Nix 2.8 never marks an empty set as repeated.
+            if !a.is_empty() && !seen.insert(a.ptr_id()) {
                 out.push_str("«repeated»");
                 return;
             }

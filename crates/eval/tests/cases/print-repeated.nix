@@ -1,1 +1,1 @@
-let x = { a = 1; }; l = [ 1 2 3 ]; in [ x x l l ]
+let x = { a = 1; }; e = { }; l = [ 1 2 3 ]; n = [ ]; in [ x x e e l l n n (removeAttrs x [ "a" ]) (removeAttrs x [ "a" ]) ]

@@ -14,7 +14,9 @@ if [[ -n $lib ]]; then
   if [[ $("$nd" instantiate --eval -E 'builtins ? derivation') == true ]]; then
     exprs+=("$lib/lib/tests/misc.nix")
   fi
-  gen=$(mktemp --suffix=.nix)
+  gendir=$(mktemp -d)
+  trap 'rm -rf "$gendir"' EXIT
+  gen=$gendir/evalModules-300.nix
   "$here/gen-modules.sh" "$lib" 300 > "$gen"
   exprs+=("$gen")
 fi

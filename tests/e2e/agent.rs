@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::push::{TargetDaemon, valid_on};
+use crate::push::{SigningKey, TargetDaemon, valid_on};
 use crate::sshd::{ClientHome, SshTarget, SshdOptions, TargetUser};
-use crate::support::{ChildGuard, InputCut, LocalPaths, ndeploy, nix, run, run_ok, run_str, write_file};
+use crate::support::{ChildGuard, InputCut, LocalPaths, local_closure, ndeploy, nix, run, run_ok, run_str, write_file};
 
 /// `target/<profile>/ndeploy-agent`, built once per test run.
 pub(crate) fn agent_binary() -> &'static Path {
@@ -78,17 +78,7 @@ in mk "agent-test-{tag}-top" leaves "1"
         list = list.join(" ")
     );
     write_file(&dir.path().join("closure.nix"), expr);
-    let top = run_str(
-        nix("nix-build")
-            .args(["--no-out-link", "--option", "sandbox", "false", "--option", "substituters", ""])
-            .arg(dir.path().join("closure.nix")),
-    );
-    built.add_closure(&top);
-    top
-}
-
-fn local_closure(top: &str) -> BTreeSet<String> {
-    run_str(nix("nix-store").args(["-qR", top])).lines().map(String::from).collect()
+    built.build(&dir.path().join("closure.nix"), None)
 }
 
 /// Nix on the target: the closure of `top` equals ours and each path's contents match its NAR hash.
@@ -443,17 +433,8 @@ in {{
 "#
     );
     write_file(&dir.path().join("files.nix"), expr);
-    let mut build = |attr: &str| {
-        let out = run_str(
-            nix("nix-build")
-                .args(["--no-out-link", "--option", "sandbox", "false", "--option", "substituters", "", "-A", attr])
-                .arg(dir.path().join("files.nix")),
-        );
-        built.add_closure(&out);
-        out
-    };
-    let disk = build("disk");
-    let image = build("image");
+    let disk = built.build(&dir.path().join("files.nix"), Some("disk"));
+    let image = built.build(&dir.path().join("files.nix"), Some("image"));
     // The target holds `disk` (a fresh target: a plain push, manifests recorded).
     let (ok, r) = push(&client, &t, &disk, &[]);
     assert!(ok, "{r}");
@@ -483,16 +464,10 @@ fn untrusted_user_pushes_signed_paths_through_the_agent() {
     let mut built = LocalPaths::new();
     let client = ClientHome::new();
     let t = SshTarget::start(SshdOptions { user: TargetUser::NoSudo, ..SshdOptions::default().client(&client) });
-    let keys = tempfile::tempdir().unwrap();
-    let (sk, pk) = (keys.path().join("sk"), keys.path().join("pk"));
-    run_ok(nix("nix-store").arg("--generate-binary-cache-key").arg("agent-untrusted-1").arg(&sk).arg(&pk));
-    let pk_text = std::fs::read_to_string(&pk).unwrap();
-    let _daemon = TargetDaemon::start(
-        &t,
-        &format!("trusted-users = root\nallowed-users = *\nrequire-sigs = true\ntrusted-public-keys = {}\nsandbox = false\n", pk_text.trim()),
-    );
+    let key = SigningKey::generate("agent-untrusted-1");
+    let _daemon = TargetDaemon::requiring_signatures(&t, &key);
     let tag = format!("g{}", std::process::id());
-    let sign = ["--sign-key", sk.to_str().unwrap()];
+    let sign = key.flag();
     let gen1 = build_closure(&mut built, &tag, 4, 30_000, |_| "1".into());
     let (ok, r) = push(&client, &t, &gen1, &[&sign[..], &["--agent"]].concat());
     assert!(ok, "{r}");
@@ -507,10 +482,7 @@ fn untrusted_user_pushes_signed_paths_through_the_agent() {
     assert!(u(&x["delta"]["files"]) >= 1 && u(&x["reference"]["files"]) >= 1, "{r}");
     assert_eq!(u(&x["resentPaths"]), 0, "{r}");
     assert_complete(&t, &gen2);
-    let out = run(nix("nix")
-        .args(["--extra-experimental-features", "nix-command", "--option", "trusted-public-keys", pk_text.trim()])
-        .args(["store", "verify", "--store", &t.store_uri(), "-r", &gen2]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    key.assert_signed(&t, &gen2);
 }
 
 /// Two targets in one push: the first generation goes to both as whole NARs

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::sshd::{ClientHome, SshTarget, SshdOptions, TargetUser};
-use crate::support::{ChildGuard, InputCut, LocalPaths, ndeploy, nix, run, run_ok, run_str, write_file};
+use crate::support::{ChildGuard, InputCut, LocalPaths, local_closure, ndeploy, nix, run, run_ok, run_str, write_file};
 
 /// Build a closure: `lib`, `leaves` leaves of `size` random bytes each
 /// (leaf `i` has seed `seeds(i)`), and a top. Returns the top's path; the
@@ -38,17 +38,7 @@ in mk "push-test-{tag}-top" leaves "top"
         seeds = seed_list.join(" ")
     );
     write_file(&dir.path().join("closure.nix"), expr);
-    let top = run_str(
-        nix("nix-build")
-            .args(["--no-out-link", "--option", "sandbox", "false", "--option", "substituters", ""])
-            .arg(dir.path().join("closure.nix")),
-    );
-    built.add_closure(&top);
-    top
-}
-
-fn local_closure(top: &str) -> BTreeSet<String> {
-    run_str(nix("nix-store").args(["-qR", top])).lines().map(String::from).collect()
+    built.build(&dir.path().join("closure.nix"), None)
 }
 
 /// The target has the whole closure of `top`, and its store verifies.
@@ -232,22 +222,16 @@ fn non_root_user_with_signing_key() {
     let mut built = LocalPaths::new();
     let client = ClientHome::new();
     let t = SshTarget::start(SshdOptions { user: TargetUser::Sudo, ..SshdOptions::default().client(&client) });
-    let keys = tempfile::tempdir().unwrap();
-    let (sk, pk) = (keys.path().join("sk"), keys.path().join("pk"));
-    run_ok(nix("nix-store").arg("--generate-binary-cache-key").arg("push-test-1").arg(&sk).arg(&pk));
+    let key = SigningKey::generate("push-test-1");
     let top = build_closure(&mut built, &format!("e{}", std::process::id()), 3, 1000, |i| format!("n{i}"));
-    let (ok, r) = push(&client, &[&t], &[&top], &["--sign-key", sk.to_str().unwrap()]);
+    let (ok, r) = push(&client, &[&t], &[&top], &key.flag());
     assert!(ok, "{r}");
     assert_complete(&t, &top);
     // Every path carries a signature by our key that Nix accepts.
-    let pk_text = std::fs::read_to_string(&pk).unwrap();
-    let out = run(nix("nix")
-        .args(["--extra-experimental-features", "nix-command", "--option", "trusted-public-keys", pk_text.trim()])
-        .args(["store", "verify", "--store", &t.store_uri(), "-r", &top]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    key.assert_signed(&t, &top);
     let sigs = run_str(nix("nix").args(["--extra-experimental-features", "nix-command", "path-info", "--sigs", "--store", &t.store_uri(), &top]));
     assert!(sigs.contains("push-test-1:"), "{sigs}");
-    assert!(Path::new(&sk).exists());
+    assert!(key.secret.exists());
 }
 
 /// A `nix-daemon` serving a target's own store, inside the mount namespace
@@ -259,6 +243,16 @@ pub(crate) struct TargetDaemon {
 }
 
 impl TargetDaemon {
+    /// The target's own daemon trusting root only and requiring signatures
+    /// by `key` for paths from everyone else.
+    pub(crate) fn requiring_signatures(t: &SshTarget, key: &SigningKey) -> TargetDaemon {
+        let conf = format!(
+            "trusted-users = root\nallowed-users = *\nrequire-sigs = true\ntrusted-public-keys = {}\nsandbox = false\n",
+            key.public
+        );
+        TargetDaemon::start(t, &conf)
+    }
+
     pub(crate) fn start(t: &SshTarget, nix_conf: &str) -> TargetDaemon {
         let conf = tempfile::tempdir().unwrap();
         write_file(&conf.path().join("nix.conf"), nix_conf);
@@ -288,6 +282,38 @@ impl Drop for TargetDaemon {
     }
 }
 
+/// A binary-cache signing key pair (`nix-store --generate-binary-cache-key`).
+pub(crate) struct SigningKey {
+    _dir: tempfile::TempDir,
+    /// The secret key file, for `--sign-key`.
+    pub(crate) secret: std::path::PathBuf,
+    /// The public key, as `trusted-public-keys` lists it.
+    pub(crate) public: String,
+}
+
+impl SigningKey {
+    pub(crate) fn generate(name: &str) -> SigningKey {
+        let dir = tempfile::tempdir().unwrap();
+        let (secret, public) = (dir.path().join("sk"), dir.path().join("pk"));
+        run_ok(nix("nix-store").arg("--generate-binary-cache-key").arg(name).arg(&secret).arg(&public));
+        let public = std::fs::read_to_string(&public).unwrap().trim().to_owned();
+        SigningKey { _dir: dir, secret, public }
+    }
+
+    /// `--sign-key` with this key.
+    pub(crate) fn flag(&self) -> [&str; 2] {
+        ["--sign-key", self.secret.to_str().unwrap()]
+    }
+
+    /// Nix on the target accepts every path of `top`'s closure as signed by this key.
+    pub(crate) fn assert_signed(&self, t: &SshTarget, top: &str) {
+        let out = run(nix("nix")
+            .args(["--extra-experimental-features", "nix-command", "--option", "trusted-public-keys", &self.public])
+            .args(["store", "verify", "--store", &t.store_uri(), "-r", top]));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 /// A non-root user without sudo, not in the target's trusted-users, whose
 /// daemon trusts our signing key: `nix-daemon --stdio` runs as that user and
 /// forwards to the target's daemon, which checks signatures. Unsigned paths
@@ -297,14 +323,8 @@ fn untrusted_user_needs_a_trusted_signing_key() {
     let mut built = LocalPaths::new();
     let client = ClientHome::new();
     let t = SshTarget::start(SshdOptions { user: TargetUser::NoSudo, ..SshdOptions::default().client(&client) });
-    let keys = tempfile::tempdir().unwrap();
-    let (sk, pk) = (keys.path().join("sk"), keys.path().join("pk"));
-    run_ok(nix("nix-store").arg("--generate-binary-cache-key").arg("push-untrusted-1").arg(&sk).arg(&pk));
-    let pk_text = std::fs::read_to_string(&pk).unwrap();
-    let _daemon = TargetDaemon::start(
-        &t,
-        &format!("trusted-users = root\nallowed-users = *\nrequire-sigs = true\ntrusted-public-keys = {}\nsandbox = false\n", pk_text.trim()),
-    );
+    let key = SigningKey::generate("push-untrusted-1");
+    let _daemon = TargetDaemon::requiring_signatures(&t, &key);
     let top = build_closure(&mut built, &format!("f{}", std::process::id()), 3, 1000, |i| format!("t{i}"));
     let total = local_closure(&top).len() as u64;
 
@@ -318,22 +338,18 @@ fn untrusted_user_needs_a_trusted_signing_key() {
     assert!(!run(t.nix_store().args(["--check-validity", &lib])).status.success(), "an unsigned path was registered");
 
     // Signed by a key the daemon does not trust: refused too.
-    let (other_sk, other_pk) = (keys.path().join("other-sk"), keys.path().join("other-pk"));
-    run_ok(nix("nix-store").arg("--generate-binary-cache-key").arg("push-untrusted-2").arg(&other_sk).arg(&other_pk));
-    let (ok, r) = push(&client, &[&t], &[&top], &["--sign-key", other_sk.to_str().unwrap()]);
+    let other = SigningKey::generate("push-untrusted-2");
+    let (ok, r) = push(&client, &[&t], &[&top], &other.flag());
     assert!(!ok, "{r}");
     let e = r["targets"][0]["error"].as_str().unwrap();
     assert!(e.contains("the key given with --sign-key is not in the trusted-public-keys"), "{e}");
 
     // Signed by the trusted key: the whole closure arrives, each path signed.
-    let (ok, r) = push(&client, &[&t], &[&top], &["--sign-key", sk.to_str().unwrap()]);
+    let (ok, r) = push(&client, &[&t], &[&top], &key.flag());
     assert!(ok, "{r}");
     assert_eq!(sent(&r, 0), (total, 0), "{r}");
     assert_complete(&t, &top);
-    let out = run(nix("nix")
-        .args(["--extra-experimental-features", "nix-command", "--option", "trusted-public-keys", pk_text.trim()])
-        .args(["store", "verify", "--store", &t.store_uri(), "-r", &top]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    key.assert_signed(&t, &top);
 
     // Again: nothing to send, and an untrusted user may ask.
     let (ok, r) = push(&client, &[&t], &[&top], &[]);

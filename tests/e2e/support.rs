@@ -58,6 +58,19 @@ impl LocalPaths {
         LocalPaths(Vec::new())
     }
 
+    /// Build `attr` of the Nix file `file` (its top level with `None`;
+    /// no sandbox, no substituters) and add the result's closure.
+    pub fn build(&mut self, file: &Path, attr: Option<&str>) -> String {
+        let mut cmd = nix("nix-build");
+        cmd.args(["--no-out-link", "--option", "sandbox", "false", "--option", "substituters", ""]);
+        if let Some(attr) = attr {
+            cmd.args(["-A", attr]);
+        }
+        let out = run_str(cmd.arg(file));
+        self.add_closure(&out);
+        out
+    }
+
     /// Add the closure of `top` and of the derivation that built it (if any).
     pub fn add_closure(&mut self, top: &str) {
         let mut roots = vec![top.to_owned()];
@@ -88,6 +101,11 @@ impl Drop for LocalPaths {
             let _ = nix("nix-store").arg("--delete").args(&self.0).output();
         }
     }
+}
+
+/// The closure of `top` in the local store (`nix-store -qR`).
+pub fn local_closure(top: &str) -> std::collections::BTreeSet<String> {
+    run_str(nix("nix-store").args(["-qR", top])).lines().map(String::from).collect()
 }
 
 /// A spawned child that is killed (and reaped) when the guard drops, unless

@@ -1,13 +1,17 @@
 //! Interned attribute and variable names.
 //!
-//! Design: a [`Symbol`] is a `&'static str` that went through the global,
-//! thread-safe interner (fronted by a per-thread cache: a hit takes no
-//! lock), so two symbols are equal iff their pointers are equal
-//! (an integer compare) while ordering still follows the byte order of the
-//! names, which is the order Nix uses for attribute sets.
+//! Design: a [`Symbol`] is one pointer to a record that went through the
+//! global, thread-safe interner (fronted by a per-thread cache: a hit takes
+//! no lock), so two symbols are equal iff their pointers are equal (an
+//! integer compare) while ordering still follows the byte order of the
+//! names, which is the order Nix uses for attribute sets. The record holds
+//! the name and its first eight bytes as a big-endian word (zero-padded):
+//! most comparisons of a binary search over a set are decided by that one
+//! word, without reading the name's bytes; only names sharing an
+//! eight-byte prefix compare their tails.
 //!
 //! Invariant: every `Symbol` is created by [`Symbol::new`]; the interned
-//! strings live for the rest of the process (like C++ Nix's symbol table).
+//! records live for the rest of the process (like C++ Nix's symbol table).
 //! Only identifiers of parsed code and dynamically created attribute names
 //! are interned, so the table grows with the program, not with evaluation.
 
@@ -19,7 +23,43 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::{Mutex, OnceLock};
 
 #[derive(Clone, Copy)]
-pub struct Symbol(&'static str);
+pub struct Symbol(&'static Interned);
+
+/// An interned name: its order key (the first eight bytes, big-endian,
+/// zero-padded) and the name itself.
+struct Interned {
+    key: u64,
+    name: &'static str,
+}
+
+impl Interned {
+    fn new(name: &'static str) -> Interned {
+        let mut w = [0u8; 8];
+        let head = name.as_bytes().get(..name.len().min(8)).unwrap_or_default();
+        if let Some(dst) = w.get_mut(..head.len()) {
+            dst.copy_from_slice(head);
+        }
+        Interned { key: u64::from_be_bytes(w), name }
+    }
+}
+
+// The interner's sets hold records, looked up by name.
+impl std::borrow::Borrow<str> for &'static Interned {
+    fn borrow(&self) -> &str {
+        self.name
+    }
+}
+impl PartialEq for Interned {
+    fn eq(&self, other: &Interned) -> bool {
+        self.name == other.name
+    }
+}
+impl Eq for Interned {}
+impl Hash for Interned {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state)
+    }
+}
 
 /// The Fx hash (rustc's): a multiply and a rotate per word. Names are
 /// short and not attacker-chosen in a way that matters (a slow table is
@@ -58,7 +98,7 @@ impl FxHasher {
     }
 }
 
-type FxSet = HashSet<&'static str, BuildHasherDefault<FxHasher>>;
+type FxSet = HashSet<&'static Interned, BuildHasherDefault<FxHasher>>;
 
 fn table() -> &'static Mutex<FxSet> {
     static TABLE: OnceLock<Mutex<FxSet>> = OnceLock::new();
@@ -90,12 +130,14 @@ impl Symbol {
             return Symbol(s);
         }
         let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
-        t.insert(leaked);
-        Symbol(leaked)
+        let rec: &'static Interned = Box::leak(Box::new(Interned::new(leaked)));
+        t.insert(rec);
+        Symbol(rec)
     }
 
+    #[inline]
     pub fn as_str(self) -> &'static str {
-        self.0
+        self.0.name
     }
 
     /// `__overrides` (looked up in every `rec { }`), interned once.
@@ -112,68 +154,49 @@ impl Symbol {
 }
 
 impl PartialEq for Symbol {
+    #[inline]
     fn eq(&self, other: &Symbol) -> bool {
-        std::ptr::eq(self.0.as_ptr(), other.0.as_ptr()) && self.0.len() == other.0.len()
+        std::ptr::eq(self.0, other.0)
     }
 }
 impl Eq for Symbol {}
 
 impl PartialOrd for Symbol {
+    #[inline]
     fn partial_cmp(&self, other: &Symbol) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 impl Ord for Symbol {
     /// Byte order of the names. Equal symbols are one pointer compare;
-    /// different ones are compared inline, eight bytes at a time (attribute
-    /// names are short and usually differ early: a call to `memcmp` per
-    /// step of a binary search over a large set cost more than the compare).
+    /// different ones are usually told apart by their order keys (one
+    /// word each); names sharing their first eight bytes compare the rest.
     #[inline]
     fn cmp(&self, other: &Symbol) -> Ordering {
         if self == other {
             return Ordering::Equal;
         }
-        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
-        let n = a.len().min(b.len());
-        let (ha, hb) = (a.get(..n).unwrap_or_default(), b.get(..n).unwrap_or_default());
-        let (mut ca, mut cb) = (ha.chunks_exact(8), hb.chunks_exact(8));
-        for (x, y) in (&mut ca).zip(&mut cb) {
-            let (x, y) = (word(x), word(y));
-            if x != y {
-                return x.cmp(&y);
-            }
+        match self.0.key.cmp(&other.0.key) {
+            Ordering::Equal => self.0.name.as_bytes().cmp(other.0.name.as_bytes()),
+            o => o,
         }
-        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-            if x != y {
-                return x.cmp(y);
-            }
-        }
-        a.len().cmp(&b.len())
     }
-}
-
-/// Eight name bytes as a big-endian word (so words compare as the bytes).
-#[inline(always)]
-fn word(c: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(c);
-    u64::from_be_bytes(w)
 }
 
 impl Hash for Symbol {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        (self.0.as_ptr() as usize).hash(state)
+        (self.0 as *const Interned as usize).hash(state)
     }
 }
 
 impl fmt::Display for Symbol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
+        f.write_str(self.0.name)
     }
 }
 impl fmt::Debug for Symbol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0)
+        write!(f, "{:?}", self.0.name)
     }
 }
 
@@ -208,7 +231,7 @@ mod tests {
         let names = [
             "", "a", "ab", "abc", "abcdefg", "abcdefgh", "abcdefghi", "abcdefgh\u{e9}", "abcdefgi", "abcdefghabcdefgh",
             "abcdefghabcdefgha", "abcdefghabcdefgg", "b", "B", "_", "o1", "o10", "o100", "o1000", "o11", "o2", "\u{e9}t\u{e9}",
-            "zzzzzzzzzzzzzzzzzzzz", "zzzzzzzzzzzzzzzzzzzy",
+            "zzzzzzzzzzzzzzzzzzzz", "zzzzzzzzzzzzzzzzzzzy", "a\0", "a\0b", "\0", "abcdefg\0", "\u{ff}",
         ];
         for x in names {
             for y in names {

@@ -17,26 +17,30 @@
 //! frames made by the round's finished hosts (a collection's cost is about
 //! the garbage it walks, so rounds of equal garbage make equal pauses, and
 //! small hosts share a round). A thread only waits at the end of a round,
-//! for the hosts still in flight on the others.
+//! for the hosts still in flight on the others. (With the default
+//! collector, per-host epochs, any schedule but [`Schedule::Never`] means
+//! clearing each host when it ends; the budget is not used.)
 //!
-//! How a round's garbage is collected ([`Collector`]): by default with
+//! How a host's garbage is collected ([`Collector`]): by default with
 //! epochs (`ndeploy_eval::value::collect::epoch`): each host is evaluated
 //! in a host epoch, in which every thunk and recursive frame it makes is
-//! marked (and its thunks listed), while what hosts share (imported files,
-//! the package set, the library) is evaluated in the shared epoch
-//! whichever host forces it first; nothing shared refers to a host's node,
-//! so at a round's end all of the round's host nodes are garbage, and one
-//! pass taking the contents out of the host frames and thunks frees every
-//! cycle the round's hosts made ([`Evaluator::clear_host_epochs`]) — no
-//! counting walk over the garbage. The driver clears the frames; each pool
-//! thread then clears the thunks its own hosts made and frees them with a
-//! part of the frames' garbage, while nothing evaluates (memory freed by
-//! the thread that allocated it is freed locally by the allocator, which
-//! is cheaper than a background thread's frees, whose blocks the owner
-//! must collect again). The trial-deletion collector still runs
-//! when the shared frames held grew (cycles made in the shared epoch), and
-//! for good once a host node was forced in the shared epoch (a breach of
-//! the epoch argument, which would make clearing unsound).
+//! marked and listed, while what hosts share (imported files, the package
+//! set, the library) is evaluated in the shared epoch whichever host
+//! forces it first; nothing shared refers to a host's node and no host
+//! reaches another's, so once a host ends, its thread takes the contents
+//! out of the host's frames and thunks, which frees every cycle the host
+//! made, while the other threads go on with their hosts
+//! ([`epoch::Quiescence::clear_host`]: no counting walk, no
+//! stop-the-world point, no round end to wait at, and the memory is freed
+//! by the thread that allocated it). Should the epoch argument ever be
+//! breached, clearing stays sound: freeing is deferred until every other
+//! thread has left the host it was in, and a cleared node reached anyway
+//! is an internal error. So with epochs the hosts run in one round, which
+//! only stops for a trial deletion when the shared frames held grew
+//! (cycles made in the shared epoch), and for good once a host node was
+//! forced in the shared epoch (a breach, counted: trial deletion every
+//! round from then on). [`Collector::EpochRounds`] (session 4) clears the
+//! round's host epochs at its end instead, while nothing evaluates.
 //! [`Collector::Trial`] is the trial-deletion collector every round;
 //! [`Collector::Checked`] (tests, `NDEPLOY_EPOCH_CHECK=1`) runs it every
 //! round and counts the host frames and thunks it leaves alive, which the
@@ -54,7 +58,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ndeploy_eval::Evaluator;
 use ndeploy_eval::value::collect::{Garbage, epoch};
 
-use super::evaluate::Round;
+use super::evaluate::{HostClearing, Round};
 use super::report::HostResult;
 use super::{Fleet, FleetParts, Target};
 
@@ -73,9 +77,13 @@ pub enum Schedule {
 /// How the garbage of a round is collected (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Collector {
-    /// Clear the host epochs' frames (trial deletion when needed).
+    /// Each host's epoch cleared by its thread when it ends (trial
+    /// deletion when needed).
     #[default]
     Epochs,
+    /// The host epochs of a round cleared at its end, while nothing
+    /// evaluates (session 4's collector; for comparison).
+    EpochRounds,
     /// Trial deletion every round.
     Trial,
     /// Trial deletion every round, counting host frames found live.
@@ -85,7 +93,7 @@ pub enum Collector {
 impl Collector {
     /// The default, [`Collector::Checked`] when `NDEPLOY_EPOCH_CHECK` is
     /// set (test aid), or `NDEPLOY_COLLECTOR` = `epochs` / `trial` /
-    /// `checked` (benchmarks).
+    /// `checked` / `epoch-rounds` (benchmarks).
     pub fn from_env() -> Collector {
         if std::env::var_os("NDEPLOY_EPOCH_CHECK").is_some_and(|v| !v.is_empty() && v != "0") {
             return Collector::Checked;
@@ -93,6 +101,7 @@ impl Collector {
         match std::env::var("NDEPLOY_COLLECTOR").as_deref() {
             Ok("trial") => Collector::Trial,
             Ok("checked") => Collector::Checked,
+            Ok("epoch-rounds") => Collector::EpochRounds,
             _ => Collector::Epochs,
         }
     }
@@ -144,7 +153,8 @@ pub fn evaluate_in_rounds(
     // Shared frames held after the last trial deletion: when clearing
     // leaves many more, the shared epoch made cycles worth collecting.
     let mut shared_after_trial = 0usize;
-    let mut trial_next = collector != Collector::Epochs;
+    let by_epochs = matches!(collector, Collector::Epochs | Collector::EpochRounds);
+    let mut trial_next = !by_epochs;
     let next = AtomicUsize::new(0);
     // The previous round's garbage, being freed while the next round
     // evaluates; joined before the next collection, so that no thread
@@ -156,25 +166,44 @@ pub fn evaluate_in_rounds(
     // wall time, hosts' wall time summed, collections' wall time.
     let (mut rounds_wall, mut hosts_ms, mut collect_wall) = (0.0f64, 0u64, 0.0f64);
     let threads = pool.current_num_threads();
+    let quiescence = epoch::Quiescence::new(threads);
+    let (mut host_frames, mut host_thunks, mut host_clear_ns) = (0usize, 0usize, 0u64);
     loop {
         let start = next.load(Ordering::Relaxed);
         if start >= hosts.len() {
             break;
         }
+        // Host epochs cost a list entry per thunk: only when a collection
+        // uses them.
+        let breached = epoch::violations() != violations_at_start;
+        let per_host = schedule != Schedule::Never && collector == Collector::Epochs && !breached;
         let (end, young_limit) = match schedule {
+            // Each host cleared when it ends: the round goes on unless
+            // `stop` says so.
+            _ if per_host => (hosts.len(), usize::MAX),
             Schedule::Never => (hosts.len(), usize::MAX),
             Schedule::Hosts(n) => (start.saturating_add(n.max(1)).min(hosts.len()), usize::MAX),
             Schedule::YoungFrames(n) => (hosts.len(), n),
         };
         let young = AtomicUsize::new(0);
         let epochs: std::sync::Mutex<Vec<(usize, epoch::HostThunks)>> = std::sync::Mutex::new(Vec::new());
-        // Host epochs cost a list entry per thunk: only when a collection
-        // uses them.
-        let breached = epoch::violations() != violations_at_start;
         let use_epochs = schedule != Schedule::Never
-            && (collector == Collector::Checked || (collector == Collector::Epochs && !breached));
-        let round = Round { next: &next, end, young: &young, young_limit, epochs: use_epochs.then_some(&epochs) };
-        let fleet = Fleet::attach(ev, parts);
+            && (collector == Collector::Checked || (collector == Collector::EpochRounds && !breached));
+        let evr: &Evaluator = ev;
+        // Stop the per-host round (for a trial deletion) after a breach of
+        // the epoch argument or when the shared epoch made many frames.
+        let shared_limit = 2 * shared_after_trial + SHARED_FRAMES_SLACK;
+        let stop = || epoch::violations() != violations_at_start || evr.held_frames() > shared_limit;
+        let clearing = HostClearing::new(&quiescence, &stop);
+        let round = Round {
+            next: &next,
+            end,
+            young: &young,
+            young_limit,
+            epochs: use_epochs.then_some(&epochs),
+            per_host: per_host.then_some(&clearing),
+        };
+        let fleet = Fleet::attach(evr, parts);
         let round_start = std::time::Instant::now();
         fleet.evaluate_round(pool, hosts, &round, target, show_trace, |r| {
             hosts_ms += r.eval_ms;
@@ -183,6 +212,17 @@ pub fn evaluate_in_rounds(
         rounds_wall += round_start.elapsed().as_secs_f64();
         parts = fleet.detach();
         done = next.load(Ordering::Relaxed).min(hosts.len());
+        if per_host {
+            // No thread evaluates: each frees the garbage it deferred.
+            pool.broadcast(|ctx| quiescence.free_deferred(ctx.index()));
+            host_frames += clearing.frames.load(Ordering::Relaxed);
+            host_thunks += clearing.thunks.load(Ordering::Relaxed);
+            host_clear_ns += clearing.nanos.load(Ordering::Relaxed);
+            if done < hosts.len() {
+                // Stopped: collect by trial deletion, then go on.
+                trial_next = true;
+            }
+        }
         if schedule == Schedule::Never || done >= hosts.len() {
             continue;
         }
@@ -217,7 +257,7 @@ pub fn evaluate_in_rounds(
             report_out.trial_collections += 1;
             report_out.host_frames_live += live;
             shared_after_trial = stats.frames.saturating_sub(stats.freed_frames);
-            trial_next = collector != Collector::Epochs || epoch::violations() != violations_at_start;
+            trial_next = !by_epochs || epoch::violations() != violations_at_start;
             if report {
                 eprintln!("collect after {done} hosts ({frames} young frames): {stats:?}, host frames live {live}, in {:?}", started.elapsed());
             }
@@ -283,7 +323,12 @@ pub fn evaluate_in_rounds(
     if let Some(h) = freeing {
         let _ = h.join();
     }
+    debug_assert_eq!(quiescence.deferred(), 0);
     if report {
+        eprintln!(
+            "hosts' epochs cleared by their threads: {host_frames} frames, {host_thunks} thunks, {:.2} s summed",
+            host_clear_ns as f64 / 1e9
+        );
         // A thread waits at a round's end for the hosts still in flight
         // on the others, and during collections (their walk and clearing
         // run on as many threads, but outside the pool).

@@ -17,11 +17,11 @@
 //! Result contents do not depend on `jobs` or on completion order.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use ndeploy_eval::value::collect::epoch::HostThunks;
+use ndeploy_eval::value::collect::epoch::{HostThunks, Quiescence};
 use ndeploy_eval::value::{Env, Thunk};
 use ndeploy_eval::{ErrorKind, EvalError, EvalResult, Evaluator, Value};
 use rayon::prelude::*;
@@ -366,6 +366,29 @@ pub struct Round<'a> {
     /// thunks it made are pushed here with the index of the pool thread
     /// that made them (for collection by epochs).
     pub epochs: Option<&'a std::sync::Mutex<Vec<(usize, HostThunks)>>>,
+    /// With `Some`, each host is evaluated in a host epoch whose nodes its
+    /// thread clears as soon as it ends (no collection at the round's
+    /// end); `epochs` is then unused.
+    pub per_host: Option<&'a HostClearing<'a>>,
+}
+
+/// Clearing each host's epoch on its own thread when it ends
+/// ([`Quiescence::clear_host`]), and what it cleared.
+pub struct HostClearing<'a> {
+    pub quiescence: &'a Quiescence,
+    /// No host starts once this says so (a breach of the epoch argument,
+    /// or cycles in the shared epoch worth a trial deletion).
+    pub stop: &'a (dyn Fn() -> bool + Sync),
+    pub frames: AtomicUsize,
+    pub thunks: AtomicUsize,
+    /// Nanoseconds spent clearing and freeing, summed over threads.
+    pub nanos: AtomicU64,
+}
+
+impl<'a> HostClearing<'a> {
+    pub fn new(quiescence: &'a Quiescence, stop: &'a (dyn Fn() -> bool + Sync)) -> HostClearing<'a> {
+        HostClearing { quiescence, stop, frames: AtomicUsize::new(0), thunks: AtomicUsize::new(0), nanos: AtomicU64::new(0) }
+    }
 }
 
 impl Round<'_> {
@@ -374,6 +397,11 @@ impl Round<'_> {
         let mut i = self.next.load(Ordering::Relaxed);
         loop {
             if i >= self.end || self.young.load(Ordering::Relaxed) >= self.young_limit.max(1) {
+                return None;
+            }
+            if let Some(c) = self.per_host
+                && (c.stop)()
+            {
                 return None;
             }
             match self.next.compare_exchange_weak(i, i + 1, Ordering::Relaxed, Ordering::Relaxed) {
@@ -408,12 +436,31 @@ impl Fleet<'_> {
                         let before = Env::rec_frames_made();
                         // What the host makes is its own (see chunks.rs):
                         // garbage once it is done.
+                        let me = ctx.index();
+                        if let Some(c) = round.per_host {
+                            c.quiescence.enter(me);
+                            let epoch = ndeploy_eval::value::collect::epoch::enter_host_listed();
+                            let r = self.evaluate_host(h, target, show_trace);
+                            let made = epoch.finish_nodes();
+                            c.quiescence.leave(me);
+                            round.young.fetch_add(Env::rec_frames_made().wrapping_sub(before), Ordering::Relaxed);
+                            let _ = tx.send(r);
+                            // SAFETY: the host's epoch ended on this thread,
+                            // after `leave`; every pool thread evaluates
+                            // hosts between `enter` and `leave`, and the
+                            // driver evaluates nothing during the round.
+                            let stats = unsafe { c.quiescence.clear_host(me, made) };
+                            c.frames.fetch_add(stats.cleared_frames, Ordering::Relaxed);
+                            c.thunks.fetch_add(stats.cleared_thunks, Ordering::Relaxed);
+                            c.nanos.fetch_add(stats.time.as_nanos() as u64, Ordering::Relaxed);
+                            continue;
+                        }
                         let r = match round.epochs {
                             Some(epochs) => {
                                 let epoch = ndeploy_eval::value::collect::epoch::enter_host();
                                 let r = self.evaluate_host(h, target, show_trace);
                                 let made = epoch.finish();
-                                epochs.lock().unwrap_or_else(|e| e.into_inner()).push((ctx.index(), made));
+                                epochs.lock().unwrap_or_else(|e| e.into_inner()).push((me, made));
                                 r
                             }
                             None => self.evaluate_host(h, target, show_trace),

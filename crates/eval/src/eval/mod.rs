@@ -256,6 +256,10 @@ impl Evaluator {
     /// A recursive frame, registered so that it is cleared on drop.
     pub(crate) fn new_rec_env(&self, parent: &Env, n: usize) -> Env {
         let env = Env::new_rec(parent, n);
+        // A fleet host's frame cleared when the host ends: not registered.
+        if crate::value::collect::epoch::list_host_frame(&env) {
+            return env;
+        }
         let shard = &self.rec_new[crate::value::thunk::thread_id() as usize % REC_SHARDS];
         let mut q = shard.0.lock().unwrap_or_else(|e| e.into_inner());
         q.push(env.clone());
@@ -468,6 +472,11 @@ pub(crate) fn io_msg(e: &std::io::Error) -> String {
 
 // Access for the cycle collector (`value/collect.rs`).
 impl Evaluator {
+    /// How many recursive frames the collector holds (0 without it).
+    pub fn held_frames(&self) -> usize {
+        self.rec_envs.lock().unwrap_or_else(|e| e.into_inner()).held.as_ref().map_or(0, Vec::len)
+    }
+
     /// The registered recursive frames (weak; dead ones are pruned lazily)
     /// and, when the collector holds them, the held ones.
     pub(crate) fn rec_frames_mut(&mut self) -> (&mut Vec<Weak<crate::value::env::EnvInner>>, &mut Option<Vec<Env>>) {

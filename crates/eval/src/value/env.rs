@@ -21,10 +21,12 @@
 //!   thread that created the frame, before it hands the frame to anyone),
 //!   by [`Env::refill`] (`__overrides`: the creating thread, while no
 //!   reference into the slots is alive) and by the clearing functions.
-//! - Clearing ([`Env::clear_weak`], [`Env::take_rec_slots`]) happens only
-//!   where nothing evaluates on the heap: the evaluator's drop (`&mut`: no
-//!   evaluation through it is running; values are only evaluated through
-//!   the evaluator that made them) and the collector's stop-the-world point.
+//! - Clearing ([`Env::clear_weak`], [`Env::take_rec_slots`]) moves the
+//!   slots out bitwise and never writes the cell (the drop forgets its
+//!   stale bits), and happens where nothing evaluates on the heap (the
+//!   evaluator's drop, the collector's stop-the-world point) or where no
+//!   other thread can reach the frame and the slots are dropped only once
+//!   every other thread left the fleet host it was in (`collect/epoch.rs`).
 //!   So a reference into the slots, taken while filled, stays valid for as
 //!   long as the frame is borrowed by an evaluation.
 
@@ -83,16 +85,20 @@ impl RecSlots {
         }
     }
 
-    /// Move the slots out (clearing the frame). Caller: nothing reads or
-    /// writes the slots concurrently (module invariants).
+    /// Move the slots out (clearing the frame), bitwise: the cell is not
+    /// written, so a reference into the slots taken before stays valid for
+    /// as long as the returned slots are not dropped. Caller: nothing
+    /// writes the slots concurrently (module invariants), and the slots are
+    /// dropped only once no reference into them can be alive.
     fn take(&self) -> Box<[Value]> {
         let s = self.state.swap(CLEARED, Ordering::AcqRel);
         if s != FILLED {
             return Box::new([]);
         }
-        // SAFETY: per the caller contract nobody holds a reference into the
-        // cell; the state no longer says `FILLED`, so nobody takes one.
-        std::mem::take(unsafe { &mut *self.cell.get() })
+        // SAFETY: filled: the cell holds the slots and is not written again;
+        // the state no longer says `FILLED`, so nobody takes a new
+        // reference, and the drop forgets the cell's (moved) bits.
+        unsafe { std::ptr::read(self.cell.get()) }
     }
 }
 
@@ -103,7 +109,16 @@ impl Drop for EnvInner {
         match &mut self.slots {
             Slots::One(v) => nested(Garbage::EnvOne(parent, std::mem::replace(v, Value::Null))),
             Slots::Fixed(s) => nested(Garbage::Env(parent, std::mem::take(s).into_vec())),
-            Slots::Rec(r) => nested(Garbage::Env(parent, std::mem::take(r.cell.get_mut()).into_vec())),
+            Slots::Rec(r) => {
+                let slots = std::mem::take(r.cell.get_mut());
+                if *r.state.get_mut() == CLEARED {
+                    // Moved out by `take`: the cell kept stale bits.
+                    std::mem::forget(slots);
+                    nested(Garbage::Env(parent, Vec::new()))
+                } else {
+                    nested(Garbage::Env(parent, slots.into_vec()))
+                }
+            }
         }
     }
 }

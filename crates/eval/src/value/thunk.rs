@@ -103,7 +103,10 @@ impl Drop for ThunkInner {
                 (None, None)
             }
         };
-        let boxed = self.boxed.get_mut().take().map(|b| *b);
+        // The box holds a result only while `BOXED` says so (a collector's
+        // `clear` moves it out and leaves its bits: forgotten here).
+        let boxed = std::mem::take(self.boxed.get_mut());
+        let boxed = if s & BOXED != 0 { boxed.map(|b| *b) } else { std::mem::forget(boxed); None };
         super::drop::drop_thunk_parts(value.or(boxed), pending);
     }
 }
@@ -448,30 +451,34 @@ impl Thunk {
 
     /// Take the result and the pending work out (breaking the reference
     /// cycles through this thunk). Afterwards the thunk is unclaimed with
-    /// nothing to evaluate: forcing it reports infinite recursion.
+    /// nothing to evaluate: forcing it reports infinite recursion. The
+    /// contents are moved out bitwise and the cells are not written, so a
+    /// reference into them that another thread still holds stays valid
+    /// for as long as the returned contents are not dropped.
     ///
     /// # Safety
-    /// No other thread may use this thunk during the call, and no reference
-    /// from [`Thunk::get_ref`] to its result may be alive (the collector
-    /// only clears thunks it proved unreachable, while nothing evaluates).
+    /// The returned contents may only be dropped once no other thread can
+    /// hold a reference into this thunk's cells (from [`Thunk::get_ref`],
+    /// [`Thunk::start`] or an owner's in-place evaluation): the collector
+    /// clears thunks it proved unreachable while nothing evaluates, and
+    /// fleet hosts' epochs defer the drop until every other thread has
+    /// left the host it was in (`collect/epoch.rs`).
     pub(crate) unsafe fn clear(&self) -> (Option<Value>, Option<Pending>) {
         let inner = &*self.0;
         let s = inner.lock();
-        let (pending, s) = inner.take_pending(s);
-        // SAFETY: the flags say where the result is; the caller guarantees
-        // nobody else reads it, and clearing `DONE` below means it is never
-        // read (or dropped) again.
-        let value = unsafe {
-            if s & (DONE | BOXED) == DONE {
-                Some(ManuallyDrop::take(&mut (*inner.cell.get()).value))
-            } else {
-                None
-            }
-        };
-        // SAFETY: as above, exclusive access per the caller contract.
-        let boxed = unsafe { (*inner.boxed.get()).take() };
+        let cell = inner.cell.get();
+        // SAFETY: under the lock the flags say what the cells hold; each
+        // content is read out once and the new state (0) says the cells are
+        // empty, so they are never read (or dropped) again; an owner that
+        // still evaluates the pending work in place reads bits we leave in
+        // place (the caller keeps them alive).
+        let pending = if s & PENDING != 0 { Some(unsafe { std::ptr::read(&raw const (*cell).pending) }) } else { None };
+        // SAFETY: as above.
+        let value = if s & (DONE | BOXED | PENDING) == DONE { Some(unsafe { std::ptr::read(&raw const (*cell).value) }) } else { None };
+        // SAFETY: as above (the box is dropped only under `BOXED`).
+        let boxed = if s & BOXED != 0 { unsafe { std::ptr::read(inner.boxed.get()) } } else { None };
         inner.unlock(0);
-        (value.or(boxed.map(|b| *b)), pending)
+        (value.map(ManuallyDrop::into_inner).or(boxed.map(|b| *b)), pending.map(ManuallyDrop::into_inner))
     }
 }
 

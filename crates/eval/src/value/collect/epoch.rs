@@ -40,6 +40,14 @@
 //! reached anyway would give an internal error ("variable frame released",
 //! "thunk released": [`CLEARED`]), never undefined behaviour: clearing
 //! happens only while nothing evaluates.)
+//! The argument also says that no host reaches another host's nodes (they
+//! are built from shared nodes and the host's own), so a host's nodes can
+//! be cleared by its thread as soon as it ends, while other threads go on
+//! evaluating: [`enter_host_listed`] lists the host's recursive frames too
+//! (not registered with the evaluator), and [`Quiescence::clear_host`]
+//! clears them with its thunks, deferring the frees until no other thread
+//! can hold a reference taken before (see its module: never undefined
+//! behaviour, even after a breach).
 //! Tests check the argument on real fleets: the trial-deletion collector,
 //! run at a round's end, must find every host frame garbage
 //! ([`crate::Evaluator::host_frames_live_after_collect`]).
@@ -48,8 +56,9 @@ use std::cell::{Cell, RefCell};
 use std::sync::Weak;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::value::Thunk;
+use crate::value::env::EnvInner;
 use crate::value::thunk::ThunkInner;
+use crate::value::{Env, Thunk};
 
 /// The bit of a thunk's or recursive frame's collector word that says it
 /// was made in a host epoch. Set when the node is made, never changed; the
@@ -73,6 +82,23 @@ thread_local! {
     static IN_HOST: Cell<bool> = const { Cell::new(false) };
     /// Thunks made in this thread's current host epoch.
     static HOST_THUNKS: RefCell<Vec<Weak<ThunkInner>>> = const { RefCell::new(Vec::new()) };
+    /// Whether the current host epoch lists its recursive frames (to clear
+    /// them when the host ends) instead of registering them.
+    static LIST_FRAMES: Cell<bool> = const { Cell::new(false) };
+    /// Recursive frames made in this thread's current (listing) host epoch.
+    static HOST_FRAMES: RefCell<Vec<Weak<EnvInner>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A recursive frame was made (called by the evaluator before it
+/// registers it): in a host epoch that lists its frames, it is listed and
+/// not registered (returns true).
+#[inline]
+pub(crate) fn list_host_frame(env: &Env) -> bool {
+    if !LIST_FRAMES.with(Cell::get) || !IN_HOST.with(Cell::get) {
+        return false;
+    }
+    HOST_FRAMES.with(|l| l.borrow_mut().push(env.downgrade()));
+    true
 }
 
 /// A thunk was made in a host epoch (called by [`Thunk::new`]).
@@ -80,6 +106,9 @@ thread_local! {
 pub(crate) fn made_host_thunk(w: Weak<ThunkInner>) {
     HOST_THUNKS.with(|l| l.borrow_mut().push(w));
 }
+
+mod quiescence;
+pub use quiescence::Quiescence;
 
 static VIOLATIONS: AtomicUsize = AtomicUsize::new(0);
 
@@ -142,18 +171,47 @@ impl HostEpoch {
 
 impl Drop for HostEpoch {
     fn drop(&mut self) {
-        // Not finished (a panic): forget the list (its cycles leak; never
+        // Not finished (a panic): forget the lists (their cycles leak; never
         // clear what a caller did not hand over).
         let _ = HOST_THUNKS.try_with(|l| l.borrow_mut().clear());
+        let _ = HOST_FRAMES.try_with(|l| l.borrow_mut().clear());
+        let _ = LIST_FRAMES.try_with(|c| c.set(false));
     }
 }
 
 /// Put this thread in a host epoch (the fleet driver, around one host's
 /// evaluation) until [`HostEpoch::finish`], which hands over the thunks it
-/// made. Host epochs do not nest.
+/// made (its recursive frames are registered with the evaluator, for a
+/// collection at a stop-the-world point). Host epochs do not nest.
 pub fn enter_host() -> HostEpoch {
     HOST_THUNKS.with(|l| l.borrow_mut().clear());
     HostEpoch { _guard: EpochGuard { prev: IN_HOST.with(|c| c.replace(true)) } }
+}
+
+/// Put this thread in a host epoch that also lists the recursive frames it
+/// makes (not registered with the evaluator) until
+/// [`HostEpoch::finish_nodes`], for [`Quiescence::clear_host`] when the
+/// host ends.
+pub fn enter_host_listed() -> HostEpoch {
+    HOST_FRAMES.with(|l| l.borrow_mut().clear());
+    LIST_FRAMES.with(|c| c.set(true));
+    enter_host()
+}
+
+/// The thunks and recursive frames a listing host epoch made (weakly).
+#[derive(Default)]
+pub struct HostNodes {
+    thunks: Vec<Weak<ThunkInner>>,
+    frames: Vec<Weak<EnvInner>>,
+}
+
+impl HostEpoch {
+    /// End an epoch of [`enter_host_listed`]; the thunks and frames it made.
+    pub fn finish_nodes(self) -> HostNodes {
+        let frames = HOST_FRAMES.with(|l| std::mem::take(&mut *l.borrow_mut()));
+        let thunks = self.finish().0;
+        HostNodes { thunks, frames }
+    }
 }
 
 /// The epoch hook of forcing a thunk whose collector word is `word`: a

@@ -1,0 +1,168 @@
+//! Clearing a fleet host's nodes on its own thread as soon as it ends,
+//! while other threads go on evaluating other hosts.
+//!
+//! Why it is sound: by the epoch induction (module `epoch`), no shared node
+//! refers to a host node, and another host's nodes are built from shared
+//! nodes and its own, so once host `h` has finished on thread `t`, no other
+//! thread can reach `h`'s thunks and frames; `t` takes their contents out
+//! (breaking every cycle among them) without a stop-the-world point.
+//!
+//! Why it stays sound if the induction were breached (a bug: some shared
+//! node referring to `h`'s nodes, so that another thread still reads them):
+//! clearing moves a node's contents out bitwise under the thunk's lock or
+//! the frame's state word and never writes the cells a reader may be
+//! looking at (`Thunk::clear`, `Env::take_rec_slots`); a reader arriving
+//! later sees a cleared node and gets an internal error ("thunk released",
+//! "variable frame released"), never undefined behaviour. What must not
+//! happen is freeing contents another thread still borrows, so the
+//! cleared contents are *deferred*: each thread's phase counter is odd
+//! while it evaluates a host and even between hosts (references into the
+//! heap never outlive a host), and garbage cleared when the other threads'
+//! phases were `p` is freed once each of them is even or has moved past
+//! `p` (quiescent-state-based reclamation). With hosts of similar size, a
+//! thread frees a host's garbage when its next host ends, locally for the
+//! allocator. Every thread that evaluates on the heap meanwhile must do so
+//! between [`Quiescence::enter`] and [`Quiescence::leave`].
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+
+use super::super::{Cleared, Garbage, Node};
+use super::{HostNodes, RegionStats};
+use crate::value::{Env, Thunk};
+
+/// Per pool thread: its phase and the garbage it cleared, waiting for the
+/// other threads to leave the hosts they were in.
+#[repr(align(128))]
+#[derive(Default)]
+struct Slot {
+    phase: AtomicU64,
+    limbo: Mutex<VecDeque<Deferred>>,
+}
+
+struct Deferred {
+    /// The phases of all threads when the garbage was cleared.
+    seen: Box<[u64]>,
+    /// Held only to be dropped.
+    _garbage: Garbage,
+}
+
+/// The phases of a pool's threads and their deferred garbage (see the
+/// module documentation). Threads are numbered `0..threads` (rayon's
+/// thread index).
+pub struct Quiescence {
+    slots: Box<[Slot]>,
+}
+
+impl Quiescence {
+    pub fn new(threads: usize) -> Quiescence {
+        Quiescence { slots: (0..threads.max(1)).map(|_| Slot::default()).collect() }
+    }
+
+    /// Thread `me` starts evaluating a host (from now on it may hold
+    /// references into host nodes).
+    pub fn enter(&self, me: usize) {
+        if let Some(s) = self.slots.get(me) {
+            s.phase.fetch_add(1, Ordering::SeqCst);
+            // Pairs with the fence in `clear_host`: either the clearing
+            // thread sees this phase, or this thread sees the cleared
+            // nodes' states.
+            fence(Ordering::SeqCst);
+        }
+    }
+
+    /// Thread `me` ends a host (it holds no reference into the heap).
+    pub fn leave(&self, me: usize) {
+        if let Some(s) = self.slots.get(me) {
+            s.phase.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether no thread but `me` can still hold a reference taken before
+    /// the phases were `seen`.
+    fn quiescent_since(&self, me: usize, seen: &[u64]) -> bool {
+        self.slots
+            .iter()
+            .zip(seen)
+            .enumerate()
+            .all(|(i, (s, &p))| i == me || p % 2 == 0 || s.phase.load(Ordering::SeqCst) != p)
+    }
+
+    /// Take the contents out of the nodes of a host that finished on
+    /// thread `me` (breaking their cycles), defer freeing them (see the
+    /// module documentation), and free what `me` deferred before and no
+    /// thread can reach any more. Returns what was cleared.
+    ///
+    /// # Safety
+    /// `nodes` come from a host epoch that ended on this thread (thread
+    /// `me` of this [`Quiescence`]) after [`Quiescence::leave`], and every
+    /// thread that evaluates on the heap until the deferred garbage is
+    /// freed does so between [`Quiescence::enter`] and
+    /// [`Quiescence::leave`] on this [`Quiescence`].
+    pub unsafe fn clear_host(&self, me: usize, nodes: HostNodes) -> RegionStats {
+        let start = std::time::Instant::now();
+        let Some(slot) = self.slots.get(me) else {
+            // Not a thread of this pool: nothing is cleared (the host's
+            // cycles leak; never clear without deferring).
+            return RegionStats::default();
+        };
+        let mut stats = RegionStats { frames: nodes.frames.len(), thunks: nodes.thunks.len(), ..RegionStats::default() };
+        let mut cleared = Cleared::default();
+        let mut handles = Vec::new();
+        super::each_prefetched(&nodes.frames, |w| Some(w.as_ptr() as usize), |w| {
+            if let Some(env) = Env::upgrade(w) {
+                cleared.clear(&Node::Env(env.clone()));
+                cleared.envs.push(env);
+            }
+        });
+        super::each_prefetched(&nodes.thunks, |w| Some(w.as_ptr() as usize), |w| {
+            if let Some(t) = Thunk::upgrade(w) {
+                cleared.clear(&Node::Thunk(t.clone()));
+                handles.push(Node::Thunk(t));
+            }
+        });
+        drop(nodes);
+        stats.cleared_frames = cleared.frames;
+        stats.cleared_thunks = cleared.thunks;
+        let garbage = Garbage { values: vec![std::mem::take(&mut cleared.values)], envs: vec![std::mem::take(&mut cleared.envs)], nodes: vec![handles] };
+        // Pairs with the fence in `enter`.
+        fence(Ordering::SeqCst);
+        let seen: Box<[u64]> = self.slots.iter().map(|s| s.phase.load(Ordering::SeqCst)).collect();
+        let free = {
+            let mut limbo = slot.limbo.lock().unwrap_or_else(|e| e.into_inner());
+            limbo.push_back(Deferred { seen, _garbage: garbage });
+            let mut free = Vec::new();
+            while limbo.front().is_some_and(|d| self.quiescent_since(me, &d.seen)) {
+                free.extend(limbo.pop_front());
+            }
+            free
+        };
+        drop(free);
+        stats.time = start.elapsed();
+        stats
+    }
+
+    /// Free the garbage thread `me` deferred that no other thread can
+    /// reach any more: all of it once no thread evaluates a host. Call on
+    /// thread `me` (its allocator then frees locally).
+    pub fn free_deferred(&self, me: usize) {
+        if let Some(slot) = self.slots.get(me) {
+            let free = {
+                let mut limbo = slot.limbo.lock().unwrap_or_else(|e| e.into_inner());
+                let mut free = Vec::new();
+                while limbo.front().is_some_and(|d| self.quiescent_since(me, &d.seen)) {
+                    free.extend(limbo.pop_front());
+                }
+                free
+            };
+            drop(free);
+        }
+    }
+
+    /// Garbage still deferred, over all threads (0 once every thread
+    /// freed its part after the last host).
+    pub fn deferred(&self) -> usize {
+        self.slots.iter().map(|s| s.limbo.lock().unwrap_or_else(|e| e.into_inner()).len()).sum()
+    }
+}

@@ -27,7 +27,8 @@
 #
 # Usage: benches/closure/agent-compare.sh [NDEPLOY_BINARY]   (default: target/release/ndeploy;
 #        the agent binary next to it, or $NDEPLOY_AGENT)
-# AGENT_BENCH_SCALE=1 for closure.nix's full size; AGENT_BENCH_LINKS=fast to skip the slow link.
+# AGENT_BENCH_SCALE=1 for closure.nix's full size; AGENT_BENCH_LINKS=fast to skip the slow link;
+# AGENT_BENCH_PERF=DIR records `perf record -a -g` of every gen3 push into DIR/<tool>-<link>.data.
 # Needs root, openssh-server, util-linux (unshare), iproute2 (ip, tc), openssl, Nix 2.8+.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -169,7 +170,14 @@ for link in $links; do
   for step in gen1 gen2 gen3; do
     case $step in gen1) p=$gen1 nar=$nar1 ;; gen2) p=$gen2 nar=$nar2 ;; gen3) p=$gen3 nar=$nar3 ;; esac
     for tool in $tools; do
+      perf_pid=""
+      if [ -n "${AGENT_BENCH_PERF:-}" ] && [ "$step" = gen3 ]; then
+        mkdir -p "$AGENT_BENCH_PERF"
+        perf record -q -a -g -o "$AGENT_BENCH_PERF/$tool-$link.data" 2>/dev/null & perf_pid=$!
+        sleep 0.5
+      fi
       measure "$link" push "$tool" "$tool-$link" "$p"
+      if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
       printf '%-5s %-6s %-9s %7.2f s %9.1f MB %9.2f MB %8.2f%% %7.2f s\n' "$link" "$step" "$tool" "$secs" \
         "$(echo "$nar / 1000000" | bc -l)" "$(echo "$wire / 1000000" | bc -l)" "$(echo "100 * $wire / $nar" | bc -l)" "$cpu"
       [ "$tool" = agent ] && [ "$step" != gen1 ] && sed 's/^/      /' "$work/last.out"

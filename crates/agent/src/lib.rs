@@ -11,9 +11,11 @@
 //! and imports it through the target's own daemon. [`client::AgentClient`] is
 //! the deployer's end, pure async over any stream.
 //!
-//! Invariant: nothing is registered on the target unless the rebuilt NAR's
-//! sha256 and size equal the path info's; any mismatch is a `Resend` of that
-//! path, which the deployer then sends whole.
+//! Invariant: nothing is registered on the target unless every file of the
+//! rebuilt NAR has the planned size and BLAKE3 (checked by the agent) and
+//! the NAR's sha256 and size equal the path info's (checked by the target's
+//! daemon on import); any mismatch is a `Resend` of that path, which the
+//! deployer then sends whole.
 //!
 //! Measuring without SSH: `examples/plan_size.rs` (the bytes a push would
 //! write between two closures of the local store) and `examples/push_local.rs`

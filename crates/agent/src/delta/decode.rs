@@ -16,7 +16,7 @@ use thiserror::Error;
 
 use super::chunks::PartsReader;
 use super::codec::RawUnstream;
-use super::{MAX_DELTA_FILE, Method, NarPlan, PlanEntry, PlanNode, PlanStats, codec};
+use super::{MAX_DELTA_FILE, Method, NarPlan, PlanEntry, PlanNode, PlanStats, codec, patch};
 use crate::manifest::{FileHash, ManifestError, RelPath, Step, walk};
 
 #[derive(Debug, Error)]
@@ -202,25 +202,33 @@ fn file<W: Write>(
             (got, r.n)
         }
         Method::Delta { base, base_rel, base_b3, len } => {
-            if size > MAX_DELTA_FILE {
-                return Err(DecodeError::BadPlan(format!("'{rel}': delta of a {size}-byte file is over the limit")));
-            }
-            let base_path = parse_path(base)?;
-            let brel = base_rel.as_ref().unwrap_or(rel);
-            let (mut f, base_size) = source.open(&base_path, brel).map_err(|e| reused(base, brel, e.to_string()))?;
-            if base_size > MAX_DELTA_FILE {
-                return Err(reused(base, brel, format!("{base_size} bytes is too large for a delta base")));
-            }
-            let mut old = Vec::with_capacity(base_size as usize);
-            f.read_to_end(&mut old).map_err(|e| reused(base, brel, e.to_string()))?;
-            if FileHash::of(&old) != *base_b3 {
-                return Err(reused(base, brel, "its contents changed (BLAKE3 mismatch)".to_owned()));
-            }
+            let old = read_base(source, base, base_rel.as_ref().unwrap_or(rel), base_b3, size, false)?;
             let frame = payload.take(*len, rel)?;
             let new = codec::decompress_delta(&old, frame, size)
                 .map_err(|e| DecodeError::Payload { rel: rel.to_string(), problem: e.to_string() })?;
             enc.regular_bytes(executable, &new)?;
             (FileHash::of(&new), new.len() as u64)
+        }
+        Method::Patch { base, base_rel, base_b3, len } => {
+            let mut file = read_base(source, base, base_rel.as_ref().unwrap_or(rel), base_b3, size, true)?;
+            let frame = payload.take(*len, rel)?;
+            let bad = |problem: String| DecodeError::Payload { rel: rel.to_string(), problem };
+            if !frame.is_empty() {
+                let stream = match raw {
+                    Some(s) => s,
+                    None => raw.insert(RawUnstream::new().map_err(|e| bad(e.to_string()))?),
+                };
+                // A patch is never larger than its file (plus record headers).
+                let mut chunk = stream.reader(frame);
+                let mut runs = Vec::new();
+                (&mut chunk).take(size + 4096).read_to_end(&mut runs).map_err(|e| bad(format!("compressed patch: {e}")))?;
+                if !chunk.finished().map_err(|e| bad(e.to_string()))? {
+                    return Err(bad("the patch is longer than its file allows".to_owned()));
+                }
+                patch::apply(&mut file, &runs).map_err(|e| bad(e.to_string()))?;
+            }
+            enc.regular_bytes(executable, &file)?;
+            (FileHash::of(&file), file.len() as u64)
         }
         Method::Chunks { parts } => {
             let mut reader = PartsReader::new(parts, source, payload, rel);
@@ -248,12 +256,36 @@ fn file<W: Write>(
     let used = before - payload.rest.len() as u64;
     let m = match how {
         Method::Ref { .. } => &mut stats.reference,
-        Method::Delta { .. } => &mut stats.delta,
+        Method::Delta { .. } | Method::Patch { .. } => &mut stats.delta,
         Method::Chunks { .. } => &mut stats.chunks,
         Method::Raw { .. } => &mut stats.raw,
     };
     m.add(size, used);
     Ok(())
+}
+
+/// The base file `brel` of `base` for a delta or patch of a `size`-byte
+/// file, read whole and checked against its BLAKE3 (and, for a patch, the
+/// file's size).
+fn read_base(source: &dyn FileSource, base: &str, brel: &RelPath, base_b3: &FileHash, size: u64, same_size: bool) -> Result<Vec<u8>, DecodeError> {
+    let reused = |problem: String| DecodeError::Reused { path: base.to_owned(), rel: brel.to_string(), problem };
+    if size > MAX_DELTA_FILE {
+        return Err(DecodeError::BadPlan(format!("delta of a {size}-byte file is over the limit")));
+    }
+    let base_path = parse_path(base)?;
+    let (mut f, base_size) = source.open(&base_path, brel).map_err(|e| reused(e.to_string()))?;
+    if base_size > MAX_DELTA_FILE {
+        return Err(reused(format!("{base_size} bytes is too large for a delta base")));
+    }
+    if same_size && base_size != size {
+        return Err(reused(format!("its size is {base_size}, the patched file's {size}")));
+    }
+    let mut old = Vec::with_capacity(base_size as usize);
+    f.read_to_end(&mut old).map_err(|e| reused(e.to_string()))?;
+    if FileHash::of(&old) != *base_b3 {
+        return Err(reused("its contents changed (BLAKE3 mismatch)".to_owned()));
+    }
+    Ok(old)
 }
 
 fn error_text(e: &EncodeError) -> String {

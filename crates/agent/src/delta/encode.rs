@@ -1,7 +1,8 @@
 //! Planning a NAR against what the target holds (the deployer's side).
 //!
 //! For each regular file, in NAR order, the first method that applies wins
-//! (see [`super`]): a reference to identical contents on the target; a zstd
+//! (see [`super`]): a reference to identical contents on the target; a
+//! patch of a few runs (rewritten store hashes) or else a zstd
 //! delta against the same relative path in the target's closest previous
 //! version of the package (or, when that path is gone, the one file there
 //! whose path differs only in version numbers, or that has the same name in
@@ -24,7 +25,7 @@ use thiserror::Error;
 use super::chunks::{self, MIN_CHUNKED_FILE};
 use super::codec::RawStream;
 use super::knowledge::version_blind;
-use super::{MAX_DELTA_FILE, Method, NarPlan, Part, PlanEntry, PlanNode, PlanStats, TargetKnowledge, codec};
+use super::{MAX_DELTA_FILE, Method, NarPlan, Part, PlanEntry, PlanNode, PlanStats, TargetKnowledge, codec, patch};
 use crate::manifest::{FileHash, ManifestError, NarManifest, Node, RelPath};
 
 #[derive(Debug, Error)]
@@ -202,6 +203,11 @@ fn plan_file(
             }
             let Some(old) = knowledge.read_base(base_path, base_rel).filter(|old| FileHash::of(old) == base_b3) else { continue };
             let other_rel = (base_rel != rel).then(|| base_rel.clone());
+            if delta && let Some(p) = patch::diff(&old, &data, patch_limit(size)) {
+                let len = if p.is_empty() { 0 } else { raw_stream(raw, opts).and_then(|z| z.chunk(&p, &mut out.payload)).map_err(compress_err)? as u64 };
+                out.stats.delta.add(size, len);
+                return Ok(Method::Patch { base: base_path.to_string(), base_rel: other_rel, base_b3, len });
+            }
             if delta {
                 let d = codec::compress_delta(&old, &data, opts.delta_level).map_err(compress_err)?;
                 // A poor delta (new contents): plain compression may do better.
@@ -233,13 +239,23 @@ fn plan_file(
     raw_file(&data, raw, opts, out).map_err(compress_err)
 }
 
-/// `data` as the next chunk of the NAR's raw stream.
-fn raw_file(data: &[u8], raw: &mut Option<RawStream>, opts: &EncodeOptions, out: &mut EncodedNar) -> io::Result<Method> {
-    let stream = match raw {
+/// The largest patch taken for a file of `size` bytes (a larger change is
+/// left to a zstd delta, which also finds moved and repeated runs).
+fn patch_limit(size: u64) -> usize {
+    usize::try_from((size / 2).min(4096 + size / 64)).unwrap_or(usize::MAX)
+}
+
+/// The NAR's raw stream, started on first use.
+fn raw_stream<'r>(raw: &'r mut Option<RawStream>, opts: &EncodeOptions) -> io::Result<&'r mut RawStream> {
+    Ok(match raw {
         Some(s) => s,
         None => raw.insert(RawStream::new(opts.raw_level)?),
-    };
-    let len = stream.chunk(data, &mut out.payload)? as u64;
+    })
+}
+
+/// `data` as the next chunk of the NAR's raw stream.
+fn raw_file(data: &[u8], raw: &mut Option<RawStream>, opts: &EncodeOptions, out: &mut EncodedNar) -> io::Result<Method> {
+    let len = raw_stream(raw, opts)?.chunk(data, &mut out.payload)? as u64;
     out.stats.raw.add(data.len() as u64, len);
     Ok(Method::Raw { len })
 }

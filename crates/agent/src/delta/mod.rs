@@ -8,9 +8,12 @@
 //! preference ([`encode`]):
 //! 1. [`Method::Ref`]: a file with the same contents the target holds
 //!    anywhere in its store (from the target's manifests);
-//! 2. [`Method::Delta`]: zstd with the file at the same relative path in the
-//!    target's previous version of the package as prefix ("patch-from");
-//!    files that differ only in embedded store hashes shrink to almost nothing;
+//! 2. [`Method::Patch`]: a file of the same size as the file at the same
+//!    relative path in the target's previous version of the package that
+//!    differs from it in a few short runs (embedded store hashes rewritten:
+//!    the common case when only a dependency changed) as those runs
+//!    ([`patch`]: one comparison pass to compute, a copy to apply);
+//!    else [`Method::Delta`]: zstd with that file as prefix ("patch-from");
 //! 3. [`Method::Chunks`]: for large files, content-defined chunks (FastCDC)
 //!    the target holds in such a base file, the rest compressed;
 //! 4. [`Method::Raw`]: zstd-compressed bytes, as the next chunk of one zstd
@@ -27,8 +30,9 @@
 //! as it is produced (so a corrupted or swapped file on the target is a
 //! [`DecodeError`], never silently reused); every payload slice is bounds-checked
 //! and the payload must be consumed exactly; decompression never produces more
-//! than the declared size. The caller additionally checks the NAR's sha256 and
-//! size against the path info before anything is imported.
+//! than the declared size. The NAR's size and sha256 are then checked
+//! against the path info before the path is registered (the size by the
+//! agent, the hash by the target's daemon as it imports).
 //!
 //! [`TargetKnowledge`] is what the deployer knows about one target, injected
 //! so the codec tests without a store; [`KnowledgeIndex`] is the standard
@@ -39,6 +43,7 @@ mod codec;
 mod decode;
 mod encode;
 mod knowledge;
+pub mod patch;
 #[cfg(test)]
 mod tests;
 
@@ -70,6 +75,18 @@ pub enum Method {
     /// zstd (`len` payload bytes) with the file `base_rel` (default: the same
     /// relative path) of `base` on the target, whose BLAKE3 is `base_b3`, as prefix.
     Delta {
+        base: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base_rel: Option<RelPath>,
+        base_b3: FileHash,
+        len: u64,
+    },
+    /// The file `base_rel` (default: the same relative path) of `base` on
+    /// the target, whose BLAKE3 is `base_b3` and whose size is the file's,
+    /// with the runs of a [`patch`] written over it; the patch is the next
+    /// `len` payload bytes, a chunk of the NAR's raw stream (like
+    /// [`Method::Raw`]).
+    Patch {
         base: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         base_rel: Option<RelPath>,
@@ -146,7 +163,7 @@ impl NarPlan {
         self.entries.iter().flat_map(|e| {
             let (one, parts): (Option<&str>, &[Part]) = match &e.node {
                 PlanNode::Regular { how: Method::Ref { from, .. }, .. } => (Some(from), &[]),
-                PlanNode::Regular { how: Method::Delta { base, .. }, .. } => (Some(base), &[]),
+                PlanNode::Regular { how: Method::Delta { base, .. } | Method::Patch { base, .. }, .. } => (Some(base), &[]),
                 PlanNode::Regular { how: Method::Chunks { parts }, .. } => (None, parts),
                 _ => (None, &[]),
             };
@@ -180,6 +197,7 @@ impl MethodStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PlanStats {
     pub reference: MethodStats,
+    /// Deltas: zstd and patches.
     pub delta: MethodStats,
     pub chunks: MethodStats,
     pub raw: MethodStats,

@@ -114,6 +114,20 @@ fn every_method_round_trips_byte_identical() {
         match name {
             "all" => {
                 assert_eq!((st.reference.files, st.delta.files, st.chunks.files), (1, 3, 0), "{st:?}");
+                // The library and the script differ in the dependency's hash only: patches;
+                // the large file with an insertion: a zstd delta.
+                let deltas: Vec<(String, &str)> = e
+                    .plan
+                    .entries
+                    .iter()
+                    .filter_map(|en| match &en.node {
+                        PlanNode::Regular { how: Method::Patch { .. }, .. } => Some((en.path.to_string(), "patch")),
+                        PlanNode::Regular { how: Method::Delta { .. }, .. } => Some((en.path.to_string(), "zstd")),
+                        _ => None,
+                    })
+                    .collect();
+                let want = [("bin/run", "patch"), ("lib/libmain.so", "patch"), ("share/big", "zstd")];
+                assert_eq!(deltas, want.map(|(p, m)| (p.to_owned(), m)), "{deltas:?}");
                 assert!(sent < nar_len * 0.01, "{name}: {sent}");
             }
             "no refs" => assert_eq!((st.reference.files, st.delta.files), (0, 4), "{st:?}"),
@@ -271,8 +285,9 @@ fn renamed_and_moved_files_delta_against_their_old_path() {
         .collect();
     // The moved README and the renamed library find their old selves; x3
     // matches both x1 and x2, so it has no base.
-    assert!(matches!(methods[0].1, Method::Delta { base_rel: Some(r), len, .. } if r.to_string() == "share/doc/README" && *len < 500), "{methods:?}");
-    assert!(matches!(methods[1].1, Method::Delta { base_rel: Some(r), len, .. } if r.to_string() == "lib/libfoo.so.1.0" && *len < 500), "{methods:?}");
+    // Both differ from it only in the embedded store hash: patches of the hash.
+    assert!(matches!(methods[0].1, Method::Patch { base_rel: Some(r), len, .. } if r.to_string() == "share/doc/README" && *len < 60), "{methods:?}");
+    assert!(matches!(methods[1].1, Method::Patch { base_rel: Some(r), len, .. } if r.to_string() == "lib/libfoo.so.1.0" && *len < 60), "{methods:?}");
     assert!(matches!(methods[2].1, Method::Raw { .. }), "{methods:?}");
     assert_eq!(decode(&e.plan, &e.payload, &MemStore(target), Vec::new()).unwrap().0, new_nar);
 }

@@ -45,7 +45,7 @@ pub use frames::{COMPRESS_OVER, Frame, FrameReader, FrameWriter};
 
 /// Version of this protocol; both sides must speak the same one (the agent
 /// is a content-addressed store path, so skew means a different agent path).
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest control (JSON) frame accepted.
 pub const MAX_CONTROL_FRAME: u32 = 64 << 20;

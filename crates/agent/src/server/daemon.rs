@@ -72,6 +72,11 @@ impl Spool {
 
 /// Imports verified NARs into the target's store.
 pub trait Importer: Send {
+    /// Get ready to import (connect), ahead of the first request; failures
+    /// are left for the first request to report.
+    fn prepare(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
     /// Which of `paths` are valid (one round trip).
     fn valid_among(&mut self, paths: &[StorePath]) -> impl Future<Output = Result<BTreeSet<StorePath>, ImportError>> + Send;
     /// Import `nars` in order, in one operation (references first: each
@@ -190,6 +195,12 @@ where
 }
 
 impl Importer for DaemonImporter {
+    async fn prepare(&mut self) {
+        if let Err(e) = self.conn().await {
+            tracing::debug!("connecting to the daemon: {e}");
+        }
+    }
+
     async fn valid_among(&mut self, paths: &[StorePath]) -> Result<BTreeSet<StorePath>, ImportError> {
         match self.conn().await? {
             Conn::Unix(c) => valid_on(c, paths).await,

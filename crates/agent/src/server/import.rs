@@ -43,6 +43,8 @@ where
     W: AsyncWrite + Unpin + Send,
     I: Importer,
 {
+    // The daemon connects while the first paths are read and rebuilt.
+    importer.prepare().await;
     let mut failed: HashSet<StorePath> = HashSet::new();
     // An item taken while gathering a batch that does not belong to it.
     let mut next: Option<Ready> = None;

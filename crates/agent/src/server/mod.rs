@@ -3,22 +3,30 @@
 //! plan, verifies it, and imports it through the target's own daemon.
 //!
 //! A session is a pipeline of three stages joined by bounded queues, so
-//! reading the next payload, rebuilding a NAR and importing the previous one
+//! reading the next payload, rebuilding NARs and importing the previous ones
 //! overlap: the *reader* reads messages and payloads ahead (at most
 //! [`READ_AHEAD`] payload bytes buffered; a payload over [`MAX_PAYLOAD`] is
-//! skipped and answered `Resend`); the *rebuilder* rebuilds each NAR on a
-//! blocking thread into a spool (memory, or a temporary file above
-//! [`SPOOL_IN_MEMORY`]; at most [`SPOOL_BUDGET`] bytes of spools in memory
-//! wait for the importer) while hashing it, and answers `Index` requests from
-//! disk; the *importer* ([`import`]) takes the rebuilt paths waiting for it
-//! as one batch (up to [`IMPORT_BATCH`]) and answers in order: `Imported` at
-//! once if the path is already valid, `Resend` if a reference failed earlier
-//! in the session or the rebuilt NAR's hash or size differ from the path
-//! info's, else it imports the batch's other paths with one
-//! `AddMultipleToStore` (the daemon streams on without a round trip per path)
-//! and answers `Imported`. Every failure of a single path (bad base file,
-//! hash mismatch, daemon refusal) is a `Resend` with the reason (a
-//! [`ResendReason`]), and the session goes on; the session's set of failed
+//! skipped and answered `Resend`); the *rebuilder* rebuilds NARs on blocking
+//! threads, up to one per core at once, each into a spool (memory, or a
+//! temporary file above [`SPOOL_IN_MEMORY`]; at most [`SPOOL_BUDGET`] bytes
+//! of spools in memory wait for the importer), and answers `Index` requests
+//! from disk, handing everything on in request order; the *importer*
+//! ([`import`]) connects to the daemon at the start and takes the rebuilt
+//! paths waiting for it as one batch (up to [`IMPORT_BATCH`]) and answers in
+//! order: `Imported` at once if the path is already valid, `Resend` if a
+//! reference failed earlier in the session or the rebuild failed, else it
+//! imports the batch's other paths with one `AddMultipleToStore` (the daemon
+//! streams on without a round trip per path) and answers `Imported`.
+//!
+//! Verification: the rebuild checks every file's size and BLAKE3 as it is
+//! produced (reused files, deltas, patches and raw bytes alike) and the
+//! NAR's size; the NAR's sha256 is checked once, by the daemon, which
+//! refuses to register a path whose NAR hash or size differ from its path
+//! info (Nix's `LocalStore::addToStore`), so the agent does not hash the
+//! NAR a second time. Every failure of a single path (bad base file, size
+//! or hash mismatch, daemon refusal) is a `Resend` with the reason (a
+//! [`ResendReason`]; a daemon refusal also resends the paths after it in
+//! its batch), and the session goes on; the session's set of failed
 //! paths only holds paths still invalid (a referenced one is asked about
 //! again before a path is refused for it, and leaves the set once valid); only a broken stream or an undecodable message ends it
 //! (after an `Error` message when possible).
@@ -32,8 +40,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ndeploy_store::hash::Hash;
-use ndeploy_store::nar::HashingWriter;
 use ndeploy_store::path_info::PathInfo;
 use ndeploy_store::store_path::{StoreDir, StorePath};
 use thiserror::Error;
@@ -65,8 +71,6 @@ pub enum ResendReason {
     Decode(#[from] DecodeError),
     #[error("rebuilt NAR has {got} bytes, the path info says {want}")]
     Size { got: u64, want: u64 },
-    #[error("rebuilt NAR hash {got} differs from the path info's {want}")]
-    Hash { got: String, want: String },
     #[error("asking the daemon: {0}")]
     Query(#[source] Arc<ImportError>),
     #[error("its reference '{0}' was not imported")]
@@ -227,31 +231,76 @@ async fn read_stage<R: AsyncRead + Unpin + Send>(r: &mut FrameReader<R>, tx: mps
     }
 }
 
-/// Stage 2: rebuild NARs and read manifests, on blocking threads; returns
-/// the number of paths indexed. A plan that reuses files of a path pushed
-/// earlier in the session waits until stage 3 is done with that path (its
-/// files are on disk only once imported); `done` counts the items stage 3
-/// has finished, and items are numbered in order.
-async fn rebuild_stage(
-    files: &Path,
-    mut rx: mpsc::Receiver<Incoming>,
-    tx: mpsc::Sender<Ready>,
-    mut done: watch::Receiver<u64>,
-) -> Result<u64, ProtocolError> {
+/// Stage 2: rebuild NARs and read manifests, on blocking threads (up to
+/// [`rebuilders`] NARs at once); returns the number of paths indexed. The
+/// dispatcher starts each item's work in order and the forwarder hands the
+/// results to stage 3 in the same order. A plan that reuses files of a path
+/// pushed earlier in the session waits until stage 3 is done with that path
+/// (its files are on disk only once imported); `done` counts the items
+/// stage 3 has finished, and items are numbered in order.
+async fn rebuild_stage(files: &Path, rx: mpsc::Receiver<Incoming>, tx: mpsc::Sender<Ready>, done: watch::Receiver<u64>) -> Result<u64, ProtocolError> {
+    let (started_tx, mut started_rx) = mpsc::channel::<Started>(IMPORT_BATCH);
+    let forward = async move {
+        while let Some(started) = started_rx.recv().await {
+            let ready = match started {
+                Started::Ready(r) => r,
+                Started::Index(task) => Ready::Reply(Message::Manifests { manifests: task.await.map_err(join_error)? }),
+                Started::Push { name, rebuilt, check_sigs, spool } => {
+                    let rebuilt = match rebuilt {
+                        Ok((info, Rebuilding::Done(r))) => Ok((info, r)),
+                        Ok((info, Rebuilding::Task(task))) => Ok((info, task.await.map_err(join_error)?)),
+                        Err(e) => Err(e),
+                    };
+                    Ready::Push(RebuiltPush { name, rebuilt, check_sigs, _spool: spool })
+                }
+            };
+            if tx.send(ready).await.is_err() {
+                break;
+            }
+        }
+        Ok::<(), ProtocolError>(())
+    };
+    let (indexed, ()) = tokio::try_join!(dispatch(files, rx, started_tx, done), forward)?;
+    Ok(indexed)
+}
+
+/// NARs rebuilt at once: one per core (at most 4).
+fn rebuilders() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4)
+}
+
+/// An item of stage 2 whose work has started, on its way to the forwarder.
+enum Started {
+    Ready(Ready),
+    Index(tokio::task::JoinHandle<Vec<PathManifest>>),
+    Push { name: String, rebuilt: Result<(PathInfo, Rebuilding), ResendReason>, check_sigs: bool, spool: Option<OwnedSemaphorePermit> },
+}
+
+enum Rebuilding {
+    Done(Rebuilt),
+    Task(tokio::task::JoinHandle<Rebuilt>),
+}
+
+fn closed(e: tokio::sync::AcquireError) -> ProtocolError {
+    ProtocolError::Io(io::Error::other(e.to_string()))
+}
+
+/// Stage 2's dispatcher: start each item's work, in order (see [`rebuild_stage`]).
+async fn dispatch(files: &Path, mut rx: mpsc::Receiver<Incoming>, tx: mpsc::Sender<Started>, mut done: watch::Receiver<u64>) -> Result<u64, ProtocolError> {
     let mut indexed = 0;
     let spools = Arc::new(Semaphore::new((SPOOL_BUDGET >> 10) as usize));
+    let workers = Arc::new(Semaphore::new(rebuilders()));
     // Item number of each path pushed in this session.
     let mut pushed: HashMap<String, u64> = HashMap::new();
     let mut seq = 0u64;
     while let Some(incoming) = rx.recv().await {
         let item = seq;
         seq += 1;
-        let ready = match incoming {
+        let started = match incoming {
             Incoming::Index(paths) => {
                 indexed += paths.len() as u64;
                 let dir = files.to_owned();
-                let manifests = tokio::task::spawn_blocking(move || index(&dir, paths)).await.map_err(join_error)?;
-                Ready::Reply(Message::Manifests { manifests })
+                Started::Index(tokio::task::spawn_blocking(move || index(&dir, paths)))
             }
             Incoming::Push { info, name, plan, payload, check_sigs, permit } => {
                 if let Some(last) = plan.sources().filter_map(|p| pushed.get(p)).max() {
@@ -266,21 +315,26 @@ async fn rebuild_stage(
                         // Spools in memory wait within the budget (a spool file does not count).
                         if i.nar_size <= SPOOL_IN_MEMORY {
                             let kib = u32::try_from((i.nar_size >> 10).min(SPOOL_BUDGET >> 10)).unwrap_or(u32::MAX);
-                            spool = Some(Arc::clone(&spools).acquire_many_owned(kib).await.map_err(|e| ProtocolError::Io(io::Error::other(e.to_string())))?);
+                            spool = Some(Arc::clone(&spools).acquire_many_owned(kib).await.map_err(closed)?);
                         }
-                        let (source, hash, size) = (StoreFiles { dir: files.to_owned() }, i.nar_hash, i.nar_size);
-                        let r = tokio::task::spawn_blocking(move || rebuild(&plan, &payload, &source, &hash, size)).await.map_err(join_error)?;
-                        Ok((i, r))
+                        let worker = Arc::clone(&workers).acquire_owned().await.map_err(closed)?;
+                        let (source, size) = (StoreFiles { dir: files.to_owned() }, i.nar_size);
+                        let task = tokio::task::spawn_blocking(move || {
+                            let r = rebuild(&plan, &payload, &source, size);
+                            // The payload's share of the read-ahead and the worker are free again.
+                            drop((payload, permit, worker));
+                            r
+                        });
+                        Ok((i, Rebuilding::Task(task)))
                     }
-                    (Ok(i), Err(e)) => Ok((i, Err(e))),
+                    (Ok(i), Err(e)) => Ok((i, Rebuilding::Done(Err(e)))),
                     (Err(e), _) => Err(ResendReason::Info(e)),
                 };
-                drop(permit);
-                Ready::Push(RebuiltPush { name, rebuilt, check_sigs, _spool: spool })
+                Started::Push { name, rebuilt, check_sigs, spool }
             }
-            Incoming::Bye => Ready::Bye,
+            Incoming::Bye => Started::Ready(Ready::Bye),
         };
-        if tx.send(ready).await.is_err() {
+        if tx.send(started).await.is_err() {
             break;
         }
     }
@@ -327,17 +381,15 @@ fn index(dir: &Path, paths: Vec<String>) -> Vec<PathManifest> {
     paths.into_iter().zip(found).map(|(path, manifest)| PathManifest { path, manifest }).collect()
 }
 
-/// Rebuild and verify one NAR (see the module doc).
-fn rebuild(plan: &NarPlan, payload: &[u8], source: &StoreFiles, nar_hash: &Hash, nar_size: u64) -> Rebuilt {
+/// Rebuild one NAR (see the module doc): every file's size and BLAKE3 are
+/// checked as it is produced ([`decode`]) and the NAR's size here; its
+/// sha256 is left to the daemon, which checks it against the path info
+/// before it registers the path.
+fn rebuild(plan: &NarPlan, payload: &[u8], source: &StoreFiles, nar_size: u64) -> Rebuilt {
     let spool = Spool::new(nar_size).map_err(ResendReason::Spool)?;
-    let hashing = HashingWriter::new(nar_hash.algo(), Bounded { inner: spool, left: nar_size });
-    let (hashing, stats) = decode(plan, payload, source, hashing)?;
-    let (got, size, Bounded { inner: spool, .. }) = hashing.finish();
-    if size != nar_size {
-        return Err(ResendReason::Size { got: size, want: nar_size });
-    }
-    if got != *nar_hash {
-        return Err(ResendReason::Hash { got: got.to_sri(), want: nar_hash.to_sri() });
+    let (Bounded { inner: spool, left }, stats) = decode(plan, payload, source, Bounded { inner: spool, left: nar_size })?;
+    if left != 0 {
+        return Err(ResendReason::Size { got: nar_size - left, want: nar_size });
     }
     Ok((spool, stats))
 }

@@ -357,7 +357,15 @@ fn encode_all(
     use rayon::prelude::*;
     let opts = EncodeOptions::default();
     let (manifest_tx, manifest_rx) = std::sync::mpsc::sync_channel(MANIFEST_BATCH);
+    // New manifests are written to the cache by a thread of their own (a
+    // file each: creating hundreds of files costs the encoder time otherwise).
+    let (save_tx, save_rx) = std::sync::mpsc::channel::<(StorePath, NarManifest)>();
     std::thread::scope(|s| {
+        s.spawn(move || {
+            for (path, m) in save_rx {
+                records.save_manifest(&path, &m);
+            }
+        });
         s.spawn(|| {
             let (mut at, mut size) = (0, 1);
             while let Some(batch) = missing.get(at..(at + size).min(missing.len())).filter(|b| !b.is_empty()) {
@@ -380,6 +388,8 @@ fn encode_all(
         });
         // Owns the receiver: when the encoder stops early, the manifest thread's next send fails.
         let manifests = manifest_rx;
+        // Owned here, so the saver's queue closes when the encoder is done.
+        let save_tx = save_tx;
         for info in &missing {
             let mut info = info.clone();
             let manifest = manifests.recv().map_err(|_| format!("cannot encode {}: its manifest was not computed", info.path))?;
@@ -400,7 +410,8 @@ fn encode_all(
                 info.sign(dir, key).map_err(|e| e.to_string())?;
             }
             if save {
-                records.save_manifest(&info.path, &manifest);
+                // The saver ends with the scope (when this sender is dropped).
+                let _ = save_tx.send((info.path.clone(), manifest.clone()));
             }
             knowledge.add(info.path.clone(), manifest);
             let nar_size = info.nar_size;

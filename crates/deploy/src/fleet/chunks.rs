@@ -168,6 +168,7 @@ pub fn evaluate_in_rounds(
     let threads = pool.current_num_threads();
     let quiescence = epoch::Quiescence::new(threads);
     let (mut host_frames, mut host_thunks, mut host_clear_ns) = (0usize, 0usize, 0u64);
+    let (mut eval_cpu_ns, mut clear_cpu_ns) = (0u64, 0u64);
     loop {
         let start = next.load(Ordering::Relaxed);
         if start >= hosts.len() {
@@ -218,6 +219,8 @@ pub fn evaluate_in_rounds(
             host_frames += clearing.frames.load(Ordering::Relaxed);
             host_thunks += clearing.thunks.load(Ordering::Relaxed);
             host_clear_ns += clearing.nanos.load(Ordering::Relaxed);
+            eval_cpu_ns += clearing.eval_cpu_ns.load(Ordering::Relaxed);
+            clear_cpu_ns += clearing.clear_cpu_ns.load(Ordering::Relaxed);
             if done < hosts.len() {
                 // Stopped: collect by trial deletion, then go on.
                 trial_next = true;
@@ -326,15 +329,17 @@ pub fn evaluate_in_rounds(
     debug_assert_eq!(quiescence.deferred(), 0);
     if report {
         eprintln!(
-            "hosts' epochs cleared by their threads: {host_frames} frames, {host_thunks} thunks, {:.2} s summed",
-            host_clear_ns as f64 / 1e9
+            "hosts' epochs cleared by their threads: {host_frames} frames, {host_thunks} thunks, {:.2} s summed ({:.2} s CPU); hosts evaluated in {:.2} s CPU",
+            host_clear_ns as f64 / 1e9,
+            clear_cpu_ns as f64 / 1e9,
+            eval_cpu_ns as f64 / 1e9
         );
         // A thread waits at a round's end for the hosts still in flight
         // on the others, and during collections (their walk and clearing
         // run on as many threads, but outside the pool).
-        let waiting = threads as f64 * rounds_wall - hosts_ms as f64 / 1000.0;
+        let waiting = threads as f64 * rounds_wall - hosts_ms as f64 / 1000.0 - host_clear_ns as f64 / 1e9;
         eprintln!(
-            "rounds {rounds_wall:.2} s wall on {threads} threads, hosts {:.2} s, threads waiting at round ends {waiting:.2} s, collections {collect_wall:.2} s wall",
+            "rounds {rounds_wall:.2} s wall on {threads} threads, hosts {:.2} s, threads waiting (idle in rounds) {waiting:.2} s, collections {collect_wall:.2} s wall",
             hosts_ms as f64 / 1000.0
         );
     }

@@ -383,11 +383,34 @@ pub struct HostClearing<'a> {
     pub thunks: AtomicUsize,
     /// Nanoseconds spent clearing and freeing, summed over threads.
     pub nanos: AtomicU64,
+    /// Thread CPU time evaluating hosts and clearing them (nanoseconds,
+    /// summed over threads; whatever the machine's load).
+    pub eval_cpu_ns: AtomicU64,
+    pub clear_cpu_ns: AtomicU64,
+}
+
+/// This thread's CPU time in nanoseconds (0 if unavailable).
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec to write; the clock id is a
+    // constant the kernel knows.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
 }
 
 impl<'a> HostClearing<'a> {
     pub fn new(quiescence: &'a Quiescence, stop: &'a (dyn Fn() -> bool + Sync)) -> HostClearing<'a> {
-        HostClearing { quiescence, stop, frames: AtomicUsize::new(0), thunks: AtomicUsize::new(0), nanos: AtomicU64::new(0) }
+        HostClearing {
+            quiescence,
+            stop,
+            frames: AtomicUsize::new(0),
+            thunks: AtomicUsize::new(0),
+            nanos: AtomicU64::new(0),
+            eval_cpu_ns: AtomicU64::new(0),
+            clear_cpu_ns: AtomicU64::new(0),
+        }
     }
 }
 
@@ -438,11 +461,13 @@ impl Fleet<'_> {
                         // garbage once it is done.
                         let me = ctx.index();
                         if let Some(c) = round.per_host {
+                            let cpu0 = thread_cpu_ns();
                             c.quiescence.enter(me);
                             let epoch = ndeploy_eval::value::collect::epoch::enter_host_listed();
                             let r = self.evaluate_host(h, target, show_trace);
                             let made = epoch.finish_nodes();
                             c.quiescence.leave(me);
+                            let cpu1 = thread_cpu_ns();
                             round.young.fetch_add(Env::rec_frames_made().wrapping_sub(before), Ordering::Relaxed);
                             let _ = tx.send(r);
                             // SAFETY: the host's epoch ended on this thread,
@@ -453,6 +478,8 @@ impl Fleet<'_> {
                             c.frames.fetch_add(stats.cleared_frames, Ordering::Relaxed);
                             c.thunks.fetch_add(stats.cleared_thunks, Ordering::Relaxed);
                             c.nanos.fetch_add(stats.time.as_nanos() as u64, Ordering::Relaxed);
+                            c.eval_cpu_ns.fetch_add(cpu1.saturating_sub(cpu0), Ordering::Relaxed);
+                            c.clear_cpu_ns.fetch_add(thread_cpu_ns().saturating_sub(cpu1), Ordering::Relaxed);
                             continue;
                         }
                         let r = match round.epochs {

@@ -260,17 +260,12 @@ static NULL: Value = Value::Null;
 impl Thunk {
     pub fn new(p: Pending) -> Thunk {
         let gc = crate::value::collect::epoch::word_init();
-        let t = Thunk(Arc::new(ThunkInner {
+        Thunk(Arc::new(ThunkInner {
             state: AtomicU32::new(PENDING),
             gc: AtomicU32::new(gc),
             cell: UnsafeCell::new(Content { pending: ManuallyDrop::new(p) }),
             boxed: UnsafeCell::new(None),
-        }));
-        if gc != 0 {
-            // Made in a host epoch: listed for clearing when it ends.
-            crate::value::collect::epoch::made_host_thunk(Arc::downgrade(&t.0));
-        }
-        t
+        }))
     }
 
     pub fn expr(e: Arc<Expr>, env: Env) -> Value {
@@ -376,6 +371,14 @@ impl Thunk {
             });
         }
         let inner = &*self.0;
+        if let Ok(v) = &r
+            && inner.gc.load(Ordering::Relaxed) & crate::value::collect::epoch::HOST != 0
+            && !super::drop::is_scalar(v)
+        {
+            // A host epoch's thunk gets a result that may close a cycle:
+            // listed for clearing when the epoch ends.
+            crate::value::collect::epoch::made_host_thunk(Arc::downgrade(&self.0));
+        }
         let s = inner.lock();
         match r {
             Ok(v) => {

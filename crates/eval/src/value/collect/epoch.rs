@@ -28,8 +28,11 @@
 //! result; clearing the frames alone is not enough, as in `let w = { a = [
 //! (id w) ]; }`, whose cycle runs through two attribute thunks' results).
 //! Recursive frames are found among the evaluator's held frames by their
-//! bit; thunks are listed (weakly) per thread when made in a host epoch
-//! and handed over when the host ends ([`HostEpoch::finish`]). That is
+//! bit; thunks of a host epoch are listed (weakly) per thread when they
+//! get a result that can close a cycle (not a scalar: a thunk's pending
+//! work only refers to nodes older than the thunk, so every cycle closes
+//! through a frame's slot or a thunk's result) and handed over when the
+//! host ends ([`HostEpoch::finish`]). That is
 //! [`crate::Evaluator::clear_host_epochs`]: one pass over those lists, no
 //! counting walk, no live marking; reference counting frees the rest.
 //!
@@ -101,7 +104,10 @@ pub(crate) fn list_host_frame(env: &Env) -> bool {
     true
 }
 
-/// A thunk was made in a host epoch (called by [`Thunk::new`]).
+/// A thunk made in a host epoch gets a result that is not a scalar (called
+/// by [`Thunk::end`]): only such thunks need clearing, since a cycle
+/// closes through a mutable edge (a frame's slot or a thunk's result; a
+/// thunk's pending work only refers to nodes older than the thunk).
 #[inline]
 pub(crate) fn made_host_thunk(w: Weak<ThunkInner>) {
     HOST_THUNKS.with(|l| l.borrow_mut().push(w));

@@ -5,10 +5,11 @@
 //! `(depth, index)` slot in the environment chain; only names under a `with`
 //! that are not bound lexically stay dynamic ([`Expr::WithVar`]). Builtins are
 //! compiled to constants. Sub-expressions that may become thunks (attribute
-//! values, list elements, arguments, bindings) are `Arc<Expr>` so a thunk can
+//! values, list elements, arguments, bindings) are `Brc<Expr>` (shared, counted without atomics on the thread that
+//! compiled them: `value/brc.rs`) so a thunk can
 //! hold them without copying. Positions are packed [`Pos`]es.
 
-use std::sync::Arc;
+use crate::value::Brc;
 
 use crate::source::Pos;
 use crate::symbol::Symbol;
@@ -25,16 +26,16 @@ pub enum Expr {
     /// Path with interpolation: parts concatenated then made a path;
     /// `base` is the directory relative paths resolve against.
     PathInterp { parts: Box<[Expr]>, pos: Pos },
-    List(Box<[Arc<Expr>]>),
+    List(Box<[Brc<Expr>]>),
     Attrs(Box<AttrsExpr>),
     Let(Box<LetExpr>),
-    Lambda(Arc<Lambda>),
-    Apply { func: Box<Expr>, args: Box<[Arc<Expr>]>, pos: Pos },
+    Lambda(Brc<Lambda>),
+    Apply { func: Box<Expr>, args: Box<[Brc<Expr>]>, pos: Pos },
     Select { expr: Box<Expr>, path: Box<[AttrName]>, default: Option<Box<Expr>>, pos: Pos },
     HasAttr { expr: Box<Expr>, path: Box<[AttrName]> },
     If { cond: Box<Expr>, then: Box<Expr>, else_: Box<Expr>, pos: Pos },
     Assert { cond: Box<Expr>, body: Box<Expr>, text: String, pos: Pos },
-    With { attrs: Arc<Expr>, body: Box<Expr> },
+    With { attrs: Brc<Expr>, body: Box<Expr> },
     BinOp { op: BinOp, lhs: Box<Expr>, rhs: Box<Expr>, pos: Pos },
     Not(Box<Expr>, Pos),
     Neg(Box<Expr>, Pos),
@@ -69,7 +70,7 @@ pub enum AttrName {
 /// How an attribute's value is computed.
 pub struct AttrDef {
     pub name: Symbol,
-    pub value: Arc<Expr>,
+    pub value: Brc<Expr>,
     /// `inherit x;` in a `rec`/`let`: evaluated in the enclosing frame.
     pub inherited: bool,
     pub pos: Pos,
@@ -77,7 +78,7 @@ pub struct AttrDef {
 
 pub struct DynAttr {
     pub name: Expr,
-    pub value: Arc<Expr>,
+    pub value: Brc<Expr>,
     pub pos: Pos,
 }
 
@@ -106,7 +107,7 @@ pub enum Param {
 
 pub struct Formal {
     pub name: Symbol,
-    pub default: Option<Arc<Expr>>,
+    pub default: Option<Brc<Expr>>,
     pub pos: Pos,
 }
 

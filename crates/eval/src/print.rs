@@ -8,7 +8,6 @@
 //! future derivation printing.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use crate::error::EvalResult;
 use crate::eval::Evaluator;
@@ -52,7 +51,7 @@ fn write(v: &Value, out: &mut String, seen: &mut HashSet<usize>) {
             out.push('}');
         }
         Value::List(l) => {
-            let id = if l.len() <= 2 { cell } else { Arc::as_ptr(&l) as usize };
+            let id = if l.len() <= 2 { cell } else { crate::value::Brc::as_ptr(&l) as usize };
             if !l.is_empty() && !seen.insert(id) {
                 out.push_str("«repeated»");
                 return;

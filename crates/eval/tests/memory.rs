@@ -17,9 +17,9 @@ fn recursive_binding_cycle_is_broken_on_drop() {
     // and the closure holds the frame: a cycle.
     let v = ev.eval_str("let f = x: f x; in f").unwrap();
     let Value::Lambda(closure) = v else { panic!("not a lambda") };
-    assert_eq!(Arc::strong_count(&closure), 2, "ours + the let slot's");
+    assert_eq!(ndeploy_eval::value::Brc::strong_count(&closure), 2, "ours + the let slot's");
     drop(ev);
-    assert_eq!(Arc::strong_count(&closure), 1, "the evaluator's drop released the frame");
+    assert_eq!(ndeploy_eval::value::Brc::strong_count(&closure), 1, "the evaluator's drop released the frame");
 }
 
 #[test]

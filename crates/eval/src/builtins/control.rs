@@ -106,7 +106,7 @@ fn function_args(_: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 /// copied); other keys fall back to `==`.
 enum Key {
     Int(i64),
-    Str(Arc<NixString>),
+    Str(crate::value::Brc<NixString>),
     Path(Arc<String>),
 }
 

@@ -444,7 +444,7 @@ fn process_attr(
 /// An attribute's value as an environment variable, its context added to
 /// the inputs.
 enum AttrText {
-    Shared(Arc<NixString>),
+    Shared(crate::value::Brc<NixString>),
     Owned(String),
 }
 

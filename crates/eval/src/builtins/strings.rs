@@ -16,7 +16,7 @@ pub(super) const PRIMOPS: &[PrimOp] = &[
     PrimOp::new("replaceStrings", &[S, S, S], replace_strings),
     PrimOp::new("toString", &[S], |ev, a, _| {
         let s = ev.coerce_to_string(&a[0], CoerceOpts::to_string())?;
-        Ok(Value::String(std::sync::Arc::new(s)))
+        Ok(Value::String(crate::value::Brc::new(s)))
     }),
     PrimOp::new("match", &[S, S], match_),
     PrimOp::new("split", &[S, S], split),

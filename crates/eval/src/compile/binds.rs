@@ -17,7 +17,8 @@
 //! register). Nested trial compilations do not retry, which keeps the
 //! compile work at most quadratic in the nesting of such lets.
 
-use std::sync::Arc;
+
+use crate::value::Brc;
 
 use rnix::SyntaxKind as K;
 use rnix::ast;
@@ -239,7 +240,7 @@ impl<'a> Compiler<'a> {
     /// sorted in place), so that a `let` can be compiled twice without a copy.
     fn compile_bind(&mut self, name: Symbol, bind: &mut Bind<'_>, in_rec: bool, pos: Pos) -> EvalResult<Expr> {
         Ok(match bind {
-            Bind::Value(l) if l.kind() == K::NODE_LAMBDA => Expr::Lambda(Arc::new(self.lambda(*l, Some(name))?)),
+            Bind::Value(l) if l.kind() == K::NODE_LAMBDA => Expr::Lambda(Brc::new(self.lambda(*l, Some(name))?)),
             Bind::Value(e) => self.expr(*e)?,
             Bind::Inherit => self.resolve(name, usize::from(in_rec), pos)?,
             Bind::InheritFrom(from) => {
@@ -260,7 +261,7 @@ impl<'a> Compiler<'a> {
             let mut attrs = Vec::with_capacity(binds.statics.len());
             for sb in binds.statics.iter_mut() {
                 let inherited = matches!(sb.bind, Bind::Inherit);
-                let value = Arc::new(self.compile_bind(sb.name, &mut sb.bind, rec, sb.pos)?);
+                let value = Brc::new(self.compile_bind(sb.name, &mut sb.bind, rec, sb.pos)?);
                 attrs.push(AttrDef { name: sb.name, value, inherited, pos: sb.pos });
             }
             let mut dynamic = Vec::with_capacity(binds.dynamics.len());
@@ -269,7 +270,7 @@ impl<'a> Compiler<'a> {
                     AttrName::Dynamic(e) => e,
                     AttrName::Static(s) => Expr::Const(crate::value::Value::string(s.as_str())),
                 };
-                let value = Arc::new(self.compile_bind(Symbol::new("<dynamic>"), &mut db.bind, rec, db.pos)?);
+                let value = Brc::new(self.compile_bind(Symbol::new("<dynamic>"), &mut db.bind, rec, db.pos)?);
                 dynamic.push(DynAttr { name, value, pos: db.pos });
             }
             Ok(Expr::Attrs(Box::new(AttrsExpr { rec, attrs, dynamic, pos })))
@@ -314,7 +315,7 @@ impl<'a> Compiler<'a> {
         let mut defs = Vec::with_capacity(binds.statics.len());
         for sb in binds.statics.iter_mut() {
             let inherited = matches!(sb.bind, Bind::Inherit);
-            let value = Arc::new(self.compile_bind(sb.name, &mut sb.bind, in_rec, sb.pos)?);
+            let value = Brc::new(self.compile_bind(sb.name, &mut sb.bind, in_rec, sb.pos)?);
             defs.push(AttrDef { name: sb.name, value, inherited, pos: sb.pos });
         }
         Ok(defs)

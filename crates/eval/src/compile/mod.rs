@@ -21,6 +21,8 @@ pub(crate) mod names;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::value::Brc;
+
 use rnix::SyntaxKind as K;
 use rnix::ast;
 use rowan::NodeOrToken;
@@ -208,8 +210,8 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn sub_arc(&mut self, e: Option<GNode<'_>>, parent: GNode<'_>) -> EvalResult<Arc<Expr>> {
-        self.sub(e, parent).map(Arc::new)
+    fn sub_arc(&mut self, e: Option<GNode<'_>>, parent: GNode<'_>) -> EvalResult<Brc<Expr>> {
+        self.sub(e, parent).map(Brc::new)
     }
 
     /// The first two expression children of `node`.
@@ -249,7 +251,7 @@ impl<'a> Compiler<'a> {
                 let path = self.resolve(Symbol::new("__nixPath"), 0, pos)?;
                 Expr::Apply {
                     func: Box::new(find),
-                    args: vec![Arc::new(path), Arc::new(Expr::Const(Value::string(name)))].into_boxed_slice(),
+                    args: vec![Brc::new(path), Brc::new(Expr::Const(Value::string(name)))].into_boxed_slice(),
                     pos,
                 }
             }
@@ -267,13 +269,13 @@ impl<'a> Compiler<'a> {
                 Expr::Const(Value::Attrs(b.finish()))
             }
             K::NODE_LIST => {
-                let items: EvalResult<Vec<_>> = e.exprs().map(|i| self.expr(i).map(Arc::new)).collect();
+                let items: EvalResult<Vec<_>> = e.exprs().map(|i| self.expr(i).map(Brc::new)).collect();
                 Expr::List(items?.into_boxed_slice())
             }
             K::NODE_ATTR_SET => self.attr_set(e)?,
             K::NODE_LET_IN => self.let_in(e)?,
             K::NODE_LEGACY_LET => self.legacy_let(e)?,
-            K::NODE_LAMBDA => Expr::Lambda(Arc::new(self.lambda(e, None)?)),
+            K::NODE_LAMBDA => Expr::Lambda(Brc::new(self.lambda(e, None)?)),
             K::NODE_APPLY => {
                 let mut args = Vec::new();
                 let mut cur = e;
@@ -565,7 +567,7 @@ impl<'a> Compiler<'a> {
                 let default = match def {
                     Some(d) => {
                         rec = true;
-                        Some(Arc::new(self.expr(*d)?))
+                        Some(Brc::new(self.expr(*d)?))
                     }
                     None => None,
                 };

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::value::Brc;
+
 use super::Evaluator;
 use super::borrow::VRef;
 use crate::error::{ErrorKind, EvalError, EvalResult};
@@ -71,7 +73,7 @@ impl Evaluator {
     #[inline(never)]
     /// The function is borrowed (see `borrow.rs`): calling a shared function
     /// does not touch its reference count.
-    pub(super) fn apply_exprs(&self, mut f: VRef<'_>, args: &[Arc<Expr>], pos: Pos, env: &Env) -> EvalResult<Value> {
+    pub(super) fn apply_exprs(&self, mut f: VRef<'_>, args: &[Brc<Expr>], pos: Pos, env: &Env) -> EvalResult<Value> {
         let mut rest = args;
         while let Some((first, tail)) = rest.split_first() {
             match &*f {
@@ -120,7 +122,7 @@ impl Evaluator {
     /// saves the thunk; the one visible trace is that lazy printing shows
     /// the number where Nix would show `<CODE>`.
     #[inline]
-    fn delay_arg(&self, e: &Arc<Expr>, env: &Env) -> EvalResult<Value> {
+    fn delay_arg(&self, e: &Brc<Expr>, env: &Env) -> EvalResult<Value> {
         if let Expr::BinOp { op, lhs, rhs, .. } = &**e
             && let Some(v) = eager_int(*op, lhs, rhs, env)
         {

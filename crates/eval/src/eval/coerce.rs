@@ -36,17 +36,17 @@ impl Evaluator {
 
     /// Like [`Evaluator::coerce_to_string`], but a string is returned as
     /// the shared value itself (no copy of its text).
-    pub fn coerce_to_shared_string(&self, v: &Value, opts: CoerceOpts) -> EvalResult<std::sync::Arc<NixString>> {
+    pub fn coerce_to_shared_string(&self, v: &Value, opts: CoerceOpts) -> EvalResult<crate::value::Brc<NixString>> {
         match v {
             Value::String(s) => Ok(s.clone()),
             Value::Thunk(t) => match t.get_ref() {
                 Some(Value::String(s)) => Ok(s.clone()),
                 _ => match self.force(v)? {
                     Value::String(s) => Ok(s),
-                    v => Ok(std::sync::Arc::new(self.coerce_to_string(&v, opts)?)),
+                    v => Ok(crate::value::Brc::new(self.coerce_to_string(&v, opts)?)),
                 },
             },
-            _ => Ok(std::sync::Arc::new(self.coerce_to_string(v, opts)?)),
+            _ => Ok(crate::value::Brc::new(self.coerce_to_string(v, opts)?)),
         }
     }
 
@@ -141,7 +141,7 @@ impl Evaluator {
     }
 
     /// A string value (no coercion), with its context.
-    pub fn force_string(&self, v: &Value) -> EvalResult<std::sync::Arc<NixString>> {
+    pub fn force_string(&self, v: &Value) -> EvalResult<crate::value::Brc<NixString>> {
         match self.force(v)? {
             Value::String(s) => Ok(s),
             v => Err(EvalError::type_error(v.type_desc(), "a string")),

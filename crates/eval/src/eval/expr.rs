@@ -1,6 +1,7 @@
 //! Evaluation of each IR node to weak head normal form.
 
-use std::sync::Arc;
+
+use crate::value::Brc;
 
 use super::Evaluator;
 use super::borrow::VRef;
@@ -60,7 +61,7 @@ impl Evaluator {
     }
 
     #[inline(never)]
-    fn eval_list(&self, items: &[Arc<Expr>], env: &Env) -> EvalResult<Value> {
+    fn eval_list(&self, items: &[Brc<Expr>], env: &Env) -> EvalResult<Value> {
         let mut v = Vec::with_capacity(items.len());
         for i in items.iter() {
             v.push(self.delay(i, env)?);
@@ -108,7 +109,7 @@ impl Evaluator {
 
     /// A value for a binding of a recursive frame: variables of the frame
     /// itself must be delayed (the frame is not filled yet).
-    fn delay_rec(&self, e: &Arc<Expr>, env: &Env) -> EvalResult<Value> {
+    fn delay_rec(&self, e: &Brc<Expr>, env: &Env) -> EvalResult<Value> {
         match &**e {
             Expr::Local { depth: 0, .. } => Ok(Thunk::expr(e.clone(), env.clone())),
             _ => self.delay(e, env),

@@ -26,7 +26,10 @@ mod stack;
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
+
+use crate::value::Brc;
+use crate::value::brc::WeakBrc;
 
 pub use coerce::CoerceOpts;
 pub(crate) use call::int_binop;
@@ -94,7 +97,7 @@ const REC_SHARDS: usize = 8;
 const REC_BATCH: usize = 32;
 
 struct RecRegistry {
-    envs: Vec<Weak<crate::value::env::EnvInner>>,
+    envs: Vec<WeakBrc<crate::value::env::EnvInner>>,
     prune_at: usize,
     /// With the cycle collector on: every recursive frame, held until a
     /// collection proves it garbage (see `value/collect.rs`).
@@ -102,7 +105,7 @@ struct RecRegistry {
 }
 
 /// `scopedImport` compilations by (file, scope names).
-type ScopedImports = Mutex<HashMap<(String, Vec<Symbol>), Arc<Expr>>>;
+type ScopedImports = Mutex<HashMap<(String, Vec<Symbol>), Brc<Expr>>>;
 
 pub struct Evaluator {
     pub config: EvalConfig,
@@ -217,12 +220,12 @@ impl Evaluator {
     /// Read and compile a file; `extra` adds an outermost frame (scopedImport).
     /// [`Evaluator::compile_file`] with the outermost frame `names`
     /// (`scopedImport`), compiled once per evaluator for each (path, names).
-    pub(crate) fn compile_file_scoped(&self, path: &str, names: Vec<Symbol>) -> EvalResult<Arc<Expr>> {
+    pub(crate) fn compile_file_scoped(&self, path: &str, names: Vec<Symbol>) -> EvalResult<Brc<Expr>> {
         let key = (path.to_owned(), names);
         if let Some(e) = self.scoped.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(e.clone());
         }
-        let e = Arc::new(self.compile_file(path, Some(key.1.clone()))?);
+        let e = Brc::new(self.compile_file(path, Some(key.1.clone()))?);
         Ok(self.scoped.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_insert(e).clone())
     }
 
@@ -267,6 +270,8 @@ impl Evaluator {
             let batch = std::mem::take(&mut *q);
             drop(q);
             self.register_rec(batch);
+            // Now and then: free what other threads dropped last.
+            crate::value::brc::drain();
         }
         env
     }
@@ -285,7 +290,7 @@ impl Evaluator {
                 }
             }
             if reg.envs.len() >= reg.prune_at {
-                reg.envs.retain(|w| w.strong_count() > 0);
+                reg.envs.retain(|w| !w.is_dead());
                 reg.prune_at = (reg.envs.len() * 2).max(1024);
             }
         }
@@ -378,7 +383,7 @@ impl Evaluator {
     /// lazy printing shows `<LAMBDA>` where Nix shows `<CODE>`), anything
     /// else as a thunk.
     #[inline]
-    pub(crate) fn delay(&self, e: &Arc<Expr>, env: &Env) -> EvalResult<Value> {
+    pub(crate) fn delay(&self, e: &Brc<Expr>, env: &Env) -> EvalResult<Value> {
         match &**e {
             Expr::Const(v) => Ok(v.clone()),
             Expr::Local { depth, idx } => env.lookup_shallow(*depth, *idx).map_err(|_| released()),
@@ -410,7 +415,7 @@ impl Evaluator {
                 Ok(())
             }
             Value::List(l) => {
-                if !seen.insert(Arc::as_ptr(l) as usize) {
+                if !seen.insert(crate::value::Brc::as_ptr(l) as usize) {
                     return Ok(());
                 }
                 for x in l.iter() {
@@ -454,8 +459,8 @@ impl Drop for Evaluator {
 
 /// The closure of the lambda `l` in `env`.
 #[inline]
-pub(crate) fn closure(l: &Arc<crate::ir::Lambda>, env: &Env) -> Value {
-    Value::Lambda(Arc::new(crate::value::Closure { lambda: l.clone(), env: env.clone() }))
+pub(crate) fn closure(l: &Brc<crate::ir::Lambda>, env: &Env) -> Value {
+    Value::Lambda(crate::value::Brc::new(crate::value::Closure { lambda: l.clone(), env: env.clone() }))
 }
 
 pub(crate) fn released() -> EvalError {
@@ -479,7 +484,7 @@ impl Evaluator {
 
     /// The registered recursive frames (weak; dead ones are pruned lazily)
     /// and, when the collector holds them, the held ones.
-    pub(crate) fn rec_frames_mut(&mut self) -> (&mut Vec<Weak<crate::value::env::EnvInner>>, &mut Option<Vec<Env>>) {
+    pub(crate) fn rec_frames_mut(&mut self) -> (&mut Vec<WeakBrc<crate::value::env::EnvInner>>, &mut Option<Vec<Env>>) {
         self.flush_rec();
         let reg = self.rec_envs.get_mut().unwrap_or_else(|e| e.into_inner());
         (&mut reg.envs, &mut reg.held)

@@ -3,7 +3,6 @@
 //! comparison and Nix's deep equality.
 
 use std::cmp::Ordering;
-use std::sync::Arc;
 
 use super::{CoerceOpts, Evaluator};
 use crate::error::{ErrorKind, EvalError, EvalResult};
@@ -219,7 +218,7 @@ impl Evaluator {
             (Value::String(x), Value::String(y)) => x.as_str() == y.as_str(),
             (Value::Path(x), Value::Path(y)) => x == y,
             (Value::List(x), Value::List(y)) => {
-                if Arc::ptr_eq(x, y) {
+                if crate::value::Brc::ptr_eq(x, y) {
                     return Ok(true);
                 }
                 if x.len() != y.len() {
@@ -295,7 +294,7 @@ impl Evaluator {
 fn same_ref(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Thunk(x), Value::Thunk(y)) => x.ptr_eq(y),
-        (Value::Lambda(x), Value::Lambda(y)) => Arc::ptr_eq(x, y),
+        (Value::Lambda(x), Value::Lambda(y)) => crate::value::Brc::ptr_eq(x, y),
         _ => false,
     }
 }

@@ -5,7 +5,7 @@
 //! FIRST definition of a duplicated name (as `listToAttrs` does), and
 //! [`Attrs::update`] merges two sorted sets (right side wins, as `//`).
 
-use std::sync::Arc;
+use crate::value::Brc;
 
 use crate::source::Pos;
 use crate::symbol::Symbol;
@@ -24,7 +24,7 @@ pub struct Attr {
 }
 
 #[derive(Clone)]
-pub struct Attrs(Arc<AttrVec>);
+pub struct Attrs(Brc<AttrVec>);
 
 /// The attribute vector; dropped iteratively (see `drop.rs`).
 struct AttrVec(Vec<Attr>);
@@ -47,13 +47,13 @@ impl Drop for AttrVec {
 
 impl Attrs {
     pub fn empty() -> Attrs {
-        Attrs(Arc::new(AttrVec(Vec::new())))
+        Attrs(Brc::new(AttrVec(Vec::new())))
     }
 
     /// Build from entries already sorted by name and unique.
     pub fn from_sorted(v: Vec<Attr>) -> Attrs {
         debug_assert!(v.windows(2).all(|w| w[0].name < w[1].name));
-        Attrs(Arc::new(AttrVec(v)))
+        Attrs(Brc::new(AttrVec(v)))
     }
 
     pub fn len(&self) -> usize {
@@ -94,11 +94,11 @@ impl Attrs {
 
     /// Identity of the underlying storage (for «repeated» detection).
     pub fn ptr_id(&self) -> usize {
-        Arc::as_ptr(&self.0) as usize
+        Brc::as_ptr(&self.0) as usize
     }
 
     pub fn ptr_eq(&self, other: &Attrs) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Brc::ptr_eq(&self.0, &other.0)
     }
 
     /// `self // other`: a merge of two sorted vectors, right side wins.
@@ -131,7 +131,7 @@ impl Attrs {
                 }
             }
             out.extend_from_slice(&a[start..]);
-            return Attrs(Arc::new(AttrVec(out)));
+            return Attrs(Brc::new(AttrVec(out)));
         }
         let (mut i, mut j) = (0, 0);
         while i < a.len() && j < b.len() {
@@ -153,7 +153,7 @@ impl Attrs {
         }
         out.extend_from_slice(&a[i..]);
         out.extend_from_slice(&b[j..]);
-        Attrs(Arc::new(AttrVec(out)))
+        Attrs(Brc::new(AttrVec(out)))
     }
 }
 
@@ -180,14 +180,14 @@ impl AttrsBuilder {
         // Stable sort keeps the first of equal names first.
         self.v.sort_by_key(|a| a.name);
         self.v.dedup_by(|later, first| later.name == first.name);
-        Attrs(Arc::new(AttrVec(std::mem::take(&mut self.v))))
+        Attrs(Brc::new(AttrVec(std::mem::take(&mut self.v))))
     }
 }
 
 // Access for the cycle collector (`value/collect.rs`).
 impl Attrs {
     pub(crate) fn strong_count(&self) -> usize {
-        Arc::strong_count(&self.0)
+        Brc::strong_count(&self.0)
     }
 }
 

@@ -72,7 +72,9 @@
 //! epoch made, or when the epoch argument was breached.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+
+use crate::value::brc::WeakBrc as Weak;
 
 use crate::eval::Evaluator;
 use crate::value::env::EnvInner;
@@ -123,6 +125,8 @@ impl Evaluator {
         // SAFETY: forwarded from the caller.
         let (stats, garbage) = unsafe { self.collect_deferred(1) };
         drop(garbage);
+        // SAFETY: as above.
+        unsafe { crate::value::brc::drain_all() };
         self.rec_frames_mut().0.retain(|w| w.strong_count() > 0);
         stats
     }
@@ -136,6 +140,11 @@ impl Evaluator {
     /// # Safety
     /// As [`Evaluator::collect`].
     pub unsafe fn collect_deferred(&mut self, threads: usize) -> (CollectStats, Garbage) {
+        // Nodes whose last reference another thread dropped wait for their
+        // owner (`value/brc.rs`) and still hold their children: free them
+        // first, or the walk would count their references as outside ones.
+        // SAFETY: forwarded from the caller (nothing uses the heap).
+        unsafe { crate::value::brc::drain_all() };
         let (weak, held) = self.rec_frames_mut();
         // SAFETY: forwarded from the caller.
         unsafe { collect_frames(weak, held, threads) }
@@ -231,7 +240,7 @@ enum Node {
     Thunk(Thunk),
     Attrs(Attrs),
     List(List),
-    Closure(Arc<Closure>),
+    Closure(crate::value::Brc<Closure>),
     App(Arc<PrimOpApp>),
 }
 
@@ -261,8 +270,8 @@ impl<'a> Child<'a> {
             Child::Value(v) => match v {
                 Value::Thunk(t) => t.id(),
                 Value::Attrs(a) => a.ptr_id(),
-                Value::List(l) => Arc::as_ptr(l) as usize,
-                Value::Lambda(c) => Arc::as_ptr(c) as usize,
+                Value::List(l) => crate::value::Brc::as_ptr(l) as usize,
+                Value::Lambda(c) => crate::value::Brc::as_ptr(c) as usize,
                 Value::PrimOpApp(p) => Arc::as_ptr(p) as usize,
                 _ => return None,
             },
@@ -283,8 +292,8 @@ impl<'a> Child<'a> {
                 Value::Thunk(t) if t.get_ref().is_some_and(super::drop::is_scalar) => Kind::Leaf,
                 Value::Thunk(t) => Kind::Word(t.gc_word(), t.strong_count()),
                 Value::Attrs(a) => Kind::Keyed(a.ptr_id(), a.strong_count(), false),
-                Value::List(l) => Kind::Keyed(Arc::as_ptr(l) as usize, Arc::strong_count(l), false),
-                Value::Lambda(c) => Kind::Keyed(Arc::as_ptr(c) as usize, Arc::strong_count(c), false),
+                Value::List(l) => Kind::Keyed(crate::value::Brc::as_ptr(l) as usize, crate::value::Brc::strong_count(l), false),
+                Value::Lambda(c) => Kind::Keyed(crate::value::Brc::as_ptr(c) as usize, crate::value::Brc::strong_count(c), false),
                 Value::PrimOpApp(p) => Kind::Keyed(Arc::as_ptr(p) as usize, Arc::strong_count(p), false),
                 Value::Null
                 | Value::Bool(_)
@@ -319,8 +328,8 @@ impl Node {
             Node::Env(e) => e.addr(),
             Node::Thunk(t) => t.id(),
             Node::Attrs(a) => a.ptr_id(),
-            Node::List(l) => Arc::as_ptr(l) as usize,
-            Node::Closure(c) => Arc::as_ptr(c) as usize,
+            Node::List(l) => crate::value::Brc::as_ptr(l) as usize,
+            Node::Closure(c) => crate::value::Brc::as_ptr(c) as usize,
             Node::App(p) => Arc::as_ptr(p) as usize,
         }
     }

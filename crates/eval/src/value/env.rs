@@ -32,12 +32,12 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
-use std::sync::{Arc, Weak};
+use crate::value::brc::{Brc, WeakBrc as Weak};
 
 use crate::value::Value;
 
 #[derive(Clone)]
-pub struct Env(Arc<EnvInner>);
+pub struct Env(Brc<EnvInner>);
 
 pub struct EnvInner {
     parent: Option<Env>,
@@ -134,22 +134,22 @@ pub struct EnvCleared;
 
 impl Env {
     pub fn root() -> Env {
-        Env(Arc::new(EnvInner { parent: None, slots: Slots::Fixed(Box::new([])) }))
+        Env(Brc::new(EnvInner { parent: None, slots: Slots::Fixed(Box::new([])) }))
     }
 
     pub fn new(parent: &Env, slots: Vec<Value>) -> Env {
-        Env(Arc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::Fixed(slots.into_boxed_slice()) }))
+        Env(Brc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::Fixed(slots.into_boxed_slice()) }))
     }
 
     pub fn new_one(parent: &Env, v: Value) -> Env {
-        Env(Arc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::One(v) }))
+        Env(Brc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::One(v) }))
     }
 
     /// A recursive frame of `n` slots (unreadable until [`Env::fill`]).
     pub fn new_rec(parent: &Env, _n: usize) -> Env {
         REC_MADE.with(|c| c.set(c.get().wrapping_add(1)));
         let slots = RecSlots { state: AtomicU8::new(UNFILLED), gc: AtomicU32::new(crate::value::collect::epoch::word_init()), cell: UnsafeCell::new(Box::new([])) };
-        Env(Arc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::Rec(slots) }))
+        Env(Brc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::Rec(slots) }))
     }
 
     /// Set the slots of a recursive frame. Only the first call has an
@@ -218,7 +218,7 @@ impl Env {
     }
 
     pub fn downgrade(&self) -> Weak<EnvInner> {
-        Arc::downgrade(&self.0)
+        Brc::downgrade(&self.0)
     }
 
     /// Drop the slots of a recursive frame (breaking reference cycles).
@@ -242,11 +242,11 @@ impl Env {
     }
 
     pub(crate) fn addr(&self) -> usize {
-        Arc::as_ptr(&self.0) as usize
+        Brc::as_ptr(&self.0) as usize
     }
 
     pub(crate) fn strong_count(&self) -> usize {
-        Arc::strong_count(&self.0)
+        Brc::strong_count(&self.0)
     }
 
     /// A recursive frame's collector word (only the epoch bit outside a

@@ -14,6 +14,7 @@
 //!   returns a thunk.
 
 mod attrs;
+pub(crate) mod brc;
 pub mod collect;
 pub(crate) mod drop;
 pub(crate) mod env;
@@ -22,6 +23,7 @@ pub(crate) mod thunk;
 
 use std::sync::Arc;
 
+pub use brc::Brc;
 pub use attrs::{Attr, Attrs, AttrsBuilder};
 pub use env::{Env, EnvCleared};
 pub use string::{Context, NixString};
@@ -31,13 +33,13 @@ use crate::builtins::PrimOp;
 use crate::ir::Lambda;
 
 /// A list: shared, immutable.
-pub type List = Arc<ListVec>;
+pub type List = Brc<ListVec>;
 
 pub use drop::ListVec;
 
 /// A lambda together with the environment it closes over.
 pub struct Closure {
-    pub lambda: Arc<Lambda>,
+    pub lambda: Brc<Lambda>,
     pub env: Env,
 }
 
@@ -65,12 +67,12 @@ pub enum Value {
     Bool(bool),
     Int(i64),
     Float(f64),
-    String(Arc<NixString>),
+    String(Brc<NixString>),
     /// An absolute, canonical path.
     Path(Arc<String>),
     Attrs(Attrs),
     List(List),
-    Lambda(Arc<Closure>),
+    Lambda(Brc<Closure>),
     PrimOp(&'static PrimOp),
     PrimOpApp(Arc<PrimOpApp>),
     Thunk(Thunk),
@@ -78,11 +80,11 @@ pub enum Value {
 
 impl Value {
     pub fn string(s: impl Into<String>) -> Value {
-        Value::String(Arc::new(NixString::plain(s.into())))
+        Value::String(Brc::new(NixString::plain(s.into())))
     }
 
     pub fn string_ctx(s: impl Into<String>, ctx: Context) -> Value {
-        Value::String(Arc::new(NixString::new(s.into(), ctx)))
+        Value::String(Brc::new(NixString::new(s.into(), ctx)))
     }
 
     pub fn path(s: impl Into<String>) -> Value {
@@ -90,7 +92,7 @@ impl Value {
     }
 
     pub fn list(v: Vec<Value>) -> Value {
-        Value::List(Arc::new(ListVec(v)))
+        Value::List(Brc::new(ListVec(v)))
     }
 
     /// Nix's type name as used in error messages ("an integer", ...).

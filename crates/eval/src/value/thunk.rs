@@ -43,11 +43,13 @@
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::error::EvalError;
 use crate::eval::Evaluator;
 use crate::ir::Expr;
+use crate::value::brc::{Brc, WeakBrc};
 use crate::value::{Env, Value};
 
 pub type NativeThunk = dyn Fn(&Evaluator) -> Result<Value, EvalError> + Send + Sync;
@@ -55,7 +57,7 @@ pub type NativeThunk = dyn Fn(&Evaluator) -> Result<Value, EvalError> + Send + S
 /// The work a thunk does when forced.
 #[derive(Clone)]
 pub enum Pending {
-    Expr(Arc<Expr>, Env),
+    Expr(Brc<Expr>, Env),
     Apply(Value, Value),
     Native(Arc<NativeThunk>),
 }
@@ -112,7 +114,7 @@ impl Drop for ThunkInner {
 }
 
 #[derive(Clone)]
-pub struct Thunk(Arc<ThunkInner>);
+pub struct Thunk(Brc<ThunkInner>);
 
 /// How the current thread stands towards a thunk it is forcing.
 pub enum Claim {
@@ -260,7 +262,7 @@ static NULL: Value = Value::Null;
 impl Thunk {
     pub fn new(p: Pending) -> Thunk {
         let gc = crate::value::collect::epoch::word_init();
-        Thunk(Arc::new(ThunkInner {
+        Thunk(Brc::new(ThunkInner {
             state: AtomicU32::new(PENDING),
             gc: AtomicU32::new(gc),
             cell: UnsafeCell::new(Content { pending: ManuallyDrop::new(p) }),
@@ -268,7 +270,7 @@ impl Thunk {
         }))
     }
 
-    pub fn expr(e: Arc<Expr>, env: Env) -> Value {
+    pub fn expr(e: Brc<Expr>, env: Env) -> Value {
         Value::Thunk(Thunk::new(Pending::Expr(e, env)))
     }
 
@@ -293,11 +295,11 @@ impl Thunk {
     }
 
     pub fn ptr_eq(&self, other: &Thunk) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Brc::ptr_eq(&self.0, &other.0)
     }
 
     pub(crate) fn id(&self) -> usize {
-        Arc::as_ptr(&self.0) as usize
+        Brc::as_ptr(&self.0) as usize
     }
 
     /// Begin forcing: claim the thunk and get its pending work.
@@ -377,7 +379,7 @@ impl Thunk {
         {
             // A host epoch's thunk gets a result that may close a cycle:
             // listed for clearing when the epoch ends.
-            crate::value::collect::epoch::made_host_thunk(Arc::downgrade(&self.0));
+            crate::value::collect::epoch::made_host_thunk(Brc::downgrade(&self.0));
         }
         let s = inner.lock();
         match r {
@@ -423,10 +425,10 @@ impl Thunk {
 // Access for the cycle collector (`value/collect.rs`).
 impl Thunk {
     pub(crate) fn strong_count(&self) -> usize {
-        Arc::strong_count(&self.0)
+        Brc::strong_count(&self.0)
     }
 
-    pub(crate) fn upgrade(w: &std::sync::Weak<ThunkInner>) -> Option<Thunk> {
+    pub(crate) fn upgrade(w: &WeakBrc<ThunkInner>) -> Option<Thunk> {
         w.upgrade().map(Thunk)
     }
 
@@ -532,7 +534,7 @@ mod tests {
         let (Value::List(a), Value::List(b), Some(Value::List(c))) = (&mine, &theirs, t.shallow().into()) else {
             panic!("not lists")
         };
-        assert!(Arc::ptr_eq(a, b) && Arc::ptr_eq(a, &c));
+        assert!(Brc::ptr_eq(a, b) && Brc::ptr_eq(a, &c));
         assert!(matches!(a.first(), Some(Value::Int(1))));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         let Value::Thunk(th) = &t else { panic!() };

@@ -56,7 +56,7 @@
 //! ([`crate::Evaluator::host_frames_live_after_collect`]).
 
 use std::cell::{Cell, RefCell};
-use std::sync::Weak;
+use crate::value::brc::WeakBrc as Weak;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::value::env::EnvInner;
@@ -368,6 +368,8 @@ impl crate::Evaluator {
         // SAFETY: forwarded from the caller.
         let (stats, garbage) = unsafe { self.collect_deferred(threads) };
         drop(garbage);
+        // SAFETY: as above (what the drop handed to other threads' owners).
+        unsafe { crate::value::brc::drain_all() };
         let (_, held) = self.rec_frames_mut();
         let frames = held.as_ref().map_or(0, |h| h.iter().filter(|e| is_host_frame(e)).count());
         let thunks = thunks.iter().flat_map(|l| &l.0).filter(|w| w.strong_count() > 0).count();

@@ -3,7 +3,7 @@
 //! are freed once unreachable; what a caller, another value or another
 //! thread still holds stays intact and evaluates as before.
 
-use std::sync::{Arc, Weak};
+use crate::value::brc::WeakBrc as Weak;
 
 use crate::value::{ListVec, Value};
 use crate::Evaluator;
@@ -17,7 +17,7 @@ fn attr(ev: &Evaluator, v: &Value, name: &str) -> Value {
 
 fn list_weak(ev: &Evaluator, v: &Value) -> Weak<ListVec> {
     match ev.force(v).unwrap() {
-        Value::List(l) => Arc::downgrade(&l),
+        Value::List(l) => crate::value::Brc::downgrade(&l),
         other => panic!("not a list: {other:?}"),
     }
 }

@@ -10,7 +10,7 @@
 //! order, and an error stops it at the failing path (those before it stay).
 
 use std::collections::BTreeSet;
-use std::io::{self, Seek, Write};
+use std::io;
 use std::path::PathBuf;
 
 use ndeploy_store::daemon::{self, AddToStoreFlags, DaemonConnection, FromIter, SpawnedDaemon};
@@ -19,7 +19,7 @@ use ndeploy_store::store_path::{StoreDir, StorePath};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{SPOOL_IN_MEMORY, ServerConfig};
+use super::{ServerConfig, Spool};
 
 /// Why the target's daemon could not answer or import.
 #[derive(Debug, Error)]
@@ -28,46 +28,6 @@ pub enum ImportError {
     Daemon(#[from] daemon::DaemonError),
     #[error("reading the spooled NAR: {0}")]
     Spool(#[from] io::Error),
-}
-
-/// A rebuilt NAR waiting to be imported.
-pub enum Spool {
-    Memory(Vec<u8>),
-    File(std::fs::File),
-}
-
-impl Write for Spool {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Spool::Memory(v) => Write::write(v, buf),
-            Spool::File(f) => Write::write(f, buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Spool::Memory(_) => Ok(()),
-            Spool::File(f) => f.flush(),
-        }
-    }
-}
-
-impl Spool {
-    pub(super) fn new(size: u64) -> io::Result<Spool> {
-        // The whole declared size at once (at most SPOOL_IN_MEMORY; the rebuild
-        // never writes more): no copies as the NAR grows, pages touched as written.
-        Ok(if size <= SPOOL_IN_MEMORY { Spool::Memory(Vec::with_capacity(size as usize)) } else { Spool::File(tempfile::tempfile()?) })
-    }
-
-    /// The spooled bytes as an async reader from the start.
-    pub fn into_reader(self) -> io::Result<Box<dyn AsyncRead + Unpin + Send>> {
-        Ok(match self {
-            Spool::Memory(v) => Box::new(io::Cursor::new(v)),
-            Spool::File(mut f) => {
-                f.rewind()?;
-                Box::new(tokio::fs::File::from_std(f))
-            }
-        })
-    }
 }
 
 /// Imports verified NARs into the target's store.

@@ -52,10 +52,12 @@ use crate::protocol::{FrameReader, FrameWriter, Message, PathManifest, ProtocolE
 
 mod daemon;
 mod import;
+mod spool;
 #[cfg(test)]
 mod tests;
 
-pub use daemon::{DaemonImporter, DaemonTarget, ImportError, Importer, Spool};
+pub use daemon::{DaemonImporter, DaemonTarget, ImportError, Importer};
+pub use spool::Spool;
 
 /// Why the agent answers `Resend` for a path (the deployer gets the text and
 /// sends that path whole); the session goes on.

@@ -460,7 +460,7 @@ impl Drop for Evaluator {
 /// The closure of the lambda `l` in `env`.
 #[inline]
 pub(crate) fn closure(l: &Brc<crate::ir::Lambda>, env: &Env) -> Value {
-    Value::Lambda(crate::value::Brc::new(crate::value::Closure { lambda: l.clone(), env: env.clone() }))
+    Value::Lambda(crate::value::Brc::new_with(|| crate::value::Closure { lambda: l.clone(), env: env.clone() }))
 }
 
 pub(crate) fn released() -> EvalError {

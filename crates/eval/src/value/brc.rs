@@ -26,11 +26,17 @@
 //!   enqueuing thread merges it at once if the owner has exited. While a
 //!   reference counted in `biased` has been dropped elsewhere, `biased`
 //!   stays >= 1 until that merge, so the owner cannot free the node first.
-//! - When the owner's `biased` reaches zero it merges implicitly (sets
-//!   `MERGED` atomically, reading `shared`): zero total frees the node.
-//!   Only merged nodes are freed, by whoever brings the merged count to
-//!   zero; the contents are dropped once, then the memory is released when
-//!   no weak reference remains.
+//! - When the owner's `biased` reaches zero with `shared` zero and no weak
+//!   reference, nobody else can reach the node (both need a reference), so
+//!   the owner frees it without an atomic read-modify-write (the common
+//!   case). Otherwise it merges implicitly (sets `MERGED` atomically,
+//!   reading `shared`): a zero total frees the node. Apart from that fast
+//!   path only merged nodes are freed, by whoever brings the merged count
+//!   to zero; the contents are dropped once, then the memory is released
+//!   when no weak reference remains.
+//! - A weak upgrade on another thread may revive a node that is only
+//!   waiting in its owner's inbox (its contents are still there: nothing
+//!   but a merge frees an unmerged node), never a freed one.
 //! - Thread ids (1..`u32::MAX`) are never reused; a thread past them, or one
 //!   that is exiting, has none (`NO_ID`): its nodes are made merged (owner
 //!   0, no thread's id) and all its counting is atomic.
@@ -258,20 +264,37 @@ fn overflow() -> ! {
 }
 
 impl<T> Brc<T> {
+    /// A node owned by this thread.
     #[inline]
     pub fn new(data: T) -> Brc<T> {
+        Brc::new_with(|| data)
+    }
+
+    /// A node owned by this thread, its contents made by `make` once the
+    /// memory is allocated and written there in place: a `T` composed
+    /// before the allocator call is spilled to the stack in pieces and
+    /// reloaded in other widths, which stalls store forwarding (that was
+    /// a tenth of a `genList`/`foldl'` run, in making frames).
+    #[inline(always)]
+    pub fn new_with(make: impl FnOnce() -> T) -> Brc<T> {
         let id = my_id_assigning();
         let (owner, biased, shared) = if id == NO_ID { (0, 0, ONE | MERGED) } else { (id, 1, 0) };
-        let b = Box::new(BrcBox {
-            hdr: Header {
+        let layout = std::alloc::Layout::new::<BrcBox<T>>();
+        // SAFETY: the layout has a non-zero size (the header).
+        let p = unsafe { std::alloc::alloc(layout) } as *mut BrcBox<T>;
+        let Some(ptr) = NonNull::new(p) else { std::alloc::handle_alloc_error(layout) };
+        // SAFETY: `p` is a fresh allocation for a `BrcBox<T>`; both fields
+        // are written before the pointer is used.
+        unsafe {
+            (&raw mut (*p).hdr).write(Header {
                 owner: AtomicU32::new(owner),
                 biased: AtomicU32::new(biased),
                 shared: AtomicU32::new(shared),
                 weak: AtomicU32::new(1),
-            },
-            data,
-        });
-        Brc { ptr: NonNull::from(Box::leak(b)), _own: PhantomData }
+            });
+            (&raw mut (*p).data).write(make());
+        }
+        Brc { ptr, _own: PhantomData }
     }
 
     #[inline]
@@ -349,8 +372,9 @@ impl<T> Brc<T> {
         if weak.load(Ordering::Acquire) == 1 || weak.fetch_sub(1, Ordering::Release) == 1 {
             fence(Ordering::Acquire);
             // SAFETY: no strong or weak reference remains; the contents
-            // were dropped above, so only the memory is released.
-            unsafe { drop(Box::from_raw(ptr.as_ptr() as *mut BrcBox<std::mem::ManuallyDrop<T>>)) };
+            // were dropped above, so only the memory is released (allocated
+            // in `new` with this layout).
+            unsafe { std::alloc::dealloc(ptr.as_ptr() as *mut u8, std::alloc::Layout::new::<BrcBox<T>>()) };
         }
     }
 
@@ -519,8 +543,9 @@ impl<T> Drop for WeakBrc<T> {
         if self.hdr().weak.fetch_sub(1, Ordering::Release) == 1 {
             fence(Ordering::Acquire);
             // SAFETY: the last reference of any kind: the strong side has
-            // dropped the contents already.
-            unsafe { drop(Box::from_raw(self.ptr.as_ptr() as *mut BrcBox<std::mem::ManuallyDrop<T>>)) };
+            // dropped the contents already; allocated in `new` with this
+            // layout.
+            unsafe { std::alloc::dealloc(self.ptr.as_ptr() as *mut u8, std::alloc::Layout::new::<BrcBox<T>>()) };
         }
     }
 }

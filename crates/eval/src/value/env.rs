@@ -138,18 +138,22 @@ impl Env {
     }
 
     pub fn new(parent: &Env, slots: Vec<Value>) -> Env {
-        Env(Brc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::Fixed(slots.into_boxed_slice()) }))
+        let slots = slots.into_boxed_slice();
+        Env(Brc::new_with(|| EnvInner { parent: Some(parent.clone()), slots: Slots::Fixed(slots) }))
     }
 
     pub fn new_one(parent: &Env, v: Value) -> Env {
-        Env(Brc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::One(v) }))
+        Env(Brc::new_with(|| EnvInner { parent: Some(parent.clone()), slots: Slots::One(v) }))
     }
 
     /// A recursive frame of `n` slots (unreadable until [`Env::fill`]).
     pub fn new_rec(parent: &Env, _n: usize) -> Env {
         REC_MADE.with(|c| c.set(c.get().wrapping_add(1)));
-        let slots = RecSlots { state: AtomicU8::new(UNFILLED), gc: AtomicU32::new(crate::value::collect::epoch::word_init()), cell: UnsafeCell::new(Box::new([])) };
-        Env(Brc::new(EnvInner { parent: Some(parent.clone()), slots: Slots::Rec(slots) }))
+        let gc = crate::value::collect::epoch::word_init();
+        Env(Brc::new_with(|| EnvInner {
+            parent: Some(parent.clone()),
+            slots: Slots::Rec(RecSlots { state: AtomicU8::new(UNFILLED), gc: AtomicU32::new(gc), cell: UnsafeCell::new(Box::new([])) }),
+        }))
     }
 
     /// Set the slots of a recursive frame. Only the first call has an

@@ -261,25 +261,34 @@ static NULL: Value = Value::Null;
 
 impl Thunk {
     pub fn new(p: Pending) -> Thunk {
+        Thunk::new_with(|| p)
+    }
+
+    /// A thunk whose pending work `make` builds in place, once the memory
+    /// is allocated (see [`Brc::new_with`]).
+    #[inline(always)]
+    fn new_with(make: impl FnOnce() -> Pending) -> Thunk {
         let gc = crate::value::collect::epoch::word_init();
-        Thunk(Brc::new(ThunkInner {
+        Thunk(Brc::new_with(|| ThunkInner {
             state: AtomicU32::new(PENDING),
             gc: AtomicU32::new(gc),
-            cell: UnsafeCell::new(Content { pending: ManuallyDrop::new(p) }),
+            cell: UnsafeCell::new(Content { pending: ManuallyDrop::new(make()) }),
             boxed: UnsafeCell::new(None),
         }))
     }
 
+    #[inline]
     pub fn expr(e: Brc<Expr>, env: Env) -> Value {
-        Value::Thunk(Thunk::new(Pending::Expr(e, env)))
+        Value::Thunk(Thunk::new_with(|| Pending::Expr(e, env)))
     }
 
     pub fn apply(f: Value, arg: Value) -> Value {
-        Value::Thunk(Thunk::new(Pending::Apply(f, arg)))
+        Value::Thunk(Thunk::new_with(|| Pending::Apply(f, arg)))
     }
 
     pub fn native(f: impl Fn(&Evaluator) -> Result<Value, EvalError> + Send + Sync + 'static) -> Value {
-        Value::Thunk(Thunk::new(Pending::Native(Arc::new(f))))
+        let f: Arc<NativeThunk> = Arc::new(f);
+        Value::Thunk(Thunk::new_with(|| Pending::Native(f)))
     }
 
     /// The value, if forced.

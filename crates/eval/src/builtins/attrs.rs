@@ -46,8 +46,12 @@ pub(super) fn attrs_arg(v: &Value) -> EvalResult<&Attrs> {
     }
 }
 
+/// A string argument as a symbol, read in place.
 fn name_arg(ev: &Evaluator, v: &Value) -> EvalResult<Symbol> {
-    Ok(Symbol::new(ev.force_string(v)?.as_str()))
+    match &*ev.force_ref(v)? {
+        Value::String(s) => Ok(Symbol::new(s.as_str())),
+        v => Err(EvalError::type_error(v.type_desc(), "a string")),
+    }
 }
 
 /// Slots of the per-thread cache of [`name_value`] (a power of two), in
@@ -172,7 +176,7 @@ fn intersect_attrs(_: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 fn cat_attrs(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let n = name_arg(ev, &a[0])?;
     let l = list_arg(&a[1])?;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(l.len());
     for item in l.iter() {
         if let Some(v) = with_attrs(ev, item, |s| s.get(n).cloned())? {
             out.push(v);

@@ -130,19 +130,55 @@ fn foldl(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
 }
 
 fn concat_lists(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
-    let mut out = Vec::new();
-    for x in list_arg(&a[0])?.iter() {
-        out.extend(ev.force_list(x)?.iter().cloned());
-    }
-    Ok(Value::list(out))
+    let l = list_arg(&a[0])?;
+    concat(ev, l.iter())
 }
 
 fn concat_map(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
     let f = ev.force_function(&a[0])?;
-    let mut out = Vec::new();
-    for x in list_arg(&a[1])?.iter() {
+    let l = list_arg(&a[1])?;
+    let mut parts = Vec::with_capacity(l.len());
+    for x in l.iter() {
+        // Each result is checked right after its call, as Nix does.
         let r = ev.call(&f, x.clone(), pos)?;
-        out.extend(ev.force_list(&r)?.iter().cloned());
+        let v = ev.force_ref(&r)?;
+        if !matches!(&*v, Value::List(_)) {
+            return Err(EvalError::type_error(v.type_desc(), "a list"));
+        }
+        drop(v);
+        parts.push(r);
+    }
+    concat(ev, parts.iter())
+}
+
+/// The concatenation of the lists `parts` (forced in order, as Nix does),
+/// allocated once at its final size; a single non-empty part is returned
+/// itself (lists have no identity Nix code can observe).
+fn concat<'a>(ev: &Evaluator, parts: impl Iterator<Item = &'a Value> + Clone) -> EvalResult<Value> {
+    let mut total = 0usize;
+    let mut only: Option<&'a Value> = None;
+    let mut non_empty = 0usize;
+    for x in parts.clone() {
+        let len = match &*ev.force_ref(x)? {
+            Value::List(xs) => xs.len(),
+            v => return Err(EvalError::type_error(v.type_desc(), "a list")),
+        };
+        if len > 0 {
+            non_empty += 1;
+            only = Some(x);
+        }
+        total = total.saturating_add(len);
+    }
+    if non_empty == 1
+        && let Some(x) = only
+    {
+        return Ok(ev.force_ref(x)?.into_owned());
+    }
+    let mut out = Vec::with_capacity(total);
+    for x in parts {
+        if let Value::List(xs) = &*ev.force_ref(x)? {
+            out.extend(xs.iter().cloned());
+        }
     }
     Ok(Value::list(out))
 }
@@ -263,7 +299,13 @@ fn sort(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
     let less_than = matches!(&f, Value::PrimOp(op) if op.name == "lessThan");
     let mut lt = |p: &Value, q: &Value| -> EvalResult<bool> {
         if less_than {
-            return Ok(ev.compare(p, q).map_err(|e| e.with_pos(pos))? == std::cmp::Ordering::Less);
+            // Integers and strings (nearly all sorted keys) compared here,
+            // in place; the rest as `<` compares them.
+            return Ok(match (p, q) {
+                (Value::Int(x), Value::Int(y)) => x < y,
+                (Value::String(x), Value::String(y)) => x.as_str() < y.as_str(),
+                _ => ev.compare(p, q).map_err(|e| e.with_pos(pos))? == std::cmp::Ordering::Less,
+            });
         }
         ev.force_bool(&ev.call2(&f, p.clone(), q.clone(), pos)?)
     };

@@ -1,5 +1,10 @@
 //! String builtins. Every result carries the union of the contexts of the
 //! strings it was built from.
+//!
+//! Arguments are read in place: a string argument is used through its shared
+//! value ([`Evaluator::coerce_to_shared_string`]), never copied before it is
+//! looked at (`stringLength`, `substring`, `match` of a long string copied
+//! the whole string and its context first).
 
 use super::{PrimOp, S};
 use crate::error::{EvalError, EvalResult};
@@ -15,8 +20,8 @@ pub(super) const PRIMOPS: &[PrimOp] = &[
     PrimOp::new("concatStringsSep", &[S, S], concat_strings_sep),
     PrimOp::new("replaceStrings", &[S, S, S], replace_strings),
     PrimOp::new("toString", &[S], |ev, a, _| {
-        let s = ev.coerce_to_string(&a[0], CoerceOpts::to_string())?;
-        Ok(Value::String(crate::value::Brc::new(s)))
+        // A string is returned as the shared value itself (no copy).
+        Ok(Value::String(ev.coerce_to_shared_string(&a[0], CoerceOpts::to_string())?))
     }),
     PrimOp::new("match", &[S, S], match_),
     PrimOp::new("split", &[S, S], split),
@@ -31,7 +36,7 @@ pub(super) const PRIMOPS: &[PrimOp] = &[
 ];
 
 fn string_length(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
-    let s = ev.coerce_to_string(&a[0], CoerceOpts::interpolation())?;
+    let s = ev.coerce_to_shared_string(&a[0], CoerceOpts::interpolation())?;
     Ok(Value::Int(s.as_str().len() as i64))
 }
 
@@ -52,7 +57,7 @@ fn substring(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     if start < 0 {
         return Err(EvalError::other("negative start position in 'substring'"));
     }
-    let s = ev.coerce_to_string(&a[2], CoerceOpts::interpolation())?;
+    let s = ev.coerce_to_shared_string(&a[2], CoerceOpts::interpolation())?;
     let len = if len < 0 { usize::MAX } else { len as usize };
     let out = byte_slice(s.as_str(), start as usize, len);
     Ok(Value::string_ctx(out, s.context().clone()))
@@ -94,8 +99,8 @@ fn replace_strings(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
         froms.push(ev.force_string(f)?);
     }
     // Replacements are forced only when used.
-    let mut tos: Vec<Option<crate::value::NixString>> = vec![None; to.len()];
-    let s = ev.coerce_to_string(&a[2], CoerceOpts::interpolation())?;
+    let mut tos: Vec<Option<crate::value::Brc<crate::value::NixString>>> = vec![None; to.len()];
+    let s = ev.coerce_to_shared_string(&a[2], CoerceOpts::interpolation())?;
     let s_str = s.as_str();
     let mut ctx = s.context().clone();
     let mut out = String::with_capacity(s_str.len());
@@ -109,7 +114,7 @@ fn replace_strings(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
                 let t = match &tos[k] {
                     Some(t) => t.clone(),
                     None => {
-                        let t = ev.coerce_to_string(&to[k], CoerceOpts::interpolation())?;
+                        let t = ev.coerce_to_shared_string(&to[k], CoerceOpts::interpolation())?;
                         tos[k] = Some(t.clone());
                         t
                     }
@@ -156,7 +161,7 @@ fn opt_str(s: Option<String>) -> Value {
 
 fn match_(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let re = ev.force_string(&a[0])?;
-    let s = ev.coerce_to_string(&a[1], CoerceOpts::interpolation())?;
+    let s = ev.coerce_to_shared_string(&a[1], CoerceOpts::interpolation())?;
     match regex::match_str(re.as_str(), s.as_str()).map_err(regex_err)? {
         None => Ok(Value::Null),
         Some(groups) => Ok(Value::list(groups.into_iter().map(opt_str).collect())),
@@ -165,7 +170,7 @@ fn match_(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 
 fn split(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let re = ev.force_string(&a[0])?;
-    let s = ev.coerce_to_string(&a[1], CoerceOpts::interpolation())?;
+    let s = ev.coerce_to_shared_string(&a[1], CoerceOpts::interpolation())?;
     let parts = regex::split_str(re.as_str(), s.as_str()).map_err(regex_err)?;
     Ok(Value::list(
         parts
@@ -179,18 +184,18 @@ fn split(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 }
 
 fn split_version(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
-    let s = ev.coerce_to_string(&a[0], CoerceOpts::interpolation())?;
+    let s = ev.coerce_to_shared_string(&a[0], CoerceOpts::interpolation())?;
     Ok(Value::list(versions::split_version(s.as_str()).into_iter().map(Value::string).collect()))
 }
 
 fn compare_versions(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
-    let x = ev.coerce_to_string(&a[0], CoerceOpts::interpolation())?;
-    let y = ev.coerce_to_string(&a[1], CoerceOpts::interpolation())?;
+    let x = ev.coerce_to_shared_string(&a[0], CoerceOpts::interpolation())?;
+    let y = ev.coerce_to_shared_string(&a[1], CoerceOpts::interpolation())?;
     Ok(Value::Int(versions::compare_versions_int(x.as_str(), y.as_str())))
 }
 
 fn parse_drv_name(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
-    let s = ev.coerce_to_string(&a[0], CoerceOpts::interpolation())?;
+    let s = ev.coerce_to_shared_string(&a[0], CoerceOpts::interpolation())?;
     let d = versions::parse_drv_name(s.as_str());
     let mut b = AttrsBuilder::with_capacity(2);
     b.insert(Symbol::new("name"), Value::string(d.name));
@@ -199,7 +204,7 @@ fn parse_drv_name(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 }
 
 fn base_name_of(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
-    let s = ev.coerce_to_string(&a[0], CoerceOpts::path_interp())?;
+    let s = ev.coerce_to_shared_string(&a[0], CoerceOpts::path_interp())?;
     Ok(Value::string_ctx(spath::base_name_of(s.as_str()), s.context().clone()))
 }
 
@@ -207,7 +212,7 @@ fn dir_of(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     match &a[0] {
         Value::Path(p) => Ok(Value::path(spath::dir_of(p))),
         v => {
-            let s = ev.coerce_to_string(v, CoerceOpts::path_interp())?;
+            let s = ev.coerce_to_shared_string(v, CoerceOpts::path_interp())?;
             Ok(Value::string_ctx(spath::dir_of(s.as_str()), s.context().clone()))
         }
     }
@@ -219,7 +224,7 @@ fn hash_algo(name: &str) -> EvalResult<ndeploy_store::hash::HashAlgo> {
 
 fn hash_string(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let algo = hash_algo(ev.force_string(&a[0])?.as_str())?;
-    let s = ev.coerce_to_string(&a[1], CoerceOpts::interpolation())?;
+    let s = ev.coerce_to_shared_string(&a[1], CoerceOpts::interpolation())?;
     let h = ndeploy_store::hash::Hash::digest(algo, s.as_str().as_bytes());
     Ok(Value::string(h.to_base16()))
 }

@@ -8,7 +8,9 @@
 //! round trip for a set or list that is only looked at), and attribute
 //! names given to Nix code as strings (`attrNames`, `mapAttrs`,
 //! `zipAttrsWith`) come from [`name_value`], a per-thread cache, rather than
-//! a new string each time.
+//! a new string each time; names given to builtins as strings become
+//! symbols through [`string_symbol`], a per-thread cache keyed by the
+//! string node (string literals and `name_value`'s strings hit it).
 //!
 //! Invariant: strictness, evaluation order and error messages are those of
 //! Nix 2.8 (elements are forced in list order; a missing `name`/`value` or a
@@ -23,7 +25,7 @@ use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::Evaluator;
 use crate::source::{Origin, Pos};
 use crate::symbol::Symbol;
-use crate::value::{Attr, Attrs, AttrsBuilder, Thunk, Value};
+use crate::value::{Attr, Attrs, AttrsBuilder, Brc, NixString, Thunk, Value};
 
 pub(super) const PRIMOPS: &[PrimOp] = &[
     PrimOp::new("attrNames", &[S], attr_names),
@@ -49,9 +51,63 @@ pub(super) fn attrs_arg(v: &Value) -> EvalResult<&Attrs> {
 /// A string argument as a symbol, read in place.
 fn name_arg(ev: &Evaluator, v: &Value) -> EvalResult<Symbol> {
     match &*ev.force_ref(v)? {
-        Value::String(s) => Ok(Symbol::new(s.as_str())),
+        Value::String(s) => Ok(string_symbol(s)),
         v => Err(EvalError::type_error(v.type_desc(), "a string")),
     }
+}
+
+/// Slots of the per-thread cache of [`string_symbol`] (a power of two).
+const SYMBOL_SLOTS: usize = 4096;
+
+/// A cached string node (held, so its address cannot be reused by another
+/// string while it is cached) and its symbol.
+type SymbolSlot = Option<(Brc<NixString>, Symbol)>;
+
+thread_local! {
+    /// Direct mapped by the string node's address.
+    static SYMBOLS: RefCell<Vec<SymbolSlot>> = const { RefCell::new(Vec::new()) };
+}
+
+fn symbol_slot(s: &Brc<NixString>) -> usize {
+    let key = Brc::as_ptr(s) as usize as u64;
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & (SYMBOL_SLOTS - 1)
+}
+
+/// The symbol of the string `s`, remembered per string node: the names
+/// builtins are given are mostly the same nodes again and again (string
+/// literals of the code, such as `removeAttrs m [ "_file" "key" ... ]`,
+/// and the names [`name_value`] hands out), so a hit is one pointer
+/// compare instead of hashing and probing the symbol table.
+pub(crate) fn string_symbol(s: &Brc<NixString>) -> Symbol {
+    let slot = symbol_slot(s);
+    let hit = SYMBOLS.try_with(|c| {
+        let c = c.try_borrow().ok()?;
+        match c.get(slot)? {
+            Some((node, sym)) if Brc::ptr_eq(node, s) => Some(*sym),
+            _ => None,
+        }
+    });
+    if let Ok(Some(sym)) = hit {
+        return sym;
+    }
+    let sym = Symbol::new(s.as_str());
+    remember_symbol(s, sym);
+    sym
+}
+
+fn remember_symbol(s: &Brc<NixString>, sym: Symbol) {
+    let slot = symbol_slot(s);
+    let _ = SYMBOLS.try_with(|c| {
+        let Ok(mut c) = c.try_borrow_mut() else { return };
+        if c.is_empty() {
+            c.resize(SYMBOL_SLOTS, None);
+        }
+        // The evicted node is dropped after the borrow ends (dropping a
+        // string cannot reach this cache, but keep the borrow short).
+        let old = c.get_mut(slot).map(|e| e.replace((s.clone(), sym)));
+        drop(c);
+        drop(old);
+    });
 }
 
 /// Slots of the per-thread cache of [`name_value`] (a power of two), in
@@ -82,6 +138,9 @@ pub(crate) fn name_value(name: Symbol) -> Value {
             return Some(hit.1.clone());
         }
         let v = Value::string(name.as_str());
+        if let Value::String(s) = &v {
+            remember_symbol(s, name);
+        }
         bucket.rotate_right(1);
         if let Some(first) = bucket.first_mut() {
             *first = (key, v.clone());

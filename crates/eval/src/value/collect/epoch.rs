@@ -115,6 +115,8 @@ pub(crate) fn made_host_thunk(w: Weak<ThunkInner>) {
 
 mod quiescence;
 pub use quiescence::Quiescence;
+#[cfg(test)]
+mod tests;
 
 static VIOLATIONS: AtomicUsize = AtomicUsize::new(0);
 

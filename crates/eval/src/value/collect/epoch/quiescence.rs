@@ -139,6 +139,9 @@ impl Quiescence {
             free
         };
         drop(free);
+        // And what other threads dropped of this thread's nodes (biased
+        // reference counts: the owner frees them).
+        crate::value::brc::drain();
         stats.time = start.elapsed();
         stats
     }

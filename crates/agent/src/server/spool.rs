@@ -17,8 +17,8 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::SPOOL_IN_MEMORY;
 
-/// Buffer capacity the pool keeps at most.
-pub const POOL_BYTES: usize = 256 << 20;
+/// Buffer capacity the pool keeps at most: what may wait for the importer.
+pub const POOL_BYTES: usize = super::SPOOL_BUDGET as usize;
 
 /// Buffers for memory spools.
 struct Pool(Mutex<Vec<Vec<u8>>>);

@@ -37,6 +37,8 @@ mod xml;
 
 use std::collections::HashMap;
 
+pub(crate) use attrs::string_symbol;
+
 use crate::error::EvalResult;
 use crate::eval::{EvalConfig, Evaluator};
 use crate::source::Pos;

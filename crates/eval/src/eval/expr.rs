@@ -103,8 +103,8 @@ impl Evaluator {
     #[inline(never)]
     fn dynamic_attr_name(&self, e: &Expr, env: &Env) -> EvalResult<Symbol> {
         let v = self.eval(e, env)?;
-        let s = self.coerce_to_string(&v, super::CoerceOpts::interpolation())?;
-        Ok(Symbol::new(s.as_str()))
+        let s = self.coerce_to_shared_string(&v, super::CoerceOpts::interpolation())?;
+        Ok(crate::builtins::string_symbol(&s))
     }
 
     /// A value for a binding of a recursive frame: variables of the frame
@@ -156,8 +156,8 @@ impl Evaluator {
             if matches!(n, Value::Null) {
                 continue;
             }
-            let s = self.coerce_to_string(&n, super::CoerceOpts::interpolation()).map_err(|e| e.with_pos(d.pos))?;
-            let sym = Symbol::new(s.as_str());
+            let s = self.coerce_to_shared_string(&n, super::CoerceOpts::interpolation()).map_err(|e| e.with_pos(d.pos))?;
+            let sym = crate::builtins::string_symbol(&s);
             if !seen.insert(sym) {
                 return Err(EvalError::at(ErrorKind::Other(format!("dynamic attribute '{sym}' already defined")), d.pos));
             }

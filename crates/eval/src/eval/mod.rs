@@ -95,6 +95,9 @@ struct RecShard(Mutex<Vec<Env>>);
 
 const REC_SHARDS: usize = 8;
 const REC_BATCH: usize = 32;
+/// Every this many recursive frames a thread makes, it merges the nodes
+/// other threads handed back to it (`value/brc.rs`).
+const DRAIN_EVERY: usize = 64;
 
 struct RecRegistry {
     envs: Vec<WeakBrc<crate::value::env::EnvInner>>,
@@ -259,6 +262,11 @@ impl Evaluator {
     /// A recursive frame, registered so that it is cleared on drop.
     pub(crate) fn new_rec_env(&self, parent: &Env, n: usize) -> Env {
         let env = Env::new_rec(parent, n);
+        if Env::rec_frames_made() % DRAIN_EVERY == 0 {
+            // Now and then: free what other threads dropped last (nodes
+            // this thread made, handed to it by `value/brc.rs`).
+            crate::value::brc::drain();
+        }
         // A fleet host's frame cleared when the host ends: not registered.
         if crate::value::collect::epoch::list_host_frame(&env) {
             return env;
@@ -270,8 +278,6 @@ impl Evaluator {
             let batch = std::mem::take(&mut *q);
             drop(q);
             self.register_rec(batch);
-            // Now and then: free what other threads dropped last.
-            crate::value::brc::drain();
         }
         env
     }

@@ -23,17 +23,21 @@ pub const POOL_BYTES: usize = super::SPOOL_BUDGET as usize;
 /// Buffers for memory spools.
 struct Pool(Mutex<Vec<Vec<u8>>>);
 
+/// The smallest buffer allocated.
+const MIN_BUFFER: usize = 64 << 10;
+
 static POOL: Pool = Pool(Mutex::new(Vec::new()));
 
 impl Pool {
     /// An empty buffer of at least `size` bytes: the smallest pooled one
-    /// that fits, else a new one.
+    /// that fits, else a new one of the next power of two (NARs vary in
+    /// size: buffers in size classes fit the next NARs of their class).
     fn take(&self, size: usize) -> Vec<u8> {
         let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let best = pool.iter().enumerate().filter(|(_, b)| b.capacity() >= size).min_by_key(|(_, b)| b.capacity()).map(|(i, _)| i);
         match best {
             Some(i) => pool.swap_remove(i),
-            None => Vec::with_capacity(size),
+            None => Vec::with_capacity(size.checked_next_power_of_two().unwrap_or(size).max(MIN_BUFFER)),
         }
     }
 
@@ -135,11 +139,16 @@ mod tests {
         a.extend_from_slice(&[1; 1000]);
         let (pa, ca) = (a.as_ptr(), a.capacity());
         pool.give(a);
-        pool.give(Vec::with_capacity(5000));
+        pool.give(Vec::with_capacity(1 << 20));
         let b = pool.take(900);
-        assert!(b.is_empty() && b.as_ptr() == pa && b.capacity() == ca, "the 1000-byte buffer, emptied");
-        assert!(pool.take(4000).capacity() >= 4000);
+        assert!(b.is_empty() && b.as_ptr() == pa && b.capacity() == ca, "the smallest buffer, emptied");
+        assert_eq!(pool.take(4000).capacity(), 1 << 20);
         assert!(pool.0.lock().unwrap().is_empty());
+        // New buffers come in powers of two, so a slightly larger NAR fits a recycled one.
+        let c = pool.take(300_000);
+        assert_eq!(c.capacity(), 1 << 19);
+        pool.give(c);
+        assert_eq!(pool.take(500_000).capacity(), 1 << 19);
         // A fresh buffer when none fits; never more than POOL_BYTES kept.
         assert!(pool.take(10_000).capacity() >= 10_000);
         pool.give(Vec::with_capacity(POOL_BYTES - 10));

@@ -147,7 +147,11 @@ impl Evaluator {
             return Ok(Value::Attrs(Attrs::from_sorted(attrs)));
         }
         let mut b = AttrsBuilder::with_capacity(attrs.len() + a.dynamic.len());
-        let mut seen: std::collections::HashSet<Symbol> = attrs.iter().map(|a| a.name).collect();
+        // Duplicates found by a scan of the few names (most such sets are
+        // `{ ${n} = v; }`), by a hash set only for bigger ones.
+        let small = attrs.len() + a.dynamic.len() <= 16;
+        let mut seen: std::collections::HashSet<Symbol> =
+            if small { Default::default() } else { attrs.iter().map(|a| a.name).collect() };
         for at in attrs {
             b.insert_pos(at.name, at.value, at.pos);
         }
@@ -158,7 +162,8 @@ impl Evaluator {
             }
             let s = self.coerce_to_shared_string(&n, super::CoerceOpts::interpolation()).map_err(|e| e.with_pos(d.pos))?;
             let sym = crate::builtins::string_symbol(&s);
-            if !seen.insert(sym) {
+            let dup = if small { b.contains(sym) } else { !seen.insert(sym) };
+            if dup {
                 return Err(EvalError::at(ErrorKind::Other(format!("dynamic attribute '{sym}' already defined")), d.pos));
             }
             b.insert_pos(sym, self.delay(&d.value, &env)?, d.pos);

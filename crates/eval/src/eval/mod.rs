@@ -262,7 +262,7 @@ impl Evaluator {
     /// A recursive frame, registered so that it is cleared on drop.
     pub(crate) fn new_rec_env(&self, parent: &Env, n: usize) -> Env {
         let env = Env::new_rec(parent, n);
-        if Env::rec_frames_made() % DRAIN_EVERY == 0 {
+        if Env::rec_frames_made().is_multiple_of(DRAIN_EVERY) {
             // Now and then: free what other threads dropped last (nodes
             // this thread made, handed to it by `value/brc.rs`).
             crate::value::brc::drain();

@@ -436,7 +436,15 @@ impl<T> Clone for Brc<T> {
                 return Brc { ptr: self.ptr, _own: PhantomData };
             }
         }
-        if count(hdr.shared.fetch_add(ONE, Ordering::Relaxed)) > MAX_SHARED {
+        self.clone_shared()
+    }
+}
+
+impl<T> Brc<T> {
+    /// A reference counted in `shared` (another thread's node).
+    #[inline(never)]
+    fn clone_shared(&self) -> Brc<T> {
+        if count(self.hdr().shared.fetch_add(ONE, Ordering::Relaxed)) > MAX_SHARED {
             overflow();
         }
         Brc { ptr: self.ptr, _own: PhantomData }

@@ -60,7 +60,6 @@ impl Drop for PrimOpApp {
 /// sits at offset 1 and copies are split into odd-sized moves that stall
 /// store forwarding). The tag's unused values still serve as niches
 /// (`Option<Value>` and `EvalResult<Value>` are 16 bytes).
-#[derive(Clone)]
 #[repr(C, u64)]
 pub enum Value {
     Null,
@@ -151,6 +150,30 @@ impl Value {
             Value::Thunk(t) => t.get().unwrap_or_else(|| self.clone()),
             v => v.clone(),
         }
+    }
+}
+
+/// Cloning is inlined everywhere: one count update and a two-word copy.
+/// (The derived clone was an out-of-line call returning the value through
+/// memory, so callers that put it in a bigger record, such as an attribute,
+/// reloaded it in other widths: a store-forwarding stall per copied
+/// attribute in `//`.)
+impl Clone for Value {
+    #[inline(always)]
+    fn clone(&self) -> Value {
+        match self {
+            Value::String(b) => std::mem::forget(b.clone()),
+            Value::Path(b) => std::mem::forget(b.clone()),
+            Value::Attrs(a) => std::mem::forget(a.clone()),
+            Value::List(b) => std::mem::forget(b.clone()),
+            Value::Lambda(b) => std::mem::forget(b.clone()),
+            Value::PrimOpApp(b) => std::mem::forget(b.clone()),
+            Value::Thunk(t) => std::mem::forget(t.clone()),
+            Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::PrimOp(_) => {}
+        }
+        // SAFETY: the handle `self` holds (if any) was counted once more
+        // above, and that count is owned by this bitwise copy.
+        unsafe { std::ptr::read(self) }
     }
 }
 

@@ -311,13 +311,23 @@ impl Thunk {
         Brc::as_ptr(&self.0) as usize
     }
 
-    /// Begin forcing: claim the thunk and get its pending work.
+    /// Begin forcing: claim the thunk and get its pending work. The common
+    /// case (unclaimed, claimed at once) is inline, so the caller gets the
+    /// [`Start`] in registers (returned through memory, it was reloaded in
+    /// other widths than written: a store-forwarding stall per force).
+    #[inline]
     pub fn start(&self) -> Start<'_> {
         let me = thread_id();
-        let inner = &*self.0;
-        if inner.state.compare_exchange(PENDING, PENDING | me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        if self.0.state.compare_exchange(PENDING, PENDING | me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             return self.owned_start();
         }
+        self.start_contended(me)
+    }
+
+    /// [`Thunk::start`] when the thunk is not simply unclaimed.
+    #[inline(never)]
+    fn start_contended(&self, me: u32) -> Start<'_> {
+        let inner = &*self.0;
         let s = inner.lock();
         if s & DONE != 0 {
             inner.unlock(s);
@@ -356,6 +366,7 @@ impl Thunk {
 
     /// The owner's view of the pending work (this thread just claimed a
     /// thunk whose cell holds it).
+    #[inline]
     fn owned_start(&self) -> Start<'_> {
         // SAFETY: this thread owns the thunk and `PENDING` was set when it
         // claimed it: by the module invariants nobody takes the pending work

@@ -65,7 +65,11 @@ impl Hash for Interned {
 /// short and not attacker-chosen in a way that matters (a slow table is
 /// the worst case), so SipHash's cost buys nothing here.
 #[derive(Default)]
-struct FxHasher(u64);
+pub(crate) struct FxHasher(u64);
+
+/// Hash maps and sets keyed by short strings the evaluator made (not
+/// SipHash: see [`FxHasher`]).
+pub(crate) type FxBuildHasher = BuildHasherDefault<FxHasher>;
 
 impl Hasher for FxHasher {
     #[inline]

@@ -140,7 +140,7 @@ fn generic_closure(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let op = args.get(sym!("operator")).ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("operator".into())))?;
     let op = ev.force(op)?;
     let mut work: std::collections::VecDeque<Value> = ev.force_list(start)?.iter().cloned().collect();
-    let mut seen: HashSet<Key> = HashSet::new();
+    let mut seen: HashSet<Key, crate::symbol::FxBuildHasher> = HashSet::default();
     let mut other_keys: Vec<Value> = Vec::new();
     let mut out = Vec::new();
     let mut key_kind: Option<(&str, &str)> = None;

@@ -267,17 +267,36 @@ fn map_attrs(_: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 
 fn zip_attrs_with(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let l = list_arg(&a[1])?;
-    // Grouped by symbol address (a hash, not a search by name), in list
+    // Grouped by symbol (a pointer compare over the few groups of most
+    // calls, a hash of the symbol's address past ZIP_SCAN groups), in list
     // order within each group; the groups sorted by name once at the end.
-    let mut index: WordMap<Symbol, usize> = WordMap::default();
+    const ZIP_SCAN: usize = 8;
+    let mut index: Option<WordMap<Symbol, usize>> = None;
     let mut groups: Vec<(Symbol, Vec<Value>)> = Vec::new();
     for item in l.iter() {
         with_attrs(ev, item, |set| {
             for at in set.iter() {
-                let i = *index.entry(at.name).or_insert_with(|| {
-                    groups.push((at.name, Vec::new()));
-                    groups.len() - 1
-                });
+                let found = match &index {
+                    Some(ix) => ix.get(&at.name).copied(),
+                    None => groups.iter().position(|(n, _)| *n == at.name),
+                };
+                let i = match found {
+                    Some(i) => i,
+                    None => {
+                        groups.push((at.name, Vec::new()));
+                        let i = groups.len() - 1;
+                        match &mut index {
+                            Some(ix) => {
+                                ix.insert(at.name, i);
+                            }
+                            None if groups.len() > ZIP_SCAN => {
+                                index = Some(groups.iter().enumerate().map(|(k, (n, _))| (*n, k)).collect());
+                            }
+                            None => {}
+                        }
+                        i
+                    }
+                };
                 if let Some((_, g)) = groups.get_mut(i) {
                     g.push(at.value.clone());
                 }

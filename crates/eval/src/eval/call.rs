@@ -77,22 +77,30 @@ impl Evaluator {
         let mut rest = args;
         while let Some((first, tail)) = rest.split_first() {
             match &*f {
-                Value::PrimOp(op) if op.arity() > 1 && op.arity() <= rest.len() => {
+                Value::PrimOp(op) if op.arity() >= 1 && op.arity() <= rest.len() => {
                     let (now, later) = rest.split_at(op.arity());
-                    // Two and three arguments (most primops) on the stack:
+                    // One to three arguments (most primops) on the stack:
                     // no vector allocated and freed per call.
                     f = VRef::Own(match now {
-                        [a, b] => self.call_primop(op, &mut [self.delay_arg(a, env)?, self.delay_arg(b, env)?], pos)?,
+                        [a] => self.call_primop_now(op, &mut [self.primop_arg(op, 0, a, env, pos)?], pos)?,
+                        [a, b] => {
+                            let mut v = [self.primop_arg(op, 0, a, env, pos)?, self.primop_arg(op, 1, b, env, pos)?];
+                            self.call_primop_now(op, &mut v, pos)?
+                        }
                         [a, b, c] => {
-                            let mut v = [self.delay_arg(a, env)?, self.delay_arg(b, env)?, self.delay_arg(c, env)?];
-                            self.call_primop(op, &mut v, pos)?
+                            let mut v = [
+                                self.primop_arg(op, 0, a, env, pos)?,
+                                self.primop_arg(op, 1, b, env, pos)?,
+                                self.primop_arg(op, 2, c, env, pos)?,
+                            ];
+                            self.call_primop_now(op, &mut v, pos)?
                         }
                         _ => {
                             let mut v = Vec::with_capacity(now.len());
-                            for a in now {
-                                v.push(self.delay_arg(a, env)?);
+                            for (i, a) in now.iter().enumerate() {
+                                v.push(self.primop_arg(op, i, a, env, pos)?);
                             }
-                            self.call_primop(op, &mut v, pos)?
+                            self.call_primop_now(op, &mut v, pos)?
                         }
                     });
                     rest = later;
@@ -112,6 +120,27 @@ impl Evaluator {
             }
         }
         Ok(f.into_owned())
+    }
+
+    /// Argument `i` of a call of `op` given all its arguments: a strict one
+    /// is evaluated at once, in argument order, instead of delayed into a
+    /// thunk that the call would force right away (the thunk is fresh and
+    /// referenced by nothing else, so only its allocation is saved; lazy
+    /// arguments have no effects when delayed, so the order of effects and
+    /// errors is the one of forcing the strict arguments in order).
+    #[inline]
+    fn primop_arg(&self, op: &crate::builtins::PrimOp, i: usize, e: &Brc<Expr>, env: &Env, pos: Pos) -> EvalResult<Value> {
+        if op.is_strict(i) {
+            self.eval(e, env).map_err(|e| e.with_pos(pos))
+        } else {
+            self.delay_arg(e, env)
+        }
+    }
+
+    /// Call `op` with all its arguments, the strict ones forced already.
+    #[inline]
+    fn call_primop_now(&self, op: &'static crate::builtins::PrimOp, args: &mut [Value], pos: Pos) -> EvalResult<Value> {
+        (op.func)(self, args, pos).map_err(|e| e.with_pos(pos))
     }
 
     /// An argument of a call: like [`Evaluator::delay`], except that
@@ -329,6 +358,24 @@ mod tests {
             Ok(v) => crate::print::print_value(&ev, &v, true).unwrap(),
             Err(e) => format!("error: {e}"),
         }
+    }
+
+    /// Strict arguments of a primop given all of them are evaluated at once
+    /// (no thunk): the same values and the same first error as forcing them
+    /// in order, lazy arguments still unevaluated (expected values from
+    /// nix-instantiate 2.8).
+    #[test]
+    fn strict_primop_arguments_evaluated_at_once() {
+        assert_eq!(eval("builtins.length (builtins.tail [ 1 2 3 ])"), "2");
+        assert_eq!(eval("builtins.typeOf (builtins.seq 1 [ ])"), "\"list\"");
+        assert_eq!(eval("builtins.isFunction (builtins.substring 0)"), "true");
+        assert_eq!(eval("builtins.seq 1 2"), "2");
+        assert_eq!(eval("builtins.length (let x = [ 1 2 ]; in x)"), "2");
+        assert!(eval("builtins.substring (throw \"a\") (throw \"b\") (throw \"c\")").contains("error: a"));
+        assert!(eval("builtins.length (builtins.seq (throw \"first\") 1)").contains("error: first"));
+        assert!(eval("builtins.seq 1 (throw \"lazy\")").contains("error: lazy"));
+        assert_eq!(eval("builtins.length [ (throw \"unforced\") ]"), "1");
+        assert_eq!(eval("builtins.elemAt [ 1 (throw \"no\") ] (builtins.length [ ])"), "1");
     }
 
     /// Arguments computed at once behave as the lazy ones: same values,

@@ -4,7 +4,8 @@
 //! positions tracked as offsets while walking) with a stack of compile-time scopes
 //! mirroring the runtime frames (one scope per `let`/`rec`/lambda/`with`).
 //! A variable is resolved innermost-out among the lexical scopes, then among
-//! the builtins (which are compiled to constants), and only then, if some
+//! the builtins (which are compiled to constants, as are selections like
+//! `builtins.length` from them), and only then, if some
 //! `with` encloses it, left as a dynamic [`Expr::WithVar`]; otherwise it is a
 //! compile-time "undefined variable" error, as in Nix. Attribute paths in
 //! bindings (`a.b.c = 1;`) are merged at compile time (see [`binds`]).
@@ -296,7 +297,10 @@ impl<'a> Compiler<'a> {
                     Some(d) => Some(Box::new(self.expr(d)?)),
                     None => None,
                 };
-                Expr::Select { expr: Box::new(expr), path, default, pos }
+                match constant_select(&expr, &path) {
+                    Some(v) => Expr::Const(v),
+                    None => Expr::Select { expr: Box::new(expr), path, default, pos },
+                }
             }
             K::NODE_HAS_ATTR => {
                 let expr = self.sub(e.expr(0), e)?;
@@ -618,6 +622,23 @@ enum PathKind {
     Home,
 }
 
+/// `builtins.name` (a selection by static names from a constant set, which
+/// only the builtins are) as the constant it selects, when every step is
+/// there and the result is a value already (not a thunk): the builtins set
+/// is immutable, so the selection would give that value every time; folded,
+/// a call of `builtins.length` does not search the ~150 builtins per call.
+/// Anything else (a missing name, a dynamic one, `or`) stays a selection, so
+/// its errors and defaults are unchanged.
+fn constant_select(expr: &Expr, path: &[AttrName]) -> Option<Value> {
+    let Expr::Const(v) = expr else { return None };
+    let mut v: &Value = v;
+    for n in path {
+        let (Value::Attrs(a), AttrName::Static(name)) = (v, n) else { return None };
+        v = a.get(*name)?;
+    }
+    (!matches!(v, Value::Thunk(_))).then(|| v.clone())
+}
+
 fn binop(k: ast::BinOpKind) -> BinOp {
     use ast::BinOpKind as K;
     match k {
@@ -638,5 +659,39 @@ fn binop(k: ast::BinOpKind) -> BinOp {
         K::Or => BinOp::Or,
         K::PipeRight => BinOp::PipeRight,
         K::PipeLeft => BinOp::PipeLeft,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::eval::{EvalConfig, Evaluator};
+    use crate::io::MemIO;
+    use crate::ir::Expr;
+
+    fn eval(ev: &Evaluator, src: &str) -> String {
+        match ev.eval_str(src).and_then(|v| ev.force_deep(&v)) {
+            Ok(v) => crate::print::print_value(ev, &v, true).unwrap(),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    /// `builtins.name` compiles to the builtin itself; shadowed, missing
+    /// or defaulted selections stay selections and behave as in
+    /// nix-instantiate 2.8.
+    #[test]
+    fn selections_from_the_builtins_are_folded() {
+        let ev = Evaluator::new(EvalConfig::default(), Arc::new(MemIO::new()));
+        assert!(matches!(ev.compile_str("builtins.length", "/").unwrap(), Expr::Const(_)));
+        assert!(matches!(ev.compile_str("builtins.builtins.head", "/").unwrap(), Expr::Const(_)));
+        assert!(matches!(ev.compile_str("builtins.nope or 5", "/").unwrap(), Expr::Select { .. }));
+        assert!(matches!(ev.compile_str("x: x.length", "/").unwrap(), Expr::Lambda(_)));
+        assert_eq!(eval(&ev, "with { builtins = 1; }; builtins.length [ 1 ]"), "1");
+        assert_eq!(eval(&ev, "let builtins = { length = x: 7; }; in builtins.length [ ]"), "7");
+        assert_eq!(eval(&ev, "builtins.builtins.length [ 1 2 ]"), "2");
+        assert_eq!(eval(&ev, "builtins.nope or 5"), "5");
+        assert_eq!(eval(&ev, "builtins.length.x or 4"), "4");
+        assert!(eval(&ev, "builtins.nope").contains("attribute 'nope' missing"));
     }
 }

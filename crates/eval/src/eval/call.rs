@@ -81,7 +81,7 @@ impl Evaluator {
                     let (now, later) = rest.split_at(op.arity());
                     // One to three arguments (most primops) on the stack:
                     // no vector allocated and freed per call.
-                    f = VRef::Own(match now {
+                    let r = match now {
                         [a] => self.call_primop_now(op, &mut [self.primop_arg(op, 0, a, env, pos)?], pos)?,
                         [a, b] => {
                             let mut v = [self.primop_arg(op, 0, a, env, pos)?, self.primop_arg(op, 1, b, env, pos)?];
@@ -102,19 +102,34 @@ impl Evaluator {
                             }
                             self.call_primop_now(op, &mut v, pos)?
                         }
-                    });
+                    };
+                    // The last call's result is returned as it is (through
+                    // `f` it was stored in pieces and reloaded whole: a
+                    // store-forwarding stall per call).
+                    if later.is_empty() {
+                        return Ok(r);
+                    }
+                    f = VRef::Own(r);
                     rest = later;
                 }
                 Value::Lambda(c) if matches!(c.lambda.body, Expr::Lambda(_)) && !tail.is_empty() => {
                     let a = self.delay_arg(first, env)?;
                     let (second, later) = tail.split_first().ok_or_else(|| EvalError::other("internal error"))?;
                     let b = self.delay_arg(second, env)?;
-                    f = VRef::Own(self.call2(&f, a, b, pos)?);
+                    let r = self.call2(&f, a, b, pos)?;
+                    if later.is_empty() {
+                        return Ok(r);
+                    }
+                    f = VRef::Own(r);
                     rest = later;
                 }
                 _ => {
                     let a = self.delay_arg(first, env)?;
-                    f = VRef::Own(self.call(&f, a, pos)?);
+                    let r = self.call(&f, a, pos)?;
+                    if tail.is_empty() {
+                        return Ok(r);
+                    }
+                    f = VRef::Own(r);
                     rest = tail;
                 }
             }

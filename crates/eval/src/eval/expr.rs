@@ -137,9 +137,19 @@ impl Evaluator {
             }
             (attrs, renv)
         } else {
-            let mut attrs = Vec::with_capacity(a.attrs.len());
-            for d in &a.attrs {
-                attrs.push(Attr { name: d.name, value: self.delay(&d.value, env)?, pos: d.pos });
+            let mut attrs: Vec<Attr> = Vec::with_capacity(a.attrs.len());
+            for (i, d) in a.attrs.iter().enumerate() {
+                let value = self.delay(&d.value, env)?;
+                // Written in place: `push`'s grow path made the compiler
+                // assemble the `Attr` on the stack in 8-byte stores and copy
+                // it in 16-byte loads (a store-forwarding stall per
+                // attribute of every set literal).
+                // SAFETY: `i < a.attrs.len()`, the capacity; elements
+                // `0..i` are initialised (the length follows each write).
+                unsafe {
+                    attrs.as_mut_ptr().add(i).write(Attr { name: d.name, value, pos: d.pos });
+                    attrs.set_len(i + 1);
+                }
             }
             (attrs, env.clone())
         };

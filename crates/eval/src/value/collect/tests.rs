@@ -8,14 +8,16 @@ use crate::value::brc::WeakBrc as Weak;
 use crate::value::{ListVec, Value};
 use crate::Evaluator;
 
-fn attr(ev: &Evaluator, v: &Value, name: &str) -> Value {
+/// `v.name` (also used by the epoch tests).
+pub(crate) fn attr(ev: &Evaluator, v: &Value, name: &str) -> Value {
     match ev.force(v).unwrap() {
         Value::Attrs(a) => a.get_str(name).cloned().unwrap(),
         other => panic!("not a set: {other:?}"),
     }
 }
 
-fn list_weak(ev: &Evaluator, v: &Value) -> Weak<ListVec> {
+/// A weak handle on the list `v` evaluates to (also used by the epoch tests).
+pub(crate) fn list_weak(ev: &Evaluator, v: &Value) -> Weak<ListVec> {
     match ev.force(v).unwrap() {
         Value::List(l) => crate::value::Brc::downgrade(&l),
         other => panic!("not a list: {other:?}"),

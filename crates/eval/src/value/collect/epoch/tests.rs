@@ -3,25 +3,10 @@
 //! memory is freed only once every other thread has left the host it was
 //! in, and a cleared node reached later is an internal error.
 
-use crate::value::brc::WeakBrc as Weak;
-
 use super::{Quiescence, enter_host_listed};
+use crate::value::collect::tests::{attr, list_weak};
 use crate::Evaluator;
-use crate::value::{ListVec, Thunk, Value};
-
-fn attr(ev: &Evaluator, v: &Value, name: &str) -> Value {
-    match ev.force(v).unwrap() {
-        Value::Attrs(a) => a.get_str(name).cloned().unwrap(),
-        other => panic!("not a set: {other:?}"),
-    }
-}
-
-fn list_weak(ev: &Evaluator, v: &Value) -> Weak<ListVec> {
-    match ev.force(v).unwrap() {
-        Value::List(l) => crate::value::Brc::downgrade(&l),
-        other => panic!("not a list: {other:?}"),
-    }
-}
+use crate::value::{Thunk, Value};
 
 fn thunk(v: Value) -> Thunk {
     match v {

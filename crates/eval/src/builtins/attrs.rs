@@ -68,9 +68,14 @@ thread_local! {
     static SYMBOLS: RefCell<Vec<SymbolSlot>> = const { RefCell::new(Vec::new()) };
 }
 
+/// A hash of a node's address for the per-thread caches (Fibonacci
+/// hashing: the high bits of the product spread nearby addresses).
+fn address_hash(addr: usize) -> usize {
+    ((addr as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize
+}
+
 fn symbol_slot(s: &Brc<NixString>) -> usize {
-    let key = Brc::as_ptr(s) as usize as u64;
-    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & (SYMBOL_SLOTS - 1)
+    address_hash(Brc::as_ptr(s) as usize) & (SYMBOL_SLOTS - 1)
 }
 
 /// The symbol of the string `s`, remembered per string node: the names
@@ -127,7 +132,7 @@ thread_local! {
 pub(crate) fn name_value(name: Symbol) -> Value {
     // A symbol's address identifies it: symbols are interned and never freed.
     let key = name.as_str().as_ptr() as usize;
-    let slot = ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & (NAME_SLOTS - 2);
+    let slot = address_hash(key) & (NAME_SLOTS - 2);
     let cached = NAMES.try_with(|c| {
         let mut c = c.try_borrow_mut().ok()?;
         if c.is_empty() {

@@ -108,6 +108,15 @@ thread_local! {
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
+/// Whether threads get owner ids (biased counting). Off: every thread is
+/// like one past the ids (`NO_ID`), so every node is made merged and all
+/// counting is atomic, as `Arc`'s. Turned off because `tests/threads.rs`
+/// crashed (SIGSEGV/abort in 114 of 300 runs) when its two tests ran at
+/// once, each evaluator's threads starting and exiting beside the other's;
+/// either test alone, or both one after the other, never failed (0 of 200).
+/// The race is not found yet; the atomic path passes 150 of 150 runs.
+const BIASED: bool = false;
+
 /// A node handed to its owner for merging: its address and how to merge it.
 struct Queued {
     addr: usize,
@@ -135,7 +144,11 @@ struct InboxGuard {
 
 impl InboxGuard {
     fn register() -> InboxGuard {
-        let id = NEXT_ID.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < NO_ID).then_some(n + 1));
+        let id = if BIASED {
+            NEXT_ID.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < NO_ID).then_some(n + 1))
+        } else {
+            Err(NO_ID)
+        };
         let inbox = Arc::new(Inbox::default());
         let id = match id {
             Ok(id) => {
@@ -589,6 +602,7 @@ mod tests {
     /// count below zero, queued to the owner) are freed when the owner
     /// drains, or at once when the owner has exited.
     #[test]
+    #[ignore = "biased counting is off (BIASED)"]
     fn handed_over_references_are_merged() {
         let d = Arc::new(AtomicUsize::new(0));
         let a = Brc::new(Counted(d.clone()));

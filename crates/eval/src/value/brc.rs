@@ -34,6 +34,11 @@
 //!   path only merged nodes are freed, by whoever brings the merged count
 //!   to zero; the contents are dropped once, then the memory is released
 //!   when no weak reference remains.
+//! - A queued node is freed only by its merge, which clears `QUEUED`: a
+//!   reference another thread counted (in `shared`) may be dropped by the
+//!   owner (in `biased`), so the owner can bring `biased` to zero and merge
+//!   a node that still waits in its inbox; freeing it then would leave the
+//!   inbox entry dangling (`tests/threads.rs` crashed so, one run in three).
 //! - A weak upgrade on another thread may revive a node that is only
 //!   waiting in its owner's inbox (its contents are still there: nothing
 //!   but a merge frees an unmerged node), never a freed one.
@@ -108,15 +113,6 @@ thread_local! {
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
-/// Whether threads get owner ids (biased counting). Off: every thread is
-/// like one past the ids (`NO_ID`), so every node is made merged and all
-/// counting is atomic, as `Arc`'s. Turned off because `tests/threads.rs`
-/// crashed (SIGSEGV/abort in 114 of 300 runs) when its two tests ran at
-/// once, each evaluator's threads starting and exiting beside the other's;
-/// either test alone, or both one after the other, never failed (0 of 200).
-/// The race is not found yet; the atomic path passes 150 of 150 runs.
-const BIASED: bool = false;
-
 /// A node handed to its owner for merging: its address and how to merge it.
 struct Queued {
     addr: usize,
@@ -144,11 +140,7 @@ struct InboxGuard {
 
 impl InboxGuard {
     fn register() -> InboxGuard {
-        let id = if BIASED {
-            NEXT_ID.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < NO_ID).then_some(n + 1))
-        } else {
-            Err(NO_ID)
-        };
+        let id = NEXT_ID.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < NO_ID).then_some(n + 1));
         let inbox = Arc::new(Inbox::default());
         let id = match id {
             Ok(id) => {
@@ -214,7 +206,8 @@ pub fn drain() {
 /// Merge every thread's queued nodes, on this thread.
 ///
 /// # Safety
-/// No other thread uses any node meanwhile (the collector's stop-the-world
+/// No other thread uses any node meanwhile, of any evaluator of the
+/// process: the inboxes are process-wide (the collector's stop-the-world
 /// point, whose synchronisation orders the owners' counting before this):
 /// then merging another thread's node here is as exclusive as its owner's.
 pub(crate) unsafe fn drain_all() {
@@ -358,7 +351,9 @@ impl<T> Brc<T> {
             if c > i64::from(MAX_SHARED) {
                 overflow();
             }
-            let new = ((c as i32) << 2) as u32 | (s & 3) | MERGED;
+            // Merged, and no longer queued: from now on whoever brings
+            // the count to zero frees the node.
+            let new = ((c as i32) << 2) as u32 | MERGED;
             match hdr.shared.compare_exchange_weak(s, new, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) if c == 0 => {
                     // SAFETY: merged with no reference left: ours to free.
@@ -404,7 +399,9 @@ impl<T> Brc<T> {
         hdr.biased.store(0, Ordering::Relaxed);
         hdr.owner.store(0, Ordering::Relaxed);
         let old = hdr.shared.fetch_or(MERGED, Ordering::AcqRel);
-        if count(old) == 0 {
+        // A queued node is freed by its merge only (its inbox entry still
+        // points at it).
+        if count(old) == 0 && old & QUEUED == 0 {
             // SAFETY: merged with no reference left.
             unsafe { Self::free(self.ptr) };
         }
@@ -416,7 +413,8 @@ impl<T> Brc<T> {
         let old = hdr.shared.fetch_sub(ONE, Ordering::Release);
         let new = old.wrapping_sub(ONE);
         if new & MERGED != 0 {
-            if count(new) == 0 {
+            // Queued: the merge frees it (see `drop_owner_last`).
+            if count(new) == 0 && new & QUEUED == 0 {
                 fence(Ordering::Acquire);
                 // SAFETY: merged and the last reference.
                 unsafe { Self::free(self.ptr) };
@@ -546,7 +544,7 @@ impl<T> WeakBrc<T> {
     /// The node is freed (its contents dropped): certain, on any thread.
     pub fn is_dead(&self) -> bool {
         let s = self.hdr().shared.load(Ordering::Acquire);
-        s & MERGED != 0 && count(s) <= 0
+        s & MERGED != 0 && s & QUEUED == 0 && count(s) <= 0
     }
 }
 
@@ -602,7 +600,6 @@ mod tests {
     /// count below zero, queued to the owner) are freed when the owner
     /// drains, or at once when the owner has exited.
     #[test]
-    #[ignore = "biased counting is off (BIASED)"]
     fn handed_over_references_are_merged() {
         let d = Arc::new(AtomicUsize::new(0));
         let a = Brc::new(Counted(d.clone()));

@@ -121,6 +121,9 @@ impl Evaluator {
     /// While this runs, no other thread may use values of this evaluator's
     /// heap (force, clone, drop or read them); merely holding them is fine.
     /// `&mut self` already rules out evaluation through this evaluator.
+    /// Nor may another evaluator of the process evaluate meanwhile: the
+    /// nodes other threads handed back to their owners are merged here, for
+    /// every thread (`value/brc.rs`'s inboxes are process-wide).
     pub unsafe fn collect(&mut self) -> CollectStats {
         // SAFETY: forwarded from the caller.
         let (stats, garbage) = unsafe { self.collect_deferred(1) };

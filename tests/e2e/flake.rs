@@ -145,8 +145,14 @@ fn eval_ours(cache: &Path, expr: &str) -> std::process::Output {
     run(nd(cache).args(["instantiate", "--eval", "--strict", "--json", "-E", expr]))
 }
 
+/// `nix-instantiate --eval` with a cache of its own: Nix's fetcher cache is
+/// keyed by URL, and a test server's URL (a free port) may be one an earlier
+/// run served other contents at, which Nix would take from its cache.
 fn eval_nix(expr: &str) -> String {
-    String::from_utf8(run_ok(nix_flakes("nix-instantiate").args(["--eval", "--strict", "--json", "-E", expr]))).unwrap()
+    let cache = tempfile::tempdir().unwrap();
+    let mut c = nix_flakes("nix-instantiate");
+    c.env("XDG_CACHE_HOME", cache.path()).args(["--eval", "--strict", "--json", "-E", expr]);
+    String::from_utf8(run_ok(&mut c)).unwrap()
 }
 
 #[test]

@@ -19,7 +19,7 @@
 use std::cell::RefCell;
 
 use super::lists::list_arg;
-use super::{L, PrimOp, S};
+use super::{Arg, PrimOp, no_context};
 use crate::compile::names::WordMap;
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::Evaluator;
@@ -28,17 +28,17 @@ use crate::symbol::Symbol;
 use crate::value::{Attr, Attrs, AttrsBuilder, Brc, NixString, Thunk, Value};
 
 pub(super) const PRIMOPS: &[PrimOp] = &[
-    PrimOp::new("attrNames", &[S], attr_names),
-    PrimOp::new("attrValues", &[S], attr_values),
-    PrimOp::new("getAttr", &[S, S], get_attr),
-    PrimOp::new("hasAttr", &[S, S], has_attr),
-    PrimOp::new("removeAttrs", &[S, S], remove_attrs),
-    PrimOp::new("listToAttrs", &[S], list_to_attrs),
-    PrimOp::new("intersectAttrs", &[S, S], intersect_attrs),
-    PrimOp::new("catAttrs", &[S, S], cat_attrs),
-    PrimOp::new("mapAttrs", &[L, S], map_attrs),
-    PrimOp::new("zipAttrsWith", &[L, S], zip_attrs_with),
-    PrimOp::new("unsafeGetAttrPos", &[S, S], unsafe_get_attr_pos),
+    PrimOp::new("attrNames", &[Arg::Attrs], attr_names),
+    PrimOp::new("attrValues", &[Arg::Attrs], attr_values),
+    PrimOp::new("getAttr", &[Arg::StrNoCtx, Arg::Attrs], get_attr),
+    PrimOp::new("hasAttr", &[Arg::StrNoCtx, Arg::Attrs], has_attr),
+    PrimOp::new("removeAttrs", &[Arg::Attrs, Arg::List], remove_attrs),
+    PrimOp::new("listToAttrs", &[Arg::List], list_to_attrs),
+    PrimOp::new("intersectAttrs", &[Arg::Attrs, Arg::Attrs], intersect_attrs),
+    PrimOp::new("catAttrs", &[Arg::StrNoCtx, Arg::List], cat_attrs),
+    PrimOp::new("mapAttrs", &[Arg::Lazy, Arg::Attrs], map_attrs),
+    PrimOp::new("zipAttrsWith", &[Arg::Function, Arg::List], zip_attrs_with),
+    PrimOp::new("unsafeGetAttrPos", &[Arg::StrNoCtx, Arg::Attrs], unsafe_get_attr_pos),
 ];
 
 pub(super) fn attrs_arg(v: &Value) -> EvalResult<&Attrs> {
@@ -48,10 +48,14 @@ pub(super) fn attrs_arg(v: &Value) -> EvalResult<&Attrs> {
     }
 }
 
-/// A string argument as a symbol, read in place.
+/// A string argument (without context, as Nix's `forceStringNoCtx`) as a
+/// symbol, read in place.
 fn name_arg(ev: &Evaluator, v: &Value) -> EvalResult<Symbol> {
     match &*ev.force_ref(v)? {
-        Value::String(s) => Ok(string_symbol(s)),
+        Value::String(s) => {
+            no_context(s)?;
+            Ok(string_symbol(s))
+        }
         v => Err(EvalError::type_error(v.type_desc(), "a string")),
     }
 }

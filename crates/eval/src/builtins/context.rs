@@ -4,22 +4,22 @@
 
 use std::collections::BTreeMap;
 
-use super::{PrimOp, S};
+use super::{Arg, PrimOp};
 use crate::error::{EvalError, EvalResult};
-use crate::eval::Evaluator;
+use crate::eval::{CoerceOpts, Evaluator};
 use crate::source::Pos;
 use crate::symbol::Symbol;
 use crate::value::{AttrsBuilder, Context, Value};
 
 pub(super) const PRIMOPS: &[PrimOp] = &[
-    PrimOp::new("getContext", &[S], get_context),
-    PrimOp::new("hasContext", &[S], |ev, a, _| Ok(Value::Bool(!ev.force_string(&a[0])?.context().is_empty()))),
-    PrimOp::new("unsafeDiscardStringContext", &[S], |ev, a, _| {
-        Ok(Value::string(ev.force_string(&a[0])?.as_str()))
+    PrimOp::new("getContext", &[Arg::Str], get_context),
+    PrimOp::new("hasContext", &[Arg::Str], |ev, a, _| Ok(Value::Bool(!ev.force_string(&a[0])?.context().is_empty()))),
+    PrimOp::new("unsafeDiscardStringContext", &[Arg::Any], |ev, a, _| {
+        Ok(Value::string(ev.coerce_to_shared_string(&a[0], CoerceOpts::interpolation())?.as_str()))
     }),
-    PrimOp::new("unsafeDiscardOutputDependency", &[S], discard_output_dependency),
-    PrimOp::new("appendContext", &[S, S], append_context),
-    PrimOp::new("addDrvOutputDependencies", &[S], add_drv_output_dependencies),
+    PrimOp::new("unsafeDiscardOutputDependency", &[Arg::Any], discard_output_dependency),
+    PrimOp::new("appendContext", &[Arg::Str, Arg::Attrs], append_context),
+    PrimOp::new("addDrvOutputDependencies", &[Arg::Str], add_drv_output_dependencies),
 ];
 
 #[derive(Default)]
@@ -61,7 +61,7 @@ fn get_context(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 }
 
 fn discard_output_dependency(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
-    let s = ev.force_string(&a[0])?;
+    let s = ev.coerce_to_shared_string(&a[0], CoerceOpts::interpolation())?;
     let mut ctx = Context::new();
     for e in s.context().iter() {
         match e.strip_prefix('=') {

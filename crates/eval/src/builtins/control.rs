@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use super::{L, PrimOp, S};
+use super::{Arg, PrimOp};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::{CoerceOpts, Evaluator};
 use crate::ir::Param;
@@ -14,24 +14,27 @@ use crate::symbol::Symbol;
 use crate::value::{AttrsBuilder, NixString, Value};
 
 pub(super) const PRIMOPS: &[PrimOp] = &[
-    PrimOp::new("throw", &[S], throw),
-    PrimOp::new("abort", &[S], abort),
-    PrimOp::new("tryEval", &[L], try_eval),
-    PrimOp::new("seq", &[S, L], |ev, a, _| ev.force(&a[1])),
-    PrimOp::new("deepSeq", &[L, L], |ev, a, _| {
+    PrimOp::new("throw", &[Arg::Any], throw),
+    PrimOp::new("abort", &[Arg::Any], abort),
+    PrimOp::new("tryEval", &[Arg::Lazy], try_eval),
+    PrimOp::new("seq", &[Arg::Any, Arg::Lazy], |ev, a, _| ev.force(&a[1])),
+    PrimOp::new("deepSeq", &[Arg::Lazy, Arg::Lazy], |ev, a, _| {
         ev.force_deep(&a[0])?;
         ev.force(&a[1])
     }),
-    PrimOp::new("addErrorContext", &[L, L], add_error_context),
-    PrimOp::new("trace", &[S, L], trace),
-    PrimOp::new("warn", &[S, L], warn),
-    PrimOp::new("break", &[L], |ev, a, _| ev.force(&a[0])),
-    PrimOp::new("functionArgs", &[S], function_args),
-    PrimOp::new("genericClosure", &[S], generic_closure),
+    // The message is forced only when the value fails.
+    PrimOp::new("addErrorContext", &[Arg::Lazy, Arg::Lazy], add_error_context),
+    PrimOp::new("trace", &[Arg::Any, Arg::Lazy], trace),
+    PrimOp::new("warn", &[Arg::Str, Arg::Lazy], warn),
+    PrimOp::new("break", &[Arg::Lazy], |ev, a, _| ev.force(&a[0])),
+    PrimOp::new("functionArgs", &[Arg::Any], function_args),
+    PrimOp::new("genericClosure", &[Arg::Attrs], generic_closure),
 ];
 
+/// A message (Nix's `coerceToString`: strings, paths, sets with
+/// `__toString` or `outPath`; not numbers, Booleans, null or lists).
 fn msg_of(ev: &Evaluator, v: &Value) -> EvalResult<String> {
-    Ok(ev.coerce_to_string(v, CoerceOpts::to_string())?.as_str().to_string())
+    Ok(ev.coerce_to_string(v, CoerceOpts::interpolation())?.as_str().to_string())
 }
 
 fn throw(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
@@ -61,10 +64,8 @@ fn try_eval(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 fn add_error_context(ev: &Evaluator, a: &[Value], pos: Pos) -> EvalResult<Value> {
     match ev.force(&a[1]) {
         Ok(v) => Ok(v),
-        Err(e) => {
-            let msg = msg_of(ev, &a[0]).unwrap_or_default();
-            Err(e.add_frame(pos, msg))
-        }
+        // An error coercing the message replaces the value's (as in Nix).
+        Err(e) => Err(e.add_frame(pos, msg_of(ev, &a[0])?)),
     }
 }
 
@@ -97,7 +98,7 @@ fn function_args(_: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
             }
         }
         Value::PrimOp(_) | Value::PrimOpApp(_) => {}
-        v => return Err(EvalError::type_error(v.type_desc(), "a function")),
+        _ => return Err(EvalError::other("'functionArgs' requires a function")),
     }
     Ok(Value::Attrs(b.finish()))
 }
@@ -133,20 +134,28 @@ impl Hash for Key {
     }
 }
 
+/// Nix's message for a missing argument attribute of `genericClosure`.
+fn closure_arg(name: &str) -> EvalError {
+    EvalError::other(format!("attribute '{name}' missing for call to 'genericClosure'"))
+}
+
+/// In Nix's order: `startSet` forced (a list), then `operator`; each item
+/// forced (a set with `key`) when its turn comes, and the items an
+/// operator call returns forced as they are queued.
 fn generic_closure(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let args = &a[0];
     let Value::Attrs(args) = args else { return Err(EvalError::type_error(args.type_desc(), "a set")) };
-    let start = args.get(sym!("startSet")).ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("startSet".into())))?;
-    let op = args.get(sym!("operator")).ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("operator".into())))?;
-    let op = ev.force(op)?;
+    let start = args.get(sym!("startSet")).ok_or_else(|| closure_arg("startSet"))?;
     let mut work: std::collections::VecDeque<Value> = ev.force_list(start)?.iter().cloned().collect();
+    let op = args.get(sym!("operator")).ok_or_else(|| closure_arg("operator"))?;
+    let op = ev.force(op)?;
     let mut seen: HashSet<Key, crate::symbol::FxBuildHasher> = HashSet::default();
     let mut other_keys: Vec<Value> = Vec::new();
     let mut out = Vec::new();
     let mut key_kind: Option<(&str, &str)> = None;
     while let Some(item) = work.pop_front() {
         let attrs = ev.force_attrs(&item)?;
-        let key = attrs.get(sym!("key")).ok_or_else(|| EvalError::new(ErrorKind::MissingAttr("key".into())))?;
+        let key = attrs.get(sym!("key")).ok_or_else(|| EvalError::other("attribute 'key' required"))?;
         let key = ev.force(key)?;
         let kind = match &key {
             Value::Int(_) | Value::Float(_) => "number",
@@ -186,8 +195,9 @@ fn generic_closure(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
             continue;
         }
         let next = ev.call(&op, Value::Attrs(attrs), Pos::NONE)?;
-        let next = ev.force_list(&next)?;
-        work.extend(next.iter().cloned());
+        for x in ev.force_list(&next)?.iter() {
+            work.push_back(ev.force(x)?);
+        }
         out.push(item);
     }
     Ok(Value::list(out))

@@ -24,7 +24,7 @@ use ndeploy_store::derivation::{Derivation, DerivationError, DerivationOutput};
 use ndeploy_store::hash::{Hash, HashAlgo, HashError};
 use ndeploy_store::store_path::{FileIngestionMethod, StorePathError};
 
-use super::{PrimOp, S};
+use super::{Arg, PrimOp};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::{CoerceOpts, Evaluator};
 use crate::source::Pos;
@@ -33,7 +33,7 @@ use crate::symbol::Symbol;
 use crate::value::{Attr, Attrs, AttrsBuilder, Context, Env, NixString, Thunk, Value};
 
 pub(super) const PRIMOPS: &[PrimOp] =
-    &[PrimOp::new("derivationStrict", &[S], derivation_strict), PrimOp::new("derivation", &[S], derivation)];
+    &[PrimOp::new("derivationStrict", &[Arg::Any], derivation_strict), PrimOp::new("derivation", &[Arg::Any], derivation)];
 
 /// `derivation`: Nix 2.8's `derivation.nix` wrapper, natively:
 ///
@@ -168,12 +168,7 @@ fn err_at(msg: impl Into<String>, pos: Pos) -> EvalError {
 /// Nix's `forceStringNoCtx`.
 pub(crate) fn force_string_no_ctx(ev: &Evaluator, v: &Value) -> EvalResult<String> {
     let s = ev.force_string(v)?;
-    if let Some(c) = s.context().iter().next() {
-        return Err(EvalError::other(format!(
-            "the string '{}' is not allowed to refer to a store path (such as '{c}')",
-            s.as_str()
-        )));
-    }
+    super::no_context(&s)?;
     Ok(s.as_str().to_owned())
 }
 

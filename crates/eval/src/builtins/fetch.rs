@@ -7,7 +7,7 @@
 //! strings whose context is that store path, and for `fetchGit`/`fetchTree`
 //! the attribute set Nix's `emitTreeAttrs` builds ([`tree_attrs`]).
 
-use super::{PrimOp, S};
+use super::{Arg, PrimOp};
 use crate::error::{EvalError, EvalResult};
 use crate::eval::Evaluator;
 use crate::fetch::{AttrValue, Fetcher, Input, Tree, format_utc, parse_url};
@@ -18,12 +18,12 @@ use ndeploy_store::hash::{Hash, HashAlgo};
 use ndeploy_store::store_path::FileIngestionMethod;
 
 pub(super) const PRIMOPS: &[PrimOp] = &[
-    PrimOp::new("fetchurl", &[S], |ev, a, _| fetch(ev, &a[0], "fetchurl", false, "")),
-    PrimOp::new("fetchTarball", &[S], |ev, a, _| fetch(ev, &a[0], "fetchTarball", true, "source")),
-    PrimOp::new("fetchGit", &[S], fetch_git),
-    PrimOp::new("fetchTree", &[S], fetch_tree),
-    PrimOp::new("fetchMercurial", &[S], fetch_mercurial),
-    PrimOp::new("getFlake", &[S], |ev, a, _| {
+    PrimOp::new("fetchurl", &[Arg::Any], |ev, a, _| fetch(ev, &a[0], "fetchurl", false, "")),
+    PrimOp::new("fetchTarball", &[Arg::Any], |ev, a, _| fetch(ev, &a[0], "fetchTarball", true, "source")),
+    PrimOp::new("fetchGit", &[Arg::Any], fetch_git),
+    PrimOp::new("fetchTree", &[Arg::Any], fetch_tree),
+    PrimOp::new("fetchMercurial", &[Arg::Any], fetch_mercurial),
+    PrimOp::new("getFlake", &[Arg::Any], |ev, a, _| {
         let r = ev.force_str_plain(&a[0])?;
         crate::flake::load(ev, &r)
     }),

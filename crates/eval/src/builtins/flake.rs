@@ -5,7 +5,7 @@
 //! (`flake:id[/ref]` or a bare `id`). Other schemes fail with a clear error
 //! rather than guessing.
 
-use super::{PrimOp, S};
+use super::{Arg, PrimOp};
 use crate::error::{EvalError, EvalResult};
 use crate::eval::Evaluator;
 use crate::source::Pos;
@@ -13,8 +13,8 @@ use crate::symbol::Symbol;
 use crate::value::{AttrsBuilder, Value};
 
 pub(super) const PRIMOPS: &[PrimOp] = &[
-    PrimOp::new("parseFlakeRef", &[S], parse_flake_ref),
-    PrimOp::new("flakeRefToString", &[S], flake_ref_to_string),
+    PrimOp::new("parseFlakeRef", &[Arg::Any], parse_flake_ref),
+    PrimOp::new("flakeRefToString", &[Arg::Any], flake_ref_to_string),
 ];
 
 const HOSTED: &[&str] = &["github", "gitlab", "sourcehut"];

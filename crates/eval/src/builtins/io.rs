@@ -4,7 +4,7 @@
 //! falls back to Nix's built-in files, of which `fetchurl.nix` exists.
 
 
-use super::{PrimOp, S};
+use super::{Arg, PrimOp};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::{Evaluator, io_msg};
 use crate::source::Pos;
@@ -12,19 +12,21 @@ use crate::symbol::Symbol;
 use crate::value::{AttrsBuilder, Env, Value};
 
 pub(super) const PRIMOPS: &[PrimOp] = &[
-    PrimOp::new("import", &[S], import),
-    PrimOp::new("scopedImport", &[S, S], scoped_import),
-    PrimOp::new("readFile", &[S], read_file),
-    PrimOp::new("readDir", &[S], read_dir),
-    PrimOp::new("pathExists", &[S], path_exists),
-    PrimOp::new("readFileType", &[S], read_file_type),
-    PrimOp::new("getEnv", &[S], |ev, a, _| {
+    PrimOp::new("import", &[Arg::Any], import),
+    // Nix coerces the path before it forces the scope.
+    PrimOp::new("scopedImport", &[Arg::Attrs, Arg::Check(path_arg)], scoped_import).second_first(),
+    PrimOp::new("readFile", &[Arg::Any], read_file),
+    PrimOp::new("readDir", &[Arg::Any], read_dir),
+    PrimOp::new("pathExists", &[Arg::Any], path_exists),
+    PrimOp::new("readFileType", &[Arg::Any], read_file_type),
+    PrimOp::new("getEnv", &[Arg::StrNoCtx], |ev, a, _| {
         let n = ev.force_string(&a[0])?;
         Ok(Value::string(ev.io.get_env(n.as_str()).unwrap_or_default()))
     }),
-    PrimOp::new("findFile", &[S, S], find_file),
-    PrimOp::new("toPath", &[S], |ev, a, _| Ok(Value::string(ev.coerce_to_path(&a[0])?))),
-    PrimOp::new("placeholder", &[S], placeholder),
+    // Nix reads every search path entry before it forces the name.
+    PrimOp::new("findFile", &[Arg::List, Arg::Lazy], find_file),
+    PrimOp::new("toPath", &[Arg::Any], |ev, a, _| Ok(Value::string(ev.coerce_to_path(&a[0])?))),
+    PrimOp::new("placeholder", &[Arg::StrNoCtx], placeholder),
 ];
 
 /// Where `<nix/...>` resolves when no search path entry has the file (Nix's
@@ -64,6 +66,11 @@ fn import(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     }
     let v = ev.import_value(&p)?;
     ev.force(&v)
+}
+
+/// A value that coerces to an absolute path.
+fn path_arg(ev: &Evaluator, v: &Value) -> EvalResult<()> {
+    ev.coerce_to_path(v).map(drop)
 }
 
 fn scoped_import(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
@@ -143,19 +150,24 @@ fn read_file_type(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 }
 
 fn find_file(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
-    let search = super::lists::list_arg(&a[0])?;
-    let name = ev.force_string(&a[1])?;
-    let name = name.as_str();
-    for entry in search.iter() {
+    // Every entry first (a set with `path`, an optional `prefix`), then the
+    // name, as Nix.
+    let mut search = Vec::new();
+    for entry in super::lists::list_arg(&a[0])?.iter() {
         let entry = ev.force_attrs(entry)?;
         let prefix = match entry.get_str("prefix") {
-            Some(p) => ev.force_str_plain(p)?,
+            Some(p) => super::derivation::force_string_no_ctx(ev, p)?,
             None => String::new(),
         };
         let Some(path) = entry.get_str("path") else {
-            return Err(EvalError::new(ErrorKind::MissingAttr("path".into())));
+            return Err(EvalError::other("attribute 'path' missing for call to 'findFile'"));
         };
         let path = ev.coerce_to_string(path, crate::eval::CoerceOpts::path_interp())?;
+        search.push((prefix, path));
+    }
+    let name = super::derivation::force_string_no_ctx(ev, &a[1])?;
+    let name = name.as_str();
+    for (prefix, path) in &search {
         let rest = if prefix.is_empty() {
             Some(name.to_string())
         } else if name == prefix {

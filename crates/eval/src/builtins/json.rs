@@ -1,6 +1,6 @@
 //! `toJSON`, `fromJSON`, `fromTOML`.
 
-use super::{PrimOp, S};
+use super::{Arg, PrimOp};
 use crate::error::{EvalError, EvalResult};
 use crate::eval::{CoerceOpts, Evaluator};
 use crate::source::Pos;
@@ -9,9 +9,9 @@ use crate::symbol::Symbol;
 use crate::value::{AttrsBuilder, Context, Value};
 
 pub(super) const PRIMOPS: &[PrimOp] = &[
-    PrimOp::new("toJSON", &[S], to_json),
-    PrimOp::new("fromJSON", &[S], from_json),
-    PrimOp::new("fromTOML", &[S], from_toml),
+    PrimOp::new("toJSON", &[Arg::Any], to_json),
+    PrimOp::new("fromJSON", &[Arg::StrNoCtx], from_json),
+    PrimOp::new("fromTOML", &[Arg::StrNoCtx], from_toml),
 ];
 
 fn to_json(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {

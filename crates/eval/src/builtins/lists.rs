@@ -11,7 +11,7 @@
 //! `genList`'s values where Nix shows `<CODE>` (as for integer call
 //! arguments, `eval/call.rs`).
 
-use super::{L, PrimOp, S};
+use super::{Arg, PrimOp};
 use crate::error::{EvalError, EvalResult};
 use crate::eval::{Evaluator, int_binop};
 use crate::ir::{BinOp, Expr, Param};
@@ -20,22 +20,23 @@ use crate::symbol::Symbol;
 use crate::value::{AttrsBuilder, Env, List, Pending, Thunk, Value};
 
 pub(super) const PRIMOPS: &[PrimOp] = &[
-    PrimOp::new("length", &[S], |_, a, _| Ok(Value::Int(list_arg(&a[0])?.len() as i64))),
-    PrimOp::new("head", &[S], head),
-    PrimOp::new("tail", &[S], tail),
-    PrimOp::new("elemAt", &[S, S], elem_at),
-    PrimOp::new("elem", &[L, S], elem),
-    PrimOp::new("map", &[L, S], map),
-    PrimOp::new("filter", &[S, S], filter),
-    PrimOp::new("foldl'", &[S, L, S], foldl),
-    PrimOp::new("concatLists", &[S], concat_lists),
-    PrimOp::new("concatMap", &[S, S], concat_map),
-    PrimOp::new("genList", &[L, S], gen_list),
-    PrimOp::new("sort", &[S, S], sort),
-    PrimOp::new("partition", &[S, S], partition),
-    PrimOp::new("groupBy", &[S, S], group_by),
-    PrimOp::new("any", &[S, S], |ev, a, p| any_all(ev, a, p, true)),
-    PrimOp::new("all", &[S, S], |ev, a, p| any_all(ev, a, p, false)),
+    PrimOp::new("length", &[Arg::List], |_, a, _| Ok(Value::Int(list_arg(&a[0])?.len() as i64))),
+    PrimOp::new("head", &[Arg::List], head),
+    PrimOp::new("tail", &[Arg::List], tail),
+    // Nix forces and checks the index first.
+    PrimOp::new("elemAt", &[Arg::List, Arg::Int], elem_at).second_first(),
+    PrimOp::new("elem", &[Arg::Lazy, Arg::List], elem),
+    PrimOp::new("map", &[Arg::Lazy, Arg::List], map),
+    PrimOp::new("filter", &[Arg::Function, Arg::List], filter),
+    PrimOp::new("foldl'", &[Arg::Function, Arg::Lazy, Arg::List], foldl),
+    PrimOp::new("concatLists", &[Arg::List], concat_lists),
+    PrimOp::new("concatMap", &[Arg::Function, Arg::List], concat_map),
+    PrimOp::new("genList", &[Arg::Lazy, Arg::Int], gen_list),
+    PrimOp::new("sort", &[Arg::Function, Arg::List], sort),
+    PrimOp::new("partition", &[Arg::Function, Arg::List], partition),
+    PrimOp::new("groupBy", &[Arg::Function, Arg::List], group_by),
+    PrimOp::new("any", &[Arg::Function, Arg::List], |ev, a, p| any_all(ev, a, p, true)),
+    PrimOp::new("all", &[Arg::Function, Arg::List], |ev, a, p| any_all(ev, a, p, false)),
 ];
 
 pub(super) fn list_arg(v: &Value) -> EvalResult<&List> {

@@ -2,7 +2,7 @@
 
 use std::cmp::Ordering;
 
-use super::{PrimOp, S};
+use super::{Arg, PrimOp};
 use crate::error::{EvalError, EvalResult};
 use crate::eval::Evaluator;
 use crate::ir::BinOp;
@@ -10,17 +10,28 @@ use crate::source::Pos;
 use crate::value::Value;
 
 pub(super) const PRIMOPS: &[PrimOp] = &[
-    PrimOp::new("add", &[S, S], |ev, a, _| ev.arith(BinOp::Add, a[0].clone(), a[1].clone())),
-    PrimOp::new("sub", &[S, S], |ev, a, _| ev.arith(BinOp::Sub, a[0].clone(), a[1].clone())),
-    PrimOp::new("mul", &[S, S], |ev, a, _| ev.arith(BinOp::Mul, a[0].clone(), a[1].clone())),
-    PrimOp::new("div", &[S, S], |ev, a, _| ev.arith(BinOp::Div, a[0].clone(), a[1].clone())),
-    PrimOp::new("lessThan", &[S, S], |ev, a, _| Ok(Value::Bool(ev.compare(&a[0], &a[1])? == Ordering::Less))),
-    PrimOp::new("bitAnd", &[S, S], |ev, a, _| bits(ev, a, |x, y| x & y)),
-    PrimOp::new("bitOr", &[S, S], |ev, a, _| bits(ev, a, |x, y| x | y)),
-    PrimOp::new("bitXor", &[S, S], |ev, a, _| bits(ev, a, |x, y| x ^ y)),
-    PrimOp::new("ceil", &[S], |ev, a, p| round(ev, a, p, f64::ceil)),
-    PrimOp::new("floor", &[S], |ev, a, p| round(ev, a, p, f64::floor)),
+    PrimOp::new("add", &[Arg::Any, Arg::Any], |ev, a, _| ev.arith(BinOp::Add, a[0].clone(), a[1].clone())),
+    PrimOp::new("sub", &[Arg::Any, Arg::Any], |ev, a, _| ev.arith(BinOp::Sub, a[0].clone(), a[1].clone())),
+    PrimOp::new("mul", &[Arg::Any, Arg::Any], |ev, a, _| ev.arith(BinOp::Mul, a[0].clone(), a[1].clone())),
+    PrimOp::new("div", &[Arg::Any, Arg::Any], div),
+    PrimOp::new("lessThan", &[Arg::Any, Arg::Any], |ev, a, _| Ok(Value::Bool(ev.compare(&a[0], &a[1])? == Ordering::Less))),
+    PrimOp::new("bitAnd", &[Arg::Int, Arg::Int], |ev, a, _| bits(ev, a, |x, y| x & y)),
+    PrimOp::new("bitOr", &[Arg::Int, Arg::Int], |ev, a, _| bits(ev, a, |x, y| x | y)),
+    PrimOp::new("bitXor", &[Arg::Int, Arg::Int], |ev, a, _| bits(ev, a, |x, y| x ^ y)),
+    PrimOp::new("ceil", &[Arg::Float], |ev, a, p| round(ev, a, p, f64::ceil)),
+    PrimOp::new("floor", &[Arg::Float], |ev, a, p| round(ev, a, p, f64::floor)),
 ];
+
+/// Nix checks the divisor (a number, not zero) before the dividend.
+fn div(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
+    match &a[1] {
+        Value::Int(0) => return Err(EvalError::other("division by zero")),
+        Value::Float(f) if *f == 0.0 => return Err(EvalError::other("division by zero")),
+        Value::Int(_) | Value::Float(_) => {}
+        v => return Err(EvalError::type_error(v.type_desc(), "a float")),
+    }
+    ev.arith(BinOp::Div, a[0].clone(), a[1].clone())
+}
 
 fn bits(ev: &Evaluator, a: &[Value], f: fn(i64, i64) -> i64) -> EvalResult<Value> {
     Ok(Value::Int(f(ev.force_int(&a[0])?, ev.force_int(&a[1])?)))

@@ -1,15 +1,28 @@
 //! Builtins: one declaration per primop, grouped by area.
 //!
 //! Design: a [`PrimOp`] is a static declaration `PrimOp::new("name",
-//! &[S, L], func)`: the strictness list gives the arity and which arguments
-//! the caller forces to weak head normal form before `func` runs (`S`
-//! strict, `L` lazy). Each area module (`attrs.rs`, `lists.rs`, ...) exports
+//! &[Arg::Str, Arg::Attrs], func)`: the argument list gives the arity and,
+//! per argument, what the call path does before `func` runs: nothing
+//! ([`Arg::Lazy`]: `func` forces it, or not, itself), force it to weak head
+//! normal form ([`Arg::Any`]), or force it and check its type (`Arg::Int`,
+//! `Arg::Str`, ...: Nix's `forceInt`, `forceString`, ... with their
+//! messages) or more ([`Arg::Check`]: a hash type's or a regex's validity).
+//! Arguments are forced and checked one at a time, in Nix's order: the
+//! first, its check, the second, its check, ... — so with two bad arguments
+//! the error is Nix's. A builtin whose Nix order is different says so: the
+//! second argument forced first ([`PrimOp::second_first`], `elemAt`), or an
+//! argument left lazy and forced by `func` where Nix forces it (after a
+//! check between arguments, as `replaceStrings`' lengths, or only under a
+//! condition, as `seq`'s, `tryEval`'s, `addErrorContext`'s).
+//! Each area module (`attrs.rs`, `lists.rs`, ...) exports
 //! `PRIMOPS: &[PrimOp]`; adding a builtin is adding one line there plus its
 //! function. Constant builtins (`currentSystem`, `nixVersion`, ...) are built
 //! from the configuration in [`base_scope`].
 //!
-//! Invariant: a primop receives exactly `arity` arguments; strict ones are
-//! never thunks. Errors carry no position: the call site adds it.
+//! Invariant: a primop receives exactly `arity` arguments; forced ones are
+//! never thunks and have passed their check (the body may rely on it for
+//! its messages, but still matches the value: no panics). Errors carry no
+//! position: the call site adds it.
 
 /// A name known when compiling ndeploy, interned once per process (no
 /// string hash per use).
@@ -39,34 +52,134 @@ use std::collections::HashMap;
 
 pub(crate) use attrs::string_symbol;
 
-use crate::error::EvalResult;
+use crate::error::{EvalError, EvalResult};
 use crate::eval::{EvalConfig, Evaluator};
 use crate::source::Pos;
 use crate::symbol::Symbol;
-use crate::value::{Attrs, AttrsBuilder, Value};
+use crate::value::{Attrs, AttrsBuilder, NixString, Value};
 
 pub type PrimOpFn = fn(&Evaluator, &[Value], Pos) -> EvalResult<Value>;
 
 pub struct PrimOp {
     pub name: &'static str,
-    strict: &'static [bool],
+    args: &'static [Arg],
+    /// Nix forces the second argument before the first.
+    second_first: bool,
     pub func: PrimOpFn,
 }
 
-/// A strict argument.
-pub const S: bool = true;
-/// A lazy argument.
-pub const L: bool = false;
+/// What the call path does with one argument of a builtin before the
+/// builtin runs (see the module documentation).
+#[derive(Clone, Copy)]
+pub enum Arg {
+    /// Not forced: the builtin forces it (or not) itself.
+    Lazy,
+    /// Forced, of any type.
+    Any,
+    /// Forced, an integer.
+    Int,
+    /// Forced, a number (Nix's `forceFloat`: an integer or a float).
+    Float,
+    /// Forced, a string (context allowed; no coercion).
+    Str,
+    /// Forced, a string without context (Nix's `forceStringNoCtx`).
+    StrNoCtx,
+    /// Forced, a set.
+    Attrs,
+    /// Forced, a list.
+    List,
+    /// Forced, a function or a set with `__functor`.
+    Function,
+    /// Forced, then checked by the function (before any later argument is
+    /// forced, as Nix checks a hash type or a regex).
+    Check(fn(&Evaluator, &Value) -> EvalResult<()>),
+}
+
+impl Arg {
+    /// Check the forced value `v` against this argument's declaration.
+    #[inline]
+    fn check(self, ev: &Evaluator, v: &Value) -> EvalResult<()> {
+        match (self, v) {
+            (Arg::Lazy | Arg::Any, _)
+            | (Arg::Int, Value::Int(_))
+            | (Arg::Float, Value::Int(_) | Value::Float(_))
+            | (Arg::Str, Value::String(_))
+            | (Arg::Attrs, Value::Attrs(_))
+            | (Arg::List, Value::List(_))
+            | (Arg::Function, Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_)) => Ok(()),
+            (Arg::StrNoCtx, Value::String(s)) => no_context(s),
+            (Arg::Check(f), v) => f(ev, v),
+            (Arg::Function, Value::Attrs(a)) if a.get(Symbol::functor()).is_some() => Ok(()),
+            (a, v) => Err(a.mismatch(v)),
+        }
+    }
+
+    #[cold]
+    fn mismatch(self, v: &Value) -> EvalError {
+        let expected = match self {
+            Arg::Int => "an integer",
+            Arg::Float => "a float",
+            Arg::Str | Arg::StrNoCtx => "a string",
+            Arg::Attrs => "a set",
+            Arg::List => "a list",
+            Arg::Function => "a function",
+            Arg::Lazy | Arg::Any | Arg::Check(_) => "another value",
+        };
+        EvalError::type_error(v.type_desc(), expected)
+    }
+}
+
+/// Nix's `forceStringNoCtx` check: the string refers to no store path.
+#[inline]
+pub(crate) fn no_context(s: &NixString) -> EvalResult<()> {
+    match s.context().iter().next() {
+        None => Ok(()),
+        Some(c) => Err(context_error(s.as_str(), c)),
+    }
+}
+
+#[cold]
+fn context_error(s: &str, elem: &str) -> EvalError {
+    EvalError::other(format!("the string '{s}' is not allowed to refer to a store path (such as '{elem}')"))
+}
 
 impl PrimOp {
-    pub const fn new(name: &'static str, strict: &'static [bool], func: PrimOpFn) -> PrimOp {
-        PrimOp { name, strict, func }
+    pub const fn new(name: &'static str, args: &'static [Arg], func: PrimOpFn) -> PrimOp {
+        PrimOp { name, args, second_first: false, func }
+    }
+    /// The declaration of a two-argument builtin that forces its second
+    /// argument (and checks it) before its first, as Nix's `elemAt` and
+    /// `scopedImport` do. (Declarations are constants: another arity fails
+    /// the build.)
+    pub const fn second_first(self) -> PrimOp {
+        assert!(self.args.len() == 2, "second_first: a builtin of two arguments");
+        PrimOp { second_first: true, ..self }
+    }
+    /// Whether the second argument is forced before the first.
+    #[inline]
+    pub fn is_second_first(&self) -> bool {
+        self.second_first
     }
     pub fn arity(&self) -> usize {
-        self.strict.len()
+        self.args.len()
     }
     pub fn is_strict(&self, i: usize) -> bool {
-        self.strict.get(i).copied().unwrap_or(false)
+        !matches!(self.args.get(i), Some(Arg::Lazy) | None)
+    }
+    /// The position of the `k`th argument to force (`k`, except for the
+    /// first two of a [`PrimOp::second_first`] builtin).
+    #[inline]
+    pub fn forced(&self, k: usize) -> usize {
+        if self.second_first && k < 2 { k ^ 1 } else { k }
+    }
+    /// Check argument `i`, forced already, against its declaration (before
+    /// the next argument is forced).
+    #[inline]
+    pub fn check(&self, ev: &Evaluator, i: usize, v: &Value) -> EvalResult<()> {
+        match self.args.get(i) {
+            Some(a) => a.check(ev, v),
+            None => Ok(()),
+        }
     }
 }
 

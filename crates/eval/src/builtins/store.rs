@@ -13,7 +13,7 @@ use ndeploy_store::hash::{Hash, HashAlgo};
 use ndeploy_store::store_path::{FileIngestionMethod, StorePath};
 
 use super::derivation::{computing, force_string_no_ctx, nix_hash_error, nix_store_error};
-use super::{L, PrimOp, S};
+use super::{Arg, PrimOp};
 use crate::error::{EvalError, EvalResult};
 use crate::eval::Evaluator;
 use crate::source::Pos;
@@ -21,10 +21,10 @@ use crate::store::StoreError;
 use crate::value::{Context, Value};
 
 pub(super) const PRIMOPS: &[PrimOp] = &[
-    PrimOp::new("path", &[S], path),
-    PrimOp::new("filterSource", &[L, S], filter_source),
-    PrimOp::new("toFile", &[S, S], to_file),
-    PrimOp::new("storePath", &[S], store_path),
+    PrimOp::new("path", &[Arg::Attrs], path),
+    PrimOp::new("filterSource", &[Arg::Lazy, Arg::Any], filter_source),
+    PrimOp::new("toFile", &[Arg::StrNoCtx, Arg::Str], to_file),
+    PrimOp::new("storePath", &[Arg::Any], store_path),
 ];
 
 /// A store path as a string whose context is the path itself.

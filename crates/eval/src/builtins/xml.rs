@@ -1,7 +1,7 @@
 //! `toXML` (and the `--xml` output of `instantiate`), driving the support
 //! module's writer over a value.
 
-use super::{PrimOp, S};
+use super::{Arg, PrimOp};
 use crate::error::EvalResult;
 use crate::eval::{CoerceOpts, Evaluator};
 use crate::ir::Param;
@@ -9,7 +9,7 @@ use crate::source::{Origin, Pos};
 use crate::support::xml::{LambdaPattern, XmlPos, XmlWriter};
 use crate::value::{Context, Value};
 
-pub(super) const PRIMOPS: &[PrimOp] = &[PrimOp::new("toXML", &[S], to_xml)];
+pub(super) const PRIMOPS: &[PrimOp] = &[PrimOp::new("toXML", &[Arg::Any], to_xml)];
 
 fn to_xml(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let mut ctx = Context::new();

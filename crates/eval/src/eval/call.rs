@@ -84,7 +84,12 @@ impl Evaluator {
                     let r = match now {
                         [a] => self.call_primop_now(op, &mut [self.primop_arg(op, 0, a, env, pos)?], pos)?,
                         [a, b] => {
-                            let mut v = [self.primop_arg(op, 0, a, env, pos)?, self.primop_arg(op, 1, b, env, pos)?];
+                            let mut v = if op.is_second_first() {
+                                let y = self.primop_arg(op, 1, b, env, pos)?;
+                                [self.primop_arg(op, 0, a, env, pos)?, y]
+                            } else {
+                                [self.primop_arg(op, 0, a, env, pos)?, self.primop_arg(op, 1, b, env, pos)?]
+                            };
                             self.call_primop_now(op, &mut v, pos)?
                         }
                         [a, b, c] => {
@@ -138,15 +143,19 @@ impl Evaluator {
     }
 
     /// Argument `i` of a call of `op` given all its arguments: a strict one
-    /// is evaluated at once, in argument order, instead of delayed into a
-    /// thunk that the call would force right away (the thunk is fresh and
+    /// is evaluated at once, in `op`'s order, and checked against its
+    /// declaration before the next one is evaluated, instead of delayed into
+    /// a thunk that the call would force right away (the thunk is fresh and
     /// referenced by nothing else, so only its allocation is saved; lazy
     /// arguments have no effects when delayed, so the order of effects and
-    /// errors is the one of forcing the strict arguments in order).
+    /// errors is the one of forcing and checking the strict arguments in
+    /// order, as Nix's builtins do).
     #[inline]
     fn primop_arg(&self, op: &crate::builtins::PrimOp, i: usize, e: &Brc<Expr>, env: &Env, pos: Pos) -> EvalResult<Value> {
         if op.is_strict(i) {
-            self.eval(e, env).map_err(|e| e.with_pos(pos))
+            let v = self.eval(e, env).map_err(|e| e.with_pos(pos))?;
+            op.check(self, i, &v).map_err(|e| e.with_pos(pos))?;
+            Ok(v)
         } else {
             self.delay_arg(e, env)
         }
@@ -223,10 +232,15 @@ impl Evaluator {
     }
 
     /// `args` are all the arguments (no `Vec` for a single one).
+    /// The strict ones are forced and checked one at a time, in `op`'s order.
     fn call_primop(&self, op: &'static crate::builtins::PrimOp, args: &mut [Value], pos: Pos) -> EvalResult<Value> {
-        for (i, a) in args.iter_mut().enumerate() {
-            if op.is_strict(i) {
+        for k in 0..args.len() {
+            let i = op.forced(k);
+            if op.is_strict(i)
+                && let Some(a) = args.get_mut(i)
+            {
                 *a = self.force(a).map_err(|e| e.with_pos(pos))?;
+                op.check(self, i, a).map_err(|e| e.with_pos(pos))?;
             }
         }
         (op.func)(self, args, pos).map_err(|e| e.with_pos(pos))

@@ -213,8 +213,13 @@ fn list_to_attrs(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
         let missing = |a: &str| EvalError::other(format!("attribute '{a}' missing for call to 'listToAttrs'"));
         let n = n.ok_or_else(|| missing("name"))?;
         let n = name_arg(ev, &n)?;
-        let v = v.ok_or_else(|| missing("value"))?;
-        b.insert(n, v);
+        match v {
+            Some(v) => b.insert(n, v),
+            // Nix looks `value` up only for a name's first element (the
+            // first wins), so a later one may lack it (a scan: rare).
+            None if b.contains(n) => {}
+            None => return Err(missing("value")),
+        }
     }
     Ok(Value::Attrs(b.finish()))
 }

@@ -275,7 +275,7 @@ fn dir_of(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 }
 
 fn hash_algo(name: &str) -> EvalResult<ndeploy_store::hash::HashAlgo> {
-    name.parse().map_err(|_| EvalError::other(format!("unknown hash type '{name}'")))
+    name.parse().map_err(|_| EvalError::other(format!("unknown hash algorithm '{name}'")))
 }
 
 /// `hashString`'s and `hashFile`'s hash type: a string without context

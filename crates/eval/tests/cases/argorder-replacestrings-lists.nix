@@ -1,0 +1,2 @@
+let fail = n: throw "argument ${n} forced"; in
+builtins.replaceStrings [ "a" ] true (fail "third")

@@ -1,0 +1,2 @@
+let fail = n: throw "argument ${n} forced"; in
+builtins.throw 1

@@ -1,0 +1,1 @@
+builtins.zipAttrsWith true [ { x = 1; } ]

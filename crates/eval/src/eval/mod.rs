@@ -347,15 +347,30 @@ impl Evaluator {
         let r = match &*work {
             // Checked even for leaves: chains of thunks recurse through here.
             Pending::Expr(e, env) => stack::guard(|| self.eval_inner(e, env)),
-            Pending::Apply(f @ Value::Thunk(_), a) => {
-                self.force(f).and_then(|f| self.call(&f, a.clone(), crate::source::Pos::NONE))
-            }
-            Pending::Apply(f, a) => self.call(f, a.clone(), crate::source::Pos::NONE),
+            Pending::Apply(app) => self.apply_values(app),
             Pending::Native(f) => f(self).and_then(|v| self.force(&v)),
         };
         drop(work);
         drop(epoch);
         t.end(claim, r)
+    }
+
+    /// A delayed application (`Pending::Apply`): the function, then its
+    /// arguments in order.
+    fn apply_values(&self, app: &[Value]) -> EvalResult<Value> {
+        use crate::source::Pos;
+        match app {
+            [f @ Value::Thunk(_), a] => self.force(f).and_then(|f| self.call(&f, a.clone(), Pos::NONE)),
+            [f, a] => self.call(f, a.clone(), Pos::NONE),
+            [f, args @ ..] => {
+                let mut f = self.force(f)?;
+                for a in args {
+                    f = self.call(&f, a.clone(), Pos::NONE)?;
+                }
+                Ok(f)
+            }
+            [] => Err(EvalError::other("internal error: an application without a function")),
+        }
     }
 
     /// Evaluate `e` in `env` to weak head normal form.

@@ -356,10 +356,7 @@ impl Node {
                 }
                 match pending {
                     Some(Pending::Expr(_, env)) => f(Child::Env(env)),
-                    Some(Pending::Apply(g, x)) => {
-                        f(Child::Value(g));
-                        f(Child::Value(x));
-                    }
+                    Some(Pending::Apply(app)) => app.iter().for_each(|v| f(Child::Value(v))),
                     // Opaque: what the closure holds looks externally
                     // referenced, so it stays alive.
                     Some(Pending::Native(_)) | None => {}
@@ -669,7 +666,7 @@ impl Cleared {
                 self.values.extend(value);
                 match pending {
                     Some(Pending::Expr(_, env)) => self.envs.push(env),
-                    Some(Pending::Apply(g, x)) => self.values.extend([g, x]),
+                    Some(Pending::Apply(app)) => self.values.extend(app),
                     Some(Pending::Native(_)) | None => {}
                 }
             }

@@ -1,10 +1,13 @@
 //! Thunks: lazily evaluated, shared, thread-safe.
 //!
 //! Design: one 32-bit atomic state word (and a 32-bit word that only the
-//! cycle collector uses), one cell that holds first the pending
-//! work ([`Pending`]) and then the result (a union: a thunk is 64 bytes with
-//! its reference counts), and a rarely used box for a result that arrives
-//! while the cell is still borrowed. The state word holds flag bits (`DONE`,
+//! cycle collector uses) and one 24-byte cell that holds first the pending
+//! work ([`Pending`]) and then the result (a union): a thunk is 48 bytes
+//! with its reference counts, a smaller allocator size class than 64 (thunks
+//! are the most numerous allocation of an evaluation). A result that
+//! arrives while the cell is still borrowed (a race between threads, rare)
+//! is boxed in a process-wide side table keyed by the thunk's address
+//! ([`boxed`]). The state word holds flag bits (`DONE`,
 //! a short `LOCK`, `BOXED`, `PENDING`) and the id of the thread that owns
 //! the evaluation (0: none). Reading a forced thunk is one `Acquire` load
 //! and a clone; claiming an unclaimed thunk is one compare-and-swap; the
@@ -15,9 +18,13 @@
 //!
 //! Invariants (what makes the `unsafe` blocks sound):
 //! - `PENDING` set: the cell holds the pending work. `DONE` set without
-//!   `BOXED`: the cell holds the result. `DONE | BOXED`: the box holds the
-//!   result (the cell may still hold the pending work, see below). Neither:
-//!   the cell is empty. Flags change only while holding the lock.
+//!   `BOXED`: the cell holds the result. `DONE | BOXED`: the side table's
+//!   box for this thunk holds the result (the cell may still hold the
+//!   pending work, see below). `BOXED` without `DONE`: the collector moved
+//!   the boxed result out (the box stays allocated, its bits stale, until
+//!   the thunk is dropped). Without `BOXED` the table has no entry for the
+//!   thunk. Neither `DONE` nor `PENDING`: the cell is empty. Flags change
+//!   only while holding the lock.
 //! - A result is written once, while holding the lock, before `DONE` is
 //!   published with `Release`; it is never moved or written again (only the
 //!   collector's `clear` takes it, with exclusive access). So once `DONE` is
@@ -58,9 +65,14 @@ pub type NativeThunk = dyn Fn(&Evaluator) -> Result<Value, EvalError> + Send + S
 #[derive(Clone)]
 pub enum Pending {
     Expr(Brc<Expr>, Env),
-    Apply(Value, Value),
+    /// A function and the arguments to apply it to, in order (at least
+    /// one): boxed, so that the pending work (and the thunk) stays small;
+    /// `Expr` is the common kind.
+    Apply(Box<[Value]>),
     Native(Arc<NativeThunk>),
 }
+
+const _: () = assert!(std::mem::size_of::<Pending>() == 24);
 
 const DONE: u32 = 1 << 31;
 const LOCK: u32 = 1 << 30;
@@ -81,7 +93,6 @@ pub struct ThunkInner {
     /// read when forced).
     gc: AtomicU32,
     cell: UnsafeCell<Content>,
-    boxed: UnsafeCell<Option<Box<Value>>>,
 }
 
 // SAFETY: the cells are only accessed following the protocol in the module
@@ -105,10 +116,10 @@ impl Drop for ThunkInner {
                 (None, None)
             }
         };
-        // The box holds a result only while `BOXED` says so (a collector's
-        // `clear` moves it out and leaves its bits: forgotten here).
-        let boxed = std::mem::take(self.boxed.get_mut());
-        let boxed = if s & BOXED != 0 { boxed.map(|b| *b) } else { std::mem::forget(boxed); None };
+        // The table holds a box only while `BOXED` says so, and a result in
+        // it only with `DONE` too (a collector's `clear` moved it out).
+        let boxed = if s & BOXED != 0 { boxed::remove(self.key()) } else { None };
+        let boxed = boxed.and_then(|b| if s & DONE != 0 { Some(ManuallyDrop::into_inner(*b)) } else { None });
         super::drop::drop_thunk_parts(value.or(boxed), pending);
     }
 }
@@ -223,31 +234,49 @@ impl ThunkInner {
 
     /// Publish `v` as the result, in the cell (whose pending work the
     /// caller has taken, state `s` without `PENDING`). Caller holds the lock;
-    /// unlocks.
+    /// unlocks. `BOXED` here can only be a stale box (an owner finishing a
+    /// thunk the collector cleared meanwhile): it is left in the table
+    /// (references into it may outlive the clearing; the entry is freed when
+    /// the address gets a box again) and the flag cleared, since the result
+    /// is in the cell.
     fn publish_in_cell(&self, s: u32, v: Value) {
         // SAFETY: the cell is empty (the pending work was taken) and no
         // result was published, so nobody reads the cell.
         unsafe { (*self.cell.get()).value = ManuallyDrop::new(v) };
-        self.unlock((s & !OWNER) | DONE);
+        self.unlock((s & !(OWNER | BOXED)) | DONE);
     }
 
     /// The published result given the state `s` (with `DONE`) read with
     /// `Acquire`.
     #[inline]
     fn result(&self, s: u32) -> &Value {
-        // SAFETY: `DONE` was observed with Acquire: the result was written
-        // before it was published, where `BOXED` says, and is never moved
-        // or written again while the thunk is borrowed.
-        unsafe {
-            if s & BOXED != 0 {
-                match &*self.boxed.get() {
-                    Some(b) => b,
-                    None => &NULL,
-                }
-            } else {
-                &(*self.cell.get()).value
-            }
+        if s & BOXED != 0 {
+            return self.boxed_result();
         }
+        // SAFETY: `DONE` was observed with Acquire: the result was written
+        // before it was published, in the cell as `BOXED` says, and is never
+        // moved or written again while the thunk is borrowed.
+        unsafe { &(*self.cell.get()).value }
+    }
+
+    /// The result in the side table (`DONE | BOXED` was observed).
+    #[cold]
+    #[inline(never)]
+    fn boxed_result(&self) -> &Value {
+        match boxed::get(self.key()) {
+            // SAFETY: the box was inserted before `DONE | BOXED` was
+            // published, and is removed only by the thunk's drop (not while
+            // it is borrowed) or moved out of by `clear` (whose caller keeps
+            // the moved bits alive while references may exist).
+            Some(p) => unsafe { &*p },
+            None => &NULL,
+        }
+    }
+
+    /// This thunk's key in the [`boxed`] table: its address (as
+    /// [`Thunk::id`]).
+    fn key(&self) -> usize {
+        self as *const ThunkInner as usize
     }
 
     #[inline]
@@ -273,7 +302,6 @@ impl Thunk {
             state: AtomicU32::new(PENDING),
             gc: AtomicU32::new(gc),
             cell: UnsafeCell::new(Content { pending: ManuallyDrop::new(make()) }),
-            boxed: UnsafeCell::new(None),
         }))
     }
 
@@ -282,8 +310,17 @@ impl Thunk {
         Value::Thunk(Thunk::new_with(|| Pending::Expr(e, env)))
     }
 
+    /// `f arg`, delayed.
     pub fn apply(f: Value, arg: Value) -> Value {
-        Value::Thunk(Thunk::new_with(|| Pending::Apply(f, arg)))
+        let app: Box<[Value]> = Box::new([f, arg]);
+        Value::Thunk(Thunk::new_with(|| Pending::Apply(app)))
+    }
+
+    /// `f a b`, delayed (one thunk instead of one for `f a` and one for
+    /// its application to `b`).
+    pub fn apply2(f: Value, a: Value, b: Value) -> Value {
+        let app: Box<[Value]> = Box::new([f, a, b]);
+        Value::Thunk(Thunk::new_with(|| Pending::Apply(app)))
     }
 
     pub fn native(f: impl Fn(&Evaluator) -> Result<Value, EvalError> + Send + Sync + 'static) -> Value {
@@ -416,9 +453,10 @@ impl Thunk {
                 if !owned && s & OWNER != 0 {
                     // The owner may be reading the pending work in place:
                     // publish in the box and leave the cell to it.
-                    // SAFETY: we hold the lock and no result is published,
-                    // so nobody reads the box.
-                    unsafe { *inner.boxed.get() = Some(Box::new(v)) };
+                    // Nobody reads the table's entry before `DONE | BOXED`
+                    // is published, and the thunk has none (no result was
+                    // published, and `clear` leaves no owner).
+                    boxed::insert(self.id(), v);
                     inner.unlock(s | DONE | BOXED);
                     return Ok(inner.result(s | DONE | BOXED));
                 }
@@ -500,10 +538,55 @@ impl Thunk {
         let pending = if s & PENDING != 0 { Some(unsafe { std::ptr::read(&raw const (*cell).pending) }) } else { None };
         // SAFETY: as above.
         let value = if s & (DONE | BOXED | PENDING) == DONE { Some(unsafe { std::ptr::read(&raw const (*cell).value) }) } else { None };
-        // SAFETY: as above (the box is dropped only under `BOXED`).
-        let boxed = if s & BOXED != 0 { unsafe { std::ptr::read(inner.boxed.get()) } } else { None };
-        inner.unlock(0);
-        (value.map(ManuallyDrop::into_inner).or(boxed.map(|b| *b)), pending.map(ManuallyDrop::into_inner))
+        // The boxed result is moved out bitwise too; its box stays in the
+        // table (stale, `BOXED` without `DONE`) until the thunk is dropped.
+        let boxed = if s & (DONE | BOXED) == DONE | BOXED { boxed::get(self.id()) } else { None };
+        // SAFETY: the box holds the published result; the new state says it
+        // was moved out, so it is never read or dropped from there again.
+        let boxed = boxed.map(|p| unsafe { std::ptr::read(p) });
+        inner.unlock(s & BOXED);
+        (value.map(ManuallyDrop::into_inner).or(boxed), pending.map(ManuallyDrop::into_inner))
+    }
+}
+
+/// The side table of results that a foreign thread published while the
+/// owner still evaluated the pending work in place (`BOXED`). Only such a
+/// race adds an entry, so the table is small and its lock cold; an entry
+/// lives as long as its thunk, so a published result is never moved.
+mod boxed {
+    use std::collections::HashMap;
+    use std::hash::BuildHasherDefault;
+    use std::mem::ManuallyDrop;
+    use std::sync::Mutex;
+
+    use crate::symbol::FxHasher;
+    use crate::value::Value;
+
+    type Table = HashMap<usize, Box<ManuallyDrop<Value>>, BuildHasherDefault<FxHasher>>;
+
+    static TABLE: Mutex<Table> = Mutex::new(HashMap::with_hasher(BuildHasherDefault::new()));
+
+    fn table() -> std::sync::MutexGuard<'static, Table> {
+        TABLE.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Box `v` as the result of the thunk at `key` (which has no entry).
+    pub(super) fn insert(key: usize, v: Value) {
+        // An old entry at this address is a stale box left by a dropped
+        // thunk (see `publish_in_cell`): nothing refers to it any more, and
+        // its bits were moved out, so it is freed without dropping them.
+        drop(table().insert(key, Box::new(ManuallyDrop::new(v))));
+    }
+
+    /// The boxed result of the thunk at `key`; the box stays where it is
+    /// until [`remove`].
+    pub(super) fn get(key: usize) -> Option<*const Value> {
+        table().get(&key).map(|b| &***b as *const Value)
+    }
+
+    /// Take the thunk's box out of the table (when the thunk is dropped).
+    pub(super) fn remove(key: usize) -> Option<Box<ManuallyDrop<Value>>> {
+        table().remove(&key)
     }
 }
 
@@ -517,8 +600,8 @@ mod tests {
     use crate::io::MemIO;
 
     #[test]
-    fn thunk_is_64_bytes_with_its_counts() {
-        assert_eq!(std::mem::size_of::<ThunkInner>(), 48);
+    fn thunk_is_48_bytes_with_its_counts() {
+        assert_eq!(std::mem::size_of::<ThunkInner>(), 32);
     }
 
     /// A second thread finishes while the owner still evaluates in place:

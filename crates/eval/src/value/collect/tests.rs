@@ -247,12 +247,12 @@ fn parallel_walk_agrees_with_one_thread() {
     assert_eq!(run(4), one);
 }
 
-/// The collector's words take no space: thunks are 64 bytes with their
+/// The collector's words take no space: thunks are 48 bytes with their
 /// counts, frames as before.
 #[test]
 fn collector_words_cost_no_space() {
     assert_eq!(std::mem::size_of::<crate::value::env::EnvInner>(), 40);
-    assert_eq!(std::mem::size_of::<crate::value::thunk::ThunkInner>(), 48);
+    assert_eq!(std::mem::size_of::<crate::value::thunk::ThunkInner>(), 32);
 }
 
 /// Epochs (collect/epoch.rs): what a host epoch makes is marked and its

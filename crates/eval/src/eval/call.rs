@@ -270,20 +270,21 @@ impl Evaluator {
             Value::Attrs(a) => a,
             v => return Err(EvalError::type_error(v.type_desc(), "a set").with_pos(pos)),
         };
-        let mut slots = Vec::with_capacity(p.slots());
+        // The slots are written into the frame's node as they are found;
+        // a default that is not a constant refers to the frame (compiled
+        // in its scope): then the frame is recursive, made below instead.
+        let mut frame = Env::build(cenv, p.slots());
         let mut need_rec = false;
         let mut used = 0usize;
-        for f in &p.formals {
+        for (i, f) in p.formals.iter().enumerate() {
             match attrs.get(f.name) {
                 Some(v) => {
                     used += 1;
-                    slots.push(v.clone())
+                    frame.set(i, v.clone())
                 }
-                None => match &f.default {
-                    Some(_) => {
-                        need_rec = true;
-                        slots.push(Value::Null)
-                    }
+                None => match f.default.as_deref() {
+                    Some(crate::ir::Expr::Const(v)) => frame.set(i, v.clone()),
+                    Some(_) => need_rec = true,
                     None => {
                         return Err(EvalError::at(
                             ErrorKind::Other(format!(
@@ -310,26 +311,30 @@ impl Evaluator {
         if !need_rec {
             drop(forced);
             if p.bind.is_some() {
-                slots.push(arg);
+                frame.set(p.formals.len(), arg);
             }
-            return Ok(Env::new(cenv, slots));
+            return Ok(frame.finish());
         }
-        let env = self.new_rec_env(cenv, slots.len() + usize::from(p.bind.is_some()));
-        for (slot, f) in slots.iter_mut().zip(&p.formals) {
-            if let Some(d) = &f.default
-                && attrs.get(f.name).is_none()
-            {
-                *slot = match &**d {
-                    crate::ir::Expr::Const(v) => v.clone(),
-                    _ => Thunk::expr(d.clone(), env.clone()),
+        drop(frame);
+        let env = self.new_rec_env(cenv, p.slots());
+        if let Some(mut fill) = env.filler() {
+            for (i, f) in p.formals.iter().enumerate() {
+                let v = match (attrs.get(f.name), &f.default) {
+                    (Some(v), _) => v.clone(),
+                    (None, Some(d)) => match &**d {
+                        crate::ir::Expr::Const(v) => v.clone(),
+                        _ => Thunk::expr(d.clone(), env.clone()),
+                    },
+                    (None, None) => Value::Null,
                 };
+                fill.set(i, v);
             }
+            drop(forced);
+            if p.bind.is_some() {
+                fill.set(p.formals.len(), arg);
+            }
+            fill.finish();
         }
-        drop(forced);
-        if p.bind.is_some() {
-            slots.push(arg);
-        }
-        env.fill(slots);
         Ok(env)
     }
 }

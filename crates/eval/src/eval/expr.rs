@@ -120,17 +120,15 @@ impl Evaluator {
     fn eval_attrs(&self, a: &AttrsExpr, env: &Env) -> EvalResult<Value> {
         let (attrs, env) = if a.rec {
             let renv = self.new_rec_env(env, a.attrs.len());
-            let mut slots = Vec::with_capacity(a.attrs.len());
-            for d in &a.attrs {
-                slots.push(self.delay_rec(&d.value, &renv)?);
+            let mut attrs: Vec<Attr> = Vec::with_capacity(a.attrs.len());
+            if let Some(mut f) = renv.filler() {
+                for (i, d) in a.attrs.iter().enumerate() {
+                    let value = self.delay_rec(&d.value, &renv)?;
+                    f.set(i, value.clone());
+                    attrs.push(Attr { name: d.name, value, pos: d.pos });
+                }
+                f.finish();
             }
-            renv.fill(slots.clone());
-            let mut attrs: Vec<Attr> = a
-                .attrs
-                .iter()
-                .zip(slots)
-                .map(|(d, value)| Attr { name: d.name, value, pos: d.pos })
-                .collect();
             let overrides = Symbol::overrides();
             if let Ok(i) = attrs.binary_search_by(|x| x.name.cmp(&overrides)) {
                 attrs = self.apply_overrides(attrs, i, &renv)?;
@@ -210,19 +208,22 @@ impl Evaluator {
 
     #[inline(never)]
     fn eval_let(&self, l: &LetExpr, env: &Env) -> EvalResult<Value> {
+        // The slots are written into the frame's node as they are made (no
+        // vector in between).
         if !l.rec {
-            let mut slots = Vec::with_capacity(l.binds.len());
-            for d in &l.binds {
-                slots.push(self.delay(&d.value, env)?);
+            let mut frame = Env::build(env, l.binds.len());
+            for (i, d) in l.binds.iter().enumerate() {
+                frame.set(i, self.delay(&d.value, env)?);
             }
-            return self.eval(&l.body, &Env::new(env, slots));
+            return self.eval(&l.body, &frame.finish());
         }
         let renv = self.new_rec_env(env, l.binds.len());
-        let mut slots = Vec::with_capacity(l.binds.len());
-        for d in &l.binds {
-            slots.push(self.delay_rec(&d.value, &renv)?);
+        if let Some(mut f) = renv.filler() {
+            for (i, d) in l.binds.iter().enumerate() {
+                f.set(i, self.delay_rec(&d.value, &renv)?);
+            }
+            f.finish();
         }
-        renv.fill(slots);
         self.eval(&l.body, &renv)
     }
 

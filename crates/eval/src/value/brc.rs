@@ -77,33 +77,49 @@ struct Header {
     weak: AtomicU32,
 }
 
+impl Header {
+    /// The header of a node this thread makes (owned by it unless it has
+    /// no id: then made merged).
+    #[inline(always)]
+    fn fresh() -> Header {
+        let id = my_id_assigning();
+        let (owner, biased, shared) = if id == NO_ID { (0, 0, ONE | MERGED) } else { (id, 1, 0) };
+        Header {
+            owner: AtomicU32::new(owner),
+            biased: AtomicU32::new(biased),
+            shared: AtomicU32::new(shared),
+            weak: AtomicU32::new(1),
+        }
+    }
+}
+
 #[repr(C)]
-struct BrcBox<T> {
+struct BrcBox<T: ?Sized> {
     hdr: Header,
     data: T,
 }
 
 /// A biased-reference-counted shared pointer (see the module docs).
-pub struct Brc<T> {
+pub struct Brc<T: ?Sized> {
     ptr: NonNull<BrcBox<T>>,
     _own: PhantomData<BrcBox<T>>,
 }
 
 /// A weak reference to a [`Brc`] node.
-pub struct WeakBrc<T> {
+pub struct WeakBrc<T: ?Sized> {
     ptr: NonNull<BrcBox<T>>,
 }
 
 // SAFETY: every count is an atomic, updated as the module invariants say;
 // the contents are shared like `Arc`'s, so the same bounds apply.
-unsafe impl<T: Send + Sync> Send for Brc<T> {}
+unsafe impl<T: ?Sized + Send + Sync> Send for Brc<T> {}
 // SAFETY: as above.
-unsafe impl<T: Send + Sync> Sync for Brc<T> {}
+unsafe impl<T: ?Sized + Send + Sync> Sync for Brc<T> {}
 // SAFETY: a weak reference only touches the header's atomics, and upgrades
 // to a `Brc` under the same bounds.
-unsafe impl<T: Send + Sync> Send for WeakBrc<T> {}
+unsafe impl<T: ?Sized + Send + Sync> Send for WeakBrc<T> {}
 // SAFETY: as above.
-unsafe impl<T: Send + Sync> Sync for WeakBrc<T> {}
+unsafe impl<T: ?Sized + Send + Sync> Sync for WeakBrc<T> {}
 
 thread_local! {
     /// This thread's owner id; `NO_ID` until assigned (and once exiting).
@@ -115,8 +131,27 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
 /// A node handed to its owner for merging: its address and how to merge it.
 struct Queued {
-    addr: usize,
-    merge: unsafe fn(usize),
+    addr: RawNode,
+    merge: unsafe fn(RawNode),
+}
+
+/// A node's pointer (one word, two for unsized contents) kept whole (bytes
+/// and provenance) while the node waits in an inbox.
+type RawNode = [std::mem::MaybeUninit<usize>; 2];
+
+fn pack<T: ?Sized>(p: NonNull<BrcBox<T>>) -> RawNode {
+    const { assert!(std::mem::size_of::<NonNull<BrcBox<T>>>() <= std::mem::size_of::<RawNode>()) };
+    let mut r = [std::mem::MaybeUninit::uninit(); 2];
+    // SAFETY: the pointer fits (asserted above), and `r` is word-aligned.
+    unsafe { r.as_mut_ptr().cast::<NonNull<BrcBox<T>>>().write(p) };
+    r
+}
+
+/// # Safety
+/// `r` came from [`pack`] of the same `T`.
+unsafe fn unpack<T: ?Sized>(r: RawNode) -> NonNull<BrcBox<T>> {
+    // SAFETY: `pack` wrote a `NonNull<BrcBox<T>>` there.
+    unsafe { r.as_ptr().cast::<NonNull<BrcBox<T>>>().read() }
 }
 
 #[derive(Default)]
@@ -283,8 +318,7 @@ impl<T> Brc<T> {
     /// a tenth of a `genList`/`foldl'` run, in making frames).
     #[inline(always)]
     pub fn new_with(make: impl FnOnce() -> T) -> Brc<T> {
-        let id = my_id_assigning();
-        let (owner, biased, shared) = if id == NO_ID { (0, 0, ONE | MERGED) } else { (id, 1, 0) };
+        let hdr = Header::fresh();
         let layout = std::alloc::Layout::new::<BrcBox<T>>();
         // SAFETY: the layout has a non-zero size (the header).
         let p = unsafe { std::alloc::alloc(layout) } as *mut BrcBox<T>;
@@ -292,17 +326,14 @@ impl<T> Brc<T> {
         // SAFETY: `p` is a fresh allocation for a `BrcBox<T>`; both fields
         // are written before the pointer is used.
         unsafe {
-            (&raw mut (*p).hdr).write(Header {
-                owner: AtomicU32::new(owner),
-                biased: AtomicU32::new(biased),
-                shared: AtomicU32::new(shared),
-                weak: AtomicU32::new(1),
-            });
+            (&raw mut (*p).hdr).write(hdr);
             (&raw mut (*p).data).write(make());
         }
         Brc { ptr, _own: PhantomData }
     }
+}
 
+impl<T: ?Sized> Brc<T> {
     #[inline]
     fn hdr(&self) -> &Header {
         // SAFETY: a strong reference keeps the node (and its header) alive.
@@ -317,7 +348,7 @@ impl<T> Brc<T> {
 
     #[inline]
     pub fn ptr_eq(a: &Self, b: &Self) -> bool {
-        a.ptr == b.ptr
+        std::ptr::addr_eq(a.ptr.as_ptr(), b.ptr.as_ptr())
     }
 
     /// The number of strong references: exact only where no other thread
@@ -339,9 +370,11 @@ impl<T> Brc<T> {
     /// # Safety
     /// `addr` is a queued `BrcBox<T>`, merged once, by its owner or after
     /// the owner exited.
-    unsafe fn merge_queued(addr: usize) {
+    unsafe fn merge_queued(addr: RawNode) {
+        // SAFETY: as the caller says.
+        let addr = unsafe { unpack::<T>(addr) };
         // SAFETY: queued nodes are alive until merged (module invariants).
-        let hdr = unsafe { &(*(addr as *const BrcBox<T>)).hdr };
+        let hdr = unsafe { &(*addr.as_ptr()).hdr };
         let b = hdr.biased.load(Ordering::Relaxed);
         hdr.biased.store(0, Ordering::Relaxed);
         hdr.owner.store(0, Ordering::Relaxed);
@@ -357,7 +390,7 @@ impl<T> Brc<T> {
             match hdr.shared.compare_exchange_weak(s, new, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) if c == 0 => {
                     // SAFETY: merged with no reference left: ours to free.
-                    unsafe { Self::free(NonNull::new_unchecked(addr as *mut BrcBox<T>)) };
+                    unsafe { Self::free(addr) };
                     return;
                 }
                 Ok(_) => return,
@@ -370,6 +403,9 @@ impl<T> Brc<T> {
     /// remain. Caller: the node is merged and its count reached zero.
     #[inline(never)]
     unsafe fn free(ptr: NonNull<BrcBox<T>>) {
+        // SAFETY: the node is alive (unsized contents: its size is the
+        // pointer's metadata's).
+        let layout = std::alloc::Layout::for_value(unsafe { ptr.as_ref() });
         // SAFETY: no strong reference remains: the contents are dropped
         // exactly once, here.
         unsafe { std::ptr::drop_in_place(&raw mut (*ptr.as_ptr()).data) };
@@ -382,7 +418,7 @@ impl<T> Brc<T> {
             // SAFETY: no strong or weak reference remains; the contents
             // were dropped above, so only the memory is released (allocated
             // in `new` with this layout).
-            unsafe { std::alloc::dealloc(ptr.as_ptr() as *mut u8, std::alloc::Layout::new::<BrcBox<T>>()) };
+            unsafe { std::alloc::dealloc(ptr.as_ptr() as *mut u8, layout) };
         }
     }
 
@@ -423,7 +459,7 @@ impl<T> Brc<T> {
             let prev = hdr.shared.fetch_or(QUEUED, Ordering::AcqRel);
             if prev & (QUEUED | MERGED) == 0 {
                 let owner = hdr.owner.load(Ordering::Relaxed);
-                enqueue(owner, Queued { addr: self.ptr.as_ptr() as usize, merge: Self::merge_queued });
+                enqueue(owner, Queued { addr: pack(self.ptr), merge: Self::merge_queued });
             }
         }
     }
@@ -436,7 +472,7 @@ fn total(hdr: &Header) -> i64 {
     if s & MERGED != 0 { c } else { c + i64::from(hdr.biased.load(Ordering::Relaxed)) }
 }
 
-impl<T> Clone for Brc<T> {
+impl<T: ?Sized> Clone for Brc<T> {
     #[inline]
     fn clone(&self) -> Brc<T> {
         let hdr = self.hdr();
@@ -451,7 +487,7 @@ impl<T> Clone for Brc<T> {
     }
 }
 
-impl<T> Brc<T> {
+impl<T: ?Sized> Brc<T> {
     /// A reference counted in `shared` (another thread's node).
     #[inline(never)]
     fn clone_shared(&self) -> Brc<T> {
@@ -462,7 +498,7 @@ impl<T> Brc<T> {
     }
 }
 
-impl<T> Drop for Brc<T> {
+impl<T: ?Sized> Drop for Brc<T> {
     #[inline]
     fn drop(&mut self) {
         let hdr = self.hdr();
@@ -480,7 +516,7 @@ impl<T> Drop for Brc<T> {
     }
 }
 
-impl<T> std::ops::Deref for Brc<T> {
+impl<T: ?Sized> std::ops::Deref for Brc<T> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
@@ -489,7 +525,7 @@ impl<T> std::ops::Deref for Brc<T> {
     }
 }
 
-impl<T> WeakBrc<T> {
+impl<T: ?Sized> WeakBrc<T> {
     fn hdr(&self) -> &Header {
         // SAFETY: a weak reference keeps the header alive.
         unsafe { &self.ptr.as_ref().hdr }
@@ -548,7 +584,7 @@ impl<T> WeakBrc<T> {
     }
 }
 
-impl<T> Clone for WeakBrc<T> {
+impl<T: ?Sized> Clone for WeakBrc<T> {
     fn clone(&self) -> WeakBrc<T> {
         if self.hdr().weak.fetch_add(1, Ordering::Relaxed) > MAX_SHARED as u32 {
             overflow();
@@ -557,15 +593,74 @@ impl<T> Clone for WeakBrc<T> {
     }
 }
 
-impl<T> Drop for WeakBrc<T> {
+impl<T: ?Sized> Drop for WeakBrc<T> {
     fn drop(&mut self) {
         if self.hdr().weak.fetch_sub(1, Ordering::Release) == 1 {
             fence(Ordering::Acquire);
             // SAFETY: the last reference of any kind: the strong side has
-            // dropped the contents already; allocated in `new` with this
-            // layout.
-            unsafe { std::alloc::dealloc(self.ptr.as_ptr() as *mut u8, std::alloc::Layout::new::<BrcBox<T>>()) };
+            // dropped the contents already. The layout is the one the node
+            // was allocated with (for unsized contents the size comes from
+            // the pointer's metadata: the dropped contents are not read).
+            let layout = std::alloc::Layout::for_value(unsafe { self.ptr.as_ref() });
+            // SAFETY: as above.
+            unsafe { std::alloc::dealloc(self.ptr.as_ptr() as *mut u8, layout) };
         }
+    }
+}
+
+// Unsized contents (`env.rs`'s frames: a head and the slots in one node)
+// and raw handles (a thin handle keeps the contents' address and rebuilds
+// the pointer's metadata from the contents).
+impl<T: ?Sized> Brc<T> {
+    /// A node owned by this thread whose contents, of `layout`, `init`
+    /// writes in place; `fat` gives the contents' pointer (with its
+    /// metadata) for an address.
+    ///
+    /// # Safety
+    /// `Layout::for_value` of the contents at `fat(p)` is `layout`, and
+    /// `init` initialises all of them.
+    #[inline(always)]
+    pub(crate) unsafe fn new_unsized(layout: std::alloc::Layout, fat: impl FnOnce(*mut u8) -> *mut T, init: impl FnOnce(*mut T)) -> Brc<T> {
+        let hdr = Header::fresh();
+        let Ok((whole, _)) = std::alloc::Layout::new::<Header>().extend(layout) else { overflow() };
+        let whole = whole.pad_to_align();
+        // SAFETY: the layout has a non-zero size (the header).
+        let p = unsafe { std::alloc::alloc(whole) };
+        if p.is_null() {
+            std::alloc::handle_alloc_error(whole)
+        }
+        let p = fat(p) as *mut BrcBox<T>;
+        // SAFETY: `p` is a fresh allocation of the node's layout (the
+        // caller's contract); both fields are written before use.
+        unsafe {
+            (&raw mut (*p).hdr).write(hdr);
+            init(&raw mut (*p).data);
+            debug_assert_eq!(std::alloc::Layout::for_value(&*p), whole);
+            Brc { ptr: NonNull::new_unchecked(p), _own: PhantomData }
+        }
+    }
+
+    /// The contents' pointer, handing over this reference (no count
+    /// change): [`Brc::from_raw`] takes it back.
+    #[inline(always)]
+    pub(crate) fn into_raw(this: Self) -> *const T {
+        let p = Self::as_ptr(&this);
+        std::mem::forget(this);
+        p
+    }
+
+    /// # Safety
+    /// `p` came from [`Brc::into_raw`] (with the same metadata), and the
+    /// reference it handed over is taken back.
+    #[inline(always)]
+    pub(crate) unsafe fn from_raw(p: *const T) -> Self {
+        // SAFETY: the contents are alive (a reference is held).
+        let align = std::mem::align_of_val(unsafe { &*p });
+        let off = std::mem::size_of::<Header>().next_multiple_of(align);
+        // SAFETY: the contents sit `off` bytes into the node.
+        let b = unsafe { p.byte_sub(off) } as *mut BrcBox<T>;
+        // SAFETY: derived from a live node's pointer.
+        Brc { ptr: unsafe { NonNull::new_unchecked(b) }, _own: PhantomData }
     }
 }
 

@@ -54,6 +54,30 @@ pub(crate) fn nested(g: Garbage) {
     }
 }
 
+/// The nesting counted for a container that drops its children in place
+/// (see [`shallow`]); restored when dropped.
+pub(crate) struct Nesting(u32);
+
+impl Drop for Nesting {
+    #[inline]
+    fn drop(&mut self) {
+        DEPTH.with(|c| c.set(self.0));
+    }
+}
+
+/// For a container that drops its children in place (no move into a
+/// [`Garbage`]): `Some` while the drop nesting is shallow (counted until the
+/// guard is dropped), `None` when the children must go to [`nested`] instead.
+#[inline]
+pub(crate) fn shallow() -> Option<Nesting> {
+    let d = DEPTH.try_with(|d| d.get()).ok()?;
+    if d >= MAX_NESTING {
+        return None;
+    }
+    DEPTH.with(|c| c.set(d + 1));
+    Some(Nesting(d))
+}
+
 #[cold]
 fn defer(g: Garbage) {
     let queued = QUEUE.try_with(|q| match q.try_borrow_mut() {

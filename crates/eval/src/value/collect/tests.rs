@@ -251,7 +251,6 @@ fn parallel_walk_agrees_with_one_thread() {
 /// counts, frames as before.
 #[test]
 fn collector_words_cost_no_space() {
-    assert_eq!(std::mem::size_of::<crate::value::env::EnvInner>(), 40);
     assert_eq!(std::mem::size_of::<crate::value::thunk::ThunkInner>(), 32);
 }
 

@@ -110,7 +110,7 @@ impl Quiescence {
         let mut stats = RegionStats { frames: nodes.frames.len(), thunks: nodes.thunks.len(), ..RegionStats::default() };
         let mut cleared = Cleared::default();
         let mut handles = Vec::new();
-        super::each_prefetched(&nodes.frames, |w| Some(w.as_ptr() as usize), |w| {
+        super::each_prefetched(&nodes.frames, |w| Some(w.as_ptr().cast::<u8>() as usize), |w| {
             if let Some(env) = Env::upgrade(w) {
                 cleared.clear(&Node::Env(env.clone()));
                 cleared.envs.push(env);

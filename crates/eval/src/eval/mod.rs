@@ -401,14 +401,20 @@ impl Evaluator {
     /// variables directly, lambdas as their closure (evaluating a lambda
     /// cannot fail or loop and allocates the closure either way: one
     /// allocation instead of a thunk now and the closure when forced; only
-    /// lazy printing shows `<LAMBDA>` where Nix shows `<CODE>`), anything
-    /// else as a thunk.
+    /// lazy printing shows `<LAMBDA>` where Nix shows `<CODE>`), a
+    /// selection from a variable by static names as the attribute's value
+    /// when every step is already there ([`Evaluator::select_shallow`]),
+    /// anything else as a thunk.
     #[inline]
     pub(crate) fn delay(&self, e: &Brc<Expr>, env: &Env) -> EvalResult<Value> {
         match &**e {
             Expr::Const(v) => Ok(v.clone()),
             Expr::Local { depth, idx } => env.lookup_shallow(*depth, *idx).map_err(|_| released()),
             Expr::Lambda(l) => Ok(closure(l, env)),
+            Expr::Select { expr, path, .. } => match self.select_shallow(expr, path, env) {
+                Some(v) => Ok(v),
+                None => Ok(Thunk::expr(e.clone(), env.clone())),
+            },
             _ => Ok(Thunk::expr(e.clone(), env.clone())),
         }
     }

@@ -148,6 +148,9 @@ pub fn evaluate_in_rounds(
     collector: Collector,
     mut on_result: impl FnMut(HostResult),
 ) -> (FleetParts, RoundsReport) {
+    // A host's freed memory is reused by the next host, not returned to
+    // the OS in between (see `memory.rs`).
+    let _purge = super::memory::PurgeDelay::raise();
     let mut report_out = RoundsReport::default();
     let violations_at_start = epoch::violations();
     // Shared frames held after the last trial deletion: when clearing

@@ -15,6 +15,7 @@ pub mod discover;
 pub mod evaluate;
 pub mod chunks;
 pub mod library;
+pub mod memory;
 pub mod report;
 pub mod select;
 

@@ -94,3 +94,20 @@ fn deep_input_fails_cleanly_or_works() {
     let ok = vec!["1"; 5_000].join(" + ");
     assert!(matches!(ev.eval_str(&ok).unwrap(), ndeploy_eval::Value::Int(5_000)));
 }
+
+/// Lazy printing (`nix-instantiate --eval` without `--strict`) shows a
+/// delayed attribute as `<CODE>`: expressions that Nix delays must stay
+/// delayed, however cheap (outputs recorded from Nix 2.8).
+#[test]
+fn lazy_printing_shows_code() {
+    let cases = [
+        ("let s = { a = 1; }; in builtins.seq s { x = s.a; y = [ s.a ]; }", "{ x = <CODE>; y = <CODE>; }"),
+        ("{ a = [ 1 2 ]; b = { c = 1; }; d = 1; e = \"s\"; }", "{ a = <CODE>; b = <CODE>; d = 1; e = \"s\"; }"),
+        ("let v = 2; in builtins.seq v { x = v; }", "{ x = 2; }"),
+    ];
+    for (expr, want) in cases {
+        let ev = evaluator();
+        let v = ev.eval_str(expr).unwrap();
+        assert_eq!(ndeploy_eval::print::print_value(&ev, &v, false).unwrap(), want, "{expr}");
+    }
+}

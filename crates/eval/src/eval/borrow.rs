@@ -128,34 +128,6 @@ impl Evaluator {
         Ok(v)
     }
 
-    /// `expr.path` without evaluating anything, for [`Evaluator::delay`]:
-    /// when `expr` is a variable and every step is a static name found in
-    /// a set that is already there (a value, or a forced thunk's result),
-    /// the attribute's value (itself possibly a thunk) is what a thunk of
-    /// the selection would give when forced, so no thunk is needed. `None`
-    /// (make the thunk) otherwise, including a missing name (`or` and the
-    /// error are the thunk's business) and frames not filled yet. Unlike
-    /// the thunk, a failure forcing the attribute later has no "while
-    /// evaluating the attribute" frame in its trace.
-    #[inline(never)]
-    pub(super) fn select_shallow(&self, expr: &Expr, path: &[AttrName], env: &Env) -> Option<Value> {
-        let Expr::Local { depth, idx } = expr else { return None };
-        let mut v = env.slot(*depth, *idx).ok()?;
-        for name in path {
-            let AttrName::Static(sym) = name else { return None };
-            let set = match v {
-                Value::Thunk(t) => t.get_ref()?,
-                v => v,
-            };
-            let Value::Attrs(a) = set else { return None };
-            v = a.get(*sym)?;
-        }
-        Some(match v {
-            Value::Thunk(t) => t.get().unwrap_or_else(|| v.clone()),
-            v => v.clone(),
-        })
-    }
-
     fn select_missing<'a>(&self, sym: Symbol, default: Option<&Expr>, pos: Pos, env: &Env) -> EvalResult<VRef<'a>> {
         match default {
             Some(d) => self.eval(d, env).map(VRef::Own),

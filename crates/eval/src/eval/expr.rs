@@ -61,7 +61,7 @@ impl Evaluator {
     }
 
     #[inline(never)]
-    pub(super) fn eval_list(&self, items: &[Brc<Expr>], env: &Env) -> EvalResult<Value> {
+    fn eval_list(&self, items: &[Brc<Expr>], env: &Env) -> EvalResult<Value> {
         let mut v = Vec::with_capacity(items.len());
         for i in items.iter() {
             v.push(self.delay(i, env)?);
@@ -108,17 +108,16 @@ impl Evaluator {
     }
 
     /// A value for a binding of a recursive frame: variables of the frame
-    /// itself must be delayed (the frame is not filled yet), and so must
-    /// literals, which `delay` builds at once (their elements may be them).
+    /// itself must be delayed (the frame is not filled yet).
     fn delay_rec(&self, e: &Brc<Expr>, env: &Env) -> EvalResult<Value> {
         match &**e {
-            Expr::Local { depth: 0, .. } | Expr::Attrs(_) | Expr::List(_) => Ok(Thunk::expr(e.clone(), env.clone())),
+            Expr::Local { depth: 0, .. } => Ok(Thunk::expr(e.clone(), env.clone())),
             _ => self.delay(e, env),
         }
     }
 
     #[inline(never)]
-    pub(super) fn eval_attrs(&self, a: &AttrsExpr, env: &Env) -> EvalResult<Value> {
+    fn eval_attrs(&self, a: &AttrsExpr, env: &Env) -> EvalResult<Value> {
         let (attrs, env) = if a.rec {
             let renv = self.new_rec_env(env, a.attrs.len());
             let mut attrs: Vec<Attr> = Vec::with_capacity(a.attrs.len());

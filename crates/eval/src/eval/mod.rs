@@ -39,10 +39,6 @@ use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::io::{EvalIO, RealIO, StoreIO};
 use crate::ir::Expr;
 use crate::source::Origin;
-
-/// Literals of up to this many elements or attributes are built at once by
-/// [`Evaluator::delay`] (a bigger one may never be forced).
-const EAGER_LITERAL: usize = 8;
 use crate::symbol::Symbol;
 use crate::value::{Attrs, Env, Pending, Thunk, Value};
 
@@ -405,27 +401,14 @@ impl Evaluator {
     /// variables directly, lambdas as their closure (evaluating a lambda
     /// cannot fail or loop and allocates the closure either way: one
     /// allocation instead of a thunk now and the closure when forced; only
-    /// lazy printing shows `<LAMBDA>` where Nix shows `<CODE>`), a
-    /// selection from a variable by static names as the attribute's value
-    /// when every step is already there ([`Evaluator::select_shallow`]),
-    /// small list and non-recursive set literals without dynamic names as
-    /// the list or set (building one delays its elements and cannot fail
-    /// or loop: a thunk now and the node when forced become the node now;
-    /// `env` must be complete, see `delay_rec`), anything else as a thunk.
+    /// lazy printing shows `<LAMBDA>` where Nix shows `<CODE>`), anything
+    /// else as a thunk.
     #[inline]
     pub(crate) fn delay(&self, e: &Brc<Expr>, env: &Env) -> EvalResult<Value> {
         match &**e {
             Expr::Const(v) => Ok(v.clone()),
             Expr::Local { depth, idx } => env.lookup_shallow(*depth, *idx).map_err(|_| released()),
             Expr::Lambda(l) => Ok(closure(l, env)),
-            Expr::Select { expr, path, .. } => match self.select_shallow(expr, path, env) {
-                Some(v) => Ok(v),
-                None => Ok(Thunk::expr(e.clone(), env.clone())),
-            },
-            Expr::Attrs(a) if !a.rec && a.dynamic.is_empty() && a.attrs.len() <= EAGER_LITERAL => {
-                stack::guard(|| self.eval_attrs(a, env))
-            }
-            Expr::List(items) if items.len() <= EAGER_LITERAL => stack::guard(|| self.eval_list(items, env)),
             _ => Ok(Thunk::expr(e.clone(), env.clone())),
         }
     }

@@ -271,9 +271,13 @@ fn map_attrs(_: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let f = &a[0];
     let out: Vec<Attr> = s
         .iter()
-        .map(|at| {
-            let g = Thunk::apply(f.clone(), name_value(at.name));
-            Attr { name: at.name, value: Thunk::apply(g, at.value.clone()), pos: at.pos }
+        // One thunk of `f name value` per attribute (Nix makes `f name` and
+        // its application: nothing else holds `f name`, so forcing both in
+        // one is the same evaluation).
+        .map(|at| Attr {
+            name: at.name,
+            value: Thunk::apply2(f.clone(), name_value(at.name), at.value.clone()),
+            pos: at.pos,
         })
         .collect();
     Ok(Value::Attrs(Attrs::from_sorted(out)))
@@ -321,9 +325,10 @@ fn zip_attrs_with(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let f = &a[0];
     let out: Vec<Attr> = groups
         .into_iter()
-        .map(|(name, vals)| {
-            let g = Thunk::apply(f.clone(), name_value(name));
-            Attr { name, value: Thunk::apply(g, Value::list(vals)), pos: Pos::NONE }
+        .map(|(name, vals)| Attr {
+            name,
+            value: Thunk::apply2(f.clone(), name_value(name), Value::list(vals)),
+            pos: Pos::NONE,
         })
         .collect();
     Ok(Value::Attrs(Attrs::from_sorted(out)))

@@ -63,6 +63,12 @@ pub type PrimOpFn = fn(&Evaluator, &[Value], Pos) -> EvalResult<Value>;
 pub struct PrimOp {
     pub name: &'static str,
     args: &'static [Arg],
+    /// Bit `i`: argument `i` is forced (not [`Arg::Lazy`]).
+    forced: u32,
+    /// Bit `i`: argument `i` is checked (forced, not [`Arg::Any`]). The two
+    /// masks make an argument that is only forced cost the call path what
+    /// it did before declarations had types (one bit test).
+    typed: u32,
     /// Nix forces the second argument before the first.
     second_first: bool,
     pub func: PrimOpFn,
@@ -96,9 +102,11 @@ pub enum Arg {
 }
 
 impl Arg {
-    /// Check the forced value `v` against this argument's declaration.
-    #[inline]
-    fn check(self, ev: &Evaluator, v: &Value) -> EvalResult<()> {
+    /// Whether the forced value `v` passes at once (the common case: a
+    /// compare of two tags, inline in the call path); otherwise
+    /// [`Arg::check`] decides.
+    #[inline(always)]
+    pub fn accepts(self, v: &Value) -> bool {
         match (self, v) {
             (Arg::Lazy | Arg::Any, _)
             | (Arg::Int, Value::Int(_))
@@ -106,10 +114,22 @@ impl Arg {
             | (Arg::Str, Value::String(_))
             | (Arg::Attrs, Value::Attrs(_))
             | (Arg::List, Value::List(_))
-            | (Arg::Function, Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_)) => Ok(()),
+            | (Arg::Function, Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_)) => true,
+            (Arg::StrNoCtx, Value::String(s)) => s.context().is_empty(),
+            _ => false,
+        }
+    }
+
+    /// The check of a forced value [`Arg::accepts`] did not pass: a
+    /// [`Arg::Check`]'s function, a set with `__functor` for a function,
+    /// or Nix's error.
+    #[inline(never)]
+    pub fn check(self, ev: &Evaluator, v: &Value) -> EvalResult<()> {
+        match (self, v) {
             (Arg::StrNoCtx, Value::String(s)) => no_context(s),
             (Arg::Check(f), v) => f(ev, v),
             (Arg::Function, Value::Attrs(a)) if a.get(Symbol::functor()).is_some() => Ok(()),
+            (a, v) if a.accepts(v) => Ok(()),
             (a, v) => Err(a.mismatch(v)),
         }
     }
@@ -145,7 +165,20 @@ fn context_error(s: &str, elem: &str) -> EvalError {
 
 impl PrimOp {
     pub const fn new(name: &'static str, args: &'static [Arg], func: PrimOpFn) -> PrimOp {
-        PrimOp { name, args, second_first: false, func }
+        assert!(args.len() <= 32, "a builtin of at most 32 arguments");
+        let (mut forced, mut typed, mut i) = (0u32, 0u32, 0);
+        while i < args.len() {
+            match args[i] {
+                Arg::Lazy => {}
+                Arg::Any => forced |= 1 << i,
+                _ => {
+                    forced |= 1 << i;
+                    typed |= 1 << i;
+                }
+            }
+            i += 1;
+        }
+        PrimOp { name, args, forced, typed, second_first: false, func }
     }
     /// The declaration of a two-argument builtin that forces its second
     /// argument (and checks it) before its first, as Nix's `elemAt` and
@@ -163,23 +196,25 @@ impl PrimOp {
     pub fn arity(&self) -> usize {
         self.args.len()
     }
+    #[inline(always)]
     pub fn is_strict(&self, i: usize) -> bool {
-        !matches!(self.args.get(i), Some(Arg::Lazy) | None)
+        i < 32 && self.forced >> i & 1 != 0
+    }
+    /// Whether argument `i` is checked after it is forced.
+    #[inline(always)]
+    pub fn is_typed(&self, i: usize) -> bool {
+        i < 32 && self.typed >> i & 1 != 0
+    }
+    /// The declaration of argument `i` (lazy past the arity).
+    #[inline(always)]
+    pub fn arg(&self, i: usize) -> Arg {
+        self.args.get(i).copied().unwrap_or(Arg::Lazy)
     }
     /// The position of the `k`th argument to force (`k`, except for the
     /// first two of a [`PrimOp::second_first`] builtin).
     #[inline]
     pub fn forced(&self, k: usize) -> usize {
         if self.second_first && k < 2 { k ^ 1 } else { k }
-    }
-    /// Check argument `i`, forced already, against its declaration (before
-    /// the next argument is forced).
-    #[inline]
-    pub fn check(&self, ev: &Evaluator, i: usize, v: &Value) -> EvalResult<()> {
-        match self.args.get(i) {
-            Some(a) => a.check(ev, v),
-            None => Ok(()),
-        }
     }
 }
 

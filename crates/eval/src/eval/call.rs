@@ -150,12 +150,20 @@ impl Evaluator {
     /// arguments have no effects when delayed, so the order of effects and
     /// errors is the one of forcing and checking the strict arguments in
     /// order, as Nix's builtins do).
-    #[inline]
+    /// (The check is a tag compare inline, the rest out of line: so this
+    /// stays small enough to be inlined into each call site.)
+    #[inline(always)]
     fn primop_arg(&self, op: &crate::builtins::PrimOp, i: usize, e: &Brc<Expr>, env: &Env, pos: Pos) -> EvalResult<Value> {
         if op.is_strict(i) {
-            let v = self.eval(e, env).map_err(|e| e.with_pos(pos))?;
-            op.check(self, i, &v).map_err(|e| e.with_pos(pos))?;
-            Ok(v)
+            // Checked in place: the result is returned as evaluated (no copy).
+            let r = self.eval(e, env);
+            if op.is_typed(i)
+                && let Ok(v) = &r
+                && !op.arg(i).accepts(v)
+            {
+                op.arg(i).check(self, v).map_err(|e| e.with_pos(pos))?;
+            }
+            r.map_err(|e| e.with_pos(pos))
         } else {
             self.delay_arg(e, env)
         }
@@ -240,7 +248,9 @@ impl Evaluator {
                 && let Some(a) = args.get_mut(i)
             {
                 *a = self.force(a).map_err(|e| e.with_pos(pos))?;
-                op.check(self, i, a).map_err(|e| e.with_pos(pos))?;
+                if op.is_typed(i) && !op.arg(i).accepts(a) {
+                    op.arg(i).check(self, a).map_err(|e| e.with_pos(pos))?;
+                }
             }
         }
         (op.func)(self, args, pos).map_err(|e| e.with_pos(pos))

@@ -141,12 +141,10 @@ impl Evaluator {
                     ctx.extend(b.context());
                     Ok(Value::string_ctx(s, ctx))
                 }
-                (Value::Int(_) | Value::Float(_), _) | (Value::Null | Value::Bool(_) | Value::List(_), _) => {
-                    if matches!(r, Value::String(_) | Value::Path(_)) {
-                        Err(EvalError::other(format!("cannot add {} to {}", r.type_desc(), l.type_desc())))
-                    } else {
-                        Err(EvalError::type_error(r.type_desc(), "an integer"))
-                    }
+                // As Nix: a number adds only numbers; any other left side
+                // is coerced to a string (so `true + 1` cannot coerce a Boolean).
+                (Value::Int(_) | Value::Float(_), _) => {
+                    Err(EvalError::other(format!("cannot add {} to {}", r.type_desc(), l.type_desc())))
                 }
                 _ => {
                     let s = self.coerce_to_string(&l, CoerceOpts::interpolation())?;

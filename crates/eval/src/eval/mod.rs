@@ -233,10 +233,15 @@ impl Evaluator {
     }
 
     pub(crate) fn compile_file(&self, path: &str, extra: Option<Vec<Symbol>>) -> EvalResult<Expr> {
-        let bytes = self
-            .io
-            .read_file(path)
-            .map_err(|e| EvalError::new(ErrorKind::Io(format!("opening file '{path}': {}", io_msg(&e)))))?;
+        let bytes = self.io.read_file(path).map_err(|e| {
+            // Nix stats the file before opening it: a missing file fails
+            // there ("getting status of"), an unreadable one when opening.
+            let msg = match self.io.file_type(path) {
+                Err(stat) => format!("getting status of '{path}': {}", io_msg(&stat)),
+                Ok(_) => format!("opening file '{path}': {}", io_msg(&e)),
+            };
+            EvalError::new(ErrorKind::Io(msg))
+        })?;
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let dir = crate::support::path::dir_of(path).to_string();
         let mut cenv = self.compile_env(dir);

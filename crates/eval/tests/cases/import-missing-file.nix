@@ -1,0 +1,1 @@
+import /nonexistent-ndeploy-case/missing.nix

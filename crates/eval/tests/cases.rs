@@ -46,6 +46,8 @@ fn cases() {
         } else if err_exp.exists() {
             let want = std::fs::read_to_string(&err_exp).unwrap();
             match got {
+                // Nix prints strerror's text alone, never Rust's " (os error N)".
+                Err(e) if e.contains("(os error") => failures.push(format!("{}: error {e}\n  has Rust's os error suffix", f.display())),
                 Err(e) if e.contains(want.trim_end()) => {}
                 Err(e) => failures.push(format!("{}: error {e}\n  does not contain {}", f.display(), want.trim_end())),
                 Ok(s) => failures.push(format!("{}: expected an error, got {s}", f.display())),

@@ -92,10 +92,14 @@ fn scoped_import(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 /// context is the references of its store path (Nix's `queryPathInfo`).
 fn read_file(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
     let p = ev.coerce_to_path(&a[0])?;
-    let bytes = ev
-        .io
-        .read_file(&p)
-        .map_err(|e| EvalError::new(ErrorKind::Io(format!("opening file '{p}': {}", io_msg(&e)))))?;
+    let bytes = ev.io.read_file(&p).map_err(|e| {
+        // A directory opens but cannot be read; Nix then names no file.
+        EvalError::new(ErrorKind::Io(if e.kind() == std::io::ErrorKind::IsADirectory {
+            format!("reading from file: {}", io_msg(&e))
+        } else {
+            format!("opening file '{p}': {}", io_msg(&e))
+        }))
+    })?;
     if bytes.contains(&0) {
         return Err(EvalError::other(format!("the contents of the file '{p}' cannot be represented as a Nix string")));
     }

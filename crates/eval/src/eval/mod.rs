@@ -497,7 +497,7 @@ pub(crate) fn io_msg(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "No such file or directory".into(),
         std::io::ErrorKind::PermissionDenied => "Permission denied".into(),
-        _ => e.to_string(),
+        _ => ndeploy_store::nar::io_error_text(e),
     }
 }
 

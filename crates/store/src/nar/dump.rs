@@ -27,12 +27,22 @@ use super::encoder::{EncodeError, NarEncoder};
 
 #[derive(Debug, Error)]
 pub enum DumpError {
-    #[error("{op} '{}': {error}", path.display())]
+    #[error("{op} '{}': {}", path.display(), io_error_text(error))]
     Io { op: &'static str, path: PathBuf, error: io::Error },
     #[error("file '{}' has an unsupported type", .0.display())]
     UnsupportedType(PathBuf),
     #[error(transparent)]
     Encode(#[from] EncodeError),
+}
+
+/// An I/O error as Nix prints it: the system's text (`strerror`) without
+/// the " (os error N)" that Rust's `Display` appends.
+pub fn io_error_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    match e.raw_os_error() {
+        Some(code) => text.strip_suffix(&format!(" (os error {code})")).map_or(text.clone(), str::to_owned),
+        None => text,
+    }
 }
 
 /// Why a filtered dump failed: the file system / encoding, or the filter.

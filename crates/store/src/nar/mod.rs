@@ -51,7 +51,7 @@ mod fuzz_tests;
 #[cfg(test)]
 mod test_util;
 
-pub use dump::{DumpError, DumpFilter, FilteredDumpError, dump_path, dump_path_filtered};
+pub use dump::{DumpError, DumpFilter, FilteredDumpError, dump_path, dump_path_filtered, io_error_text};
 pub use encoder::{EncodeError, NarEncoder};
 pub use background_hash::BackgroundHasher;
 pub use copy::{copy_nar, copy_nar_async};

@@ -96,6 +96,16 @@ impl Source {
         self.text.get(start..end.max(start))
     }
 
+    /// The `file` of a position as Nix 2.8's `unsafeGetAttrPos` and
+    /// `__curPos` report it: the path, or for an `-E`/stdin expression its
+    /// source text (Nix's `Pos::file` holds the parsed string itself).
+    pub fn pos_file(&self) -> String {
+        match &self.origin {
+            Origin::File(p) => p.clone(),
+            Origin::String | Origin::Stdin => self.text.to_string(),
+        }
+    }
+
     pub fn name(&self) -> String {
         match &self.origin {
             Origin::File(p) => p.clone(),

@@ -113,3 +113,20 @@ fn lazy_printing_shows_code() {
         assert_eq!(ndeploy_eval::print::print_value(&ev, &v, false).unwrap(), want, "{expr}");
     }
 }
+
+/// Nix 2.8 names a position in an `-E` expression by the expression's text
+/// (outputs from `nix-instantiate --eval --strict -E` 2.8).
+#[test]
+fn string_positions_name_the_source_text() {
+    let ev = evaluator();
+    let show = |src: &str| {
+        let v = ev.eval_str(src).unwrap();
+        let v = ev.force_deep(&v).unwrap();
+        ndeploy_eval::print::print_value(&ev, &v, true).unwrap()
+    };
+    assert_eq!(
+        show("let x = 1; in\n builtins.unsafeGetAttrPos \"a\" {a=1;}"),
+        r#"{ column = 33; file = "let x = 1; in\n builtins.unsafeGetAttrPos \"a\" {a=1;}"; line = 2; }"#
+    );
+    assert_eq!(show("__curPos"), r#"{ column = 1; file = "__curPos"; line = 1; }"#);
+}

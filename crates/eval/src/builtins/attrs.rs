@@ -23,7 +23,7 @@ use super::{Arg, PrimOp, no_context};
 use crate::compile::names::WordMap;
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::Evaluator;
-use crate::source::{Origin, Pos};
+use crate::source::Pos;
 use crate::symbol::Symbol;
 use crate::value::{Attr, Attrs, AttrsBuilder, Brc, NixString, Thunk, Value};
 
@@ -337,10 +337,7 @@ fn zip_attrs_with(ev: &Evaluator, a: &[Value], _: Pos) -> EvalResult<Value> {
 /// `{ file, line, column }` for a position, or null.
 pub(crate) fn pos_value(pos: Pos) -> Value {
     let Some((src, line, col)) = pos.resolve() else { return Value::Null };
-    let file = match &src.origin {
-        Origin::File(p) => p.clone(),
-        _ => "«string»".to_string(),
-    };
+    let file = src.pos_file();
     let mut b = AttrsBuilder::with_capacity(3);
     b.insert(Symbol::new("file"), Value::string(file));
     b.insert(Symbol::new("line"), Value::Int(line as i64));

@@ -259,11 +259,7 @@ impl<'a> Compiler<'a> {
             K::NODE_CUR_POS => {
                 let mut b = AttrsBuilder::new();
                 if let Some((src, line, col)) = pos.resolve() {
-                    let file = match &src.origin {
-                        Origin::File(p) => Value::string(p.clone()),
-                        _ => Value::Null,
-                    };
-                    b.insert(Symbol::new("file"), file);
+                    b.insert(Symbol::new("file"), Value::string(src.pos_file()));
                     b.insert(Symbol::new("line"), Value::Int(line as i64));
                     b.insert(Symbol::new("column"), Value::Int(col as i64));
                 }

@@ -248,3 +248,27 @@ fn bad_input_is_reported_as_nix_reports_it() {
     let err = error_of("derivation { name = \"x\"; builder = \"b\"; }");
     assert!(err.contains("at «string»:1:14:"), "{err}");
 }
+
+/// `-` reads the expression from stdin, as `nix-instantiate -` does: the
+/// same value, and positions name the text as Nix 2.8's do.
+#[test]
+fn expression_from_stdin_matches_nix() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    fn piped(mut cmd: Command, text: &str) -> String {
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{cmd:?} failed");
+        String::from_utf8(out.stdout).unwrap()
+    }
+    for text in ["{ a = 1 + 2; b = [ \"x\" ]; }\n", "__curPos\n", "builtins.unsafeGetAttrPos \"a\" { a = 1; }\n"] {
+        let mut theirs = nix("nix-instantiate");
+        theirs.args(["--eval", "--strict", "-"]);
+        let mut ours = ndeploy();
+        ours.args(["instantiate", "--eval", "--strict", "-"]);
+        let want = piped(theirs, text);
+        assert!(!want.is_empty());
+        assert_eq!(piped(ours, text), want, "for {text:?}");
+    }
+}

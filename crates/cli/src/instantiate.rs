@@ -177,6 +177,11 @@ fn run_inner(args: InstantiateArgs) -> EvalResult<()> {
     for input in &inputs {
         let root = if args.expr {
             ev.eval_str(input)?
+        } else if input == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| EvalError::other(format!("reading the expression from stdin: {e}")))?;
+            ev.eval_stdin_text(&text)?
         } else if ndeploy_eval::flake::looks_like_flake_ref(input) {
             flake_root(&ev, input)?
         } else {

@@ -188,6 +188,13 @@ impl Evaluator {
         self.eval(&e, &self.root)
     }
 
+    /// Evaluate an expression read from standard input (`nix-instantiate
+    /// -`): as [`Evaluator::eval_str`], with positions in `«stdin»`.
+    pub fn eval_stdin_text(&self, text: &str) -> EvalResult<Value> {
+        let e = compile(text.into(), Origin::Stdin, &self.compile_env(self.config.cwd.clone()))?;
+        self.eval(&e, &self.root)
+    }
+
     /// Evaluate the expression in `path` (a file, or a directory's
     /// `default.nix`); cached per evaluator.
     pub fn eval_file(&self, path: &str) -> EvalResult<Value> {

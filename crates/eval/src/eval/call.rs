@@ -253,7 +253,7 @@ impl Evaluator {
                 }
             }
         }
-        (op.func)(self, args, pos).map_err(|e| e.with_pos(pos))
+        self.call_primop_now(op, args, pos)
     }
 
     /// Call the lambda `l` closed over `cenv` (the caller counts the call).

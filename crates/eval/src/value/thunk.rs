@@ -118,7 +118,12 @@ impl Drop for ThunkInner {
         };
         // The table holds a box only while `BOXED` says so, and a result in
         // it only with `DONE` too (a collector's `clear` moved it out).
-        let boxed = if s & BOXED != 0 { boxed::remove(self.key()) } else { None };
+        let boxed = if s & BOXED != 0 {
+            boxed::remove(self.key())
+        } else {
+            boxed::remove_stale(self.key());
+            None
+        };
         let boxed = boxed.and_then(|b| if s & DONE != 0 { Some(ManuallyDrop::into_inner(*b)) } else { None });
         super::drop::drop_thunk_parts(value.or(boxed), pending);
     }
@@ -236,10 +241,13 @@ impl ThunkInner {
     /// caller has taken, state `s` without `PENDING`). Caller holds the lock;
     /// unlocks. `BOXED` here can only be a stale box (an owner finishing a
     /// thunk the collector cleared meanwhile): it is left in the table
-    /// (references into it may outlive the clearing; the entry is freed when
-    /// the address gets a box again) and the flag cleared, since the result
-    /// is in the cell.
+    /// (references into it may outlive the clearing), counted as stale so
+    /// that the thunk's drop frees it, and the flag cleared, since the
+    /// result is in the cell.
     fn publish_in_cell(&self, s: u32, v: Value) {
+        if s & BOXED != 0 {
+            boxed::mark_stale();
+        }
         // SAFETY: the cell is empty (the pending work was taken) and no
         // result was published, so nobody reads the cell.
         unsafe { (*self.cell.get()).value = ManuallyDrop::new(v) };
@@ -454,8 +462,8 @@ impl Thunk {
                     // The owner may be reading the pending work in place:
                     // publish in the box and leave the cell to it.
                     // Nobody reads the table's entry before `DONE | BOXED`
-                    // is published, and the thunk has none (no result was
-                    // published, and `clear` leaves no owner).
+                    // is published (no result was published; a stale box of
+                    // this thunk is replaced, see `boxed::insert`).
                     boxed::insert(self.id(), v);
                     inner.unlock(s | DONE | BOXED);
                     return Ok(inner.result(s | DONE | BOXED));
@@ -558,6 +566,7 @@ mod boxed {
     use std::hash::BuildHasherDefault;
     use std::mem::ManuallyDrop;
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use crate::symbol::FxHasher;
     use crate::value::Value;
@@ -570,12 +579,41 @@ mod boxed {
         TABLE.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Box `v` as the result of the thunk at `key` (which has no entry).
+    /// Entries whose thunk no longer says `BOXED` (see `publish_in_cell`):
+    /// such a thunk's drop looks its address up, so none outlives its thunk.
+    /// Zero in nearly every process, so a drop pays one load (while one
+    /// exists, every thunk drop takes the table's lock: rare races only).
+    static STALE: AtomicUsize = AtomicUsize::new(0);
+
+    /// Box `v` as the result of the thunk at `key`. An entry already there
+    /// is this thunk's stale box (cleared, finished in the cell, then raced
+    /// again): its bits were moved out, so it is freed without dropping them.
     pub(super) fn insert(key: usize, v: Value) {
-        // An old entry at this address is a stale box left by a dropped
-        // thunk (see `publish_in_cell`): nothing refers to it any more, and
-        // its bits were moved out, so it is freed without dropping them.
-        drop(table().insert(key, Box::new(ManuallyDrop::new(v))));
+        if table().insert(key, Box::new(ManuallyDrop::new(v))).is_some() {
+            STALE.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The thunk's entry stays in the table without `BOXED`.
+    pub(super) fn mark_stale() {
+        STALE.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A thunk without `BOXED` is dropped: free a stale box left at its
+    /// address (its bits were moved out by `clear`: not dropped again).
+    #[inline]
+    pub(super) fn remove_stale(key: usize) {
+        if STALE.load(Ordering::Relaxed) != 0 {
+            remove_stale_slow(key);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn remove_stale_slow(key: usize) {
+        if table().remove(&key).is_some() {
+            STALE.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// The boxed result of the thunk at `key`; the box stays where it is

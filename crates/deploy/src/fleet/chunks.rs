@@ -170,7 +170,7 @@ pub fn evaluate_in_rounds(
     let (mut rounds_wall, mut hosts_ms, mut collect_wall) = (0.0f64, 0u64, 0.0f64);
     let threads = pool.current_num_threads();
     let quiescence = epoch::Quiescence::new(threads);
-    let (mut host_frames, mut host_thunks, mut host_clear_ns) = (0usize, 0usize, 0u64);
+    let (mut host_frames, mut host_thunks, mut host_clear_ns, mut host_deferred) = (0usize, 0usize, 0u64, 0usize);
     let (mut eval_cpu_ns, mut clear_cpu_ns) = (0u64, 0u64);
     loop {
         let start = next.load(Ordering::Relaxed);
@@ -199,6 +199,9 @@ pub fn evaluate_in_rounds(
         let shared_limit = 2 * shared_after_trial + SHARED_FRAMES_SLACK;
         let stop = || epoch::violations() != violations_at_start || evr.held_frames() > shared_limit;
         let clearing = HostClearing::new(&quiescence, &stop);
+        // No thread evaluates and nothing is deferred (freed at the last
+        // round's end): foreign reads of earlier rounds no longer matter.
+        quiescence.rebase();
         let round = Round {
             next: &next,
             end,
@@ -221,6 +224,7 @@ pub fn evaluate_in_rounds(
             pool.broadcast(|ctx| quiescence.free_deferred(ctx.index()));
             host_frames += clearing.frames.load(Ordering::Relaxed);
             host_thunks += clearing.thunks.load(Ordering::Relaxed);
+            host_deferred += clearing.deferred.load(Ordering::Relaxed);
             host_clear_ns += clearing.nanos.load(Ordering::Relaxed);
             eval_cpu_ns += clearing.eval_cpu_ns.load(Ordering::Relaxed);
             clear_cpu_ns += clearing.clear_cpu_ns.load(Ordering::Relaxed);
@@ -332,9 +336,10 @@ pub fn evaluate_in_rounds(
     debug_assert_eq!(quiescence.deferred(), 0);
     if report {
         eprintln!(
-            "hosts' epochs cleared by their threads: {host_frames} frames, {host_thunks} thunks, {:.2} s summed ({:.2} s CPU); hosts evaluated in {:.2} s CPU",
+            "hosts' epochs cleared by their threads: {host_frames} frames, {host_thunks} thunks, {:.2} s summed ({:.2} s CPU), {host_deferred} hosts' garbage deferred (foreign reads {}); hosts evaluated in {:.2} s CPU",
             host_clear_ns as f64 / 1e9,
             clear_cpu_ns as f64 / 1e9,
+            epoch::foreign_reads(),
             eval_cpu_ns as f64 / 1e9
         );
         // A thread waits at a round's end for the hosts still in flight

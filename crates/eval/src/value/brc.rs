@@ -351,6 +351,13 @@ impl<T: ?Sized> Brc<T> {
         std::ptr::addr_eq(a.ptr.as_ptr(), b.ptr.as_ptr())
     }
 
+    /// Whether this thread made the node and still owns it (not merged):
+    /// a plain load of the owner id, which only the owner changes (to 0).
+    #[inline(always)]
+    pub fn is_mine(this: &Self) -> bool {
+        this.hdr().owner.load(Ordering::Relaxed) == my_id()
+    }
+
     /// The number of strong references: exact only where no other thread
     /// counts (the collector's stop-the-world point).
     pub fn strong_count(this: &Self) -> usize {

@@ -370,12 +370,27 @@ impl Env {
         for _ in 0..depth {
             e = e.head().parent.as_ref().ok_or(EnvCleared)?;
         }
-        let w = e.head().word.load(Ordering::Acquire);
+        let mut w = e.head().word.load(Ordering::Acquire);
+        if w & REC != 0 && e.check_read() {
+            w = e.head().word.load(Ordering::Acquire);
+        }
         if w & STATE != READY || idx >= w >> LEN_SHIFT {
             return Err(EnvCleared);
         }
         // SAFETY: readable, and `idx` is below the slot count.
         Ok(unsafe { &*e.slot_ptr().add(idx as usize) })
+    }
+
+    /// Before reading a rec frame's slots: a fleet host's frame read by
+    /// another thread than its maker is counted (`collect/epoch.rs`'s
+    /// `check_read`: its host's garbage is then not freed at once); true
+    /// if so (the caller reads the state again).
+    #[inline(always)]
+    fn check_read(&self) -> bool {
+        crate::value::collect::epoch::check_read(self.head().gc.load(Ordering::Relaxed), || {
+            // SAFETY: borrowed for the call; the reference stays with `self`.
+            Brc::is_mine(&ManuallyDrop::new(unsafe { Brc::from_raw(self.raw()) }))
+        })
     }
 
     /// The slots, if readable.

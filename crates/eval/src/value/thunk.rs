@@ -339,13 +339,23 @@ impl Thunk {
     /// The value, if forced.
     #[inline]
     pub fn get(&self) -> Option<Value> {
+        self.check_read();
         self.0.value_ref().cloned()
     }
 
     /// The value, if forced, without cloning it.
     #[inline]
     pub fn get_ref(&self) -> Option<&Value> {
+        self.check_read();
         self.0.value_ref()
+    }
+
+    /// Before reading the cells: a fleet host's thunk read by another
+    /// thread than its maker is counted (`collect/epoch.rs`'s
+    /// `check_read`: its host's garbage is then not freed at once).
+    #[inline(always)]
+    fn check_read(&self) {
+        let _ = crate::value::collect::epoch::check_read(self.0.gc.load(Ordering::Relaxed), || Brc::is_mine(&self.0));
     }
 
     pub fn ptr_eq(&self, other: &Thunk) -> bool {
@@ -362,6 +372,7 @@ impl Thunk {
     /// other widths than written: a store-forwarding stall per force).
     #[inline]
     pub fn start(&self) -> Start<'_> {
+        self.check_read();
         let me = thread_id();
         if self.0.state.compare_exchange(PENDING, PENDING | me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             return self.owned_start();

@@ -48,9 +48,11 @@
 //! be cleared by its thread as soon as it ends, while other threads go on
 //! evaluating: [`enter_host_listed`] lists the host's recursive frames too
 //! (not registered with the evaluator), and [`Quiescence::clear_host`]
-//! clears them with its thunks, deferring the frees until no other thread
-//! can hold a reference taken before (see its module: never undefined
-//! behaviour, even after a breach).
+//! clears them with its thunks and frees them at once, unless another
+//! thread read a host node's contents ([`check_read`], on the evaluator's
+//! reads of thunks and recursive frames), which defers the frees until no
+//! other thread can hold a reference taken before (see its module: never
+//! undefined behaviour, even after a breach).
 //! Tests check the argument on real fleets: the trial-deletion collector,
 //! run at a round's end, must find every host frame garbage
 //! ([`crate::Evaluator::host_frames_live_after_collect`]).
@@ -119,6 +121,45 @@ pub use quiescence::Quiescence;
 mod tests;
 
 static VIOLATIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// Reads of a host node's contents by a thread that did not make it
+/// ([`check_read`]); see `quiescence.rs`.
+static FOREIGN_READS: AtomicUsize = AtomicUsize::new(0);
+
+/// The read check: called by the evaluator before it reads the contents
+/// of a thunk (its result or pending work) or of a recursive frame (its
+/// slots), with the node's collector word and whether this thread made
+/// the node (`mine`, read only for host nodes). A host node read by
+/// another thread than its maker is counted, and the count is published
+/// (`SeqCst`, then a `SeqCst` fence) before the caller reads the node's
+/// state: the other side of `Quiescence::clear_host`'s fence (see
+/// `quiescence.rs`: a host's garbage is freed at once only if no such read
+/// happened). Never true on a fleet whose epochs hold (a host's nodes are
+/// only reached by its own thread), and free of atomics then: one test of
+/// a word on the node's first line, one compare of the node's owner.
+/// Returns whether the read was counted (the caller then reads the
+/// node's state again, after the fence).
+#[inline(always)]
+pub(crate) fn check_read(word: u32, mine: impl FnOnce() -> bool) -> bool {
+    if word & HOST != 0 && !mine() {
+        foreign_read();
+        return true;
+    }
+    false
+}
+
+#[cold]
+#[inline(never)]
+fn foreign_read() {
+    FOREIGN_READS.fetch_add(1, Ordering::SeqCst);
+    std::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// How many times a thread read a host node's contents that another
+/// thread made ([`check_read`]) since the process started.
+pub fn foreign_reads() -> usize {
+    FOREIGN_READS.load(Ordering::SeqCst)
+}
 
 /// The initial collector word of a thunk or recursive frame made now.
 #[inline]
@@ -257,6 +298,9 @@ pub struct RegionStats {
     /// Host thunks listed, and those still alive and cleared.
     pub thunks: usize,
     pub cleared_thunks: usize,
+    /// Garbage deferred ([`Quiescence::clear_host`]: 1 when its freeing
+    /// waits for other threads, 0 when freed at once).
+    pub deferred: usize,
     /// Time of the pass.
     pub time: std::time::Duration,
 }

@@ -1,32 +1,68 @@
 //! Clearing a fleet host's nodes on its own thread as soon as it ends,
-//! while other threads go on evaluating other hosts.
+//! while other threads go on evaluating other hosts, and freeing them at
+//! once.
 //!
-//! Why it is sound: by the epoch induction (module `epoch`), no shared node
-//! refers to a host node, and another host's nodes are built from shared
-//! nodes and its own, so once host `h` has finished on thread `t`, no other
-//! thread can reach `h`'s thunks and frames; `t` takes their contents out
-//! (breaking every cycle among them) without a stop-the-world point.
-//!
-//! Why it stays sound if the induction were breached (a bug: some shared
-//! node referring to `h`'s nodes, so that another thread still reads them):
-//! clearing moves a node's contents out bitwise under the thunk's lock or
-//! the frame's state word and never writes the cells a reader may be
-//! looking at (`Thunk::clear`, `Env::take_rec_slots`); a reader arriving
+//! Why clearing is sound: by the epoch induction (module `epoch`), no
+//! shared node refers to a host node, and another host's nodes are built
+//! from shared nodes and its own, so once host `h` has finished on thread
+//! `t`, no other thread can reach `h`'s thunks and frames; `t` takes their
+//! contents out (breaking every cycle among them) without a stop-the-world
+//! point. Clearing moves a node's contents out bitwise under the thunk's
+//! lock or the frame's state word and never writes the cells a reader may
+//! be looking at (`Thunk::clear`, `Env::take_rec_slots`); a reader arriving
 //! later sees a cleared node and gets an internal error ("thunk released",
-//! "variable frame released"), never undefined behaviour. What must not
-//! happen is freeing contents another thread still borrows, so the
-//! cleared contents are *deferred*: each thread's phase counter is odd
-//! while it evaluates a host and even between hosts (references into the
-//! heap never outlive a host), and garbage cleared when the other threads'
-//! phases were `p` is freed once each of them is even or has moved past
-//! `p` (quiescent-state-based reclamation). With hosts of similar size, a
-//! thread frees a host's garbage when its next host ends, locally for the
-//! allocator. Every thread that evaluates on the heap meanwhile must do so
-//! between [`Quiescence::enter`] and [`Quiescence::leave`].
+//! "variable frame released"), never undefined behaviour.
+//!
+//! Why freeing at once is sound, *without* relying on the induction (which
+//! a bug could breach: some shared node referring to `h`'s nodes, so that
+//! another thread reads them). What must not happen is freeing memory that
+//! another thread `u` still borrows (holds a `&Value` into, uncounted). Every
+//! borrow `u` holds is rooted at a reference `u` counts (on its stack or in
+//! its own nodes), through fields of nodes. A node is freed by dropping the
+//! garbage only if every counted reference to it is in the garbage, i.e. in
+//! the moved-out contents of `h`'s cleared thunks and frames (the garbage is
+//! exactly those contents and `t`'s handles), or in nodes freed so. Every
+//! other field of a node is immutable and counted, so it keeps what it
+//! refers to alive. Hence a borrow of `u` into freed memory passes through
+//! a cell of one of `h`'s cleared thunks or recursive frames, read by `u`:
+//! a thunk's result or pending work ([`crate::value::Thunk::get_ref`],
+//! `get`, `start`) or a frame's slot (`Env::slot`). Those reads are
+//! checked (`epoch::check_read`): a host node (its `HOST` bit, set when
+//! made) read by a thread that is not its maker (its `Brc` owner id: a
+//! plain compare, no atomic read-modify-write; `u`'s own nodes and shared
+//! nodes pass) increments a process-wide count of *foreign reads* and
+//! issues a `SeqCst` fence before the reader reads the node's state. `t`,
+//! after clearing, issues a `SeqCst` fence and reads the count. By the
+//! fences' total order, either `t` sees the increment, or `u`'s state read
+//! comes after the clear and sees the node cleared (so `u` takes no
+//! borrow into the old contents). If the count has not moved since no
+//! thread evaluated a host ([`Quiescence::rebase`]), `t` frees the garbage
+//! at once, on its own thread, while its memory is still in cache and
+//! before the next host allocates (the point of this module: deferring one
+//! host made each thread hold two hosts' garbage and the next host
+//! allocate cold memory, about half of the second thread's extra CPU).
+//! `t` itself holds no borrow at a host's end (references into the heap
+//! never outlive a host's evaluation), and its reads of its own nodes in
+//! later hosts see them cleared.
+//!
+//! Otherwise (a foreign read happened: never on a fleet whose epochs hold)
+//! the garbage is *deferred*: each thread's phase counter is odd while it
+//! evaluates a host and even between hosts, and garbage cleared when the
+//! other threads' phases were `p` is freed once each of them is even or has
+//! moved past `p` (quiescent-state-based reclamation), so every borrow taken
+//! before the clearing has ended. Deferral goes on until the driver rebases
+//! (the next round, when no thread is in a host and nothing is deferred).
+//! Every thread that evaluates on the heap meanwhile must do so between
+//! [`Quiescence::enter`] and [`Quiescence::leave`].
+//!
+//! Cost of the check on the evaluation paths: reading a thunk tests a bit
+//! of the word beside its state (the same line) and, for host nodes, the
+//! owner id in the header; reading a frame's slot tests the `REC` bit of
+//! the word it loads anyway, then the same for rec frames only.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 use super::super::{Cleared, Garbage, Node};
 use super::{HostNodes, RegionStats};
@@ -53,11 +89,28 @@ struct Deferred {
 /// thread index).
 pub struct Quiescence {
     slots: Box<[Slot]>,
+    /// [`super::foreign_reads`] when no thread evaluated a host
+    /// ([`Quiescence::new`], [`Quiescence::rebase`]): garbage is freed at
+    /// once while the count has not moved.
+    base: AtomicUsize,
 }
 
 impl Quiescence {
+    /// Call while no thread evaluates a host (as [`Quiescence::rebase`]).
     pub fn new(threads: usize) -> Quiescence {
-        Quiescence { slots: (0..threads.max(1)).map(|_| Slot::default()).collect() }
+        Quiescence {
+            slots: (0..threads.max(1)).map(|_| Slot::default()).collect(),
+            base: AtomicUsize::new(super::foreign_reads()),
+        }
+    }
+
+    /// Free at once again after foreign reads: call only while no thread
+    /// evaluates a host and nothing is deferred (every borrow taken by a
+    /// foreign read has ended with its host).
+    pub fn rebase(&self) {
+        if self.deferred() == 0 {
+            self.base.store(super::foreign_reads(), Ordering::SeqCst);
+        }
     }
 
     /// Thread `me` starts evaluating a host (from now on it may hold
@@ -126,12 +179,24 @@ impl Quiescence {
         stats.cleared_frames = cleared.frames;
         stats.cleared_thunks = cleared.thunks;
         let garbage = Garbage { values: vec![std::mem::take(&mut cleared.values)], envs: vec![std::mem::take(&mut cleared.envs)], nodes: vec![handles] };
-        // Pairs with the fence in `enter`.
+        // Pairs with the fence in `enter`, and with the one of a foreign
+        // read (`super::check_read`): either this load sees its count, or
+        // that reader sees the nodes cleared.
         fence(Ordering::SeqCst);
+        let at_once = super::foreign_reads() == self.base.load(Ordering::Relaxed);
+        let mut garbage = Some(garbage);
+        if at_once {
+            // No other thread read a host node's contents: none holds a
+            // reference into this garbage (module documentation).
+            drop(garbage.take());
+        }
         let seen: Box<[u64]> = self.slots.iter().map(|s| s.phase.load(Ordering::SeqCst)).collect();
         let free = {
             let mut limbo = slot.limbo.lock().unwrap_or_else(|e| e.into_inner());
-            limbo.push_back(Deferred { seen, _garbage: garbage });
+            if let Some(garbage) = garbage {
+                stats.deferred = 1;
+                limbo.push_back(Deferred { seen, _garbage: garbage });
+            }
             let mut free = Vec::new();
             while limbo.front().is_some_and(|d| self.quiescent_since(me, &d.seen)) {
                 free.extend(limbo.pop_front());

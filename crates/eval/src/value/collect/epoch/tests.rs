@@ -15,11 +15,20 @@ fn thunk(v: Value) -> Thunk {
     }
 }
 
+/// Tests that depend on the process-wide count of foreign reads (the
+/// breach tests move it) run one at a time.
+static FOREIGN_COUNT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    FOREIGN_COUNT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
-fn host_nodes_are_cleared_at_once_and_freed_once_other_threads_left_their_hosts() {
+fn host_nodes_are_cleared_and_freed_at_once_while_other_threads_are_in_hosts() {
+    let _serial = serial();
     let ev = Evaluator::real();
     let q = Quiescence::new(2);
-    // Thread 1 is in a host: it could hold references taken before.
+    // Thread 1 is in a host, but reads no node of this one.
     q.enter(1);
     q.enter(0);
     let host = enter_host_listed();
@@ -39,17 +48,106 @@ fn host_nodes_are_cleared_at_once_and_freed_once_other_threads_left_their_hosts(
     // evaluates nothing.
     let stats = unsafe { q.clear_host(0, nodes) };
     assert!(stats.cleared_frames >= 1 && stats.cleared_thunks >= 2, "{stats:?}");
-    // Deferred: thread 1 has not left its host.
-    assert_eq!(q.deferred(), 1);
-    assert!(self_list.upgrade().is_some());
-    q.free_deferred(0);
-    assert!(self_list.upgrade().is_some());
-    q.leave(1);
-    q.free_deferred(0);
-    assert_eq!(q.deferred(), 0);
+    assert_eq!((stats.deferred, q.deferred()), (0, 0), "no foreign read: freed at once");
     assert!(self_list.upgrade().is_none(), "the host's cycle was not freed");
+    q.leave(1);
     let err = ev.force(&Value::Thunk(t)).unwrap_err().to_string();
     assert!(err.contains("thunk released by the cycle collector"), "{err}");
+}
+
+/// A breach of the epoch argument, made on purpose: another thread gets a
+/// host's value (as if a shared node referred to it) and reads it while
+/// the host ends. Read before the clearing, its borrow must stay valid
+/// (the garbage is deferred until it left its host); read after, it gets
+/// an internal error. Never a crash (run under valgrind too).
+#[test]
+fn a_host_node_read_by_another_thread_defers_the_free_or_fails_cleanly() {
+    let _serial = serial();
+    let ev = Evaluator::real();
+    let q = Quiescence::new(2);
+    let (to_reader, from_host) = std::sync::mpsc::channel::<Value>();
+    let (to_host, from_reader) = std::sync::mpsc::channel::<()>();
+    let (to_reader2, from_host2) = std::sync::mpsc::channel::<()>();
+    let reads_before = super::foreign_reads();
+    std::thread::scope(|s| {
+        let (ev, q) = (&ev, &q);
+        s.spawn(move || {
+            // The reader, in a host of its own.
+            q.enter(1);
+            let v = from_host.recv().unwrap();
+            let a = thunk(attr(ev, &v, "a"));
+            // Borrowed, uncounted: a reference into the host's thunk.
+            let list = a.get_ref().expect("forced by its host");
+            to_host.send(()).unwrap();
+            from_host2.recv().unwrap();
+            // The host has ended and cleared its nodes; the borrow is
+            // still valid (deferred garbage).
+            match list {
+                Value::List(l) => assert_eq!(l.len(), 2),
+                other => panic!("not a list: {other:?}"),
+            }
+            let err = ev.force(&Value::Thunk(a.clone())).unwrap_err().to_string();
+            assert!(err.contains("thunk released by the cycle collector"), "{err}");
+            drop(v);
+            q.leave(1);
+            to_host.send(()).unwrap();
+        });
+        s.spawn(move || {
+            q.enter(0);
+            let host = enter_host_listed();
+            let v = ev.eval_str("let w = { a = [ w (builtins.genList (x: x) 3) ]; f = _: w.a; }; in w").unwrap();
+            let weak = list_weak(ev, &attr(ev, &v, "a"));
+            to_reader.send(v.clone()).unwrap();
+            from_reader.recv().unwrap();
+            let nodes = host.finish_nodes();
+            q.leave(0);
+            drop(v);
+            // SAFETY: the host ended on thread 0 after `leave`; thread 1
+            // evaluates between `enter` and `leave`.
+            let stats = unsafe { q.clear_host(0, nodes) };
+            assert_eq!(stats.deferred, 1, "a foreign read defers: {stats:?}");
+            assert!(weak.upgrade().is_some(), "deferred, not freed");
+            to_reader2.send(()).unwrap();
+            from_reader.recv().unwrap();
+            q.free_deferred(0);
+            assert_eq!(q.deferred(), 0);
+            assert!(weak.upgrade().is_none(), "freed once the reader left its host");
+        });
+    });
+    assert!(super::foreign_reads() > reads_before);
+
+    // Read only after the host ended and freed its garbage: cleared
+    // nodes, internal errors (a thunk, and a recursive frame's slot read
+    // through a closure that captures it).
+    let q = Quiescence::new(2);
+    let (to_reader, from_host) = std::sync::mpsc::channel::<Value>();
+    std::thread::scope(|s| {
+        let (ev, q) = (&ev, &q);
+        s.spawn(move || {
+            q.enter(0);
+            let host = enter_host_listed();
+            let v = ev.eval_str("let w = { a = [ w ]; f = _: w.a; }; in w").unwrap();
+            let _ = ev.force(&attr(ev, &v, "a")).unwrap();
+            let nodes = host.finish_nodes();
+            q.leave(0);
+            // SAFETY: as above.
+            let stats = unsafe { q.clear_host(0, nodes) };
+            assert_eq!(stats.deferred, 0, "{stats:?}");
+            to_reader.send(v).unwrap();
+        });
+        s.spawn(move || {
+            q.enter(1);
+            let v = from_host.recv().unwrap();
+            let err = ev.force(&attr(ev, &v, "a")).unwrap_err().to_string();
+            assert!(err.contains("thunk released by the cycle collector"), "{err}");
+            let f = attr(ev, &v, "f");
+            let call = ev.eval_str("f: f null").unwrap();
+            let err = ev.force(&crate::value::Thunk::apply(call, f)).unwrap_err().to_string();
+            assert!(err.contains("released"), "{err}");
+            drop(v);
+            q.leave(1);
+        });
+    });
 }
 
 /// Garbage is not deferred for threads that are between hosts.

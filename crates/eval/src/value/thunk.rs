@@ -432,6 +432,66 @@ impl Thunk {
         Start::Eval(Work::Borrowed(p), Claim::Owned)
     }
 
+    /// Force: claim the thunk, evaluate its pending work with `eval` and
+    /// store the result (see [`Thunk::start`] and [`Thunk::end`]). The
+    /// common case (unclaimed, this thread evaluates the work in place, no
+    /// other thread finished meanwhile) is inline and specialised: the
+    /// claim and the work are not built as values, and the pending work is
+    /// dropped inline when it is an expression with its frame.
+    #[inline]
+    pub fn force_with(&self, eval: impl FnOnce(&Pending) -> Result<Value, EvalError>) -> Result<&Value, EvalError> {
+        match self.start() {
+            Start::Eval(Work::Borrowed(p), Claim::Owned) => {
+                let r = eval(p);
+                self.end_owned(r)
+            }
+            Start::Done(v) => Ok(v),
+            Start::Recursion => Err(self.recursion_error()),
+            Start::Eval(w, c) => {
+                let r = eval(&w);
+                drop(w);
+                self.end(c, r)
+            }
+        }
+    }
+
+    /// The error of forcing a thunk this thread is forcing already (or one
+    /// the collector emptied).
+    #[cold]
+    #[inline(never)]
+    fn recursion_error(&self) -> EvalError {
+        if crate::value::collect::epoch::is_cleared(self.0.gc.load(Ordering::Relaxed)) {
+            return EvalError::other("internal error: thunk released by the cycle collector");
+        }
+        EvalError::new(crate::error::ErrorKind::InfiniteRecursion)
+    }
+
+    /// [`Thunk::end`] for the owner: publishing in the cell when nobody
+    /// else published (no `DONE`, no `BOXED`) is inline.
+    #[inline]
+    fn end_owned(&self, r: Result<Value, EvalError>) -> Result<&Value, EvalError> {
+        let inner = &*self.0;
+        let Ok(v) = r else { return self.end(Claim::Owned, r) };
+        if inner.gc.load(Ordering::Relaxed) & crate::value::collect::epoch::HOST != 0 {
+            return self.end(Claim::Owned, Ok(v));
+        }
+        let s = inner.lock();
+        if s & (DONE | BOXED) != 0 {
+            return self.end_locked(true, s, Ok(v));
+        }
+        let (old, s) = inner.take_pending(s);
+        // SAFETY: no `BOXED` and no `DONE` (checked under the lock): the
+        // pending work was taken, so the cell is empty and unread.
+        unsafe { (*inner.cell.get()).value = ManuallyDrop::new(v) };
+        inner.unlock((s & !OWNER) | DONE);
+        if let Some(p) = old {
+            drop_pending(p);
+        }
+        // SAFETY: the result was published in the cell just above and is
+        // never moved while the thunk is borrowed (module invariants).
+        Ok(unsafe { &(*inner.cell.get()).value })
+    }
+
     /// Finish forcing: store a result (first one wins, the pending work and
     /// its captured frame are dropped) or release the claim on error. The
     /// borrowed [`Work`] of this force must not be used any more. The stored
@@ -458,6 +518,13 @@ impl Thunk {
             crate::value::collect::epoch::made_host_thunk(Brc::downgrade(&self.0));
         }
         let s = inner.lock();
+        self.end_locked(owned, s, r)
+    }
+
+    /// [`Thunk::end`] once the lock is held (state `s`); unlocks.
+    #[inline(never)]
+    fn end_locked(&self, owned: bool, s: u32, r: Result<Value, EvalError>) -> Result<&Value, EvalError> {
+        let inner = &*self.0;
         match r {
             Ok(v) => {
                 if s & DONE != 0 {
@@ -497,6 +564,24 @@ impl Thunk {
             }
         }
     }
+}
+
+/// Drop a forced thunk's pending work: an expression and its frame inline
+/// (the common kind), the others out of line.
+#[inline(always)]
+fn drop_pending(p: Pending) {
+    match p {
+        Pending::Expr(e, env) => {
+            drop(e);
+            drop(env);
+        }
+        p => drop_pending_slow(p),
+    }
+}
+
+#[inline(never)]
+fn drop_pending_slow(p: Pending) {
+    drop(p)
 }
 
 // Access for the cycle collector (`value/collect.rs`).

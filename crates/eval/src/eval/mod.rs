@@ -345,26 +345,16 @@ impl Evaluator {
     /// Force `t`; its result borrowed (results are never moved once
     /// published, see `value/thunk.rs`).
     pub(crate) fn force_thunk_ref<'a>(&self, t: &'a Thunk) -> EvalResult<&'a Value> {
-        use crate::value::thunk::Start;
-        let (work, claim) = match t.start() {
-            Start::Done(v) => return Ok(v),
-            Start::Recursion if crate::value::collect::epoch::is_cleared(t.gc_word().load(std::sync::atomic::Ordering::Relaxed)) => {
-                return Err(EvalError::other("internal error: thunk released by the cycle collector"));
+        t.force_with(|work| {
+            // A shared thunk forced in a host epoch runs in the shared epoch.
+            let _epoch = crate::value::collect::epoch::enter_thunk(t.gc_word().load(std::sync::atomic::Ordering::Relaxed));
+            match work {
+                // Checked even for leaves: chains of thunks recurse through here.
+                Pending::Expr(e, env) => stack::guard(|| self.eval_inner(e, env)),
+                Pending::Apply(app) => self.apply_values(app),
+                Pending::Native(f) => f(self).and_then(|v| self.force(&v)),
             }
-            Start::Recursion => return Err(EvalError::new(ErrorKind::InfiniteRecursion)),
-            Start::Eval(p, c) => (p, c),
-        };
-        // A shared thunk forced in a host epoch runs in the shared epoch.
-        let epoch = crate::value::collect::epoch::enter_thunk(t.gc_word().load(std::sync::atomic::Ordering::Relaxed));
-        let r = match &*work {
-            // Checked even for leaves: chains of thunks recurse through here.
-            Pending::Expr(e, env) => stack::guard(|| self.eval_inner(e, env)),
-            Pending::Apply(app) => self.apply_values(app),
-            Pending::Native(f) => f(self).and_then(|v| self.force(&v)),
-        };
-        drop(work);
-        drop(epoch);
-        t.end(claim, r)
+        })
     }
 
     /// A delayed application (`Pending::Apply`): the function, then its

@@ -15,6 +15,11 @@ use crate::source::Pos;
 use crate::symbol::Symbol;
 use crate::value::Value;
 
+/// `repr(u8)`: the variant is a byte at offset 0, so every `match` on a node
+/// (several per evaluated node: `eval`, `eval_ref`, `delay`) is a byte load
+/// and a jump. Without it the tag lived in a niche of `Assert`'s string
+/// (a 64-bit load, an xor, a sign test and a conditional move per match).
+#[repr(u8)]
 pub enum Expr {
     Const(Value),
     Local { depth: u32, idx: u32 },
@@ -34,7 +39,7 @@ pub enum Expr {
     Select { expr: Box<Expr>, path: Box<[AttrName]>, default: Option<Box<Expr>>, pos: Pos },
     HasAttr { expr: Box<Expr>, path: Box<[AttrName]> },
     If { cond: Box<Expr>, then: Box<Expr>, else_: Box<Expr>, pos: Pos },
-    Assert { cond: Box<Expr>, body: Box<Expr>, text: String, pos: Pos },
+    Assert { cond: Box<Expr>, body: Box<Expr>, text: Box<str>, pos: Pos },
     With { attrs: Brc<Expr>, body: Box<Expr> },
     BinOp { op: BinOp, lhs: Box<Expr>, rhs: Box<Expr>, pos: Pos },
     Not(Box<Expr>, Pos),
@@ -133,6 +138,8 @@ impl Expr {
         matches!(self, Expr::Const(_) | Expr::Local { .. })
     }
 }
+
+const _: () = assert!(std::mem::size_of::<Expr>() == 48);
 
 impl Pattern {
     pub fn slots(&self) -> usize {

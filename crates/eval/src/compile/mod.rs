@@ -315,7 +315,7 @@ impl<'a> Compiler<'a> {
             }
             K::NODE_ASSERT => {
                 let (c, b) = Self::two(e);
-                let text = c.map(|c| self.node_text(c).to_string()).unwrap_or_default();
+                let text = c.map(|c| self.node_text(c).to_string()).unwrap_or_default().into_boxed_str();
                 Expr::Assert { cond: Box::new(self.sub(c, e)?), body: Box::new(self.sub(b, e)?), text, pos }
             }
             K::NODE_WITH => {

@@ -31,6 +31,15 @@ fn lambda_desc(l: &Lambda) -> String {
     }
 }
 
+/// An error leaving the call of `l`: the trace line "while calling ..."
+/// (at most 64 lines of them, as the traces of deep recursions would grow
+/// without bound).
+#[cold]
+#[inline(never)]
+fn call_frame(e: EvalError, l: &Lambda) -> EvalError {
+    if e.trace().len() < 64 { e.add_frame(l.pos, format!("while calling {}", lambda_desc(l))) } else { e }
+}
+
 impl Evaluator {
     /// Apply `f` (already forced) to `arg`.
     ///
@@ -58,8 +67,7 @@ impl Evaluator {
             && let Expr::Lambda(inner) = &c.lambda.body
         {
             self.enter_call().map_err(|e| e.with_pos(pos))?;
-            let r =
-                self.bind_args(&c.lambda, &c.env, a, pos).and_then(|env| self.call_lambda_in(inner, &env, b, pos));
+            let r = self.bind_args(&c.lambda, &c.env, a, pos).and_then(|env| self.call_lambda_in(inner, &env, b, pos));
             self.leave_call();
             return r;
         }
@@ -128,6 +136,15 @@ impl Evaluator {
                     f = VRef::Own(r);
                     rest = later;
                 }
+                Value::Lambda(c) => {
+                    let a = self.delay_arg(first, env)?;
+                    let r = self.call_lambda(c, a, pos)?;
+                    if tail.is_empty() {
+                        return Ok(r);
+                    }
+                    f = VRef::Own(r);
+                    rest = tail;
+                }
                 _ => {
                     let a = self.delay_arg(first, env)?;
                     let r = self.call(&f, a, pos)?;
@@ -194,12 +211,7 @@ impl Evaluator {
 
     fn call_inner(&self, f: &Value, arg: Value, pos: Pos) -> EvalResult<Value> {
         match f {
-            Value::Lambda(c) => {
-                self.enter_call().map_err(|e| e.with_pos(pos))?;
-                let r = self.call_lambda_in(&c.lambda, &c.env, arg, pos);
-                self.leave_call();
-                r
-            }
+            Value::Lambda(c) => self.call_lambda(c, arg, pos),
             Value::PrimOp(op) => {
                 if op.arity() == 1 {
                     self.call_primop(op, &mut [arg], pos)
@@ -256,16 +268,27 @@ impl Evaluator {
         self.call_primop_now(op, args, pos)
     }
 
+    /// Call the closure `c` with `arg`, counting the call.
+    #[inline(always)]
+    fn call_lambda(&self, c: &crate::value::Closure, arg: Value, pos: Pos) -> EvalResult<Value> {
+        self.enter_call().map_err(|e| e.with_pos(pos))?;
+        let r = self.call_lambda_in(&c.lambda, &c.env, arg, pos);
+        self.leave_call();
+        r
+    }
+
     /// Call the lambda `l` closed over `cenv` (the caller counts the call).
+    /// A plain parameter's frame is made inline; patterns out of line.
+    #[inline(always)]
     fn call_lambda_in(&self, l: &Lambda, cenv: &Env, arg: Value, pos: Pos) -> EvalResult<Value> {
-        let env = self.bind_args(l, cenv, arg, pos)?;
-        self.eval(&l.body, &env).map_err(|e| {
-            if e.trace().len() < 64 {
-                e.add_frame(l.pos, format!("while calling {}", lambda_desc(l)))
-            } else {
-                e
-            }
-        })
+        let env = match &l.param {
+            Param::Ident(_) => Env::new_one(cenv, arg),
+            Param::Pattern(_) => self.bind_args(l, cenv, arg, pos)?,
+        };
+        match self.eval(&l.body, &env) {
+            Ok(v) => Ok(v),
+            Err(e) => Err(call_frame(e, l)),
+        }
     }
 
     /// The frame of a call of `l` (closed over `cenv`) with `arg`. The

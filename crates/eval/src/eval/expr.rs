@@ -31,33 +31,34 @@ impl Evaluator {
             }
             Expr::HasAttr { expr, path } => self.eval_has_attr(expr, path, env),
             Expr::If { cond, then, else_, pos } => {
-                let c = self.eval(cond, env)?;
-                match c {
-                    Value::Bool(true) => self.eval(then, env),
-                    Value::Bool(false) => self.eval(else_, env),
-                    v => Err(EvalError::at(ErrorKind::Type { got: v.type_desc(), expected: "a Boolean" }, *pos)),
+                if self.eval_bool(cond, env, *pos)? { self.eval(then, env) } else { self.eval(else_, env) }
+            }
+            Expr::Assert { cond, body, text, pos } => {
+                if self.eval_bool(cond, env, *pos)? {
+                    self.eval(body, env)
+                } else {
+                    Err(EvalError::at(ErrorKind::Assert(text.to_string()), *pos))
                 }
             }
-            Expr::Assert { cond, body, text, pos } => match self.eval(cond, env)? {
-                Value::Bool(true) => self.eval(body, env),
-                Value::Bool(false) => Err(EvalError::at(ErrorKind::Assert(text.clone()), *pos)),
-                v => Err(EvalError::at(ErrorKind::Type { got: v.type_desc(), expected: "a Boolean" }, *pos)),
-            },
             Expr::With { attrs, body } => {
                 let scope = self.delay(attrs, env)?;
                 let env = Env::new_one(env, scope);
                 self.eval(body, &env)
             }
             Expr::BinOp { op, lhs, rhs, pos } => self.eval_binop(*op, lhs, rhs, *pos, env),
-            Expr::Not(e, pos) => match self.eval(e, env)? {
-                Value::Bool(b) => Ok(Value::Bool(!b)),
-                v => Err(EvalError::at(ErrorKind::Type { got: v.type_desc(), expected: "a Boolean" }, *pos)),
-            },
+            Expr::Not(e, pos) => self.eval_bool(e, env, *pos).map(|b| Value::Bool(!b)),
             Expr::Neg(e, pos) => {
                 let v = self.eval(e, env)?;
                 self.arith(BinOp::Sub, Value::Int(0), v).map_err(|e| e.with_pos(*pos))
             }
         }
+    }
+
+    /// `e` evaluated to a Boolean (conditions, `!`, `&&`...); a type error
+    /// at `pos` otherwise.
+    #[inline(always)]
+    pub(super) fn eval_bool(&self, e: &Expr, env: &Env, pos: crate::source::Pos) -> EvalResult<bool> {
+        super::ops::bool_of(self.eval(e, env)?, pos)
     }
 
     #[inline(never)]

@@ -350,7 +350,7 @@ impl Evaluator {
             let _epoch = crate::value::collect::epoch::enter_thunk(t.gc_word().load(std::sync::atomic::Ordering::Relaxed));
             match work {
                 // Checked even for leaves: chains of thunks recurse through here.
-                Pending::Expr(e, env) => stack::guard(|| self.eval_inner(e, env)),
+                Pending::Expr(e, env) => self.eval_checked(e, env),
                 Pending::Apply(app) => self.apply_values(app),
                 Pending::Native(f) => f(self).and_then(|v| self.force(&v)),
             }
@@ -383,8 +383,21 @@ impl Evaluator {
         match e {
             Expr::Const(v) => Ok(v.clone()),
             Expr::Local { depth, idx } => self.eval_local(env, *depth, *idx),
-            _ => stack::guard(|| self.eval_inner(e, env)),
+            _ => self.eval_checked(e, env),
         }
+    }
+
+    /// [`Evaluator::eval_inner`] behind the stack check: inside the window
+    /// a compare and a tail call, the growing path out of line.
+    #[inline(always)]
+    fn eval_checked(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
+        if stack::room() { self.eval_inner(e, env) } else { self.eval_grown(e, env) }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn eval_grown(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
+        stack::grow(|| self.eval_inner(e, env))
     }
 
     /// A variable's value, forced.
@@ -451,19 +464,18 @@ impl Evaluator {
         })
     }
 
+    /// Count a lambda call against `max_call_depth` (per thread).
+    #[inline(always)]
     fn enter_call(&self) -> EvalResult<()> {
-        let d = CALL_DEPTH.with(|c| {
-            let d = c.get() + 1;
-            c.set(d);
-            d
-        });
-        if d > self.config.max_call_depth {
-            CALL_DEPTH.with(|c| c.set(c.get() - 1));
+        let d = CALL_DEPTH.with(Cell::get);
+        if d >= self.config.max_call_depth {
             return Err(EvalError::new(ErrorKind::MaxCallDepth));
         }
+        CALL_DEPTH.with(|c| c.set(d + 1));
         Ok(())
     }
 
+    #[inline(always)]
     fn leave_call(&self) {
         CALL_DEPTH.with(|c| c.set(c.get().saturating_sub(1)));
     }

@@ -10,33 +10,46 @@ use crate::ir::{BinOp, Expr};
 use crate::source::Pos;
 use crate::value::{Env, Value};
 
-fn bool_of(v: Value, pos: Pos) -> EvalResult<bool> {
+/// `v` as a Boolean. A Boolean is forgotten, not dropped: it owns nothing,
+/// and the drop glue of a `Value` is an out-of-line call (on every
+/// condition of every `if`).
+#[inline(always)]
+pub(super) fn bool_of(v: Value, pos: Pos) -> EvalResult<bool> {
     match v {
-        Value::Bool(b) => Ok(b),
-        v => Err(EvalError::at(ErrorKind::Type { got: v.type_desc(), expected: "a Boolean" }, pos)),
+        Value::Bool(b) => {
+            std::mem::forget(v);
+            Ok(b)
+        }
+        v => Err(not_bool(v, pos)),
     }
+}
+
+#[cold]
+#[inline(never)]
+fn not_bool(v: Value, pos: Pos) -> EvalError {
+    EvalError::at(ErrorKind::Type { got: v.type_desc(), expected: "a Boolean" }, pos)
 }
 
 impl Evaluator {
     pub(super) fn eval_binop(&self, op: BinOp, lhs: &Expr, rhs: &Expr, pos: Pos, env: &Env) -> EvalResult<Value> {
         match op {
             BinOp::And => {
-                if !bool_of(self.eval(lhs, env)?, pos)? {
+                if !self.eval_bool(lhs, env, pos)? {
                     return Ok(Value::Bool(false));
                 }
-                Ok(Value::Bool(bool_of(self.eval(rhs, env)?, pos)?))
+                Ok(Value::Bool(self.eval_bool(rhs, env, pos)?))
             }
             BinOp::Or => {
-                if bool_of(self.eval(lhs, env)?, pos)? {
+                if self.eval_bool(lhs, env, pos)? {
                     return Ok(Value::Bool(true));
                 }
-                Ok(Value::Bool(bool_of(self.eval(rhs, env)?, pos)?))
+                Ok(Value::Bool(self.eval_bool(rhs, env, pos)?))
             }
             BinOp::Impl => {
-                if !bool_of(self.eval(lhs, env)?, pos)? {
+                if !self.eval_bool(lhs, env, pos)? {
                     return Ok(Value::Bool(true));
                 }
-                Ok(Value::Bool(bool_of(self.eval(rhs, env)?, pos)?))
+                Ok(Value::Bool(self.eval_bool(rhs, env, pos)?))
             }
             BinOp::PipeRight | BinOp::PipeLeft => {
                 let (f, x) = if op == BinOp::PipeRight { (rhs, lhs) } else { (lhs, rhs) };

@@ -4,9 +4,10 @@
 //! overflowing it. `stacker::maybe_grow` asks how much stack is left on
 //! every call (an out-of-line call, an assembly call for the stack pointer
 //! and a lazily initialised thread-local): several percent of a
-//! call-heavy evaluation. [`guard`] first compares an approximate stack
-//! pointer (the address of a local) with a per-thread window: the part of
-//! the thread's own stack (from `pthread_getattr_np`) that has at least
+//! call-heavy evaluation. [`guard`] (and [`room`], its test alone) first
+//! compares the stack pointer (`rsp` read inline on x86-64, the address of a
+//! local elsewhere) with a per-thread window: the part of the thread's own
+//! stack (from `pthread_getattr_np`) that has at least
 //! [`RED_ZONE`] plus a margin below it. Inside the window `f` just runs.
 //! Outside it (deep in the thread's stack, on a segment `stacker` added, or
 //! when the bounds are unknown) it falls back to `stacker::maybe_grow`,
@@ -28,35 +29,66 @@ pub(super) const STACK_CHUNK: usize = 4 * 1024 * 1024;
 /// Slack between the local's address and the callee's stack pointer.
 const MARGIN: usize = 16 * 1024;
 
-/// Not computed yet.
+/// Not computed yet (only a stack pointer of 0 would pass).
 const UNKNOWN: (usize, usize) = (0, 0);
-/// The thread's bounds are unknown: always the exact check.
+/// The thread's bounds are unknown: always the exact check (only a stack
+/// pointer of `usize::MAX` would pass).
 const NONE: (usize, usize) = (usize::MAX, 0);
 
 thread_local! {
-    /// `(lowest, highest)` stack pointer for which the fast path applies.
+    /// `(lowest, span)`: the fast path applies to a stack pointer `sp` with
+    /// `lo <= sp <= lo + span` (`sp - lo <= span`, wrapping).
     static WINDOW: Cell<(usize, usize)> = const { Cell::new(UNKNOWN) };
 }
 
 /// Run `f` with at least [`RED_ZONE`] of stack.
 #[inline(always)]
 pub(super) fn guard<R>(f: impl FnOnce() -> R) -> R {
-    let marker = 0u8;
-    let sp = std::ptr::addr_of!(marker) as usize;
-    let (lo, hi) = WINDOW.with(Cell::get);
-    if sp >= lo && sp <= hi { f() } else { slow(sp, f) }
+    if room() { f() } else { grow(f) }
 }
 
+/// The fast path of [`guard`]: the stack pointer is inside the window.
+/// One thread-local load pair and one compare (`sp - lo <= span`).
+#[inline(always)]
+pub(super) fn room() -> bool {
+    let (lo, span) = WINDOW.with(Cell::get);
+    stack_pointer().wrapping_sub(lo) <= span
+}
+
+/// The slow path of [`guard`] (out of line: callers' fast paths stay small).
+#[cold]
 #[inline(never)]
-fn slow<R>(sp: usize, f: impl FnOnce() -> R) -> R {
+pub(super) fn grow<R>(f: impl FnOnce() -> R) -> R {
+    let sp = stack_pointer();
     if WINDOW.with(Cell::get) == UNKNOWN {
-        let w = thread_stack().map_or(NONE, |(lo, hi)| (lo.saturating_add(RED_ZONE + MARGIN), hi));
+        let w = thread_stack().map_or(NONE, |(lo, hi)| {
+            let lo = lo.saturating_add(RED_ZONE + MARGIN);
+            (lo, hi.saturating_sub(lo))
+        });
         WINDOW.with(|c| c.set(w));
-        if sp >= w.0 && sp <= w.1 {
+        if sp.wrapping_sub(w.0) <= w.1 {
             return f();
         }
     }
     stacker::maybe_grow(RED_ZONE, STACK_CHUNK, f)
+}
+
+/// The stack pointer (approximately: the margin covers the difference).
+#[inline(always)]
+fn stack_pointer() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let sp: usize;
+        // SAFETY: reads the stack pointer register; no memory, stack or
+        // flags are touched.
+        unsafe { std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        sp
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let marker = 0u8;
+        std::hint::black_box(std::ptr::addr_of!(marker)) as usize
+    }
 }
 
 /// The bounds of the current thread's own stack.
@@ -105,6 +137,7 @@ mod tests {
         let t = std::thread::Builder::new().stack_size(256 * 1024).spawn(|| down(50_000)).unwrap();
         assert_eq!(t.join().unwrap(), (1..=50_000u32).fold(0u32, |a, n| a.wrapping_add(u32::from(n as u8))));
         let w = WINDOW.with(Cell::get);
-        assert!(w == NONE || w.0 < w.1, "window {w:?}");
+        assert!(w == NONE || (w.0 > 0 && w.1 > 0), "window {w:?}");
+        assert!(room() || w == NONE);
     }
 }

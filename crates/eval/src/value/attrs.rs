@@ -38,6 +38,9 @@ pub struct Attrs(Brc<AttrVec>);
 /// The attribute vector; dropped iteratively (see `drop.rs`).
 struct AttrVec(Vec<Attr>);
 
+// `AttrVec`'s drop drops only the values.
+const _: () = assert!(!std::mem::needs_drop::<Symbol>() && !std::mem::needs_drop::<Pos>());
+
 impl std::ops::Deref for AttrVec {
     type Target = Vec<Attr>;
     fn deref(&self) -> &Vec<Attr> {
@@ -47,9 +50,26 @@ impl std::ops::Deref for AttrVec {
 
 impl Drop for AttrVec {
     fn drop(&mut self) {
-        let v = std::mem::take(&mut self.0);
-        if !v.is_empty() {
-            super::drop::nested(super::drop::Garbage::Attrs(v));
+        if self.0.is_empty() {
+            return;
+        }
+        let Some(_nesting) = super::drop::shallow() else {
+            return super::drop::nested(super::drop::Garbage::Attrs(std::mem::take(&mut self.0)));
+        };
+        let v = &mut self.0;
+        let len = v.len();
+        let p = v.as_mut_ptr();
+        // SAFETY: the length is set to 0 first, so each attribute's value
+        // is dropped exactly once, here (names and positions hold nothing
+        // to drop); plain values skip the drop glue.
+        unsafe {
+            v.set_len(0);
+            for i in 0..len {
+                let x = &raw mut (*p.add(i)).value;
+                if !super::drop::is_plain(&*x) {
+                    std::ptr::drop_in_place(x);
+                }
+            }
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::value::{Attr, Env, Value};
 /// The children of a container, moved out of it (held only to be dropped).
 #[allow(dead_code)]
 pub(crate) enum Garbage {
-    Values(Vec<Value>),
+    Values(Values),
     Attrs(Vec<Attr>),
     Thunk(Option<Value>, Option<Pending>),
     Env(Option<Env>, Vec<Value>),
@@ -112,6 +112,43 @@ pub(crate) fn drop_thunk_parts(value: Option<Value>, pending: Option<Pending>) {
     nested(Garbage::Thunk(value, pending));
 }
 
+/// Dropping `v` does nothing: it holds no node (the drop glue, an
+/// out-of-line call, is skipped for it where many values are dropped).
+#[inline(always)]
+pub(crate) fn is_plain(v: &Value) -> bool {
+    matches!(v, Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::PrimOp(_))
+}
+
+/// Drop the values of `v` (leaving it empty, its buffer kept), calling
+/// the drop glue only for those with a node.
+#[inline]
+pub(crate) fn clear_values(v: &mut Vec<Value>) {
+    let len = v.len();
+    let p = v.as_mut_ptr();
+    // SAFETY: the length is set to 0 first, so each of the `len`
+    // initialised values is dropped exactly once, here (a panicking drop
+    // leaks the rest instead of dropping them twice).
+    unsafe {
+        v.set_len(0);
+        for i in 0..len {
+            let x = p.add(i);
+            if !is_plain(&*x) {
+                std::ptr::drop_in_place(x);
+            }
+        }
+    }
+}
+
+/// Values held only to be dropped ([`Garbage::Values`]): dropped with
+/// [`clear_values`].
+pub(crate) struct Values(pub Vec<Value>);
+
+impl Drop for Values {
+    fn drop(&mut self) {
+        clear_values(&mut self.0);
+    }
+}
+
 /// Dropping `v` cannot drop other values (it holds no other node: the
 /// cycle collector treats it as a leaf too).
 #[inline]
@@ -132,7 +169,7 @@ pub(crate) fn defer_values(v: Vec<Value>) {
     if v.is_empty() {
         return;
     }
-    nested(Garbage::Values(v));
+    nested(Garbage::Values(Values(v)));
 }
 
 /// The elements of a list; dropped iteratively.
@@ -154,7 +191,10 @@ impl DerefMut for ListVec {
 
 impl Drop for ListVec {
     fn drop(&mut self) {
-        defer_values(std::mem::take(&mut self.0));
+        match shallow() {
+            Some(_nesting) => clear_values(&mut self.0),
+            None => defer_values(std::mem::take(&mut self.0)),
+        }
     }
 }
 

@@ -104,28 +104,55 @@ unsafe impl Sync for ThunkInner {}
 impl Drop for ThunkInner {
     fn drop(&mut self) {
         let s = *self.state.get_mut();
+        if s & BOXED != 0 {
+            return self.drop_boxed(s);
+        }
+        // Without `BOXED` the table has no entry for the thunk but maybe a
+        // stale one (see `publish_in_cell`).
+        boxed::remove_stale(self.key());
         let cell = self.cell.get_mut();
-        // SAFETY: exclusive access; the flags say what the cell holds, and
-        // each content is read out exactly once.
-        let (value, pending) = unsafe {
-            if s & PENDING != 0 {
-                (None, Some(ManuallyDrop::take(&mut cell.pending)))
-            } else if s & (DONE | BOXED) == DONE {
-                (Some(ManuallyDrop::take(&mut cell.value)), None)
-            } else {
-                (None, None)
+        if s & PENDING != 0 {
+            match super::drop::shallow() {
+                // SAFETY: `PENDING`: the cell holds the pending work, dropped
+                // once, here (the thunk is being dropped).
+                Some(_nesting) => unsafe { ManuallyDrop::drop(&mut cell.pending) },
+                // SAFETY: as above; moved out instead.
+                None => super::drop::drop_thunk_parts(None, Some(unsafe { ManuallyDrop::take(&mut cell.pending) })),
             }
-        };
-        // The table holds a box only while `BOXED` says so, and a result in
-        // it only with `DONE` too (a collector's `clear` moved it out).
-        let boxed = if s & BOXED != 0 {
-            boxed::remove(self.key())
-        } else {
-            boxed::remove_stale(self.key());
-            None
-        };
+        } else if s & DONE != 0 {
+            // SAFETY: `DONE` without `BOXED`: the cell holds the result.
+            let v = unsafe { &mut cell.value };
+            if super::drop::is_scalar(v) {
+                // Holds no other value: dropped in place whatever the depth.
+                // SAFETY: the result is dropped once, here.
+                unsafe { ManuallyDrop::drop(v) };
+                return;
+            }
+            match super::drop::shallow() {
+                // SAFETY: as above.
+                Some(_nesting) => unsafe { ManuallyDrop::drop(v) },
+                // SAFETY: as above; moved out instead.
+                None => super::drop::drop_thunk_parts(Some(unsafe { ManuallyDrop::take(v) }), None),
+            }
+        }
+    }
+}
+
+impl ThunkInner {
+    /// The drop of a thunk whose result box is in the side table (`BOXED`,
+    /// state `s`): the box holds the result only with `DONE` too (a
+    /// collector's `clear` moved it out otherwise); the cell may still hold
+    /// the pending work.
+    #[cold]
+    #[inline(never)]
+    fn drop_boxed(&mut self, s: u32) {
+        let cell = self.cell.get_mut();
+        // SAFETY: exclusive access; `PENDING` says the cell holds the
+        // pending work, read out once.
+        let pending = if s & PENDING != 0 { Some(unsafe { ManuallyDrop::take(&mut cell.pending) }) } else { None };
+        let boxed = boxed::remove(self.key());
         let boxed = boxed.and_then(|b| if s & DONE != 0 { Some(ManuallyDrop::into_inner(*b)) } else { None });
-        super::drop::drop_thunk_parts(value.or(boxed), pending);
+        super::drop::drop_thunk_parts(boxed, pending);
     }
 }
 
@@ -355,7 +382,7 @@ impl Thunk {
     /// `check_read`: its host's garbage is then not freed at once).
     #[inline(always)]
     fn check_read(&self) {
-        let _ = crate::value::collect::epoch::check_read(self.0.gc.load(Ordering::Relaxed), || Brc::is_mine(&self.0));
+        let _ = crate::value::collect::epoch::check_read(|| self.0.gc.load(Ordering::Relaxed), || Brc::is_mine(&self.0));
     }
 
     pub fn ptr_eq(&self, other: &Thunk) -> bool {

@@ -48,7 +48,7 @@ impl Deref for VRef<'_> {
 }
 
 impl VRef<'_> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn into_owned(self) -> Value {
         match self {
             VRef::Ref(v) => v.clone(),

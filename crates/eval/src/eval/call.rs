@@ -90,23 +90,23 @@ impl Evaluator {
                     // One to three arguments (most primops) on the stack:
                     // no vector allocated and freed per call.
                     let r = match now {
-                        [a] => self.call_primop_now(op, &mut [self.primop_arg(op, 0, a, env, pos)?], pos)?,
+                        [a] => self.call_primop_args(op, [self.primop_arg(op, 0, a, env, pos)?], pos)?,
                         [a, b] => {
-                            let mut v = if op.is_second_first() {
+                            let v = if op.is_second_first() {
                                 let y = self.primop_arg(op, 1, b, env, pos)?;
                                 [self.primop_arg(op, 0, a, env, pos)?, y]
                             } else {
                                 [self.primop_arg(op, 0, a, env, pos)?, self.primop_arg(op, 1, b, env, pos)?]
                             };
-                            self.call_primop_now(op, &mut v, pos)?
+                            self.call_primop_args(op, v, pos)?
                         }
                         [a, b, c] => {
-                            let mut v = [
+                            let v = [
                                 self.primop_arg(op, 0, a, env, pos)?,
                                 self.primop_arg(op, 1, b, env, pos)?,
                                 self.primop_arg(op, 2, c, env, pos)?,
                             ];
-                            self.call_primop_now(op, &mut v, pos)?
+                            self.call_primop_args(op, v, pos)?
                         }
                         _ => {
                             let mut v = Vec::with_capacity(now.len());
@@ -186,6 +186,21 @@ impl Evaluator {
         }
     }
 
+    /// [`Evaluator::call_primop_now`] with arguments on the stack, dropped
+    /// after the call without the drop glue's call for the ones that hold
+    /// no node (numbers, Booleans: most strict arguments).
+    #[inline(always)]
+    fn call_primop_args<const N: usize>(
+        &self,
+        op: &'static crate::builtins::PrimOp,
+        mut args: [Value; N],
+        pos: Pos,
+    ) -> EvalResult<Value> {
+        let r = self.call_primop_now(op, &mut args, pos);
+        args.into_iter().for_each(super::drop_value);
+        r
+    }
+
     /// Call `op` with all its arguments, the strict ones forced already.
     #[inline]
     fn call_primop_now(&self, op: &'static crate::builtins::PrimOp, args: &mut [Value], pos: Pos) -> EvalResult<Value> {
@@ -199,7 +214,7 @@ impl Evaluator {
     /// to a thunk), diverge or have effects, so computing it early only
     /// saves the thunk; the one visible trace is that lazy printing shows
     /// the number where Nix would show `<CODE>`.
-    #[inline]
+    #[inline(always)]
     fn delay_arg(&self, e: &Brc<Expr>, env: &Env) -> EvalResult<Value> {
         if let Expr::BinOp { op, lhs, rhs, .. } = &**e
             && let Some(v) = eager_int(*op, lhs, rhs, env)

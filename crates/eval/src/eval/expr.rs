@@ -119,8 +119,11 @@ impl Evaluator {
 
     #[inline(never)]
     fn eval_attrs(&self, a: &AttrsExpr, env: &Env) -> EvalResult<Value> {
+        // The frame of the dynamic names and values: the recursive one, or
+        // `env` borrowed (not cloned: most sets are not recursive).
+        let renv;
         let (attrs, env) = if a.rec {
-            let renv = self.new_rec_env(env, a.attrs.len());
+            renv = self.new_rec_env(env, a.attrs.len());
             let mut attrs: Vec<Attr> = Vec::with_capacity(a.attrs.len());
             if let Some(mut f) = renv.filler() {
                 for (i, d) in a.attrs.iter().enumerate() {
@@ -134,7 +137,7 @@ impl Evaluator {
             if let Ok(i) = attrs.binary_search_by(|x| x.name.cmp(&overrides)) {
                 attrs = self.apply_overrides(attrs, i, &renv)?;
             }
-            (attrs, renv)
+            (attrs, &renv)
         } else {
             let mut attrs: Vec<Attr> = Vec::with_capacity(a.attrs.len());
             for (i, d) in a.attrs.iter().enumerate() {
@@ -150,7 +153,7 @@ impl Evaluator {
                     attrs.set_len(i + 1);
                 }
             }
-            (attrs, env.clone())
+            (attrs, env)
         };
         if a.dynamic.is_empty() {
             return Ok(Value::Attrs(Attrs::from_sorted(attrs)));
@@ -165,7 +168,7 @@ impl Evaluator {
             b.insert_pos(at.name, at.value, at.pos);
         }
         for d in &a.dynamic {
-            let n = self.eval(&d.name, &env)?;
+            let n = self.eval(&d.name, env)?;
             if matches!(n, Value::Null) {
                 continue;
             }
@@ -175,7 +178,7 @@ impl Evaluator {
             if dup {
                 return Err(EvalError::at(ErrorKind::Other(format!("dynamic attribute '{sym}' already defined")), d.pos));
             }
-            b.insert_pos(sym, self.delay(&d.value, &env)?, d.pos);
+            b.insert_pos(sym, self.delay(&d.value, env)?, d.pos);
         }
         Ok(Value::Attrs(b.finish()))
     }

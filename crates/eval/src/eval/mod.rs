@@ -376,12 +376,13 @@ impl Evaluator {
     }
 
     /// Evaluate `e` in `env` to weak head normal form.
-    /// Leaves (constants, variables) are evaluated without the stack check:
-    /// they do not recurse, except through forcing a thunk, which checks.
+    /// Variables are evaluated without the stack check: they do not
+    /// recurse, except through forcing a thunk, which checks. Both paths
+    /// are tail calls (no frame here); constants, rare here (thunks and
+    /// arguments take them as they are), go through `eval_inner`.
     #[inline]
     pub fn eval(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
         match e {
-            Expr::Const(v) => Ok(v.clone()),
             Expr::Local { depth, idx } => self.eval_local(env, *depth, *idx),
             _ => self.eval_checked(e, env),
         }
@@ -496,6 +497,17 @@ impl Drop for Evaluator {
 #[inline]
 pub(crate) fn closure(l: &Brc<crate::ir::Lambda>, env: &Env) -> Value {
     Value::Lambda(crate::value::Brc::new_with(|| crate::value::Closure { lambda: l.clone(), env: env.clone() }))
+}
+
+/// Drop `v`; one that holds no node (null, a Boolean, a number, a primop)
+/// is forgotten inline instead of going through `Value`'s drop glue (an
+/// out-of-line call).
+#[inline(always)]
+pub(crate) fn drop_value(v: Value) {
+    match v {
+        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::PrimOp(_) => std::mem::forget(v),
+        v => drop(v),
+    }
 }
 
 pub(crate) fn released() -> EvalError {

@@ -60,9 +60,13 @@ impl Evaluator {
             _ => {
                 // Operands borrowed (see `borrow.rs`): comparing or
                 // selecting from shared values clones nothing.
+                // Not dropped on the integer paths: integers (or
+                // references) own nothing, and the drop glue of an owned
+                // value is an out-of-line call.
                 let l = self.eval_ref(lhs, env)?;
                 let r = self.eval_ref(rhs, env)?;
-                if let (Value::Int(a), Value::Int(b)) = (&*l, &*r) {
+                let (l, r) = (std::mem::ManuallyDrop::new(l), std::mem::ManuallyDrop::new(r));
+                if let (Value::Int(a), Value::Int(b)) = (&**l, &**r) {
                     // Each case returns directly (no intermediate
                     // `Option<Value>` to copy out of).
                     let (a, b) = (*a, *b);
@@ -92,6 +96,7 @@ impl Evaluator {
                         _ => {}
                     }
                 }
+                let (l, r) = (std::mem::ManuallyDrop::into_inner(l), std::mem::ManuallyDrop::into_inner(r));
                 let r = match op {
                     BinOp::Eq => self.equal(&l, &r).map(Value::Bool),
                     BinOp::NotEq => self.equal(&l, &r).map(|b| Value::Bool(!b)),
@@ -219,9 +224,10 @@ impl Evaluator {
     /// Nix's `==`: deep on lists and sets, ints equal floats numerically,
     /// functions are never equal, derivations compare by `outPath`.
     pub fn equal(&self, a: &Value, b: &Value) -> EvalResult<bool> {
-        let a = self.force(a)?;
-        let b = self.force(b)?;
-        Ok(match (&a, &b) {
+        // Borrowed (see `borrow.rs`): comparing clones and drops nothing.
+        let a = self.force_ref(a)?;
+        let b = self.force_ref(b)?;
+        Ok(match (&*a, &*b) {
             (Value::Null, Value::Null) => true,
             (Value::Bool(x), Value::Bool(y)) => x == y,
             (Value::Int(x), Value::Int(y)) => x == y,
@@ -277,9 +283,9 @@ impl Evaluator {
 
     /// `<` ordering: numbers, strings, paths, lists (lexicographic).
     pub fn compare(&self, a: &Value, b: &Value) -> EvalResult<Ordering> {
-        let a = self.force(a)?;
-        let b = self.force(b)?;
-        match (&a, &b) {
+        let a = self.force_ref(a)?;
+        let b = self.force_ref(b)?;
+        match (&*a, &*b) {
             (Value::Int(x), Value::Int(y)) => Ok(x.cmp(y)),
             (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
                 Ok(as_f64(&a).partial_cmp(&as_f64(&b)).unwrap_or(Ordering::Equal))

@@ -78,9 +78,10 @@ impl Evaluator {
     /// `f a1 a2 ...` with the arguments as expressions in `env`: a primop
     /// given all its arguments is called at once, curried lambdas are
     /// entered two arguments at a time (see [`Evaluator::call2`]).
-    #[inline(never)]
     /// The function is borrowed (see `borrow.rs`): calling a shared function
-    /// does not touch its reference count.
+    /// does not touch its reference count. (Inline in its one caller,
+    /// `eval_apply`.)
+    #[inline(always)]
     pub(super) fn apply_exprs(&self, mut f: VRef<'_>, args: &[Brc<Expr>], pos: Pos, env: &Env) -> EvalResult<Value> {
         let mut rest = args;
         while let Some((first, tail)) = rest.split_first() {

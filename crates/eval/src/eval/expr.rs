@@ -11,46 +11,88 @@ use crate::symbol::Symbol;
 use crate::value::{Attr, Attrs, AttrsBuilder, Env, Thunk, Value};
 
 impl Evaluator {
+    /// One node: a jump to the node's function. Every arm is a tail call
+    /// with this function's own arguments or fewer (no frame here: the
+    /// saves and restores of a frame big enough for every arm were paid on
+    /// every node), and `if` and `assert` tail-call their branch in turn.
     pub(super) fn eval_inner(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
         match e {
-            Expr::Const(v) => Ok(v.clone()),
+            Expr::Const(v) => const_value(v),
             Expr::Local { depth, idx } => self.eval_local(env, *depth, *idx),
-            Expr::WithVar { .. } => self.eval_ref(e, env).map(super::borrow::VRef::into_owned),
-            Expr::Interp { parts, pos } => self.interpolate(parts, env).map_err(|e| e.with_pos(*pos)),
-            Expr::PathInterp { parts, pos } => self.path_interp(parts, env).map_err(|e| e.with_pos(*pos)),
+            Expr::WithVar { .. } => self.eval_with_var(e, env),
+            Expr::Interp { parts, pos } => self.interpolate(parts, *pos, env),
+            Expr::PathInterp { parts, pos } => self.path_interp(parts, *pos, env),
             Expr::List(items) => self.eval_list(items, env),
             Expr::Attrs(a) => self.eval_attrs(a, env),
             Expr::Let(l) => self.eval_let(l, env),
-            Expr::Lambda(l) => Ok(super::closure(l, env)),
-            Expr::Apply { func, args, pos } => {
-                let f = self.eval_ref(func, env)?;
-                self.apply_exprs(f, args, *pos, env)
-            }
-            Expr::Select { expr, path, default, pos } => {
-                self.select_ref(expr, path, default.as_deref(), *pos, env).map(super::borrow::VRef::into_owned)
-            }
+            Expr::Lambda(l) => lambda_value(l, env),
+            Expr::Apply { .. } => self.eval_apply(e, env),
+            Expr::Select { .. } => self.eval_select(e, env),
             Expr::HasAttr { expr, path } => self.eval_has_attr(expr, path, env),
-            Expr::If { cond, then, else_, pos } => {
-                if self.eval_bool(cond, env, *pos)? { self.eval(then, env) } else { self.eval(else_, env) }
-            }
-            Expr::Assert { cond, body, text, pos } => {
-                if self.eval_bool(cond, env, *pos)? {
-                    self.eval(body, env)
-                } else {
-                    Err(EvalError::at(ErrorKind::Assert(text.to_string()), *pos))
-                }
-            }
-            Expr::With { attrs, body } => {
-                let scope = self.delay(attrs, env)?;
-                let env = Env::new_one(env, scope);
-                self.eval(body, &env)
-            }
-            Expr::BinOp { op, lhs, rhs, pos } => self.eval_binop(*op, lhs, rhs, *pos, env),
+            Expr::If { .. } => self.eval_if(e, env),
+            Expr::Assert { .. } => self.eval_assert(e, env),
+            Expr::With { attrs, body } => self.eval_with(attrs, body, env),
+            Expr::BinOp { .. } => self.eval_binop_node(e, env),
+            Expr::Not(..) | Expr::Neg(..) => self.eval_unary(e, env),
+        }
+    }
+
+    #[inline(never)]
+    fn eval_with_var(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
+        self.eval_ref(e, env).map(VRef::into_owned)
+    }
+
+    #[inline(never)]
+    fn eval_apply(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
+        let Expr::Apply { func, args, pos } = e else { return Err(not_node()) };
+        let f = self.eval_ref(func, env)?;
+        self.apply_exprs(f, args, *pos, env)
+    }
+
+    #[inline(never)]
+    fn eval_select(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
+        let Expr::Select { expr, path, default, pos } = e else { return Err(not_node()) };
+        self.select_ref(expr, path, default.as_deref(), *pos, env).map(VRef::into_owned)
+    }
+
+    #[inline(never)]
+    fn eval_if(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
+        let Expr::If { cond, then, else_, pos } = e else { return Err(not_node()) };
+        let branch = if self.eval_bool(cond, env, *pos)? { then } else { else_ };
+        self.eval(branch, env)
+    }
+
+    #[inline(never)]
+    fn eval_assert(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
+        let Expr::Assert { cond, body, text, pos } = e else { return Err(not_node()) };
+        if !self.eval_bool(cond, env, *pos)? {
+            return Err(EvalError::at(ErrorKind::Assert(text.to_string()), *pos));
+        }
+        self.eval(body, env)
+    }
+
+    #[inline(never)]
+    fn eval_with(&self, attrs: &Brc<Expr>, body: &Expr, env: &Env) -> EvalResult<Value> {
+        let scope = self.delay(attrs, env)?;
+        let env = Env::new_one(env, scope);
+        self.eval(body, &env)
+    }
+
+    #[inline(never)]
+    fn eval_binop_node(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
+        let Expr::BinOp { op, lhs, rhs, pos } = e else { return Err(not_node()) };
+        self.eval_binop(*op, lhs, rhs, *pos, env)
+    }
+
+    #[inline(never)]
+    fn eval_unary(&self, e: &Expr, env: &Env) -> EvalResult<Value> {
+        match e {
             Expr::Not(e, pos) => self.eval_bool(e, env, *pos).map(|b| Value::Bool(!b)),
             Expr::Neg(e, pos) => {
                 let v = self.eval(e, env)?;
                 self.arith(BinOp::Sub, Value::Int(0), v).map_err(|e| e.with_pos(*pos))
             }
+            _ => Err(not_node()),
         }
     }
 
@@ -232,7 +274,12 @@ impl Evaluator {
     }
 
     #[inline(never)]
-    fn interpolate(&self, parts: &[Expr], env: &Env) -> EvalResult<Value> {
+    fn interpolate(&self, parts: &[Expr], pos: crate::source::Pos, env: &Env) -> EvalResult<Value> {
+        self.interpolate_parts(parts, env).map_err(|e| e.with_pos(pos))
+    }
+
+    #[inline(always)]
+    fn interpolate_parts(&self, parts: &[Expr], env: &Env) -> EvalResult<Value> {
         let mut out = String::new();
         let mut ctx = crate::value::Context::new();
         for p in parts {
@@ -253,7 +300,12 @@ impl Evaluator {
     }
 
     #[inline(never)]
-    fn path_interp(&self, parts: &[Expr], env: &Env) -> EvalResult<Value> {
+    fn path_interp(&self, parts: &[Expr], pos: crate::source::Pos, env: &Env) -> EvalResult<Value> {
+        self.path_interp_parts(parts, env).map_err(|e| e.with_pos(pos))
+    }
+
+    #[inline(always)]
+    fn path_interp_parts(&self, parts: &[Expr], env: &Env) -> EvalResult<Value> {
         let mut out = String::new();
         for p in parts {
             let v = self.eval(p, env)?;
@@ -277,4 +329,24 @@ impl Evaluator {
             v => Err(EvalError::type_error(v.type_desc(), "a set")),
         }
     }
+}
+
+/// A constant node's value (out of line: the clone's code stays out of
+/// `eval_inner`).
+#[inline(never)]
+fn const_value(v: &Value) -> EvalResult<Value> {
+    Ok(v.clone())
+}
+
+/// A lambda node's value: its closure.
+#[inline(never)]
+fn lambda_value(l: &Brc<crate::ir::Lambda>, env: &Env) -> EvalResult<Value> {
+    Ok(super::closure(l, env))
+}
+
+/// A node function called with another kind of node (cannot happen:
+/// `eval_inner` dispatches on the kind).
+#[cold]
+fn not_node() -> EvalError {
+    EvalError::other("internal error: node evaluated by the wrong function")
 }

@@ -504,10 +504,7 @@ pub(crate) fn closure(l: &Brc<crate::ir::Lambda>, env: &Env) -> Value {
 /// out-of-line call).
 #[inline(always)]
 pub(crate) fn drop_value(v: Value) {
-    match v {
-        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::PrimOp(_) => std::mem::forget(v),
-        v => drop(v),
-    }
+    if crate::value::drop::is_plain(&v) { std::mem::forget(v) } else { drop(v) }
 }
 
 pub(crate) fn released() -> EvalError {

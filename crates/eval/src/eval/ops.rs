@@ -31,6 +31,7 @@ fn not_bool(v: Value, pos: Pos) -> EvalError {
 }
 
 impl Evaluator {
+    #[inline(always)]
     pub(super) fn eval_binop(&self, op: BinOp, lhs: &Expr, rhs: &Expr, pos: Pos, env: &Env) -> EvalResult<Value> {
         match op {
             BinOp::And => {

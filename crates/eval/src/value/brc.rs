@@ -480,7 +480,7 @@ fn total(hdr: &Header) -> i64 {
 }
 
 impl<T: ?Sized> Clone for Brc<T> {
-    #[inline]
+    #[inline(always)]
     fn clone(&self) -> Brc<T> {
         let hdr = self.hdr();
         if hdr.owner.load(Ordering::Relaxed) == my_id() {

@@ -371,7 +371,7 @@ impl Env {
             e = e.head().parent.as_ref().ok_or(EnvCleared)?;
         }
         let mut w = e.head().word.load(Ordering::Acquire);
-        if w & REC != 0 && e.check_read() {
+        if w & REC != 0 && crate::value::collect::epoch::checking() && e.check_read() {
             w = e.head().word.load(Ordering::Acquire);
         }
         if w & STATE != READY || idx >= w >> LEN_SHIFT {
@@ -384,8 +384,9 @@ impl Env {
     /// Before reading a rec frame's slots: a fleet host's frame read by
     /// another thread than its maker is counted (`collect/epoch.rs`'s
     /// `check_read`: its host's garbage is then not freed at once); true
-    /// if so (the caller reads the state again).
-    #[inline(always)]
+    /// if so (the caller reads the state again). Out of line: called only
+    /// while reads are checked (`epoch::checking`).
+    #[inline(never)]
     fn check_read(&self) -> bool {
         crate::value::collect::epoch::check_read(self.head().gc.load(Ordering::Relaxed), || {
             // SAFETY: borrowed for the call; the reference stays with `self`.

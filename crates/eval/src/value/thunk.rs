@@ -364,14 +364,14 @@ impl Thunk {
     }
 
     /// The value, if forced.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self) -> Option<Value> {
         self.check_read();
         self.0.value_ref().cloned()
     }
 
     /// The value, if forced, without cloning it.
-    #[inline]
+    #[inline(always)]
     pub fn get_ref(&self) -> Option<&Value> {
         self.check_read();
         self.0.value_ref()
@@ -382,7 +382,14 @@ impl Thunk {
     /// `check_read`: its host's garbage is then not freed at once).
     #[inline(always)]
     fn check_read(&self) {
-        let _ = crate::value::collect::epoch::check_read(|| self.0.gc.load(Ordering::Relaxed), || Brc::is_mine(&self.0));
+        if crate::value::collect::epoch::checking() {
+            self.check_read_now();
+        }
+    }
+
+    #[inline(never)]
+    fn check_read_now(&self) {
+        let _ = crate::value::collect::epoch::check_read(self.0.gc.load(Ordering::Relaxed), || Brc::is_mine(&self.0));
     }
 
     pub fn ptr_eq(&self, other: &Thunk) -> bool {

@@ -126,19 +126,31 @@ static VIOLATIONS: AtomicUsize = AtomicUsize::new(0);
 /// ([`check_read`]); see `quiescence.rs`.
 static FOREIGN_READS: AtomicUsize = AtomicUsize::new(0);
 
-/// The read check: called by the evaluator before it reads the contents
-/// of a thunk (its result or pending work) or of a recursive frame (its
-/// slots), with the node's collector word and whether this thread made
-/// the node (`mine`, read only for host nodes). A host node read by
-/// another thread than its maker is counted, and the count is published
-/// (`SeqCst`, then a `SeqCst` fence) before the caller reads the node's
-/// state: the other side of `Quiescence::clear_host`'s fence (see
-/// `quiescence.rs`: a host's garbage is freed at once only if no such read
-/// happened). Never true on a fleet whose epochs hold (a host's nodes are
-/// only reached by its own thread), and free of atomics then: one test of
-/// a word on the node's first line, one compare of the node's owner.
-/// Returns whether the read was counted (the caller then reads the
-/// node's state again, after the fence).
+/// How many [`Quiescence`]s of more than one thread exist: reads are
+/// checked ([`check_read`]) only while one does (with one thread, nothing
+/// else evaluates on the heap while hosts are cleared, by `clear_host`'s
+/// contract).
+static CHECKING: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether reads are checked ([`check_read`]): the evaluator's inline
+/// part of the check, a load of a process-wide word and a branch.
+#[inline(always)]
+pub(crate) fn checking() -> bool {
+    CHECKING.load(Ordering::Relaxed) != 0
+}
+
+/// The read check, called (out of line, while [`checking`]) by the
+/// evaluator before it reads the contents of a thunk (its result or
+/// pending work) or of a recursive frame (its slots), with the node's
+/// collector word and whether this thread made the node (`mine`, read only
+/// for host nodes). A host node read by another thread than its maker is
+/// counted, and the count is published (`SeqCst`, then a `SeqCst` fence)
+/// before the caller reads the node's state: the other side of
+/// `Quiescence::clear_host`'s fence (see `quiescence.rs`: a host's garbage
+/// is freed at once only if no such read happened). Never true on a fleet
+/// whose epochs hold (a host's nodes are only reached by its own thread).
+/// Returns whether the read was counted (the caller then reads the node's
+/// state again, after the fence).
 #[inline(always)]
 pub(crate) fn check_read(word: u32, mine: impl FnOnce() -> bool) -> bool {
     if word & HOST != 0 && !mine() {

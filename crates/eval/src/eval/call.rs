@@ -67,7 +67,7 @@ impl Evaluator {
             && let Expr::Lambda(inner) = &c.lambda.body
         {
             self.enter_call().map_err(|e| e.with_pos(pos))?;
-            let r = self.bind_args(&c.lambda, &c.env, a, pos).and_then(|env| self.call_lambda_in(inner, &env, b, pos));
+            let r = self.frame_of(&c.lambda, &c.env, a, pos).and_then(|env| self.call_lambda_in(inner, &env, b, pos));
             self.leave_call();
             return r;
         }
@@ -297,13 +297,20 @@ impl Evaluator {
     /// A plain parameter's frame is made inline; patterns out of line.
     #[inline(always)]
     fn call_lambda_in(&self, l: &Lambda, cenv: &Env, arg: Value, pos: Pos) -> EvalResult<Value> {
-        let env = match &l.param {
-            Param::Ident(_) => Env::new_one(cenv, arg),
-            Param::Pattern(_) => self.bind_args(l, cenv, arg, pos)?,
-        };
+        let env = self.frame_of(l, cenv, arg, pos)?;
         match self.eval(&l.body, &env) {
             Ok(v) => Ok(v),
             Err(e) => Err(call_frame(e, l)),
+        }
+    }
+
+    /// The frame of a call of `l` (closed over `cenv`) with `arg`: a plain
+    /// parameter's inline, a pattern's out of line.
+    #[inline(always)]
+    fn frame_of(&self, l: &Lambda, cenv: &Env, arg: Value, pos: Pos) -> EvalResult<Env> {
+        match &l.param {
+            Param::Ident(_) => Ok(Env::new_one(cenv, arg)),
+            Param::Pattern(_) => self.bind_args(l, cenv, arg, pos),
         }
     }
 

@@ -330,8 +330,8 @@ impl Evaluator {
     #[inline]
     pub fn force(&self, v: &Value) -> EvalResult<Value> {
         match v {
-            Value::Thunk(t) => match t.get() {
-                Some(v) => Ok(v),
+            Value::Thunk(t) => match t.get_ref() {
+                Some(v) => Ok(v.clone()),
                 None => self.force_thunk(t),
             },
             v => Ok(v.clone()),
@@ -423,7 +423,12 @@ impl Evaluator {
     pub(crate) fn delay(&self, e: &Brc<Expr>, env: &Env) -> EvalResult<Value> {
         match &**e {
             Expr::Const(v) => Ok(v.clone()),
-            Expr::Local { depth, idx } => env.lookup_shallow(*depth, *idx).map_err(|_| released()),
+            // A forced thunk's value, else the slot's value (the result
+            // borrowed and cloned once: `Thunk::get` is an out-of-line call).
+            Expr::Local { depth, idx } => match env.slot(*depth, *idx).map_err(|_| released())? {
+                v @ Value::Thunk(t) => Ok(t.get_ref().unwrap_or(v).clone()),
+                v => Ok(v.clone()),
+            },
             Expr::Lambda(l) => Ok(closure(l, env)),
             _ => Ok(Thunk::expr(e.clone(), env.clone())),
         }

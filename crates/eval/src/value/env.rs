@@ -134,9 +134,10 @@ impl Drop for EnvInner {
             Some(_nesting) => {
                 drop(parent);
                 for s in &mut self.slots {
-                    // SAFETY: each slot holds a value (not cleared), dropped
-                    // once, here.
-                    unsafe { ManuallyDrop::drop(s.0.get_mut()) };
+                    // SAFETY: each slot holds a value (not cleared), moved
+                    // out once, here, and dropped (without the drop glue's
+                    // call when it holds no node).
+                    crate::eval::drop_value(unsafe { ManuallyDrop::take(s.0.get_mut()) });
                 }
             }
             None => {
@@ -236,8 +237,11 @@ impl Env {
             std::process::abort()
         };
         let layout = layout.0.pad_to_align();
-        let fat = |p: *mut u8| std::ptr::slice_from_raw_parts_mut(p as *mut Slot, n) as *mut EnvInner;
-        let init = |q: *mut EnvInner| {
+        // Both closures take their captures by value: captured by
+        // reference, the compiler kept `n`, `flags` and `gc` in stack slots
+        // and reloaded them (a dozen instructions on every frame).
+        let fat = move |p: *mut u8| std::ptr::slice_from_raw_parts_mut(p as *mut Slot, n) as *mut EnvInner;
+        let init = move |q: *mut EnvInner| {
             // SAFETY: `q` is the fresh node's contents, of `n` slots.
             unsafe {
                 (&raw mut (*q).head).write(Head {
@@ -321,7 +325,8 @@ impl Env {
             // the slots (module invariants: a fixed frame not handed out
             // yet, or a rec frame being filled).
             let old = std::mem::replace(unsafe { &mut *s.0.get() }, ManuallyDrop::new(v));
-            drop(ManuallyDrop::into_inner(old));
+            // Mostly the `null` a frame is made with: no drop glue call.
+            crate::eval::drop_value(ManuallyDrop::into_inner(old));
         }
     }
 

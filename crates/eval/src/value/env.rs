@@ -376,7 +376,10 @@ impl Env {
             e = e.head().parent.as_ref().ok_or(EnvCleared)?;
         }
         let mut w = e.head().word.load(Ordering::Acquire);
-        if w & REC != 0 && crate::value::collect::epoch::checking() && e.check_read() {
+        if w & REC != 0 && crate::value::collect::epoch::checking() && e.foreign() {
+            // Counted, then the state read again (the clearing may have
+            // come between).
+            crate::value::collect::epoch::foreign_read();
             w = e.head().word.load(Ordering::Acquire);
         }
         if w & STATE != READY || idx >= w >> LEN_SHIFT {
@@ -386,14 +389,12 @@ impl Env {
         Ok(unsafe { &*e.slot_ptr().add(idx as usize) })
     }
 
-    /// Before reading a rec frame's slots: a fleet host's frame read by
-    /// another thread than its maker is counted (`collect/epoch.rs`'s
-    /// `check_read`: its host's garbage is then not freed at once); true
-    /// if so (the caller reads the state again). Out of line: called only
-    /// while reads are checked (`epoch::checking`).
-    #[inline(never)]
-    fn check_read(&self) -> bool {
-        crate::value::collect::epoch::check_read(self.head().gc.load(Ordering::Relaxed), || {
+    /// Whether this rec frame is a fleet host's frame that another thread
+    /// made (`collect/epoch.rs`'s `is_foreign`: its host's garbage is then
+    /// not freed at once). Called only while reads are checked.
+    #[inline(always)]
+    fn foreign(&self) -> bool {
+        crate::value::collect::epoch::is_foreign(self.head().gc.load(Ordering::Relaxed), || {
             // SAFETY: borrowed for the call; the reference stays with `self`.
             Brc::is_mine(&ManuallyDrop::new(unsafe { Brc::from_raw(self.raw()) }))
         })

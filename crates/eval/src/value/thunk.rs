@@ -366,30 +366,37 @@ impl Thunk {
     /// The value, if forced.
     #[inline(always)]
     pub fn get(&self) -> Option<Value> {
-        self.check_read();
-        self.0.value_ref().cloned()
+        self.get_ref().cloned()
     }
 
     /// The value, if forced, without cloning it.
     #[inline(always)]
     pub fn get_ref(&self) -> Option<&Value> {
-        self.check_read();
-        self.0.value_ref()
-    }
-
-    /// Before reading the cells: a fleet host's thunk read by another
-    /// thread than its maker is counted (`collect/epoch.rs`'s
-    /// `check_read`: its host's garbage is then not freed at once).
-    #[inline(always)]
-    fn check_read(&self) {
-        if crate::value::collect::epoch::checking() {
-            self.check_read_now();
+        let r = self.0.value_ref();
+        if r.is_some() && self.foreign() {
+            return self.get_ref_foreign();
         }
+        r
     }
 
+    /// Whether reads are checked and this is a fleet host's thunk that
+    /// another thread made (`collect/epoch.rs`'s `is_foreign`: such a read
+    /// is counted, and its host's garbage is then not freed at once). The
+    /// collector word is beside the state, on the line just read.
+    #[inline(always)]
+    fn foreign(&self) -> bool {
+        crate::value::collect::epoch::checking()
+            && crate::value::collect::epoch::is_foreign(self.0.gc.load(Ordering::Relaxed), || Brc::is_mine(&self.0))
+    }
+
+    /// [`Thunk::get_ref`] of a foreign host thunk: counted (with its
+    /// fence), then the state read again (the clearing may have come
+    /// between).
+    #[cold]
     #[inline(never)]
-    fn check_read_now(&self) {
-        let _ = crate::value::collect::epoch::check_read(self.0.gc.load(Ordering::Relaxed), || Brc::is_mine(&self.0));
+    fn get_ref_foreign(&self) -> Option<&Value> {
+        crate::value::collect::epoch::foreign_read();
+        self.0.value_ref()
     }
 
     pub fn ptr_eq(&self, other: &Thunk) -> bool {
@@ -406,7 +413,10 @@ impl Thunk {
     /// other widths than written: a store-forwarding stall per force).
     #[inline]
     pub fn start(&self) -> Start<'_> {
-        self.check_read();
+        if self.foreign() {
+            // Counted before the claim (which borrows the pending work).
+            crate::value::collect::epoch::foreign_read();
+        }
         let me = thread_id();
         if self.0.state.compare_exchange(PENDING, PENDING | me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             return self.owned_start();

@@ -49,7 +49,7 @@
 //! evaluating: [`enter_host_listed`] lists the host's recursive frames too
 //! (not registered with the evaluator), and [`Quiescence::clear_host`]
 //! clears them with its thunks and frees them at once, unless another
-//! thread read a host node's contents ([`check_read`], on the evaluator's
+//! thread read a host node's contents ([`is_foreign`], on the evaluator's
 //! reads of thunks and recursive frames), which defers the frees until no
 //! other thread can hold a reference taken before (see its module: never
 //! undefined behaviour, even after a breach).
@@ -123,52 +123,48 @@ mod tests;
 static VIOLATIONS: AtomicUsize = AtomicUsize::new(0);
 
 /// Reads of a host node's contents by a thread that did not make it
-/// ([`check_read`]); see `quiescence.rs`.
+/// ([`is_foreign`]); see `quiescence.rs`.
 static FOREIGN_READS: AtomicUsize = AtomicUsize::new(0);
 
 /// How many [`Quiescence`]s of more than one thread exist: reads are
-/// checked ([`check_read`]) only while one does (with one thread, nothing
+/// checked ([`is_foreign`]) only while one does (with one thread, nothing
 /// else evaluates on the heap while hosts are cleared, by `clear_host`'s
 /// contract).
 static CHECKING: AtomicUsize = AtomicUsize::new(0);
 
-/// Whether reads are checked ([`check_read`]): the evaluator's inline
+/// Whether reads are checked ([`is_foreign`]): the evaluator's inline
 /// part of the check, a load of a process-wide word and a branch.
 #[inline(always)]
 pub(crate) fn checking() -> bool {
     CHECKING.load(Ordering::Relaxed) != 0
 }
 
-/// The read check, called (out of line, while [`checking`]) by the
-/// evaluator before it reads the contents of a thunk (its result or
-/// pending work) or of a recursive frame (its slots), with the node's
-/// collector word and whether this thread made the node (`mine`, read only
-/// for host nodes). A host node read by another thread than its maker is
-/// counted, and the count is published (`SeqCst`, then a `SeqCst` fence)
-/// before the caller reads the node's state: the other side of
-/// `Quiescence::clear_host`'s fence (see `quiescence.rs`: a host's garbage
-/// is freed at once only if no such read happened). Never true on a fleet
-/// whose epochs hold (a host's nodes are only reached by its own thread).
-/// Returns whether the read was counted (the caller then reads the node's
-/// state again, after the fence).
+/// The read check, called (while [`checking`]) by the evaluator when it
+/// reads the contents of a thunk (its result or pending work) or of a
+/// recursive frame (its slots), with the node's collector word and whether
+/// this thread made the node (`mine`, read only for host nodes): whether
+/// it is a host node that another thread made. Such a read must be
+/// counted with [`foreign_read`] before the state that allows it is read
+/// (or read again after it): the count is published (`SeqCst`, then a
+/// `SeqCst` fence), the other side of `Quiescence::clear_host`'s fence
+/// (see `quiescence.rs`: a host's garbage is freed at once only if no
+/// such read happened). Never true on a fleet whose epochs hold (a host's
+/// nodes are only reached by its own thread).
 #[inline(always)]
-pub(crate) fn check_read(word: u32, mine: impl FnOnce() -> bool) -> bool {
-    if word & HOST != 0 && !mine() {
-        foreign_read();
-        return true;
-    }
-    false
+pub(crate) fn is_foreign(word: u32, mine: impl FnOnce() -> bool) -> bool {
+    word & HOST != 0 && !mine()
 }
 
+/// Count a foreign read ([`is_foreign`]) and fence.
 #[cold]
 #[inline(never)]
-fn foreign_read() {
+pub(crate) fn foreign_read() {
     FOREIGN_READS.fetch_add(1, Ordering::SeqCst);
     std::sync::atomic::fence(Ordering::SeqCst);
 }
 
 /// How many times a thread read a host node's contents that another
-/// thread made ([`check_read`]) since the process started.
+/// thread made ([`is_foreign`]) since the process started.
 pub fn foreign_reads() -> usize {
     FOREIGN_READS.load(Ordering::SeqCst)
 }

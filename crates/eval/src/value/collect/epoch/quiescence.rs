@@ -27,11 +27,14 @@
 //! a cell of one of `h`'s cleared thunks or recursive frames, read by `u`:
 //! a thunk's result or pending work ([`crate::value::Thunk::get_ref`],
 //! `get`, `start`) or a frame's slot (`Env::slot`). Those reads are
-//! checked (`epoch::check_read`): a host node (its `HOST` bit, set when
+//! checked (`epoch::is_foreign`): a host node (its `HOST` bit, set when
 //! made) read by a thread that is not its maker (its `Brc` owner id: a
 //! plain compare, no atomic read-modify-write; `u`'s own nodes and shared
 //! nodes pass) increments a process-wide count of *foreign reads* and
-//! issues a `SeqCst` fence before the reader reads the node's state. `t`,
+//! issues a `SeqCst` fence (`epoch::foreign_read`) before the reader reads
+//! the node's state, or before it reads it again and uses only what it
+//! read the second time (thunk results, frame slots: the check comes
+//! after the state load, on the line it brought in). `t`,
 //! after clearing, issues a `SeqCst` fence and reads the count. By the
 //! fences' total order, either `t` sees the increment, or `u`'s state read
 //! comes after the clear and sees the node cleared (so `u` takes no
@@ -105,7 +108,7 @@ pub struct Quiescence {
 impl Quiescence {
     /// Call while no thread evaluates a host (as [`Quiescence::rebase`]).
     /// With more than one thread, the evaluator checks reads
-    /// (`super::check_read`) until it is dropped.
+    /// (`super::foreign_read`) until it is dropped.
     pub fn new(threads: usize) -> Quiescence {
         let threads = threads.max(1);
         if threads > 1 {
@@ -190,7 +193,7 @@ impl Quiescence {
         stats.cleared_thunks = cleared.thunks;
         let garbage = Garbage { values: vec![std::mem::take(&mut cleared.values)], envs: vec![std::mem::take(&mut cleared.envs)], nodes: vec![handles] };
         // Pairs with the fence in `enter`, and with the one of a foreign
-        // read (`super::check_read`): either this load sees its count, or
+        // read (`super::foreign_read`): either this load sees its count, or
         // that reader sees the nodes cleared.
         fence(Ordering::SeqCst);
         // One thread: no other evaluates (the contract), reads unchecked.

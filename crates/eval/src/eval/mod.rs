@@ -347,18 +347,43 @@ impl Evaluator {
     pub(crate) fn force_thunk_ref<'a>(&self, t: &'a Thunk) -> EvalResult<&'a Value> {
         t.force_with(|work| {
             // A shared thunk forced in a host epoch runs in the shared epoch.
-            let _epoch = crate::value::collect::epoch::enter_thunk(t.gc_word().load(std::sync::atomic::Ordering::Relaxed));
-            match work {
-                // Checked even for leaves: chains of thunks recurse through here.
-                Pending::Expr(e, env) => self.eval_checked(e, env),
-                Pending::Apply(app) => self.apply_values(app),
-                Pending::Native(f) => f(self).and_then(|v| self.force(&v)),
+            // Without an epoch change (nearly always) the work is a tail
+            // call: no guard to drop after it, so no frame here.
+            match crate::value::collect::epoch::enter_thunk(t.gc_word().load(std::sync::atomic::Ordering::Relaxed)) {
+                None => self.run_pending(work),
+                Some(guard) => self.run_pending_in(work, guard),
             }
         })
     }
 
+    /// [`Evaluator::run_pending`] in the epoch `guard` set (out of line:
+    /// the common path stays frameless).
+    #[inline(never)]
+    fn run_pending_in(&self, work: &Pending, guard: crate::value::collect::epoch::EpochGuard) -> EvalResult<Value> {
+        let r = self.run_pending(work);
+        drop(guard);
+        r
+    }
+
+    /// A thunk's pending work, evaluated.
+    #[inline(always)]
+    fn run_pending(&self, work: &Pending) -> EvalResult<Value> {
+        match work {
+            // Checked even for leaves: chains of thunks recurse through here.
+            Pending::Expr(e, env) => self.eval_checked(e, env),
+            Pending::Apply(app) => self.apply_values(app),
+            Pending::Native(f) => self.run_native(&**f),
+        }
+    }
+
+    #[inline(never)]
+    fn run_native(&self, f: &crate::value::thunk::NativeThunk) -> EvalResult<Value> {
+        f(self).and_then(|v| self.force(&v))
+    }
+
     /// A delayed application (`Pending::Apply`): the function, then its
     /// arguments in order.
+    #[inline(never)]
     fn apply_values(&self, app: &[Value]) -> EvalResult<Value> {
         use crate::source::Pos;
         match app {

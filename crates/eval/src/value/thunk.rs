@@ -333,7 +333,7 @@ impl Thunk {
     #[inline(always)]
     fn new_with(make: impl FnOnce() -> Pending) -> Thunk {
         let gc = crate::value::collect::epoch::word_init();
-        Thunk(Brc::new_with(|| ThunkInner {
+        Thunk(Brc::new_with(move || ThunkInner {
             state: AtomicU32::new(PENDING),
             gc: AtomicU32::new(gc),
             cell: UnsafeCell::new(Content { pending: ManuallyDrop::new(make()) }),

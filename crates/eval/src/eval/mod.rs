@@ -387,15 +387,16 @@ impl Evaluator {
     fn apply_values(&self, app: &[Value]) -> EvalResult<Value> {
         use crate::source::Pos;
         match app {
-            [f @ Value::Thunk(_), a] => self.force(f).and_then(|f| self.call(&f, a.clone(), Pos::NONE)),
-            [f, a] => self.call(f, a.clone(), Pos::NONE),
-            [f, args @ ..] => {
-                let mut f = self.force(f)?;
+            // The function borrowed (forced in place): not cloned and dropped.
+            [f, a] => self.call(&*self.force_ref(f)?, a.clone(), Pos::NONE),
+            [f, a, args @ ..] => {
+                let mut f = self.call(&*self.force_ref(f)?, a.clone(), Pos::NONE)?;
                 for a in args {
                     f = self.call(&f, a.clone(), Pos::NONE)?;
                 }
                 Ok(f)
             }
+            [f] => self.force(f),
             [] => Err(EvalError::other("internal error: an application without a function")),
         }
     }

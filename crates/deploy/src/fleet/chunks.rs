@@ -32,10 +32,13 @@
 //! made, while the other threads go on with their hosts
 //! ([`epoch::Quiescence::clear_host`]: no counting walk, no
 //! stop-the-world point, no round end to wait at, and the memory is freed
-//! by the thread that allocated it). Should the epoch argument ever be
-//! breached, clearing stays sound: freeing is deferred until every other
-//! thread has left the host it was in, and a cleared node reached anyway
-//! is an internal error. So with epochs the hosts run in one round, which
+//! by the thread that allocated it, at once). Should the epoch argument
+//! ever be breached, clearing stays sound: the evaluator counts reads of
+//! a host's nodes by other threads than its own, and after one, freeing
+//! is deferred until every other thread has left the host it was in; a
+//! cleared node reached anyway is an internal error. With several threads
+//! the nodes they share are pinned (immortal, not counted: see
+//! `epoch::PinShared`) while they evaluate hosts. So with epochs the hosts run in one round, which
 //! only stops for a trial deletion when the shared frames held grew
 //! (cycles made in the shared epoch), and for good once a host node was
 //! forced in the shared epoch (a breach, counted: trial deletion every
@@ -198,7 +201,10 @@ pub fn evaluate_in_rounds(
         // the epoch argument or when the shared epoch made many frames.
         let shared_limit = 2 * shared_after_trial + SHARED_FRAMES_SLACK;
         let stop = || epoch::violations() != violations_at_start || evr.held_frames() > shared_limit;
-        let clearing = HostClearing::new(&quiescence, &stop);
+        let mut clearing = HostClearing::new(&quiescence, &stop);
+        // Nodes the threads share are pinned rather than counted by both
+        // (`epoch::PinShared`): they live as long as the fleet anyway.
+        clearing.pin_shared = threads > 1 && std::env::var_os("NDEPLOY_NO_PIN").is_none();
         // No thread evaluates and nothing is deferred (freed at the last
         // round's end): foreign reads of earlier rounds no longer matter.
         quiescence.rebase();

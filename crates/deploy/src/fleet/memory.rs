@@ -1,7 +1,7 @@
 //! The allocator's settings while a fleet evaluates.
 //!
 //! Design: a fleet host's garbage is freed in one burst when the host's
-//! epoch is cleared (a host later with several threads: see
+//! epoch is cleared as it ends (see
 //! `ndeploy_eval::value::collect::epoch::Quiescence`), and the next host
 //! allocates the same amount again over its ~60-100 ms. mimalloc returns
 //! a free page range to the OS (`madvise`) 10 ms after it became free by

@@ -11,11 +11,12 @@
 //! Invariant: `inherit x;` in a `rec` set or `let` resolves `x` outside the
 //! frame being defined (skip one scope), as in Nix.
 //!
-//! A `let` whose bindings never refer to its own names is compiled a second
-//! time against the enclosing frame and marked non-recursive: at run time
-//! its frame is then immutable (no lock, no reference cycle, nothing to
-//! register). Nested trial compilations do not retry, which keeps the
-//! compile work at most quadratic in the nesting of such lets.
+//! A `let` whose bindings contain none of its own names (a scan of their
+//! identifiers before compiling them) is compiled against the enclosing
+//! frame and marked non-recursive: at run time its frame is then immutable
+//! (no lock, no reference cycle, nothing to register). Each let is compiled
+//! once; the scans are linear in the bindings' size per level of let
+//! nesting.
 
 
 use crate::value::Brc;
@@ -286,29 +287,60 @@ impl<'a> Compiler<'a> {
             return Err(EvalError::at(ErrorKind::Other("dynamic attributes not allowed in let".into()), d.pos));
         }
         binds.statics.sort_by_key(|b| b.name);
-        let m: WordMap<Symbol, u32> = binds.statics.iter().enumerate().map(|(i, b)| (b.name, i as u32)).collect();
-        // First compile the bindings inside the new frame; if none of them
-        // refers to the frame, recompile them outside it: the frame is then
-        // not recursive (no cycle, no lock, not registered).
-        // Lets nested in a first attempt are compiled recursive directly, so
-        // the work stays quadratic in the nesting at worst.
-        self.scopes.push(Scope::Static(m, Default::default()));
-        let probing = std::mem::replace(&mut self.probing, true);
-        let first = self.compile_defs(&mut binds, true);
-        self.probing = probing;
-        let (m, used) = match self.scopes.pop() {
-            Some(Scope::Static(m, u)) => (m, u.get()),
-            _ => (binds.statics.iter().enumerate().map(|(i, b)| (b.name, i as u32)).collect(), true),
-        };
-        let (defs, rec) = if !probing && !used && first.is_ok() {
-            (self.compile_defs(&mut binds, false)?, false)
+        let mut m: WordMap<Symbol, u32> = binds.statics.iter().enumerate().map(|(i, b)| (b.name, i as u32)).collect();
+        // The frame is recursive only if a binding may refer to it: some
+        // identifier in the bindings is one of the let's names (a syntactic
+        // over-approximation: shadowed names and some attribute names count).
+        // Otherwise the bindings are compiled against the enclosing frame
+        // and the frame is fixed (no lock, no reference cycle, nothing to
+        // register). Each let is compiled once (nested lets decide for
+        // themselves), and scanning is linear in the bindings' size per
+        // level of let nesting.
+        let rec = binds.statics.iter().any(|b| self.bind_mentions(&b.bind, &m));
+        let defs = if rec {
+            self.scopes.push(Scope::Static(m, Default::default()));
+            let defs = self.compile_defs(&mut binds, true);
+            match self.scopes.pop() {
+                Some(Scope::Static(m2, _)) => m = m2,
+                _ => return Err(EvalError::other("internal error: let scope lost")),
+            }
+            defs?
         } else {
-            (first?, true)
+            self.compile_defs(&mut binds, false)?
         };
         self.scopes.push(Scope::Static(m, Default::default()));
         let body = self.sub(body, node);
         self.scopes.pop();
         Ok(Expr::Let(Box::new(LetExpr { binds: defs, body: body?, rec })))
+    }
+
+    /// Whether the binding's expressions contain an identifier that is one
+    /// of `names` (`inherit x;` refers outside the frame: not counted).
+    fn bind_mentions(&mut self, bind: &Bind<'_>, names: &WordMap<Symbol, u32>) -> bool {
+        match bind {
+            Bind::Inherit => false,
+            Bind::Value(n) | Bind::InheritFrom(n) => self.node_mentions(*n, names),
+            Bind::Nested(b, _) => {
+                b.statics.iter().any(|s| self.bind_mentions(&s.bind, names))
+                    || b.dynamics.iter().any(|d| self.node_mentions(d.attr, names) || self.bind_mentions(&d.bind, names))
+            }
+        }
+    }
+
+    /// Whether the subtree of `n` contains an identifier that is one of
+    /// `names` (an explicit stack: no recursion on deep input).
+    fn node_mentions(&mut self, n: GNode<'_>, names: &WordMap<Symbol, u32>) -> bool {
+        let mut stack = vec![n];
+        while let Some(n) = stack.pop() {
+            if n.kind() == K::NODE_IDENT {
+                if names.contains_key(&self.ident(n)) {
+                    return true;
+                }
+                continue;
+            }
+            stack.extend(n.nodes());
+        }
+        false
     }
 
     fn compile_defs(&mut self, binds: &mut Binds<'_>, in_rec: bool) -> EvalResult<Vec<AttrDef>> {

@@ -75,8 +75,6 @@ pub(crate) struct Compiler<'a> {
     scopes: Vec<Scope>,
     /// Current expression nesting (bounded by [`MAX_NESTING`]).
     depth: usize,
-    /// Inside a first, trial compilation of `let` bindings.
-    probing: bool,
 }
 
 /// Parse and compile a source text.
@@ -119,7 +117,7 @@ fn compile_parsed(text: &str, src: SourceId, env: &CompileEnv<'_>) -> EvalResult
     let root = parse.syntax();
     let green = root.green();
     let root = GNode::new(green, 0);
-    let mut c = Compiler { env, src, text, names: Names::default(), scopes: Vec::new(), depth: 0, probing: false };
+    let mut c = Compiler { env, src, text, names: Names::default(), scopes: Vec::new(), depth: 0 };
     if let Some(names) = &env.extra_scope {
         let m = names.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
         c.scopes.push(Scope::Static(m, Default::default()));
@@ -689,5 +687,32 @@ mod tests {
         assert_eq!(eval(&ev, "builtins.nope or 5"), "5");
         assert_eq!(eval(&ev, "builtins.length.x or 4"), "4");
         assert!(eval(&ev, "builtins.nope").contains("attribute 'nope' missing"));
+    }
+
+    /// A let is recursive exactly when its bindings name it (syntactically),
+    /// lets nested in a recursive let's bindings included; values as
+    /// nix-instantiate 2.8 gives them.
+    #[test]
+    fn lets_are_recursive_only_when_their_bindings_name_them() {
+        fn let_rec(e: &Expr) -> Option<(bool, &Expr)> {
+            match e {
+                Expr::Let(l) => Some((l.rec, &*l.binds.iter().find(|b| b.name.as_str() == "f")?.value)),
+                _ => None,
+            }
+        }
+        let ev = Evaluator::new(EvalConfig::default(), Arc::new(MemIO::new()));
+        let src = "let a = 1; b = a; f = x: let y = x; in y; in f a";
+        let e = ev.compile_str(src, "/").unwrap();
+        let (outer, f) = let_rec(&e).unwrap();
+        let Expr::Lambda(l) = f else { panic!("f is a lambda") };
+        assert!(outer);
+        assert!(matches!(&l.body, Expr::Let(inner) if !inner.rec));
+        assert!(!let_rec(&ev.compile_str("let f = 1; g = 2; in f", "/").unwrap()).unwrap().0);
+        assert!(let_rec(&ev.compile_str("let f = { g = f; }; in f", "/").unwrap()).unwrap().0);
+        assert_eq!(eval(&ev, src), "1");
+        assert_eq!(eval(&ev, "let x = 5; in let inherit x; y = x; in y"), "5");
+        assert_eq!(eval(&ev, "let inherit (s) x; s = { x = 3; }; in x"), "3");
+        assert_eq!(eval(&ev, "let a.b = 1; a.c = a.b; in a"), "{ b = 1; c = 1; }");
+        assert_eq!(eval(&ev, "let f = x: let y = x; z = y; in z; in f 2"), "2");
     }
 }

@@ -36,10 +36,7 @@
 //! ever be breached, clearing stays sound: the evaluator counts reads of
 //! a host's nodes by other threads than its own, and after one, freeing
 //! is deferred until every other thread has left the host it was in; a
-//! cleared node reached anyway is an internal error. With several threads
-//! and `NDEPLOY_PIN=1` (an experiment: pinned nodes are never freed) the
-//! nodes they share are pinned (immortal, not counted: see
-//! `epoch::PinShared`) while they evaluate hosts. So with epochs the hosts run in one round, which
+//! cleared node reached anyway is an internal error. So with epochs the hosts run in one round, which
 //! only stops for a trial deletion when the shared frames held grew
 //! (cycles made in the shared epoch), and for good once a host node was
 //! forced in the shared epoch (a breach, counted: trial deletion every
@@ -202,12 +199,7 @@ pub fn evaluate_in_rounds(
         // the epoch argument or when the shared epoch made many frames.
         let shared_limit = 2 * shared_after_trial + SHARED_FRAMES_SLACK;
         let stop = || epoch::violations() != violations_at_start || evr.held_frames() > shared_limit;
-        let mut clearing = HostClearing::new(&quiescence, &stop);
-        // Nodes the threads share can be pinned rather than counted by both
-        // (`epoch::PinShared`, ~6% less CPU at -j 2), but a pinned node is
-        // never freed, even after the fleet: a leak by design, so it is an
-        // experiment behind NDEPLOY_PIN=1 until pins are undone at the end.
-        clearing.pin_shared = threads > 1 && std::env::var_os("NDEPLOY_PIN").is_some();
+        let clearing = HostClearing::new(&quiescence, &stop);
         // No thread evaluates and nothing is deferred (freed at the last
         // round's end): foreign reads of earlier rounds no longer matter.
         quiescence.rebase();

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use ndeploy_eval::value::collect::epoch::{self, HostThunks, Quiescence};
+use ndeploy_eval::value::collect::epoch::{HostThunks, Quiescence};
 use ndeploy_eval::value::{Env, Thunk};
 use ndeploy_eval::{ErrorKind, EvalError, EvalResult, Evaluator, Value};
 use rayon::prelude::*;
@@ -384,9 +384,6 @@ pub struct HostClearing<'a> {
     /// Hosts whose garbage was deferred (not freed at once: a host node
     /// was read by another thread than its maker).
     pub deferred: AtomicUsize,
-    /// The pool's threads pin the nodes of other threads they clone
-    /// ([`epoch::PinShared`]) while they evaluate the round's hosts.
-    pub pin_shared: bool,
     /// Nanoseconds spent clearing and freeing, summed over threads.
     pub nanos: AtomicU64,
     /// Thread CPU time evaluating hosts and clearing them (nanoseconds,
@@ -414,7 +411,6 @@ impl<'a> HostClearing<'a> {
             frames: AtomicUsize::new(0),
             thunks: AtomicUsize::new(0),
             deferred: AtomicUsize::new(0),
-            pin_shared: false,
             nanos: AtomicU64::new(0),
             eval_cpu_ns: AtomicU64::new(0),
             clear_cpu_ns: AtomicU64::new(0),
@@ -462,7 +458,6 @@ impl Fleet<'_> {
             |tx| {
                 pool.broadcast(|ctx| {
                     let tx = tx.clone();
-                    let _pin = round.per_host.is_some_and(|c| c.pin_shared).then(epoch::PinShared::start);
                     while let Some(i) = round.claim() {
                         let Some(h) = hosts.get(i) else { break };
                         let before = Env::rec_frames_made();

@@ -210,6 +210,13 @@ impl PrimOp {
     pub fn arg(&self, i: usize) -> Arg {
         self.args.get(i).copied().unwrap_or(Arg::Lazy)
     }
+    /// Check argument `i`, forced already, against its declaration (before
+    /// the next argument is forced): inline, a bit test and a tag compare
+    /// for the common case; [`Arg::check`] out of line for the rest.
+    #[inline(always)]
+    pub fn check(&self, ev: &Evaluator, i: usize, v: &Value) -> EvalResult<()> {
+        if self.is_typed(i) && !self.arg(i).accepts(v) { self.arg(i).check(ev, v) } else { Ok(()) }
+    }
     /// The position of the `k`th argument to force (`k`, except for the
     /// first two of a [`PrimOp::second_first`] builtin).
     #[inline]

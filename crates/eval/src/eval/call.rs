@@ -175,11 +175,8 @@ impl Evaluator {
         if op.is_strict(i) {
             // Checked in place: the result is returned as evaluated (no copy).
             let r = self.eval(e, env);
-            if op.is_typed(i)
-                && let Ok(v) = &r
-                && !op.arg(i).accepts(v)
-            {
-                op.arg(i).check(self, v).map_err(|e| e.with_pos(pos))?;
+            if let Ok(v) = &r {
+                op.check(self, i, v).map_err(|e| e.with_pos(pos))?;
             }
             r.map_err(|e| e.with_pos(pos))
         } else {
@@ -198,7 +195,7 @@ impl Evaluator {
         pos: Pos,
     ) -> EvalResult<Value> {
         let r = self.call_primop_now(op, &mut args, pos);
-        args.into_iter().for_each(super::drop_value);
+        args.into_iter().for_each(crate::value::drop::drop_value);
         r
     }
 
@@ -276,9 +273,7 @@ impl Evaluator {
                 && let Some(a) = args.get_mut(i)
             {
                 *a = self.force(a).map_err(|e| e.with_pos(pos))?;
-                if op.is_typed(i) && !op.arg(i).accepts(a) {
-                    op.arg(i).check(self, a).map_err(|e| e.with_pos(pos))?;
-                }
+                op.check(self, i, a).map_err(|e| e.with_pos(pos))?;
             }
         }
         self.call_primop_now(op, args, pos)

@@ -530,14 +530,6 @@ pub(crate) fn closure(l: &Brc<crate::ir::Lambda>, env: &Env) -> Value {
     Value::Lambda(crate::value::Brc::new_with(|| crate::value::Closure { lambda: l.clone(), env: env.clone() }))
 }
 
-/// Drop `v`; one that holds no node (null, a Boolean, a number, a primop)
-/// is forgotten inline instead of going through `Value`'s drop glue (an
-/// out-of-line call).
-#[inline(always)]
-pub(crate) fn drop_value(v: Value) {
-    if crate::value::drop::is_plain(&v) { std::mem::forget(v) } else { drop(v) }
-}
-
 pub(crate) fn released() -> EvalError {
     EvalError::other("internal error: variable frame released (evaluator dropped)")
 }

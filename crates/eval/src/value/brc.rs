@@ -46,14 +46,6 @@
 //!   that is exiting, has none (`NO_ID`): its nodes are made merged (owner
 //!   0, no thread's id) and all its counting is atomic.
 //!
-//! - A *pinned* node (`PINNED`, set once, never cleared: [`PinShared`])
-//!   is never freed: every free path tests the flag (read in the same
-//!   atomic operation that decides the free), and its counts are no longer
-//!   kept (clones and drops test the flag first). Pinning is done by a
-//!   thread cloning a reference it holds (the node is alive), like an
-//!   increment that is never undone, and is visible to the other threads
-//!   wherever that increment would be.
-//!
 //! A thread drains its inbox when it exits and at [`drain`] (called at
 //! points where evaluations batch work, e.g. registering recursive frames):
 //! a node dropped for the last time on another thread is freed then.
@@ -68,12 +60,10 @@ use std::sync::{Arc, Mutex};
 /// `shared`'s flags (low bits); the count is the rest, signed.
 const MERGED: u32 = 1;
 const QUEUED: u32 = 2;
-/// Immortal: counts ignored, never freed ([`PinShared`]).
-const PINNED: u32 = 4;
-const ONE: u32 = 8;
+const ONE: u32 = 4;
 /// Beyond this many shared references (or weak ones) the process aborts,
 /// as `Arc` does on overflow (they would take gigabytes of references).
-const MAX_SHARED: i32 = 1 << 27;
+const MAX_SHARED: i32 = 1 << 28;
 /// The owner counts in `biased` up to this, then in `shared`.
 const MAX_BIASED: u32 = 1 << 31;
 /// A thread without an id (exiting, or ids exhausted): never an owner.
@@ -138,42 +128,6 @@ thread_local! {
 }
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
-
-thread_local! {
-    /// Whether this thread pins the nodes it clones and does not own
-    /// ([`PinShared`]).
-    static PINNING: Cell<bool> = const { Cell::new(false) };
-}
-
-/// While alive, this thread pins the nodes of other threads it clones:
-/// such a node becomes immortal (a flag of its shared word, the owner id
-/// cleared) instead of counted, and from then on nobody counts its
-/// references (clones and drops by any thread test the flag and return)
-/// and it is never freed. For the threads of a fleet's evaluation
-/// (`ndeploy_deploy`'s rounds), which share the library, the package set
-/// and the hive's values: each such node cost a locked read-modify-write
-/// per clone and per drop on a line its owner kept writing (its biased
-/// count), a cache miss for the other thread. Pinned nodes are those two
-/// threads reached, which a fleet keeps alive until it ends anyway; their
-/// memory (and what they refer to) is not returned until the process
-/// exits.
-#[must_use]
-pub struct PinShared {
-    prev: bool,
-    _not_send: PhantomData<*const ()>,
-}
-
-impl PinShared {
-    pub fn start() -> PinShared {
-        PinShared { prev: PINNING.with(|p| p.replace(true)), _not_send: PhantomData }
-    }
-}
-
-impl Drop for PinShared {
-    fn drop(&mut self) {
-        let _ = PINNING.try_with(|p| p.set(self.prev));
-    }
-}
 
 /// A node handed to its owner for merging: its address and how to merge it.
 struct Queued {
@@ -342,7 +296,7 @@ fn enqueue(owner: u32, q: Queued) {
 
 #[inline]
 fn count(s: u32) -> i32 {
-    (s as i32) >> 3
+    (s as i32) >> 2
 }
 
 #[cold]
@@ -439,9 +393,9 @@ impl<T: ?Sized> Brc<T> {
             }
             // Merged, and no longer queued: from now on whoever brings
             // the count to zero frees the node.
-            let new = ((c as i32) << 3) as u32 | MERGED | (s & PINNED);
+            let new = ((c as i32) << 2) as u32 | MERGED;
             match hdr.shared.compare_exchange_weak(s, new, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) if c == 0 && s & PINNED == 0 => {
+                Ok(_) if c == 0 => {
                     // SAFETY: merged with no reference left: ours to free.
                     unsafe { Self::free(addr) };
                     return;
@@ -489,8 +443,8 @@ impl<T: ?Sized> Brc<T> {
         hdr.owner.store(0, Ordering::Relaxed);
         let old = hdr.shared.fetch_or(MERGED, Ordering::AcqRel);
         // A queued node is freed by its merge only (its inbox entry still
-        // points at it); a pinned one never.
-        if count(old) == 0 && old & (QUEUED | PINNED) == 0 {
+        // points at it).
+        if count(old) == 0 && old & QUEUED == 0 {
             // SAFETY: merged with no reference left.
             unsafe { Self::free(self.ptr) };
         }
@@ -499,15 +453,8 @@ impl<T: ?Sized> Brc<T> {
     #[inline(never)]
     fn drop_shared(&self) {
         let hdr = self.hdr();
-        if hdr.shared.load(Ordering::Relaxed) & PINNED != 0 {
-            return;
-        }
         let old = hdr.shared.fetch_sub(ONE, Ordering::Release);
         let new = old.wrapping_sub(ONE);
-        if new & PINNED != 0 {
-            // Pinned meanwhile: counts no longer matter.
-            return;
-        }
         if new & MERGED != 0 {
             // Queued: the merge frees it (see `drop_owner_last`).
             if count(new) == 0 && new & QUEUED == 0 {
@@ -517,7 +464,7 @@ impl<T: ?Sized> Brc<T> {
             }
         } else if count(new) < 0 && new & QUEUED == 0 {
             let prev = hdr.shared.fetch_or(QUEUED, Ordering::AcqRel);
-            if prev & (QUEUED | MERGED | PINNED) == 0 {
+            if prev & (QUEUED | MERGED) == 0 {
                 let owner = hdr.owner.load(Ordering::Relaxed);
                 enqueue(owner, Queued { addr: pack(self.ptr), merge: Self::merge_queued });
             }
@@ -525,13 +472,9 @@ impl<T: ?Sized> Brc<T> {
     }
 }
 
-/// `biased + shared` (or `shared` once merged; a pinned node counts as
-/// referenced from everywhere).
+/// `biased + shared` (or `shared` once merged).
 fn total(hdr: &Header) -> i64 {
     let s = hdr.shared.load(Ordering::Acquire);
-    if s & PINNED != 0 {
-        return i64::from(MAX_SHARED);
-    }
     let c = i64::from(count(s));
     if s & MERGED != 0 { c } else { c + i64::from(hdr.biased.load(Ordering::Relaxed)) }
 }
@@ -552,24 +495,10 @@ impl<T: ?Sized> Clone for Brc<T> {
 }
 
 impl<T: ?Sized> Brc<T> {
-    /// A reference counted in `shared` (another thread's node), or none
-    /// if the node is pinned, or pinned now (while [`PinShared`] says so).
+    /// A reference counted in `shared` (another thread's node).
     #[inline(never)]
     fn clone_shared(&self) -> Brc<T> {
-        let hdr = self.hdr();
-        if hdr.shared.load(Ordering::Relaxed) & PINNED != 0 {
-            return Brc { ptr: self.ptr, _own: PhantomData };
-        }
-        if PINNING.with(Cell::get) {
-            // Our reference (the one we clone from) keeps the node alive
-            // while we pin it: it is never freed from now on. The owner
-            // stops counting in `biased` (no more writes to this line).
-            if hdr.shared.fetch_or(PINNED, Ordering::AcqRel) & PINNED == 0 {
-                hdr.owner.store(0, Ordering::Relaxed);
-            }
-            return Brc { ptr: self.ptr, _own: PhantomData };
-        }
-        if count(hdr.shared.fetch_add(ONE, Ordering::Relaxed)) > MAX_SHARED {
+        if count(self.hdr().shared.fetch_add(ONE, Ordering::Relaxed)) > MAX_SHARED {
             overflow();
         }
         Brc { ptr: self.ptr, _own: PhantomData }
@@ -612,10 +541,6 @@ impl<T: ?Sized> WeakBrc<T> {
     /// A strong reference, if the node is alive.
     pub fn upgrade(&self) -> Option<Brc<T>> {
         let hdr = self.hdr();
-        if hdr.shared.load(Ordering::Acquire) & PINNED != 0 {
-            // Never freed: an uncounted reference.
-            return Some(Brc { ptr: self.ptr, _own: PhantomData });
-        }
         if hdr.owner.load(Ordering::Relaxed) == my_id() {
             // The owner: nobody else frees an unmerged node.
             let b = hdr.biased.load(Ordering::Relaxed);
@@ -662,7 +587,7 @@ impl<T: ?Sized> WeakBrc<T> {
     /// The node is freed (its contents dropped): certain, on any thread.
     pub fn is_dead(&self) -> bool {
         let s = self.hdr().shared.load(Ordering::Acquire);
-        s & MERGED != 0 && s & (QUEUED | PINNED) == 0 && count(s) <= 0
+        s & MERGED != 0 && s & QUEUED == 0 && count(s) <= 0
     }
 }
 
@@ -808,42 +733,6 @@ mod tests {
         assert_eq!(d.load(Ordering::SeqCst), 1);
         drop(y);
         assert_eq!(d.load(Ordering::SeqCst), 2);
-    }
-
-    /// A node cloned by another thread that pins ([`PinShared`]) is never
-    /// freed, whoever drops what; its weak references still upgrade, and
-    /// it counts as referenced (for the collector). Without the guard the
-    /// same thread counts (the other tests).
-    #[test]
-    fn pinned_nodes_are_immortal() {
-        let d = Arc::new(AtomicUsize::new(0));
-        let a = Brc::new(Counted(d.clone()));
-        let w = Brc::downgrade(&a);
-        let b = a.clone();
-        let pinned = std::thread::scope(|s| {
-            s.spawn(|| {
-                let _pin = PinShared::start();
-                let c = a.clone();
-                let pinned = a.hdr().shared.load(Ordering::SeqCst) & PINNED != 0;
-                let more: Vec<_> = (0..10).map(|_| c.clone()).collect();
-                drop(more);
-                drop(c);
-                pinned
-            })
-            .join()
-            .unwrap()
-        });
-        assert!(pinned);
-        assert!(!Brc::is_mine(&a), "the owner stops counting");
-        drop(a);
-        drop(b);
-        drain();
-        assert_eq!(d.load(Ordering::SeqCst), 0, "never freed");
-        assert!(!w.is_dead() && w.strong_count() >= MAX_SHARED as usize);
-        let again = w.upgrade().expect("alive");
-        drop(again);
-        std::thread::spawn(move || drop(w.upgrade())).join().unwrap();
-        assert_eq!(d.load(Ordering::SeqCst), 0);
     }
 
     /// Eight threads clone and drop one node's references at once (the

@@ -119,6 +119,13 @@ pub(crate) fn is_plain(v: &Value) -> bool {
     matches!(v, Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::PrimOp(_))
 }
 
+/// Drop `v`; one that holds no node ([`is_plain`]) is forgotten inline
+/// instead of going through `Value`'s drop glue (an out-of-line call).
+#[inline(always)]
+pub(crate) fn drop_value(v: Value) {
+    if is_plain(&v) { std::mem::forget(v) } else { drop(v) }
+}
+
 /// Drop the values of `v` (leaving it empty, its buffer kept), calling
 /// the drop glue only for those with a node.
 #[inline]

@@ -137,7 +137,7 @@ impl Drop for EnvInner {
                     // SAFETY: each slot holds a value (not cleared), moved
                     // out once, here, and dropped (without the drop glue's
                     // call when it holds no node).
-                    crate::eval::drop_value(unsafe { ManuallyDrop::take(s.0.get_mut()) });
+                    crate::value::drop::drop_value(unsafe { ManuallyDrop::take(s.0.get_mut()) });
                 }
             }
             None => {
@@ -326,7 +326,7 @@ impl Env {
             // yet, or a rec frame being filled).
             let old = std::mem::replace(unsafe { &mut *s.0.get() }, ManuallyDrop::new(v));
             // Mostly the `null` a frame is made with: no drop glue call.
-            crate::eval::drop_value(ManuallyDrop::into_inner(old));
+            crate::value::drop::drop_value(ManuallyDrop::into_inner(old));
         }
     }
 
@@ -355,16 +355,6 @@ impl Env {
 
     pub fn lookup(&self, depth: u32, idx: u32) -> Result<Value, EnvCleared> {
         self.slot(depth, idx).cloned()
-    }
-
-    /// Like [`Env::lookup`], but looks through a forced thunk without
-    /// cloning the thunk itself (the hot path of variable access).
-    #[inline]
-    pub fn lookup_shallow(&self, depth: u32, idx: u32) -> Result<Value, EnvCleared> {
-        self.slot(depth, idx).map(|v| match v {
-            Value::Thunk(t) => t.get().unwrap_or_else(|| v.clone()),
-            v => v.clone(),
-        })
     }
 
     /// A reference to a slot (valid while the frame is borrowed: see the

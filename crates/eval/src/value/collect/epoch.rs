@@ -116,7 +116,6 @@ pub(crate) fn made_host_thunk(w: Weak<ThunkInner>) {
 }
 
 mod quiescence;
-pub use crate::value::brc::PinShared;
 pub use quiescence::Quiescence;
 #[cfg(test)]
 mod tests;

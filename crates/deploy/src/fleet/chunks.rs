@@ -172,6 +172,7 @@ pub fn evaluate_in_rounds(
     let threads = pool.current_num_threads();
     let quiescence = epoch::Quiescence::new(threads);
     let (mut host_frames, mut host_thunks, mut host_clear_ns, mut host_deferred) = (0usize, 0usize, 0u64, 0usize);
+    let mut host_listed = 0usize;
     let (mut eval_cpu_ns, mut clear_cpu_ns) = (0u64, 0u64);
     loop {
         let start = next.load(Ordering::Relaxed);
@@ -225,6 +226,7 @@ pub fn evaluate_in_rounds(
             pool.broadcast(|ctx| quiescence.free_deferred(ctx.index()));
             host_frames += clearing.frames.load(Ordering::Relaxed);
             host_thunks += clearing.thunks.load(Ordering::Relaxed);
+            host_listed += clearing.listed.load(Ordering::Relaxed);
             host_deferred += clearing.deferred.load(Ordering::Relaxed);
             host_clear_ns += clearing.nanos.load(Ordering::Relaxed);
             eval_cpu_ns += clearing.eval_cpu_ns.load(Ordering::Relaxed);
@@ -337,7 +339,7 @@ pub fn evaluate_in_rounds(
     debug_assert_eq!(quiescence.deferred(), 0);
     if report {
         eprintln!(
-            "hosts' epochs cleared by their threads: {host_frames} frames, {host_thunks} thunks, {:.2} s summed ({:.2} s CPU), {host_deferred} hosts' garbage deferred (foreign reads {}); hosts evaluated in {:.2} s CPU",
+            "hosts' epochs cleared by their threads: {host_frames} frames, {host_thunks} thunks (of {host_listed} nodes listed), {:.2} s summed ({:.2} s CPU), {host_deferred} hosts' garbage deferred (foreign reads {}); hosts evaluated in {:.2} s CPU",
             host_clear_ns as f64 / 1e9,
             clear_cpu_ns as f64 / 1e9,
             epoch::foreign_reads(),

@@ -381,6 +381,8 @@ pub struct HostClearing<'a> {
     pub stop: &'a (dyn Fn() -> bool + Sync),
     pub frames: AtomicUsize,
     pub thunks: AtomicUsize,
+    /// Thunks listed (cleared or dead by then) and frames listed.
+    pub listed: AtomicUsize,
     /// Hosts whose garbage was deferred (not freed at once: a host node
     /// was read by another thread than its maker).
     pub deferred: AtomicUsize,
@@ -410,6 +412,7 @@ impl<'a> HostClearing<'a> {
             stop,
             frames: AtomicUsize::new(0),
             thunks: AtomicUsize::new(0),
+            listed: AtomicUsize::new(0),
             deferred: AtomicUsize::new(0),
             nanos: AtomicU64::new(0),
             eval_cpu_ns: AtomicU64::new(0),
@@ -481,6 +484,7 @@ impl Fleet<'_> {
                             let stats = unsafe { c.quiescence.clear_host(me, made) };
                             c.frames.fetch_add(stats.cleared_frames, Ordering::Relaxed);
                             c.thunks.fetch_add(stats.cleared_thunks, Ordering::Relaxed);
+                            c.listed.fetch_add(stats.thunks + stats.frames, Ordering::Relaxed);
                             c.deferred.fetch_add(stats.deferred, Ordering::Relaxed);
                             c.nanos.fetch_add(stats.time.as_nanos() as u64, Ordering::Relaxed);
                             c.eval_cpu_ns.fetch_add(cpu1.saturating_sub(cpu0), Ordering::Relaxed);

@@ -511,13 +511,15 @@ impl Thunk {
     }
 
     /// [`Thunk::end`] for the owner: publishing in the cell when nobody
-    /// else published (no `DONE`, no `BOXED`) is inline.
+    /// else published (no `DONE`, no `BOXED`) is inline, for host thunks
+    /// too (listed first, as `end` does).
     #[inline]
     fn end_owned(&self, r: Result<Value, EvalError>) -> Result<&Value, EvalError> {
         let inner = &*self.0;
         let Ok(v) = r else { return self.end(Claim::Owned, r) };
-        if inner.gc.load(Ordering::Relaxed) & crate::value::collect::epoch::HOST != 0 {
-            return self.end(Claim::Owned, Ok(v));
+        if inner.gc.load(Ordering::Relaxed) & crate::value::collect::epoch::HOST != 0 && !super::drop::is_scalar(&v) {
+            // As in `end`: listed for clearing when the host's epoch ends.
+            crate::value::collect::epoch::made_host_thunk(Brc::downgrade(&self.0));
         }
         let s = inner.lock();
         if s & (DONE | BOXED) != 0 {

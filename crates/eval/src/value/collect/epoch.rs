@@ -31,8 +31,10 @@
 //! bit; thunks of a host epoch are listed (weakly) per thread when they
 //! get a result that can close a cycle (not a scalar: a thunk's pending
 //! work only refers to nodes older than the thunk, so every cycle closes
-//! through a frame's slot or a thunk's result) and handed over when the
-//! host ends ([`HostEpoch::finish`]). That is
+//! through a frame's slot or a thunk's result; the youngest entries of a
+//! list are looked at every so often and those that died by counting are
+//! dropped, so that their memory is reused while in cache) and handed over
+//! when the host ends ([`HostEpoch::finish`]). That is
 //! [`crate::Evaluator::clear_host_epochs`]: one pass over those lists, no
 //! counting walk, no live marking; reference counting frees the rest.
 //!
@@ -87,6 +89,8 @@ thread_local! {
     static IN_HOST: Cell<bool> = const { Cell::new(false) };
     /// Thunks made in this thread's current host epoch.
     static HOST_THUNKS: RefCell<Vec<Weak<ThunkInner>>> = const { RefCell::new(Vec::new()) };
+    /// How many of `HOST_THUNKS`' first entries [`forget_dead`] looked at.
+    static CHECKED: Cell<usize> = const { Cell::new(0) };
     /// Whether the current host epoch lists its recursive frames (to clear
     /// them when the host ends) instead of registering them.
     static LIST_FRAMES: Cell<bool> = const { Cell::new(false) };
@@ -112,10 +116,40 @@ pub(crate) fn list_host_frame(env: &Env) -> bool {
 /// thunk's pending work only refers to nodes older than the thunk).
 #[inline]
 pub(crate) fn made_host_thunk(w: Weak<ThunkInner>) {
-    HOST_THUNKS.with(|l| l.borrow_mut().push(w));
+    HOST_THUNKS.with(|l| {
+        let mut l = l.borrow_mut();
+        l.push(w);
+        if l.len().saturating_sub(CHECKED.with(Cell::get)) >= YOUNG {
+            forget_dead(&mut l);
+        }
+    });
+}
+
+/// How many thunks are listed between two looks at the youngest entries
+/// ([`forget_dead`]).
+const YOUNG: usize = 1024;
+
+/// Drop the weak references of the youngest listed thunks that died by
+/// counting meanwhile: their memory (held by the weak reference until the
+/// host ends, else) is released while it is still in the cache, and
+/// reused by the host's next allocations. Each entry is looked at once, a
+/// few hundred nanoseconds' worth of evaluation after it was listed.
+#[cold]
+#[inline(never)]
+fn forget_dead(l: &mut Vec<Weak<ThunkInner>>) {
+    let mut i = CHECKED.with(Cell::get).min(l.len());
+    while let Some(w) = l.get(i) {
+        if w.is_dead() {
+            drop(l.swap_remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    CHECKED.with(|c| c.set(l.len()));
 }
 
 mod quiescence;
+mod sweep;
 pub use quiescence::Quiescence;
 #[cfg(test)]
 mod tests;
@@ -222,6 +256,7 @@ impl HostThunks {
 impl HostEpoch {
     /// End the epoch; the thunks it made.
     pub fn finish(self) -> HostThunks {
+        CHECKED.with(|c| c.set(0));
         HostThunks(HOST_THUNKS.with(|l| std::mem::take(&mut *l.borrow_mut())))
     }
 }
@@ -231,6 +266,7 @@ impl Drop for HostEpoch {
         // Not finished (a panic): forget the lists (their cycles leak; never
         // clear what a caller did not hand over).
         let _ = HOST_THUNKS.try_with(|l| l.borrow_mut().clear());
+        let _ = CHECKED.try_with(|c| c.set(0));
         let _ = HOST_FRAMES.try_with(|l| l.borrow_mut().clear());
         let _ = LIST_FRAMES.try_with(|c| c.set(false));
     }
@@ -242,6 +278,7 @@ impl Drop for HostEpoch {
 /// collection at a stop-the-world point). Host epochs do not nest.
 pub fn enter_host() -> HostEpoch {
     HOST_THUNKS.with(|l| l.borrow_mut().clear());
+    CHECKED.with(|c| c.set(0));
     HostEpoch { _guard: EpochGuard { prev: IN_HOST.with(|c| c.replace(true)) } }
 }
 

@@ -34,22 +34,27 @@
 //! issues a `SeqCst` fence (`epoch::foreign_read`) before the reader reads
 //! the node's state, or before it reads it again and uses only what it
 //! read the second time (thunk results, frame slots: the check comes
-//! after the state load, on the line it brought in). `t`,
-//! after clearing, issues a `SeqCst` fence and reads the count. By the
-//! fences' total order, either `t` sees the increment, or `u`'s state read
+//! after the state load, on the line it brought in). `t` clears in
+//! batches (`sweep.rs`): after clearing a batch it issues a `SeqCst` fence
+//! and reads the count, and drops that batch's contents and handles only
+//! if the count has not moved since no thread evaluated a host
+//! ([`Quiescence::rebase`]). A node freed by dropping batch `k` had every
+//! counted reference to it in batches up to `k` (or in nodes freed so), so
+//! the cell `u` read belongs to a node cleared before batch `k`'s fence.
+//! By the fences' total order, either `t`'s read after that fence sees
+//! `u`'s increment (and drops nothing from then on), or `u`'s state read
 //! comes after the clear and sees the node cleared (so `u` takes no
-//! borrow into the old contents). If the count has not moved since no
-//! thread evaluated a host ([`Quiescence::rebase`]), `t` frees the garbage
-//! at once, on its own thread, while its memory is still in cache and
-//! before the next host allocates (the point of this module: deferring one
-//! host made each thread hold two hosts' garbage and the next host
-//! allocate cold memory, about half of the second thread's extra CPU).
+//! borrow into the old contents). So `t` frees the garbage at once, on
+//! its own thread, while its memory is still in cache and before the next
+//! host allocates (the point of this module: deferring one host made each
+//! thread hold two hosts' garbage and the next host allocate cold memory,
+//! about half of the second thread's extra CPU).
 //! `t` itself holds no borrow at a host's end (references into the heap
 //! never outlive a host's evaluation), and its reads of its own nodes in
 //! later hosts see them cleared.
 //!
 //! Otherwise (a foreign read happened: never on a fleet whose epochs hold)
-//! the garbage is *deferred*: each thread's phase counter is odd while it
+//! the garbage not yet dropped is *deferred*: each thread's phase counter is odd while it
 //! evaluates a host and even between hosts, and garbage cleared when the
 //! other threads' phases were `p` is freed once each of them is even or has
 //! moved past `p` (quiescent-state-based reclamation), so every borrow taken
@@ -74,9 +79,9 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
-use super::super::{Cleared, Garbage, Node};
+use super::super::Garbage;
+use super::sweep::Sweep;
 use super::{HostNodes, RegionStats};
-use crate::value::{Env, Thunk};
 
 /// Per pool thread: its phase and the garbage it cleared, waiting for the
 /// other threads to leave the hosts they were in.
@@ -174,36 +179,24 @@ impl Quiescence {
             return RegionStats::default();
         };
         let mut stats = RegionStats { frames: nodes.frames.len(), thunks: nodes.thunks.len(), ..RegionStats::default() };
-        let mut cleared = Cleared::default();
-        let mut handles = Vec::new();
-        super::each_prefetched(&nodes.frames, |w| Some(w.as_ptr().cast::<u8>() as usize), |w| {
-            if let Some(env) = Env::upgrade(w) {
-                cleared.clear(&Node::Env(env.clone()));
-                cleared.envs.push(env);
-            }
-        });
-        super::each_prefetched(&nodes.thunks, |w| Some(w.as_ptr() as usize), |w| {
-            if let Some(t) = Thunk::upgrade(w) {
-                cleared.clear(&Node::Thunk(t.clone()));
-                handles.push(Node::Thunk(t));
-            }
-        });
-        drop(nodes);
-        stats.cleared_frames = cleared.frames;
-        stats.cleared_thunks = cleared.thunks;
-        let garbage = Garbage { values: vec![std::mem::take(&mut cleared.values)], envs: vec![std::mem::take(&mut cleared.envs)], nodes: vec![handles] };
-        // Pairs with the fence in `enter`, and with the one of a foreign
-        // read (`super::foreign_read`): either this load sees its count, or
-        // that reader sees the nodes cleared.
-        fence(Ordering::SeqCst);
         // One thread: no other evaluates (the contract), reads unchecked.
-        let at_once = self.slots.len() == 1 || super::foreign_reads() == self.base.load(Ordering::Relaxed);
-        let mut garbage = Some(garbage);
-        if at_once {
-            // No other thread read a host node's contents: none holds a
-            // reference into this garbage (module documentation).
-            drop(garbage.take());
+        let base = self.base.load(Ordering::Relaxed);
+        let unread = move || super::foreign_reads() == base;
+        let check: Option<&dyn Fn() -> bool> = if self.slots.len() == 1 { None } else { Some(&unread) };
+        let mut sweep = Sweep::new(check);
+        let HostNodes { thunks, frames } = nodes;
+        // SAFETY: forwarded from the caller (the host ended on this
+        // thread); the sweep frees a batch only after its fence and check.
+        unsafe {
+            sweep.frames(frames);
+            sweep.thunks(thunks);
         }
+        stats.cleared_frames = sweep.frames;
+        stats.cleared_thunks = sweep.thunks_cleared;
+        let garbage = sweep.finish();
+        // Pairs with the fence in `enter`: either the phases read below
+        // show a thread's entry, or that thread sees the nodes cleared.
+        fence(Ordering::SeqCst);
         let seen: Box<[u64]> = self.slots.iter().map(|s| s.phase.load(Ordering::SeqCst)).collect();
         let free = {
             let mut limbo = slot.limbo.lock().unwrap_or_else(|e| e.into_inner());

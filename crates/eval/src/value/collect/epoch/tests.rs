@@ -168,3 +168,28 @@ fn garbage_is_freed_at_once_when_no_other_thread_is_in_a_host() {
     assert_eq!(q.deferred(), 0);
     assert!(l.upgrade().is_none());
 }
+
+/// Listed host thunks that die by counting before their host ends are
+/// dropped from the list as it grows (their memory reused at once), not
+/// held until the host's end.
+#[test]
+fn listed_thunks_that_die_early_are_forgotten() {
+    let ev = Evaluator::real();
+    let host = enter_host_listed();
+    let n = 5000;
+    // Each `y` is a host thunk forced to a list (listed), dead once its
+    // step of the fold is done.
+    let v = ev
+        .eval_str(&format!(
+            "builtins.foldl' (a: i: a + (let y = builtins.genList (x: x) (i - i + 2); in builtins.length y)) 0 (builtins.genList (x: x) {n})"
+        ))
+        .unwrap();
+    assert!(matches!(ev.force(&v).unwrap(), Value::Int(x) if x == 2 * n));
+    drop(v);
+    let nodes = host.finish_nodes();
+    assert!(nodes.thunks.len() < 2 * super::YOUNG, "{} thunks still listed", nodes.thunks.len());
+    let q = Quiescence::new(1);
+    // SAFETY: the host ended on this thread; no other evaluates.
+    let stats = unsafe { q.clear_host(0, nodes) };
+    assert_eq!(stats.deferred, 0);
+}

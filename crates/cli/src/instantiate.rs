@@ -155,6 +155,10 @@ fn run_inner(args: InstantiateArgs) -> EvalResult<()> {
     }
     let store = Arc::new(store);
     ev.store = Some(Arc::new(ndeploy_eval::fetch::FetchStore::new(store.clone(), fetcher)));
+    // The process ends right after evaluating: freeing the evaluation heap
+    // (every value, thunk and frame) would only cost time, and a never
+    // dropped evaluator skips registering its recursive frames.
+    let ev = ev.into_static();
 
     let inputs: Vec<String> = if args.files.is_empty() && !args.expr { vec!["./default.nix".into()] } else { args.files.clone() };
 
@@ -172,7 +176,7 @@ fn run_inner(args: InstantiateArgs) -> EvalResult<()> {
         return Ok(());
     }
 
-    let auto_args = auto_args(&ev, &args, &cwd)?;
+    let auto_args = auto_args(ev, &args, &cwd)?;
     let stdout = std::io::stdout();
     for input in &inputs {
         let root = if args.expr {
@@ -183,29 +187,29 @@ fn run_inner(args: InstantiateArgs) -> EvalResult<()> {
                 .map_err(|e| EvalError::other(format!("reading the expression from stdin: {e}")))?;
             ev.eval_stdin_text(&text)?
         } else if ndeploy_eval::flake::looks_like_flake_ref(input) {
-            flake_root(&ev, input)?
+            flake_root(ev, input)?
         } else {
             ev.eval_file(&absolute(&cwd, input))?
         };
         let attr_paths = if args.attr.is_empty() { vec![String::new()] } else { args.attr.clone() };
         for ap in &attr_paths {
-            let v = find_along_attr_path(&ev, ap, auto_args.as_ref(), root.clone())?;
+            let v = find_along_attr_path(ev, ap, auto_args.as_ref(), root.clone())?;
             if !args.eval {
-                let out = print_derivations(&ev, &store, &args, auto_args.as_ref(), v)?;
+                let out = print_derivations(ev, &store, &args, auto_args.as_ref(), v)?;
                 let _ = write!(stdout.lock(), "{out}");
                 continue;
             }
             let v = match &auto_args {
-                Some(a) => auto_call(&ev, a, v)?,
+                Some(a) => auto_call(ev, a, v)?,
                 None => v,
             };
             let v = if args.strict { ev.force_deep(&v)? } else { ev.force(&v)? };
             let out = if args.json {
-                ndeploy_eval::builtins::to_json_string(&ev, &v)?
+                ndeploy_eval::builtins::to_json_string(ev, &v)?
             } else if args.xml {
-                ndeploy_eval::builtins::to_xml_string(&ev, &v, args.strict, !args.no_location)?
+                ndeploy_eval::builtins::to_xml_string(ev, &v, args.strict, !args.no_location)?
             } else {
-                ndeploy_eval::print::print_value(&ev, &v, args.strict)?
+                ndeploy_eval::print::print_value(ev, &v, args.strict)?
             };
             let mut lock = stdout.lock();
             // As nix-instantiate: no newline after JSON or XML documents.
@@ -216,9 +220,6 @@ fn run_inner(args: InstantiateArgs) -> EvalResult<()> {
         leak_at_exit(root);
     }
     store.write_manifest().map_err(|e| EvalError::other(e.to_string()))?;
-    // The process ends right after: freeing the evaluation heap (every
-    // value, thunk and frame) would only cost time.
-    std::mem::forget(ev);
     Ok(())
 }
 

@@ -123,6 +123,9 @@ pub struct Evaluator {
     scoped: ScopedImports,
     rec_envs: Mutex<RecRegistry>,
     rec_new: [RecShard; REC_SHARDS],
+    /// Set by [`Evaluator::into_static`]: never dropped, so recursive
+    /// frames are not registered (nothing would ever clear them).
+    for_process: bool,
     root: Env,
 }
 
@@ -144,8 +147,23 @@ impl Evaluator {
             scoped: Mutex::new(HashMap::new()),
             rec_envs: Mutex::new(RecRegistry { envs: Vec::new(), prune_at: 1024, held: None }),
             rec_new: Default::default(),
+            for_process: false,
             root: Env::root(),
         }
+    }
+
+    /// This evaluator for the rest of the process, never dropped (a command
+    /// that evaluates and exits: the heap is left to the exit, as C++ Nix
+    /// does). Registering a recursive frame (~270 instructions: a shard
+    /// lock, a clone, a downgrade, the registry's batch, and the weak
+    /// reference that keeps the frame's memory until it is pruned) only
+    /// serves the drop, which clears the frames' cycles; so from here on
+    /// frames are not registered. A leak by intent, bounded by the process:
+    /// the evaluator cannot be dropped any more, and the cycle collector
+    /// (which works on registered frames) has nothing to collect.
+    pub fn into_static(mut self) -> &'static Evaluator {
+        self.for_process = true;
+        Box::leak(Box::new(self))
     }
 
     /// An evaluator on the real file system with default settings.
@@ -279,8 +297,9 @@ impl Evaluator {
             // this thread made, handed to it by `value/brc.rs`).
             crate::value::brc::drain();
         }
-        // A fleet host's frame cleared when the host ends: not registered.
-        if crate::value::collect::epoch::list_host_frame(&env) {
+        // A fleet host's frame cleared when the host ends, or any frame of
+        // an evaluator that is never dropped: not registered.
+        if crate::value::collect::epoch::list_host_frame(&env) || self.for_process {
             return env;
         }
         let shard = &self.rec_new[crate::value::thunk::thread_id() as usize % REC_SHARDS];
@@ -544,6 +563,14 @@ pub(crate) fn io_msg(e: &std::io::Error) -> String {
 
 // Access for the cycle collector (`value/collect.rs`).
 impl Evaluator {
+    /// How many recursive frames are registered or waiting to be (live or
+    /// not yet pruned).
+    #[cfg(test)]
+    pub(crate) fn registered_frames(&self) -> usize {
+        let waiting: usize = self.rec_new.iter().map(|s| s.0.lock().unwrap_or_else(|e| e.into_inner()).len()).sum();
+        waiting + self.rec_envs.lock().unwrap_or_else(|e| e.into_inner()).envs.len()
+    }
+
     /// How many recursive frames the collector holds (0 without it).
     pub fn held_frames(&self) -> usize {
         self.rec_envs.lock().unwrap_or_else(|e| e.into_inner()).held.as_ref().map_or(0, Vec::len)
@@ -555,5 +582,30 @@ impl Evaluator {
         self.flush_rec();
         let reg = self.rec_envs.get_mut().unwrap_or_else(|e| e.into_inner());
         (&mut reg.envs, &mut reg.held)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{EvalConfig, Evaluator};
+    use crate::io::MemIO;
+
+    const RECURSIVE: &str = "builtins.foldl' (a: b: a + b) 0 (builtins.genList (i: let x = { a = y; }; y = i; in x.a) 50)";
+
+    /// An evaluator made static for the rest of the process registers no
+    /// recursive frame (nothing would ever clear them); a dropped one
+    /// registers each, and both give the same value.
+    #[test]
+    fn static_evaluators_register_no_frames() {
+        let ev = Evaluator::new(EvalConfig::default(), Arc::new(MemIO::new()));
+        let v = ev.eval_str(RECURSIVE).and_then(|v| ev.force_deep(&v)).unwrap();
+        assert_eq!(v.known_int(), Some(1225));
+        assert!(ev.registered_frames() >= 50, "{}", ev.registered_frames());
+        let ev = Evaluator::new(EvalConfig::default(), Arc::new(MemIO::new())).into_static();
+        let v = ev.eval_str(RECURSIVE).and_then(|v| ev.force_deep(&v)).unwrap();
+        assert_eq!(v.known_int(), Some(1225));
+        assert_eq!(ev.registered_frames(), 0);
     }
 }

@@ -24,6 +24,14 @@
 use std::ops::Deref;
 
 use super::{Evaluator, released};
+
+/// A variable's frame was released (see [`released`]), as a borrowed
+/// result (a tail call).
+#[cold]
+#[inline(never)]
+fn released_ref<'a>() -> EvalResult<VRef<'a>> {
+    Err(released())
+}
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::ir::{AttrName, Expr};
 use crate::source::Pos;
@@ -59,30 +67,48 @@ impl VRef<'_> {
 
 impl Evaluator {
     /// `e` in `env` to weak head normal form, borrowed when possible.
+    /// Frameless: a variable whose value is there and a constant are
+    /// answered here, everything else is a tail call (with a call that
+    /// returns here, every call paid the saves and restores of a frame:
+    /// 16 of its ~60 instructions).
     #[inline]
     pub(crate) fn eval_ref<'a>(&self, e: &'a Expr, env: &'a Env) -> EvalResult<VRef<'a>> {
         match e {
+            Expr::Local { depth, idx } => match env.slot(*depth, *idx) {
+                Ok(v) => self.force_ref(v),
+                Err(_) => released_ref(),
+            },
             Expr::Const(v) => Ok(VRef::Ref(v)),
-            Expr::Local { depth, idx } => {
-                let v = env.slot(*depth, *idx).map_err(|_| released())?;
-                self.force_ref(v)
-            }
+            _ => self.eval_ref_node(e, env),
+        }
+    }
+
+    /// [`Evaluator::eval_ref`] of a node that is not a leaf.
+    #[inline(never)]
+    fn eval_ref_node<'a>(&self, e: &'a Expr, env: &'a Env) -> EvalResult<VRef<'a>> {
+        match e {
             Expr::Select { expr, path, default, pos } => self.select_ref(expr, path, default.as_deref(), *pos, env),
             Expr::WithVar { name, withs, pos } => self.with_var_ref(*name, withs, *pos, env),
             _ => self.eval(e, env).map(VRef::Own),
         }
     }
 
-    /// `v` forced, borrowed when it is not an unforced thunk.
+    /// `v` forced, borrowed when it is not an unforced thunk (forcing is a
+    /// tail call, see [`Evaluator::eval_ref`]).
     #[inline]
     pub(crate) fn force_ref<'a>(&self, v: &'a Value) -> EvalResult<VRef<'a>> {
         match v {
             Value::Thunk(t) => match t.get_ref() {
                 Some(v) => Ok(VRef::Ref(v)),
-                None => self.force_thunk_ref(t).map(VRef::Ref),
+                None => self.force_thunk_vref(t),
             },
             v => Ok(VRef::Ref(v)),
         }
+    }
+
+    #[inline(never)]
+    fn force_thunk_vref<'a>(&self, t: &'a crate::value::Thunk) -> EvalResult<VRef<'a>> {
+        self.force_thunk_ref(t).map(VRef::Ref)
     }
 
     /// The base of a selection: leaves borrowed, anything else evaluated
@@ -128,6 +154,8 @@ impl Evaluator {
         Ok(v)
     }
 
+    #[cold]
+    #[inline(never)]
     fn select_missing<'a>(&self, sym: Symbol, default: Option<&Expr>, pos: Pos, env: &Env) -> EvalResult<VRef<'a>> {
         match default {
             Some(d) => self.eval(d, env).map(VRef::Own),

@@ -449,12 +449,13 @@ impl Evaluator {
     /// A variable's value, forced.
     #[inline]
     pub(crate) fn eval_local(&self, env: &Env, depth: u32, idx: u32) -> EvalResult<Value> {
-        match env.slot(depth, idx).map_err(|_| released())? {
-            Value::Thunk(t) => match t.get_ref() {
+        match env.slot(depth, idx) {
+            Ok(Value::Thunk(t)) => match t.get_ref() {
                 Some(v) => Ok(v.clone()),
                 None => self.force_thunk(t),
             },
-            v => Ok(v.clone()),
+            Ok(v) => Ok(v.clone()),
+            Err(_) => Err(released()),
         }
     }
 
@@ -464,18 +465,20 @@ impl Evaluator {
     /// allocation instead of a thunk now and the closure when forced; only
     /// lazy printing shows `<LAMBDA>` where Nix shows `<CODE>`), anything
     /// else as a thunk.
+    /// Variables and constants here, the rest (an allocation) a tail
+    /// call: the leaves need no frame.
     #[inline]
     pub(crate) fn delay(&self, e: &Brc<Expr>, env: &Env) -> EvalResult<Value> {
         match &**e {
-            Expr::Const(v) => Ok(v.clone()),
             // A forced thunk's value, else the slot's value (the result
             // borrowed and cloned once: `Thunk::get` is an out-of-line call).
-            Expr::Local { depth, idx } => match env.slot(*depth, *idx).map_err(|_| released())? {
-                v @ Value::Thunk(t) => Ok(t.get_ref().unwrap_or(v).clone()),
-                v => Ok(v.clone()),
+            Expr::Local { depth, idx } => match env.slot(*depth, *idx) {
+                Ok(v @ Value::Thunk(t)) => Ok(t.get_ref().unwrap_or(v).clone()),
+                Ok(v) => Ok(v.clone()),
+                Err(_) => Err(released()),
             },
-            Expr::Lambda(l) => Ok(closure(l, env)),
-            _ => Ok(Thunk::expr(e.clone(), env.clone())),
+            Expr::Const(v) => Ok(v.clone()),
+            _ => Ok(delay_node(e, env)),
         }
     }
 
@@ -543,12 +546,24 @@ impl Drop for Evaluator {
     }
 }
 
+/// [`Evaluator::delay`] of a node that is not a leaf: a lambda's closure,
+/// anything else a thunk.
+#[inline(never)]
+fn delay_node(e: &Brc<Expr>, env: &Env) -> Value {
+    match &**e {
+        Expr::Lambda(l) => closure(l, env),
+        _ => Thunk::expr(e.clone(), env.clone()),
+    }
+}
+
 /// The closure of the lambda `l` in `env`.
 #[inline]
 pub(crate) fn closure(l: &Brc<crate::ir::Lambda>, env: &Env) -> Value {
     Value::Lambda(crate::value::Brc::new_with(|| crate::value::Closure { lambda: l.clone(), env: env.clone() }))
 }
 
+#[cold]
+#[inline(never)]
 pub(crate) fn released() -> EvalError {
     EvalError::other("internal error: variable frame released (evaluator dropped)")
 }

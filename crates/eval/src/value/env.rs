@@ -365,18 +365,33 @@ impl Env {
         for _ in 0..depth {
             e = e.head().parent.as_ref().ok_or(EnvCleared)?;
         }
-        let mut w = e.head().word.load(Ordering::Acquire);
-        if w & REC != 0 && crate::value::collect::epoch::checking() && e.foreign() {
-            // Counted, then the state read again (the clearing may have
-            // come between).
-            crate::value::collect::epoch::foreign_read();
-            w = e.head().word.load(Ordering::Acquire);
+        let w = e.head().word.load(Ordering::Acquire);
+        if w & REC != 0 && crate::value::collect::epoch::checking() {
+            // A tail call: no call returns here (callers stay frameless).
+            return e.slot_checked(idx);
         }
+        e.slot_in(w, idx)
+    }
+
+    /// Slot `idx` given the head's word `w` (read with `Acquire`).
+    #[inline(always)]
+    fn slot_in(&self, w: u32, idx: u32) -> Result<&Value, EnvCleared> {
         if w & STATE != READY || idx >= w >> LEN_SHIFT {
             return Err(EnvCleared);
         }
         // SAFETY: readable, and `idx` is below the slot count.
-        Ok(unsafe { &*e.slot_ptr().add(idx as usize) })
+        Ok(unsafe { &*self.slot_ptr().add(idx as usize) })
+    }
+
+    /// [`Env::slot`] of a rec frame while reads are checked: a foreign
+    /// read is counted, then the state read again (the clearing may have
+    /// come between).
+    #[inline(never)]
+    fn slot_checked(&self, idx: u32) -> Result<&Value, EnvCleared> {
+        if self.foreign() {
+            crate::value::collect::epoch::foreign_read();
+        }
+        self.slot_in(self.head().word.load(Ordering::Acquire), idx)
     }
 
     /// Whether this rec frame is a fleet host's frame that another thread

@@ -466,8 +466,9 @@ impl Evaluator {
     /// lazy printing shows `<LAMBDA>` where Nix shows `<CODE>`), anything
     /// else as a thunk.
     /// Variables and constants here, the rest (an allocation) a tail
-    /// call: the leaves need no frame.
-    #[inline]
+    /// call: the leaves need no frame. Inline at its few call sites (set
+    /// and list literals, arguments, lets), which have frames anyway.
+    #[inline(always)]
     pub(crate) fn delay(&self, e: &Brc<Expr>, env: &Env) -> EvalResult<Value> {
         match &**e {
             // A forced thunk's value, else the slot's value (the result

@@ -92,6 +92,10 @@ impl Attrs {
         self.0.is_empty()
     }
 
+    /// Frameless: the scan of a small set (most lookups) needs no saved
+    /// register, the binary search of a bigger one is a tail call (when
+    /// both were one function, every lookup paid the search's saves and
+    /// restores: 16 of ~52 instructions).
     #[inline]
     pub fn get_attr(&self, name: Symbol) -> Option<&Attr> {
         let v = self.entries();
@@ -99,8 +103,7 @@ impl Attrs {
             // Symbols are equal iff their pointers are: no string bytes read.
             return v.iter().find(|a| a.name == name);
         }
-        let i = v.binary_search_by(|a| a.name.cmp(&name)).ok()?;
-        v.get(i)
+        search(v, name)
     }
 
     #[inline]
@@ -184,6 +187,13 @@ impl Attrs {
         out.extend_from_slice(&b[j..]);
         Attrs(Brc::new(AttrVec(out)))
     }
+}
+
+/// The attribute `name` of a sorted vector, by binary search.
+#[inline(never)]
+fn search(v: &[Attr], name: Symbol) -> Option<&Attr> {
+    let i = v.binary_search_by(|a| a.name.cmp(&name)).ok()?;
+    v.get(i)
 }
 
 /// Collects attributes in any order; duplicates keep the first definition.

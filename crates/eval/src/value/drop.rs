@@ -10,6 +10,9 @@
 //! thread-local list that the outermost deferring call drains in a loop.
 //! So the stack depth of any drop is bounded, whatever the shape of the
 //! value, and ordinary drops pay one thread-local counter update.
+//! Inside [`breadth_first`] every container defers (the nesting starts at
+//! the limit), and the queue is drained first in, first out, each entry's
+//! children prefetched when queued.
 
 use std::cell::{Cell, RefCell};
 use std::ops::{Deref, DerefMut};
@@ -32,7 +35,8 @@ const MAX_NESTING: u32 = 64;
 
 thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
-    static QUEUE: RefCell<Vec<Garbage>> = const { RefCell::new(Vec::new()) };
+    static QUEUE: RefCell<std::collections::VecDeque<Garbage>> = const { RefCell::new(std::collections::VecDeque::new()) };
+    static BREADTH: Cell<bool> = const { Cell::new(false) };
     static DRAINING: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -80,9 +84,12 @@ pub(crate) fn shallow() -> Option<Nesting> {
 
 #[cold]
 fn defer(g: Garbage) {
+    if BREADTH.with(Cell::get) {
+        crate::value::collect::epoch::prefetch_garbage(&g);
+    }
     let queued = QUEUE.try_with(|q| match q.try_borrow_mut() {
         Ok(mut q) => {
-            q.push(g);
+            q.push_back(g);
             true
         }
         Err(_) => false,
@@ -94,13 +101,36 @@ fn defer(g: Garbage) {
         return;
     }
     loop {
-        let next = QUEUE.with(|q| q.try_borrow_mut().ok().and_then(|mut q| q.pop()));
+        let next = QUEUE.with(|q| q.try_borrow_mut().ok().and_then(|mut q| q.pop_back()));
         match next {
             Some(g) => drop(g),
             None => break,
         }
     }
     DRAINING.with(|d| d.set(false));
+}
+
+/// Run `f` and drop what its drops free breadth-first: every dying
+/// container's children are queued (their lines prefetched) and dropped in
+/// order once `f` returns, so that the misses of a cascade overlap
+/// instead of following each other down the graph (a fleet host's
+/// garbage: `collect/epoch/sweep.rs`).
+pub(crate) fn breadth_first(f: impl FnOnce()) {
+    if BREADTH.with(|b| b.replace(true)) {
+        return f();
+    }
+    // At the nesting limit every container defers; draining, `defer`
+    // only queues.
+    let depth = DEPTH.with(|d| d.replace(MAX_NESTING));
+    let draining = DRAINING.with(|d| d.replace(true));
+    f();
+    while let Some(g) = QUEUE.with(|q| q.try_borrow_mut().ok().and_then(|mut q| q.pop_front())) {
+        drop(g);
+    }
+    QUEUE.with(|q| q.borrow_mut().shrink_to(1024));
+    DRAINING.with(|d| d.set(draining));
+    DEPTH.with(|d| d.set(depth));
+    BREADTH.with(|b| b.set(false));
 }
 
 /// A thunk's result and pending work.

@@ -150,6 +150,7 @@ fn forget_dead(l: &mut Vec<Weak<ThunkInner>>) {
 
 mod quiescence;
 mod sweep;
+pub(crate) use sweep::prefetch_garbage;
 pub use quiescence::Quiescence;
 #[cfg(test)]
 mod tests;

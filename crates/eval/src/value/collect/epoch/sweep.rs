@@ -9,7 +9,11 @@
 //! without an atomic merge), take its contents out, and prefetch the nodes
 //! those contents refer to. Every [`BATCH`] nodes the batch's contents are
 //! dropped (their lines were prefetched meanwhile), then the handles (the
-//! cleared nodes, still in cache, freed if nothing else holds them). Before
+//! cleared nodes, still in cache, freed if nothing else holds them),
+//! breadth-first (`value/drop.rs`'s `breadth_first`: what dies is queued
+//! with its children's lines prefetched, so the misses of the cascade
+//! overlap; depth-first, each level's miss waited for the one above:
+//! clearing 20 hosts took 17-20% more CPU). Before
 //! (a few hundred nanoseconds' worth of node visits later) the lists were
 //! walked three times: the weak references' drops, the contents' drops and
 //! the handles' drops, each a cache miss per node.
@@ -150,9 +154,13 @@ impl<'a> Sweep<'a> {
                 return;
             }
         }
-        crate::value::drop::clear_values(&mut self.values);
-        self.envs.clear();
-        self.thunks.clear();
+        // Breadth-first: what dies with the batch is queued with its
+        // children's lines prefetched, so the cascade's misses overlap.
+        crate::value::drop::breadth_first(|| {
+            crate::value::drop::clear_values(&mut self.values);
+            self.envs.clear();
+            self.thunks.clear();
+        });
         self.in_batch = 0;
     }
 
@@ -184,5 +192,31 @@ fn each_ahead<T>(v: Vec<T>, addr: impl Fn(&T) -> usize, mut f: impl FnMut(T)) {
             prefetch(addr(a));
         }
         f(x);
+    }
+}
+
+/// Prefetch the nodes a queued container's children refer to (called by
+/// `value/drop.rs` when it queues them in [`crate::value::drop::breadth_first`]).
+pub(crate) fn prefetch_garbage(g: &crate::value::drop::Garbage) {
+    use crate::value::drop::Garbage as G;
+    match g {
+        G::Values(v) => v.0.iter().for_each(prefetch_value),
+        G::Attrs(a) => a.iter().for_each(|x| prefetch_value(&x.value)),
+        G::Thunk(v, p) => {
+            v.iter().for_each(prefetch_value);
+            match p {
+                Some(Pending::Expr(_, env)) => prefetch(env.addr()),
+                Some(Pending::Apply(a)) => a.iter().for_each(prefetch_value),
+                Some(Pending::Native(_)) | None => {}
+            }
+        }
+        G::Env(p, vals) => {
+            p.iter().for_each(|e| prefetch(e.addr()));
+            vals.iter().for_each(prefetch_value);
+        }
+        G::EnvOne(p, v) => {
+            p.iter().for_each(|e| prefetch(e.addr()));
+            prefetch_value(v);
+        }
     }
 }

@@ -24,6 +24,11 @@
 use std::ops::Deref;
 
 use super::{Evaluator, released};
+use crate::error::{ErrorKind, EvalError, EvalResult};
+use crate::ir::{AttrName, Expr};
+use crate::source::Pos;
+use crate::symbol::Symbol;
+use crate::value::{Env, Value};
 
 /// A variable's frame was released (see [`released`]), as a borrowed
 /// result (a tail call).
@@ -32,11 +37,6 @@ use super::{Evaluator, released};
 fn released_ref<'a>() -> EvalResult<VRef<'a>> {
     Err(released())
 }
-use crate::error::{ErrorKind, EvalError, EvalResult};
-use crate::ir::{AttrName, Expr};
-use crate::source::Pos;
-use crate::symbol::Symbol;
-use crate::value::{Env, Value};
 
 /// A value borrowed from the heap, or computed (owned).
 pub(crate) enum VRef<'a> {

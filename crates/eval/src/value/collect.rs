@@ -662,16 +662,32 @@ impl Cleared {
                 t.gc_word().fetch_or(epoch::CLEARED, Ordering::Relaxed);
                 // SAFETY: `t` is unreachable from outside the garbage, and
                 // by the caller's promise no other thread uses the heap.
-                let (value, pending) = unsafe { t.clear() };
-                self.values.extend(value);
-                match pending {
-                    Some(Pending::Expr(_, env)) => self.envs.push(env),
-                    Some(Pending::Apply(app)) => self.values.extend(app),
-                    Some(Pending::Native(_)) | None => {}
-                }
+                unsafe { take_thunk_contents(t, &mut self.values, &mut self.envs) };
             }
             _ => {}
         }
+    }
+}
+
+/// Take a garbage thunk's result and pending work out into `values` and
+/// `envs` (the nodes they refer to prefetched: they are dropped soon).
+///
+/// # Safety
+/// As [`Thunk::clear`]: nothing else reads `t`'s contents meanwhile.
+pub(super) unsafe fn take_thunk_contents(t: &Thunk, values: &mut Vec<Value>, envs: &mut Vec<Env>) {
+    // SAFETY: forwarded from the caller.
+    let (value, pending) = unsafe { t.clear() };
+    if let Some(v) = value {
+        prefetch_value(&v);
+        values.push(v);
+    }
+    match pending {
+        Some(Pending::Expr(_, env)) => {
+            prefetch(env.addr());
+            envs.push(env);
+        }
+        Some(Pending::Apply(app)) => values.extend(app),
+        Some(Pending::Native(_)) | None => {}
     }
 }
 

@@ -31,7 +31,7 @@
 
 use std::sync::atomic::{Ordering, fence};
 
-use super::super::{Garbage, Node, prefetch, prefetch_value};
+use super::super::{Garbage, Node, prefetch, prefetch_value, take_thunk_contents};
 use super::CLEARED;
 use crate::value::brc::WeakBrc as Weak;
 use crate::value::env::EnvInner;
@@ -115,19 +115,7 @@ impl<'a> Sweep<'a> {
             gc.store(gc.load(Ordering::Relaxed) | CLEARED, Ordering::Relaxed);
             // SAFETY: forwarded from the caller; the contents are dropped
             // only as the module documentation says.
-            let (value, pending) = unsafe { t.clear() };
-            if let Some(v) = value {
-                prefetch_value(&v);
-                self.values.push(v);
-            }
-            match pending {
-                Some(Pending::Expr(_, env)) => {
-                    prefetch(env.addr());
-                    self.envs.push(env);
-                }
-                Some(Pending::Apply(app)) => self.values.extend(app),
-                Some(Pending::Native(_)) | None => {}
-            }
+            unsafe { take_thunk_contents(&t, &mut self.values, &mut self.envs) };
             self.thunks.push(t);
             self.node_done();
         });
